@@ -1,0 +1,32 @@
+/* Shared pieces of the kdcl command-line tool. */
+#ifndef KDCL_CLI_H
+#define KDCL_CLI_H
+
+#include "kdcl/kdcl.h"
+
+/* Exit codes: 0 ok, 1 runtime failure, 2 usage error / no device. */
+#define CLI_EXIT_FAIL 1
+#define CLI_EXIT_USAGE 2
+
+/* Print "kdcl <cmd>: <message of the last error>" to stderr and return the exit code
+ * that fits the status (2 for a missing device or bad usage, else 1). */
+int cli_fail(const char *cmd, kdcl_status s);
+/* Print a usage error and return CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Open the context for --device (NULL: $KDCL_DEVICE / default); prints the error. */
+int cli_open_ctx(const char *cmd, const char *device, kdcl_ctx **ctx);
+
+/* Strict number parsing: whole string must be a number in range. 0 on success. */
+int cli_parse_size(const char *s, size_t *out);
+int cli_parse_u64(const char *s, uint64_t *out);
+int cli_parse_double(const char *s, double *out);
+
+int cmd_devices(int argc, char **argv);
+int cmd_gemm(int argc, char **argv);
+
+#endif

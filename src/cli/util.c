@@ -1,0 +1,62 @@
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/cli.h"
+
+int cli_fail(const char *cmd, kdcl_status s)
+{
+    const char *msg = kdcl_last_error();
+    fprintf(stderr, "kdcl %s: %s\n", cmd, msg && *msg ? msg : kdcl_status_name(s));
+    return (s == KDCL_ERR_NO_DEVICE || s == KDCL_ERR_INVALID_ARG) ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "kdcl %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see: kdcl %s --help)\n", cmd);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_open_ctx(const char *cmd, const char *device, kdcl_ctx **ctx)
+{
+    kdcl_status s = kdcl_ctx_create(device, ctx);
+    if (s) return cli_fail(cmd, s);
+    return 0;
+}
+
+int cli_parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-') return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_size(const char *s, size_t *out)
+{
+    uint64_t v;
+    if (cli_parse_u64(s, &v) || v > SIZE_MAX) return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+int cli_parse_double(const char *s, double *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}

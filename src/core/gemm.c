@@ -1,0 +1,203 @@
+/* The only file that calls CLBlast. Row-major GEMM with full argument
+ * validation and CLBlast statuses mapped to kdcl errors. */
+#include <clblast_c.h>
+#include <string.h>
+
+#include "kdcl/gemm.h"
+#include "runtime/ctx.h"
+
+const char *kdcl_clblast_status_name(int st)
+{
+    switch (st) {
+#define N(x) case x: return #x;
+    N(CLBlastSuccess)
+    N(CLBlastOpenCLCompilerNotAvailable)
+    N(CLBlastTempBufferAllocFailure)
+    N(CLBlastOpenCLOutOfResources)
+    N(CLBlastOpenCLOutOfHostMemory)
+    N(CLBlastOpenCLBuildProgramFailure)
+    N(CLBlastInvalidValue)
+    N(CLBlastInvalidCommandQueue)
+    N(CLBlastInvalidMemObject)
+    N(CLBlastInvalidBinary)
+    N(CLBlastInvalidBuildOptions)
+    N(CLBlastInvalidProgram)
+    N(CLBlastInvalidProgramExecutable)
+    N(CLBlastInvalidKernelName)
+    N(CLBlastInvalidKernelDefinition)
+    N(CLBlastInvalidKernel)
+    N(CLBlastInvalidArgIndex)
+    N(CLBlastInvalidArgValue)
+    N(CLBlastInvalidArgSize)
+    N(CLBlastInvalidKernelArgs)
+    N(CLBlastInvalidLocalNumDimensions)
+    N(CLBlastInvalidLocalThreadsTotal)
+    N(CLBlastInvalidLocalThreadsDim)
+    N(CLBlastInvalidGlobalOffset)
+    N(CLBlastInvalidEventWaitList)
+    N(CLBlastInvalidEvent)
+    N(CLBlastInvalidOperation)
+    N(CLBlastInvalidBufferSize)
+    N(CLBlastInvalidGlobalWorkSize)
+    N(CLBlastNotImplemented)
+    N(CLBlastInvalidMatrixA)
+    N(CLBlastInvalidMatrixB)
+    N(CLBlastInvalidMatrixC)
+    N(CLBlastInvalidVectorX)
+    N(CLBlastInvalidVectorY)
+    N(CLBlastInvalidDimension)
+    N(CLBlastInvalidLeadDimA)
+    N(CLBlastInvalidLeadDimB)
+    N(CLBlastInvalidLeadDimC)
+    N(CLBlastInvalidIncrementX)
+    N(CLBlastInvalidIncrementY)
+    N(CLBlastInsufficientMemoryA)
+    N(CLBlastInsufficientMemoryB)
+    N(CLBlastInsufficientMemoryC)
+    N(CLBlastInsufficientMemoryX)
+    N(CLBlastInsufficientMemoryY)
+    N(CLBlastInsufficientMemoryTemp)
+    N(CLBlastInvalidBatchCount)
+    N(CLBlastInvalidOverrideKernel)
+    N(CLBlastMissingOverrideParameter)
+    N(CLBlastInvalidLocalMemUsage)
+    N(CLBlastNoHalfPrecision)
+    N(CLBlastNoDoublePrecision)
+    N(CLBlastInvalidVectorScalar)
+    N(CLBlastInsufficientMemoryScalar)
+    N(CLBlastDatabaseError)
+    N(CLBlastUnknownError)
+    N(CLBlastUnexpectedError)
+#undef N
+    }
+    return "CLBlastUnknownStatus";
+}
+
+/* Elements a row-major operand occupies: last element index + 1. */
+static int extent(size_t rows, size_t cols, size_t ld, size_t off, size_t *out)
+{
+    size_t e;
+    if (__builtin_mul_overflow(rows - 1, ld, &e) || __builtin_add_overflow(e, cols, &e) ||
+        __builtin_add_overflow(e, off, &e))
+        return -1;
+    *out = e;
+    return 0;
+}
+
+static kdcl_status check_operand(const char *name, cl_mem buf, size_t rows, size_t cols,
+                                 size_t ld, size_t off, size_t stride, size_t batch, size_t m,
+                                 size_t n, size_t k, const char *routine)
+{
+    if (!buf)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s(m=%zu n=%zu k=%zu): matrix %s is NULL",
+                              routine, m, n, k, name);
+    if (ld < cols)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "%s(m=%zu n=%zu k=%zu): leading dimension of %s is %zu, needs >= %zu",
+                              routine, m, n, k, name, ld, cols);
+    size_t need, last_off = off;
+    if (batch > 1 && (__builtin_mul_overflow(batch - 1, stride, &last_off) ||
+                      __builtin_add_overflow(last_off, off, &last_off)))
+        return kdcl_set_error(KDCL_ERR_OVERFLOW, "%s: batch extent of %s overflows", routine, name);
+    if (extent(rows, cols, ld, last_off, &need) || need > SIZE_MAX / sizeof(float))
+        return kdcl_set_error(KDCL_ERR_OVERFLOW, "%s: extent of %s overflows", routine, name);
+    size_t bytes = 0;
+    cl_int e = clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof bytes, &bytes, NULL);
+    if (e != CL_SUCCESS)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: matrix %s is not a valid buffer (%s)",
+                              routine, name, kdcl_cl_error_name(e));
+    if (need * sizeof(float) > bytes)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "%s(m=%zu n=%zu k=%zu): matrix %s needs %zu floats "
+                              "(offset %zu, ld %zu) but its buffer holds %zu",
+                              routine, m, n, k, name, need, off, ld, bytes / sizeof(float));
+    return KDCL_OK;
+}
+
+static kdcl_status clblast_fail(CLBlastStatusCode st, const char *routine, kdcl_trans ta,
+                                kdcl_trans tb, size_t m, size_t n, size_t k, size_t batch)
+{
+    kdcl_status s = KDCL_ERR_CLBLAST;
+    if (st == CLBlastTempBufferAllocFailure || st == CLBlastOpenCLOutOfHostMemory ||
+        st == CLBlastOpenCLOutOfResources)
+        s = KDCL_ERR_OOM;
+    if (st == CLBlastOpenCLBuildProgramFailure) s = KDCL_ERR_BUILD;
+    return kdcl_set_error(s, "CLBlast %s(%s%s, m=%zu n=%zu k=%zu, batch=%zu) failed: %s (%d)",
+                          routine, ta ? "T" : "N", tb ? "T" : "N", m, n, k, batch,
+                          kdcl_clblast_status_name(st), (int)st);
+}
+
+static kdcl_status validate(kdcl_trans ta, kdcl_trans tb, size_t m, size_t n, size_t k, cl_mem a,
+                            size_t a_off, size_t lda, size_t a_stride, cl_mem b, size_t b_off,
+                            size_t ldb, size_t b_stride, cl_mem c, size_t c_off, size_t ldc,
+                            size_t c_stride, size_t batch, const char *routine)
+{
+    kdcl_status s;
+    /* Stored shapes (row-major): A is m x k or k x m when transposed. */
+    size_t ar = ta ? k : m, ac = ta ? m : k;
+    size_t br = tb ? n : k, bc = tb ? k : n;
+    if ((s = check_operand("A", a, ar, ac, lda, a_off, a_stride, batch, m, n, k, routine)))
+        return s;
+    if ((s = check_operand("B", b, br, bc, ldb, b_off, b_stride, batch, m, n, k, routine)))
+        return s;
+    return check_operand("C", c, m, n, ldc, c_off, c_stride, batch, m, n, k, routine);
+}
+
+/* k == 0: C = beta * C, done as a GEMM with a zero inner product would be an
+ * error in CLBlast; use k = 1 with alpha = 0 on C itself (A = B = C's first element). */
+static kdcl_status scale_only(kdcl_ctx *ctx, size_t m, size_t n, float beta, cl_mem c,
+                              size_t c_off, size_t ldc, cl_event *event)
+{
+    cl_command_queue q = ctx->queue;
+    CLBlastStatusCode st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                                        CLBlastTransposeNo, m, n, 1, 0.0f, c, c_off, 1, c, c_off, n,
+                                        beta, c, c_off, ldc, &q, event);
+    if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", 0, 0, m, n, 0, 1);
+    return KDCL_OK;
+}
+
+kdcl_status kdcl_gemm(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, size_t n, size_t k,
+                      float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
+                      size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc, cl_event *event)
+{
+    if (event) *event = NULL;
+    if (m == 0 || n == 0) return KDCL_OK;
+    if (k == 0) {
+        kdcl_status s = check_operand("C", c, m, n, ldc, c_off, 0, 1, m, n, k, "Sgemm");
+        return s ? s : scale_only(ctx, m, n, beta, c, c_off, ldc, event);
+    }
+    kdcl_status s = validate(ta, tb, m, n, k, a, a_off, lda, 0, b, b_off, ldb, 0, c, c_off, ldc,
+                             0, 1, "Sgemm");
+    if (s) return s;
+    cl_command_queue q = ctx->queue;
+    CLBlastStatusCode st =
+        CLBlastSgemm(CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+                     tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a, a_off, lda,
+                     b, b_off, ldb, beta, c, c_off, ldc, &q, event);
+    if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", ta, tb, m, n, k, 1);
+    return KDCL_OK;
+}
+
+kdcl_status kdcl_gemm_batched(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, size_t n,
+                              size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
+                              size_t a_stride, cl_mem b, size_t b_off, size_t ldb, size_t b_stride,
+                              float beta, cl_mem c, size_t c_off, size_t ldc, size_t c_stride,
+                              size_t batch, cl_event *event)
+{
+    if (event) *event = NULL;
+    if (m == 0 || n == 0 || batch == 0) return KDCL_OK;
+    if (k == 0)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "SgemmStridedBatched(m=%zu n=%zu k=0): k must be positive", m, n);
+    kdcl_status s = validate(ta, tb, m, n, k, a, a_off, lda, a_stride, b, b_off, ldb, b_stride, c,
+                             c_off, ldc, c_stride, batch, "SgemmStridedBatched");
+    if (s) return s;
+    cl_command_queue q = ctx->queue;
+    CLBlastStatusCode st = CLBlastSgemmStridedBatched(
+        CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+        tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a, a_off, lda, a_stride, b,
+        b_off, ldb, b_stride, beta, c, c_off, ldc, c_stride, batch, &q, event);
+    if (st != CLBlastSuccess)
+        return clblast_fail(st, "SgemmStridedBatched", ta, tb, m, n, k, batch);
+    return KDCL_OK;
+}

@@ -1,0 +1,39 @@
+/* Internal: the context structure, visible to the library's own modules. */
+#ifndef KDCL_RUNTIME_CTX_H
+#define KDCL_RUNTIME_CTX_H
+#include "kdcl/runtime.h"
+
+typedef struct kdcl_kernel_entry {
+    char program[64];
+    char kernel[64];
+    cl_kernel k;
+} kdcl_kernel_entry;
+
+typedef struct kdcl_program_entry {
+    char program[64];
+    cl_program p;
+} kdcl_program_entry;
+
+struct kdcl_ctx {
+    kdcl_device_info dev;
+    cl_context cl;
+    cl_command_queue queue;
+    kdcl_program_entry *programs;
+    size_t n_programs, cap_programs;
+    kdcl_kernel_entry *kernels;
+    size_t n_kernels, cap_kernels;
+    kdcl_build_stats stats;
+    uint64_t mem_allocs, mem_live, mem_peak; /* device buffers (src/core/tensor.c) */
+};
+
+/* Set an OpenCL error with call site: returns KDCL_ERR_OPENCL, or KDCL_ERR_OOM
+ * for allocation failures. */
+kdcl_status kdcl_cl_fail(int err, const char *what);
+#define KDCL_CL_CHECK(call, what)                                 \
+    do {                                                          \
+        cl_int kdcl_e_ = (call);                                  \
+        if (kdcl_e_ != CL_SUCCESS) return kdcl_cl_fail(kdcl_e_, what); \
+    } while (0)
+
+double kdcl_now_seconds(void);
+#endif

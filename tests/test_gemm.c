@@ -1,0 +1,254 @@
+/* GEMM through CLBlast against a double-precision CPU reference.
+ *
+ * Tolerance: for a dot product of length k computed in fp32 in any order,
+ * |fl(a.b) - a.b| <= gamma_k * sum_i |a_i b_i| with gamma_k = k u / (1 - k u),
+ * u = 2^-24 (Higham, Accuracy and Stability, 3.1). With alpha/beta the bound
+ * becomes gamma_{k+2} * (|alpha| sum|a_i b_i| + |beta| |c|). We check every
+ * entry against that bound: it holds for every summation order CLBlast may
+ * use, and a wrong transpose, offset or leading dimension gives O(1) errors. */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kdcl/kdcl.h"
+#include "testutil.h"
+
+static kdcl_ctx *ctx;
+
+static void setup(void)
+{
+    kdcl_status s = kdcl_ctx_create(NULL, &ctx);
+    ck_assert_msg(s == KDCL_OK, "context: %s", kdcl_last_error());
+}
+static void teardown(void)
+{
+    kdcl_ctx_destroy(ctx);
+    ctx = NULL;
+}
+
+typedef struct {
+    size_t m, n, k;
+    int ta, tb;
+    size_t pad_a, pad_b, pad_c; /* extra leading-dimension padding */
+    size_t off_a, off_b, off_c; /* element offsets */
+    float alpha, beta;
+} gemm_case;
+
+static cl_mem upload(const float *h, size_t n)
+{
+    cl_int e;
+    cl_mem m = clCreateBuffer(kdcl_ctx_cl(ctx), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                              n * sizeof(float), (void *)h, &e);
+    ck_assert_int_eq(e, CL_SUCCESS);
+    return m;
+}
+
+static void run_case(const gemm_case *g)
+{
+    size_t ar = g->ta ? g->k : g->m, ac = g->ta ? g->m : g->k;
+    size_t br = g->tb ? g->n : g->k, bc = g->tb ? g->k : g->n;
+    size_t lda = ac + g->pad_a, ldb = bc + g->pad_b, ldc = g->n + g->pad_c;
+    size_t na = g->off_a + ar * lda, nb = g->off_b + br * ldb, nc = g->off_c + g->m * ldc;
+    float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c = malloc(nc * sizeof *c);
+    float *out = malloc(nc * sizeof *out);
+    ck_assert(a && b && c && out);
+    tu_fill_uniform(a, na, -1, 1, g->m * 31 + g->k);
+    tu_fill_uniform(b, nb, -1, 1, g->n * 17 + g->k + 5);
+    tu_fill_uniform(c, nc, -1, 1, g->m + g->n + 99);
+    cl_mem da = upload(a, na), db = upload(b, nb), dc = upload(c, nc);
+    kdcl_status s = kdcl_gemm(ctx, g->ta, g->tb, g->m, g->n, g->k, g->alpha, da, g->off_a, lda,
+                              db, g->off_b, ldb, g->beta, dc, g->off_c, ldc, NULL);
+    ck_assert_msg(s == KDCL_OK, "gemm: %s", kdcl_last_error());
+    ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(ctx), dc, CL_TRUE, 0, nc * sizeof(float),
+                                         out, 0, NULL, NULL),
+                     CL_SUCCESS);
+    double u = ldexp(1.0, -24), kk = (double)(g->k + 2);
+    double gamma = kk * u / (1.0 - kk * u);
+    double worst = 0;
+    for (size_t i = 0; i < g->m; i++)
+        for (size_t j = 0; j < g->n; j++) {
+            double ref = 0, mag = 0;
+            for (size_t p = 0; p < g->k; p++) {
+                double av = g->ta ? a[g->off_a + p * lda + i] : a[g->off_a + i * lda + p];
+                double bv = g->tb ? b[g->off_b + j * ldb + p] : b[g->off_b + p * ldb + j];
+                ref += av * bv;
+                mag += fabs(av * bv);
+            }
+            double c0 = c[g->off_c + i * ldc + j];
+            double want = g->alpha * ref + g->beta * c0;
+            double bound = gamma * (fabs(g->alpha) * mag + fabs(g->beta * c0)) + 1e-30;
+            double err = fabs(out[g->off_c + i * ldc + j] - want);
+            if (err / bound > worst) worst = err / bound;
+            if (err > bound)
+                ck_abort_msg("m=%zu n=%zu k=%zu ta=%d tb=%d: C[%zu,%zu]=%.9g want %.9g "
+                             "(err %.3g > bound %.3g)",
+                             g->m, g->n, g->k, g->ta, g->tb, i, j, out[g->off_c + i * ldc + j],
+                             want, err, bound);
+        }
+    /* Entries outside the m x n window (padding, offset prefix) must be untouched. */
+    for (size_t idx = 0; idx < nc; idx++) {
+        int inside = idx >= g->off_c && ((idx - g->off_c) % ldc) < g->n;
+        if (!inside) ck_assert_msg(out[idx] == c[idx], "GEMM wrote outside C at %zu", idx);
+    }
+    clReleaseMemObject(da);
+    clReleaseMemObject(db);
+    clReleaseMemObject(dc);
+    free(a);
+    free(b);
+    free(c);
+    free(out);
+}
+
+static const size_t small_shapes[][3] = {
+    {1, 1, 1}, {7, 7, 7}, {64, 64, 64}, {129, 65, 33}, {1, 129, 7}, {1031, 7, 64}, {7, 1000, 129},
+};
+
+START_TEST(test_small_shapes_all_transposes)
+{
+    for (size_t s = 0; s < sizeof small_shapes / sizeof small_shapes[0]; s++)
+        for (int t = 0; t < 4; t++) {
+            gemm_case g = {small_shapes[s][0], small_shapes[s][1], small_shapes[s][2], t & 1,
+                           t >> 1, 0, 0, 0, 0, 0, 0, 1.0f, 0.0f};
+            run_case(&g);
+        }
+}
+END_TEST
+
+START_TEST(test_mlp_shapes)
+{
+    /* forward X[128x784] W1^T; backward dW = dY^T X; dX = dY W; the 1200-wide layer */
+    static const size_t shapes[][5] = {
+        {128, 1200, 784, 0, 1},  {1200, 784, 128, 1, 0}, {128, 784, 1200, 0, 0},
+        {128, 1200, 1200, 0, 1}, {1200, 1200, 128, 1, 0}, {128, 1200, 1200, 0, 0},
+        {128, 10, 1200, 0, 1},   {10, 1200, 128, 1, 0},   {128, 1200, 10, 0, 0},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        gemm_case g = {shapes[s][0], shapes[s][1], shapes[s][2], (int)shapes[s][3],
+                       (int)shapes[s][4], 0, 0, 0, 0, 0, 0, 1.0f, 0.0f};
+        run_case(&g);
+    }
+}
+END_TEST
+
+START_TEST(test_alpha_beta_offsets_ld)
+{
+    for (int t = 0; t < 4; t++) {
+        gemm_case g = {37, 53, 129, t & 1, t >> 1, 3, 5, 7, 11, 13, 17, 0.5f, -1.5f};
+        run_case(&g);
+        gemm_case h = {128, 120, 78, t & 1, t >> 1, 1, 0, 2, 0, 4, 1, -2.0f, 1.0f};
+        run_case(&h);
+    }
+    gemm_case z = {16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0.0f, 0.25f}; /* alpha = 0 */
+    run_case(&z);
+}
+END_TEST
+
+START_TEST(test_k_zero_scales_c)
+{
+    float c[6] = {1, 2, 3, 4, 5, 6}, a[1] = {0}, out[6];
+    cl_mem dc = upload(c, 6), da = upload(a, 1);
+    kdcl_status s = kdcl_gemm(ctx, 0, 0, 2, 3, 0, 1.0f, da, 0, 1, da, 0, 3, -2.0f, dc, 0, 3, NULL);
+    ck_assert_msg(s == KDCL_OK, "%s", kdcl_last_error());
+    clEnqueueReadBuffer(kdcl_ctx_queue(ctx), dc, CL_TRUE, 0, sizeof out, out, 0, NULL, NULL);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(out[i], -2.0f * c[i]);
+    clReleaseMemObject(dc);
+    clReleaseMemObject(da);
+}
+END_TEST
+
+START_TEST(test_batched)
+{
+    const size_t m = 9, n = 13, k = 31, batch = 4;
+    const size_t sa = m * k + 5, sb = k * n + 3, sc = m * n + 7;
+    size_t na = sa * batch, nb = sb * batch, nc = sc * batch;
+    float *a = malloc(na * 4), *b = malloc(nb * 4), *c = malloc(nc * 4), *out = malloc(nc * 4);
+    tu_fill_uniform(a, na, -1, 1, 1);
+    tu_fill_uniform(b, nb, -1, 1, 2);
+    tu_fill_uniform(c, nc, -1, 1, 3);
+    cl_mem da = upload(a, na), db = upload(b, nb), dc = upload(c, nc);
+    /* A transposed (stored k x m), B normal */
+    kdcl_status s = kdcl_gemm_batched(ctx, KDCL_TRANS, KDCL_NO_TRANS, m, n, k, 1.5f, da, 0, m, sa,
+                                      db, 0, n, sb, 0.5f, dc, 0, n, sc, batch, NULL);
+    ck_assert_msg(s == KDCL_OK, "%s", kdcl_last_error());
+    clEnqueueReadBuffer(kdcl_ctx_queue(ctx), dc, CL_TRUE, 0, nc * 4, out, 0, NULL, NULL);
+    double u = ldexp(1.0, -24), gamma = (k + 2) * u / (1 - (k + 2) * u);
+    for (size_t q = 0; q < batch; q++)
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++) {
+                double ref = 0, mag = 0;
+                for (size_t p = 0; p < k; p++) {
+                    double v = (double)a[q * sa + p * m + i] * b[q * sb + p * n + j];
+                    ref += v;
+                    mag += fabs(v);
+                }
+                double c0 = c[q * sc + i * n + j];
+                double want = 1.5 * ref + 0.5 * c0;
+                double bound = gamma * (1.5 * mag + 0.5 * fabs(c0)) + 1e-30;
+                ck_assert_msg(fabs(out[q * sc + i * n + j] - want) <= bound,
+                              "batch %zu C[%zu,%zu] = %g want %g", q, i, j,
+                              out[q * sc + i * n + j], want);
+            }
+    clReleaseMemObject(da);
+    clReleaseMemObject(db);
+    clReleaseMemObject(dc);
+    free(a);
+    free(b);
+    free(c);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_bad_arguments)
+{
+    float h[64] = {0};
+    cl_mem d = upload(h, 64);
+    /* lda smaller than the row length */
+    kdcl_status s = kdcl_gemm(ctx, 0, 0, 4, 4, 4, 1, d, 0, 3, d, 0, 4, 0, d, 0, 4, NULL);
+    ck_assert_int_eq(s, KDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "leading dimension of A"));
+    /* buffer too small for the shape */
+    s = kdcl_gemm(ctx, 0, 0, 9, 9, 9, 1, d, 0, 9, d, 0, 9, 0, d, 0, 9, NULL);
+    ck_assert_int_eq(s, KDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "m=9 n=9 k=9"));
+    /* offset pushes past the end */
+    s = kdcl_gemm(ctx, 0, 0, 4, 4, 4, 1, d, 60, 4, d, 0, 4, 0, d, 0, 4, NULL);
+    ck_assert_int_eq(s, KDCL_ERR_INVALID_ARG);
+    /* NULL buffer */
+    s = kdcl_gemm(ctx, 0, 0, 4, 4, 4, 1, NULL, 0, 4, d, 0, 4, 0, d, 0, 4, NULL);
+    ck_assert_int_eq(s, KDCL_ERR_INVALID_ARG);
+    /* m == 0 is a no-op */
+    ck_assert_int_eq(kdcl_gemm(ctx, 0, 0, 0, 4, 4, 1, d, 0, 4, d, 0, 4, 0, d, 0, 4, NULL), KDCL_OK);
+    /* batched: k == 0 rejected with a message */
+    s = kdcl_gemm_batched(ctx, 0, 0, 2, 2, 0, 1, d, 0, 1, 4, d, 0, 2, 4, 0, d, 0, 2, 4, 2, NULL);
+    ck_assert_int_eq(s, KDCL_ERR_INVALID_ARG);
+    clReleaseMemObject(d);
+}
+END_TEST
+
+START_TEST(test_clblast_status_names)
+{
+    ck_assert_str_eq(kdcl_clblast_status_name(-1016), "CLBlastInvalidLeadDimA");
+    ck_assert_str_eq(kdcl_clblast_status_name(-4), "CLBlastTempBufferAllocFailure");
+}
+END_TEST
+
+static Suite *gemm_suite(void)
+{
+    Suite *s = suite_create("gemm");
+    TCase *tc = tcase_create("gemm");
+    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 1200);
+    tcase_add_test(tc, test_clblast_status_names);
+    tcase_add_test(tc, test_bad_arguments);
+    tcase_add_test(tc, test_small_shapes_all_transposes);
+    tcase_add_test(tc, test_alpha_beta_offsets_ld);
+    tcase_add_test(tc, test_k_zero_scales_c);
+    tcase_add_test(tc, test_batched);
+    tcase_add_test(tc, test_mlp_shapes);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run_suite(gemm_suite()); }

@@ -1,0 +1,59 @@
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *tu_tmpdir(void)
+{
+    static char dir[4096];
+    if (!dir[0]) {
+        const char *base = getenv("KDCL_TEST_TMP");
+        if (!base || !*base) base = "/tmp";
+        mkdir(base, 0755);
+        snprintf(dir, sizeof dir, "%s/kdcl-test-%ld", base, (long)getpid());
+        mkdir(dir, 0755);
+    }
+    return dir;
+}
+
+const char *tu_path(const char *name)
+{
+    static char bufs[8][4096];
+    static int k;
+    char *b = bufs[k++ & 7];
+    snprintf(b, 4096, "%s/%s", tu_tmpdir(), name);
+    return b;
+}
+
+int tu_write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = n ? fwrite(data, 1, n, f) : 0;
+    int rc = fclose(f);
+    return (w == n && rc == 0) ? 0 : -1;
+}
+
+void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x1234567ull;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        double u = (double)(s >> 11) / 9007199254740992.0;
+        x[i] = (float)(lo + (hi - lo) * u);
+    }
+}
+
+int tu_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int nf = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return nf == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
