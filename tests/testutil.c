@@ -13,7 +13,8 @@ const char *tu_tmpdir(void)
         const char *base = getenv("KDCL_TEST_TMP");
         if (!base || !*base) base = "/tmp";
         mkdir(base, 0755);
-        snprintf(dir, sizeof dir, "%s/kdcl-test-%ld", base, (long)getpid());
+        int w = snprintf(dir, sizeof dir - 64, "%s/kdcl-test-%ld", base, (long)getpid());
+        ck_assert_msg(w > 0 && (size_t)w < sizeof dir - 64, "KDCL_TEST_TMP too long");
         mkdir(dir, 0755);
     }
     return dir;
@@ -24,7 +25,8 @@ const char *tu_path(const char *name)
     static char bufs[8][4096];
     static int k;
     char *b = bufs[k++ & 7];
-    snprintf(b, 4096, "%s/%s", tu_tmpdir(), name);
+    int w = snprintf(b, 4096, "%s/%s", tu_tmpdir(), name);
+    ck_assert_msg(w > 0 && w < 4096, "test path too long: %s", name);
     return b;
 }
 
