@@ -8,5 +8,11 @@
 #include "kdcl/runtime.h"
 #include "kdcl/tensor.h"
 #include "kdcl/gemm.h"
+#include "kdcl/ops.h"
+#include "kdcl/loss.h"
+#include "kdcl/data.h"
+#include "kdcl/safetensors.h"
+#include "kdcl/nn.h"
+#include "kdcl/train.h"
 
 #endif

@@ -26,7 +26,21 @@ int cli_parse_size(const char *s, size_t *out);
 int cli_parse_u64(const char *s, uint64_t *out);
 int cli_parse_double(const char *s, double *out);
 
+/* Comma-separated list of up to `max` numbers (d1..d3, unused may be NULL).
+ * Returns how many were parsed, or -1 on garbage. */
+int cli_parse_list(const char *s, int max, double *d1, double *d2, double *d3);
+
+#define CLI_DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+/* --data, else $KDCL_DATA, else CLI_DEFAULT_DATA. */
+const char *cli_data_dir(const char *opt);
+/* Load a split; prints the error and returns its exit code (0 on success). */
+struct kdcl_dataset;
+int cli_load_split(const char *cmd, const char *dir, const char *split, struct kdcl_dataset *ds);
+double kdcl_wall_seconds(void);
+
 int cmd_devices(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_gemm(int argc, char **argv);
 
 #endif

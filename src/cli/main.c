@@ -12,6 +12,8 @@ typedef struct {
 
 static const command commands[] = {
     {"devices", cmd_devices, "list OpenCL platforms and devices"},
+    {"train", cmd_train, "train an MLP (dropout, jitter, max-norm) and save a checkpoint"},
+    {"eval", cmd_eval, "test errors, per-class errors and confusion matrix of a checkpoint"},
     {"gemm", cmd_gemm, "run one GEMM on the device and check it against the CPU"},
 };
 

@@ -4,7 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <string.h>
+#include <time.h>
+
 #include "cli/cli.h"
+#include "kdcl/data.h"
 
 int cli_fail(const char *cmd, kdcl_status s)
 {
@@ -59,4 +63,43 @@ int cli_parse_double(const char *s, double *out)
     if (errno || *end || !isfinite(v)) return -1;
     *out = v;
     return 0;
+}
+
+int cli_parse_list(const char *s, int max, double *d1, double *d2, double *d3)
+{
+    double *dst[3] = {d1, d2, d3};
+    char buf[256];
+    if (!s || strlen(s) >= sizeof buf) return -1;
+    snprintf(buf, sizeof buf, "%s", s);
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n >= max || !dst[n] || cli_parse_double(tok, dst[n])) return -1;
+        n++;
+    }
+    return n;
+}
+
+const char *cli_data_dir(const char *opt)
+{
+    if (opt && *opt) return opt;
+    const char *e = getenv("KDCL_DATA");
+    return e && *e ? e : CLI_DEFAULT_DATA;
+}
+
+int cli_load_split(const char *cmd, const char *dir, const char *split, kdcl_dataset *ds)
+{
+    kdcl_status s = kdcl_dataset_load_split(dir, split, ds);
+    if (s) {
+        fprintf(stderr, "kdcl %s: %s\n", cmd, kdcl_last_error());
+        return CLI_EXIT_FAIL;
+    }
+    return 0;
+}
+
+double kdcl_wall_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -1,0 +1,23 @@
+/* Batch assembly on the device: gather the rows of a device-resident dataset
+ * in the order given by a permutation. */
+
+/* dst[r, :] = src[perm[start + r], :] for r < rows; one work-item per byte,
+ * 4 bytes at a time where the row length allows. */
+__kernel void gather_rows_u8(__global const uchar *src, __global const int *perm,
+                             const uint start, const uint dim, const uint rows,
+                             __global uchar *dst)
+{
+    size_t i = get_global_id(0);
+    size_t total = (size_t)rows * dim;
+    if (i >= total) return;
+    size_t r = i / dim, c = i - r * dim;
+    size_t row = (size_t)perm[start + r];
+    dst[i] = src[row * dim + c];
+}
+
+__kernel void gather_i32(__global const int *src, __global const int *perm, const uint start,
+                         const uint rows, __global int *dst)
+{
+    size_t i = get_global_id(0);
+    if (i < rows) dst[i] = src[perm[start + i]];
+}

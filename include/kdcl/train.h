@@ -1,0 +1,110 @@
+/* Training and evaluation loops: batches assembled on the device, SGD with
+ * schedules, metrics (JSONL), progress, NaN detection. */
+#ifndef KDCL_TRAIN_H
+#define KDCL_TRAIN_H
+
+#include <stdio.h>
+
+#include "kdcl/data.h"
+#include "kdcl/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Feeds batches of a host dataset to the device. When the dataset fits
+ * (<= 1/4 of device memory and one allocation), it is uploaded once and
+ * batches are gathered on the device from an uploaded permutation; otherwise
+ * each batch is gathered on the host into one of two staging buffers and
+ * uploaded asynchronously while the previous step runs. */
+typedef struct kdcl_batcher {
+    kdcl_ctx *ctx;
+    const kdcl_dataset *ds;
+    size_t max_batch;
+    int resident;
+    size_t *order;                 /* host permutation of 0..n-1 */
+    kdcl_tensor images, labels;    /* resident copies (U8 [n, dim], I32 [n]) */
+    kdcl_tensor perm;              /* I32 [n] */
+    kdcl_tensor batch_u8[2];       /* U8 [max_batch, dim] */
+    kdcl_tensor batch_labels[2];   /* I32 [max_batch] */
+    uint8_t *stage[2];
+    int32_t *stage_labels[2];
+    cl_event pending[2];
+    int cur;                       /* index of the buffer filled by the last load */
+} kdcl_batcher;
+
+kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_batch,
+                                kdcl_batcher *b);
+/* Order for an epoch: shuffled by (seed, epoch), or identity when shuffle == 0. */
+kdcl_status kdcl_batcher_epoch(kdcl_batcher *b, int shuffle, uint64_t seed, uint64_t epoch);
+/* Assemble rows order[start .. start+count) into batch_u8[cur]/batch_labels[cur]. */
+kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count);
+void kdcl_batcher_destroy(kdcl_batcher *b);
+
+/* Input normalisation: x = u8 * scale + shift (stored in checkpoints). */
+typedef struct kdcl_norm {
+    float scale, shift;
+} kdcl_norm;
+#define KDCL_NORM_DEFAULT ((kdcl_norm){1.0f / 255.0f, 0.0f})
+
+typedef struct kdcl_train_opts {
+    size_t epochs;
+    size_t batch;
+    float lr;              /* initial learning rate */
+    float lr_decay;        /* multiplied into the rate after every epoch (1 = constant) */
+    float momentum0;       /* momentum at epoch 0 ... */
+    float momentum1;       /* ... ramped linearly to this by momentum_epochs */
+    size_t momentum_epochs;
+    float weight_decay;
+    float max_norm;        /* <= 0: off */
+    float drop_in, drop_hidden;
+    int jitter;            /* max translation in pixels (0: off) */
+    uint64_t seed;
+    kdcl_norm norm;
+    const kdcl_dataset *val;   /* evaluated after each epoch (may be NULL) */
+    const char *metrics_path;  /* JSONL, one line per epoch (may be NULL) */
+    FILE *log;                 /* one summary line per epoch (may be NULL) */
+    int progress;              /* progress bar on stderr */
+    const char *tag;           /* name shown in log lines */
+} kdcl_train_opts;
+
+void kdcl_train_opts_default(kdcl_train_opts *o);
+
+/* Loss of a training step: fill m->dact[L] with dL/dlogits (divided by the
+ * batch size), write the per-example loss into loss (F32 [B]) and add this
+ * batch's error count to errors (I32 [1]). The default is cross-entropy with
+ * the labels; distillation installs its own. */
+typedef kdcl_status (*kdcl_loss_fn)(void *user, kdcl_mlp *m, const kdcl_batcher *b,
+                                    size_t start, size_t count, const kdcl_tensor *labels,
+                                    kdcl_tensor *loss, kdcl_tensor *errors);
+
+typedef struct kdcl_epoch_stats {
+    size_t epoch;
+    double train_loss, train_error; /* training-mode (dropout) running values */
+    double val_loss, val_error;     /* NAN without a validation set */
+    size_t val_errors;
+    double lr, momentum, seconds, samples_per_s;
+} kdcl_epoch_stats;
+
+/* Train m on ds. loss_fn NULL: cross-entropy. `last` (may be NULL) receives
+ * the last epoch's statistics. Stops with KDCL_ERR_NUMERIC naming the epoch
+ * and step if the loss becomes NaN/Inf. */
+kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opts *o,
+                       kdcl_loss_fn loss_fn, void *loss_user, kdcl_epoch_stats *last);
+
+typedef struct kdcl_eval_result {
+    size_t n, errors;
+    double loss;        /* mean cross-entropy */
+    size_t n_classes;
+    int32_t *confusion; /* [n_classes * n_classes], row = true class (malloc'ed; may be NULL) */
+} kdcl_eval_result;
+
+/* Test-mode (no dropout) evaluation; want_confusion allocates the matrix. */
+kdcl_status kdcl_evaluate(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm,
+                          int want_confusion, kdcl_eval_result *r);
+void kdcl_eval_result_free(kdcl_eval_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

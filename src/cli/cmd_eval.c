@@ -1,0 +1,133 @@
+/* kdcl eval: test errors, accuracy, per-class errors and the confusion matrix
+ * of a checkpoint (text or --json). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/cli.h"
+#include "kdcl/data.h"
+#include "kdcl/safetensors.h"
+#include "kdcl/train.h"
+
+static kdcl_norm checkpoint_norm(const kdcl_st_file *f)
+{
+    kdcl_norm n = KDCL_NORM_DEFAULT;
+    double v;
+    const char *s = kdcl_st_meta(f, "input_scale");
+    if (s && !cli_parse_double(s, &v)) n.scale = (float)v;
+    s = kdcl_st_meta(f, "input_shift");
+    if (s && !cli_parse_double(s, &v)) n.shift = (float)v;
+    return n;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'D'},
+        {"split", required_argument, 0, 'S'}, {"json", no_argument, 0, 'j'},
+        {"device", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *model = NULL, *data = NULL, *split = "test", *device = NULL;
+    int json = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'D': data = optarg; break;
+        case 'S': split = optarg; break;
+        case 'd': device = optarg; break;
+        case 'j': json = 1; break;
+        case 'h':
+            printf("usage: kdcl eval --model MODEL.safetensors [--data DIR] [--split test|train] "
+                   "[--json] [--device D]\n\n"
+                   "Evaluates a checkpoint in test mode (no dropout, T = 1): errors, accuracy,\n"
+                   "mean cross-entropy, per-class errors and the confusion matrix\n"
+                   "(rows: true class, columns: predicted).\n");
+            return 0;
+        default: return cli_usage_error("eval", "unknown option");
+        }
+    }
+    if (optind < argc) return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);
+    if (!model) return cli_usage_error("eval", "--model is required");
+    if (strcmp(split, "test") && strcmp(split, "train"))
+        return cli_usage_error("eval", "--split must be test or train, got '%s'", split);
+    data = cli_data_dir(data);
+    kdcl_dataset ds = {0};
+    kdcl_ctx *ctx = NULL;
+    kdcl_mlp *m = NULL;
+    kdcl_st_file meta = {0};
+    kdcl_eval_result r = {0};
+    kdcl_status s;
+    int rc;
+    if ((rc = cli_load_split("eval", data, split, &ds))) return rc;
+    if ((rc = cli_open_ctx("eval", device, &ctx))) goto done;
+    if ((s = kdcl_mlp_load(ctx, model, 1000, &m, &meta)) ||
+        (s = kdcl_evaluate(m, &ds, checkpoint_norm(&meta), 1, &r))) {
+        rc = cli_fail("eval", s);
+        goto done;
+    }
+    const size_t K = r.n_classes, Kd = ds.n_classes < K ? ds.n_classes : K;
+    char arch[256];
+    kdcl_arch_format(&m->arch, arch, sizeof arch);
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", model);
+        cJSON_AddStringToObject(o, "arch", arch);
+        cJSON_AddStringToObject(o, "data", data);
+        cJSON_AddStringToObject(o, "split", split);
+        cJSON_AddStringToObject(o, "device", kdcl_ctx_device(ctx)->name);
+        cJSON_AddNumberToObject(o, "examples", (double)r.n);
+        cJSON_AddNumberToObject(o, "errors", (double)r.errors);
+        cJSON_AddNumberToObject(o, "accuracy", 1.0 - (double)r.errors / (double)r.n);
+        cJSON_AddNumberToObject(o, "loss", r.loss);
+        cJSON *pc = cJSON_AddArrayToObject(o, "per_class_errors");
+        cJSON *cm = cJSON_AddArrayToObject(o, "confusion");
+        for (size_t i = 0; i < Kd; i++) {
+            long tot = 0;
+            cJSON *row = cJSON_CreateArray();
+            for (size_t j = 0; j < K; j++) {
+                tot += r.confusion[i * K + j];
+                cJSON_AddItemToArray(row, cJSON_CreateNumber(r.confusion[i * K + j]));
+            }
+            cJSON_AddItemToArray(pc, cJSON_CreateNumber((double)(tot - r.confusion[i * K + i])));
+            cJSON_AddItemToArray(cm, row);
+        }
+        char *txt = cJSON_Print(o);
+        printf("%s\n", txt);
+        free(txt);
+        cJSON_Delete(o);
+    } else {
+        printf("model     %s (%s)\n", model, arch);
+        printf("data      %s [%s], %zu examples\n", data, split, r.n);
+        printf("device    %s\n", kdcl_ctx_device(ctx)->name);
+        printf("errors    %zu (%.2f%%), accuracy %.2f%%, loss %.4f\n", r.errors,
+               100.0 * (double)r.errors / (double)r.n,
+               100.0 - 100.0 * (double)r.errors / (double)r.n, r.loss);
+        printf("\nper class (errors / examples):\n");
+        for (size_t i = 0; i < Kd; i++) {
+            long tot = 0;
+            for (size_t j = 0; j < K; j++) tot += r.confusion[i * K + j];
+            const char *name = ds.class_names ? ds.class_names[i] : NULL;
+            printf("  %3zu %-14s %5ld / %5ld\n", i, name ? name : "",
+                   tot - r.confusion[i * K + i], tot);
+        }
+        printf("\nconfusion (rows: true, columns: predicted):\n     ");
+        for (size_t j = 0; j < K; j++) printf("%6zu", j);
+        printf("\n");
+        for (size_t i = 0; i < Kd; i++) {
+            printf("%4zu ", i);
+            for (size_t j = 0; j < K; j++) printf("%6d", r.confusion[i * K + j]);
+            printf("\n");
+        }
+    }
+done:
+    kdcl_eval_result_free(&r);
+    kdcl_st_free(&meta);
+    kdcl_mlp_destroy(m);
+    kdcl_ctx_destroy(ctx);
+    kdcl_dataset_free(&ds);
+    return rc;
+}

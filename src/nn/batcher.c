@@ -1,0 +1,158 @@
+/* Batches for training and evaluation (see kdcl_batcher in kdcl/train.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kdcl/train.h"
+#include "runtime/ctx.h"
+
+void kdcl_batcher_destroy(kdcl_batcher *b)
+{
+    if (!b->ctx) return;
+    for (int i = 0; i < 2; i++) {
+        if (b->pending[i]) {
+            clWaitForEvents(1, &b->pending[i]);
+            clReleaseEvent(b->pending[i]);
+        }
+        kdcl_tensor_free(b->ctx, &b->batch_u8[i]);
+        kdcl_tensor_free(b->ctx, &b->batch_labels[i]);
+        free(b->stage[i]);
+        free(b->stage_labels[i]);
+    }
+    kdcl_tensor_free(b->ctx, &b->images);
+    kdcl_tensor_free(b->ctx, &b->labels);
+    kdcl_tensor_free(b->ctx, &b->perm);
+    free(b->order);
+    memset(b, 0, sizeof *b);
+}
+
+kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_batch,
+                                kdcl_batcher *b)
+{
+    memset(b, 0, sizeof *b);
+    if (ds->n == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "the dataset is empty");
+    if (max_batch == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "batch size must be >= 1");
+    if (ds->n > 0x7fffffff)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "datasets above 2^31 examples unsupported");
+    if (max_batch > ds->n) max_batch = ds->n;
+    b->ctx = ctx;
+    b->ds = ds;
+    b->max_batch = max_batch;
+    kdcl_status s;
+    b->order = malloc(ds->n * sizeof *b->order);
+    if (!b->order) {
+        kdcl_batcher_destroy(b);
+        return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+    }
+    for (size_t i = 0; i < ds->n; i++) b->order[i] = i;
+    const kdcl_device_info *d = kdcl_ctx_device(ctx);
+    size_t bytes = ds->n * ds->dim;
+    b->resident = bytes <= d->max_alloc && bytes <= d->global_mem / 4 &&
+                  !(getenv("KDCL_NO_RESIDENT") && *getenv("KDCL_NO_RESIDENT") == '1');
+    if (b->resident) {
+        size_t sh[2] = {ds->n, ds->dim}, n1[1] = {ds->n};
+        if ((s = kdcl_tensor_alloc(ctx, &b->images, KDCL_U8, 2, sh)) ||
+            (s = kdcl_tensor_alloc(ctx, &b->labels, KDCL_I32, 1, n1)) ||
+            (s = kdcl_tensor_alloc(ctx, &b->perm, KDCL_I32, 1, n1)) ||
+            (s = kdcl_tensor_upload(ctx, &b->images, 0, bytes, ds->images)) ||
+            (s = kdcl_tensor_upload(ctx, &b->labels, 0, ds->n, ds->labels))) {
+            /* device memory too tight: fall back to streaming */
+            kdcl_tensor_free(ctx, &b->images);
+            kdcl_tensor_free(ctx, &b->labels);
+            kdcl_tensor_free(ctx, &b->perm);
+            b->resident = 0;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        size_t sh[2] = {max_batch, ds->dim}, n1[1] = {max_batch};
+        if ((s = kdcl_tensor_alloc(ctx, &b->batch_u8[i], KDCL_U8, 2, sh)) ||
+            (s = kdcl_tensor_alloc(ctx, &b->batch_labels[i], KDCL_I32, 1, n1))) {
+            kdcl_batcher_destroy(b);
+            return s;
+        }
+        if (!b->resident) {
+            b->stage[i] = malloc(max_batch * ds->dim);
+            b->stage_labels[i] = malloc(max_batch * sizeof(int32_t));
+            if (!b->stage[i] || !b->stage_labels[i]) {
+                kdcl_batcher_destroy(b);
+                return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+            }
+        }
+    }
+    return kdcl_batcher_epoch(b, 0, 0, 0);
+}
+
+kdcl_status kdcl_batcher_epoch(kdcl_batcher *b, int shuffle, uint64_t seed, uint64_t epoch)
+{
+    size_t n = b->ds->n;
+    if (shuffle)
+        kdcl_shuffle_indices(b->order, n, seed, epoch);
+    else
+        for (size_t i = 0; i < n; i++) b->order[i] = i;
+    if (!b->resident) return KDCL_OK;
+    int32_t *p = malloc(n * sizeof *p);
+    if (!p) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+    for (size_t i = 0; i < n; i++) p[i] = (int32_t)b->order[i];
+    kdcl_status s = kdcl_tensor_upload(b->ctx, &b->perm, 0, n, p);
+    free(p);
+    return s;
+}
+
+kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count)
+{
+    const kdcl_dataset *ds = b->ds;
+    if (count == 0 || count > b->max_batch || start > ds->n || count > ds->n - start)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "batch [%zu, %zu) outside 1..%zu rows of %zu",
+                              start, start + count, b->max_batch, ds->n);
+    int i = b->cur ^ 1;
+    b->cur = i;
+    size_t sh[2] = {count, ds->dim}, n1[1] = {count};
+    kdcl_status s;
+    if ((s = kdcl_tensor_reshape(&b->batch_u8[i], 2, sh)) ||
+        (s = kdcl_tensor_reshape(&b->batch_labels[i], 1, n1)))
+        return s;
+    cl_command_queue q = kdcl_ctx_queue(b->ctx);
+    if (b->resident) {
+        cl_kernel k;
+        if ((s = kdcl_kernel_get(b->ctx, "batch", "gather_rows_u8", &k))) return s;
+        cl_uint st = (cl_uint)start, dim = (cl_uint)ds->dim, rows = (cl_uint)count;
+        clSetKernelArg(k, 0, sizeof(cl_mem), &b->images.buf);
+        clSetKernelArg(k, 1, sizeof(cl_mem), &b->perm.buf);
+        clSetKernelArg(k, 2, sizeof st, &st);
+        clSetKernelArg(k, 3, sizeof dim, &dim);
+        clSetKernelArg(k, 4, sizeof rows, &rows);
+        clSetKernelArg(k, 5, sizeof(cl_mem), &b->batch_u8[i].buf);
+        size_t g = count * ds->dim;
+        KDCL_CL_CHECK(clEnqueueNDRangeKernel(q, k, 1, NULL, &g, NULL, 0, NULL, NULL),
+                      "clEnqueueNDRangeKernel(gather_rows_u8)");
+        if ((s = kdcl_kernel_get(b->ctx, "batch", "gather_i32", &k))) return s;
+        clSetKernelArg(k, 0, sizeof(cl_mem), &b->labels.buf);
+        clSetKernelArg(k, 1, sizeof(cl_mem), &b->perm.buf);
+        clSetKernelArg(k, 2, sizeof st, &st);
+        clSetKernelArg(k, 3, sizeof rows, &rows);
+        clSetKernelArg(k, 4, sizeof(cl_mem), &b->batch_labels[i].buf);
+        g = count;
+        KDCL_CL_CHECK(clEnqueueNDRangeKernel(q, k, 1, NULL, &g, NULL, 0, NULL, NULL),
+                      "clEnqueueNDRangeKernel(gather_i32)");
+        return KDCL_OK;
+    }
+    /* streaming: wait until this staging buffer's previous upload is done,
+     * gather on the host (overlapping the device's work on the other one),
+     * then upload without blocking */
+    if (b->pending[i]) {
+        KDCL_CL_CHECK(clWaitForEvents(1, &b->pending[i]), "clWaitForEvents (batch upload)");
+        clReleaseEvent(b->pending[i]);
+        b->pending[i] = NULL;
+    }
+    for (size_t r = 0; r < count; r++) {
+        size_t e = b->order[start + r];
+        memcpy(b->stage[i] + r * ds->dim, ds->images + e * ds->dim, ds->dim);
+        b->stage_labels[i][r] = ds->labels[e];
+    }
+    KDCL_CL_CHECK(clEnqueueWriteBuffer(q, b->batch_labels[i].buf, CL_FALSE, 0,
+                                       count * sizeof(int32_t), b->stage_labels[i], 0, NULL, NULL),
+                  "clEnqueueWriteBuffer (batch labels)");
+    KDCL_CL_CHECK(clEnqueueWriteBuffer(q, b->batch_u8[i].buf, CL_FALSE, 0, count * ds->dim,
+                                       b->stage[i], 0, NULL, &b->pending[i]),
+                  "clEnqueueWriteBuffer (batch images)");
+    return KDCL_OK;
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# kdcl quick start: installs what is missing (Debian 12, as root), builds, and
+#   tools/quickstart.sh demo   runs the demo on Fashion-MNIST and prints the results
+#   tools/quickstart.sh test   runs the whole test suite (Check) and prints its summary
+# Both are idempotent: with everything installed and built they go straight to the work.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+what=${1:-}
+case "$what" in
+demo | test) ;;
+*)
+    echo "usage: $0 demo|test" >&2
+    exit 2
+    ;;
+esac
+
+packages=(build-essential meson ninja-build pkg-config python3 ocl-icd-opencl-dev opencl-headers
+    libclblast-dev pocl-opencl-icd check zlib1g-dev libcjson-dev libstb-dev
+    dataset-fashion-mnist clinfo)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing: ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -f build/build.ninja ]; then
+    echo "== configuring (meson, release${CI:+, warnings are errors})"
+    meson setup build --buildtype=release ${CI:+-Dwerror=true} >/dev/null
+fi
+echo "== building"
+ninja -C build -j"$(nproc)" >/dev/null || ninja -C build -j1
+
+kdcl=build/src/cli/kdcl
+
+if [ "$what" = demo ]; then
+    "$kdcl" devices | head -n 3
+    out=${KDCL_DEMO_DIR:-build/demo}
+    mkdir -p "$out"
+    # Until the distillation demo lands: one MLP with dropout on Fashion-MNIST.
+    exec "$kdcl" train --data /usr/share/datasets/fashion-mnist --arch 784-512-512-10 \
+        --dropout 0.2,0.5 --max-norm 3.5 --epochs "${KDCL_DEMO_EPOCHS:-5}" --lr 0.05 \
+        --out "$out/mlp.safetensors"
+fi
+
+# test: the whole suite on the default OpenCL device (KDCL_DEVICE selects another)
+set +e
+meson test -C build --print-errorlogs --num-processes 1 >build/meson-test.out 2>&1
+rc=$?
+set -e
+grep -E "^[0-9]+/[0-9]+ " build/meson-test.out || true
+# Check's own per-suite lines, then one total line
+log=build/meson-logs/testlog.txt
+grep -E "^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+" "$log" || true
+awk '/^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+/ {
+        gsub(",", ""); c += $3; f += $5 + $7 }
+     END { printf "%d passed, %d failed\n", c - f, f }' "$log"
+if [ $rc -ne 0 ]; then
+    echo "== failures:" >&2
+    grep -E "FAIL|TIMEOUT|:F:|:E:" build/meson-test.out >&2 || true
+fi
+exit $rc
