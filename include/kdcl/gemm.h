@@ -29,6 +29,14 @@ kdcl_status kdcl_gemm_batched(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_
                               float beta, cl_mem c, size_t c_off, size_t ldc, size_t c_stride,
                               size_t batch, cl_event *event);
 
+/* Apply GEMM tuning parameters for the context's device: the file written by
+ * `kdcl tune` for this device and driver if there is one, else the parameters
+ * kdcl ships for matching devices (KDCL_NO_TUNING=1: CLBlast's defaults).
+ * *source (may be NULL) names what was applied. Called by kdcl_ctx_create. */
+kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source);
+/* Where `kdcl tune` stores the parameters of a device + driver. */
+kdcl_status kdcl_gemm_tuning_path(const kdcl_device_info *dev, char *buf, size_t size);
+
 /* Name of a CLBlast status code ("CLBlastInvalidLeadDimA"). */
 const char *kdcl_clblast_status_name(int status);
 

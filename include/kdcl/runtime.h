@@ -67,6 +67,8 @@ const kdcl_device_info *kdcl_ctx_device(const kdcl_ctx *ctx);
 cl_context kdcl_ctx_cl(const kdcl_ctx *ctx);
 cl_command_queue kdcl_ctx_queue(const kdcl_ctx *ctx);
 kdcl_status kdcl_ctx_finish(kdcl_ctx *ctx);
+/* Which CLBlast GEMM parameters the context applied ("CLBlast defaults", ...). */
+const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx);
 
 /* Program-cache statistics of this context (for benchmarks). */
 typedef struct kdcl_build_stats {

@@ -98,6 +98,7 @@ int cmd_gemm(int argc, char **argv)
     const kdcl_device_info *d = kdcl_ctx_device(ctx);
     printf("device      %s (%s, driver %s)\n", d->name, d->platform_name, d->driver_version);
     printf("shape       C[%zux%zu] = A[%zux%zu] * B[%zux%zu]\n", m, n, m, k, k, n);
+    printf("tuning      %s\n", kdcl_ctx_gemm_tuning(ctx));
     printf("first call  %.3f s (includes CLBlast kernel compilation)\n", first);
     printf("time        %.3f ms per call (mean of %zu)\n", per * 1e3, reps);
     printf("GFLOP/s     %.1f\n", 2.0 * (double)m * (double)n * (double)k / per * 1e-9);

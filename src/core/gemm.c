@@ -1,6 +1,9 @@
 /* The only file that calls CLBlast. Row-major GEMM with full argument
  * validation and CLBlast statuses mapped to kdcl errors. */
 #include <clblast_c.h>
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kdcl/gemm.h"
@@ -199,5 +202,124 @@ kdcl_status kdcl_gemm_batched(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_
         b_off, ldb, b_stride, beta, c, c_off, ldc, c_stride, batch, &q, event);
     if (st != CLBlastSuccess)
         return clblast_fail(st, "SgemmStridedBatched", ta, tb, m, n, k, batch);
+    return KDCL_OK;
+}
+
+/* ---- CLBlast tuning parameters as data -------------------------------------
+ * CLBlast's built-in database misses many devices (PoCL on most CPUs falls back
+ * to generic defaults far from the hardware). kdcl applies, per context:
+ *   1. $KDCL_CACHE_DIR/clblast/<key>.json written by `kdcl tune` for this
+ *      exact device + driver, else
+ *   2. the parameters shipped in kdcl_gemm_tuned[] for a matching device.
+ * KDCL_NO_TUNING=1 keeps CLBlast's own choice. */
+
+typedef struct {
+    const char *kernel;
+    size_t n;
+    const char *names[16];
+    size_t values[16];
+} tuned_kernel;
+
+typedef struct {
+    const char *platform_substr; /* matched case-sensitively */
+    cl_device_type type;
+    const char *device_substr;   /* "" matches any device of that platform and type */
+    const char *source;          /* where the numbers come from */
+    tuned_kernel kernels[2];
+} tuned_device;
+
+#include "core/gemm_tuned.h"
+
+static kdcl_status override_kernel(kdcl_ctx *ctx, const tuned_kernel *k)
+{
+    CLBlastStatusCode st = CLBlastOverrideParameters(ctx->dev.device, k->kernel,
+                                                     CLBlastPrecisionSingle, k->n, (const char **)k->names,
+                                                     k->values);
+    if (st != CLBlastSuccess)
+        return kdcl_set_error(KDCL_ERR_CLBLAST, "CLBlastOverrideParameters(%s) on %s failed: %s",
+                              k->kernel, ctx->dev.name, kdcl_clblast_status_name(st));
+    return KDCL_OK;
+}
+
+kdcl_status kdcl_gemm_tuning_path(const kdcl_device_info *dev, char *buf, size_t size)
+{
+    char dir[4096];
+    kdcl_status s = kdcl_cache_dir(dir, sizeof dir, 0);
+    if (s) return s;
+    uint64_t h = KDCL_HASH64_INIT;
+    h = kdcl_hash64(h, dev->name, strlen(dev->name) + 1);
+    h = kdcl_hash64(h, dev->platform_name, strlen(dev->platform_name) + 1);
+    h = kdcl_hash64(h, dev->driver_version, strlen(dev->driver_version) + 1);
+    int w = snprintf(buf, size, "%s/clblast/%016llx.json", dir, (unsigned long long)h);
+    if (w < 0 || (size_t)w >= size) return kdcl_set_error(KDCL_ERR_IO, "tuning path too long");
+    return KDCL_OK;
+}
+
+/* Parse {"kernels": {"Xgemm": {"MWG": 64, ...}, ...}} and apply each kernel. */
+static kdcl_status apply_tuning_file(kdcl_ctx *ctx, const char *path, int *applied)
+{
+    *applied = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return KDCL_OK; /* none: not an error */
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    cJSON *root = cJSON_Parse(buf);
+    cJSON *kernels = root ? cJSON_GetObjectItemCaseSensitive(root, "kernels") : NULL;
+    if (!cJSON_IsObject(kernels)) {
+        cJSON_Delete(root);
+        return kdcl_set_error(KDCL_ERR_FORMAT,
+                              "%s: not a kdcl tuning file (no \"kernels\" object); delete it or "
+                              "run kdcl tune again",
+                              path);
+    }
+    kdcl_status s = KDCL_OK;
+    cJSON *kern;
+    cJSON_ArrayForEach(kern, kernels)
+    {
+        tuned_kernel tk = {kern->string, 0, {0}, {0}};
+        cJSON *p;
+        cJSON_ArrayForEach(p, kern)
+        {
+            if (tk.n >= 16 || !cJSON_IsNumber(p) || p->valuedouble < 0) {
+                s = kdcl_set_error(KDCL_ERR_FORMAT, "%s: bad parameter '%s' of kernel %s", path,
+                                   p->string ? p->string : "?", kern->string);
+                break;
+            }
+            tk.names[tk.n] = p->string;
+            tk.values[tk.n++] = (size_t)p->valuedouble;
+        }
+        if (s || (s = override_kernel(ctx, &tk))) break;
+        (*applied)++;
+    }
+    cJSON_Delete(root);
+    return s;
+}
+
+kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source)
+{
+    if (source) *source = "CLBlast defaults";
+    const char *off = getenv("KDCL_NO_TUNING");
+    if (off && *off && strcmp(off, "0") != 0) return KDCL_OK;
+    char path[4400];
+    int applied = 0;
+    kdcl_status s = kdcl_gemm_tuning_path(&ctx->dev, path, sizeof path);
+    if (!s) s = apply_tuning_file(ctx, path, &applied);
+    if (s) return s;
+    if (applied) {
+        if (source) *source = "kdcl tune (cache)";
+        return KDCL_OK;
+    }
+    for (size_t i = 0; i < sizeof kdcl_gemm_tuned / sizeof kdcl_gemm_tuned[0]; i++) {
+        const tuned_device *t = &kdcl_gemm_tuned[i];
+        if (!strstr(ctx->dev.platform_name, t->platform_substr) || !(ctx->dev.type & t->type) ||
+            !strstr(ctx->dev.name, t->device_substr))
+            continue;
+        for (size_t k = 0; k < 2 && t->kernels[k].kernel; k++)
+            if ((s = override_kernel(ctx, &t->kernels[k]))) return s;
+        if (source) *source = t->source;
+        return KDCL_OK;
+    }
     return KDCL_OK;
 }

@@ -23,6 +23,7 @@ struct kdcl_ctx {
     kdcl_kernel_entry *kernels;
     size_t n_kernels, cap_kernels;
     kdcl_build_stats stats;
+    char gemm_tuning[128]; /* which GEMM parameters were applied */
     uint64_t mem_allocs, mem_live, mem_peak; /* device buffers (src/core/tensor.c) */
 };
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kdcl/gemm.h"
 #include "runtime/ctx.h"
 
 #ifndef CL_PLATFORM_NOT_FOUND_KHR
@@ -287,9 +288,18 @@ kdcl_status kdcl_ctx_create(const char *spec, kdcl_ctx **out)
         free(ctx);
         return st;
     }
+    const char *tuning;
+    kdcl_status ts = kdcl_gemm_apply_tuning(ctx, &tuning);
+    if (ts) {
+        kdcl_ctx_destroy(ctx);
+        return ts;
+    }
+    snprintf(ctx->gemm_tuning, sizeof ctx->gemm_tuning, "%s", tuning);
     *out = ctx;
     return KDCL_OK;
 }
+
+const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx) { return ctx->gemm_tuning; }
 
 void kdcl_ctx_destroy(kdcl_ctx *ctx)
 {
