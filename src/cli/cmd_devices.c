@@ -17,13 +17,14 @@ int cmd_devices(int argc, char **argv)
     static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int o;
     optind = 1;
+    opterr = 0;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (o == 'h') {
             printf("usage: kdcl devices\n\nLists every OpenCL platform and device; the one "
                    "marked * is what --device/KDCL_DEVICE selects now.\n");
             return 0;
         }
-        return cli_usage_error("devices", "unknown option");
+        return cli_usage_error("devices", "unknown option or missing value: %s", argv[optind - 1]);
     }
     kdcl_device_info *devs;
     size_t n, chosen = (size_t)-1;

@@ -33,6 +33,7 @@ int cmd_eval(int argc, char **argv)
     const char *model = NULL, *data = NULL, *split = "test", *device = NULL;
     int json = 0, c;
     optind = 1;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
@@ -47,7 +48,7 @@ int cmd_eval(int argc, char **argv)
                    "mean cross-entropy, per-class errors and the confusion matrix\n"
                    "(rows: true class, columns: predicted).\n");
             return 0;
-        default: return cli_usage_error("eval", "unknown option");
+        default: return cli_usage_error("eval", "unknown option or missing value: %s", argv[optind - 1]);
         }
     }
     if (optind < argc) return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);

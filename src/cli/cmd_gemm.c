@@ -29,6 +29,7 @@ int cmd_gemm(int argc, char **argv)
     const char *device = NULL;
     int o;
     optind = 1;
+    opterr = 0;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         size_t *dst = o == 'm' ? &m : o == 'n' ? &n : o == 'k' ? &k : o == 'r' ? &reps : NULL;
         if (dst) {
@@ -43,7 +44,7 @@ int cmd_gemm(int argc, char **argv)
                    "against a double-precision CPU product and prints the time and GFLOP/s.\n");
             return 0;
         } else {
-            return cli_usage_error("gemm", "unknown option");
+            return cli_usage_error("gemm", "unknown option or missing value: %s", argv[optind - 1]);
         }
     }
     if (m > 16384 || n > 16384 || k > 16384)

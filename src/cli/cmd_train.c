@@ -56,6 +56,7 @@ int cmd_train(int argc, char **argv)
     kdcl_train_opts_default(&o);
     int c;
     optind = 1;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         double d, d2, d3;
         size_t z;
@@ -132,7 +133,7 @@ int cmd_train(int argc, char **argv)
             break;
         }
         case 'h': train_usage(); return 0;
-        default: return cli_usage_error("train", "unknown option");
+        default: return cli_usage_error("train", "unknown option or missing value: %s", argv[optind - 1]);
         }
     }
     if (optind < argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);

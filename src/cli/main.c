@@ -49,7 +49,6 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(c, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "kdcl: unknown command '%s'\n\n", c);
-    usage(stderr);
+    fprintf(stderr, "kdcl: unknown command '%s' (kdcl --help lists the commands)\n", c);
     return CLI_EXIT_USAGE;
 }

@@ -1,0 +1,233 @@
+/* The kdcl tool end to end on a tiny IDX dataset it writes itself: train,
+ * eval --json, and bad input giving one clear line on stderr and the right
+ * exit status (2: usage / no device, 1: failure), never a crash. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "kdcl/data.h"
+#include "testutil.h"
+
+static const char *exe;
+static char data_dir[4096];
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* 8x8 images, 3 classes: which pair of columns is bright. */
+static void write_split(const char *prefix, size_t n, uint64_t seed)
+{
+    unsigned char *img = malloc(16 + n * 64), *lab = malloc(8 + n);
+    put_be32(img, 0x803);
+    put_be32(img + 4, (uint32_t)n);
+    put_be32(img + 8, 8);
+    put_be32(img + 12, 8);
+    put_be32(lab, 0x801);
+    put_be32(lab + 4, (uint32_t)n);
+    kdcl_rng r;
+    kdcl_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) {
+        int c = (int)kdcl_rng_below(&r, 3);
+        lab[8 + i] = (unsigned char)c;
+        for (int p = 0; p < 64; p++)
+            img[16 + i * 64 + p] =
+                (unsigned char)(kdcl_rng_below(&r, 100) + ((p % 8) / 3 == c ? 120 : 0));
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte.gz", data_dir, prefix);
+    gzFile g = gzopen(path, "wb");
+    gzwrite(g, img, (unsigned)(16 + n * 64));
+    gzclose(g);
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", data_dir, prefix);
+    tu_write_file(path, lab, 8 + n);
+    free(img);
+    free(lab);
+}
+
+static void setup(void)
+{
+    exe = getenv("KDCL_EXE");
+    ck_assert_msg(exe && access(exe, X_OK) == 0, "KDCL_EXE not set to the kdcl binary");
+    snprintf(data_dir, sizeof data_dir, "%s", tu_path("tiny"));
+    mkdir(data_dir, 0755);
+    write_split("train", 300, 1);
+    write_split("t10k", 150, 2);
+}
+
+typedef struct {
+    int status;
+    char out[65536];
+    char err[8192];
+    int err_lines;
+} run_result;
+
+static void run(run_result *r, const char *args)
+{
+    char cmd[16384];
+    const char *errf = tu_path("stderr.txt");
+    snprintf(cmd, sizeof cmd, "%s %s 2>%s", exe, args, errf);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(r->out, 1, sizeof r->out - 1, p);
+    r->out[n] = '\0';
+    int st = pclose(p);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    FILE *e = fopen(errf, "r");
+    n = e ? fread(r->err, 1, sizeof r->err - 1, e) : 0;
+    r->err[n] = '\0';
+    if (e) fclose(e);
+    r->err_lines = 0;
+    for (char *c = r->err; *c; c++) r->err_lines += *c == '\n';
+}
+
+static void expect_fail(const char *args, int status, const char *needle)
+{
+    run_result r;
+    run(&r, args);
+    ck_assert_msg(r.status == status, "'kdcl %s' exited %d, expected %d; stderr: %s", args,
+                  r.status, status, r.err);
+    ck_assert_msg(r.err_lines == 1, "'kdcl %s' printed %d stderr lines: %s", args, r.err_lines,
+                  r.err);
+    ck_assert_msg(strstr(r.err, needle) != NULL, "'kdcl %s': '%s' not in: %s", args, needle,
+                  r.err);
+}
+
+START_TEST(test_train_eval_roundtrip)
+{
+    char args[8192];
+    const char *model = tu_path("tiny.safetensors");
+    snprintf(args, sizeof args,
+             "train --data %s --arch 64-32-3 --epochs 3 --batch 25 --lr 0.05 --dropout 0.1,0.2 "
+             "--max-norm 3 --jitter 1 --val 50 --seed 3 --out %s",
+             data_dir, model);
+    run_result r;
+    run(&r, args);
+    ck_assert_msg(r.status == 0, "train failed (%d): %s", r.status, r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "test errors:"));
+    ck_assert_ptr_nonnull(strstr(r.out, "val err"));
+    snprintf(args, sizeof args, "eval --model %s --data %s --json", model, data_dir);
+    run(&r, args);
+    ck_assert_msg(r.status == 0, "eval failed: %s", r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    ck_assert_msg(j != NULL, "eval --json printed no JSON: %s", r.out);
+    int errors = (int)cJSON_GetObjectItem(j, "errors")->valuedouble;
+    ck_assert_int_eq((int)cJSON_GetObjectItem(j, "examples")->valuedouble, 150);
+    ck_assert_msg(errors < 30, "%d of 150 test errors on an easy problem", errors);
+    cJSON *conf = cJSON_GetObjectItem(j, "confusion");
+    ck_assert_int_eq(cJSON_GetArraySize(conf), 3);
+    int total = 0, off = 0;
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 3; k++) {
+            int v = (int)cJSON_GetArrayItem(cJSON_GetArrayItem(conf, i), k)->valuedouble;
+            total += v;
+            if (i != k) off += v;
+        }
+    ck_assert_int_eq(total, 150);
+    ck_assert_int_eq(off, errors);
+    cJSON_Delete(j);
+    /* the text report names the per-class errors */
+    snprintf(args, sizeof args, "eval --model %s --data %s", model, data_dir);
+    run(&r, args);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "confusion"));
+}
+END_TEST
+
+START_TEST(test_bad_usage)
+{
+    char args[8192];
+    snprintf(args, sizeof args, "train --data %s --arch 64-abc-3 --out %s", data_dir,
+             tu_path("x.safetensors"));
+    expect_fail(args, 2, "architecture");
+    snprintf(args, sizeof args, "train --data %s --batch 0 --out %s", data_dir,
+             tu_path("x.safetensors"));
+    expect_fail(args, 2, "--batch");
+    snprintf(args, sizeof args, "train --data %s --batch 1000 --out %s", data_dir,
+             tu_path("x.safetensors"));
+    expect_fail(args, 2, "larger than");
+    snprintf(args, sizeof args, "train --data %s --dropout 1.5 --out %s", data_dir,
+             tu_path("x.safetensors"));
+    expect_fail(args, 2, "--dropout");
+    snprintf(args, sizeof args, "train --data %s --arch 65-8-3 --epochs 1 --out %s", data_dir,
+             tu_path("x.safetensors"));
+    expect_fail(args, 2, "65 inputs");
+    expect_fail("train --no-such-option", 2, "unknown option");
+    expect_fail("train --data /nonexistent/dir --out /tmp/x.safetensors", 1, "/nonexistent/dir");
+    expect_fail("frobnicate", 2, "unknown command");
+    expect_fail("eval", 2, "--model");
+    struct stat st;
+    ck_assert_int_ne(stat(tu_path("x.safetensors"), &st), 0); /* nothing written */
+}
+END_TEST
+
+START_TEST(test_bad_checkpoints)
+{
+    char args[8192];
+    const char *good = tu_path("good.safetensors");
+    snprintf(args, sizeof args, "train --data %s --arch 64-8-3 --epochs 1 --batch 50 --quiet --out %s",
+             data_dir, good);
+    run_result r;
+    run(&r, args);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    /* truncated copy */
+    FILE *f = fopen(good, "rb");
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    tu_write_file(tu_path("trunc.safetensors"), buf, n / 2);
+    snprintf(args, sizeof args, "eval --model %s --data %s", tu_path("trunc.safetensors"), data_dir);
+    expect_fail(args, 1, "trunc.safetensors");
+    /* garbage header */
+    tu_write_file(tu_path("junk.safetensors"), "\x10\0\0\0\0\0\0\0{not json at all", 24);
+    snprintf(args, sizeof args, "eval --model %s --data %s", tu_path("junk.safetensors"), data_dir);
+    expect_fail(args, 1, "junk.safetensors");
+    /* missing file */
+    snprintf(args, sizeof args, "eval --model %s --data %s", tu_path("none.safetensors"), data_dir);
+    expect_fail(args, 1, "none.safetensors");
+    /* an output directory that does not exist: training fails at the save,
+     * with a message, and leaves nothing behind */
+    snprintf(args, sizeof args,
+             "train --data %s --arch 64-8-3 --epochs 1 --batch 50 --quiet --out %s/no/such/m.st",
+             data_dir, tu_tmpdir());
+    run(&r, args);
+    ck_assert_int_ne(r.status, 0);
+    ck_assert_int_ge(r.err_lines, 1);
+}
+END_TEST
+
+START_TEST(test_devices_lists_something)
+{
+    run_result r;
+    run(&r, "devices");
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "0:0"));
+    ck_assert_ptr_nonnull(strstr(r.out, "driver"));
+    expect_fail("gemm --m 0", 2, "--m");
+}
+END_TEST
+
+static Suite *cli_suite(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+    tcase_add_unchecked_fixture(tc, setup, NULL);
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_devices_lists_something);
+    tcase_add_test(tc, test_bad_usage);
+    tcase_add_test(tc, test_bad_checkpoints);
+    tcase_add_test(tc, test_train_eval_roundtrip);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run_suite(cli_suite()); }
