@@ -21,3 +21,25 @@ __kernel void gather_i32(__global const int *src, __global const int *perm, cons
     size_t i = get_global_id(0);
     if (i < rows) dst[i] = src[perm[start + i]];
 }
+
+/* dst[r, :] = src[perm[start + r], :] for float rows of length dim
+ * (cached soft targets gathered in the epoch's order). */
+__kernel void gather_rows_f32(__global const float *src, __global const int *perm,
+                              const uint start, const uint dim, const uint rows,
+                              __global float *dst)
+{
+    size_t i = get_global_id(0);
+    size_t total = (size_t)rows * dim;
+    if (i >= total) return;
+    size_t r = i / dim, c = i - r * dim;
+    dst[i] = src[(size_t)perm[start + r] * dim + c];
+}
+
+/* x = log(max(x, tiny)) in place: averaged probabilities -> log-probabilities
+ * (an ensemble's "logits" for argmax and cross-entropy). */
+__kernel void log_inplace(__global float *x, const uint n)
+{
+    size_t i = get_global_id(0);
+    if (i < n) x[i] = log(fmax(x[i], 1e-30f));
+}
+

@@ -14,5 +14,7 @@
 #include "kdcl/safetensors.h"
 #include "kdcl/nn.h"
 #include "kdcl/train.h"
+#include "kdcl/kd.h"
+#include "kdcl/distill.h"
 
 #endif

@@ -72,11 +72,14 @@ void kdcl_train_opts_default(kdcl_train_opts *o);
 
 /* Loss of a training step: fill m->dact[L] with dL/dlogits (divided by the
  * batch size), write the per-example loss into loss (F32 [B]) and add this
- * batch's error count to errors (I32 [1]). The default is cross-entropy with
- * the labels; distillation installs its own. */
+ * batch's error count to errors (I32 [1]). The batch is b->batch_u8[b->cur],
+ * rows order[start .. start+count) of the dataset; `step` is the global step
+ * that seeded its jitter and dropout. The default is cross-entropy with the
+ * labels; distillation installs its own. */
 typedef kdcl_status (*kdcl_loss_fn)(void *user, kdcl_mlp *m, const kdcl_batcher *b,
-                                    size_t start, size_t count, const kdcl_tensor *labels,
-                                    kdcl_tensor *loss, kdcl_tensor *errors);
+                                    size_t start, size_t count, uint64_t step,
+                                    const kdcl_tensor *labels, kdcl_tensor *loss,
+                                    kdcl_tensor *errors);
 
 typedef struct kdcl_epoch_stats {
     size_t epoch;

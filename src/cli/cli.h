@@ -41,6 +41,8 @@ double kdcl_wall_seconds(void);
 int cmd_devices(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
+int cmd_adjust_bias(int argc, char **argv);
 int cmd_gemm(int argc, char **argv);
 
 #endif

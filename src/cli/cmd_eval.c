@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "kdcl/data.h"
+#include "kdcl/distill.h"
 #include "kdcl/safetensors.h"
 #include "kdcl/train.h"
 
@@ -29,9 +30,11 @@ int cmd_eval(int argc, char **argv)
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'D'},
         {"split", required_argument, 0, 'S'}, {"json", no_argument, 0, 'j'},
         {"device", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'},
+        {"ensemble", required_argument, 0, 'e'},
         {0, 0, 0, 0}};
     const char *model = NULL, *data = NULL, *split = "test", *device = NULL;
     int json = 0, c;
+    kdcl_ens_mode ens = KDCL_ENS_PROB;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -41,12 +44,19 @@ int cmd_eval(int argc, char **argv)
         case 'S': split = optarg; break;
         case 'd': device = optarg; break;
         case 'j': json = 1; break;
+        case 'e':
+            if (!strcmp(optarg, "prob")) ens = KDCL_ENS_PROB;
+            else if (!strcmp(optarg, "logit")) ens = KDCL_ENS_LOGIT;
+            else return cli_usage_error("eval", "--ensemble must be prob or logit, got '%s'", optarg);
+            break;
         case 'h':
-            printf("usage: kdcl eval --model MODEL.safetensors [--data DIR] [--split test|train] "
-                   "[--json] [--device D]\n\n"
+            printf("usage: kdcl eval --model MODEL.safetensors[,MORE...] [--data DIR] "
+                   "[--split test|train] [--ensemble prob|logit] [--json] [--device D]\n\n"
                    "Evaluates a checkpoint in test mode (no dropout, T = 1): errors, accuracy,\n"
                    "mean cross-entropy, per-class errors and the confusion matrix\n"
-                   "(rows: true class, columns: predicted).\n");
+                   "(rows: true class, columns: predicted). Several comma-separated models are\n"
+                   "evaluated as an ensemble: the mean of their probabilities (default) or the\n"
+                   "softmax of their mean logits (--ensemble logit, a geometric mean).\n");
             return 0;
         default: return cli_usage_error("eval", "unknown option or missing value: %s", argv[optind - 1]);
         }
@@ -61,18 +71,37 @@ int cmd_eval(int argc, char **argv)
     kdcl_mlp *m = NULL;
     kdcl_st_file meta = {0};
     kdcl_eval_result r = {0};
+    kdcl_ensemble e;
+    int loaded = 0;
     kdcl_status s;
     int rc;
     if ((rc = cli_load_split("eval", data, split, &ds))) return rc;
     if ((rc = cli_open_ctx("eval", device, &ctx))) goto done;
-    if ((s = kdcl_mlp_load(ctx, model, 1000, &m, &meta)) ||
-        (s = kdcl_evaluate(m, &ds, checkpoint_norm(&meta), 1, &r))) {
+    char arch[256];
+    if (strchr(model, ',')) {
+        char *list = strdup(model), *save = NULL;
+        const char *paths[KDCL_MAX_MEMBERS];
+        size_t n = 0;
+        for (char *t = strtok_r(list, ",", &save); t && n < KDCL_MAX_MEMBERS; t = strtok_r(NULL, ",", &save))
+            paths[n++] = t;
+        s = kdcl_ensemble_load(ctx, paths, n, 1000, ens, &e);
+        if (!s) {
+            loaded = 1;
+            s = kdcl_ensemble_evaluate(&e, &ds, &r);
+        }
+        free(list);
+        snprintf(arch, sizeof arch, "ensemble of %zu, %s averaging", n,
+                 ens == KDCL_ENS_PROB ? "probability" : "logit");
+    } else {
+        s = kdcl_mlp_load(ctx, model, 1000, &m, &meta);
+        if (!s) s = kdcl_evaluate(m, &ds, checkpoint_norm(&meta), 1, &r);
+        if (!s) kdcl_arch_format(&m->arch, arch, sizeof arch);
+    }
+    if (s) {
         rc = cli_fail("eval", s);
         goto done;
     }
     const size_t K = r.n_classes, Kd = ds.n_classes < K ? ds.n_classes : K;
-    char arch[256];
-    kdcl_arch_format(&m->arch, arch, sizeof arch);
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", model);
@@ -128,6 +157,7 @@ done:
     kdcl_eval_result_free(&r);
     kdcl_st_free(&meta);
     kdcl_mlp_destroy(m);
+    if (loaded) kdcl_ensemble_free(&e);
     kdcl_ctx_destroy(ctx);
     kdcl_dataset_free(&ds);
     return rc;

@@ -13,6 +13,8 @@ typedef struct {
 static const command commands[] = {
     {"devices", cmd_devices, "list OpenCL platforms and devices"},
     {"train", cmd_train, "train an MLP (dropout, jitter, max-norm) and save a checkpoint"},
+    {"distill", cmd_distill, "train a student on the soft targets of a teacher or ensemble"},
+    {"adjust-bias", cmd_adjust_bias, "shift the output bias of chosen classes (searched on held-out data)"},
     {"eval", cmd_eval, "test errors, per-class errors and confusion matrix of a checkpoint"},
     {"gemm", cmd_gemm, "run one GEMM on the device and check it against the CPU"},
 };

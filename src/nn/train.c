@@ -45,12 +45,13 @@ static kdcl_status check_fit(const kdcl_mlp *m, const kdcl_dataset *ds, const ch
 
 /* Default loss: cross-entropy with the hard labels. */
 static kdcl_status xent_loss(void *user, kdcl_mlp *m, const kdcl_batcher *b, size_t start,
-                             size_t count, const kdcl_tensor *labels, kdcl_tensor *loss,
-                             kdcl_tensor *errors)
+                             size_t count, uint64_t step, const kdcl_tensor *labels,
+                             kdcl_tensor *loss, kdcl_tensor *errors)
 {
     (void)user;
     (void)b;
     (void)start;
+    (void)step;
     const size_t L = m->arch.n_layers;
     return kdcl_op_softmax_xent(m->ctx, &m->act[L], labels, loss, &m->dact[L],
                                 1.0f / (float)count, errors);
@@ -155,7 +156,7 @@ kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opt
                                     ds->c, o->jitter, o->seed, gstep, o->norm.scale,
                                     o->norm.shift)) ||
                 (s = kdcl_mlp_forward(m, 1, o->seed, gstep)) ||
-                (s = loss_fn(loss_user, m, &b, start, count, &b.batch_labels[b.cur], &loss,
+                (s = loss_fn(loss_user, m, &b, start, count, gstep, &b.batch_labels[b.cur], &loss,
                              &err_acc)) ||
                 (s = kdcl_op_reduce_add(ctx, &loss, count, &loss_acc, step)) ||
                 (s = kdcl_mlp_backward(m)) ||

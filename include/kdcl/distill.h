@@ -1,0 +1,81 @@
+/* Distillation: teacher ensembles, soft targets (per batch on the device, or
+ * cached once for the transfer set), the distillation training loop, and the
+ * bias adjustment of chosen classes (paper section 3). */
+#ifndef KDCL_DISTILL_H
+#define KDCL_DISTILL_H
+
+#include "kdcl/kd.h"
+#include "kdcl/train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KDCL_MAX_MEMBERS 64
+
+/* A set of checkpoints with the same inputs and number of classes (any
+ * architectures). Their prediction is the mean of the members' softmax
+ * outputs (KDCL_ENS_PROB, the paper's ensemble) or the softmax of their mean
+ * logits (KDCL_ENS_LOGIT: a geometric mean, a different model). */
+typedef struct kdcl_ensemble {
+    kdcl_ctx *ctx;
+    size_t n;
+    kdcl_mlp *m[KDCL_MAX_MEMBERS];
+    kdcl_norm norm[KDCL_MAX_MEMBERS];
+    kdcl_ens_mode mode;
+    size_t dim, classes, max_batch;
+    kdcl_tensor out; /* F32 [max_batch, classes]: the last batch's combined output */
+} kdcl_ensemble;
+
+kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n,
+                               size_t max_batch, kdcl_ens_mode mode, kdcl_ensemble *e);
+void kdcl_ensemble_free(kdcl_ensemble *e);
+
+/* Combined teacher output for a batch of u8 inputs (count rows), each member
+ * seeing the same input transform (jitter with the same seed and step, its own
+ * normalisation). as_logits = 0: probabilities at temperature T (averaged
+ * softmax(v/T), or softmax of the averaged v/T in logit mode) into e->out.
+ * as_logits = 1: the members' averaged raw logits (for logit matching and for
+ * logit-mode ensembles whose temperature the loss applies). */
+kdcl_status kdcl_ensemble_forward(kdcl_ensemble *e, const kdcl_tensor *batch_u8, size_t count,
+                                  size_t h, size_t w, size_t c, int jitter, uint64_t seed,
+                                  uint64_t step, float T, int as_logits);
+
+/* Test-mode errors and cross-entropy of the ensemble at T = 1. */
+kdcl_status kdcl_ensemble_evaluate(kdcl_ensemble *e, const kdcl_dataset *ds, kdcl_eval_result *r);
+
+typedef enum { KDCL_TARGETS_AUTO = 0, KDCL_TARGETS_CACHED = 1, KDCL_TARGETS_BATCH = 2 } kdcl_targets;
+
+typedef struct kdcl_distill_opts {
+    float T;
+    float alpha;         /* weight of the hard-label cross-entropy */
+    kdcl_kd_mode mode;   /* KL on soft targets, or logit matching */
+    kdcl_targets targets;/* AUTO: cached without jitter, per batch with jitter */
+} kdcl_distill_opts;
+
+/* Train `student` on the transfer set with the ensemble's soft targets.
+ * *used (may be NULL) tells which target path ran (CACHED or BATCH). */
+kdcl_status kdcl_distill(kdcl_mlp *student, kdcl_ensemble *teachers, const kdcl_dataset *transfer,
+                         const kdcl_train_opts *o, const kdcl_distill_opts *d,
+                         kdcl_epoch_stats *last, kdcl_targets *used);
+
+/* Logits (F32 [n, classes], host, malloc'ed) of a model over a dataset. */
+kdcl_status kdcl_mlp_logits(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm, float **out);
+
+/* Bias adjustment: the offset added to the output bias of `classes` that
+ * minimises the errors on (logits, labels), searched over [lo, hi] in steps.
+ * Ties go to the offset nearest 0. */
+size_t kdcl_count_errors_with_offset(const float *logits, const int32_t *labels, size_t n,
+                                     size_t k, const size_t *classes, size_t n_classes,
+                                     float offset);
+float kdcl_search_bias_offset(const float *logits, const int32_t *labels, size_t n, size_t k,
+                              const size_t *classes, size_t n_classes, float lo, float hi,
+                              float step, size_t *best_errors);
+/* Add `offset` to the output-layer bias of each class in `classes`. */
+kdcl_status kdcl_mlp_adjust_bias(kdcl_mlp *m, const size_t *classes, size_t n_classes,
+                                 float offset);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

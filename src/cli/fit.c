@@ -1,0 +1,219 @@
+#include "cli/fit.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void cli_fit_init(cli_fit *f, const char *cmd)
+{
+    memset(f, 0, sizeof *f);
+    f->cmd = cmd;
+    kdcl_train_opts_default(&f->o);
+}
+
+void cli_fit_meta(cli_fit *f, const char *key, const char *fmt, ...)
+{
+    if (f->n_meta >= 16) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->meta_v[f->n_meta], sizeof f->meta_v[0], fmt, ap);
+    va_end(ap);
+    f->meta_k[f->n_meta++] = key;
+}
+
+int cli_fit_option(cli_fit *f, int c, const char *arg)
+{
+    const char *cmd = f->cmd;
+    kdcl_train_opts *o = &f->o;
+    double d, d2, d3;
+    size_t z;
+    uint64_t u;
+    switch (c) {
+    case 1000: f->data = arg; return 0;
+    case 1001: f->arch_s = arg; return 0;
+    case 1013: f->out = arg; return 0;
+    case 1014: f->metrics = arg; return 0;
+    case 1015: f->device = arg; return 0;
+    case 1016: f->quiet = 1; return 0;
+    case 1002:
+        if (cli_parse_size(arg, &z) || z == 0)
+            return cli_usage_error(cmd, "--epochs needs a positive integer, got '%s'", arg);
+        o->epochs = z;
+        return 0;
+    case 1003:
+        if (cli_parse_size(arg, &z) || z == 0)
+            return cli_usage_error(cmd, "--batch needs a positive integer, got '%s'", arg);
+        o->batch = z;
+        return 0;
+    case 1004:
+        if (cli_parse_double(arg, &d) || d <= 0)
+            return cli_usage_error(cmd, "--lr needs a positive number, got '%s'", arg);
+        o->lr = (float)d;
+        return 0;
+    case 1005:
+        if (cli_parse_double(arg, &d) || d <= 0 || d > 1)
+            return cli_usage_error(cmd, "--lr-decay needs a number in (0, 1], got '%s'", arg);
+        o->lr_decay = (float)d;
+        return 0;
+    case 1006: {
+        int k = cli_parse_list(arg, 3, &d, &d2, &d3);
+        if (k < 1 || d < 0 || d >= 1 || (k >= 2 && (d2 < 0 || d2 >= 1)) ||
+            (k == 3 && (d3 < 0 || d3 != floor(d3))))
+            return cli_usage_error(cmd, "--momentum needs A[,B[,EPOCHS]] with A, B in [0, 1), got '%s'", arg);
+        o->momentum0 = (float)d;
+        o->momentum1 = k >= 2 ? (float)d2 : (float)d;
+        o->momentum_epochs = k == 3 ? (size_t)d3 : (k == 2 ? o->momentum_epochs : 0);
+        return 0;
+    }
+    case 1007:
+        if (cli_parse_double(arg, &d) || d < 0)
+            return cli_usage_error(cmd, "--weight-decay needs a number >= 0, got '%s'", arg);
+        o->weight_decay = (float)d;
+        return 0;
+    case 1008: {
+        int k = cli_parse_list(arg, 2, &d, &d2, NULL);
+        if (k < 1 || d < 0 || d >= 1 || (k == 2 && (d2 < 0 || d2 >= 1)))
+            return cli_usage_error(cmd, "--dropout needs P or P,Q in [0, 1), got '%s'", arg);
+        o->drop_in = k == 2 ? (float)d : 0.0f;
+        o->drop_hidden = k == 2 ? (float)d2 : (float)d;
+        return 0;
+    }
+    case 1009:
+        if (cli_parse_double(arg, &d) || d <= 0)
+            return cli_usage_error(cmd, "--max-norm needs a positive number, got '%s'", arg);
+        o->max_norm = (float)d;
+        return 0;
+    case 1010:
+        if (cli_parse_size(arg, &z) || z > 16)
+            return cli_usage_error(cmd, "--jitter needs 0..16 pixels, got '%s'", arg);
+        o->jitter = (int)z;
+        return 0;
+    case 1011:
+        if (cli_parse_size(arg, &z))
+            return cli_usage_error(cmd, "--val needs a count, got '%s'", arg);
+        f->val = z;
+        return 0;
+    case 1012:
+        if (cli_parse_u64(arg, &u))
+            return cli_usage_error(cmd, "--seed needs a non-negative integer, got '%s'", arg);
+        o->seed = u;
+        return 0;
+    }
+    return 1;
+}
+
+int cli_fit_run(cli_fit *f, cli_prepare_fn prepare, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
+{
+    const char *cmd = f->cmd;
+    kdcl_train_opts *o = &f->o;
+    if (!f->out) return cli_usage_error(cmd, "--out MODEL.safetensors is required");
+    kdcl_dataset train = {0}, test = {0}, tr = {0}, va = {0}, transfer = {0};
+    kdcl_ctx *ctx = NULL;
+    kdcl_mlp *m = NULL;
+    kdcl_status s = KDCL_OK;
+    int rc = 0;
+    char metrics_buf[4096], defarch[128];
+    const char *data = cli_data_dir(f->data);
+    if ((rc = cli_load_split(cmd, data, "train", &train)) ||
+        (rc = cli_load_split(cmd, data, "test", &test)))
+        goto done;
+    const kdcl_dataset *fit = &train;
+    if (f->val > 0) {
+        if (f->val >= train.n) {
+            rc = cli_usage_error(cmd, "--val %zu leaves no training examples (%zu in all)",
+                                 f->val, train.n);
+            goto done;
+        }
+        if ((s = kdcl_dataset_split_val(&train, f->val, o->seed, &tr, &va))) goto done;
+        fit = &tr;
+        o->val = &va;
+    }
+    if (prepare) {
+        if ((rc = prepare(user, fit, &transfer))) goto done;
+        fit = &transfer;
+    }
+    if (o->batch > fit->n) {
+        rc = cli_usage_error(cmd, "--batch %zu is larger than the %zu training examples",
+                             o->batch, fit->n);
+        goto done;
+    }
+    kdcl_arch arch;
+    if (!f->arch_s) {
+        snprintf(defarch, sizeof defarch, "%zu-800-800-%zu", train.dim, train.n_classes);
+        f->arch_s = defarch;
+    }
+    if ((s = kdcl_arch_parse(f->arch_s, &arch))) goto done;
+    if ((rc = cli_open_ctx(cmd, f->device, &ctx))) goto done;
+    if (on_ctx && (rc = on_ctx(user, ctx, &train))) goto done;
+    if ((s = kdcl_mlp_create(ctx, &arch, o->batch > 1000 ? o->batch : 1000, &m)) ||
+        (s = kdcl_mlp_init(m, o->seed)))
+        goto done;
+    if (!f->metrics) {
+        snprintf(metrics_buf, sizeof metrics_buf, "%s.metrics.jsonl", f->out);
+        f->metrics = metrics_buf;
+    }
+    o->metrics_path = f->metrics;
+    o->log = f->quiet ? NULL : stdout;
+    o->progress = !f->quiet;
+    o->tag = cmd;
+    const kdcl_device_info *di = kdcl_ctx_device(ctx);
+    if (!f->quiet)
+        printf("kdcl %s: %s on %s (%s), %zu train / %zu val / %zu test examples, %zu params\n",
+               cmd, f->arch_s, di->name, di->platform_name, fit->n, f->val, test.n,
+               kdcl_arch_params(&arch));
+    double t0 = kdcl_wall_seconds();
+    kdcl_epoch_stats last;
+    memset(&last, 0, sizeof last);
+    if ((s = fn(user, ctx, m, fit, o, &last))) goto done;
+    double secs = kdcl_wall_seconds() - t0;
+    kdcl_eval_result r;
+    if ((s = kdcl_evaluate(m, &test, o->norm, 0, &r))) goto done;
+    printf("test errors: %zu / %zu (%.2f%%), test loss %.4f, training %.1f s\n", r.errors, r.n,
+           100.0 * (double)r.errors / (double)r.n, r.loss, secs);
+    const char *keys[48];
+    const char *vals[48];
+    char v[16][256];
+    size_t n = 0;
+#define META(k, ...)                                       \
+    do {                                                   \
+        snprintf(v[n], sizeof v[0], __VA_ARGS__);          \
+        keys[n] = k;                                       \
+        vals[n] = v[n];                                    \
+        n++;                                               \
+    } while (0)
+    META("dataset", "%s", data);
+    META("input_scale", "%.9g", (double)o->norm.scale);
+    META("input_shift", "%.9g", (double)o->norm.shift);
+    META("seed", "%llu", (unsigned long long)o->seed);
+    META("epochs", "%zu", o->epochs);
+    META("dropout", "%g,%g", (double)o->drop_in, (double)o->drop_hidden);
+    META("max_norm", "%g", (double)o->max_norm);
+    META("jitter", "%d", o->jitter);
+    META("lr", "%g", (double)o->lr);
+    META("test_errors", "%zu", r.errors);
+    META("test_examples", "%zu", r.n);
+    META("val_errors", "%zu", f->val > 0 ? last.val_errors : 0);
+    META("train_seconds", "%.1f", secs);
+    META("device", "%s", di->name);
+    META("checkpoint", "last epoch");
+#undef META
+    for (size_t i = 0; i < f->n_meta; i++) {
+        keys[n] = f->meta_k[i];
+        vals[n++] = f->meta_v[i];
+    }
+    kdcl_eval_result_free(&r);
+    if ((s = kdcl_mlp_save(m, f->out, keys, vals, n))) goto done;
+    if (!f->quiet) printf("saved %s (metrics: %s)\n", f->out, f->metrics);
+done:
+    if (s) rc = cli_fail(cmd, s);
+    kdcl_mlp_destroy(m);
+    if (f->cleanup) f->cleanup(user);
+    kdcl_ctx_destroy(ctx);
+    kdcl_dataset_free(&train);
+    kdcl_dataset_free(&test);
+    kdcl_dataset_free(&tr);
+    kdcl_dataset_free(&va);
+    kdcl_dataset_free(&transfer);
+    return rc;
+}

@@ -1,0 +1,80 @@
+/* What `kdcl train` and `kdcl distill` share: the training options, loading
+ * the data (with a validation split), the model, the final test evaluation
+ * and the checkpoint with its metadata. */
+#ifndef KDCL_CLI_FIT_H
+#define KDCL_CLI_FIT_H
+
+#include <getopt.h>
+
+#include "cli/cli.h"
+#include "kdcl/data.h"
+#include "kdcl/train.h"
+
+typedef struct cli_fit {
+    const char *cmd;
+    const char *data, *arch_s, *out, *metrics, *device;
+    size_t val;
+    int quiet;
+    kdcl_train_opts o;
+    /* extra checkpoint metadata added by the command (up to 16 pairs) */
+    const char *meta_k[16];
+    char meta_v[16][256];
+    size_t n_meta;
+    /* called before the context is destroyed (frees what on_ctx loaded) */
+    void (*cleanup)(void *user);
+} cli_fit;
+
+/* getopt_long entries for the shared options; values are 1000 + index. */
+#define CLI_FIT_OPTIONS                                                                       \
+    {"data", required_argument, 0, 1000}, {"arch", required_argument, 0, 1001},               \
+        {"epochs", required_argument, 0, 1002}, {"batch", required_argument, 0, 1003},        \
+        {"lr", required_argument, 0, 1004}, {"lr-decay", required_argument, 0, 1005},         \
+        {"momentum", required_argument, 0, 1006}, {"weight-decay", required_argument, 0, 1007}, \
+        {"dropout", required_argument, 0, 1008}, {"max-norm", required_argument, 0, 1009},    \
+        {"jitter", required_argument, 0, 1010}, {"val", required_argument, 0, 1011},          \
+        {"seed", required_argument, 0, 1012}, {"out", required_argument, 0, 1013},            \
+        {"metrics", required_argument, 0, 1014}, {"device", required_argument, 0, 1015},      \
+        {"quiet", no_argument, 0, 1016}
+
+#define CLI_FIT_HELP                                                                          \
+    "  --data DIR          dataset directory (IDX/MNIST layout, CIFAR binary or image\n"          \
+    "                      folders; default $KDCL_DATA or " CLI_DEFAULT_DATA ")\n"                 \
+    "  --arch A-B-...-K    layer sizes (default <inputs>-800-800-<classes>)\n"                     \
+    "  --epochs N          (default 10)\n"                                                         \
+    "  --batch B           (default 128)\n"                                                        \
+    "  --lr X              initial learning rate (default 0.05)\n"                                 \
+    "  --lr-decay X        learning rate multiplied by X after each epoch (default 1)\n"           \
+    "  --momentum A[,B[,E]]  momentum ramp from A to B over E epochs (default 0.5,0.9,5)\n"         \
+    "  --weight-decay X    L2 weight decay (default 0)\n"                                          \
+    "  --dropout P[,Q]     input dropout P, hidden dropout Q (default 0,0; one value: hidden)\n"   \
+    "  --max-norm C        max-norm of each unit's incoming weights (default off)\n"               \
+    "  --jitter N          random translations of up to N pixels (default 0)\n"                    \
+    "  --val N             hold out N training examples for validation (default 0)\n"              \
+    "  --seed S            drives init, shuffling, dropout and jitter (default 1)\n"               \
+    "  --metrics FILE      JSONL metrics, one line per epoch (default MODEL.metrics.jsonl)\n"      \
+    "  --device D          OpenCL device: P:D, cpu, gpu or a name substring\n"                     \
+    "  --quiet             no per-epoch lines, no progress bar\n"
+
+void cli_fit_init(cli_fit *f, const char *cmd);
+/* Handle one shared option: 0 handled, 1 not a shared option, else an exit code
+ * (usage error already printed). */
+int cli_fit_option(cli_fit *f, int c, const char *arg);
+/* Add a metadata pair for the checkpoint. */
+void cli_fit_meta(cli_fit *f, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* The training function a command plugs in: train m on `fit` (the training
+ * split less the validation examples), o->val set when --val was given. */
+typedef kdcl_status (*cli_fit_fn)(void *user, kdcl_ctx *ctx, kdcl_mlp *m, const kdcl_dataset *fit,
+                                  const kdcl_train_opts *o, kdcl_epoch_stats *last);
+/* Prepare the transfer set from the training split (may be NULL: use as is). */
+typedef int (*cli_prepare_fn)(void *user, const kdcl_dataset *train, kdcl_dataset *out);
+/* Called with the context before training (e.g. to load teachers); may be NULL. */
+typedef int (*cli_ctx_fn)(void *user, kdcl_ctx *ctx, const kdcl_dataset *train);
+
+int cli_fit_run(cli_fit *f, cli_prepare_fn prepare, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user);
+
+#endif

@@ -1,0 +1,398 @@
+/* Teacher ensembles, soft targets and the distillation loop. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kdcl/distill.h"
+#include "kdcl/loss.h"
+#include "kdcl/ops.h"
+#include "kdcl/safetensors.h"
+#include "runtime/ctx.h"
+
+static kdcl_norm meta_norm(const kdcl_st_file *f)
+{
+    kdcl_norm n = KDCL_NORM_DEFAULT;
+    const char *s = kdcl_st_meta(f, "input_scale");
+    char *end;
+    if (s) {
+        double v = strtod(s, &end);
+        if (*end == '\0' && isfinite(v)) n.scale = (float)v;
+    }
+    s = kdcl_st_meta(f, "input_shift");
+    if (s) {
+        double v = strtod(s, &end);
+        if (*end == '\0' && isfinite(v)) n.shift = (float)v;
+    }
+    return n;
+}
+
+void kdcl_ensemble_free(kdcl_ensemble *e)
+{
+    for (size_t i = 0; i < e->n; i++) kdcl_mlp_destroy(e->m[i]);
+    if (e->ctx) kdcl_tensor_free(e->ctx, &e->out);
+    memset(e, 0, sizeof *e);
+}
+
+kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n,
+                               size_t max_batch, kdcl_ens_mode mode, kdcl_ensemble *e)
+{
+    memset(e, 0, sizeof *e);
+    if (n == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "an ensemble needs at least one model");
+    if (n > KDCL_MAX_MEMBERS)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "at most %d ensemble members", KDCL_MAX_MEMBERS);
+    e->ctx = ctx;
+    e->mode = mode;
+    e->max_batch = max_batch;
+    kdcl_status s;
+    for (size_t i = 0; i < n; i++) {
+        kdcl_st_file meta;
+        if ((s = kdcl_mlp_load(ctx, paths[i], max_batch, &e->m[i], &meta))) goto fail;
+        e->n = i + 1;
+        e->norm[i] = meta_norm(&meta);
+        kdcl_st_free(&meta);
+        const kdcl_arch *a = &e->m[i]->arch;
+        size_t dim = a->sizes[0], k = a->sizes[a->n_layers];
+        if (i == 0) {
+            e->dim = dim;
+            e->classes = k;
+        } else if (dim != e->dim || k != e->classes) {
+            s = kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                               "ensemble members disagree: %s has %zu inputs and %zu classes, %s "
+                               "has %zu and %zu",
+                               paths[0], e->dim, e->classes, paths[i], dim, k);
+            goto fail;
+        }
+    }
+    if ((s = kdcl_tensor_alloc2(ctx, &e->out, KDCL_F32, max_batch, e->classes))) goto fail;
+    return KDCL_OK;
+fail:
+    kdcl_ensemble_free(e);
+    return s;
+}
+
+kdcl_status kdcl_ensemble_forward(kdcl_ensemble *e, const kdcl_tensor *batch_u8, size_t count,
+                                  size_t h, size_t w, size_t c, int jitter, uint64_t seed,
+                                  uint64_t step, float T, int as_logits)
+{
+    kdcl_status s;
+    size_t sh[2] = {count, e->classes};
+    if ((s = kdcl_tensor_reshape(&e->out, 2, sh))) return s;
+    /* logits are averaged raw (T = 1) when the caller wants logits; the
+     * logit-mode ensemble averages v/T and takes one softmax at the end */
+    kdcl_ens_mode acc_mode = as_logits ? KDCL_ENS_LOGIT : e->mode;
+    float acc_T = as_logits ? 1.0f : T;
+    for (size_t i = 0; i < e->n; i++) {
+        kdcl_mlp *m = e->m[i];
+        const size_t L = m->arch.n_layers;
+        if ((s = kdcl_mlp_set_batch(m, count)) ||
+            (s = kdcl_op_jitter(e->ctx, batch_u8, &m->act[0], count, h, w, c, jitter, seed, step,
+                                e->norm[i].scale, e->norm[i].shift)) ||
+            (s = kdcl_mlp_forward(m, 0, 0, 0)) ||
+            (s = kdcl_op_ensemble_accumulate(e->ctx, acc_mode, &m->act[L], acc_T,
+                                             1.0f / (float)e->n, i ? 1.0f : 0.0f, &e->out)))
+            return s;
+    }
+    if (!as_logits && e->mode == KDCL_ENS_LOGIT)
+        return kdcl_op_softmax(e->ctx, &e->out, &e->out, 1.0f, 0);
+    return KDCL_OK;
+}
+
+static kdcl_status log_inplace(kdcl_ctx *ctx, kdcl_tensor *x)
+{
+    cl_kernel k;
+    kdcl_status s = kdcl_kernel_get(ctx, "batch", "log_inplace", &k);
+    if (s) return s;
+    cl_uint n = (cl_uint)x->numel;
+    clSetKernelArg(k, 0, sizeof(cl_mem), &x->buf);
+    clSetKernelArg(k, 1, sizeof n, &n);
+    size_t g = x->numel;
+    KDCL_CL_CHECK(clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &g, NULL, 0, NULL, NULL),
+                  "clEnqueueNDRangeKernel(log_inplace)");
+    return KDCL_OK;
+}
+
+kdcl_status kdcl_ensemble_evaluate(kdcl_ensemble *e, const kdcl_dataset *ds, kdcl_eval_result *r)
+{
+    memset(r, 0, sizeof *r);
+    kdcl_ctx *ctx = e->ctx;
+    if (ds->dim != e->dim)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "the ensemble takes %zu inputs but the examples have %zu", e->dim,
+                              ds->dim);
+    if (ds->n_classes > e->classes)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "the ensemble has %zu outputs but the data has %zu classes",
+                              e->classes, ds->n_classes);
+    kdcl_batcher b;
+    kdcl_status s = kdcl_batcher_create(ctx, ds, e->max_batch, &b);
+    if (s) return s;
+    const size_t B = b.max_batch, steps = (ds->n + B - 1) / B, K = e->classes;
+    kdcl_tensor loss = {0}, loss_acc = {0}, err_acc = {0}, conf = {0};
+    size_t n1[1] = {B}, ns[1] = {steps}, one[1] = {1}, kk[1] = {K * K};
+    int32_t zero = 0;
+    float *host = malloc(steps * sizeof *host);
+    int32_t *z = calloc(K * K, sizeof *z);
+    if (!host || !z) {
+        s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        goto done;
+    }
+    if ((s = kdcl_tensor_alloc(ctx, &loss, KDCL_F32, 1, n1)) ||
+        (s = kdcl_tensor_alloc(ctx, &loss_acc, KDCL_F32, 1, ns)) ||
+        (s = kdcl_tensor_alloc(ctx, &err_acc, KDCL_I32, 1, one)) ||
+        (s = kdcl_tensor_alloc(ctx, &conf, KDCL_I32, 1, kk)) ||
+        (s = kdcl_tensor_fill(ctx, &loss_acc, 0.0f)) ||
+        (s = kdcl_tensor_upload(ctx, &err_acc, 0, 1, &zero)) ||
+        (s = kdcl_tensor_upload(ctx, &conf, 0, K * K, z)))
+        goto done;
+    for (size_t step = 0; step < steps; step++) {
+        size_t start = step * B, count = ds->n - start < B ? ds->n - start : B;
+        size_t ls[1] = {count};
+        /* log of the combined probabilities: argmax and cross-entropy as for logits */
+        if ((s = kdcl_batcher_load(&b, start, count)) ||
+            (s = kdcl_ensemble_forward(e, &b.batch_u8[b.cur], count, ds->h, ds->w, ds->c, 0, 0, 0,
+                                       1.0f, 0)) ||
+            (s = log_inplace(ctx, &e->out)) || (s = kdcl_tensor_reshape(&loss, 1, ls)) ||
+            (s = kdcl_op_softmax_xent(ctx, &e->out, &b.batch_labels[b.cur], &loss, NULL, 1.0f,
+                                      &err_acc)) ||
+            (s = kdcl_op_reduce_add(ctx, &loss, count, &loss_acc, step)) ||
+            (s = kdcl_op_confusion(ctx, &e->out, &b.batch_labels[b.cur], &conf)))
+            goto done;
+    }
+    int32_t errs = 0;
+    if ((s = kdcl_tensor_download(ctx, &err_acc, 0, 1, &errs)) ||
+        (s = kdcl_tensor_download(ctx, &loss_acc, 0, steps, host)))
+        goto done;
+    double sum = 0;
+    for (size_t i = 0; i < steps; i++) sum += host[i];
+    r->n = ds->n;
+    r->errors = (size_t)errs;
+    r->loss = sum / (double)ds->n;
+    r->n_classes = K;
+    r->confusion = z;
+    z = NULL;
+    s = kdcl_tensor_download(ctx, &conf, 0, K * K, r->confusion);
+done:
+    if (s) kdcl_eval_result_free(r);
+    free(z);
+    free(host);
+    kdcl_tensor_free(ctx, &loss);
+    kdcl_tensor_free(ctx, &loss_acc);
+    kdcl_tensor_free(ctx, &err_acc);
+    kdcl_tensor_free(ctx, &conf);
+    kdcl_batcher_destroy(&b);
+    return s;
+}
+
+/* ---- the distillation loss hook ---- */
+
+typedef struct {
+    kdcl_ensemble *e;
+    const kdcl_distill_opts *d;
+    const kdcl_train_opts *o;
+    const kdcl_dataset *ds;
+    int targets_are_logits;
+    kdcl_tensor cache;   /* F32 [n, classes] (cached path) */
+    kdcl_tensor targets; /* F32 [batch, classes] (cached path) */
+    int cached;
+} distill_state;
+
+static kdcl_status distill_loss(void *user, kdcl_mlp *m, const kdcl_batcher *b, size_t start,
+                                size_t count, uint64_t step, const kdcl_tensor *labels,
+                                kdcl_tensor *loss, kdcl_tensor *errors)
+{
+    distill_state *st = user;
+    kdcl_ctx *ctx = m->ctx;
+    const size_t L = m->arch.n_layers, K = st->e->classes;
+    const kdcl_tensor *targets;
+    kdcl_status s;
+    if (st->cached) {
+        size_t sh[2] = {count, K};
+        if ((s = kdcl_tensor_reshape(&st->targets, 2, sh))) return s;
+        cl_kernel k;
+        if ((s = kdcl_kernel_get(ctx, "batch", "gather_rows_f32", &k))) return s;
+        cl_uint s0 = (cl_uint)start, dim = (cl_uint)K, rows = (cl_uint)count;
+        clSetKernelArg(k, 0, sizeof(cl_mem), &st->cache.buf);
+        clSetKernelArg(k, 1, sizeof(cl_mem), &b->perm.buf);
+        clSetKernelArg(k, 2, sizeof s0, &s0);
+        clSetKernelArg(k, 3, sizeof dim, &dim);
+        clSetKernelArg(k, 4, sizeof rows, &rows);
+        clSetKernelArg(k, 5, sizeof(cl_mem), &st->targets.buf);
+        size_t g = count * K;
+        KDCL_CL_CHECK(clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &g, NULL, 0, NULL, NULL),
+                      "clEnqueueNDRangeKernel(gather_rows_f32)");
+        targets = &st->targets;
+    } else {
+        const kdcl_dataset *ds = st->ds;
+        if ((s = kdcl_ensemble_forward(st->e, &b->batch_u8[b->cur], count, ds->h, ds->w, ds->c,
+                                       st->o->jitter, st->o->seed, step, st->d->T,
+                                       st->targets_are_logits)))
+            return s;
+        targets = &st->e->out;
+    }
+    return kdcl_op_kd_loss(ctx, st->d->mode, &m->act[L], targets, st->targets_are_logits, labels,
+                           st->d->T, st->d->alpha, loss, &m->dact[L], 1.0f / (float)count, errors);
+}
+
+kdcl_status kdcl_distill(kdcl_mlp *student, kdcl_ensemble *e, const kdcl_dataset *transfer,
+                         const kdcl_train_opts *o, const kdcl_distill_opts *d,
+                         kdcl_epoch_stats *last, kdcl_targets *used)
+{
+    kdcl_ctx *ctx = student->ctx;
+    const kdcl_arch *a = &student->arch;
+    if (a->sizes[0] != e->dim || a->sizes[a->n_layers] != e->classes)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "the student (%zu inputs, %zu classes) does not match the teachers "
+                              "(%zu inputs, %zu classes)",
+                              a->sizes[0], a->sizes[a->n_layers], e->dim, e->classes);
+    if (!(d->T > 0) || !isfinite(d->T))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "temperature must be positive, got %g",
+                              (double)d->T);
+    if (!(d->alpha >= 0 && d->alpha <= 1))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "alpha must be in [0, 1], got %g",
+                              (double)d->alpha);
+    if (o->batch > e->max_batch)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "batch %zu above the teachers' maximum batch %zu", o->batch,
+                              e->max_batch);
+    distill_state st = {e, d, o, transfer, 0, {0}, {0}, 0};
+    st.targets_are_logits = d->mode == KDCL_KD_LOGITS || e->mode == KDCL_ENS_LOGIT;
+    kdcl_targets mode = d->targets;
+    if (mode == KDCL_TARGETS_AUTO) mode = o->jitter > 0 ? KDCL_TARGETS_BATCH : KDCL_TARGETS_CACHED;
+    if (mode == KDCL_TARGETS_CACHED && o->jitter > 0)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "cached soft targets cannot follow jittered inputs: use per-batch "
+                              "targets with --jitter");
+    kdcl_status s = KDCL_OK;
+    if (mode == KDCL_TARGETS_CACHED) {
+        /* teachers run once over the transfer set in dataset order; each step
+         * gathers its rows through the batcher's device permutation */
+        kdcl_batcher b;
+        if ((s = kdcl_batcher_create(ctx, transfer, e->max_batch, &b))) return s;
+        if (!b.resident) {
+            mode = KDCL_TARGETS_BATCH; /* no device permutation to gather with */
+        } else {
+            size_t K = e->classes, B = b.max_batch;
+            if ((s = kdcl_tensor_alloc2(ctx, &st.cache, KDCL_F32, transfer->n, K)) ||
+                (s = kdcl_tensor_alloc2(ctx, &st.targets, KDCL_F32, o->batch, K)))
+                goto cached_done;
+            for (size_t start = 0; start < transfer->n; start += B) {
+                size_t count = transfer->n - start < B ? transfer->n - start : B;
+                if ((s = kdcl_batcher_load(&b, start, count)) ||
+                    (s = kdcl_ensemble_forward(e, &b.batch_u8[b.cur], count, transfer->h,
+                                               transfer->w, transfer->c, 0, 0, 0, d->T,
+                                               st.targets_are_logits)))
+                    goto cached_done;
+                KDCL_CL_CHECK(clEnqueueCopyBuffer(ctx->queue, e->out.buf, st.cache.buf, 0,
+                                                  start * K * sizeof(float),
+                                                  count * K * sizeof(float), 0, NULL, NULL),
+                              "clEnqueueCopyBuffer (soft targets)");
+            }
+            st.cached = 1;
+        }
+    cached_done:
+        kdcl_batcher_destroy(&b);
+        if (s) goto done;
+    }
+    if (used) *used = mode;
+    s = kdcl_train(student, transfer, o, distill_loss, &st, last);
+done:
+    kdcl_tensor_free(ctx, &st.cache);
+    kdcl_tensor_free(ctx, &st.targets);
+    return s;
+}
+
+kdcl_status kdcl_mlp_logits(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm, float **out)
+{
+    *out = NULL;
+    const size_t L = m->arch.n_layers, K = m->arch.sizes[L];
+    if (ds->dim != m->arch.sizes[0])
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "the model takes %zu inputs, the data has %zu",
+                              m->arch.sizes[0], ds->dim);
+    kdcl_batcher b;
+    kdcl_status s = kdcl_batcher_create(m->ctx, ds, m->max_batch, &b);
+    if (s) return s;
+    float *h = malloc(ds->n * K * sizeof *h);
+    if (!h) {
+        kdcl_batcher_destroy(&b);
+        return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+    }
+    for (size_t start = 0; start < ds->n && !s; start += b.max_batch) {
+        size_t count = ds->n - start < b.max_batch ? ds->n - start : b.max_batch;
+        if ((s = kdcl_batcher_load(&b, start, count)) || (s = kdcl_mlp_set_batch(m, count)) ||
+            (s = kdcl_op_u8_to_float(m->ctx, &b.batch_u8[b.cur], &m->act[0], count * ds->dim,
+                                     norm.scale, norm.shift)) ||
+            (s = kdcl_mlp_forward(m, 0, 0, 0)))
+            break;
+        s = kdcl_tensor_download(m->ctx, &m->act[L], 0, count * K, h + start * K);
+    }
+    kdcl_batcher_destroy(&b);
+    if (s) {
+        free(h);
+        return s;
+    }
+    *out = h;
+    return KDCL_OK;
+}
+
+size_t kdcl_count_errors_with_offset(const float *logits, const int32_t *labels, size_t n,
+                                     size_t k, const size_t *classes, size_t n_classes,
+                                     float offset)
+{
+    size_t errors = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float *z = logits + i * k;
+        size_t best = 0;
+        float bv = -INFINITY;
+        for (size_t j = 0; j < k; j++) {
+            float v = z[j];
+            for (size_t c = 0; c < n_classes; c++)
+                if (classes[c] == j) v += offset;
+            if (v > bv) {
+                bv = v;
+                best = j;
+            }
+        }
+        errors += (int32_t)best != labels[i];
+    }
+    return errors;
+}
+
+float kdcl_search_bias_offset(const float *logits, const int32_t *labels, size_t n, size_t k,
+                              const size_t *classes, size_t n_classes, float lo, float hi,
+                              float step, size_t *best_errors)
+{
+    float best = 0.0f;
+    size_t be = kdcl_count_errors_with_offset(logits, labels, n, k, classes, n_classes, 0.0f);
+    size_t steps = (size_t)floor((double)(hi - lo) / (double)step + 0.5);
+    for (size_t i = 0; i <= steps; i++) {
+        float off = lo + (float)i * step;
+        size_t e = kdcl_count_errors_with_offset(logits, labels, n, k, classes, n_classes, off);
+        if (e < be || (e == be && fabsf(off) < fabsf(best))) {
+            be = e;
+            best = off;
+        }
+    }
+    if (best_errors) *best_errors = be;
+    return best;
+}
+
+kdcl_status kdcl_mlp_adjust_bias(kdcl_mlp *m, const size_t *classes, size_t n_classes,
+                                 float offset)
+{
+    const size_t L = m->arch.n_layers, K = m->arch.sizes[L];
+    float *b = malloc(K * sizeof *b);
+    if (!b) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+    kdcl_status s = kdcl_tensor_download(m->ctx, &m->params, m->b_off[L - 1], K, b);
+    for (size_t c = 0; c < n_classes && !s; c++) {
+        if (classes[c] >= K) {
+            s = kdcl_set_error(KDCL_ERR_INVALID_ARG, "class %zu outside the model's %zu classes",
+                               classes[c], K);
+            break;
+        }
+        b[classes[c]] += offset;
+    }
+    if (!s) s = kdcl_tensor_upload(m->ctx, &m->params, m->b_off[L - 1], K, b);
+    free(b);
+    return s;
+}
