@@ -44,5 +44,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_adjust_bias(int argc, char **argv);
 int cmd_gemm(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 
 #endif

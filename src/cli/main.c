@@ -17,6 +17,8 @@ static const command commands[] = {
     {"adjust-bias", cmd_adjust_bias, "shift the output bias of chosen classes (searched on held-out data)"},
     {"eval", cmd_eval, "test errors, per-class errors and confusion matrix of a checkpoint"},
     {"gemm", cmd_gemm, "run one GEMM on the device and check it against the CPU"},
+    {"bench", cmd_bench, "benchmark GEMMs, kernels, training and inference (table, --json)"},
+    {"tune", cmd_tune, "tune CLBlast's GEMM kernels for a device (clblast-utils) and cache them"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,1066 @@
+/* kdcl tune: run CLBlast's own GEMM tuners (clblast_tuner_xgemm and
+ * clblast_tuner_xgemm_direct from Debian's clblast-utils) for one device,
+ * pick the fastest parameters, choose where CLBlast switches from the direct
+ * to the indirect GEMM kernel (XGEMM_MIN_INDIRECT_SIZE) by measuring the MLP's
+ * GEMM shapes, and store the result where kdcl_gemm_apply_tuning() finds it
+ * (kdcl_gemm_tuning_path(): $KDCL_CACHE_DIR/clblast/<device key>.json), so
+ * every later kdcl context on this device + driver uses it.
+ *
+ * The file: {"device", "platform", "driver", "source": "kdcl tune", "date",
+ *            "tuner": {...how it was found...},
+ *            "kernels": {"Xgemm": {"GEMMK": 0, ...}, "XgemmDirect": {...},
+ *                        "GemmRoutine": {"XGEMM_MIN_INDIRECT_SIZE": N}}}
+ *
+ * Notes on the tuners (CLBlast 1.5.3): each binary runs several variations
+ * (Xgemm: a fixed set, a random subset of a larger set, and both again for
+ * GEMMK = 1; XgemmDirect: fixed set, random subset) and writes
+ * clblast_<family>_32.json into the current directory when a variation
+ * completes. Their -fraction argument DIVIDES the number of configurations
+ * (-fraction 100 explores 1 %), so kdcl passes 1/F. A tuner still running at
+ * its deadline is stopped; the rows it printed so far (stdout is line-buffered
+ * through stdbuf) are used for the unfinished variation.
+ *
+ * CLBlast keeps overridden parameters per device for the whole process, so
+ * every timing runs in a child (`kdcl tune --child-measure`, reading its
+ * tuning file from a scratch KDCL_CACHE_DIR): before, all-indirect,
+ * all-direct with the tuned and with CLBlast's direct parameters, after. The
+ * first GEMM with a new parameter set compiles CLBlast's kernels (on PoCL
+ * 15-25 s per set on a loaded 2-core machine), so choosing costs a minute or
+ * more on top of the tuners' time. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "kdcl/profile.h"
+
+#define MAX_PARAMS 16
+
+/* ------------------------------------------------------------------ tuner results */
+
+typedef struct {
+    size_t n;
+    char names[MAX_PARAMS][24];
+    size_t values[MAX_PARAMS];
+    double ms;
+    int valid;
+} config;
+
+typedef struct {
+    config best;
+    size_t tested; /* configurations that ran and matched the reference */
+    size_t sections_done, sections_partial;
+} tuner_result;
+
+static void consider(tuner_result *r, const config *c)
+{
+    r->tested++;
+    if (!r->best.valid || c->ms < r->best.ms) {
+        r->best = *c;
+        r->best.valid = 1;
+    }
+}
+
+/* Fold the results of one tuner variation into the total. */
+static void merge(tuner_result *r, const tuner_result *part)
+{
+    r->tested += part->tested;
+    if (part->best.valid && (!r->best.valid || part->best.ms < r->best.ms)) r->best = part->best;
+}
+
+/* Strip ANSI colour sequences in place. */
+static void strip_ansi(char *s)
+{
+    char *w = s;
+    for (char *p = s; *p;) {
+        if (*p == '\x1b' && p[1] == '[') {
+            p += 2;
+            while (*p && !((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z'))) p++;
+            if (*p) p++;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = '\0';
+}
+
+/* The tuner's JSON: {"results": [{"kernel", "time", "parameters": {...}}]}. */
+static int parse_tuner_json(const char *path, tuner_result *r)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (!buf) return -1;
+    buf[n] = '\0';
+    cJSON *root = cJSON_Parse(buf);
+    free(buf);
+    cJSON *results = root ? cJSON_GetObjectItemCaseSensitive(root, "results") : NULL;
+    if (!cJSON_IsArray(results)) {
+        cJSON_Delete(root);
+        return -1;
+    }
+    int count = 0;
+    cJSON *e;
+    cJSON_ArrayForEach(e, results)
+    {
+        cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "time");
+        cJSON *ps = cJSON_GetObjectItemCaseSensitive(e, "parameters");
+        if (!cJSON_IsNumber(t) || !(t->valuedouble > 0) || !cJSON_IsObject(ps)) continue;
+        config c = {0};
+        c.ms = t->valuedouble;
+        cJSON *p;
+        int ok = 1;
+        cJSON_ArrayForEach(p, ps)
+        {
+            if (!strcmp(p->string, "PRECISION")) continue;
+            if (!cJSON_IsNumber(p) || p->valuedouble < 0 || c.n >= MAX_PARAMS) {
+                ok = 0;
+                break;
+            }
+            snprintf(c.names[c.n], sizeof c.names[0], "%s", p->string);
+            c.values[c.n++] = (size_t)p->valuedouble;
+        }
+        if (ok && c.n) {
+            consider(r, &c);
+            count++;
+        }
+    }
+    cJSON_Delete(root);
+    return count;
+}
+
+/* Parse the tuner's stdout log: sections start with "* Parameters explored:",
+ * rows are "| id | total | p1 p2 ... | local | global | compiles | time ms |
+ * GFLOPS | results match |", a finished section names its JSON file in
+ * "* Writing a total of N results to 'FILE'". Finished sections are read
+ * from their JSON file, an unfinished one from its rows. */
+static void parse_tuner_log(const char *dir, const char *log, tuner_result *r)
+{
+    FILE *f = fopen(log, "r");
+    if (!f) return;
+    char line[4096];
+    char names[MAX_PARAMS][24];
+    size_t n_names = 0;
+    tuner_result section = {0};
+    int in_section = 0;
+    while (fgets(line, sizeof line, f)) {
+        strip_ansi(line);
+        if (!strncmp(line, "* Parameters explored:", 22)) {
+            if (in_section && section.tested) { /* previous section never wrote its file */
+                r->sections_partial++;
+                merge(r, &section);
+            }
+            memset(&section, 0, sizeof section);
+            in_section = 1;
+            n_names = 0;
+            char *save = NULL;
+            for (char *tok = strtok_r(line + 22, " \t\n", &save); tok && n_names < MAX_PARAMS;
+                 tok = strtok_r(NULL, " \t\n", &save))
+                snprintf(names[n_names++], sizeof names[0], "%s", tok);
+            continue;
+        }
+        if (in_section && !strncmp(line, "* Writing a total of", 20)) {
+            char *q1 = strchr(line, '\''), *q2 = q1 ? strchr(q1 + 1, '\'') : NULL;
+            tuner_result from_file = {0};
+            if (q1 && q2) {
+                *q2 = '\0';
+                char path[4600];
+                snprintf(path, sizeof path, "%s/%s", dir, q1 + 1);
+                if (parse_tuner_json(path, &from_file) > 0) {
+                    r->sections_done++;
+                    merge(r, &from_file);
+                    memset(&section, 0, sizeof section);
+                    in_section = 0;
+                    continue;
+                }
+            }
+            /* unreadable file: fall back to the rows */
+            if (section.tested) {
+                r->sections_done++;
+                merge(r, &section);
+            }
+            memset(&section, 0, sizeof section);
+            in_section = 0;
+            continue;
+        }
+        if (!in_section || line[0] != '|' || !strstr(line, "results match")) continue;
+        /* split on '|' */
+        char *field[12];
+        size_t nf = 0;
+        char *save = NULL;
+        for (char *tok = strtok_r(line, "|", &save); tok && nf < 12; tok = strtok_r(NULL, "|", &save))
+            field[nf++] = tok;
+        /* id, total, params, local, global, compiles, time, gflops, status */
+        if (nf < 9) continue;
+        config row, *c = &row;
+        memset(c, 0, sizeof *c);
+        char *save2 = NULL;
+        for (char *tok = strtok_r(field[2], " \t", &save2); tok && c->n < n_names;
+             tok = strtok_r(NULL, " \t", &save2)) {
+            if (!strcmp(names[c->n], "PRECISION")) continue;
+            snprintf(c->names[c->n], sizeof c->names[0], "%s", names[c->n]);
+            c->values[c->n++] = strtoul(tok, NULL, 10);
+        }
+        c->ms = strtod(field[6], NULL);
+        if (c->n == n_names && c->ms > 0) consider(&section, c);
+    }
+    if (in_section && section.tested) {
+        r->sections_partial++;
+        merge(r, &section);
+    }
+    fclose(f);
+}
+
+/* ------------------------------------------------------------------ running a tuner */
+
+static volatile sig_atomic_t interrupted = 0;
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static int in_path(const char *name)
+{
+    const char *path = getenv("PATH");
+    if (!path || !*path) path = "/usr/local/bin:/usr/bin:/bin";
+    char buf[4096];
+    while (*path) {
+        size_t len = strcspn(path, ":");
+        if (len && len < 3000) {
+            snprintf(buf, sizeof buf, "%.*s/%s", (int)len, path, name);
+            if (access(buf, X_OK) == 0) return 1;
+        }
+        path += len;
+        if (*path == ':') path++;
+    }
+    return 0;
+}
+
+/* Count "results match" rows and the best GFLOP/s in the log so far. */
+static void log_progress(const char *log, size_t *rows, double *best)
+{
+    *rows = 0;
+    *best = 0;
+    FILE *f = fopen(log, "r");
+    if (!f) return;
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] != '|' || !strstr(line, "results match")) continue;
+        strip_ansi(line);
+        (*rows)++;
+        char *field[12];
+        size_t nf = 0;
+        char *save = NULL;
+        for (char *tok = strtok_r(line, "|", &save); tok && nf < 12; tok = strtok_r(NULL, "|", &save))
+            field[nf++] = tok;
+        if (nf >= 9) {
+            double g = strtod(field[7], NULL);
+            if (g > *best) *best = g;
+        }
+    }
+    fclose(f);
+}
+
+/* Run `tuner` in dir with its stdout/stderr in dir/<tuner>.log; stop it at
+ * the deadline. Returns its exit status (128+signal when killed, -1 when it
+ * could not be started); *stopped tells whether we stopped it. */
+static int run_tuner(const char *dir, const char *tuner, const kdcl_device_info *d, size_t size,
+                     double fraction, double seconds, char *log, size_t log_size, int *stopped)
+{
+    snprintf(log, log_size, "%s/%s.log", dir, tuner);
+    char plat[16], dev[16], sz[16], frac[32];
+    snprintf(plat, sizeof plat, "%u", d->platform_index);
+    snprintf(dev, sizeof dev, "%u", d->device_index);
+    snprintf(sz, sizeof sz, "%zu", size);
+    snprintf(frac, sizeof frac, "%.6g", 1.0 / fraction);
+    *stopped = 0;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || chdir(dir) != 0) _exit(127);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            close(nul);
+        }
+        setpgid(0, 0);
+        char *args[] = {"stdbuf", "-oL", (char *)tuner, "-platform", plat, "-device", dev,
+                        "-precision", "32", "-m", sz, "-n", sz, "-k", sz, "-fraction", frac,
+                        NULL};
+        execvp("stdbuf", args);
+        execvp(tuner, args + 2); /* no stdbuf: rows of a stopped run may be lost */
+        _exit(127);
+    }
+    double t0 = kdcl_wall_seconds(), last = t0;
+    int tty = isatty(1), status = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) break;
+        if (w < 0 && errno != EINTR) return -1;
+        double now = kdcl_wall_seconds();
+        if (now - t0 >= seconds || interrupted) {
+            kill(-pid, SIGTERM);
+            kill(pid, SIGTERM);
+            *stopped = 1;
+            for (int i = 0; i < 50 && waitpid(pid, &status, WNOHANG) == 0; i++) usleep(100000);
+            if (waitpid(pid, &status, WNOHANG) == 0) {
+                kill(-pid, SIGKILL);
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+            }
+            break;
+        }
+        if (now - last >= (tty ? 2.0 : 30.0)) {
+            size_t rows;
+            double best;
+            log_progress(log, &rows, &best);
+            printf("%s  %s: %zu configurations run, best %.1f GFLOP/s, %.0f of %.0f s%s",
+                   tty ? "\r" : "", tuner, rows, best, now - t0, seconds, tty ? "   " : "\n");
+            fflush(stdout);
+            last = now;
+        }
+        usleep(200000);
+    }
+    if (tty) printf("\r%*s\r", 90, "");
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return -1;
+}
+
+/* The last non-empty line of a log (colours stripped), "" if none. */
+static void last_line(const char *log, char *out, size_t size)
+{
+    *out = '\0';
+    FILE *f = fopen(log, "r");
+    if (!f) return;
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        strip_ansi(line);
+        line[strcspn(line, "\r\n")] = '\0';
+        if (*line) snprintf(out, size, "%.*s", (int)(size - 1), line);
+    }
+    fclose(f);
+}
+
+/* ------------------------------------------------------------------ measuring */
+
+typedef struct {
+    size_t m, n, k, batch;
+    kdcl_trans ta, tb;
+    const char *label;
+} tshape;
+
+#define N_SHAPES 16
+
+/* The products of a 784-1200-1200-10 training step at B = 128 and 1024
+ * (shape i + 8 is shape i at the larger batch). */
+static void model_shapes(tshape *s)
+{
+    static const size_t bs[2] = {128, 1024};
+    const kdcl_trans N = KDCL_NO_TRANS, T = KDCL_TRANS;
+    for (size_t i = 0; i < 2; i++) {
+        size_t B = bs[i];
+        tshape *x = s + 8 * i;
+        x[0] = (tshape){B, 1200, 784, B, N, T, "fwd X*W1^T"};
+        x[1] = (tshape){B, 1200, 1200, B, N, T, "fwd H1*W2^T"};
+        x[2] = (tshape){B, 10, 1200, B, N, T, "fwd H2*W3^T"};
+        x[3] = (tshape){1200, 784, B, B, T, N, "dW1 = dY1^T*X"};
+        x[4] = (tshape){1200, 1200, B, B, T, N, "dW2 = dY2^T*H1"};
+        x[5] = (tshape){10, 1200, B, B, T, N, "dW3 = dY3^T*H2"};
+        x[6] = (tshape){B, 1200, 1200, B, N, N, "dH1 = dY2*W2"};
+        x[7] = (tshape){B, 1200, 10, B, N, N, "dH2 = dY3*W3"};
+    }
+}
+
+static double vol(const tshape *s) { return (double)s->m * (double)s->n * (double)s->k; }
+/* weight of a shape in the total: time per 1024 samples */
+static double weight(const tshape *s) { return 1024.0 / (double)s->batch; }
+
+typedef struct {
+    kdcl_ctx *ctx;
+    kdcl_tensor a, b, c;
+} gemm_bufs;
+
+static kdcl_status bufs_open(const char *spec, const tshape *sh, gemm_bufs *g)
+{
+    memset(g, 0, sizeof *g);
+    kdcl_status s = kdcl_ctx_create(spec, &g->ctx);
+    if (s) return s;
+    size_t na = 1, nb = 1, nc = 1;
+    for (size_t i = 0; i < N_SHAPES; i++) {
+        if (sh[i].m * sh[i].k > na) na = sh[i].m * sh[i].k;
+        if (sh[i].k * sh[i].n > nb) nb = sh[i].k * sh[i].n;
+        if (sh[i].m * sh[i].n > nc) nc = sh[i].m * sh[i].n;
+    }
+    size_t d1[1] = {na}, d2[1] = {nb}, d3[1] = {nc};
+    if ((s = kdcl_tensor_alloc(g->ctx, &g->a, KDCL_F32, 1, d1)) ||
+        (s = kdcl_tensor_alloc(g->ctx, &g->b, KDCL_F32, 1, d2)) ||
+        (s = kdcl_tensor_alloc(g->ctx, &g->c, KDCL_F32, 1, d3)) ||
+        (s = kdcl_tensor_fill(g->ctx, &g->a, 0.01f)) ||
+        (s = kdcl_tensor_fill(g->ctx, &g->b, 0.02f)) || (s = kdcl_ctx_finish(g->ctx)))
+        return s;
+    return KDCL_OK;
+}
+
+static void bufs_close(gemm_bufs *g)
+{
+    if (!g->ctx) return;
+    kdcl_tensor_free(g->ctx, &g->a);
+    kdcl_tensor_free(g->ctx, &g->b);
+    kdcl_tensor_free(g->ctx, &g->c);
+    kdcl_ctx_destroy(g->ctx);
+    g->ctx = NULL;
+}
+
+static kdcl_status gemm_once(gemm_bufs *g, const tshape *s)
+{
+    size_t lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
+    return kdcl_gemm(g->ctx, s->ta, s->tb, s->m, s->n, s->k, 1.0f, g->a.buf, 0, lda, g->b.buf, 0,
+                     ldb, 0.0f, g->c.buf, 0, s->n, NULL);
+}
+
+/* Median device seconds of `reps` calls (a warm-up call first when warm). */
+static kdcl_status time_shape(gemm_bufs *g, const tshape *s, size_t reps, int warm, double *out)
+{
+    kdcl_status st;
+    if (warm && ((st = gemm_once(g, s)) || (st = kdcl_ctx_finish(g->ctx)))) return st;
+    double t[8];
+    if (reps > 8) reps = 8;
+    for (size_t r = 0; r < reps; r++) {
+        kdcl_profiler p;
+        if ((st = kdcl_profiler_begin(&p, g->ctx, 1))) return st;
+        if ((st = gemm_once(g, s)) || (st = kdcl_profiler_mark(&p, "gemm")) ||
+            (st = kdcl_profiler_end(&p, &t[r]))) {
+            kdcl_profiler_free(&p);
+            return st;
+        }
+        kdcl_profiler_free(&p);
+    }
+    /* median */
+    for (size_t i = 1; i < reps; i++)
+        for (size_t j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double x = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = x;
+        }
+    *out = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    return KDCL_OK;
+}
+
+/* Time every shape (only where want[i], when want is given). */
+static kdcl_status time_all(const char *spec, const tshape *sh, size_t reps, const int *want,
+                            double *t, char *tuning, size_t tsize)
+{
+    gemm_bufs g;
+    kdcl_status s = bufs_open(spec, sh, &g);
+    int first = 1;
+    if (!s && tuning) snprintf(tuning, tsize, "%s", kdcl_ctx_gemm_tuning(g.ctx));
+    for (size_t i = 0; !s && i < N_SHAPES; i++) {
+        t[i] = NAN;
+        if (want && !want[i]) continue;
+        s = time_shape(&g, &sh[i], reps, first, &t[i]);
+        first = 0;
+    }
+    bufs_close(&g);
+    return s;
+}
+
+/* ------------------------------------------------------------------ files */
+
+/* rm -r of the scratch directory (plain files and directories only). */
+static void rm_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char p[4600];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            struct stat st;
+            if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+                rm_tree(p);
+            else
+                remove(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static int mkdir_p(const char *dir)
+{
+    char tmp[4600];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    return (mkdir(tmp, 0755) == 0 || errno == EEXIST) ? 0 : -1;
+}
+
+static cJSON *config_json(const config *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (size_t i = 0; i < c->n; i++) cJSON_AddNumberToObject(o, c->names[i], (double)c->values[i]);
+    return o;
+}
+
+/* Write the tuning file for d at `path` (directory created; atomic rename). */
+static int write_tuning(const char *path, const kdcl_device_info *d, const tuner_result *xg,
+                        const tuner_result *xd, size_t min_indirect, cJSON *tuner_info)
+{
+    char dir[4400];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = '\0';
+        if (mkdir_p(dir)) return -1;
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "device", d->name);
+    cJSON_AddStringToObject(root, "platform", d->platform_name);
+    cJSON_AddStringToObject(root, "driver", d->driver_version);
+    cJSON_AddStringToObject(root, "source", "kdcl tune");
+    char date[64] = "";
+    time_t now = time(NULL);
+    struct tm tmv;
+    if (gmtime_r(&now, &tmv)) strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    cJSON_AddStringToObject(root, "date", date);
+    if (tuner_info) cJSON_AddItemToObject(root, "tuner", cJSON_Duplicate(tuner_info, 1));
+    cJSON *k = cJSON_CreateObject();
+    cJSON_AddItemToObject(k, "Xgemm", config_json(&xg->best));
+    if (xd->best.valid) cJSON_AddItemToObject(k, "XgemmDirect", config_json(&xd->best));
+    cJSON *gr = cJSON_CreateObject();
+    cJSON_AddNumberToObject(gr, "XGEMM_MIN_INDIRECT_SIZE", (double)min_indirect);
+    cJSON_AddItemToObject(k, "GemmRoutine", gr);
+    cJSON_AddItemToObject(root, "kernels", k);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return -1;
+    char tmp[4500];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    if (f && fclose(f) != 0) ok = 0;
+    free(text);
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = malloc(1 << 20);
+    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    if (buf) buf[n] = '\0';
+    return buf;
+}
+
+static int write_all(const char *path, const char *text)
+{
+    char tmp[4500];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fputs(text, f) >= 0;
+    if (f && fclose(f) != 0) ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Set or unset an environment variable (value NULL: unset). */
+static void set_env(const char *name, const char *value)
+{
+    if (value)
+        setenv(name, value, 1);
+    else
+        unsetenv(name);
+}
+
+/* Path of this executable (for the child processes). */
+static void self_exe(char *buf, size_t size, const char *argv0)
+{
+    ssize_t n = readlink("/proc/self/exe", buf, size - 1);
+    if (n > 0) {
+        buf[n] = '\0';
+        return;
+    }
+    snprintf(buf, size, "%s", argv0 ? argv0 : "kdcl");
+}
+
+/* Append s to dst single-quoted for /bin/sh. */
+static void shell_quote_append(char *dst, size_t size, const char *s)
+{
+    size_t n = strlen(dst);
+    if (n + 2 >= size) return;
+    dst[n++] = '\'';
+    for (; *s && n + 6 < size; s++) {
+        if (*s == '\'') {
+            memcpy(dst + n, "'\\''", 4);
+            n += 4;
+        } else {
+            dst[n++] = *s;
+        }
+    }
+    dst[n++] = '\'';
+    dst[n] = '\0';
+}
+
+/* ------------------------------------------------------------------ measuring in children */
+
+/* CLBlast keeps overridden parameters per device for the whole process, so
+ * each parameter set is timed in a child process (`kdcl tune --child-measure`)
+ * that applies it when it creates its context. */
+typedef struct {
+    char exe[4096];
+    const char *spec;
+} child_env;
+
+/* Time the shapes in `mask` in a child. cache_dir: the KDCL_CACHE_DIR it
+ * reads its tuning file from (NULL: ours); notune_env: 1 to keep our
+ * KDCL_NO_TUNING, 0 to clear it. t[i] = NAN for shapes not timed. */
+static int measure_child(const child_env *ce, const char *cache_dir, int keep_notune, size_t reps,
+                         unsigned mask, double *t, char *tuning, size_t tsize)
+{
+    char cmd[12000] = "";
+    if (cache_dir) {
+        strcat(cmd, "KDCL_CACHE_DIR=");
+        shell_quote_append(cmd, sizeof cmd, cache_dir);
+        strcat(cmd, " ");
+    }
+    if (!keep_notune) strcat(cmd, "KDCL_NO_TUNING= ");
+    shell_quote_append(cmd, sizeof cmd, ce->exe);
+    size_t len = strlen(cmd);
+    snprintf(cmd + len, sizeof cmd - len, " tune --child-measure --device %s --reps %zu --mask %u",
+             ce->spec, reps, mask);
+    for (size_t i = 0; i < N_SHAPES; i++) t[i] = NAN;
+    if (!mask) return 0;
+    fflush(stdout);
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    char line[512];
+    size_t got = 0;
+    while (fgets(line, sizeof line, f)) {
+        size_t i;
+        double sec;
+        if (!strncmp(line, "T ", 2) && tuning) {
+            line[strcspn(line, "\n")] = '\0';
+            snprintf(tuning, tsize, "%.*s", (int)(tsize - 1), line + 2);
+        } else if (sscanf(line, "S %zu %lf", &i, &sec) == 2 && i < N_SHAPES) {
+            t[i] = sec;
+            got++;
+        }
+    }
+    return (pclose(f) == 0 && got > 0) ? 0 : -1;
+}
+
+static int child_measure(const char *spec, size_t reps, unsigned mask)
+{
+    tshape sh[N_SHAPES];
+    model_shapes(sh);
+    int want[N_SHAPES];
+    for (size_t i = 0; i < N_SHAPES; i++) want[i] = (mask >> i) & 1u;
+    double t[N_SHAPES];
+    char tuning[256] = "";
+    kdcl_status s = time_all(spec, sh, reps, want, t, tuning, sizeof tuning);
+    if (s) return cli_fail("tune", s);
+    printf("T %s\n", tuning);
+    for (size_t i = 0; i < N_SHAPES; i++)
+        if (want[i]) printf("S %zu %.9g\n", i, t[i]);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ choosing the switch */
+
+/* The switch size T: shapes with m*n*k < T^3 run the direct kernel. Among the
+ * cuts of the shapes sorted by volume, the one with the least weighted time;
+ * t_dir[i] may be INFINITY (not measured). */
+static size_t best_cut(const tshape *sh, const double *t_ind, const double *t_dir, double *cost_out)
+{
+    size_t order[N_SHAPES];
+    for (size_t i = 0; i < N_SHAPES; i++) order[i] = i;
+    for (size_t i = 1; i < N_SHAPES; i++)
+        for (size_t j = i; j > 0 && vol(&sh[order[j]]) < vol(&sh[order[j - 1]]); j--) {
+            size_t x = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = x;
+        }
+    size_t best_t = 1;
+    double best_cost = INFINITY;
+    for (size_t c = 0; c <= N_SHAPES; c++) {
+        size_t T = c ? (size_t)floor(cbrt(vol(&sh[order[c - 1]]))) + 1 : 1;
+        double T3 = (double)T * (double)T * (double)T;
+        if (c > 0 && !(T3 > vol(&sh[order[c - 1]]))) continue;
+        if (c < N_SHAPES && T3 > vol(&sh[order[c]])) continue;
+        double cost = 0;
+        for (size_t j = 0; j < N_SHAPES; j++) {
+            size_t i = order[j];
+            double ti = j < c ? t_dir[i] : t_ind[i];
+            cost += weight(&sh[i]) * (isnan(ti) ? INFINITY : ti);
+        }
+        if (cost < best_cost) {
+            best_cost = cost;
+            best_t = T;
+        }
+    }
+    *cost_out = best_cost;
+    return best_t;
+}
+
+/* Time the direct kernel (all shapes forced direct) with the parameters in
+ * the scratch file: the B = 128 shapes, then each B = 1024 shape whose
+ * B = 128 counterpart ran faster direct than indirect. */
+static int time_direct(const child_env *ce, const char *scratch, const double *t_ind, double *t_dir)
+{
+    double t2[N_SHAPES];
+    if (measure_child(ce, scratch, 0, 2, 0xffu, t_dir, NULL, 0)) return -1;
+    unsigned mask = 0;
+    for (size_t i = 0; i < 8; i++)
+        if (t_dir[i] < t_ind[i]) mask |= 1u << (i + 8);
+    if (mask && measure_child(ce, scratch, 0, 2, mask, t2, NULL, 0)) return -1;
+    for (size_t i = 8; i < N_SHAPES; i++) t_dir[i] = (mask >> i) & 1u ? t2[i] : INFINITY;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ command */
+
+static void print_best(const char *kernel, const tuner_result *r, size_t size)
+{
+    if (!r->best.valid) {
+        printf("  %-12s no result\n", kernel);
+        return;
+    }
+    double gf = 2.0 * (double)size * (double)size * (double)size / (r->best.ms * 1e-3) * 1e-9;
+    printf("  %-12s best of %zu configurations: %.2f ms at %zu^3 (%.1f GFLOP/s):", kernel,
+           r->tested, r->best.ms, size, gf);
+    for (size_t i = 0; i < r->best.n; i++) printf(" %s=%zu", r->best.names[i], r->best.values[i]);
+    printf("\n");
+}
+
+int cmd_tune(int argc, char **argv)
+{
+    static const struct option opts[] = {{"device", required_argument, 0, 'd'},
+                                         {"fraction", required_argument, 0, 'f'},
+                                         {"max-seconds", required_argument, 0, 's'},
+                                         {"size", required_argument, 0, 'z'},
+                                         {"keep", no_argument, 0, 'k'},
+                                         {"child-measure", no_argument, 0, 'c'},
+                                         {"reps", required_argument, 0, 'r'},
+                                         {"mask", required_argument, 0, 'm'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *device = NULL;
+    double fraction = 0.005, max_seconds = 180;
+    size_t size = 512, reps = 3, mask = 0xffff;
+    int keep = 0, child = 0, o;
+    optind = 1;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'd': device = optarg; break;
+        case 'f':
+            if (cli_parse_double(optarg, &fraction) || !(fraction > 0) || fraction > 1)
+                return cli_usage_error("tune", "--fraction needs a number in (0, 1], got '%s'",
+                                       optarg);
+            break;
+        case 's':
+            if (cli_parse_double(optarg, &max_seconds) || !(max_seconds >= 10))
+                return cli_usage_error("tune", "--max-seconds needs a number >= 10, got '%s'",
+                                       optarg);
+            break;
+        case 'z':
+            if (cli_parse_size(optarg, &size) || size < 128 || size > 4096 || size % 128)
+                return cli_usage_error("tune",
+                                       "--size needs a multiple of 128 in 128..4096, got '%s'",
+                                       optarg);
+            break;
+        case 'k': keep = 1; break;
+        case 'c': child = 1; break;
+        case 'r':
+            if (cli_parse_size(optarg, &reps) || reps == 0 || reps > 8)
+                return cli_usage_error("tune", "--reps needs 1..8, got '%s'", optarg);
+            break;
+        case 'm':
+            if (cli_parse_size(optarg, &mask) || mask > 0xffff)
+                return cli_usage_error("tune", "bad --mask '%s'", optarg);
+            break;
+        case 'h':
+            printf(
+                "usage: kdcl tune [--device D] [--fraction F] [--max-seconds S] [--size N] "
+                "[--keep]\n\n"
+                "Tunes CLBlast's single-precision GEMM kernels for one device with CLBlast's own\n"
+                "tuners (clblast_tuner_xgemm, clblast_tuner_xgemm_direct; Debian package\n"
+                "clblast-utils), picks the fastest parameters, chooses the size at which CLBlast\n"
+                "switches from the direct to the indirect kernel (and whether the tuned direct\n"
+                "kernel beats CLBlast's) by timing the MLP's GEMMs, and stores the result for\n"
+                "this device and driver (kdcl uses it from then on; KDCL_NO_TUNING=1 ignores\n"
+                "it). Prints the GEMM rates before and after.\n\n"
+                "options:\n"
+                "  --device D        P:D, cpu, gpu or a name substring (default: $KDCL_DEVICE,\n"
+                "                    else the first GPU, else the first device)\n"
+                "  --fraction F      share of each tuner's random search space to explore\n"
+                "                    (default 0.005)\n"
+                "  --max-seconds S   time for both tuners together (default 180); a tuner still\n"
+                "                    running then is stopped and its results so far are used\n"
+                "  --size N          m = n = k of the tuners' problem (default 512)\n"
+                "  --keep            keep the new parameters even if they are slower at the\n"
+                "                    MLP's shapes than the ones used before (default: put the\n"
+                "                    previous state back)\n");
+            return 0;
+        default:
+            return cli_usage_error("tune", "unknown option or missing value: %s",
+                                   argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage_error("tune", "unexpected argument '%s'", argv[optind]);
+    if (child) return child_measure(device, reps, (unsigned)mask);
+    static const char *tuners[2] = {"clblast_tuner_xgemm", "clblast_tuner_xgemm_direct"};
+    for (int i = 0; i < 2; i++)
+        if (!in_path(tuners[i])) {
+            fprintf(stderr,
+                    "kdcl tune: %s not found in PATH: install CLBlast's tuners with "
+                    "'apt-get install clblast-utils'\n",
+                    tuners[i]);
+            return CLI_EXIT_FAIL;
+        }
+
+    /* the device and where its file goes */
+    kdcl_ctx *ctx;
+    int rc = cli_open_ctx("tune", device, &ctx);
+    if (rc) return rc;
+    kdcl_device_info d = *kdcl_ctx_device(ctx);
+    kdcl_ctx_destroy(ctx);
+    child_env ce;
+    char spec[32], path[4400];
+    snprintf(spec, sizeof spec, "%u:%u", d.platform_index, d.device_index);
+    ce.spec = spec;
+    self_exe(ce.exe, sizeof ce.exe, argv[0]);
+    kdcl_status s = kdcl_gemm_tuning_path(&d, path, sizeof path);
+    if (s) return cli_fail("tune", s);
+    printf("device   %s %s (%s, driver %s)\n", spec, d.name, d.platform_name, d.driver_version);
+    printf("file     %s\n", path);
+
+    tshape sh[N_SHAPES];
+    model_shapes(sh);
+    double before[N_SHAPES], after[N_SHAPES], t_ind[N_SHAPES], t_dtun[N_SHAPES],
+        t_ddef[N_SHAPES];
+    char tuning_before[256] = "", tuning_after[256] = "";
+    /* the tuners */
+    char tmpl[] = "/tmp/kdcl-tune-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    if (!dir) {
+        fprintf(stderr, "kdcl tune: cannot create a temporary directory: %s\n", strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    tuner_result res[2];
+    memset(res, 0, sizeof res);
+    int status[2] = {0, 0}, stopped[2] = {0, 0};
+    char logs[2][4200];
+    double t_start = kdcl_wall_seconds();
+    printf("running CLBlast's tuners in %s (fraction %g, %zu^3, at most %.0f s)\n", dir, fraction,
+           size, max_seconds);
+    for (int i = 0; i < 2 && !interrupted; i++) {
+        /* the indirect kernel gets 2/3 of the time, the direct one the rest */
+        double budget = i == 0 ? max_seconds * 2.0 / 3.0
+                               : max_seconds - (kdcl_wall_seconds() - t_start);
+        if (budget < 5) budget = 5;
+        double t1 = kdcl_wall_seconds();
+        status[i] = run_tuner(dir, tuners[i], &d, size, fraction, budget, logs[i],
+                              sizeof logs[i], &stopped[i]);
+        if (status[i] == -1) {
+            fprintf(stderr, "kdcl tune: cannot run %s\n", tuners[i]);
+            continue;
+        }
+        parse_tuner_log(dir, logs[i], &res[i]);
+        printf("  %s: %zu configurations in %.0f s%s, exit status %d\n", tuners[i],
+               res[i].tested, kdcl_wall_seconds() - t1,
+               stopped[i] ? " (stopped at its time limit)" : "", status[i]);
+    }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (interrupted) {
+        fprintf(stderr, "kdcl tune: interrupted; nothing written (tuner logs in %s)\n", dir);
+        return CLI_EXIT_FAIL;
+    }
+    if (!res[0].best.valid) {
+        char last[256];
+        last_line(logs[0], last, sizeof last);
+        fprintf(stderr,
+                "kdcl tune: %s produced no usable result (exit status %d%s%s); nothing written "
+                "(log: %s)\n",
+                tuners[0], status[0], *last ? ", last output: " : "", last, logs[0]);
+        return CLI_EXIT_FAIL;
+    }
+    double t0 = kdcl_wall_seconds();
+    printf("timing the MLP's GEMMs with the current parameters... ");
+    fflush(stdout);
+    if (measure_child(&ce, NULL, 1, 3, 0xffffu, before, tuning_before, sizeof tuning_before)) {
+        fprintf(stderr, "\nkdcl tune: timing the GEMMs failed (see the messages above)\n");
+        return CLI_EXIT_FAIL;
+    }
+    printf("%.0f s\n", kdcl_wall_seconds() - t0);
+
+    print_best("Xgemm", &res[0], size);
+    print_best("XgemmDirect", &res[1], size);
+    if (!res[1].best.valid)
+        fprintf(stderr,
+                "kdcl tune: warning: %s produced no result (exit status %d, log %s); the "
+                "direct kernel keeps CLBlast's parameters\n",
+                tuners[1], status[1], logs[1]);
+
+    /* which direct-kernel parameters, and where to switch to the indirect
+     * kernel: time the shapes all-indirect and all-direct (tuned and CLBlast's
+     * direct parameters) with scratch tuning files, pick the cheapest */
+    char scratch[4300], scratch_file[4400];
+    snprintf(scratch, sizeof scratch, "%s/cache", dir);
+    cJSON *info = cJSON_CreateObject();
+    cJSON_AddNumberToObject(info, "size", (double)size);
+    cJSON_AddNumberToObject(info, "fraction", fraction);
+    cJSON_AddNumberToObject(info, "xgemm_configurations", (double)res[0].tested);
+    cJSON_AddNumberToObject(info, "xgemm_best_ms", res[0].best.ms);
+    cJSON_AddNumberToObject(info, "xgemm_direct_configurations", (double)res[1].tested);
+    if (res[1].best.valid) cJSON_AddNumberToObject(info, "xgemm_direct_best_ms", res[1].best.ms);
+    tuner_result none;
+    memset(&none, 0, sizeof none);
+    printf("choosing the direct-kernel parameters and XGEMM_MIN_INDIRECT_SIZE... ");
+    fflush(stdout);
+    t0 = kdcl_wall_seconds();
+    {
+        char *old = getenv("KDCL_CACHE_DIR") ? strdup(getenv("KDCL_CACHE_DIR")) : NULL;
+        setenv("KDCL_CACHE_DIR", scratch, 1); /* for kdcl_gemm_tuning_path only */
+        s = kdcl_gemm_tuning_path(&d, scratch_file, sizeof scratch_file);
+        set_env("KDCL_CACHE_DIR", old);
+        free(old);
+    }
+    int fail = s != KDCL_OK;
+    for (size_t i = 0; i < N_SHAPES; i++) t_dtun[i] = t_ddef[i] = INFINITY;
+    fail = fail || write_tuning(scratch_file, &d, &res[0], &res[1], 1, info) ||
+           measure_child(&ce, scratch, 0, 2, 0xffffu, t_ind, NULL, 0);
+    if (!fail && res[1].best.valid)
+        fail = write_tuning(scratch_file, &d, &res[0], &res[1], 100000, info) ||
+               time_direct(&ce, scratch, t_ind, t_dtun);
+    if (!fail)
+        fail = write_tuning(scratch_file, &d, &res[0], &none, 100000, info) ||
+               time_direct(&ce, scratch, t_ind, t_ddef);
+    if (fail) {
+        fprintf(stderr, "\nkdcl tune: timing candidate parameters failed; nothing written "
+                        "(tuner logs in %s)\n",
+                dir);
+        cJSON_Delete(info);
+        return CLI_EXIT_FAIL;
+    }
+    double cost_tun = INFINITY, cost_def;
+    size_t T_tun = res[1].best.valid ? best_cut(sh, t_ind, t_dtun, &cost_tun) : 0;
+    size_t T_def = best_cut(sh, t_ind, t_ddef, &cost_def);
+    int use_tuned_direct = res[1].best.valid && cost_tun <= cost_def;
+    size_t T = use_tuned_direct ? T_tun : T_def;
+    printf("%.0f s\n", kdcl_wall_seconds() - t0);
+    printf("  XgemmDirect: %s parameters; XGEMM_MIN_INDIRECT_SIZE = %zu (m*n*k < %zu^3 runs "
+           "the direct kernel)\n",
+           use_tuned_direct ? "the tuned" : "CLBlast's", T, T);
+    cJSON_AddBoolToObject(info, "tuned_direct_used", use_tuned_direct);
+
+    /* write the real file, then time the shapes as kdcl will run them */
+    char *previous = read_all(path);
+    if (write_tuning(path, &d, &res[0], use_tuned_direct ? &res[1] : &none, T, info)) {
+        fprintf(stderr, "kdcl tune: cannot write %s: %s\n", path, strerror(errno));
+        free(previous);
+        cJSON_Delete(info);
+        return CLI_EXIT_FAIL;
+    }
+    cJSON_Delete(info);
+    if (measure_child(&ce, NULL, 0, 3, 0xffffu, after, tuning_after, sizeof tuning_after)) {
+        if (previous)
+            write_all(path, previous);
+        else
+            remove(path);
+        free(previous);
+        fprintf(stderr, "kdcl tune: kdcl cannot run GEMMs with the new file; previous state "
+                        "restored (tuner logs in %s)\n",
+                dir);
+        return CLI_EXIT_FAIL;
+    }
+    printf("\nGEMM GFLOP/s at the MLP's shapes (device time, median of 3)\n");
+    printf("  %-16s %-16s %-3s %10s %10s %8s\n", "shape", "m x n x k", "op", "before", "after",
+           "speedup");
+    double tb = 0, ta = 0;
+    for (size_t i = 0; i < N_SHAPES; i++) {
+        char dims[40];
+        snprintf(dims, sizeof dims, "%zux%zux%zu", sh[i].m, sh[i].n, sh[i].k);
+        double f = 2 * vol(&sh[i]) * 1e-9;
+        printf("  %-16s %-16s %c%c  %10.2f %10.2f %7.2fx\n", sh[i].label, dims,
+               sh[i].ta ? 'T' : 'N', sh[i].tb ? 'T' : 'N', f / before[i], f / after[i],
+               before[i] / after[i]);
+        tb += weight(&sh[i]) * before[i];
+        ta += weight(&sh[i]) * after[i];
+    }
+    printf("  before: %s; after: %s\n", tuning_before, tuning_after);
+    printf("  GEMM time per 1024 training samples (mean of B = 128 and 1024): %.0f ms -> %.0f ms "
+           "(%.2fx)\n",
+           tb * 1e3 / 2, ta * 1e3 / 2, tb / ta);
+    if (ta > tb * 1.03 && !keep) {
+        if (previous)
+            write_all(path, previous);
+        else
+            remove(path);
+        printf("the new parameters are slower at these shapes than the previous ones: %s\n"
+               "(--keep keeps them anyway; a larger --fraction / --max-seconds searches more)\n",
+               previous ? "previous file restored"
+                        : "file removed, kdcl keeps its shipped / CLBlast parameters");
+    } else {
+        printf("wrote %s (KDCL_NO_TUNING=1 ignores it; delete it to go back)\n", path);
+    }
+    free(previous);
+    rm_tree(dir);
+    return 0;
+}
