@@ -38,8 +38,9 @@
  *                      "max_ms", "share"}],
  *             "sum_ms", "gemm_ms", "kernel_ms", "data_ms",
  *             "library_ms": {"data", "forward", "loss", "backward", "sgd", "total"}} ],
- *         "distill": null,   TODO(distill): samples/s of a distillation step (student on the
- *                            teacher's soft targets) once the distillation loss lands
+ *         "distill": ids of the distillation results (student 784-800-800-10 on a
+ *                    1200-1200 teacher's soft targets at T = 4, alpha 0.5, B = 128: per-batch
+ *                    teacher forward, and cached targets including the teachers' pass)
  *         "memory": {"peak_bytes", "peak_after": {"gemm", "profile", "train", "infer"}},
  *         "build": {"context_seconds", "clblast_first_call_seconds", "builds",
  *                   "cache_hits", "cache_rejects", "build_seconds"},
@@ -62,6 +63,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "kdcl/distill.h"
 #include "kdcl/profile.h"
 
 #define TEACHER_ARCH "784-1200-1200-10"
@@ -741,6 +743,75 @@ done:
     return s;
 }
 
+/* ------------------------------------------------------------------ distillation */
+
+/* One epoch of kdcl_distill: the student on a teacher's soft targets (T = 4,
+ * alpha = 0.5), computed per batch on the device or cached for the set. */
+static kdcl_status distill_epoch(kdcl_mlp *m, kdcl_ensemble *e, const kdcl_dataset *full,
+                                 size_t B, size_t n, uint64_t seed, kdcl_targets tg, double *rate)
+{
+    kdcl_dataset ds = ds_view(full, n);
+    kdcl_train_opts to;
+    kdcl_train_opts_default(&to);
+    to.epochs = 1;
+    to.batch = B;
+    to.lr = 0.01f;
+    to.momentum0 = to.momentum1 = 0.9f;
+    to.momentum_epochs = 0;
+    to.seed = seed;
+    to.tag = "bench";
+    kdcl_distill_opts d = {4.0f, 0.5f, KDCL_KD_KL, tg};
+    kdcl_epoch_stats st;
+    double t0 = kdcl_wall_seconds();
+    kdcl_status s = kdcl_distill(m, e, &ds, &to, &d, &st, NULL);
+    /* cached: the teachers' pass over the set counts too */
+    if (!s) *rate = tg == KDCL_TARGETS_CACHED ? (double)n / (kdcl_wall_seconds() - t0)
+                                              : st.samples_per_s;
+    return s;
+}
+
+static kdcl_status bench_distill(kdcl_ctx *ctx, const bench_opts *o, const kdcl_dataset *full,
+                                 const model_cfg *teacher, const model_cfg *student, size_t B,
+                                 kdcl_targets tg, stat_t *out, size_t *n_used)
+{
+    kdcl_mlp *t = NULL, *m = NULL;
+    kdcl_ensemble e;
+    int have_e = 0;
+    double rate = 0, v[64];
+    char path[] = "/tmp/kdcl-bench-teacher-XXXXXX";
+    int fd = mkstemp(path);
+    kdcl_status s;
+    if (fd < 0) return kdcl_set_error(KDCL_ERR_IO, "cannot create a temporary teacher file");
+    close(fd);
+    if ((s = kdcl_mlp_create(ctx, &teacher->arch, B, &t)) || (s = kdcl_mlp_init(t, 7)) ||
+        (s = kdcl_mlp_save(t, path, NULL, NULL, 0)))
+        goto done;
+    const char *paths[1] = {path};
+    if ((s = kdcl_ensemble_load(ctx, paths, 1, B, KDCL_ENS_PROB, &e))) goto done;
+    have_e = 1;
+    if ((s = kdcl_mlp_create(ctx, &student->arch, B, &m)) || (s = kdcl_mlp_init(m, 3)) ||
+        (s = distill_epoch(m, &e, full, B, B, 1, tg, &rate))) /* warm-up: one step */
+        goto done;
+    size_t n = round_to(rate * rep_target(o), B, B, full->n);
+    size_t r = 0, reps = o->reps < 64 ? o->reps : 64;
+    double used = 0;
+    while (r < reps) {
+        double t0 = kdcl_wall_seconds();
+        if ((s = distill_epoch(m, &e, full, B, n, 2 + r, tg, &v[r]))) goto done;
+        used += kdcl_wall_seconds() - t0;
+        r++;
+        if (r >= min_reps(o) && used >= work_cap(o)) break;
+    }
+    *out = stats_of(v, r);
+    *n_used = n;
+done:
+    if (have_e) kdcl_ensemble_free(&e);
+    kdcl_mlp_destroy(t);
+    kdcl_mlp_destroy(m);
+    remove(path);
+    return s;
+}
+
 /* ------------------------------------------------------------------ inference */
 
 static kdcl_status eval_once(kdcl_mlp *m, const kdcl_dataset *full, size_t n, double *rate)
@@ -1158,10 +1229,32 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
             cJSON_AddNumberToObject(r, "max_norm", cfg->max_norm);
             fflush(stdout);
         }
-    /* TODO(distill): measure a distillation step (student trained on the
-     * teacher's temperature-softened outputs) here and fill "distill". */
-    cJSON_AddNullToObject(dj, "distill");
-    printf("  distill  (not measured yet: \"distill\" is null in the JSON)\n");
+    /* distillation: the student on the teacher's soft targets */
+    cJSON *dist = cJSON_CreateArray();
+    cJSON_AddItemToObject(dj, "distill", dist);
+    for (int tg = 0; tg < 2; tg++) {
+        size_t B = 128, n = 0;
+        stat_t st;
+        char arch[128], id[64], lab[200], v[64];
+        kdcl_targets mode = tg ? KDCL_TARGETS_CACHED : KDCL_TARGETS_BATCH;
+        kdcl_arch_format(&student.arch, arch, sizeof arch);
+        if ((s = bench_distill(ctx, o, &full, &teacher, &student, B, mode, &st, &n))) {
+            workload_failed(&rep, "distillation", s);
+            continue;
+        }
+        fmt_stat(v, sizeof v, st, 0);
+        printf("  %-8s %-17s B=%-5zu %-28s %-24s (epochs of %zu)\n", "distill", arch, B,
+               tg ? "cached soft targets" : "per-batch teacher forward", v, n);
+        snprintf(id, sizeof id, "distill.student.b%zu.%s", B, tg ? "cached" : "batch");
+        snprintf(lab, sizeof lab, "distill %s B=%zu (%s targets)", arch, B, tg ? "cached" : "per-batch");
+        cJSON *r = add_result(&rep, id, lab, "train", "samples/s", 1, st);
+        cJSON_AddStringToObject(r, "arch", arch);
+        cJSON_AddNumberToObject(r, "batch", (double)B);
+        cJSON_AddNumberToObject(r, "examples", (double)n);
+        cJSON_AddStringToObject(r, "targets", tg ? "cached" : "per-batch");
+        cJSON_AddItemToArray(dist, cJSON_CreateString(id));
+        fflush(stdout);
+    }
     peak[2] = kdcl_ctx_mem_stats(ctx).peak_bytes;
 
     /* --- inference throughput */
