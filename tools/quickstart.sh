@@ -57,15 +57,15 @@ set +e
 meson test -C build --print-errorlogs --num-processes 1 >build/meson-test.out 2>&1
 rc=$?
 set -e
-grep -E "^[0-9]+/[0-9]+ " build/meson-test.out || true
+grep -E "^ *[0-9]+/[0-9]+ " build/meson-test.out || true
+if [ $rc -ne 0 ]; then
+    echo "== failures (full log: build/meson-logs/testlog.txt):"
+    grep -E "FAIL|TIMEOUT|:F:|:E:" build/meson-test.out || true
+fi
 # Check's own per-suite lines, then one total line
 log=build/meson-logs/testlog.txt
 grep -E "^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+" "$log" || true
 awk '/^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+/ {
         gsub(",", ""); c += $3; f += $5 + $7 }
      END { printf "%d passed, %d failed\n", c - f, f }' "$log"
-if [ $rc -ne 0 ]; then
-    echo "== failures:" >&2
-    grep -E "FAIL|TIMEOUT|:F:|:E:" build/meson-test.out >&2 || true
-fi
 exit $rc
