@@ -9,38 +9,11 @@
 #include "kdcl/distill.h"
 #include "testutil.h"
 
-static kdcl_ctx *ctx;
-static void setup(void)
-{
-    ck_assert_msg(kdcl_ctx_create(NULL, &ctx) == KDCL_OK, "%s", kdcl_last_error());
-}
-static void teardown(void)
-{
-    kdcl_ctx_destroy(ctx);
-    ctx = NULL;
-}
-
 /* 6x6 images, 4 classes: which quadrant is bright, plus noise. */
+static int quadrant(size_t p) { return (int)((p / 6) / 3 * 2 + (p % 6) / 3); }
 static void make_quads(kdcl_dataset *d, size_t n, uint64_t seed)
 {
-    memset(d, 0, sizeof *d);
-    d->n = n;
-    d->h = d->w = 6;
-    d->c = 1;
-    d->dim = 36;
-    d->n_classes = 4;
-    d->images = malloc(n * 36);
-    d->labels = malloc(n * sizeof(int32_t));
-    kdcl_rng r;
-    kdcl_rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++) {
-        int cls = (int)kdcl_rng_below(&r, 4);
-        d->labels[i] = cls;
-        for (size_t p = 0; p < 36; p++) {
-            int q = (int)((p / 6) / 3 * 2 + (p % 6) / 3);
-            d->images[i * 36 + p] = (uint8_t)(kdcl_rng_below(&r, 140) + (q == cls ? 90 : 0));
-        }
-    }
+    tu_make_6x6(d, n, seed, 4, quadrant, 140, 90);
 }
 
 static void train_model(const char *arch, const kdcl_dataset *tr, uint64_t seed, size_t epochs,
@@ -49,7 +22,7 @@ static void train_model(const char *arch, const kdcl_dataset *tr, uint64_t seed,
     kdcl_arch a;
     ck_assert_int_eq(kdcl_arch_parse(arch, &a), KDCL_OK);
     kdcl_mlp *m;
-    ck_assert_int_eq(kdcl_mlp_create(ctx, &a, 64, &m), KDCL_OK);
+    ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 64, &m), KDCL_OK);
     kdcl_mlp_init(m, seed);
     kdcl_train_opts o;
     kdcl_train_opts_default(&o);
@@ -76,19 +49,20 @@ START_TEST(test_ensemble_targets_match_reference)
     /* the members' logits, on the host */
     float *l1, *l2;
     kdcl_mlp *m1, *m2;
-    ck_assert_int_eq(kdcl_mlp_load(ctx, p1, 64, &m1, NULL), KDCL_OK);
-    ck_assert_int_eq(kdcl_mlp_load(ctx, p2, 64, &m2, NULL), KDCL_OK);
+    ck_assert_int_eq(kdcl_mlp_load(tu_ctx, p1, 64, &m1, NULL), KDCL_OK);
+    ck_assert_int_eq(kdcl_mlp_load(tu_ctx, p2, 64, &m2, NULL), KDCL_OK);
     ck_assert_int_eq(kdcl_mlp_logits(m1, &tr, KDCL_NORM_DEFAULT, &l1), KDCL_OK);
     ck_assert_int_eq(kdcl_mlp_logits(m2, &tr, KDCL_NORM_DEFAULT, &l2), KDCL_OK);
     for (int mode = 0; mode < 2; mode++) {
-        ck_assert_int_eq(kdcl_ensemble_load(ctx, paths, 2, 64, (kdcl_ens_mode)mode, &e), KDCL_OK);
+        ck_assert_int_eq(kdcl_ensemble_load(tu_ctx, paths, 2, 64, (kdcl_ens_mode)mode, &e),
+                         KDCL_OK);
         kdcl_batcher b;
-        ck_assert_int_eq(kdcl_batcher_create(ctx, &tr, 64, &b), KDCL_OK);
+        ck_assert_int_eq(kdcl_batcher_create(tu_ctx, &tr, 64, &b), KDCL_OK);
         ck_assert_int_eq(kdcl_batcher_load(&b, 0, 64), KDCL_OK);
         ck_assert_int_eq(kdcl_ensemble_forward(&e, &b.batch_u8[b.cur], 64, 6, 6, 1, 0, 0, 0, T, 0),
                          KDCL_OK);
         float out[64 * 4];
-        ck_assert_int_eq(kdcl_tensor_download(ctx, &e.out, 0, 64 * 4, out), KDCL_OK);
+        ck_assert_int_eq(kdcl_tensor_download(tu_ctx, &e.out, 0, 64 * 4, out), KDCL_OK);
         for (size_t r = 0; r < 64; r++) {
             double ref[4], s1 = 0, s2 = 0, sm = 0, mx1 = -1e30, mx2 = -1e30, mxm = -1e30;
             for (int k = 0; k < 4; k++) {
@@ -128,7 +102,8 @@ START_TEST(test_ensemble_targets_match_reference)
     /* members that disagree on the number of classes */
     train_model("36-8-5", &tr, 3, 1, tu_path("t5.safetensors"));
     const char *bad[2] = {p1, tu_path("t5.safetensors")};
-    ck_assert_int_eq(kdcl_ensemble_load(ctx, bad, 2, 64, KDCL_ENS_PROB, &e), KDCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kdcl_ensemble_load(tu_ctx, bad, 2, 64, KDCL_ENS_PROB, &e),
+                     KDCL_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "disagree"));
     kdcl_dataset_free(&tr);
 }
@@ -142,7 +117,7 @@ START_TEST(test_student_learns_from_teacher)
     const char *tp = tu_path("teacher.safetensors");
     train_model("36-64-64-4", &tr, 7, 4, tp);
     kdcl_ensemble e;
-    ck_assert_int_eq(kdcl_ensemble_load(ctx, &tp, 1, 64, KDCL_ENS_PROB, &e), KDCL_OK);
+    ck_assert_int_eq(kdcl_ensemble_load(tu_ctx, &tp, 1, 64, KDCL_ENS_PROB, &e), KDCL_OK);
     kdcl_eval_result rt;
     ck_assert_int_eq(kdcl_ensemble_evaluate(&e, &te, &rt), KDCL_OK);
     kdcl_arch a;
@@ -150,7 +125,7 @@ START_TEST(test_student_learns_from_teacher)
     float p_cached[36 * 16 + 16 + 16 * 4 + 4], p_batch[sizeof p_cached / 4];
     for (int path = 0; path < 2; path++) {
         kdcl_mlp *s;
-        ck_assert_int_eq(kdcl_mlp_create(ctx, &a, 64, &s), KDCL_OK);
+        ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 64, &s), KDCL_OK);
         kdcl_mlp_init(s, 9);
         kdcl_train_opts o;
         kdcl_train_opts_default(&o);
@@ -178,7 +153,7 @@ START_TEST(test_student_learns_from_teacher)
     ck_assert_msg(maxd < 1e-3, "cached and per-batch targets trained different students (%g)", maxd);
     /* cached targets cannot follow jitter */
     kdcl_mlp *s;
-    kdcl_mlp_create(ctx, &a, 64, &s);
+    kdcl_mlp_create(tu_ctx, &a, 64, &s);
     kdcl_train_opts o;
     kdcl_train_opts_default(&o);
     o.jitter = 1;
@@ -233,7 +208,7 @@ START_TEST(test_adjust_bias_changes_only_chosen_classes)
     kdcl_arch a;
     kdcl_arch_parse("5-3-4", &a);
     kdcl_mlp *m;
-    ck_assert_int_eq(kdcl_mlp_create(ctx, &a, 4, &m), KDCL_OK);
+    ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 4, &m), KDCL_OK);
     kdcl_mlp_init(m, 1);
     float p0[5 * 3 + 3 + 3 * 4 + 4], p1[sizeof p0 / 4];
     kdcl_mlp_get_params(m, p0);
@@ -258,7 +233,7 @@ static Suite *distill_suite(void)
     tcase_add_test(p, test_bias_offset_search);
     suite_add_tcase(s, p);
     TCase *tc = tcase_create("device");
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, tu_ctx_setup, tu_ctx_teardown);
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_adjust_bias_changes_only_chosen_classes);
     tcase_add_test(tc, test_ensemble_targets_match_reference);

@@ -15,19 +15,6 @@
 #include "kdcl/kdcl.h"
 #include "testutil.h"
 
-static kdcl_ctx *ctx;
-
-static void setup(void)
-{
-    kdcl_status s = kdcl_ctx_create(NULL, &ctx);
-    ck_assert_msg(s == KDCL_OK, "context: %s", kdcl_last_error());
-}
-static void teardown(void)
-{
-    kdcl_ctx_destroy(ctx);
-    ctx = NULL;
-}
-
 typedef struct {
     size_t m, n, k;
     int ta, tb;
@@ -39,7 +26,7 @@ typedef struct {
 static cl_mem upload(const float *h, size_t n)
 {
     cl_int e;
-    cl_mem m = clCreateBuffer(kdcl_ctx_cl(ctx), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+    cl_mem m = clCreateBuffer(kdcl_ctx_cl(tu_ctx), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
                               n * sizeof(float), (void *)h, &e);
     ck_assert_int_eq(e, CL_SUCCESS);
     return m;
@@ -58,10 +45,10 @@ static void run_case(const gemm_case *g)
     tu_fill_uniform(b, nb, -1, 1, g->n * 17 + g->k + 5);
     tu_fill_uniform(c, nc, -1, 1, g->m + g->n + 99);
     cl_mem da = upload(a, na), db = upload(b, nb), dc = upload(c, nc);
-    kdcl_status s = kdcl_gemm(ctx, g->ta, g->tb, g->m, g->n, g->k, g->alpha, da, g->off_a, lda,
+    kdcl_status s = kdcl_gemm(tu_ctx, g->ta, g->tb, g->m, g->n, g->k, g->alpha, da, g->off_a, lda,
                               db, g->off_b, ldb, g->beta, dc, g->off_c, ldc, NULL);
     ck_assert_msg(s == KDCL_OK, "gemm: %s", kdcl_last_error());
-    ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(ctx), dc, CL_TRUE, 0, nc * sizeof(float),
+    ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(tu_ctx), dc, CL_TRUE, 0, nc * sizeof(float),
                                          out, 0, NULL, NULL),
                      CL_SUCCESS);
     double u = ldexp(1.0, -24), kk = (double)(g->k + 2);
@@ -149,9 +136,10 @@ START_TEST(test_k_zero_scales_c)
 {
     float c[6] = {1, 2, 3, 4, 5, 6}, a[1] = {0}, out[6];
     cl_mem dc = upload(c, 6), da = upload(a, 1);
-    kdcl_status s = kdcl_gemm(ctx, 0, 0, 2, 3, 0, 1.0f, da, 0, 1, da, 0, 3, -2.0f, dc, 0, 3, NULL);
+    kdcl_status s =
+        kdcl_gemm(tu_ctx, 0, 0, 2, 3, 0, 1.0f, da, 0, 1, da, 0, 3, -2.0f, dc, 0, 3, NULL);
     ck_assert_msg(s == KDCL_OK, "%s", kdcl_last_error());
-    clEnqueueReadBuffer(kdcl_ctx_queue(ctx), dc, CL_TRUE, 0, sizeof out, out, 0, NULL, NULL);
+    clEnqueueReadBuffer(kdcl_ctx_queue(tu_ctx), dc, CL_TRUE, 0, sizeof out, out, 0, NULL, NULL);
     for (int i = 0; i < 6; i++) ck_assert_float_eq(out[i], -2.0f * c[i]);
     clReleaseMemObject(dc);
     clReleaseMemObject(da);
@@ -169,10 +157,10 @@ START_TEST(test_batched)
     tu_fill_uniform(c, nc, -1, 1, 3);
     cl_mem da = upload(a, na), db = upload(b, nb), dc = upload(c, nc);
     /* A transposed (stored k x m), B normal */
-    kdcl_status s = kdcl_gemm_batched(ctx, KDCL_TRANS, KDCL_NO_TRANS, m, n, k, 1.5f, da, 0, m, sa,
-                                      db, 0, n, sb, 0.5f, dc, 0, n, sc, batch, NULL);
+    kdcl_status s = kdcl_gemm_batched(tu_ctx, KDCL_TRANS, KDCL_NO_TRANS, m, n, k, 1.5f, da, 0, m,
+                                      sa, db, 0, n, sb, 0.5f, dc, 0, n, sc, batch, NULL);
     ck_assert_msg(s == KDCL_OK, "%s", kdcl_last_error());
-    clEnqueueReadBuffer(kdcl_ctx_queue(ctx), dc, CL_TRUE, 0, nc * 4, out, 0, NULL, NULL);
+    clEnqueueReadBuffer(kdcl_ctx_queue(tu_ctx), dc, CL_TRUE, 0, nc * 4, out, 0, NULL, NULL);
     double u = ldexp(1.0, -24), gamma = (k + 2) * u / (1 - (k + 2) * u);
     for (size_t q = 0; q < batch; q++)
         for (size_t i = 0; i < m; i++)
@@ -205,23 +193,24 @@ START_TEST(test_bad_arguments)
     float h[64] = {0};
     cl_mem d = upload(h, 64);
     /* lda smaller than the row length */
-    kdcl_status s = kdcl_gemm(ctx, 0, 0, 4, 4, 4, 1, d, 0, 3, d, 0, 4, 0, d, 0, 4, NULL);
+    kdcl_status s = kdcl_gemm(tu_ctx, 0, 0, 4, 4, 4, 1, d, 0, 3, d, 0, 4, 0, d, 0, 4, NULL);
     ck_assert_int_eq(s, KDCL_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "leading dimension of A"));
     /* buffer too small for the shape */
-    s = kdcl_gemm(ctx, 0, 0, 9, 9, 9, 1, d, 0, 9, d, 0, 9, 0, d, 0, 9, NULL);
+    s = kdcl_gemm(tu_ctx, 0, 0, 9, 9, 9, 1, d, 0, 9, d, 0, 9, 0, d, 0, 9, NULL);
     ck_assert_int_eq(s, KDCL_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "m=9 n=9 k=9"));
     /* offset pushes past the end */
-    s = kdcl_gemm(ctx, 0, 0, 4, 4, 4, 1, d, 60, 4, d, 0, 4, 0, d, 0, 4, NULL);
+    s = kdcl_gemm(tu_ctx, 0, 0, 4, 4, 4, 1, d, 60, 4, d, 0, 4, 0, d, 0, 4, NULL);
     ck_assert_int_eq(s, KDCL_ERR_INVALID_ARG);
     /* NULL buffer */
-    s = kdcl_gemm(ctx, 0, 0, 4, 4, 4, 1, NULL, 0, 4, d, 0, 4, 0, d, 0, 4, NULL);
+    s = kdcl_gemm(tu_ctx, 0, 0, 4, 4, 4, 1, NULL, 0, 4, d, 0, 4, 0, d, 0, 4, NULL);
     ck_assert_int_eq(s, KDCL_ERR_INVALID_ARG);
     /* m == 0 is a no-op */
-    ck_assert_int_eq(kdcl_gemm(ctx, 0, 0, 0, 4, 4, 1, d, 0, 4, d, 0, 4, 0, d, 0, 4, NULL), KDCL_OK);
+    ck_assert_int_eq(kdcl_gemm(tu_ctx, 0, 0, 0, 4, 4, 1, d, 0, 4, d, 0, 4, 0, d, 0, 4, NULL),
+                     KDCL_OK);
     /* batched: k == 0 rejected with a message */
-    s = kdcl_gemm_batched(ctx, 0, 0, 2, 2, 0, 1, d, 0, 1, 4, d, 0, 2, 4, 0, d, 0, 2, 4, 2, NULL);
+    s = kdcl_gemm_batched(tu_ctx, 0, 0, 2, 2, 0, 1, d, 0, 1, 4, d, 0, 2, 4, 0, d, 0, 2, 4, 2, NULL);
     ck_assert_int_eq(s, KDCL_ERR_INVALID_ARG);
     clReleaseMemObject(d);
 }
@@ -238,7 +227,7 @@ static Suite *gemm_suite(void)
 {
     Suite *s = suite_create("gemm");
     TCase *tc = tcase_create("gemm");
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, tu_ctx_setup, tu_ctx_teardown);
     tcase_set_timeout(tc, 1200);
     tcase_add_test(tc, test_clblast_status_names);
     tcase_add_test(tc, test_bad_arguments);

@@ -48,19 +48,6 @@
 #define SAFETY 1.5
 #define TINY 1e-37 /* denormal flush of one probability: at most 2^-126 */
 
-static kdcl_ctx *ctx;
-
-static void setup(void)
-{
-    kdcl_status s = kdcl_ctx_create(NULL, &ctx);
-    ck_assert_msg(s == KDCL_OK, "context: %s", kdcl_last_error());
-}
-static void teardown(void)
-{
-    kdcl_ctx_destroy(ctx);
-    ctx = NULL;
-}
-
 static const size_t Ks[] = {2, 3, 10, 31, 33, 100, 1000};
 static const size_t Bs[] = {1, 7, 64};
 static const float Ts[] = {1.0f, 2.0f, 4.0f, 20.0f, 100.0f, 0.05f}; /* 0.05: below 1 too */
@@ -88,25 +75,25 @@ static uint32_t rnd(void)
 static kdcl_tensor mat(size_t B, size_t K)
 {
     kdcl_tensor t;
-    kdcl_status s = kdcl_tensor_alloc2(ctx, &t, KDCL_F32, B, K);
+    kdcl_status s = kdcl_tensor_alloc2(tu_ctx, &t, KDCL_F32, B, K);
     ck_assert_msg(s == KDCL_OK, "alloc: %s", kdcl_last_error());
     return t;
 }
 static kdcl_tensor vec(kdcl_elem type, size_t n)
 {
     kdcl_tensor t;
-    kdcl_status s = kdcl_tensor_alloc(ctx, &t, type, 1, &n);
+    kdcl_status s = kdcl_tensor_alloc(tu_ctx, &t, type, 1, &n);
     ck_assert_msg(s == KDCL_OK, "alloc: %s", kdcl_last_error());
     return t;
 }
 static void put(kdcl_tensor *t, const void *h)
 {
-    kdcl_status s = kdcl_tensor_upload(ctx, t, 0, t->numel, h);
+    kdcl_status s = kdcl_tensor_upload(tu_ctx, t, 0, t->numel, h);
     ck_assert_msg(s == KDCL_OK, "upload: %s", kdcl_last_error());
 }
 static void get(const kdcl_tensor *t, void *h)
 {
-    kdcl_status s = kdcl_tensor_download(ctx, t, 0, t->numel, h);
+    kdcl_status s = kdcl_tensor_download(tu_ctx, t, 0, t->numel, h);
     ck_assert_msg(s == KDCL_OK, "download: %s", kdcl_last_error());
 }
 static void ok(kdcl_status s, const char *what)
@@ -364,7 +351,7 @@ static void kd_sweep(size_t kmin, size_t kmax)
                                 kdcase c = {(kdcl_kd_mode)mode, tl, Ts[ti], As[ai]};
                                 /* alpha = 0 with probability targets: no labels at all */
                                 const int nolab = As[ai] == 0.0f && !tl;
-                                ok(kdcl_op_kd_loss(ctx, c.mode, &dz, tl ? &dv : &dp, tl,
+                                ok(kdcl_op_kd_loss(tu_ctx, c.mode, &dz, tl ? &dv : &dp, tl,
                                                    nolab ? NULL : &dy, c.T, c.alpha, &dl, &dd, g,
                                                    nolab ? NULL : &de),
                                    "kd_loss");
@@ -380,7 +367,7 @@ static void kd_sweep(size_t kmin, size_t kmax)
                 ck_assert_msg(errs == e0 + ecalls * nerr, "K=%zu B=%zu: errors %d want %d", K, B,
                               errs, e0 + ecalls * nerr);
                 kdcl_tensor *all[] = {&dz, &dv, &dp, &dd, &dy, &dl, &de};
-                for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(ctx, all[i]);
+                for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(tu_ctx, all[i]);
                 free(z);
                 free(v);
                 free(p);
@@ -465,11 +452,11 @@ START_TEST(test_kd_finite_difference)
                 const int tl = variant != 1;
                 kdcase c = {variant == 2 ? KDCL_KD_LOGITS : KDCL_KD_KL, tl, T, As[ai]};
                 const kdcl_tensor *tg = tl ? &dv : &dp, *tgp = tl ? &vpt : &ppt;
-                ok(kdcl_op_kd_loss(ctx, c.mode, &dz, tg, tl, &dy, T, c.alpha, NULL, &dd, 1.0f,
+                ok(kdcl_op_kd_loss(tu_ctx, c.mode, &dz, tg, tl, &dy, T, c.alpha, NULL, &dd, 1.0f,
                                    NULL),
                    "kd dz");
-                ok(kdcl_op_kd_loss(ctx, c.mode, &zpt, tgp, tl, &ypt, T, c.alpha, &lpt, NULL, 1.0f,
-                                   NULL),
+                ok(kdcl_op_kd_loss(tu_ctx, c.mode, &zpt, tgp, tl, &ypt, T, c.alpha, &lpt, NULL,
+                                   1.0f, NULL),
                    "kd perturbed losses");
                 get(&dd, dzh);
                 get(&lpt, lp);
@@ -498,7 +485,7 @@ START_TEST(test_kd_finite_difference)
                 }
             }
         kdcl_tensor *all[] = {&dz, &dv, &dp, &dd, &dy, &zpt, &vpt, &ppt, &ypt, &lpt};
-        for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(ctx, all[i]);
+        for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(tu_ctx, all[i]);
         void *mem[] = {z, v, p, dzh, zp, vp, pp, lp, yp, hs, hd, hm};
         for (size_t i = 0; i < NELEM(mem); i++) free(mem[i]);
         scratch_free(&w);
@@ -529,7 +516,8 @@ START_TEST(test_kd_identical)
         for (size_t ti = 0; ti < NELEM(ts); ti++) {
             const float T = ts[ti];
             kdcase c = {KDCL_KD_KL, 1, T, 0.0f};
-            ok(kdcl_op_kd_loss(ctx, KDCL_KD_KL, &dz, &dz, 1, NULL, T, 0.0f, &dl, &dd, 1.0f, NULL),
+            ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dz, 1, NULL, T, 0.0f, &dl, &dd, 1.0f,
+                               NULL),
                "kd p == q");
             get(&dl, loss);
             get(&dd, dzh);
@@ -552,16 +540,17 @@ START_TEST(test_kd_identical)
             }
             put(&dp, p);
             c.tl = 0;
-            ok(kdcl_op_kd_loss(ctx, KDCL_KD_KL, &dz, &dp, 0, NULL, T, 0.0f, &dl, &dd, 1.0f, NULL),
+            ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dp, 0, NULL, T, 0.0f, &dl, &dd, 1.0f,
+                               NULL),
                "kd p = fl(q)");
             get(&dl, loss);
             get(&dd, dzh);
             check_kd(&c, z, p, NULL, B, K, loss, dzh, 1.0f, &w, "identical probabilities");
         }
-        kdcl_tensor_free(ctx, &dz);
-        kdcl_tensor_free(ctx, &dp);
-        kdcl_tensor_free(ctx, &dd);
-        kdcl_tensor_free(ctx, &dl);
+        kdcl_tensor_free(tu_ctx, &dz);
+        kdcl_tensor_free(tu_ctx, &dp);
+        kdcl_tensor_free(tu_ctx, &dd);
+        kdcl_tensor_free(tu_ctx, &dl);
         free(z);
         free(p);
         free(loss);
@@ -600,10 +589,11 @@ START_TEST(test_kd_temperature)
         for (size_t ti = 0; ti < NELEM(Ts); ti++) {
             const float T = Ts[ti];
             kdcase c = {KDCL_KD_KL, 1, T, 0.0f};
-            ok(kdcl_op_kd_loss(ctx, KDCL_KD_KL, &dz, &dv, 1, NULL, T, 0.0f, NULL, &dd, 1.0f, NULL),
+            ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dv, 1, NULL, T, 0.0f, NULL, &dd, 1.0f,
+                               NULL),
                "kd");
-            ok(kdcl_op_softmax(ctx, &dz, &dq, T, 0), "softmax z");
-            ok(kdcl_op_softmax(ctx, &dv, &dp, T, 0), "softmax v");
+            ok(kdcl_op_softmax(tu_ctx, &dz, &dq, T, 0), "softmax z");
+            ok(kdcl_op_softmax(tu_ctx, &dv, &dp, T, 0), "softmax v");
             get(&dd, dzh);
             get(&dq, q);
             get(&dp, p);
@@ -648,7 +638,7 @@ START_TEST(test_kd_temperature)
         for (size_t ti = 0; ti < NELEM(Ts); ti++) printf(" %g: %.3g", (double)Ts[ti], maxdev[ti]);
         printf("\n");
         kdcl_tensor *all[] = {&dz, &dv, &dd, &dq, &dp};
-        for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(ctx, all[i]);
+        for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(tu_ctx, all[i]);
         free(z);
         free(v);
         free(dzh);
@@ -694,13 +684,13 @@ START_TEST(test_kd_alpha1_is_xent)
                 put(&dt, tl ? v : p);
                 put(&dy, y);
                 put(&de, &e1);
-                ok(kdcl_op_kd_loss(ctx, mode, &dz, &dt, tl, &dy, 3.0f, 1.0f, &dl, &dd, g, &de),
+                ok(kdcl_op_kd_loss(tu_ctx, mode, &dz, &dt, tl, &dy, 3.0f, 1.0f, &dl, &dd, g, &de),
                    "kd alpha=1");
                 get(&dl, l1);
                 get(&dd, d1);
                 get(&de, &e1);
                 put(&de, &e2);
-                ok(kdcl_op_softmax_xent(ctx, &dz, &dy, &dl, &dd, g, &de), "xent");
+                ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, &dl, &dd, g, &de), "xent");
                 get(&dl, l2);
                 get(&dd, d2);
                 get(&de, &e2);
@@ -728,7 +718,7 @@ START_TEST(test_kd_alpha1_is_xent)
                     total++;
                 }
                 kdcl_tensor *all[] = {&dz, &dt, &dd, &dy, &dl, &de};
-                for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(ctx, all[i]);
+                for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(tu_ctx, all[i]);
                 void *mem[] = {z, v, p, l1, l2, d1, d2, y, lp, delta};
                 for (size_t i = 0; i < NELEM(mem); i++) free(mem[i]);
             }
@@ -788,28 +778,29 @@ START_TEST(test_kd_errors_and_outputs)
         /* only the error count, for each mode and alpha */
         for (int mode = 0; mode < 2; mode++)
             for (size_t ai = 0; ai < NELEM(As); ai++)
-                ok(kdcl_op_kd_loss(ctx, (kdcl_kd_mode)mode, &dz, &dv, 1, &dy, 2.0f, As[ai], NULL,
+                ok(kdcl_op_kd_loss(tu_ctx, (kdcl_kd_mode)mode, &dz, &dv, 1, &dy, 2.0f, As[ai], NULL,
                                    NULL, 0.5f, &de),
                    "kd errors only");
         get(&de, &e);
         ck_assert_msg(e == 2 + 6 * want, "K=%zu: errors %d want %d", K, e, 2 + 6 * want);
         /* loss only, dz only: the same values as when both are written */
         kdcase c = {KDCL_KD_KL, 0, 2.0f, 0.1f};
-        ok(kdcl_op_kd_loss(ctx, c.mode, &dz, &dp, 0, &dy, c.T, c.alpha, &dl, NULL, 0.5f, NULL),
+        ok(kdcl_op_kd_loss(tu_ctx, c.mode, &dz, &dp, 0, &dy, c.T, c.alpha, &dl, NULL, 0.5f, NULL),
            "kd loss only");
-        ok(kdcl_op_kd_loss(ctx, c.mode, &dz, &dp, 0, &dy, c.T, c.alpha, NULL, &dd, 0.5f, NULL),
+        ok(kdcl_op_kd_loss(tu_ctx, c.mode, &dz, &dp, 0, &dy, c.T, c.alpha, NULL, &dd, 0.5f, NULL),
            "kd dz only");
         get(&dl, loss);
         get(&dd, dzh);
         check_kd(&c, z, p, y, B, K, loss, dzh, 0.5f, &w, "partial outputs");
-        ok(kdcl_op_kd_loss(ctx, KDCL_KD_KL, &dz, &dp, 0, &dy, 2.0f, 0.1f, NULL, NULL, 0.5f, NULL),
+        ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dp, 0, &dy, 2.0f, 0.1f, NULL, NULL, 0.5f,
+                           NULL),
            "kd no outputs");
         /* dz in place of z: bit-identical to the out-of-place result */
         for (int mode = 0; mode < 2; mode++) {
-            ok(kdcl_op_kd_loss(ctx, (kdcl_kd_mode)mode, &dz, &dv, 1, &dy, 3.0f, 0.1f, NULL, &dd,
+            ok(kdcl_op_kd_loss(tu_ctx, (kdcl_kd_mode)mode, &dz, &dv, 1, &dy, 3.0f, 0.1f, NULL, &dd,
                                -1.5f, NULL),
                "kd out of place");
-            ok(kdcl_op_kd_loss(ctx, (kdcl_kd_mode)mode, &dz, &dv, 1, &dy, 3.0f, 0.1f, NULL, &dz,
+            ok(kdcl_op_kd_loss(tu_ctx, (kdcl_kd_mode)mode, &dz, &dv, 1, &dy, 3.0f, 0.1f, NULL, &dz,
                                -1.5f, NULL),
                "kd in place");
             get(&dd, dzh);
@@ -829,7 +820,7 @@ START_TEST(test_kd_errors_and_outputs)
         e = 0;
         put(&de, &e);
         c.alpha = 0.1f;
-        ok(kdcl_op_kd_loss(ctx, KDCL_KD_KL, &dz, &dp, 0, &dy, 2.0f, 0.1f, &dl, &dd, 1.0f, &de),
+        ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dp, 0, &dy, 2.0f, 0.1f, &dl, &dd, 1.0f, &de),
            "kd bad labels");
         get(&dl, loss);
         get(&dd, dzh);
@@ -842,7 +833,7 @@ START_TEST(test_kd_errors_and_outputs)
         }
         /* alpha = 0: labels only feed the count; losses stay finite and right */
         c.alpha = 0.0f;
-        ok(kdcl_op_kd_loss(ctx, KDCL_KD_KL, &dz, &dp, 0, &dy, 2.0f, 0.0f, &dl, &dd, 1.0f, &de),
+        ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dp, 0, &dy, 2.0f, 0.0f, &dl, &dd, 1.0f, &de),
            "kd bad labels alpha=0");
         get(&dl, loss);
         get(&dd, dzh);
@@ -850,7 +841,7 @@ START_TEST(test_kd_errors_and_outputs)
         ck_assert_int_eq(e, 2 * bad_want);
         check_kd(&c, z, p, NULL, B, K, loss, dzh, 1.0f, &w, "bad labels, alpha = 0");
         kdcl_tensor *all[] = {&dz, &dv, &dp, &dd, &dy, &dl, &de};
-        for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(ctx, all[i]);
+        for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(tu_ctx, all[i]);
         void *mem[] = {z, v, p, loss, dzh, d2, y, yv};
         for (size_t i = 0; i < NELEM(mem); i++) free(mem[i]);
         scratch_free(&w);
@@ -886,9 +877,9 @@ START_TEST(test_ensemble)
                 for (size_t ti = 0; ti < NELEM(ts); ti++)
                     for (int mode = 0; mode < 2; mode++) {
                         const float T = ts[ti];
-                        ok(kdcl_tensor_fill(ctx, &da, NAN), "fill");
+                        ok(kdcl_tensor_fill(tu_ctx, &da, NAN), "fill");
                         for (int m = 0; m < 3; m++)
-                            ok(kdcl_op_ensemble_accumulate(ctx, (kdcl_ens_mode)mode, &dv[m], T,
+                            ok(kdcl_op_ensemble_accumulate(tu_ctx, (kdcl_ens_mode)mode, &dv[m], T,
                                                            wgt, m ? 1.0f : 0.0f, &da),
                                "ensemble");
                         get(&da, acc);
@@ -921,8 +912,8 @@ START_TEST(test_ensemble)
                             if (e / t > worst) worst = e / t;
                         }
                     }
-                for (int m = 0; m < 3; m++) kdcl_tensor_free(ctx, &dv[m]);
-                kdcl_tensor_free(ctx, &da);
+                for (int m = 0; m < 3; m++) kdcl_tensor_free(tu_ctx, &dv[m]);
+                kdcl_tensor_free(tu_ctx, &da);
                 free(v);
                 free(acc);
                 free(ref);
@@ -950,83 +941,85 @@ START_TEST(test_bad_arguments)
                 z1 = vec(KDCL_F32, 40), y = vec(KDCL_I32, 4), y5 = vec(KDCL_I32, 5),
                 yf = vec(KDCL_F32, 4), l = vec(KDCL_F32, 4), l3 = vec(KDCL_F32, 3),
                 e = vec(KDCL_I32, 1), acc = mat(4, 10), acci;
-    ok(kdcl_tensor_alloc2(ctx, &acci, KDCL_I32, 4, 10), "alloc");
+    ok(kdcl_tensor_alloc2(tu_ctx, &acci, KDCL_I32, 4, 10), "alloc");
     const char *kd = "kdcl_op_kd_loss", *en = "kdcl_op_ensemble_accumulate";
     const kdcl_kd_mode KL = KDCL_KD_KL, LG = KDCL_KD_LOGITS;
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y, 0.0f, 0.5f, &l, &t, 1, &e), kd, "T = 0");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y, -2.0f, 0.5f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, 0.0f, 0.5f, &l, &t, 1, &e), kd,
+                   "T = 0");
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, -2.0f, 0.5f, &l, NULL, 1, NULL), kd,
                    "T < 0");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y, NAN, 0.5f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, NAN, 0.5f, &l, NULL, 1, NULL), kd,
                    "T NaN");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y, INFINITY, 0.5f, &l, NULL, 1, NULL), kd,
-                   "T inf");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y, 2, -0.1f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, INFINITY, 0.5f, &l, NULL, 1, NULL),
+                   kd, "T inf");
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, 2, -0.1f, &l, NULL, 1, NULL), kd,
                    "alpha < 0");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y, 2, 1.1f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, 2, 1.1f, &l, NULL, 1, NULL), kd,
                    "alpha > 1");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y, 2, NAN, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, 2, NAN, &l, NULL, 1, NULL), kd,
                    "alpha NaN");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t11, 1, &y, 2, 0.5f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t11, 1, &y, 2, 0.5f, &l, NULL, 1, NULL), kd,
                    "targets K");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t5, 1, &y, 2, 0.5f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t5, 1, &y, 2, 0.5f, &l, NULL, 1, NULL), kd,
                    "targets B");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, NULL, 1, &y, 2, 0.5f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, NULL, 1, &y, 2, 0.5f, &l, NULL, 1, NULL), kd,
                    "targets NULL");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, NULL, &t, 1, &y, 2, 0.5f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, NULL, &t, 1, &y, 2, 0.5f, &l, NULL, 1, NULL), kd,
                    "z NULL");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z1, &z1, 1, &y, 2, 0.5f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z1, &z1, 1, &y, 2, 0.5f, &l, NULL, 1, NULL), kd,
                    "z rank 1");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y5, 2, 0.5f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y5, 2, 0.5f, &l, NULL, 1, NULL), kd,
                    "labels count");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &yf, 2, 0.5f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &yf, 2, 0.5f, &l, NULL, 1, NULL), kd,
                    "labels F32");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y, 2, 0.5f, &l3, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, 2, 0.5f, &l3, NULL, 1, NULL), kd,
                    "loss count");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y, 2, 0.5f, &y, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, 2, 0.5f, &y, NULL, 1, NULL), kd,
                    "loss I32");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y, 2, 0.5f, &l, &t11, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, 2, 0.5f, &l, &t11, 1, NULL), kd,
                    "dz shape");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y, 2, 0.5f, &l, NULL, 1, &l), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, 2, 0.5f, &l, NULL, 1, &l), kd,
                    "errors F32");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y, 2, 0.5f, &l, NULL, NAN, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, 2, 0.5f, &l, NULL, NAN, NULL), kd,
                    "grad_scale NaN");
-    expect_invalid(kdcl_op_kd_loss(ctx, LG, &z, &t, 0, &y, 2, 0.5f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, LG, &z, &t, 0, &y, 2, 0.5f, &l, NULL, 1, NULL), kd,
                    "LOGITS mode with probability targets");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, NULL, 2, 0.5f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, NULL, 2, 0.5f, &l, NULL, 1, NULL), kd,
                    "alpha > 0 without labels");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, NULL, 2, 1.0f, &l, NULL, 1, NULL), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, NULL, 2, 1.0f, &l, NULL, 1, NULL), kd,
                    "alpha = 1 without labels");
-    expect_invalid(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, NULL, 2, 0.0f, &l, NULL, 1, &e), kd,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, NULL, 2, 0.0f, &l, NULL, 1, &e), kd,
                    "errors without labels");
-    expect_invalid(kdcl_op_kd_loss(ctx, (kdcl_kd_mode)7, &z, &t, 1, &y, 2, 0.5f, &l, NULL, 1,
+    expect_invalid(kdcl_op_kd_loss(tu_ctx, (kdcl_kd_mode)7, &z, &t, 1, &y, 2, 0.5f, &l, NULL, 1,
                                    NULL),
                    kd, "unknown mode");
-    expect_invalid(kdcl_op_ensemble_accumulate(ctx, KDCL_ENS_PROB, &z, 0.0f, 1, 0, &acc), en,
+    expect_invalid(kdcl_op_ensemble_accumulate(tu_ctx, KDCL_ENS_PROB, &z, 0.0f, 1, 0, &acc), en,
                    "ensemble T = 0");
-    expect_invalid(kdcl_op_ensemble_accumulate(ctx, KDCL_ENS_LOGIT, &z, -1.0f, 1, 0, &acc), en,
+    expect_invalid(kdcl_op_ensemble_accumulate(tu_ctx, KDCL_ENS_LOGIT, &z, -1.0f, 1, 0, &acc), en,
                    "ensemble T < 0");
-    expect_invalid(kdcl_op_ensemble_accumulate(ctx, KDCL_ENS_PROB, &z, 1, 1, 0, &t11), en,
+    expect_invalid(kdcl_op_ensemble_accumulate(tu_ctx, KDCL_ENS_PROB, &z, 1, 1, 0, &t11), en,
                    "ensemble acc shape");
-    expect_invalid(kdcl_op_ensemble_accumulate(ctx, KDCL_ENS_PROB, &z, 1, 1, 0, &acci), en,
+    expect_invalid(kdcl_op_ensemble_accumulate(tu_ctx, KDCL_ENS_PROB, &z, 1, 1, 0, &acci), en,
                    "ensemble acc I32");
-    expect_invalid(kdcl_op_ensemble_accumulate(ctx, KDCL_ENS_PROB, &z, 1, NAN, 0, &acc), en,
+    expect_invalid(kdcl_op_ensemble_accumulate(tu_ctx, KDCL_ENS_PROB, &z, 1, NAN, 0, &acc), en,
                    "ensemble w NaN");
-    expect_invalid(kdcl_op_ensemble_accumulate(ctx, KDCL_ENS_PROB, &z, 1, 1, INFINITY, &acc), en,
+    expect_invalid(kdcl_op_ensemble_accumulate(tu_ctx, KDCL_ENS_PROB, &z, 1, 1, INFINITY, &acc), en,
                    "ensemble beta inf");
-    expect_invalid(kdcl_op_ensemble_accumulate(ctx, (kdcl_ens_mode)3, &z, 1, 1, 0, &acc), en,
+    expect_invalid(kdcl_op_ensemble_accumulate(tu_ctx, (kdcl_ens_mode)3, &z, 1, 1, 0, &acc), en,
                    "ensemble mode");
-    expect_invalid(kdcl_op_ensemble_accumulate(ctx, KDCL_ENS_PROB, &z1, 1, 1, 0, &z1), en,
+    expect_invalid(kdcl_op_ensemble_accumulate(tu_ctx, KDCL_ENS_PROB, &z1, 1, 1, 0, &z1), en,
                    "ensemble rank 1");
     /* messages carry the shapes */
-    kdcl_op_kd_loss(ctx, KL, &z, &t11, 1, &y, 2, 0.5f, &l, NULL, 1, NULL);
+    kdcl_op_kd_loss(tu_ctx, KL, &z, &t11, 1, &y, 2, 0.5f, &l, NULL, 1, NULL);
     ck_assert_msg(strstr(kdcl_last_error(), "[4, 11]") && strstr(kdcl_last_error(), "[4, 10]"),
                   "message lacks shapes: %s", kdcl_last_error());
     /* valid calls: nothing requested; alpha = 0 without labels */
-    ok(kdcl_op_kd_loss(ctx, KL, &z, &t, 1, &y, 2, 0.5f, NULL, NULL, 1, NULL), "no outputs");
-    ok(kdcl_op_kd_loss(ctx, KL, &z, &t, 0, NULL, 2, 0.0f, &l, NULL, 1, NULL), "alpha 0, no labels");
-    ok(kdcl_ctx_finish(ctx), "finish");
+    ok(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, 2, 0.5f, NULL, NULL, 1, NULL), "no outputs");
+    ok(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 0, NULL, 2, 0.0f, &l, NULL, 1, NULL),
+       "alpha 0, no labels");
+    ok(kdcl_ctx_finish(tu_ctx), "finish");
     kdcl_tensor *all[] = {&z, &t, &t11, &t5, &z1, &y, &y5, &yf, &l, &l3, &e, &acc, &acci};
-    for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(ctx, all[i]);
+    for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(tu_ctx, all[i]);
 }
 END_TEST
 
@@ -1034,7 +1027,7 @@ static Suite *kd_loss_suite(void)
 {
     Suite *s = suite_create("kd_loss");
     TCase *tc = tcase_create("kd_loss");
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, tu_ctx_setup, tu_ctx_teardown);
     tcase_set_timeout(tc, 1200);
     tcase_add_test(tc, test_bad_arguments);
     tcase_add_test(tc, test_kd_small_k);

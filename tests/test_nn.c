@@ -16,17 +16,6 @@
 #include "kdcl/train.h"
 #include "testutil.h"
 
-static kdcl_ctx *ctx;
-static void setup(void)
-{
-    ck_assert_msg(kdcl_ctx_create(NULL, &ctx) == KDCL_OK, "%s", kdcl_last_error());
-}
-static void teardown(void)
-{
-    kdcl_ctx_destroy(ctx);
-    ctx = NULL;
-}
-
 START_TEST(test_arch_parse)
 {
     kdcl_arch a;
@@ -52,15 +41,15 @@ static double batch_loss(kdcl_mlp *m, const kdcl_tensor *x, const kdcl_tensor *y
                          int train, int with_grad)
 {
     const size_t L = m->arch.n_layers, B = m->batch;
-    ck_assert_int_eq(clEnqueueCopyBuffer(kdcl_ctx_queue(ctx), x->buf, m->act[0].buf, 0, 0,
+    ck_assert_int_eq(clEnqueueCopyBuffer(kdcl_ctx_queue(tu_ctx), x->buf, m->act[0].buf, 0, 0,
                                          B * m->arch.sizes[0] * 4, 0, NULL, NULL),
                      CL_SUCCESS);
     ck_assert_int_eq(kdcl_mlp_forward(m, train, 7, 3), KDCL_OK);
-    ck_assert_msg(kdcl_op_softmax_xent(ctx, &m->act[L], y, loss, with_grad ? &m->dact[L] : NULL,
+    ck_assert_msg(kdcl_op_softmax_xent(tu_ctx, &m->act[L], y, loss, with_grad ? &m->dact[L] : NULL,
                                        1.0f / (float)B, NULL) == KDCL_OK,
                   "%s", kdcl_last_error());
     float l[64];
-    ck_assert_int_eq(kdcl_tensor_download(ctx, loss, 0, B, l), KDCL_OK);
+    ck_assert_int_eq(kdcl_tensor_download(tu_ctx, loss, 0, B, l), KDCL_OK);
     double s = 0;
     for (size_t i = 0; i < B; i++) s += l[i];
     return s / (double)B;
@@ -172,7 +161,7 @@ static void gradcheck(int train)
     const size_t B = 8, P = kdcl_arch_params(&a);
     const float pin = 0.2f, ph = 0.3f;
     kdcl_mlp *m;
-    ck_assert_int_eq(kdcl_mlp_create(ctx, &a, B, &m), KDCL_OK);
+    ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, B, &m), KDCL_OK);
     m->drop_in = pin;
     m->drop_hidden = ph;
     ck_assert_int_eq(kdcl_mlp_init(m, 11), KDCL_OK);
@@ -182,11 +171,11 @@ static void gradcheck(int train)
     for (size_t i = 0; i < B; i++) ys[i] = (int32_t)(i % 3);
     kdcl_tensor x, y, loss;
     size_t nb[1] = {B};
-    ck_assert_int_eq(kdcl_tensor_alloc2(ctx, &x, KDCL_F32, B, 6), KDCL_OK);
-    ck_assert_int_eq(kdcl_tensor_alloc(ctx, &y, KDCL_I32, 1, nb), KDCL_OK);
-    ck_assert_int_eq(kdcl_tensor_alloc(ctx, &loss, KDCL_F32, 1, nb), KDCL_OK);
-    kdcl_tensor_upload(ctx, &x, 0, B * 6, xs);
-    kdcl_tensor_upload(ctx, &y, 0, B, ys);
+    ck_assert_int_eq(kdcl_tensor_alloc2(tu_ctx, &x, KDCL_F32, B, 6), KDCL_OK);
+    ck_assert_int_eq(kdcl_tensor_alloc(tu_ctx, &y, KDCL_I32, 1, nb), KDCL_OK);
+    ck_assert_int_eq(kdcl_tensor_alloc(tu_ctx, &loss, KDCL_F32, 1, nb), KDCL_OK);
+    kdcl_tensor_upload(tu_ctx, &x, 0, B * 6, xs);
+    kdcl_tensor_upload(tu_ctx, &y, 0, B, ys);
     float *g = malloc(P * 4), *p = malloc(P * 4), *p0 = malloc(P * 4);
     double *pd = malloc(P * sizeof(double)), *gref = malloc(P * sizeof(double));
     /* random weights and biases: with zero biases a unit whose inputs are all
@@ -200,9 +189,9 @@ static void gradcheck(int train)
         float *q = g;
         for (size_t l = 0; l < a.n_layers; l++) {
             size_t in = a.sizes[l], out = a.sizes[l + 1];
-            kdcl_tensor_download(ctx, &m->grads, m->w_off[l], in * out, q);
+            kdcl_tensor_download(tu_ctx, &m->grads, m->w_off[l], in * out, q);
             q += in * out;
-            kdcl_tensor_download(ctx, &m->grads, m->b_off[l], out, q);
+            kdcl_tensor_download(tu_ctx, &m->grads, m->b_off[l], out, q);
             q += out;
         }
     }
@@ -261,9 +250,9 @@ static void gradcheck(int train)
     free(p0);
     free(pd);
     free(gref);
-    kdcl_tensor_free(ctx, &x);
-    kdcl_tensor_free(ctx, &y);
-    kdcl_tensor_free(ctx, &loss);
+    kdcl_tensor_free(tu_ctx, &x);
+    kdcl_tensor_free(tu_ctx, &y);
+    kdcl_tensor_free(tu_ctx, &loss);
     kdcl_mlp_destroy(m);
 }
 
@@ -273,27 +262,10 @@ START_TEST(test_gradcheck_dropout) { gradcheck(1); }
 END_TEST
 
 /* Synthetic 3-class problem on 6x6 images: class = which third of the image is bright. */
+static int third(size_t p) { return (int)(p % 6) / 2; }
 static void make_blobs(kdcl_dataset *d, size_t n, uint64_t seed)
 {
-    memset(d, 0, sizeof *d);
-    d->n = n;
-    d->h = d->w = 6;
-    d->c = 1;
-    d->dim = 36;
-    d->n_classes = 3;
-    d->images = malloc(n * 36);
-    d->labels = malloc(n * sizeof(int32_t));
-    kdcl_rng r;
-    kdcl_rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++) {
-        int cls = (int)kdcl_rng_below(&r, 3);
-        d->labels[i] = cls;
-        for (size_t p = 0; p < 36; p++) {
-            int col = (int)(p % 6);
-            int bright = col / 2 == cls;
-            d->images[i * 36 + p] = (uint8_t)(kdcl_rng_below(&r, 120) + (bright ? 100 : 0));
-        }
-    }
+    tu_make_6x6(d, n, seed, 3, third, 120, 100);
 }
 
 START_TEST(test_training_learns_and_checkpoints)
@@ -304,7 +276,7 @@ START_TEST(test_training_learns_and_checkpoints)
     kdcl_arch a;
     ck_assert_int_eq(kdcl_arch_parse("36-32-32-3", &a), KDCL_OK);
     kdcl_mlp *m;
-    ck_assert_int_eq(kdcl_mlp_create(ctx, &a, 64, &m), KDCL_OK);
+    ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 64, &m), KDCL_OK);
     ck_assert_int_eq(kdcl_mlp_init(m, 3), KDCL_OK);
     kdcl_eval_result r0, r1;
     ck_assert_int_eq(kdcl_evaluate(m, &te, KDCL_NORM_DEFAULT, 0, &r0), KDCL_OK);
@@ -350,7 +322,7 @@ START_TEST(test_training_learns_and_checkpoints)
     ck_assert_int_eq(kdcl_mlp_save(m, path, k, v, 1), KDCL_OK);
     kdcl_mlp *m2;
     kdcl_st_file meta;
-    ck_assert_msg(kdcl_mlp_load(ctx, path, 100, &m2, &meta) == KDCL_OK, "%s", kdcl_last_error());
+    ck_assert_msg(kdcl_mlp_load(tu_ctx, path, 100, &m2, &meta) == KDCL_OK, "%s", kdcl_last_error());
     ck_assert_str_eq(kdcl_st_meta(&meta, "arch"), "36-32-32-3");
     ck_assert_str_eq(kdcl_st_meta(&meta, "dataset"), "blobs");
     ck_assert_ptr_nonnull(kdcl_st_find(&meta, "layers.2.weight"));
@@ -369,7 +341,7 @@ START_TEST(test_training_learns_and_checkpoints)
                      KDCL_OK);
     kdcl_st_free(&bad);
     kdcl_mlp *m3 = NULL;
-    ck_assert_int_eq(kdcl_mlp_load(ctx, tu_path("mismatch.safetensors"), 10, &m3, NULL),
+    ck_assert_int_eq(kdcl_mlp_load(tu_ctx, tu_path("mismatch.safetensors"), 10, &m3, NULL),
                      KDCL_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "layers.0.weight"));
     ck_assert_ptr_null(m3);
@@ -393,7 +365,7 @@ START_TEST(test_step_allocates_nothing_and_is_deterministic)
     float p1[36 * 16 + 16 + 16 * 3 + 3], p2[sizeof p1 / sizeof p1[0]];
     for (int run = 0; run < 2; run++) {
         kdcl_mlp *m;
-        ck_assert_int_eq(kdcl_mlp_create(ctx, &a, 32, &m), KDCL_OK);
+        ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 32, &m), KDCL_OK);
         kdcl_mlp_init(m, 9);
         kdcl_train_opts o;
         kdcl_train_opts_default(&o);
@@ -402,14 +374,14 @@ START_TEST(test_step_allocates_nothing_and_is_deterministic)
         o.drop_in = 0.1f;
         o.drop_hidden = 0.5f;
         o.jitter = 2;
-        uint64_t before = kdcl_ctx_mem_stats(ctx).allocations;
+        uint64_t before = kdcl_ctx_mem_stats(tu_ctx).allocations;
         ck_assert_int_eq(kdcl_train(m, &tr, &o, NULL, NULL, NULL), KDCL_OK);
         /* 1 epoch = 8 steps; set-up allocates a fixed handful, steps none */
-        uint64_t one = kdcl_ctx_mem_stats(ctx).allocations - before;
+        uint64_t one = kdcl_ctx_mem_stats(tu_ctx).allocations - before;
         o.epochs = 3;
-        before = kdcl_ctx_mem_stats(ctx).allocations;
+        before = kdcl_ctx_mem_stats(tu_ctx).allocations;
         ck_assert_int_eq(kdcl_train(m, &tr, &o, NULL, NULL, NULL), KDCL_OK);
-        ck_assert_uint_eq(kdcl_ctx_mem_stats(ctx).allocations - before, one);
+        ck_assert_uint_eq(kdcl_ctx_mem_stats(tu_ctx).allocations - before, one);
         kdcl_mlp_get_params(m, run ? p2 : p1);
         kdcl_mlp_destroy(m);
     }
@@ -425,7 +397,7 @@ START_TEST(test_bad_training_input)
     kdcl_arch a;
     kdcl_arch_parse("36-8-3", &a);
     kdcl_mlp *m;
-    ck_assert_int_eq(kdcl_mlp_create(ctx, &a, 200, &m), KDCL_OK);
+    ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 200, &m), KDCL_OK);
     kdcl_mlp_init(m, 1);
     kdcl_train_opts o;
     kdcl_train_opts_default(&o);
@@ -450,14 +422,14 @@ START_TEST(test_bad_training_input)
     kdcl_mlp_destroy(m);
     /* input size mismatch */
     kdcl_arch_parse("35-8-3", &a);
-    ck_assert_int_eq(kdcl_mlp_create(ctx, &a, 20, &m), KDCL_OK);
+    ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 20, &m), KDCL_OK);
     o.lr = 0.1f;
     ck_assert_int_eq(kdcl_train(m, &tr, &o, NULL, NULL, NULL), KDCL_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "35 inputs"));
     kdcl_mlp_destroy(m);
     /* a checkpoint that is not one */
     ck_assert_int_eq(tu_write_file(tu_path("garbage.safetensors"), "not a checkpoint", 16), 0);
-    ck_assert_int_eq(kdcl_mlp_load(ctx, tu_path("garbage.safetensors"), 10, &m, NULL),
+    ck_assert_int_eq(kdcl_mlp_load(tu_ctx, tu_path("garbage.safetensors"), 10, &m, NULL),
                      KDCL_ERR_FORMAT);
     kdcl_dataset_free(&tr);
 }
@@ -470,7 +442,7 @@ static Suite *nn_suite(void)
     tcase_add_test(p, test_arch_parse);
     suite_add_tcase(s, p);
     TCase *tc = tcase_create("device");
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, tu_ctx_setup, tu_ctx_teardown);
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_gradcheck_plain);
     tcase_add_test(tc, test_gradcheck_dropout);

@@ -16,19 +16,6 @@
 #include "kdcl/ops.h"
 #include "testutil.h"
 
-static kdcl_ctx *ctx;
-
-static void setup(void)
-{
-    kdcl_status s = kdcl_ctx_create(NULL, &ctx);
-    ck_assert_msg(s == KDCL_OK, "context: %s", kdcl_last_error());
-}
-static void teardown(void)
-{
-    kdcl_ctx_destroy(ctx);
-    ctx = NULL;
-}
-
 #define OK(call)                                                            \
     do {                                                                    \
         kdcl_status s_ = (call);                                            \
@@ -40,19 +27,22 @@ static const double U = 5.9604644775390625e-08; /* 2^-24 */
 static kdcl_tensor t2(kdcl_elem type, size_t r, size_t c)
 {
     kdcl_tensor t;
-    OK(kdcl_tensor_alloc2(ctx, &t, type, r, c));
+    OK(kdcl_tensor_alloc2(tu_ctx, &t, type, r, c));
     return t;
 }
 static kdcl_tensor t1(kdcl_elem type, size_t n)
 {
     kdcl_tensor t;
-    OK(kdcl_tensor_alloc(ctx, &t, type, 1, &n));
+    OK(kdcl_tensor_alloc(tu_ctx, &t, type, 1, &n));
     return t;
 }
-static void up(kdcl_tensor *t, const void *h, size_t n) { OK(kdcl_tensor_upload(ctx, t, 0, n, h)); }
+static void up(kdcl_tensor *t, const void *h, size_t n)
+{
+    OK(kdcl_tensor_upload(tu_ctx, t, 0, n, h));
+}
 static void down(const kdcl_tensor *t, void *h, size_t n)
 {
-    OK(kdcl_tensor_download(ctx, t, 0, n, h));
+    OK(kdcl_tensor_download(tu_ctx, t, 0, n, h));
 }
 
 static double ulpf(float x)
@@ -96,22 +86,22 @@ START_TEST(test_philox_known_answers)
     for (int r = 0; r < NR; r++)
         for (int j = 0; j < 6; j++) in[6 * r + j] = r < NK ? kat[r][j] : xs32();
     cl_kernel k;
-    OK(kdcl_kernel_get(ctx, "elementwise", "philox_raw", &k));
+    OK(kdcl_kernel_get(tu_ctx, "elementwise", "philox_raw", &k));
     cl_int e;
-    cl_mem din = clCreateBuffer(kdcl_ctx_cl(ctx), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+    cl_mem din = clCreateBuffer(kdcl_ctx_cl(tu_ctx), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
                                 6 * NR * sizeof *in, in, &e);
     ck_assert_int_eq(e, CL_SUCCESS);
-    cl_mem dout = clCreateBuffer(kdcl_ctx_cl(ctx), CL_MEM_WRITE_ONLY, 4 * NR * sizeof *got, NULL, &e);
+    cl_mem dout = clCreateBuffer(kdcl_ctx_cl(tu_ctx), CL_MEM_WRITE_ONLY, 4 * NR * sizeof *got, NULL, &e);
     ck_assert_int_eq(e, CL_SUCCESS);
     cl_uint n = NR;
     ck_assert_int_eq(clSetKernelArg(k, 0, sizeof din, &din), CL_SUCCESS);
     ck_assert_int_eq(clSetKernelArg(k, 1, sizeof dout, &dout), CL_SUCCESS);
     ck_assert_int_eq(clSetKernelArg(k, 2, sizeof n, &n), CL_SUCCESS);
     size_t global = NR;
-    ck_assert_int_eq(clEnqueueNDRangeKernel(kdcl_ctx_queue(ctx), k, 1, NULL, &global, NULL, 0,
+    ck_assert_int_eq(clEnqueueNDRangeKernel(kdcl_ctx_queue(tu_ctx), k, 1, NULL, &global, NULL, 0,
                                             NULL, NULL),
                      CL_SUCCESS);
-    ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(ctx), dout, CL_TRUE, 0,
+    ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(tu_ctx), dout, CL_TRUE, 0,
                                          4 * NR * sizeof *got, got, 0, NULL, NULL),
                      CL_SUCCESS);
     for (int r = 0; r < NR; r++) {
@@ -165,7 +155,7 @@ static void run_forward(const fwd_case *fc)
     up(&tb, bias, fc->n);
     memset(mask, 7, n);
     up(&tm, mask, n);
-    OK(kdcl_op_bias_act_dropout(ctx, &ty, fc->bias ? &tb : NULL, fc->relu, fc->p, fc->seed,
+    OK(kdcl_op_bias_act_dropout(tu_ctx, &ty, fc->bias ? &tb : NULL, fc->relu, fc->p, fc->seed,
                                 fc->step, fc->stream, fc->mask ? &tm : NULL));
     down(&ty, out, n);
     down(&tm, mask, n);
@@ -205,9 +195,9 @@ static void run_forward(const fwd_case *fc)
                       5 * sd);
         ck_assert(fabs(q - (1 - fc->p)) < 1e-7);
     }
-    kdcl_tensor_free(ctx, &ty);
-    kdcl_tensor_free(ctx, &tb);
-    kdcl_tensor_free(ctx, &tm);
+    kdcl_tensor_free(tu_ctx, &ty);
+    kdcl_tensor_free(tu_ctx, &tb);
+    kdcl_tensor_free(tu_ctx, &tm);
     free(y);
     free(out);
     free(bias);
@@ -237,7 +227,7 @@ static void forward_mask(kdcl_tensor *ty, kdcl_tensor *tm, const float *y, size_
                          uint64_t seed, uint64_t step, uint32_t stream, unsigned char *mask)
 {
     up(ty, y, n);
-    OK(kdcl_op_bias_act_dropout(ctx, ty, NULL, 1, p, seed, step, stream, tm));
+    OK(kdcl_op_bias_act_dropout(tu_ctx, ty, NULL, 1, p, seed, step, stream, tm));
     down(tm, mask, n);
 }
 
@@ -275,7 +265,7 @@ START_TEST(test_masks_vary_with_seed_step_stream)
      * with other local sizes. One work-item handles 4 elements. */
     forward_mask(&ty, &tm, y, n, p, 11, 22, 33, m1);
     cl_kernel k;
-    OK(kdcl_kernel_get(ctx, "elementwise", "bias_act_dropout", &k));
+    OK(kdcl_kernel_get(tu_ctx, "elementwise", "bias_act_dropout", &k));
     const size_t items = (n + 3) / 4, locals[] = {1, 3, 16, 64, 128};
     for (size_t l = 0; l < sizeof locals / sizeof locals[0]; l++) {
         unsigned char *zero = calloc(n, 1);
@@ -283,14 +273,14 @@ START_TEST(test_masks_vary_with_seed_step_stream)
         up(&ty, y, n);
         free(zero);
         size_t local = locals[l], global = (items + local - 1) / local * local;
-        ck_assert_int_eq(clEnqueueNDRangeKernel(kdcl_ctx_queue(ctx), k, 1, NULL, &global, &local,
+        ck_assert_int_eq(clEnqueueNDRangeKernel(kdcl_ctx_queue(tu_ctx), k, 1, NULL, &global, &local,
                                                 0, NULL, NULL),
                          CL_SUCCESS);
         down(&tm, m1, n);
         ck_assert_msg(count_diff(m0, m1, n) == 0, "mask changed with local size %zu", local);
     }
-    kdcl_tensor_free(ctx, &ty);
-    kdcl_tensor_free(ctx, &tm);
+    kdcl_tensor_free(tu_ctx, &ty);
+    kdcl_tensor_free(tu_ctx, &tm);
     free(y);
     free(m0);
     free(m1);
@@ -310,8 +300,8 @@ static void run_backward(size_t B, size_t N, int relu, float p)
     up(&ty, y, n);
     up(&tdy, dy, n);
     int use_mask = p > 0;
-    OK(kdcl_op_bias_act_dropout(ctx, &ty, NULL, relu, p, 5, 6, 7, use_mask ? &tm : NULL));
-    OK(kdcl_op_act_dropout_backward(ctx, &tdy, relu ? &ty : NULL, relu, p,
+    OK(kdcl_op_bias_act_dropout(tu_ctx, &ty, NULL, relu, p, 5, 6, 7, use_mask ? &tm : NULL));
+    OK(kdcl_op_act_dropout_backward(tu_ctx, &tdy, relu ? &ty : NULL, relu, p,
                                     use_mask ? &tm : NULL));
     down(&ty, yout, n);
     down(&tdy, got, n);
@@ -328,9 +318,9 @@ static void run_backward(size_t B, size_t N, int relu, float p)
         /* relu: y_out > 0 iff the pre-dropout activation was > 0 (for kept units) */
         if (relu && (!use_mask || mask[i])) ck_assert_int_eq(yout[i] > 0, y[i] > 0);
     }
-    kdcl_tensor_free(ctx, &ty);
-    kdcl_tensor_free(ctx, &tdy);
-    kdcl_tensor_free(ctx, &tm);
+    kdcl_tensor_free(tu_ctx, &ty);
+    kdcl_tensor_free(tu_ctx, &tdy);
+    kdcl_tensor_free(tu_ctx, &tm);
     free(y);
     free(dy);
     free(yout);
@@ -372,12 +362,12 @@ START_TEST(test_gradient_finite_differences)
 #define FWD(src, dst)                                                                   \
     do {                                                                                \
         up(&ty, src, n);                                                                \
-        OK(kdcl_op_bias_act_dropout(ctx, &ty, &tb, 1, p, seed, step, stream, &tm));      \
+        OK(kdcl_op_bias_act_dropout(tu_ctx, &ty, &tb, 1, p, seed, step, stream, &tm));      \
         down(&ty, dst, n);                                                              \
     } while (0)
     FWD(y, o0);
     up(&tg, w, n);
-    OK(kdcl_op_act_dropout_backward(ctx, &tg, &ty, 1, p, &tm));
+    OK(kdcl_op_act_dropout_backward(tu_ctx, &tg, &ty, 1, p, &tm));
     down(&tg, grad, n);
     /* the layer is elementwise: perturbing every element at once gives every
      * diagonal partial derivative in two launches */
@@ -411,10 +401,10 @@ START_TEST(test_gradient_finite_differences)
                       "element %zu: d sum / dy = %.8g vs backward %.8g", i, fd, (double)grad[i]);
     }
 #undef FWD
-    kdcl_tensor_free(ctx, &ty);
-    kdcl_tensor_free(ctx, &tb);
-    kdcl_tensor_free(ctx, &tm);
-    kdcl_tensor_free(ctx, &tg);
+    kdcl_tensor_free(tu_ctx, &ty);
+    kdcl_tensor_free(tu_ctx, &tb);
+    kdcl_tensor_free(tu_ctx, &tm);
+    kdcl_tensor_free(tu_ctx, &tg);
     free(y);
     free(b);
     free(w);
@@ -439,7 +429,7 @@ static void run_bias_grad(size_t B, size_t N, float scale, float beta)
     kdcl_tensor tdy = t2(KDCL_F32, B, N), tdb = t1(KDCL_F32, N);
     up(&tdy, dy, n);
     up(&tdb, db0, N);
-    OK(kdcl_op_bias_grad(ctx, &tdy, &tdb, scale, beta));
+    OK(kdcl_op_bias_grad(tu_ctx, &tdy, &tdb, scale, beta));
     down(&tdb, db, N);
     for (size_t j = 0; j < N; j++) {
         double s = 0, a = 0;
@@ -454,8 +444,8 @@ static void run_bias_grad(size_t B, size_t N, float scale, float beta)
                       "B=%zu N=%zu scale=%g beta=%g: db[%zu] = %.9g want %.9g (tol %.3g)", B, N,
                       (double)scale, (double)beta, j, (double)db[j], want, tol);
     }
-    kdcl_tensor_free(ctx, &tdy);
-    kdcl_tensor_free(ctx, &tdb);
+    kdcl_tensor_free(tu_ctx, &tdy);
+    kdcl_tensor_free(tu_ctx, &tdb);
     free(dy);
     free(db0);
     free(db);
@@ -496,7 +486,7 @@ START_TEST(test_sgd_vs_reference)
     for (size_t s = 0; s < sizeof steps / sizeof steps[0]; s++) {
         tu_fill_uniform(g, cap, -1, 1, 10 + s);
         up(&tg, g, cap);
-        OK(kdcl_op_sgd(ctx, &tw, &tg, &tv, steps[s].off, steps[s].n, steps[s].lr, steps[s].mom,
+        OK(kdcl_op_sgd(tu_ctx, &tw, &tg, &tv, steps[s].off, steps[s].n, steps[s].lr, steps[s].mom,
                        steps[s].wd));
         down(&tw, w1, cap);
         down(&tv, v1, cap);
@@ -519,9 +509,9 @@ START_TEST(test_sgd_vs_reference)
         memcpy(w, w1, cap * 4);
         memcpy(v, v1, cap * 4);
     }
-    kdcl_tensor_free(ctx, &tw);
-    kdcl_tensor_free(ctx, &tg);
-    kdcl_tensor_free(ctx, &tv);
+    kdcl_tensor_free(tu_ctx, &tw);
+    kdcl_tensor_free(tu_ctx, &tg);
+    kdcl_tensor_free(tu_ctx, &tv);
     free(w);
     free(g);
     free(v);
@@ -546,7 +536,7 @@ static void run_max_norm(size_t rows, size_t cols, size_t off, float c)
     }
     kdcl_tensor tw = t1(KDCL_F32, cap);
     up(&tw, w, cap);
-    OK(kdcl_op_max_norm(ctx, &tw, off, rows, cols, c));
+    OK(kdcl_op_max_norm(tu_ctx, &tw, off, rows, cols, c));
     down(&tw, got, cap);
     for (size_t i = 0; i < off; i++) ck_assert(got[i] == w[i]);
     for (size_t i = off + rows * cols; i < cap; i++) ck_assert(got[i] == w[i]);
@@ -572,7 +562,7 @@ static void run_max_norm(size_t rows, size_t cols, size_t off, float c)
                 ck_assert(fabs(b[j] - a[j] * f) <= 1e-6 * fabs(a[j] * f) + 1e-30);
         }
     }
-    kdcl_tensor_free(ctx, &tw);
+    kdcl_tensor_free(tu_ctx, &tw);
     free(w);
     free(got);
 }
@@ -605,8 +595,8 @@ START_TEST(test_u8_to_float)
     const float params[][2] = {{1.0f / 255, 0.0f}, {1.0f / 255 / 0.3081f, -0.1307f / 0.3081f},
                                {1.0f, 0.0f}, {0.0078125f, -1.0f}};
     for (size_t p = 0; p < sizeof params / sizeof params[0]; p++) {
-        OK(kdcl_tensor_fill(ctx, &td, -7.0f));
-        OK(kdcl_op_u8_to_float(ctx, &ts, &td, n, params[p][0], params[p][1]));
+        OK(kdcl_tensor_fill(tu_ctx, &td, -7.0f));
+        OK(kdcl_op_u8_to_float(tu_ctx, &ts, &td, n, params[p][0], params[p][1]));
         down(&td, dst, cap);
         for (size_t i = 0; i < cap; i++) {
             float want = i < n ? conv(src[i], params[p][0], params[p][1]) : -7.0f;
@@ -614,8 +604,8 @@ START_TEST(test_u8_to_float)
                           (double)dst[i], (double)want, src[i]);
         }
     }
-    kdcl_tensor_free(ctx, &ts);
-    kdcl_tensor_free(ctx, &td);
+    kdcl_tensor_free(tu_ctx, &ts);
+    kdcl_tensor_free(tu_ctx, &td);
     free(src);
     free(dst);
 }
@@ -631,7 +621,7 @@ static void check_jitter(size_t B, size_t H, size_t W, size_t C, int m, uint64_t
     for (size_t i = 0; i < n; i++) src[i] = (unsigned char)(xs32() | 1); /* no zero pixels */
     kdcl_tensor ts = t2(KDCL_U8, B, per), td = t2(KDCL_F32, B, per);
     up(&ts, src, n);
-    OK(kdcl_op_jitter(ctx, &ts, &td, B, H, W, C, m, seed, step, scale, shift));
+    OK(kdcl_op_jitter(tu_ctx, &ts, &td, B, H, W, C, m, seed, step, scale, shift));
     down(&td, dst, n);
     int seen_dx[64] = {0}, seen_dy[64] = {0};
     for (size_t b = 0; b < B; b++) {
@@ -660,8 +650,8 @@ static void check_jitter(size_t B, size_t H, size_t W, size_t C, int m, uint64_t
         for (int s = 0; s <= 2 * m; s++)
             ck_assert_msg(seen_dx[s] && seen_dy[s], "m=%d: shift %d never drawn in %zu examples",
                           m, s - m, B);
-    kdcl_tensor_free(ctx, &ts);
-    kdcl_tensor_free(ctx, &td);
+    kdcl_tensor_free(tu_ctx, &ts);
+    kdcl_tensor_free(tu_ctx, &td);
     free(src);
     free(dst);
 }
@@ -686,9 +676,9 @@ START_TEST(test_jitter_shift_properties)
     for (size_t i = 0; i < n; i++) src[i] = (unsigned char)xs32();
     kdcl_tensor ts = t2(KDCL_U8, B, per), td = t2(KDCL_F32, B, per);
     up(&ts, src, n);
-    OK(kdcl_op_jitter(ctx, &ts, &td, B, 6, 5, 3, 0, 123, 456, 0.5f, 1.0f));
+    OK(kdcl_op_jitter(tu_ctx, &ts, &td, B, 6, 5, 3, 0, 123, 456, 0.5f, 1.0f));
     down(&td, a, n);
-    OK(kdcl_op_u8_to_float(ctx, &ts, &td, n, 0.5f, 1.0f));
+    OK(kdcl_op_u8_to_float(tu_ctx, &ts, &td, n, 0.5f, 1.0f));
     down(&td, b, n);
     ck_assert(memcmp(a, b, n * 4) == 0);
     /* shifts: uniform over [-m, m] (chi-square-ish count check), depend on seed/step/b */
@@ -708,8 +698,8 @@ START_TEST(test_jitter_shift_properties)
     for (int s = 0; s < 7; s++) /* 2*draws/7 = 2000 each, sd ~ 41 */
         ck_assert_msg(abs(counts[s] - 2000) < 250, "shift %d drawn %d times", s - m, counts[s]);
     ck_assert(same_seed < draws / 20 + 200 && same_step < draws / 20 + 200); /* ~1/49 by chance */
-    kdcl_tensor_free(ctx, &ts);
-    kdcl_tensor_free(ctx, &td);
+    kdcl_tensor_free(tu_ctx, &ts);
+    kdcl_tensor_free(tu_ctx, &td);
     free(src);
     free(a);
     free(b);
@@ -734,50 +724,50 @@ START_TEST(test_bad_arguments)
     kdcl_tensor u8 = t2(KDCL_U8, 2, 12), f = t2(KDCL_F32, 2, 12), big = t1(KDCL_F32, 100);
     kdcl_tensor none = {0};
     const char *op = "kdcl_op_bias_act_dropout";
-    BAD(kdcl_op_bias_act_dropout(ctx, &y, &b, 1, 1.0f, 1, 1, 1, &m), op);
-    BAD(kdcl_op_bias_act_dropout(ctx, &y, &b, 1, 1.5f, 1, 1, 1, &m), "drop_p");
-    BAD(kdcl_op_bias_act_dropout(ctx, &y, &b, 1, -0.1f, 1, 1, 1, &m), "drop_p");
-    BAD(kdcl_op_bias_act_dropout(ctx, &y, &b, 1, NAN, 1, 1, 1, &m), "drop_p");
-    BAD(kdcl_op_bias_act_dropout(ctx, &y, &b, 1, 0.5f, 1, 1, 1, NULL), "mask");
-    BAD(kdcl_op_bias_act_dropout(ctx, &y, &b5, 1, 0.5f, 1, 1, 1, &m), "[5]");
-    BAD(kdcl_op_bias_act_dropout(ctx, &y, &b, 1, 0.5f, 1, 1, 1, &m5), "[4x5]");
-    BAD(kdcl_op_bias_act_dropout(ctx, &yi, &b, 1, 0.5f, 1, 1, 1, &m), "I32");
-    BAD(kdcl_op_bias_act_dropout(ctx, &y, &b, 1, 0.5f, 1, 1, 1, &y), "mask must be U8");
-    BAD(kdcl_op_bias_act_dropout(ctx, &none, &b, 1, 0.5f, 1, 1, 1, &m), "NULL");
-    BAD(kdcl_op_bias_act_dropout(ctx, NULL, &b, 1, 0.5f, 1, 1, 1, &m), "NULL");
-    BAD(kdcl_op_act_dropout_backward(ctx, &y, &y, 1, 1.0f, &m), "drop_p");
-    BAD(kdcl_op_act_dropout_backward(ctx, &y, &y, 1, 0.5f, NULL), "mask");
-    BAD(kdcl_op_act_dropout_backward(ctx, &y, &y, 1, 0.5f, &m5), "mask");
-    BAD(kdcl_op_act_dropout_backward(ctx, &y, &b, 1, 0.5f, &m), "y_out");
-    BAD(kdcl_op_act_dropout_backward(ctx, &y, NULL, 1, 0.0f, NULL), "y_out");
-    BAD(kdcl_op_bias_grad(ctx, &y, &b5, 1, 0), "kdcl_op_bias_grad");
-    BAD(kdcl_op_bias_grad(ctx, &m, &b, 1, 0), "F32");
-    BAD(kdcl_op_sgd(ctx, &big, &big, &big, 90, 11, 0.1f, 0.9f, 0), "kdcl_op_sgd");
-    BAD(kdcl_op_sgd(ctx, &big, &big, &y, 0, 25, 0.1f, 0.9f, 0), "v");
-    BAD(kdcl_op_sgd(ctx, &big, &big, &big, SIZE_MAX, 2, 0.1f, 0.9f, 0), "outside");
-    BAD(kdcl_op_sgd(ctx, &big, &u8, &big, 0, 2, 0.1f, 0.9f, 0), "U8");
-    BAD(kdcl_op_sgd(ctx, &big, &big, &big, 0, 2, NAN, 0.9f, 0), "finite");
-    BAD(kdcl_op_max_norm(ctx, &big, 0, 10, 10, 0.0f), "c = 0");
-    BAD(kdcl_op_max_norm(ctx, &big, 0, 10, 10, -1.0f), "> 0");
-    BAD(kdcl_op_max_norm(ctx, &big, 0, 10, 10, NAN), "> 0");
-    BAD(kdcl_op_max_norm(ctx, &big, 1, 10, 10, 1.0f), "outside");
-    BAD(kdcl_op_max_norm(ctx, &big, 0, SIZE_MAX / 2, 3, 1.0f), "overflows");
-    BAD(kdcl_op_max_norm(ctx, &m, 0, 2, 2, 1.0f), "F32");
-    BAD(kdcl_op_u8_to_float(ctx, &u8, &f, 25, 1, 0), "outside");
-    BAD(kdcl_op_u8_to_float(ctx, &f, &f, 2, 1, 0), "U8");
-    BAD(kdcl_op_jitter(ctx, &u8, &f, 2, 2, 2, 3, -1, 1, 1, 1, 0), "max_shift");
-    BAD(kdcl_op_jitter(ctx, &u8, &f, 3, 2, 2, 3, 1, 1, 1, 1, 0), "examples");
-    BAD(kdcl_op_jitter(ctx, &u8, &f, 2, 3, 2, 3, 1, 1, 1, 1, 0), "examples");
-    BAD(kdcl_op_jitter(ctx, &u8, &f, 2, 0, 2, 3, 1, 1, 1, 1, 0), "zero");
-    BAD(kdcl_op_jitter(ctx, &f, &f, 2, 2, 2, 3, 1, 1, 1, 1, 0), "U8");
-    BAD(kdcl_op_jitter(ctx, &u8, &u8, 2, 2, 2, 3, 1, 1, 1, 1, 0), "F32");
+    BAD(kdcl_op_bias_act_dropout(tu_ctx, &y, &b, 1, 1.0f, 1, 1, 1, &m), op);
+    BAD(kdcl_op_bias_act_dropout(tu_ctx, &y, &b, 1, 1.5f, 1, 1, 1, &m), "drop_p");
+    BAD(kdcl_op_bias_act_dropout(tu_ctx, &y, &b, 1, -0.1f, 1, 1, 1, &m), "drop_p");
+    BAD(kdcl_op_bias_act_dropout(tu_ctx, &y, &b, 1, NAN, 1, 1, 1, &m), "drop_p");
+    BAD(kdcl_op_bias_act_dropout(tu_ctx, &y, &b, 1, 0.5f, 1, 1, 1, NULL), "mask");
+    BAD(kdcl_op_bias_act_dropout(tu_ctx, &y, &b5, 1, 0.5f, 1, 1, 1, &m), "[5]");
+    BAD(kdcl_op_bias_act_dropout(tu_ctx, &y, &b, 1, 0.5f, 1, 1, 1, &m5), "[4x5]");
+    BAD(kdcl_op_bias_act_dropout(tu_ctx, &yi, &b, 1, 0.5f, 1, 1, 1, &m), "I32");
+    BAD(kdcl_op_bias_act_dropout(tu_ctx, &y, &b, 1, 0.5f, 1, 1, 1, &y), "mask must be U8");
+    BAD(kdcl_op_bias_act_dropout(tu_ctx, &none, &b, 1, 0.5f, 1, 1, 1, &m), "NULL");
+    BAD(kdcl_op_bias_act_dropout(tu_ctx, NULL, &b, 1, 0.5f, 1, 1, 1, &m), "NULL");
+    BAD(kdcl_op_act_dropout_backward(tu_ctx, &y, &y, 1, 1.0f, &m), "drop_p");
+    BAD(kdcl_op_act_dropout_backward(tu_ctx, &y, &y, 1, 0.5f, NULL), "mask");
+    BAD(kdcl_op_act_dropout_backward(tu_ctx, &y, &y, 1, 0.5f, &m5), "mask");
+    BAD(kdcl_op_act_dropout_backward(tu_ctx, &y, &b, 1, 0.5f, &m), "y_out");
+    BAD(kdcl_op_act_dropout_backward(tu_ctx, &y, NULL, 1, 0.0f, NULL), "y_out");
+    BAD(kdcl_op_bias_grad(tu_ctx, &y, &b5, 1, 0), "kdcl_op_bias_grad");
+    BAD(kdcl_op_bias_grad(tu_ctx, &m, &b, 1, 0), "F32");
+    BAD(kdcl_op_sgd(tu_ctx, &big, &big, &big, 90, 11, 0.1f, 0.9f, 0), "kdcl_op_sgd");
+    BAD(kdcl_op_sgd(tu_ctx, &big, &big, &y, 0, 25, 0.1f, 0.9f, 0), "v");
+    BAD(kdcl_op_sgd(tu_ctx, &big, &big, &big, SIZE_MAX, 2, 0.1f, 0.9f, 0), "outside");
+    BAD(kdcl_op_sgd(tu_ctx, &big, &u8, &big, 0, 2, 0.1f, 0.9f, 0), "U8");
+    BAD(kdcl_op_sgd(tu_ctx, &big, &big, &big, 0, 2, NAN, 0.9f, 0), "finite");
+    BAD(kdcl_op_max_norm(tu_ctx, &big, 0, 10, 10, 0.0f), "c = 0");
+    BAD(kdcl_op_max_norm(tu_ctx, &big, 0, 10, 10, -1.0f), "> 0");
+    BAD(kdcl_op_max_norm(tu_ctx, &big, 0, 10, 10, NAN), "> 0");
+    BAD(kdcl_op_max_norm(tu_ctx, &big, 1, 10, 10, 1.0f), "outside");
+    BAD(kdcl_op_max_norm(tu_ctx, &big, 0, SIZE_MAX / 2, 3, 1.0f), "overflows");
+    BAD(kdcl_op_max_norm(tu_ctx, &m, 0, 2, 2, 1.0f), "F32");
+    BAD(kdcl_op_u8_to_float(tu_ctx, &u8, &f, 25, 1, 0), "outside");
+    BAD(kdcl_op_u8_to_float(tu_ctx, &f, &f, 2, 1, 0), "U8");
+    BAD(kdcl_op_jitter(tu_ctx, &u8, &f, 2, 2, 2, 3, -1, 1, 1, 1, 0), "max_shift");
+    BAD(kdcl_op_jitter(tu_ctx, &u8, &f, 3, 2, 2, 3, 1, 1, 1, 1, 0), "examples");
+    BAD(kdcl_op_jitter(tu_ctx, &u8, &f, 2, 3, 2, 3, 1, 1, 1, 1, 0), "examples");
+    BAD(kdcl_op_jitter(tu_ctx, &u8, &f, 2, 0, 2, 3, 1, 1, 1, 1, 0), "zero");
+    BAD(kdcl_op_jitter(tu_ctx, &f, &f, 2, 2, 2, 3, 1, 1, 1, 1, 0), "U8");
+    BAD(kdcl_op_jitter(tu_ctx, &u8, &u8, 2, 2, 2, 3, 1, 1, 1, 1, 0), "F32");
     /* valid edge cases */
-    ck_assert_int_eq(kdcl_op_sgd(ctx, &big, &big, &big, 100, 0, 0.1f, 0.9f, 0), KDCL_OK);
-    ck_assert_int_eq(kdcl_op_max_norm(ctx, &big, 100, 0, 5, 1.0f), KDCL_OK);
-    ck_assert_int_eq(kdcl_op_jitter(ctx, &u8, &f, 1, 2, 2, 3, 1, 1, 1, 1, 0), KDCL_OK);
-    OK(kdcl_ctx_finish(ctx));
+    ck_assert_int_eq(kdcl_op_sgd(tu_ctx, &big, &big, &big, 100, 0, 0.1f, 0.9f, 0), KDCL_OK);
+    ck_assert_int_eq(kdcl_op_max_norm(tu_ctx, &big, 100, 0, 5, 1.0f), KDCL_OK);
+    ck_assert_int_eq(kdcl_op_jitter(tu_ctx, &u8, &f, 1, 2, 2, 3, 1, 1, 1, 1, 0), KDCL_OK);
+    OK(kdcl_ctx_finish(tu_ctx));
     kdcl_tensor *all[] = {&y, &b, &b5, &m, &m5, &yi, &u8, &f, &big};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) kdcl_tensor_free(ctx, all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) kdcl_tensor_free(tu_ctx, all[i]);
 }
 END_TEST
 
@@ -785,7 +775,7 @@ static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
     TCase *tc = tcase_create("ops");
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, tu_ctx_setup, tu_ctx_teardown);
     tcase_set_timeout(tc, 1200);
     tcase_add_test(tc, test_philox_known_answers);
     tcase_add_test(tc, test_dropout_threshold);

@@ -45,19 +45,6 @@
 #define SAFETY 1.5
 #define TINY 1e-37 /* denormal flush of e_k / s (s >= 1): at most 2^-126 */
 
-static kdcl_ctx *ctx;
-
-static void setup(void)
-{
-    kdcl_status s = kdcl_ctx_create(NULL, &ctx);
-    ck_assert_msg(s == KDCL_OK, "context: %s", kdcl_last_error());
-}
-static void teardown(void)
-{
-    kdcl_ctx_destroy(ctx);
-    ctx = NULL;
-}
-
 static const size_t Ks[] = {1, 2, 3, 10, 31, 32, 33, 100, 1000, 10007};
 static const size_t Bs[] = {1, 7, 128};
 static const float Ts[] = {0.05f, 1.0f, 2.5f, 20.0f, 100.0f};
@@ -84,25 +71,25 @@ static uint32_t rnd(void)
 static kdcl_tensor mat(size_t B, size_t K)
 {
     kdcl_tensor t;
-    kdcl_status s = kdcl_tensor_alloc2(ctx, &t, KDCL_F32, B, K);
+    kdcl_status s = kdcl_tensor_alloc2(tu_ctx, &t, KDCL_F32, B, K);
     ck_assert_msg(s == KDCL_OK, "alloc: %s", kdcl_last_error());
     return t;
 }
 static kdcl_tensor vec(kdcl_elem type, size_t n)
 {
     kdcl_tensor t;
-    kdcl_status s = kdcl_tensor_alloc(ctx, &t, type, 1, &n);
+    kdcl_status s = kdcl_tensor_alloc(tu_ctx, &t, type, 1, &n);
     ck_assert_msg(s == KDCL_OK, "alloc: %s", kdcl_last_error());
     return t;
 }
 static void put(kdcl_tensor *t, const void *h)
 {
-    kdcl_status s = kdcl_tensor_upload(ctx, t, 0, t->numel, h);
+    kdcl_status s = kdcl_tensor_upload(tu_ctx, t, 0, t->numel, h);
     ck_assert_msg(s == KDCL_OK, "upload: %s", kdcl_last_error());
 }
 static void get(const kdcl_tensor *t, void *h)
 {
-    kdcl_status s = kdcl_tensor_download(ctx, t, 0, t->numel, h);
+    kdcl_status s = kdcl_tensor_download(tu_ctx, t, 0, t->numel, h);
     ck_assert_msg(s == KDCL_OK, "download: %s", kdcl_last_error());
 }
 static void ok(kdcl_status s, const char *what)
@@ -195,15 +182,15 @@ static void softmax_sweep(size_t kmin, size_t kmax)
                 tu_fill_uniform(z, n, -Ss[si], Ss[si], K * 1000 + B * 10 + si);
                 put(&dz, z);
                 for (size_t ti = 0; ti < NELEM(Ts); ti++) {
-                    ok(kdcl_op_softmax(ctx, &dz, &dout, Ts[ti], 0), "softmax");
+                    ok(kdcl_op_softmax(tu_ctx, &dz, &dout, Ts[ti], 0), "softmax");
                     get(&dout, p);
-                    ok(kdcl_op_softmax(ctx, &dz, &dout, Ts[ti], 1), "log-softmax");
+                    ok(kdcl_op_softmax(tu_ctx, &dz, &dout, Ts[ti], 1), "log-softmax");
                     get(&dout, l);
                     check_softmax(z, p, l, B, K, Ts[ti], Ss[si], lp, delta, &worst);
                 }
             }
-            kdcl_tensor_free(ctx, &dz);
-            kdcl_tensor_free(ctx, &dout);
+            kdcl_tensor_free(tu_ctx, &dz);
+            kdcl_tensor_free(tu_ctx, &dout);
             free(z);
             free(p);
             free(l);
@@ -233,22 +220,22 @@ START_TEST(test_softmax_in_place_and_uniform)
         for (size_t k = 0; k < K; k++) z[k] = 3.25f; /* row 0: all equal */
         kdcl_tensor a = mat(B, K), b = mat(B, K);
         put(&a, z);
-        ok(kdcl_op_softmax(ctx, &a, &b, 2.0f, 0), "softmax");
+        ok(kdcl_op_softmax(tu_ctx, &a, &b, 2.0f, 0), "softmax");
         get(&b, p);
-        ok(kdcl_op_softmax(ctx, &a, &a, 2.0f, 0), "softmax in place");
+        ok(kdcl_op_softmax(tu_ctx, &a, &a, 2.0f, 0), "softmax in place");
         get(&a, q);
         ck_assert_msg(memcmp(p, q, n * 4) == 0, "in-place softmax differs (K=%zu)", K);
         for (size_t k = 0; k < K; k++)
             ck_assert_msg(fabs(p[k] - 1.0 / K) <= SAFETY * (gamma_n(K) + 14 * U) / K,
                           "uniform row: p=%g want %g", (double)p[k], 1.0 / K);
         put(&a, z);
-        ok(kdcl_op_softmax(ctx, &a, &b, 0.5f, 1), "log-softmax");
+        ok(kdcl_op_softmax(tu_ctx, &a, &b, 0.5f, 1), "log-softmax");
         get(&b, p);
-        ok(kdcl_op_softmax(ctx, &a, &a, 0.5f, 1), "log-softmax in place");
+        ok(kdcl_op_softmax(tu_ctx, &a, &a, 0.5f, 1), "log-softmax in place");
         get(&a, q);
         ck_assert_msg(memcmp(p, q, n * 4) == 0, "in-place log-softmax differs (K=%zu)", K);
-        kdcl_tensor_free(ctx, &a);
-        kdcl_tensor_free(ctx, &b);
+        kdcl_tensor_free(tu_ctx, &a);
+        kdcl_tensor_free(tu_ctx, &b);
         free(z);
         free(p);
         free(q);
@@ -285,14 +272,14 @@ START_TEST(test_argmax)
                 make_argmax_rows(z, B, K, Ss[si], K + 31 * B + si);
                 kdcl_tensor dz = mat(B, K), di = vec(KDCL_I32, B);
                 put(&dz, z);
-                ok(kdcl_op_argmax(ctx, &dz, &di), "argmax");
+                ok(kdcl_op_argmax(tu_ctx, &dz, &di), "argmax");
                 get(&di, idx);
                 for (size_t b = 0; b < B; b++)
                     ck_assert_msg((size_t)idx[b] == first_argmax(z + b * K, K),
                                   "K=%zu B=%zu row %zu: argmax %d want %zu", K, B, b, idx[b],
                                   first_argmax(z + b * K, K));
-                kdcl_tensor_free(ctx, &dz);
-                kdcl_tensor_free(ctx, &di);
+                kdcl_tensor_free(tu_ctx, &dz);
+                kdcl_tensor_free(tu_ctx, &di);
                 free(z);
                 free(idx);
             }
@@ -366,7 +353,7 @@ START_TEST(test_xent)
                 put(&dy, y);
                 put(&de, &e0);
                 const float g = 1.0f / (float)B;
-                ok(kdcl_op_softmax_xent(ctx, &dz, &dy, &dl, &dd, g, &de), "xent");
+                ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, &dl, &dd, g, &de), "xent");
                 get(&dl, loss);
                 get(&dd, dzh);
                 get(&de, &errs);
@@ -376,18 +363,18 @@ START_TEST(test_xent)
                 if (w > worst) worst = w;
                 /* only some outputs; error count accumulates; dz in place of z
                  * with another grad_scale */
-                ok(kdcl_op_softmax_xent(ctx, &dz, &dy, NULL, NULL, 0.0f, &de), "xent errors");
+                ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, NULL, NULL, 0.0f, &de), "xent errors");
                 get(&de, &errs);
                 ck_assert_int_eq(errs, 2 * want_err - 3);
-                ok(kdcl_op_softmax_xent(ctx, &dz, &dy, NULL, &dz, -2.5f, NULL), "xent in place");
+                ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, NULL, &dz, -2.5f, NULL), "xent in place");
                 get(&dz, dzh);
                 w = check_xent(z, y, NULL, dzh, B, K, -2.5f, "xent dz=z");
                 if (w > worst) worst = w;
-                kdcl_tensor_free(ctx, &dz);
-                kdcl_tensor_free(ctx, &dd);
-                kdcl_tensor_free(ctx, &dy);
-                kdcl_tensor_free(ctx, &dl);
-                kdcl_tensor_free(ctx, &de);
+                kdcl_tensor_free(tu_ctx, &dz);
+                kdcl_tensor_free(tu_ctx, &dd);
+                kdcl_tensor_free(tu_ctx, &dy);
+                kdcl_tensor_free(tu_ctx, &dl);
+                kdcl_tensor_free(tu_ctx, &de);
                 free(z);
                 free(loss);
                 free(dzh);
@@ -412,7 +399,7 @@ START_TEST(test_xent_bad_label)
         put(&dz, z);
         put(&dy, y);
         put(&de, &errs);
-        ok(kdcl_op_softmax_xent(ctx, &dz, &dy, &dl, &dd, 1.0f, &de), "xent");
+        ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, &dl, &dd, 1.0f, &de), "xent");
         get(&dl, loss);
         get(&dd, dzh);
         get(&de, &errs);
@@ -431,11 +418,11 @@ START_TEST(test_xent_bad_label)
         memcpy(d2, dzh, K * 4);
         memcpy(d2 + K, dzh + 3 * K, K * 4);
         check_xent(z2, y2, l2, d2, 2, K, 1.0f, "valid rows");
-        kdcl_tensor_free(ctx, &dz);
-        kdcl_tensor_free(ctx, &dd);
-        kdcl_tensor_free(ctx, &dy);
-        kdcl_tensor_free(ctx, &dl);
-        kdcl_tensor_free(ctx, &de);
+        kdcl_tensor_free(tu_ctx, &dz);
+        kdcl_tensor_free(tu_ctx, &dd);
+        kdcl_tensor_free(tu_ctx, &dy);
+        kdcl_tensor_free(tu_ctx, &dl);
+        kdcl_tensor_free(tu_ctx, &de);
     }
 }
 END_TEST
@@ -477,8 +464,8 @@ START_TEST(test_xent_finite_difference)
         put(&dy, y);
         put(&zpt, zp);
         put(&ypt, yp);
-        ok(kdcl_op_softmax_xent(ctx, &dz, &dy, NULL, &dd, 1.0f, NULL), "xent dz");
-        ok(kdcl_op_softmax_xent(ctx, &zpt, &ypt, &lpt, NULL, 1.0f, NULL), "xent perturbed");
+        ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, NULL, &dd, 1.0f, NULL), "xent dz");
+        ok(kdcl_op_softmax_xent(tu_ctx, &zpt, &ypt, &lpt, NULL, 1.0f, NULL), "xent perturbed");
         get(&dd, dzh);
         get(&lpt, lp);
         double *lr = malloc(K * sizeof *lr), *delta = malloc(K * sizeof *delta), worst = 0;
@@ -497,12 +484,12 @@ START_TEST(test_xent_finite_difference)
                           K, e, (double)dzh[e], fd, tol);
         }
         printf("finite difference K=%zu: worst error / tolerance = %.3g\n", K, worst);
-        kdcl_tensor_free(ctx, &dz);
-        kdcl_tensor_free(ctx, &dd);
-        kdcl_tensor_free(ctx, &dy);
-        kdcl_tensor_free(ctx, &zpt);
-        kdcl_tensor_free(ctx, &ypt);
-        kdcl_tensor_free(ctx, &lpt);
+        kdcl_tensor_free(tu_ctx, &dz);
+        kdcl_tensor_free(tu_ctx, &dd);
+        kdcl_tensor_free(tu_ctx, &dy);
+        kdcl_tensor_free(tu_ctx, &zpt);
+        kdcl_tensor_free(tu_ctx, &ypt);
+        kdcl_tensor_free(tu_ctx, &lpt);
         free(z);
         free(dzh);
         free(zp);
@@ -530,8 +517,8 @@ START_TEST(test_reduce_add)
             kdcl_tensor dx = vec(KDCL_F32, cap), da = vec(KDCL_F32, 4);
             put(&dx, x);
             put(&da, acc);
-            ok(kdcl_op_reduce_add(ctx, &dx, n, &da, 2), "reduce_add");
-            ok(kdcl_op_reduce_add(ctx, &dx, n, &da, 2), "reduce_add again");
+            ok(kdcl_op_reduce_add(tu_ctx, &dx, n, &da, 2), "reduce_add");
+            ok(kdcl_op_reduce_add(tu_ctx, &dx, n, &da, 2), "reduce_add again");
             get(&da, out);
             double sum = 0, mag = 0;
             for (size_t j = 0; j < n; j++) {
@@ -545,12 +532,12 @@ START_TEST(test_reduce_add)
             ck_assert(out[0] == acc[0] && out[1] == acc[1] && out[3] == acc[3]);
             /* deterministic: the same inputs give the same bits */
             put(&da, acc);
-            ok(kdcl_op_reduce_add(ctx, &dx, n, &da, 2), "reduce_add");
-            ok(kdcl_op_reduce_add(ctx, &dx, n, &da, 2), "reduce_add again");
+            ok(kdcl_op_reduce_add(tu_ctx, &dx, n, &da, 2), "reduce_add");
+            ok(kdcl_op_reduce_add(tu_ctx, &dx, n, &da, 2), "reduce_add again");
             get(&da, out2);
             ck_assert_msg(memcmp(out, out2, sizeof out) == 0, "n=%zu: not deterministic", n);
-            kdcl_tensor_free(ctx, &dx);
-            kdcl_tensor_free(ctx, &da);
+            kdcl_tensor_free(tu_ctx, &dx);
+            kdcl_tensor_free(tu_ctx, &da);
             free(x);
         }
     /* n == 0 leaves acc alone; index 0 and 3 */
@@ -558,13 +545,13 @@ START_TEST(test_reduce_add)
     kdcl_tensor dx = vec(KDCL_F32, 8), da = vec(KDCL_F32, 4);
     put(&dx, x);
     put(&da, acc);
-    ok(kdcl_op_reduce_add(ctx, &dx, 0, &da, 1), "reduce_add n=0");
-    ok(kdcl_op_reduce_add(ctx, &dx, 8, &da, 0), "reduce_add");
-    ok(kdcl_op_reduce_add(ctx, &dx, 3, &da, 3), "reduce_add");
+    ok(kdcl_op_reduce_add(tu_ctx, &dx, 0, &da, 1), "reduce_add n=0");
+    ok(kdcl_op_reduce_add(tu_ctx, &dx, 8, &da, 0), "reduce_add");
+    ok(kdcl_op_reduce_add(tu_ctx, &dx, 3, &da, 3), "reduce_add");
     get(&da, out);
     ck_assert(out[0] == 36.0f && out[1] == 0.0f && out[2] == 0.0f && out[3] == 6.0f);
-    kdcl_tensor_free(ctx, &dx);
-    kdcl_tensor_free(ctx, &da);
+    kdcl_tensor_free(tu_ctx, &dx);
+    kdcl_tensor_free(tu_ctx, &da);
 }
 END_TEST
 
@@ -587,15 +574,15 @@ START_TEST(test_confusion)
         put(&dz, z);
         put(&dy, y);
         put(&dc, conf);
-        ok(kdcl_op_confusion(ctx, &dz, &dy, &dc), "confusion");
-        ok(kdcl_op_confusion(ctx, &dz, &dy, &dc), "confusion again");
+        ok(kdcl_op_confusion(tu_ctx, &dz, &dy, &dc), "confusion");
+        ok(kdcl_op_confusion(tu_ctx, &dz, &dy, &dc), "confusion again");
         get(&dc, conf);
         for (size_t j = 0; j < K * K; j++)
             ck_assert_msg(conf[j] == want[j], "K=%zu: conf[%zu][%zu] = %d want %d", K, j / K,
                           j % K, conf[j], want[j]);
-        kdcl_tensor_free(ctx, &dz);
-        kdcl_tensor_free(ctx, &dy);
-        kdcl_tensor_free(ctx, &dc);
+        kdcl_tensor_free(tu_ctx, &dz);
+        kdcl_tensor_free(tu_ctx, &dy);
+        kdcl_tensor_free(tu_ctx, &dc);
         free(z);
         free(y);
         free(conf);
@@ -621,47 +608,47 @@ START_TEST(test_bad_arguments)
                 yf = vec(KDCL_F32, 4), l = vec(KDCL_F32, 4), l3 = vec(KDCL_F32, 3),
                 e = vec(KDCL_I32, 1), c = vec(KDCL_I32, 100), c2 = vec(KDCL_I32, 99);
     kdcl_tensor zi2;
-    ok(kdcl_tensor_alloc2(ctx, &zi2, KDCL_I32, 4, 10), "alloc");
+    ok(kdcl_tensor_alloc2(tu_ctx, &zi2, KDCL_I32, 4, 10), "alloc");
     kdcl_tensor nobuf = z;
     nobuf.buf = NULL;
     const char *sm = "kdcl_op_softmax", *xe = "kdcl_op_softmax_xent";
-    expect_invalid(kdcl_op_softmax(ctx, &out2, &out, 1, 0), sm, "softmax out shape");
-    expect_invalid(kdcl_op_softmax(ctx, &z1, &z1, 1, 0), sm, "softmax rank 1");
-    expect_invalid(kdcl_op_softmax(ctx, &zi2, &out, 1, 0), sm, "softmax I32 z");
-    expect_invalid(kdcl_op_softmax(ctx, &z, &zi2, 1, 1), sm, "softmax I32 out");
-    expect_invalid(kdcl_op_softmax(ctx, &z, &out, 0.0f, 0), sm, "T = 0");
-    expect_invalid(kdcl_op_softmax(ctx, &z, &out, -1.0f, 0), sm, "T < 0");
-    expect_invalid(kdcl_op_softmax(ctx, &z, &out, NAN, 0), sm, "T NaN");
-    expect_invalid(kdcl_op_softmax(ctx, &z, &out, INFINITY, 0), sm, "T inf");
-    expect_invalid(kdcl_op_softmax(ctx, NULL, &out, 1, 0), sm, "z NULL");
-    expect_invalid(kdcl_op_softmax(ctx, &nobuf, &out, 1, 0), sm, "z without buffer");
-    expect_invalid(kdcl_op_softmax(ctx, &z, NULL, 1, 0), sm, "out NULL");
-    expect_invalid(kdcl_op_softmax_xent(ctx, &z, &y5, &l, NULL, 1, NULL), xe, "labels count");
-    expect_invalid(kdcl_op_softmax_xent(ctx, &z, &yf, &l, NULL, 1, NULL), xe, "labels F32");
-    expect_invalid(kdcl_op_softmax_xent(ctx, &z, NULL, &l, NULL, 1, NULL), xe, "labels NULL");
-    expect_invalid(kdcl_op_softmax_xent(ctx, &z, &y, &l3, NULL, 1, NULL), xe, "loss count");
-    expect_invalid(kdcl_op_softmax_xent(ctx, &z, &y, &y, NULL, 1, NULL), xe, "loss I32");
-    expect_invalid(kdcl_op_softmax_xent(ctx, &z, &y, &l, &out2, 1, NULL), xe, "dz shape");
-    expect_invalid(kdcl_op_softmax_xent(ctx, &z, &y, &l, &zi2, 1, NULL), xe, "dz I32");
-    expect_invalid(kdcl_op_softmax_xent(ctx, &z, &y, &l, NULL, 1, &l), xe, "errors F32");
-    expect_invalid(kdcl_op_softmax_xent(ctx, &z, &y, &l, NULL, NAN, NULL), xe, "grad_scale");
-    expect_invalid(kdcl_op_softmax_xent(ctx, &zi, &y, &l, NULL, 1, NULL), xe, "z I32 rank 1");
-    expect_invalid(kdcl_op_argmax(ctx, &z, &y5), "kdcl_op_argmax", "idx count");
-    expect_invalid(kdcl_op_argmax(ctx, &z, &l), "kdcl_op_argmax", "idx F32");
-    expect_invalid(kdcl_op_confusion(ctx, &z, &y, &c2), "kdcl_op_confusion", "conf size");
-    expect_invalid(kdcl_op_confusion(ctx, &z, &y5, &c), "kdcl_op_confusion", "labels count");
-    expect_invalid(kdcl_op_reduce_add(ctx, &l, 5, &e, 0), "kdcl_op_reduce_add", "acc I32");
-    expect_invalid(kdcl_op_reduce_add(ctx, &l, 5, &l, 0), "kdcl_op_reduce_add", "n > numel");
-    expect_invalid(kdcl_op_reduce_add(ctx, &l, 4, &l3, 3), "kdcl_op_reduce_add", "acc_index");
-    expect_invalid(kdcl_op_reduce_add(ctx, &y, 4, &l, 0), "kdcl_op_reduce_add", "x I32");
+    expect_invalid(kdcl_op_softmax(tu_ctx, &out2, &out, 1, 0), sm, "softmax out shape");
+    expect_invalid(kdcl_op_softmax(tu_ctx, &z1, &z1, 1, 0), sm, "softmax rank 1");
+    expect_invalid(kdcl_op_softmax(tu_ctx, &zi2, &out, 1, 0), sm, "softmax I32 z");
+    expect_invalid(kdcl_op_softmax(tu_ctx, &z, &zi2, 1, 1), sm, "softmax I32 out");
+    expect_invalid(kdcl_op_softmax(tu_ctx, &z, &out, 0.0f, 0), sm, "T = 0");
+    expect_invalid(kdcl_op_softmax(tu_ctx, &z, &out, -1.0f, 0), sm, "T < 0");
+    expect_invalid(kdcl_op_softmax(tu_ctx, &z, &out, NAN, 0), sm, "T NaN");
+    expect_invalid(kdcl_op_softmax(tu_ctx, &z, &out, INFINITY, 0), sm, "T inf");
+    expect_invalid(kdcl_op_softmax(tu_ctx, NULL, &out, 1, 0), sm, "z NULL");
+    expect_invalid(kdcl_op_softmax(tu_ctx, &nobuf, &out, 1, 0), sm, "z without buffer");
+    expect_invalid(kdcl_op_softmax(tu_ctx, &z, NULL, 1, 0), sm, "out NULL");
+    expect_invalid(kdcl_op_softmax_xent(tu_ctx, &z, &y5, &l, NULL, 1, NULL), xe, "labels count");
+    expect_invalid(kdcl_op_softmax_xent(tu_ctx, &z, &yf, &l, NULL, 1, NULL), xe, "labels F32");
+    expect_invalid(kdcl_op_softmax_xent(tu_ctx, &z, NULL, &l, NULL, 1, NULL), xe, "labels NULL");
+    expect_invalid(kdcl_op_softmax_xent(tu_ctx, &z, &y, &l3, NULL, 1, NULL), xe, "loss count");
+    expect_invalid(kdcl_op_softmax_xent(tu_ctx, &z, &y, &y, NULL, 1, NULL), xe, "loss I32");
+    expect_invalid(kdcl_op_softmax_xent(tu_ctx, &z, &y, &l, &out2, 1, NULL), xe, "dz shape");
+    expect_invalid(kdcl_op_softmax_xent(tu_ctx, &z, &y, &l, &zi2, 1, NULL), xe, "dz I32");
+    expect_invalid(kdcl_op_softmax_xent(tu_ctx, &z, &y, &l, NULL, 1, &l), xe, "errors F32");
+    expect_invalid(kdcl_op_softmax_xent(tu_ctx, &z, &y, &l, NULL, NAN, NULL), xe, "grad_scale");
+    expect_invalid(kdcl_op_softmax_xent(tu_ctx, &zi, &y, &l, NULL, 1, NULL), xe, "z I32 rank 1");
+    expect_invalid(kdcl_op_argmax(tu_ctx, &z, &y5), "kdcl_op_argmax", "idx count");
+    expect_invalid(kdcl_op_argmax(tu_ctx, &z, &l), "kdcl_op_argmax", "idx F32");
+    expect_invalid(kdcl_op_confusion(tu_ctx, &z, &y, &c2), "kdcl_op_confusion", "conf size");
+    expect_invalid(kdcl_op_confusion(tu_ctx, &z, &y5, &c), "kdcl_op_confusion", "labels count");
+    expect_invalid(kdcl_op_reduce_add(tu_ctx, &l, 5, &e, 0), "kdcl_op_reduce_add", "acc I32");
+    expect_invalid(kdcl_op_reduce_add(tu_ctx, &l, 5, &l, 0), "kdcl_op_reduce_add", "n > numel");
+    expect_invalid(kdcl_op_reduce_add(tu_ctx, &l, 4, &l3, 3), "kdcl_op_reduce_add", "acc_index");
+    expect_invalid(kdcl_op_reduce_add(tu_ctx, &y, 4, &l, 0), "kdcl_op_reduce_add", "x I32");
     /* messages carry the shapes */
-    kdcl_op_softmax(ctx, &z, &out2, 1, 0);
+    kdcl_op_softmax(tu_ctx, &z, &out2, 1, 0);
     ck_assert_msg(strstr(kdcl_last_error(), "[4, 11]") && strstr(kdcl_last_error(), "[4, 10]"),
                   "message lacks shapes: %s", kdcl_last_error());
     /* valid calls with everything optional left out */
-    ok(kdcl_op_softmax_xent(ctx, &z, &y, NULL, NULL, 1, NULL), "xent with no outputs");
+    ok(kdcl_op_softmax_xent(tu_ctx, &z, &y, NULL, NULL, 1, NULL), "xent with no outputs");
     kdcl_tensor *all[] = {&z, &out, &out2, &z1, &zi, &zi2, &y, &y5, &yf, &l, &l3, &e, &c, &c2};
-    for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(ctx, all[i]);
+    for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(tu_ctx, all[i]);
 }
 END_TEST
 
@@ -669,7 +656,7 @@ static Suite *softmax_suite(void)
 {
     Suite *s = suite_create("softmax");
     TCase *tc = tcase_create("softmax");
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_add_unchecked_fixture(tc, tu_ctx_setup, tu_ctx_teardown);
     tcase_set_timeout(tc, 1200);
     tcase_add_test(tc, test_bad_arguments);
     tcase_add_test(tc, test_softmax_small_k);

@@ -51,6 +51,42 @@ void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed)
     }
 }
 
+kdcl_ctx *tu_ctx;
+
+void tu_ctx_setup(void)
+{
+    kdcl_status s = kdcl_ctx_create(NULL, &tu_ctx);
+    ck_assert_msg(s == KDCL_OK, "context: %s", kdcl_last_error());
+}
+
+void tu_ctx_teardown(void)
+{
+    kdcl_ctx_destroy(tu_ctx);
+    tu_ctx = NULL;
+}
+
+void tu_make_6x6(kdcl_dataset *d, size_t n, uint64_t seed, int n_classes,
+                 int (*region)(size_t p), unsigned noise, unsigned boost)
+{
+    memset(d, 0, sizeof *d);
+    d->n = n;
+    d->h = d->w = 6;
+    d->c = 1;
+    d->dim = 36;
+    d->n_classes = (size_t)n_classes;
+    d->images = malloc(n * 36);
+    d->labels = malloc(n * sizeof(int32_t));
+    kdcl_rng r;
+    kdcl_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) {
+        int cls = (int)kdcl_rng_below(&r, (uint64_t)n_classes);
+        d->labels[i] = cls;
+        for (size_t p = 0; p < 36; p++)
+            d->images[i * 36 + p] =
+                (uint8_t)(kdcl_rng_below(&r, noise) + (region(p) == cls ? boost : 0));
+    }
+}
+
 int tu_run_suite(Suite *s)
 {
     SRunner *sr = srunner_create(s);

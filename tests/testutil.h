@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kdcl/kdcl.h"
+
 /* A per-suite temp directory (created on first use, under $KDCL_TEST_TMP or /tmp). */
 const char *tu_tmpdir(void);
 /* Path join into a static rotating buffer: tu_path("x.bin") -> "<tmpdir>/x.bin". */
@@ -14,6 +16,17 @@ const char *tu_path(const char *name);
 int tu_write_file(const char *path, const void *data, size_t n);
 /* Deterministic uniform floats in [lo, hi) (xorshift, seeded). */
 void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed);
+/* The suite's device context: tu_ctx_setup creates it on the default device
+ * (failing the test with the library's error), tu_ctx_teardown destroys it.
+ * For tcase_add_unchecked_fixture(tc, tu_ctx_setup, tu_ctx_teardown). */
+extern kdcl_ctx *tu_ctx;
+void tu_ctx_setup(void);
+void tu_ctx_teardown(void);
+/* A seeded synthetic problem on 6x6 grey images (d is overwritten; free with
+ * kdcl_dataset_free): each label is uniform in [0, n_classes), and pixel p is
+ * noise in [0, noise) plus `boost` where region(p) equals the label. */
+void tu_make_6x6(kdcl_dataset *d, size_t n, uint64_t seed, int n_classes,
+                 int (*region)(size_t p), unsigned noise, unsigned boost);
 /* Run a suite with Check and return the number of failures (for main()). */
 int tu_run_suite(Suite *s);
 

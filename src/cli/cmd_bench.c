@@ -62,6 +62,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/bench_util.h"
 #include "cli/cli.h"
 #include "kdcl/distill.h"
 #include "kdcl/profile.h"
@@ -219,53 +220,32 @@ static size_t build_shapes(shape_t *s, int quick, int big)
 
 static double flops(const shape_t *s) { return 2.0 * (double)s->m * (double)s->n * (double)s->k; }
 
-static kdcl_status gemm_call(kdcl_ctx *ctx, const shape_t *s, const kdcl_tensor *a,
-                             const kdcl_tensor *b, kdcl_tensor *c)
-{
-    size_t lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
-    return kdcl_gemm(ctx, s->ta, s->tb, s->m, s->n, s->k, 1.0f, a->buf, 0, lda, b->buf, 0, ldb,
-                     0.0f, c->buf, 0, s->n, NULL);
-}
 
 /* GFLOP/s of each shape: a warm-up call, then up to reps calls timed on the
  * device (markers around the call, queue gated) until min_reps and the cap. */
 static kdcl_status measure_gemms(kdcl_ctx *ctx, const bench_opts *o, const shape_t *sh, size_t ns,
                                  stat_t *out, double *first_call)
 {
-    size_t na = 1, nb = 1, nc = 1;
-    for (size_t i = 0; i < ns; i++) {
-        if (sh[i].m * sh[i].k > na) na = sh[i].m * sh[i].k;
-        if (sh[i].k * sh[i].n > nb) nb = sh[i].k * sh[i].n;
-        if (sh[i].m * sh[i].n > nc) nc = sh[i].m * sh[i].n;
-    }
-    kdcl_tensor a = {0}, b = {0}, c = {0};
-    size_t d1[1] = {na}, d2[1] = {nb}, d3[1] = {nc};
+    size_t need[3] = {1, 1, 1};
+    for (size_t i = 0; i < ns; i++) bench_gemm_need(need, sh[i].m, sh[i].n, sh[i].k);
+    bench_gemm_bufs g = {0};
     double *t = malloc((o->reps ? o->reps : 1) * sizeof *t);
     kdcl_status s = KDCL_OK;
     if (!t) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
-    if ((s = kdcl_tensor_alloc(ctx, &a, KDCL_F32, 1, d1)) ||
-        (s = kdcl_tensor_alloc(ctx, &b, KDCL_F32, 1, d2)) ||
-        (s = kdcl_tensor_alloc(ctx, &c, KDCL_F32, 1, d3)) ||
-        (s = kdcl_tensor_fill(ctx, &a, 0.01f)) || (s = kdcl_tensor_fill(ctx, &b, 0.02f)) ||
-        (s = kdcl_tensor_fill(ctx, &c, 0.0f)) || (s = kdcl_ctx_finish(ctx)))
-        goto done;
+    if ((s = bench_gemm_bufs_alloc(ctx, need, &g))) goto done;
     *first_call = NAN;
     for (size_t i = 0; i < ns; i++) {
+        const shape_t *x = &sh[i];
         double t0 = kdcl_wall_seconds();
-        if ((s = gemm_call(ctx, &sh[i], &a, &b, &c)) || (s = kdcl_ctx_finish(ctx))) goto done;
+        if ((s = bench_gemm_run(ctx, &g, x->ta, x->tb, x->m, x->n, x->k)) ||
+            (s = kdcl_ctx_finish(ctx)))
+            goto done;
         if (i == 0) *first_call = kdcl_wall_seconds() - t0;
         double used = 0;
         size_t r = 0;
         while (r < o->reps) {
-            kdcl_profiler p;
             double sec = 0;
-            if ((s = kdcl_profiler_begin(&p, ctx, 1))) goto done;
-            if ((s = gemm_call(ctx, &sh[i], &a, &b, &c)) || (s = kdcl_profiler_mark(&p, "gemm")) ||
-                (s = kdcl_profiler_end(&p, &sec))) {
-                kdcl_profiler_free(&p);
-                goto done;
-            }
-            kdcl_profiler_free(&p);
+            if ((s = bench_gemm_time(ctx, &g, x->ta, x->tb, x->m, x->n, x->k, &sec))) goto done;
             used += sec;
             t[r++] = sec > 0 ? flops(&sh[i]) / sec * 1e-9 : NAN;
             if (r >= min_reps(o) && used >= gemm_cap(o)) break;
@@ -274,39 +254,8 @@ static kdcl_status measure_gemms(kdcl_ctx *ctx, const bench_opts *o, const shape
     }
 done:
     free(t);
-    kdcl_tensor_free(ctx, &a);
-    kdcl_tensor_free(ctx, &b);
-    kdcl_tensor_free(ctx, &c);
+    bench_gemm_bufs_free(ctx, &g);
     return s;
-}
-
-/* Path of this executable (for the KDCL_NO_TUNING=1 child). */
-static void self_exe(char *buf, size_t size, const char *argv0)
-{
-    ssize_t n = readlink("/proc/self/exe", buf, size - 1);
-    if (n > 0) {
-        buf[n] = '\0';
-        return;
-    }
-    snprintf(buf, size, "%s", argv0 ? argv0 : "kdcl");
-}
-
-/* Append s to dst single-quoted for /bin/sh. */
-static void shell_quote(char *dst, size_t size, const char *s)
-{
-    size_t n = strlen(dst);
-    if (n + 2 >= size) return;
-    dst[n++] = '\'';
-    for (; *s && n + 6 < size; s++) {
-        if (*s == '\'') {
-            memcpy(dst + n, "'\\''", 4);
-            n += 4;
-        } else {
-            dst[n++] = *s;
-        }
-    }
-    dst[n++] = '\'';
-    dst[n] = '\0';
 }
 
 /* CLBlast's own parameters: run the GEMM table in a child with
@@ -316,8 +265,8 @@ static int run_default_child(const bench_opts *o, const kdcl_device_info *d, con
                              size_t ns, stat_t *out, char *tuning, size_t tsize)
 {
     char exe[4096], cmd[8192] = "KDCL_NO_TUNING=1 ";
-    self_exe(exe, sizeof exe, o->exe);
-    shell_quote(cmd, sizeof cmd, exe);
+    bench_self_exe(exe, sizeof exe, o->exe);
+    bench_shell_quote(cmd, sizeof cmd, exe);
     size_t len = strlen(cmd);
     snprintf(cmd + len, sizeof cmd - len, " bench --child-gemm --device %u:%u --reps %zu%s%s",
              d->platform_index, d->device_index, o->reps, o->quick ? " --quick" : "",
@@ -693,26 +642,84 @@ done:
     return s;
 }
 
+/* ------------------------------------------------------------------ throughput */
+
+/* One pass of a workload over the first n examples: its rate (examples/s).
+ * seed varies per pass (training draws from it). */
+typedef kdcl_status (*pass_fn)(void *arg, size_t n, uint64_t seed, double *rate);
+
+/* Timed passes over n examples (seeds 2, 3, ...): up to min(reps, 64), ending
+ * after min_reps once the workload cap is used up; the stats of their rates. */
+static kdcl_status repeat_passes(const bench_opts *o, pass_fn pass, void *arg, size_t n,
+                                 stat_t *out)
+{
+    double v[64], used = 0;
+    size_t r = 0, reps = o->reps < 64 ? o->reps : 64;
+    while (r < reps) {
+        double t0 = kdcl_wall_seconds();
+        kdcl_status s = pass(arg, n, 2 + r, &v[r]);
+        if (s) return s;
+        used += kdcl_wall_seconds() - t0;
+        r++;
+        if (r >= min_reps(o) && used >= work_cap(o)) break;
+    }
+    *out = stats_of(v, r);
+    return KDCL_OK;
+}
+
+/* What a training, distillation or inference pass works on. */
+typedef struct {
+    kdcl_mlp *m;               /* the model trained or evaluated */
+    kdcl_ensemble *e;          /* distillation: the teacher */
+    kdcl_targets tg;           /* distillation: how its targets are computed */
+    const model_cfg *cfg;      /* training: dropout and max-norm */
+    const kdcl_dataset *full;
+    size_t B;
+} job;
+
+/* One epoch's options: batch B, SGD at lr 0.01 with momentum 0.9. */
+static void epoch_opts(kdcl_train_opts *to, size_t B, uint64_t seed)
+{
+    kdcl_train_opts_default(to);
+    to->epochs = 1;
+    to->batch = B;
+    to->lr = 0.01f;
+    to->momentum0 = to->momentum1 = 0.9f;
+    to->momentum_epochs = 0;
+    to->seed = seed;
+    to->tag = "bench";
+}
+
+/* Create j->m (arch, initialised from init_seed), run a one-batch warm-up
+ * pass, then time passes over about rep_target seconds' worth of examples. */
+static kdcl_status time_model(kdcl_ctx *ctx, const bench_opts *o, const kdcl_arch *arch,
+                              uint64_t init_seed, pass_fn pass, job *j, stat_t *out,
+                              size_t *n_used)
+{
+    double rate = 0;
+    kdcl_status s;
+    if ((s = kdcl_mlp_create(ctx, arch, j->B, &j->m)) || (s = kdcl_mlp_init(j->m, init_seed)) ||
+        (s = pass(j, j->B, 1, &rate))) /* warm-up: one step */
+        return s;
+    size_t n = round_to(rate * rep_target(o), j->B, j->B, j->full->n);
+    if ((s = repeat_passes(o, pass, j, n, out))) return s;
+    *n_used = n;
+    return KDCL_OK;
+}
+
 /* ------------------------------------------------------------------ training */
 
-static kdcl_status train_epoch(kdcl_mlp *m, const kdcl_dataset *full, const model_cfg *cfg,
-                               size_t B, size_t n, uint64_t seed, double *rate)
+static kdcl_status train_epoch(void *arg, size_t n, uint64_t seed, double *rate)
 {
-    kdcl_dataset ds = ds_view(full, n);
+    const job *j = arg;
+    kdcl_dataset ds = ds_view(j->full, n);
     kdcl_train_opts to;
-    kdcl_train_opts_default(&to);
-    to.epochs = 1;
-    to.batch = B;
-    to.lr = 0.01f;
-    to.momentum0 = to.momentum1 = 0.9f;
-    to.momentum_epochs = 0;
-    to.max_norm = cfg->max_norm;
-    to.drop_in = cfg->drop_in;
-    to.drop_hidden = cfg->drop_hidden;
-    to.seed = seed;
-    to.tag = "bench";
+    epoch_opts(&to, j->B, seed);
+    to.max_norm = j->cfg->max_norm;
+    to.drop_in = j->cfg->drop_in;
+    to.drop_hidden = j->cfg->drop_hidden;
     kdcl_epoch_stats st;
-    kdcl_status s = kdcl_train(m, &ds, &to, NULL, NULL, &st);
+    kdcl_status s = kdcl_train(j->m, &ds, &to, NULL, NULL, &st);
     if (!s) *rate = st.samples_per_s;
     return s;
 }
@@ -720,26 +727,9 @@ static kdcl_status train_epoch(kdcl_mlp *m, const kdcl_dataset *full, const mode
 static kdcl_status bench_train(kdcl_ctx *ctx, const bench_opts *o, const kdcl_dataset *full,
                                const model_cfg *cfg, size_t B, stat_t *out, size_t *n_used)
 {
-    kdcl_mlp *m = NULL;
-    double rate = 0, v[64];
-    kdcl_status s;
-    if ((s = kdcl_mlp_create(ctx, &cfg->arch, B, &m)) || (s = kdcl_mlp_init(m, 3)) ||
-        (s = train_epoch(m, full, cfg, B, B, 1, &rate))) /* warm-up: one step */
-        goto done;
-    size_t n = round_to(rate * rep_target(o), B, B, full->n);
-    size_t r = 0, reps = o->reps < 64 ? o->reps : 64;
-    double used = 0;
-    while (r < reps) {
-        double t0 = kdcl_wall_seconds();
-        if ((s = train_epoch(m, full, cfg, B, n, 2 + r, &v[r]))) goto done;
-        used += kdcl_wall_seconds() - t0;
-        r++;
-        if (r >= min_reps(o) && used >= work_cap(o)) break;
-    }
-    *out = stats_of(v, r);
-    *n_used = n;
-done:
-    kdcl_mlp_destroy(m);
+    job j = {.cfg = cfg, .full = full, .B = B};
+    kdcl_status s = time_model(ctx, o, &cfg->arch, 3, train_epoch, &j, out, n_used);
+    kdcl_mlp_destroy(j.m);
     return s;
 }
 
@@ -747,26 +737,19 @@ done:
 
 /* One epoch of kdcl_distill: the student on a teacher's soft targets (T = 4,
  * alpha = 0.5), computed per batch on the device or cached for the set. */
-static kdcl_status distill_epoch(kdcl_mlp *m, kdcl_ensemble *e, const kdcl_dataset *full,
-                                 size_t B, size_t n, uint64_t seed, kdcl_targets tg, double *rate)
+static kdcl_status distill_epoch(void *arg, size_t n, uint64_t seed, double *rate)
 {
-    kdcl_dataset ds = ds_view(full, n);
+    const job *j = arg;
+    kdcl_dataset ds = ds_view(j->full, n);
     kdcl_train_opts to;
-    kdcl_train_opts_default(&to);
-    to.epochs = 1;
-    to.batch = B;
-    to.lr = 0.01f;
-    to.momentum0 = to.momentum1 = 0.9f;
-    to.momentum_epochs = 0;
-    to.seed = seed;
-    to.tag = "bench";
-    kdcl_distill_opts d = {4.0f, 0.5f, KDCL_KD_KL, tg};
+    epoch_opts(&to, j->B, seed);
+    kdcl_distill_opts d = {4.0f, 0.5f, KDCL_KD_KL, j->tg};
     kdcl_epoch_stats st;
     double t0 = kdcl_wall_seconds();
-    kdcl_status s = kdcl_distill(m, e, &ds, &to, &d, &st, NULL);
+    kdcl_status s = kdcl_distill(j->m, j->e, &ds, &to, &d, &st, NULL);
     /* cached: the teachers' pass over the set counts too */
-    if (!s) *rate = tg == KDCL_TARGETS_CACHED ? (double)n / (kdcl_wall_seconds() - t0)
-                                              : st.samples_per_s;
+    if (!s) *rate = j->tg == KDCL_TARGETS_CACHED ? (double)n / (kdcl_wall_seconds() - t0)
+                                                 : st.samples_per_s;
     return s;
 }
 
@@ -774,10 +757,9 @@ static kdcl_status bench_distill(kdcl_ctx *ctx, const bench_opts *o, const kdcl_
                                  const model_cfg *teacher, const model_cfg *student, size_t B,
                                  kdcl_targets tg, stat_t *out, size_t *n_used)
 {
-    kdcl_mlp *t = NULL, *m = NULL;
+    kdcl_mlp *t = NULL;
     kdcl_ensemble e;
-    int have_e = 0;
-    double rate = 0, v[64];
+    job j = {.tg = tg, .full = full, .B = B};
     char path[] = "/tmp/kdcl-bench-teacher-XXXXXX";
     int fd = mkstemp(path);
     kdcl_status s;
@@ -788,38 +770,26 @@ static kdcl_status bench_distill(kdcl_ctx *ctx, const bench_opts *o, const kdcl_
         goto done;
     const char *paths[1] = {path};
     if ((s = kdcl_ensemble_load(ctx, paths, 1, B, KDCL_ENS_PROB, &e))) goto done;
-    have_e = 1;
-    if ((s = kdcl_mlp_create(ctx, &student->arch, B, &m)) || (s = kdcl_mlp_init(m, 3)) ||
-        (s = distill_epoch(m, &e, full, B, B, 1, tg, &rate))) /* warm-up: one step */
-        goto done;
-    size_t n = round_to(rate * rep_target(o), B, B, full->n);
-    size_t r = 0, reps = o->reps < 64 ? o->reps : 64;
-    double used = 0;
-    while (r < reps) {
-        double t0 = kdcl_wall_seconds();
-        if ((s = distill_epoch(m, &e, full, B, n, 2 + r, tg, &v[r]))) goto done;
-        used += kdcl_wall_seconds() - t0;
-        r++;
-        if (r >= min_reps(o) && used >= work_cap(o)) break;
-    }
-    *out = stats_of(v, r);
-    *n_used = n;
+    j.e = &e;
+    s = time_model(ctx, o, &student->arch, 3, distill_epoch, &j, out, n_used);
 done:
-    if (have_e) kdcl_ensemble_free(&e);
+    if (j.e) kdcl_ensemble_free(j.e);
     kdcl_mlp_destroy(t);
-    kdcl_mlp_destroy(m);
+    kdcl_mlp_destroy(j.m);
     remove(path);
     return s;
 }
 
 /* ------------------------------------------------------------------ inference */
 
-static kdcl_status eval_once(kdcl_mlp *m, const kdcl_dataset *full, size_t n, double *rate)
+static kdcl_status eval_once(void *arg, size_t n, uint64_t seed, double *rate)
 {
-    kdcl_dataset ds = ds_view(full, n);
+    (void)seed;
+    const job *j = arg;
+    kdcl_dataset ds = ds_view(j->full, n);
     kdcl_eval_result r;
     double t0 = kdcl_wall_seconds();
-    kdcl_status s = kdcl_evaluate(m, &ds, KDCL_NORM_DEFAULT, 0, &r);
+    kdcl_status s = kdcl_evaluate(j->m, &ds, KDCL_NORM_DEFAULT, 0, &r);
     double dt = kdcl_wall_seconds() - t0;
     if (s) return s;
     kdcl_eval_result_free(&r);
@@ -830,26 +800,9 @@ static kdcl_status eval_once(kdcl_mlp *m, const kdcl_dataset *full, size_t n, do
 static kdcl_status bench_infer(kdcl_ctx *ctx, const bench_opts *o, const kdcl_dataset *full,
                                const kdcl_arch *arch, size_t B, stat_t *out, size_t *n_used)
 {
-    kdcl_mlp *m = NULL;
-    double rate = 0, v[64];
-    kdcl_status s;
-    if ((s = kdcl_mlp_create(ctx, arch, B, &m)) || (s = kdcl_mlp_init(m, 5)) ||
-        (s = eval_once(m, full, B, &rate)))
-        goto done;
-    size_t n = round_to(rate * rep_target(o), B, B, full->n);
-    size_t r = 0, reps = o->reps < 64 ? o->reps : 64;
-    double used = 0;
-    while (r < reps) {
-        double t0 = kdcl_wall_seconds();
-        if ((s = eval_once(m, full, n, &v[r]))) goto done;
-        used += kdcl_wall_seconds() - t0;
-        r++;
-        if (r >= min_reps(o) && used >= work_cap(o)) break;
-    }
-    *out = stats_of(v, r);
-    *n_used = n;
-done:
-    kdcl_mlp_destroy(m);
+    job j = {.full = full, .B = B};
+    kdcl_status s = time_model(ctx, o, arch, 5, eval_once, &j, out, n_used);
+    kdcl_mlp_destroy(j.m);
     return s;
 }
 
@@ -859,6 +812,7 @@ done:
  * matrix (read once at the end). */
 typedef struct {
     kdcl_ctx *ctx;
+    const kdcl_dataset *full; /* the examples ensemble_run reads */
     kdcl_mlp *mem[ENSEMBLE_MEMBERS];
     size_t M, B, K, stride;
     kdcl_tensor P, views[ENSEMBLE_MEMBERS], ones, avg, conf;
@@ -876,11 +830,12 @@ static void ensemble_free(ensemble *e)
     kdcl_tensor_free(e->ctx, &e->conf);
 }
 
-static kdcl_status ensemble_create(kdcl_ctx *ctx, const kdcl_arch *arch, size_t M, size_t B,
-                                   ensemble *e)
+static kdcl_status ensemble_create(kdcl_ctx *ctx, const kdcl_dataset *full,
+                                   const kdcl_arch *arch, size_t M, size_t B, ensemble *e)
 {
     memset(e, 0, sizeof *e);
     e->ctx = ctx;
+    e->full = full;
     e->B = B;
     e->K = arch->sizes[arch->n_layers];
     size_t al = kdcl_align_elems(ctx, KDCL_F32);
@@ -905,10 +860,12 @@ static kdcl_status ensemble_create(kdcl_ctx *ctx, const kdcl_arch *arch, size_t 
     return KDCL_OK;
 }
 
-static kdcl_status ensemble_run(ensemble *e, const kdcl_dataset *full, size_t n, double *rate)
+static kdcl_status ensemble_run(void *arg, size_t n, uint64_t seed, double *rate)
 {
+    (void)seed;
+    ensemble *e = arg;
     kdcl_ctx *ctx = e->ctx;
-    kdcl_dataset ds = ds_view(full, n);
+    kdcl_dataset ds = ds_view(e->full, n);
     size_t B = e->B < ds.n ? e->B : ds.n;
     kdcl_batcher b;
     kdcl_status s = kdcl_batcher_create(ctx, &ds, B, &b);
@@ -955,25 +912,16 @@ static kdcl_status bench_ensemble(kdcl_ctx *ctx, const bench_opts *o, const kdcl
                                   size_t *batch_used)
 {
     ensemble e;
-    double rate = 0, v[64];
+    double rate = 0;
     kdcl_status s;
     size_t unit = B < 128 ? B : 128;
-    if ((s = ensemble_create(ctx, arch, ENSEMBLE_MEMBERS, B, &e)) ||
-        (s = ensemble_run(&e, full, unit, &rate)))
+    if ((s = ensemble_create(ctx, full, arch, ENSEMBLE_MEMBERS, B, &e)) ||
+        (s = ensemble_run(&e, unit, 0, &rate)))
         goto done;
     /* a slow device gets fewer than B images (multiples of 128) per repetition */
     double want = rate * rep_target(o);
     size_t n = want >= (double)B ? round_to(want, B, B, full->n) : round_to(want, unit, unit, full->n);
-    size_t r = 0, reps = o->reps < 64 ? o->reps : 64;
-    double used = 0;
-    while (r < reps) {
-        double t0 = kdcl_wall_seconds();
-        if ((s = ensemble_run(&e, full, n, &v[r]))) goto done;
-        used += kdcl_wall_seconds() - t0;
-        r++;
-        if (r >= min_reps(o) && used >= work_cap(o)) break;
-    }
-    *out = stats_of(v, r);
+    if ((s = repeat_passes(o, ensemble_run, &e, n, out))) goto done;
     *n_used = n;
     *batch_used = n < B ? n : B;
 done:

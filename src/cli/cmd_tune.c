@@ -43,8 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/bench_util.h"
 #include "cli/cli.h"
-#include "kdcl/profile.h"
 
 #define MAX_PARAMS 16
 
@@ -413,7 +413,7 @@ static double weight(const tshape *s) { return 1024.0 / (double)s->batch; }
 
 typedef struct {
     kdcl_ctx *ctx;
-    kdcl_tensor a, b, c;
+    bench_gemm_bufs bufs;
 } gemm_bufs;
 
 static kdcl_status bufs_open(const char *spec, const tshape *sh, gemm_bufs *g)
@@ -421,37 +421,22 @@ static kdcl_status bufs_open(const char *spec, const tshape *sh, gemm_bufs *g)
     memset(g, 0, sizeof *g);
     kdcl_status s = kdcl_ctx_create(spec, &g->ctx);
     if (s) return s;
-    size_t na = 1, nb = 1, nc = 1;
-    for (size_t i = 0; i < N_SHAPES; i++) {
-        if (sh[i].m * sh[i].k > na) na = sh[i].m * sh[i].k;
-        if (sh[i].k * sh[i].n > nb) nb = sh[i].k * sh[i].n;
-        if (sh[i].m * sh[i].n > nc) nc = sh[i].m * sh[i].n;
-    }
-    size_t d1[1] = {na}, d2[1] = {nb}, d3[1] = {nc};
-    if ((s = kdcl_tensor_alloc(g->ctx, &g->a, KDCL_F32, 1, d1)) ||
-        (s = kdcl_tensor_alloc(g->ctx, &g->b, KDCL_F32, 1, d2)) ||
-        (s = kdcl_tensor_alloc(g->ctx, &g->c, KDCL_F32, 1, d3)) ||
-        (s = kdcl_tensor_fill(g->ctx, &g->a, 0.01f)) ||
-        (s = kdcl_tensor_fill(g->ctx, &g->b, 0.02f)) || (s = kdcl_ctx_finish(g->ctx)))
-        return s;
-    return KDCL_OK;
+    size_t need[3] = {1, 1, 1};
+    for (size_t i = 0; i < N_SHAPES; i++) bench_gemm_need(need, sh[i].m, sh[i].n, sh[i].k);
+    return bench_gemm_bufs_alloc(g->ctx, need, &g->bufs);
 }
 
 static void bufs_close(gemm_bufs *g)
 {
     if (!g->ctx) return;
-    kdcl_tensor_free(g->ctx, &g->a);
-    kdcl_tensor_free(g->ctx, &g->b);
-    kdcl_tensor_free(g->ctx, &g->c);
+    bench_gemm_bufs_free(g->ctx, &g->bufs);
     kdcl_ctx_destroy(g->ctx);
     g->ctx = NULL;
 }
 
 static kdcl_status gemm_once(gemm_bufs *g, const tshape *s)
 {
-    size_t lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
-    return kdcl_gemm(g->ctx, s->ta, s->tb, s->m, s->n, s->k, 1.0f, g->a.buf, 0, lda, g->b.buf, 0,
-                     ldb, 0.0f, g->c.buf, 0, s->n, NULL);
+    return bench_gemm_run(g->ctx, &g->bufs, s->ta, s->tb, s->m, s->n, s->k);
 }
 
 /* Median device seconds of `reps` calls (a warm-up call first when warm). */
@@ -461,16 +446,9 @@ static kdcl_status time_shape(gemm_bufs *g, const tshape *s, size_t reps, int wa
     if (warm && ((st = gemm_once(g, s)) || (st = kdcl_ctx_finish(g->ctx)))) return st;
     double t[8];
     if (reps > 8) reps = 8;
-    for (size_t r = 0; r < reps; r++) {
-        kdcl_profiler p;
-        if ((st = kdcl_profiler_begin(&p, g->ctx, 1))) return st;
-        if ((st = gemm_once(g, s)) || (st = kdcl_profiler_mark(&p, "gemm")) ||
-            (st = kdcl_profiler_end(&p, &t[r]))) {
-            kdcl_profiler_free(&p);
+    for (size_t r = 0; r < reps; r++)
+        if ((st = bench_gemm_time(g->ctx, &g->bufs, s->ta, s->tb, s->m, s->n, s->k, &t[r])))
             return st;
-        }
-        kdcl_profiler_free(&p);
-    }
     /* median */
     for (size_t i = 1; i < reps; i++)
         for (size_t j = i; j > 0 && t[j] < t[j - 1]; j--) {
@@ -622,35 +600,6 @@ static void set_env(const char *name, const char *value)
         unsetenv(name);
 }
 
-/* Path of this executable (for the child processes). */
-static void self_exe(char *buf, size_t size, const char *argv0)
-{
-    ssize_t n = readlink("/proc/self/exe", buf, size - 1);
-    if (n > 0) {
-        buf[n] = '\0';
-        return;
-    }
-    snprintf(buf, size, "%s", argv0 ? argv0 : "kdcl");
-}
-
-/* Append s to dst single-quoted for /bin/sh. */
-static void shell_quote_append(char *dst, size_t size, const char *s)
-{
-    size_t n = strlen(dst);
-    if (n + 2 >= size) return;
-    dst[n++] = '\'';
-    for (; *s && n + 6 < size; s++) {
-        if (*s == '\'') {
-            memcpy(dst + n, "'\\''", 4);
-            n += 4;
-        } else {
-            dst[n++] = *s;
-        }
-    }
-    dst[n++] = '\'';
-    dst[n] = '\0';
-}
-
 /* ------------------------------------------------------------------ measuring in children */
 
 /* CLBlast keeps overridden parameters per device for the whole process, so
@@ -670,11 +619,11 @@ static int measure_child(const child_env *ce, const char *cache_dir, int keep_no
     char cmd[12000] = "";
     if (cache_dir) {
         strcat(cmd, "KDCL_CACHE_DIR=");
-        shell_quote_append(cmd, sizeof cmd, cache_dir);
+        bench_shell_quote(cmd, sizeof cmd, cache_dir);
         strcat(cmd, " ");
     }
     if (!keep_notune) strcat(cmd, "KDCL_NO_TUNING= ");
-    shell_quote_append(cmd, sizeof cmd, ce->exe);
+    bench_shell_quote(cmd, sizeof cmd, ce->exe);
     size_t len = strlen(cmd);
     snprintf(cmd + len, sizeof cmd - len, " tune --child-measure --device %s --reps %zu --mask %u",
              ce->spec, reps, mask);
@@ -879,7 +828,7 @@ int cmd_tune(int argc, char **argv)
     char spec[32], path[4400];
     snprintf(spec, sizeof spec, "%u:%u", d.platform_index, d.device_index);
     ce.spec = spec;
-    self_exe(ce.exe, sizeof ce.exe, argv[0]);
+    bench_self_exe(ce.exe, sizeof ce.exe, argv[0]);
     kdcl_status s = kdcl_gemm_tuning_path(&d, path, sizeof path);
     if (s) return cli_fail("tune", s);
     printf("device   %s %s (%s, driver %s)\n", spec, d.name, d.platform_name, d.driver_version);

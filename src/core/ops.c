@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kdcl/ops.h"
+#include "core/ops_util.h"
 #include "runtime/ctx.h"
 
 /* ---- Philox4x32-10 (must match the kernels) ---- */
@@ -81,13 +82,6 @@ static size_t kernel_wg(kdcl_ctx *ctx, cl_kernel k, size_t cap)
     return kwg < cap ? kwg : cap;
 }
 
-static size_t pow2_floor(size_t x)
-{
-    size_t p = 1;
-    while (p <= x / 2) p *= 2;
-    return p;
-}
-
 /* 1-D launch of `items` work-items (rounded up to a multiple of the local size). */
 static kdcl_status launch1d(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t items)
 {
@@ -117,16 +111,6 @@ static kdcl_status set_args(cl_kernel k, const char *name, const karg *a, size_t
     return KDCL_OK;
 }
 
-static const char *type_name(kdcl_elem t)
-{
-    switch (t) {
-    case KDCL_F32: return "F32";
-    case KDCL_U8: return "U8";
-    case KDCL_I32: return "I32";
-    }
-    return "?";
-}
-
 /* "[2x3]" into buf. */
 static const char *shape_str(const kdcl_tensor *t, char *buf, size_t size)
 {
@@ -145,7 +129,7 @@ static kdcl_status need_tensor(const char *op, const char *what, const kdcl_tens
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %s is NULL or unallocated", op, what);
     if (t->type != type)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %s must be %s, got %s", op, what,
-                              type_name(type), type_name(t->type));
+                              kdcl_ops_type_name(type), kdcl_ops_type_name(t->type));
     if (t->ndim < 1 || t->ndim > KDCL_MAX_DIMS || t->numel == 0)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %s has an invalid shape", op, what);
     return KDCL_OK;
@@ -282,7 +266,7 @@ kdcl_status kdcl_op_bias_grad(kdcl_ctx *ctx, const kdcl_tensor *dy, kdcl_tensor 
     cl_kernel k;
     TRY(get_kernel(ctx, "elementwise", "bias_grad", &k));
     size_t wg = kernel_wg(ctx, k, 256);
-    size_t tx = wg >= 32 ? 32 : pow2_floor(wg);
+    size_t tx = wg >= 32 ? 32 : kdcl_ops_pow2_at_most(SIZE_MAX, wg);
     size_t ty = wg / tx >= 8 ? 8 : wg / tx;
     if (rows < ty) ty = rows;
     cl_ulong r64 = rows;
@@ -339,7 +323,7 @@ kdcl_status kdcl_op_max_norm(kdcl_ctx *ctx, kdcl_tensor *w, size_t offset, size_
     if (n == 0) return KDCL_OK;
     cl_kernel k;
     TRY(get_kernel(ctx, "optim", "max_norm", &k));
-    size_t local = pow2_floor(kernel_wg(ctx, k, 256));
+    size_t local = kdcl_ops_pow2_at_most(SIZE_MAX, kernel_wg(ctx, k, 256));
     while (local > 32 && local / 2 >= cols) local /= 2; /* short rows: smaller groups */
     size_t global;
     if (__builtin_mul_overflow(rows, local, &global))

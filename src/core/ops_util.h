@@ -1,0 +1,76 @@
+/* Internal: validation and launch helpers shared by the op wrappers
+ * (ops.c, ops_softmax.c, ops_kd.c). Errors name the op, the argument and its
+ * shape; nothing here waits on the queue. */
+#ifndef KDCL_CORE_OPS_UTIL_H
+#define KDCL_CORE_OPS_UTIL_H
+#include <stddef.h>
+
+#include "kdcl/tensor.h"
+#include "runtime/ctx.h"
+
+#define KDCL_OPS_WG_CAP 256 /* largest work-group we use for a row */
+
+/* "F32", "I32", "U8" ("?" otherwise). */
+const char *kdcl_ops_type_name(kdcl_elem t);
+
+/* "[128, 10] F32" into buf. */
+const char *kdcl_ops_shape_str(const kdcl_tensor *t, char *buf, size_t size);
+
+/* KDCL_ERR_INVALID_ARG "op: what (got <shape>)"; without t, "op: what". */
+kdcl_status kdcl_ops_bad(const char *op, const char *what, const kdcl_tensor *t);
+
+/* Basic tensor sanity: present, has a buffer, the given type. */
+kdcl_status kdcl_ops_check_tensor(const char *op, const char *name, const kdcl_tensor *t,
+                                  kdcl_elem type);
+
+/* Logits: F32, rank >= 2, B = shape[0], K = numel / B < 2^31, B < 2^32 and,
+ * with limit_numel, B*K < 2^32 too. */
+kdcl_status kdcl_ops_check_logits(const char *op, const char *name, const kdcl_tensor *z,
+                                  int limit_numel, size_t *B, size_t *K);
+
+/* A per-row tensor of the given type with numel == B. */
+kdcl_status kdcl_ops_check_rows(const char *op, const char *name, const kdcl_tensor *t,
+                                kdcl_elem type, size_t B);
+
+/* F32 with the same B (shape[0]) and K as the logits (named `like`). */
+kdcl_status kdcl_ops_check_like(const char *op, const char *name, const kdcl_tensor *t,
+                                size_t B, size_t K, const char *like);
+
+/* Temperature: finite and > 0. */
+kdcl_status kdcl_ops_check_T(const char *op, float T);
+
+/* A finite scalar argument. */
+kdcl_status kdcl_ops_check_finite(const char *op, const char *name, float v);
+
+/* Largest work-group size usable for kernel k: min(KDCL_OPS_WG_CAP, device, kernel). */
+kdcl_status kdcl_ops_wg_cap(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t *cap);
+
+/* Power of two <= min(cap, n) (at least 1): every work-item gets an element. */
+size_t kdcl_ops_pow2_at_most(size_t cap, size_t n);
+
+/* clSetKernelArg; a failure names the kernel and the argument index. */
+kdcl_status kdcl_ops_set_arg(cl_kernel k, cl_uint i, size_t size, const void *v,
+                             const char *name);
+
+#define ARG(k, i, v, name)                                                     \
+    do {                                                                       \
+        kdcl_status as_ = kdcl_ops_set_arg((k), (i), sizeof(v), &(v), (name)); \
+        if (as_) return as_;                                                   \
+    } while (0)
+#define LOCAL_ARG(k, i, bytes, name)                                           \
+    do {                                                                       \
+        kdcl_status as_ = kdcl_ops_set_arg((k), (i), (bytes), NULL, (name));   \
+        if (as_) return as_;                                                   \
+    } while (0)
+
+/* 1-D launch with the given sizes (local 0: the driver chooses). */
+kdcl_status kdcl_ops_launch(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t global,
+                            size_t local);
+
+/* One work-item per row (or element): global = n rounded up to the group size. */
+kdcl_status kdcl_ops_launch_items(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t n);
+
+/* One work-group per row: lws = power of two <= min(cap, K). */
+kdcl_status kdcl_ops_row_group_size(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t K,
+                                    size_t *lws);
+#endif
