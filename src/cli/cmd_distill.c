@@ -13,77 +13,10 @@ typedef struct {
     size_t n_teachers;
     kdcl_ens_mode ens;
     kdcl_distill_opts d;
-    size_t omit[64], only[64];
-    size_t n_omit, n_only;
-    double fraction;
-    uint64_t seed;
     kdcl_ensemble e;
     int loaded;
     cli_fit *f;
 } distill_args;
-
-static int parse_classes(const char *s, size_t *out, size_t *n)
-{
-    char buf[512];
-    if (strlen(s) >= sizeof buf) return -1;
-    snprintf(buf, sizeof buf, "%s", s);
-    *n = 0;
-    char *save = NULL;
-    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        size_t v;
-        if (*n >= 64 || cli_parse_size(t, &v) || v > 100000) return -1;
-        out[(*n)++] = v;
-    }
-    return *n ? 0 : -1;
-}
-
-static int in_list(const size_t *l, size_t n, size_t v)
-{
-    for (size_t i = 0; i < n; i++)
-        if (l[i] == v) return 1;
-    return 0;
-}
-
-static int prepare(void *user, const kdcl_dataset *train, kdcl_dataset *out)
-{
-    distill_args *a = user;
-    size_t *idx = malloc(train->n * sizeof *idx), n = 0;
-    if (!idx) return cli_fail("distill", kdcl_set_error(KDCL_ERR_OOM, "out of host memory"));
-    for (size_t i = 0; i < train->n; i++) {
-        size_t y = (size_t)train->labels[i];
-        if (a->n_omit && in_list(a->omit, a->n_omit, y)) continue;
-        if (a->n_only && !in_list(a->only, a->n_only, y)) continue;
-        idx[n++] = i;
-    }
-    if (a->fraction < 1.0) {
-        /* a seeded random subset of the remaining examples, kept in data order */
-        size_t keep = (size_t)(a->fraction * (double)n + 0.5), *perm = malloc(n * sizeof *perm);
-        if (!perm) {
-            free(idx);
-            return cli_fail("distill", kdcl_set_error(KDCL_ERR_OOM, "out of host memory"));
-        }
-        kdcl_shuffle_indices(perm, n, a->seed ^ 0xf4ac7104u, 0);
-        char *sel = calloc(n, 1);
-        for (size_t i = 0; i < keep; i++) sel[perm[i]] = 1;
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++)
-            if (sel[i]) idx[m++] = idx[i];
-        n = m;
-        free(sel);
-        free(perm);
-    }
-    if (n == 0) {
-        free(idx);
-        return cli_usage_error("distill", "the transfer set is empty after --omit-classes/"
-                                          "--only-classes/--fraction");
-    }
-    kdcl_status s = kdcl_dataset_subset(train, idx, n, out);
-    free(idx);
-    if (s) return cli_fail("distill", s);
-    /* labels keep their meaning: the number of classes is the training split's */
-    out->n_classes = train->n_classes;
-    return 0;
-}
 
 static int on_ctx(void *user, kdcl_ctx *ctx, const kdcl_dataset *train)
 {
@@ -134,9 +67,6 @@ int cmd_distill(int argc, char **argv)
                                          {"loss", required_argument, 0, 'l'},
                                          {"ensemble", required_argument, 0, 'e'},
                                          {"targets", required_argument, 0, 'g'},
-                                         {"omit-classes", required_argument, 0, 'o'},
-                                         {"only-classes", required_argument, 0, 'y'},
-                                         {"fraction", required_argument, 0, 'f'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     cli_fit f;
@@ -149,7 +79,6 @@ int cmd_distill(int argc, char **argv)
     a.d.mode = KDCL_KD_KL;
     a.d.targets = KDCL_TARGETS_AUTO;
     a.ens = KDCL_ENS_PROB;
-    a.fraction = 1.0;
     int c, rc = 0;
     double d;
     optind = 1;
@@ -173,10 +102,7 @@ int cmd_distill(int argc, char **argv)
                 "  --targets auto|cached|batch  soft targets computed once for the transfer\n"
                 "                      set, or per batch on the device (auto: cached unless\n"
                 "                      --jitter is given)\n"
-                "  --omit-classes L    leave these classes out of the transfer set\n"
-                "  --only-classes L    keep only these classes in the transfer set\n"
-                "  --fraction F        use a seeded fraction F of the transfer set\n"
-                "(--val examples are held out before the transfer set is formed.)\n\n" CLI_FIT_HELP);
+                "\n" CLI_FIT_HELP);
             return 0;
         case 't': {
             free(a.teacher_list);
@@ -231,25 +157,6 @@ int cmd_distill(int argc, char **argv)
                 goto out;
             }
             break;
-        case 'o':
-            if (parse_classes(optarg, a.omit, &a.n_omit)) {
-                rc = cli_usage_error("distill", "--omit-classes needs a list like 3 or 7,8, got '%s'", optarg);
-                goto out;
-            }
-            break;
-        case 'y':
-            if (parse_classes(optarg, a.only, &a.n_only)) {
-                rc = cli_usage_error("distill", "--only-classes needs a list like 7,8, got '%s'", optarg);
-                goto out;
-            }
-            break;
-        case 'f':
-            if (cli_parse_double(optarg, &d) || d <= 0 || d > 1) {
-                rc = cli_usage_error("distill", "--fraction needs a number in (0, 1], got '%s'", optarg);
-                goto out;
-            }
-            a.fraction = d;
-            break;
         default:
             if ((rc = cli_fit_option(&f, c, optarg)) == 1)
                 rc = cli_usage_error("distill", "unknown option or missing value: %s", argv[optind - 1]);
@@ -264,30 +171,15 @@ int cmd_distill(int argc, char **argv)
         rc = cli_usage_error("distill", "--teacher is required");
         goto out;
     }
-    if (a.n_omit && a.n_only) {
-        rc = cli_usage_error("distill", "--omit-classes and --only-classes exclude each other");
-        goto out;
-    }
     if (a.d.mode == KDCL_KD_LOGITS && a.ens == KDCL_ENS_PROB && a.n_teachers > 1 && !f.quiet)
         printf("note: logit matching averages the teachers' logits\n");
-    a.seed = f.o.seed;
     cli_fit_meta(&f, "teachers", "%zu", a.n_teachers);
     cli_fit_meta(&f, "distill_T", "%g", (double)a.d.T);
     cli_fit_meta(&f, "distill_alpha", "%g", (double)a.d.alpha);
     cli_fit_meta(&f, "distill_loss", "%s", a.d.mode == KDCL_KD_KL ? "kl" : "logits");
     cli_fit_meta(&f, "ensemble", "%s", a.ens == KDCL_ENS_PROB ? "prob" : "logit");
-    if (a.n_omit || a.n_only || a.fraction < 1.0) {
-        char l[256] = "";
-        size_t off = 0;
-        const size_t *cl = a.n_omit ? a.omit : a.only;
-        for (size_t i = 0; i < (a.n_omit ? a.n_omit : a.n_only) && off < 200; i++)
-            off += (size_t)snprintf(l + off, sizeof l - off, i ? ",%zu" : "%zu", cl[i]);
-        cli_fit_meta(&f, "transfer_set", "%s%s fraction %g",
-                     a.n_omit ? "omit " : a.n_only ? "only " : "all", l, a.fraction);
-    }
     f.cleanup = cleanup;
-    rc = cli_fit_run(&f, (a.n_omit || a.n_only || a.fraction < 1.0) ? prepare : NULL, on_ctx,
-                     distill_fn, &a);
+    rc = cli_fit_run(&f, on_ctx, distill_fn, &a);
 out:
     free(a.teacher_list);
     return rc;

@@ -33,5 +33,5 @@ int cmd_train(int argc, char **argv)
         if (rc) return rc;
     }
     if (optind < argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
-    return cli_fit_run(&f, NULL, NULL, train_fn, NULL);
+    return cli_fit_run(&f, NULL, train_fn, NULL);
 }

@@ -3,12 +3,14 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void cli_fit_init(cli_fit *f, const char *cmd)
 {
     memset(f, 0, sizeof *f);
     f->cmd = cmd;
+    f->fraction = 1.0;
     kdcl_train_opts_default(&f->o);
 }
 
@@ -20,6 +22,71 @@ void cli_fit_meta(cli_fit *f, const char *key, const char *fmt, ...)
     vsnprintf(f->meta_v[f->n_meta], sizeof f->meta_v[0], fmt, ap);
     va_end(ap);
     f->meta_k[f->n_meta++] = key;
+}
+
+static int parse_classes(const char *s, size_t *out, size_t *n)
+{
+    char buf[512];
+    if (strlen(s) >= sizeof buf) return -1;
+    snprintf(buf, sizeof buf, "%s", s);
+    *n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        size_t v;
+        if (*n >= 64 || cli_parse_size(t, &v) || v > 100000) return -1;
+        out[(*n)++] = v;
+    }
+    return *n ? 0 : -1;
+}
+
+static int in_list(const size_t *l, size_t n, size_t v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (l[i] == v) return 1;
+    return 0;
+}
+
+/* The transfer set: classes left out or kept, then a seeded fraction. */
+static int transfer_set(const cli_fit *f, const kdcl_dataset *train, kdcl_dataset *out)
+{
+    size_t *idx = malloc(train->n * sizeof *idx), n = 0;
+    if (!idx) return cli_fail(f->cmd, kdcl_set_error(KDCL_ERR_OOM, "out of host memory"));
+    for (size_t i = 0; i < train->n; i++) {
+        size_t y = (size_t)train->labels[i];
+        if (f->n_omit && in_list(f->omit, f->n_omit, y)) continue;
+        if (f->n_only && !in_list(f->only, f->n_only, y)) continue;
+        idx[n++] = i;
+    }
+    if (f->fraction < 1.0 && n > 0) {
+        /* a seeded random subset of the remaining examples, kept in data order */
+        size_t keep = (size_t)(f->fraction * (double)n + 0.5);
+        size_t *perm = malloc(n * sizeof *perm);
+        char *sel = calloc(n, 1);
+        if (!perm || !sel) {
+            free(idx);
+            free(perm);
+            free(sel);
+            return cli_fail(f->cmd, kdcl_set_error(KDCL_ERR_OOM, "out of host memory"));
+        }
+        kdcl_shuffle_indices(perm, n, f->o.seed ^ 0xf4ac7104u, 0);
+        for (size_t i = 0; i < keep; i++) sel[perm[i]] = 1;
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (sel[i]) idx[m++] = idx[i];
+        n = m;
+        free(sel);
+        free(perm);
+    }
+    if (n == 0) {
+        free(idx);
+        return cli_usage_error(f->cmd, "the training set is empty after --omit-classes/"
+                                       "--only-classes/--fraction");
+    }
+    kdcl_status s = kdcl_dataset_subset(train, idx, n, out);
+    free(idx);
+    if (s) return cli_fail(f->cmd, s);
+    out->n_classes = train->n_classes; /* labels keep their meaning */
+    return 0;
 }
 
 int cli_fit_option(cli_fit *f, int c, const char *arg)
@@ -94,6 +161,17 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
             return cli_usage_error(cmd, "--val needs a count, got '%s'", arg);
         f->val = z;
         return 0;
+    case 1017:
+    case 1018:
+        if (parse_classes(arg, c == 1017 ? f->omit : f->only, c == 1017 ? &f->n_omit : &f->n_only))
+            return cli_usage_error(cmd, "--%s needs a list like 3 or 7,8, got '%s'",
+                                   c == 1017 ? "omit-classes" : "only-classes", arg);
+        return 0;
+    case 1019:
+        if (cli_parse_double(arg, &d) || d <= 0 || d > 1)
+            return cli_usage_error(cmd, "--fraction needs a number in (0, 1], got '%s'", arg);
+        f->fraction = d;
+        return 0;
     case 1012:
         if (cli_parse_u64(arg, &u))
             return cli_usage_error(cmd, "--seed needs a non-negative integer, got '%s'", arg);
@@ -103,11 +181,23 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
     return 1;
 }
 
-int cli_fit_run(cli_fit *f, cli_prepare_fn prepare, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
+int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
 {
     const char *cmd = f->cmd;
     kdcl_train_opts *o = &f->o;
     if (!f->out) return cli_usage_error(cmd, "--out MODEL.safetensors is required");
+    if (f->n_omit && f->n_only)
+        return cli_usage_error(cmd, "--omit-classes and --only-classes exclude each other");
+    const int subset = f->n_omit || f->n_only || f->fraction < 1.0;
+    if (subset) {
+        char l[256] = "";
+        size_t off = 0, nl = f->n_omit ? f->n_omit : f->n_only;
+        const size_t *cl = f->n_omit ? f->omit : f->only;
+        for (size_t i = 0; i < nl && off < 200; i++)
+            off += (size_t)snprintf(l + off, sizeof l - off, i ? ",%zu" : "%zu", cl[i]);
+        cli_fit_meta(f, "transfer_set", "%s%s fraction %g",
+                     f->n_omit ? "omit " : f->n_only ? "only " : "all", l, f->fraction);
+    }
     kdcl_dataset train = {0}, test = {0}, tr = {0}, va = {0}, transfer = {0};
     kdcl_ctx *ctx = NULL;
     kdcl_mlp *m = NULL;
@@ -129,8 +219,8 @@ int cli_fit_run(cli_fit *f, cli_prepare_fn prepare, cli_ctx_fn on_ctx, cli_fit_f
         fit = &tr;
         o->val = &va;
     }
-    if (prepare) {
-        if ((rc = prepare(user, fit, &transfer))) goto done;
+    if (subset) {
+        if ((rc = transfer_set(f, fit, &transfer))) goto done;
         fit = &transfer;
     }
     if (o->batch > fit->n) {

@@ -15,6 +15,10 @@ typedef struct cli_fit {
     const char *data, *arch_s, *out, *metrics, *device;
     size_t val;
     int quiet;
+    /* transfer-set control, applied to the training split after --val */
+    size_t omit[64], only[64];
+    size_t n_omit, n_only;
+    double fraction;
     kdcl_train_opts o;
     /* extra checkpoint metadata added by the command (up to 16 pairs) */
     const char *meta_k[16];
@@ -34,7 +38,8 @@ typedef struct cli_fit {
         {"jitter", required_argument, 0, 1010}, {"val", required_argument, 0, 1011},          \
         {"seed", required_argument, 0, 1012}, {"out", required_argument, 0, 1013},            \
         {"metrics", required_argument, 0, 1014}, {"device", required_argument, 0, 1015},      \
-        {"quiet", no_argument, 0, 1016}
+        {"quiet", no_argument, 0, 1016}, {"omit-classes", required_argument, 0, 1017},       \
+        {"only-classes", required_argument, 0, 1018}, {"fraction", required_argument, 0, 1019}
 
 #define CLI_FIT_HELP                                                                          \
     "  --data DIR          dataset directory (IDX/MNIST layout, CIFAR binary or image\n"          \
@@ -53,7 +58,11 @@ typedef struct cli_fit {
     "  --seed S            drives init, shuffling, dropout and jitter (default 1)\n"               \
     "  --metrics FILE      JSONL metrics, one line per epoch (default MODEL.metrics.jsonl)\n"      \
     "  --device D          OpenCL device: P:D, cpu, gpu or a name substring\n"                     \
-    "  --quiet             no per-epoch lines, no progress bar\n"
+    "  --quiet             no per-epoch lines, no progress bar\n"                                  \
+    "  --omit-classes L    leave these classes out of the training (transfer) set\n"               \
+    "  --only-classes L    keep only these classes in the training (transfer) set\n"               \
+    "  --fraction F        use a seeded fraction F of the training (transfer) set\n"                \
+    "                      (--val examples are held out first, from the whole split)\n"
 
 void cli_fit_init(cli_fit *f, const char *cmd);
 /* Handle one shared option: 0 handled, 1 not a shared option, else an exit code
@@ -70,11 +79,9 @@ void cli_fit_meta(cli_fit *f, const char *key, const char *fmt, ...)
  * split less the validation examples), o->val set when --val was given. */
 typedef kdcl_status (*cli_fit_fn)(void *user, kdcl_ctx *ctx, kdcl_mlp *m, const kdcl_dataset *fit,
                                   const kdcl_train_opts *o, kdcl_epoch_stats *last);
-/* Prepare the transfer set from the training split (may be NULL: use as is). */
-typedef int (*cli_prepare_fn)(void *user, const kdcl_dataset *train, kdcl_dataset *out);
 /* Called with the context before training (e.g. to load teachers); may be NULL. */
 typedef int (*cli_ctx_fn)(void *user, kdcl_ctx *ctx, const kdcl_dataset *train);
 
-int cli_fit_run(cli_fit *f, cli_prepare_fn prepare, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user);
+int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user);
 
 #endif
