@@ -44,12 +44,7 @@ kdcl=build/src/cli/kdcl
 
 if [ "$what" = demo ]; then
     "$kdcl" devices | head -n 3
-    out=${KDCL_DEMO_DIR:-build/demo}
-    mkdir -p "$out"
-    # Until the distillation demo lands: one MLP with dropout on Fashion-MNIST.
-    exec "$kdcl" train --data /usr/share/datasets/fashion-mnist --arch 784-512-512-10 \
-        --dropout 0.2,0.5 --max-norm 3.5 --epochs "${KDCL_DEMO_EPOCHS:-5}" --lr 0.05 \
-        --out "$out/mlp.safetensors"
+    exec bash tools/demo.sh "${KDCL_DEMO_DIR:-build/demo}"
 fi
 
 # test: the whole suite on the default OpenCL device (KDCL_DEVICE selects another)
