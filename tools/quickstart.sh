@@ -43,7 +43,6 @@ ninja -C build -j"$(nproc)" >/dev/null || ninja -C build -j1
 kdcl=build/src/cli/kdcl
 
 if [ "$what" = demo ]; then
-    "$kdcl" devices | head -n 3
     exec bash tools/demo.sh "${KDCL_DEMO_DIR:-build/demo}"
 fi
 
