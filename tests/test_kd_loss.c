@@ -70,37 +70,6 @@ static uint32_t rnd(void)
     return (uint32_t)(rng_state >> 32);
 }
 
-/* ---- tensors ---- */
-
-static kdcl_tensor mat(size_t B, size_t K)
-{
-    kdcl_tensor t;
-    kdcl_status s = kdcl_tensor_alloc2(tu_ctx, &t, KDCL_F32, B, K);
-    ck_assert_msg(s == KDCL_OK, "alloc: %s", kdcl_last_error());
-    return t;
-}
-static kdcl_tensor vec(kdcl_elem type, size_t n)
-{
-    kdcl_tensor t;
-    kdcl_status s = kdcl_tensor_alloc(tu_ctx, &t, type, 1, &n);
-    ck_assert_msg(s == KDCL_OK, "alloc: %s", kdcl_last_error());
-    return t;
-}
-static void put(kdcl_tensor *t, const void *h)
-{
-    kdcl_status s = kdcl_tensor_upload(tu_ctx, t, 0, t->numel, h);
-    ck_assert_msg(s == KDCL_OK, "upload: %s", kdcl_last_error());
-}
-static void get(const kdcl_tensor *t, void *h)
-{
-    kdcl_status s = kdcl_tensor_download(tu_ctx, t, 0, t->numel, h);
-    ck_assert_msg(s == KDCL_OK, "download: %s", kdcl_last_error());
-}
-static void ok(kdcl_status s, const char *what)
-{
-    ck_assert_msg(s == KDCL_OK, "%s: %s", what, kdcl_last_error());
-}
-
 static size_t first_argmax(const float *z, size_t K)
 {
     size_t a = 0;
@@ -333,14 +302,14 @@ static void kd_sweep(size_t kmin, size_t kmax)
                 tu_fill_uniform(z, n, -Ss[si], Ss[si], K * 1000 + B * 10 + si);
                 make_targets(z, v, p, B, K, Ss[si], K * 7 + B + si);
                 const int nerr = make_labels(z, y, B, K);
-                kdcl_tensor dz = mat(B, K), dv = mat(B, K), dp = mat(B, K), dd = mat(B, K),
-                            dy = vec(KDCL_I32, B), dl = vec(KDCL_F32, B), de = vec(KDCL_I32, 1);
+                kdcl_tensor dz = tu_mat(B, K), dv = tu_mat(B, K), dp = tu_mat(B, K), dd = tu_mat(B, K),
+                            dy = tu_vec(KDCL_I32, B), dl = tu_vec(KDCL_F32, B), de = tu_vec(KDCL_I32, 1);
                 int e0 = 5, ecalls = 0, errs = 0;
-                put(&dz, z);
-                put(&dv, v);
-                put(&dp, p);
-                put(&dy, y);
-                put(&de, &e0);
+                tu_put(&dz, z);
+                tu_put(&dv, v);
+                tu_put(&dp, p);
+                tu_put(&dy, y);
+                tu_put(&de, &e0);
                 const float g = 1.0f / (float)B;
                 for (int mode = 0; mode < 2; mode++)
                     for (size_t ti = 0; ti < NELEM(Ts); ti++)
@@ -351,19 +320,19 @@ static void kd_sweep(size_t kmin, size_t kmax)
                                 kdcase c = {(kdcl_kd_mode)mode, tl, Ts[ti], As[ai]};
                                 /* alpha = 0 with probability targets: no labels at all */
                                 const int nolab = As[ai] == 0.0f && !tl;
-                                ok(kdcl_op_kd_loss(tu_ctx, c.mode, &dz, tl ? &dv : &dp, tl,
+                                tu_ok(kdcl_op_kd_loss(tu_ctx, c.mode, &dz, tl ? &dv : &dp, tl,
                                                    nolab ? NULL : &dy, c.T, c.alpha, &dl, &dd, g,
                                                    nolab ? NULL : &de),
                                    "kd_loss");
                                 ecalls += !nolab;
                                 calls++;
-                                get(&dl, loss);
-                                get(&dd, dzh);
+                                tu_get(&dl, loss);
+                                tu_get(&dd, dzh);
                                 const double wr = check_kd(&c, z, tl ? v : p, nolab ? NULL : y, B,
                                                            K, loss, dzh, g, &w, "sweep");
                                 if (wr > worst) worst = wr;
                             }
-                get(&de, &errs);
+                tu_get(&de, &errs);
                 ck_assert_msg(errs == e0 + ecalls * nerr, "K=%zu B=%zu: errors %d want %d", K, B,
                               errs, e0 + ecalls * nerr);
                 kdcl_tensor *all[] = {&dz, &dv, &dp, &dd, &dy, &dl, &de};
@@ -436,30 +405,30 @@ START_TEST(test_kd_finite_difference)
                 }
                 yp[2 * e] = yp[2 * e + 1] = y[b];
             }
-        kdcl_tensor dz = mat(B, K), dv = mat(B, K), dp = mat(B, K), dd = mat(B, K),
-                    dy = vec(KDCL_I32, B), zpt = mat(rows, K), vpt = mat(rows, K),
-                    ppt = mat(rows, K), ypt = vec(KDCL_I32, rows), lpt = vec(KDCL_F32, rows);
-        put(&dz, z);
-        put(&dv, v);
-        put(&dp, p);
-        put(&dy, y);
-        put(&zpt, zp);
-        put(&vpt, vp);
-        put(&ppt, pp);
-        put(&ypt, yp);
+        kdcl_tensor dz = tu_mat(B, K), dv = tu_mat(B, K), dp = tu_mat(B, K), dd = tu_mat(B, K),
+                    dy = tu_vec(KDCL_I32, B), zpt = tu_mat(rows, K), vpt = tu_mat(rows, K),
+                    ppt = tu_mat(rows, K), ypt = tu_vec(KDCL_I32, rows), lpt = tu_vec(KDCL_F32, rows);
+        tu_put(&dz, z);
+        tu_put(&dv, v);
+        tu_put(&dp, p);
+        tu_put(&dy, y);
+        tu_put(&zpt, zp);
+        tu_put(&vpt, vp);
+        tu_put(&ppt, pp);
+        tu_put(&ypt, yp);
         for (int variant = 0; variant < 3; variant++)
             for (size_t ai = 0; ai < NELEM(As); ai++) {
                 const int tl = variant != 1;
                 kdcase c = {variant == 2 ? KDCL_KD_LOGITS : KDCL_KD_KL, tl, T, As[ai]};
                 const kdcl_tensor *tg = tl ? &dv : &dp, *tgp = tl ? &vpt : &ppt;
-                ok(kdcl_op_kd_loss(tu_ctx, c.mode, &dz, tg, tl, &dy, T, c.alpha, NULL, &dd, 1.0f,
+                tu_ok(kdcl_op_kd_loss(tu_ctx, c.mode, &dz, tg, tl, &dy, T, c.alpha, NULL, &dd, 1.0f,
                                    NULL),
                    "kd dz");
-                ok(kdcl_op_kd_loss(tu_ctx, c.mode, &zpt, tgp, tl, &ypt, T, c.alpha, &lpt, NULL,
+                tu_ok(kdcl_op_kd_loss(tu_ctx, c.mode, &zpt, tgp, tl, &ypt, T, c.alpha, &lpt, NULL,
                                    1.0f, NULL),
                    "kd perturbed losses");
-                get(&dd, dzh);
-                get(&lpt, lp);
+                tu_get(&dd, dzh);
+                tu_get(&lpt, lp);
                 const double a = c.alpha;
                 const double c2 = c.mode == KDCL_KD_KL ? 0.25 : (1 - a) + 0.25 * a;
                 const double c3 = c.mode == KDCL_KD_KL ? (1 - a) * 0.1 / T + 0.1 * a : 0.1 * a;
@@ -511,16 +480,16 @@ START_TEST(test_kd_identical)
         scratch w = scratch_new(K);
         float *z = malloc(n * 4), *p = malloc(n * 4), *loss = malloc(B * 4), *dzh = malloc(n * 4);
         tu_fill_uniform(z, n, -30, 30, 555 + K);
-        kdcl_tensor dz = mat(B, K), dp = mat(B, K), dd = mat(B, K), dl = vec(KDCL_F32, B);
-        put(&dz, z);
+        kdcl_tensor dz = tu_mat(B, K), dp = tu_mat(B, K), dd = tu_mat(B, K), dl = tu_vec(KDCL_F32, B);
+        tu_put(&dz, z);
         for (size_t ti = 0; ti < NELEM(ts); ti++) {
             const float T = ts[ti];
             kdcase c = {KDCL_KD_KL, 1, T, 0.0f};
-            ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dz, 1, NULL, T, 0.0f, &dl, &dd, 1.0f,
+            tu_ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dz, 1, NULL, T, 0.0f, &dl, &dd, 1.0f,
                                NULL),
                "kd p == q");
-            get(&dl, loss);
-            get(&dd, dzh);
+            tu_get(&dl, loss);
+            tu_get(&dd, dzh);
             check_kd(&c, z, z, NULL, B, K, loss, dzh, 1.0f, &w, "identical logits");
             for (size_t b = 0; b < B; b++) {
                 int ex = loss[b] == 0.0f;
@@ -538,13 +507,13 @@ START_TEST(test_kd_identical)
                     p[b * K + k] = q < 1e-30 ? 0.0f : (float)q; /* no denormal targets */
                 }
             }
-            put(&dp, p);
+            tu_put(&dp, p);
             c.tl = 0;
-            ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dp, 0, NULL, T, 0.0f, &dl, &dd, 1.0f,
+            tu_ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dp, 0, NULL, T, 0.0f, &dl, &dd, 1.0f,
                                NULL),
                "kd p = fl(q)");
-            get(&dl, loss);
-            get(&dd, dzh);
+            tu_get(&dl, loss);
+            tu_get(&dd, dzh);
             check_kd(&c, z, p, NULL, B, K, loss, dzh, 1.0f, &w, "identical probabilities");
         }
         kdcl_tensor_free(tu_ctx, &dz);
@@ -582,21 +551,21 @@ START_TEST(test_kd_temperature)
         double *ref_d = malloc(K * sizeof *ref_d);
         tu_fill_uniform(z, n, -3, 3, 31 + K);
         tu_fill_uniform(v, n, -3, 3, 37 + K);
-        kdcl_tensor dz = mat(B, K), dv = mat(B, K), dd = mat(B, K), dq = mat(B, K), dp = mat(B, K);
-        put(&dz, z);
-        put(&dv, v);
+        kdcl_tensor dz = tu_mat(B, K), dv = tu_mat(B, K), dd = tu_mat(B, K), dq = tu_mat(B, K), dp = tu_mat(B, K);
+        tu_put(&dz, z);
+        tu_put(&dv, v);
         double maxdev[NELEM(Ts)] = {0};
         for (size_t ti = 0; ti < NELEM(Ts); ti++) {
             const float T = Ts[ti];
             kdcase c = {KDCL_KD_KL, 1, T, 0.0f};
-            ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dv, 1, NULL, T, 0.0f, NULL, &dd, 1.0f,
+            tu_ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dv, 1, NULL, T, 0.0f, NULL, &dd, 1.0f,
                                NULL),
                "kd");
-            ok(kdcl_op_softmax(tu_ctx, &dz, &dq, T, 0), "softmax z");
-            ok(kdcl_op_softmax(tu_ctx, &dv, &dp, T, 0), "softmax v");
-            get(&dd, dzh);
-            get(&dq, q);
-            get(&dp, p);
+            tu_ok(kdcl_op_softmax(tu_ctx, &dz, &dq, T, 0), "softmax z");
+            tu_ok(kdcl_op_softmax(tu_ctx, &dv, &dp, T, 0), "softmax v");
+            tu_get(&dd, dzh);
+            tu_get(&dq, q);
+            tu_get(&dp, p);
             for (size_t b = 0; b < B; b++) {
                 double L, tL;
                 kd_ref(&c, z + b * K, v + b * K, 0, K, &w, &L, &tL);
@@ -675,25 +644,25 @@ START_TEST(test_kd_alpha1_is_xent)
                 tu_fill_uniform(z, n, -Ss[si], Ss[si], 3 * K + si);
                 make_targets(z, v, p, B, K, Ss[si], 5 * K + si);
                 make_labels(z, y, B, K);
-                kdcl_tensor dz = mat(B, K), dt = mat(B, K), dd = mat(B, K), dy = vec(KDCL_I32, B),
-                            dl = vec(KDCL_F32, B), de = vec(KDCL_I32, 1);
+                kdcl_tensor dz = tu_mat(B, K), dt = tu_mat(B, K), dd = tu_mat(B, K), dy = tu_vec(KDCL_I32, B),
+                            dl = tu_vec(KDCL_F32, B), de = tu_vec(KDCL_I32, 1);
                 const int tl = variant != 1;
                 const kdcl_kd_mode mode = variant == 2 ? KDCL_KD_LOGITS : KDCL_KD_KL;
                 const float g = 0.125f;
-                put(&dz, z);
-                put(&dt, tl ? v : p);
-                put(&dy, y);
-                put(&de, &e1);
-                ok(kdcl_op_kd_loss(tu_ctx, mode, &dz, &dt, tl, &dy, 3.0f, 1.0f, &dl, &dd, g, &de),
+                tu_put(&dz, z);
+                tu_put(&dt, tl ? v : p);
+                tu_put(&dy, y);
+                tu_put(&de, &e1);
+                tu_ok(kdcl_op_kd_loss(tu_ctx, mode, &dz, &dt, tl, &dy, 3.0f, 1.0f, &dl, &dd, g, &de),
                    "kd alpha=1");
-                get(&dl, l1);
-                get(&dd, d1);
-                get(&de, &e1);
-                put(&de, &e2);
-                ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, &dl, &dd, g, &de), "xent");
-                get(&dl, l2);
-                get(&dd, d2);
-                get(&de, &e2);
+                tu_get(&dl, l1);
+                tu_get(&dd, d1);
+                tu_get(&de, &e1);
+                tu_put(&de, &e2);
+                tu_ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, &dl, &dd, g, &de), "xent");
+                tu_get(&dl, l2);
+                tu_get(&dd, d2);
+                tu_get(&de, &e2);
                 ck_assert_int_eq(e1, e2);
                 for (size_t b = 0; b < B; b++) {
                     rowref r = ref_row(z + b * K, K, 1.0, 0, lp, delta);
@@ -767,47 +736,47 @@ START_TEST(test_kd_errors_and_outputs)
                     }
             want += (size_t)y[b] != a;
         }
-        kdcl_tensor dz = mat(B, K), dv = mat(B, K), dp = mat(B, K), dd = mat(B, K),
-                    dy = vec(KDCL_I32, B), dl = vec(KDCL_F32, B), de = vec(KDCL_I32, 1);
+        kdcl_tensor dz = tu_mat(B, K), dv = tu_mat(B, K), dp = tu_mat(B, K), dd = tu_mat(B, K),
+                    dy = tu_vec(KDCL_I32, B), dl = tu_vec(KDCL_F32, B), de = tu_vec(KDCL_I32, 1);
         int e = 2;
-        put(&dz, z);
-        put(&dv, v);
-        put(&dp, p);
-        put(&dy, y);
-        put(&de, &e);
+        tu_put(&dz, z);
+        tu_put(&dv, v);
+        tu_put(&dp, p);
+        tu_put(&dy, y);
+        tu_put(&de, &e);
         /* only the error count, for each mode and alpha */
         for (int mode = 0; mode < 2; mode++)
             for (size_t ai = 0; ai < NELEM(As); ai++)
-                ok(kdcl_op_kd_loss(tu_ctx, (kdcl_kd_mode)mode, &dz, &dv, 1, &dy, 2.0f, As[ai], NULL,
+                tu_ok(kdcl_op_kd_loss(tu_ctx, (kdcl_kd_mode)mode, &dz, &dv, 1, &dy, 2.0f, As[ai], NULL,
                                    NULL, 0.5f, &de),
                    "kd errors only");
-        get(&de, &e);
+        tu_get(&de, &e);
         ck_assert_msg(e == 2 + 6 * want, "K=%zu: errors %d want %d", K, e, 2 + 6 * want);
         /* loss only, dz only: the same values as when both are written */
         kdcase c = {KDCL_KD_KL, 0, 2.0f, 0.1f};
-        ok(kdcl_op_kd_loss(tu_ctx, c.mode, &dz, &dp, 0, &dy, c.T, c.alpha, &dl, NULL, 0.5f, NULL),
+        tu_ok(kdcl_op_kd_loss(tu_ctx, c.mode, &dz, &dp, 0, &dy, c.T, c.alpha, &dl, NULL, 0.5f, NULL),
            "kd loss only");
-        ok(kdcl_op_kd_loss(tu_ctx, c.mode, &dz, &dp, 0, &dy, c.T, c.alpha, NULL, &dd, 0.5f, NULL),
+        tu_ok(kdcl_op_kd_loss(tu_ctx, c.mode, &dz, &dp, 0, &dy, c.T, c.alpha, NULL, &dd, 0.5f, NULL),
            "kd dz only");
-        get(&dl, loss);
-        get(&dd, dzh);
+        tu_get(&dl, loss);
+        tu_get(&dd, dzh);
         check_kd(&c, z, p, y, B, K, loss, dzh, 0.5f, &w, "partial outputs");
-        ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dp, 0, &dy, 2.0f, 0.1f, NULL, NULL, 0.5f,
+        tu_ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dp, 0, &dy, 2.0f, 0.1f, NULL, NULL, 0.5f,
                            NULL),
            "kd no outputs");
         /* dz in place of z: bit-identical to the out-of-place result */
         for (int mode = 0; mode < 2; mode++) {
-            ok(kdcl_op_kd_loss(tu_ctx, (kdcl_kd_mode)mode, &dz, &dv, 1, &dy, 3.0f, 0.1f, NULL, &dd,
+            tu_ok(kdcl_op_kd_loss(tu_ctx, (kdcl_kd_mode)mode, &dz, &dv, 1, &dy, 3.0f, 0.1f, NULL, &dd,
                                -1.5f, NULL),
                "kd out of place");
-            ok(kdcl_op_kd_loss(tu_ctx, (kdcl_kd_mode)mode, &dz, &dv, 1, &dy, 3.0f, 0.1f, NULL, &dz,
+            tu_ok(kdcl_op_kd_loss(tu_ctx, (kdcl_kd_mode)mode, &dz, &dv, 1, &dy, 3.0f, 0.1f, NULL, &dz,
                                -1.5f, NULL),
                "kd in place");
-            get(&dd, dzh);
-            get(&dz, d2);
+            tu_get(&dd, dzh);
+            tu_get(&dz, d2);
             ck_assert_msg(memcmp(dzh, d2, n * 4) == 0, "K=%zu mode %d: in-place dz differs", K,
                           mode);
-            put(&dz, z);
+            tu_put(&dz, z);
         }
         /* labels outside [0, K): NaN loss and dz rows when alpha > 0, always an error */
         memcpy(yv, y, B * 4);
@@ -816,15 +785,15 @@ START_TEST(test_kd_errors_and_outputs)
         int bad_want = 0;
         for (size_t b = 0; b < B; b++)
             bad_want += yv[b] < 0 || (size_t)yv[b] >= K || (size_t)yv[b] != first_argmax(z + b * K, K);
-        put(&dy, yv);
+        tu_put(&dy, yv);
         e = 0;
-        put(&de, &e);
+        tu_put(&de, &e);
         c.alpha = 0.1f;
-        ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dp, 0, &dy, 2.0f, 0.1f, &dl, &dd, 1.0f, &de),
+        tu_ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dp, 0, &dy, 2.0f, 0.1f, &dl, &dd, 1.0f, &de),
            "kd bad labels");
-        get(&dl, loss);
-        get(&dd, dzh);
-        get(&de, &e);
+        tu_get(&dl, loss);
+        tu_get(&dd, dzh);
+        tu_get(&de, &e);
         ck_assert_msg(e == bad_want, "K=%zu: errors %d want %d", K, e, bad_want);
         for (size_t b = 0; b < B; b++) {
             const int badrow = b == 3 || b == 10;
@@ -833,11 +802,11 @@ START_TEST(test_kd_errors_and_outputs)
         }
         /* alpha = 0: labels only feed the count; losses stay finite and right */
         c.alpha = 0.0f;
-        ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dp, 0, &dy, 2.0f, 0.0f, &dl, &dd, 1.0f, &de),
+        tu_ok(kdcl_op_kd_loss(tu_ctx, KDCL_KD_KL, &dz, &dp, 0, &dy, 2.0f, 0.0f, &dl, &dd, 1.0f, &de),
            "kd bad labels alpha=0");
-        get(&dl, loss);
-        get(&dd, dzh);
-        get(&de, &e);
+        tu_get(&dl, loss);
+        tu_get(&dd, dzh);
+        tu_get(&de, &e);
         ck_assert_int_eq(e, 2 * bad_want);
         check_kd(&c, z, p, NULL, B, K, loss, dzh, 1.0f, &w, "bad labels, alpha = 0");
         kdcl_tensor *all[] = {&dz, &dv, &dp, &dd, &dy, &dl, &de};
@@ -872,17 +841,17 @@ START_TEST(test_ensemble)
                 double *ref = malloc(n * sizeof *ref), *tol = malloc(n * sizeof *tol),
                        *lp = malloc(K * sizeof *lp), *delta = malloc(K * sizeof *delta);
                 tu_fill_uniform(v, 3 * n, -ss[si], ss[si], 900 + K + B + si);
-                kdcl_tensor dv[3] = {mat(B, K), mat(B, K), mat(B, K)}, da = mat(B, K);
-                for (int m = 0; m < 3; m++) put(&dv[m], v + m * n);
+                kdcl_tensor dv[3] = {tu_mat(B, K), tu_mat(B, K), tu_mat(B, K)}, da = tu_mat(B, K);
+                for (int m = 0; m < 3; m++) tu_put(&dv[m], v + m * n);
                 for (size_t ti = 0; ti < NELEM(ts); ti++)
                     for (int mode = 0; mode < 2; mode++) {
                         const float T = ts[ti];
-                        ok(kdcl_tensor_fill(tu_ctx, &da, NAN), "fill");
+                        tu_ok(kdcl_tensor_fill(tu_ctx, &da, NAN), "fill");
                         for (int m = 0; m < 3; m++)
-                            ok(kdcl_op_ensemble_accumulate(tu_ctx, (kdcl_ens_mode)mode, &dv[m], T,
+                            tu_ok(kdcl_op_ensemble_accumulate(tu_ctx, (kdcl_ens_mode)mode, &dv[m], T,
                                                            wgt, m ? 1.0f : 0.0f, &da),
                                "ensemble");
-                        get(&da, acc);
+                        tu_get(&da, acc);
                         for (size_t i = 0; i < n; i++) ref[i] = tol[i] = 0;
                         for (int m = 0; m < 3; m++)
                             for (size_t b = 0; b < B; b++) {
@@ -937,11 +906,11 @@ static void expect_invalid(kdcl_status s, const char *op, const char *what)
 
 START_TEST(test_bad_arguments)
 {
-    kdcl_tensor z = mat(4, 10), t = mat(4, 10), t11 = mat(4, 11), t5 = mat(5, 10),
-                z1 = vec(KDCL_F32, 40), y = vec(KDCL_I32, 4), y5 = vec(KDCL_I32, 5),
-                yf = vec(KDCL_F32, 4), l = vec(KDCL_F32, 4), l3 = vec(KDCL_F32, 3),
-                e = vec(KDCL_I32, 1), acc = mat(4, 10), acci;
-    ok(kdcl_tensor_alloc2(tu_ctx, &acci, KDCL_I32, 4, 10), "alloc");
+    kdcl_tensor z = tu_mat(4, 10), t = tu_mat(4, 10), t11 = tu_mat(4, 11), t5 = tu_mat(5, 10),
+                z1 = tu_vec(KDCL_F32, 40), y = tu_vec(KDCL_I32, 4), y5 = tu_vec(KDCL_I32, 5),
+                yf = tu_vec(KDCL_F32, 4), l = tu_vec(KDCL_F32, 4), l3 = tu_vec(KDCL_F32, 3),
+                e = tu_vec(KDCL_I32, 1), acc = tu_mat(4, 10), acci;
+    tu_ok(kdcl_tensor_alloc2(tu_ctx, &acci, KDCL_I32, 4, 10), "alloc");
     const char *kd = "kdcl_op_kd_loss", *en = "kdcl_op_ensemble_accumulate";
     const kdcl_kd_mode KL = KDCL_KD_KL, LG = KDCL_KD_LOGITS;
     expect_invalid(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, 0.0f, 0.5f, &l, &t, 1, &e), kd,
@@ -1014,10 +983,10 @@ START_TEST(test_bad_arguments)
     ck_assert_msg(strstr(kdcl_last_error(), "[4, 11]") && strstr(kdcl_last_error(), "[4, 10]"),
                   "message lacks shapes: %s", kdcl_last_error());
     /* valid calls: nothing requested; alpha = 0 without labels */
-    ok(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, 2, 0.5f, NULL, NULL, 1, NULL), "no outputs");
-    ok(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 0, NULL, 2, 0.0f, &l, NULL, 1, NULL),
+    tu_ok(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 1, &y, 2, 0.5f, NULL, NULL, 1, NULL), "no outputs");
+    tu_ok(kdcl_op_kd_loss(tu_ctx, KL, &z, &t, 0, NULL, 2, 0.0f, &l, NULL, 1, NULL),
        "alpha 0, no labels");
-    ok(kdcl_ctx_finish(tu_ctx), "finish");
+    tu_ok(kdcl_ctx_finish(tu_ctx), "finish");
     kdcl_tensor *all[] = {&z, &t, &t11, &t5, &z1, &y, &y5, &yf, &l, &l3, &e, &acc, &acci};
     for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(tu_ctx, all[i]);
 }

@@ -66,37 +66,6 @@ static uint32_t rnd(void)
     return (uint32_t)(rng_state >> 32);
 }
 
-/* ---- tensors ---- */
-
-static kdcl_tensor mat(size_t B, size_t K)
-{
-    kdcl_tensor t;
-    kdcl_status s = kdcl_tensor_alloc2(tu_ctx, &t, KDCL_F32, B, K);
-    ck_assert_msg(s == KDCL_OK, "alloc: %s", kdcl_last_error());
-    return t;
-}
-static kdcl_tensor vec(kdcl_elem type, size_t n)
-{
-    kdcl_tensor t;
-    kdcl_status s = kdcl_tensor_alloc(tu_ctx, &t, type, 1, &n);
-    ck_assert_msg(s == KDCL_OK, "alloc: %s", kdcl_last_error());
-    return t;
-}
-static void put(kdcl_tensor *t, const void *h)
-{
-    kdcl_status s = kdcl_tensor_upload(tu_ctx, t, 0, t->numel, h);
-    ck_assert_msg(s == KDCL_OK, "upload: %s", kdcl_last_error());
-}
-static void get(const kdcl_tensor *t, void *h)
-{
-    kdcl_status s = kdcl_tensor_download(tu_ctx, t, 0, t->numel, h);
-    ck_assert_msg(s == KDCL_OK, "download: %s", kdcl_last_error());
-}
-static void ok(kdcl_status s, const char *what)
-{
-    ck_assert_msg(s == KDCL_OK, "%s: %s", what, kdcl_last_error());
-}
-
 /* ---- reference ---- */
 
 typedef struct {
@@ -177,15 +146,15 @@ static void softmax_sweep(size_t kmin, size_t kmax)
             float *z = malloc(n * 4), *p = malloc(n * 4), *l = malloc(n * 4);
             double *lp = malloc(K * sizeof *lp), *delta = malloc(K * sizeof *delta);
             ck_assert(z && p && l && lp && delta);
-            kdcl_tensor dz = mat(B, K), dout = mat(B, K);
+            kdcl_tensor dz = tu_mat(B, K), dout = tu_mat(B, K);
             for (size_t si = 0; si < NELEM(Ss); si++) {
                 tu_fill_uniform(z, n, -Ss[si], Ss[si], K * 1000 + B * 10 + si);
-                put(&dz, z);
+                tu_put(&dz, z);
                 for (size_t ti = 0; ti < NELEM(Ts); ti++) {
-                    ok(kdcl_op_softmax(tu_ctx, &dz, &dout, Ts[ti], 0), "softmax");
-                    get(&dout, p);
-                    ok(kdcl_op_softmax(tu_ctx, &dz, &dout, Ts[ti], 1), "log-softmax");
-                    get(&dout, l);
+                    tu_ok(kdcl_op_softmax(tu_ctx, &dz, &dout, Ts[ti], 0), "softmax");
+                    tu_get(&dout, p);
+                    tu_ok(kdcl_op_softmax(tu_ctx, &dz, &dout, Ts[ti], 1), "log-softmax");
+                    tu_get(&dout, l);
                     check_softmax(z, p, l, B, K, Ts[ti], Ss[si], lp, delta, &worst);
                 }
             }
@@ -218,21 +187,21 @@ START_TEST(test_softmax_in_place_and_uniform)
         float *z = malloc(n * 4), *p = malloc(n * 4), *q = malloc(n * 4);
         tu_fill_uniform(z, n, -5, 5, 7 + K);
         for (size_t k = 0; k < K; k++) z[k] = 3.25f; /* row 0: all equal */
-        kdcl_tensor a = mat(B, K), b = mat(B, K);
-        put(&a, z);
-        ok(kdcl_op_softmax(tu_ctx, &a, &b, 2.0f, 0), "softmax");
-        get(&b, p);
-        ok(kdcl_op_softmax(tu_ctx, &a, &a, 2.0f, 0), "softmax in place");
-        get(&a, q);
+        kdcl_tensor a = tu_mat(B, K), b = tu_mat(B, K);
+        tu_put(&a, z);
+        tu_ok(kdcl_op_softmax(tu_ctx, &a, &b, 2.0f, 0), "softmax");
+        tu_get(&b, p);
+        tu_ok(kdcl_op_softmax(tu_ctx, &a, &a, 2.0f, 0), "softmax in place");
+        tu_get(&a, q);
         ck_assert_msg(memcmp(p, q, n * 4) == 0, "in-place softmax differs (K=%zu)", K);
         for (size_t k = 0; k < K; k++)
             ck_assert_msg(fabs(p[k] - 1.0 / K) <= SAFETY * (gamma_n(K) + 14 * U) / K,
                           "uniform row: p=%g want %g", (double)p[k], 1.0 / K);
-        put(&a, z);
-        ok(kdcl_op_softmax(tu_ctx, &a, &b, 0.5f, 1), "log-softmax");
-        get(&b, p);
-        ok(kdcl_op_softmax(tu_ctx, &a, &a, 0.5f, 1), "log-softmax in place");
-        get(&a, q);
+        tu_put(&a, z);
+        tu_ok(kdcl_op_softmax(tu_ctx, &a, &b, 0.5f, 1), "log-softmax");
+        tu_get(&b, p);
+        tu_ok(kdcl_op_softmax(tu_ctx, &a, &a, 0.5f, 1), "log-softmax in place");
+        tu_get(&a, q);
         ck_assert_msg(memcmp(p, q, n * 4) == 0, "in-place log-softmax differs (K=%zu)", K);
         kdcl_tensor_free(tu_ctx, &a);
         kdcl_tensor_free(tu_ctx, &b);
@@ -270,10 +239,10 @@ START_TEST(test_argmax)
                 float *z = malloc(n * 4);
                 int *idx = malloc(B * 4);
                 make_argmax_rows(z, B, K, Ss[si], K + 31 * B + si);
-                kdcl_tensor dz = mat(B, K), di = vec(KDCL_I32, B);
-                put(&dz, z);
-                ok(kdcl_op_argmax(tu_ctx, &dz, &di), "argmax");
-                get(&di, idx);
+                kdcl_tensor dz = tu_mat(B, K), di = tu_vec(KDCL_I32, B);
+                tu_put(&dz, z);
+                tu_ok(kdcl_op_argmax(tu_ctx, &dz, &di), "argmax");
+                tu_get(&di, idx);
                 for (size_t b = 0; b < B; b++)
                     ck_assert_msg((size_t)idx[b] == first_argmax(z + b * K, K),
                                   "K=%zu B=%zu row %zu: argmax %d want %zu", K, B, b, idx[b],
@@ -346,28 +315,28 @@ START_TEST(test_xent)
                             }
                     want_err += (size_t)y[b] != a;
                 }
-                kdcl_tensor dz = mat(B, K), dd = mat(B, K), dy = vec(KDCL_I32, B),
-                            dl = vec(KDCL_F32, B), de = vec(KDCL_I32, 1);
+                kdcl_tensor dz = tu_mat(B, K), dd = tu_mat(B, K), dy = tu_vec(KDCL_I32, B),
+                            dl = tu_vec(KDCL_F32, B), de = tu_vec(KDCL_I32, 1);
                 int e0 = 3, errs = 0;
-                put(&dz, z);
-                put(&dy, y);
-                put(&de, &e0);
+                tu_put(&dz, z);
+                tu_put(&dy, y);
+                tu_put(&de, &e0);
                 const float g = 1.0f / (float)B;
-                ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, &dl, &dd, g, &de), "xent");
-                get(&dl, loss);
-                get(&dd, dzh);
-                get(&de, &errs);
+                tu_ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, &dl, &dd, g, &de), "xent");
+                tu_get(&dl, loss);
+                tu_get(&dd, dzh);
+                tu_get(&de, &errs);
                 ck_assert_msg(errs == want_err, "K=%zu B=%zu: errors %d want %d", K, B, errs,
                               want_err);
                 double w = check_xent(z, y, loss, dzh, B, K, g, "xent");
                 if (w > worst) worst = w;
                 /* only some outputs; error count accumulates; dz in place of z
                  * with another grad_scale */
-                ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, NULL, NULL, 0.0f, &de), "xent errors");
-                get(&de, &errs);
+                tu_ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, NULL, NULL, 0.0f, &de), "xent errors");
+                tu_get(&de, &errs);
                 ck_assert_int_eq(errs, 2 * want_err - 3);
-                ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, NULL, &dz, -2.5f, NULL), "xent in place");
-                get(&dz, dzh);
+                tu_ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, NULL, &dz, -2.5f, NULL), "xent in place");
+                tu_get(&dz, dzh);
                 w = check_xent(z, y, NULL, dzh, B, K, -2.5f, "xent dz=z");
                 if (w > worst) worst = w;
                 kdcl_tensor_free(tu_ctx, &dz);
@@ -394,15 +363,15 @@ START_TEST(test_xent_bad_label)
         float z[400], loss[4], dzh[400];
         int y[4] = {1, -1, (int)K, 2}, errs = 0;
         tu_fill_uniform(z, n, -3, 3, 99 + K);
-        kdcl_tensor dz = mat(B, K), dd = mat(B, K), dy = vec(KDCL_I32, B), dl = vec(KDCL_F32, B),
-                    de = vec(KDCL_I32, 1);
-        put(&dz, z);
-        put(&dy, y);
-        put(&de, &errs);
-        ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, &dl, &dd, 1.0f, &de), "xent");
-        get(&dl, loss);
-        get(&dd, dzh);
-        get(&de, &errs);
+        kdcl_tensor dz = tu_mat(B, K), dd = tu_mat(B, K), dy = tu_vec(KDCL_I32, B), dl = tu_vec(KDCL_F32, B),
+                    de = tu_vec(KDCL_I32, 1);
+        tu_put(&dz, z);
+        tu_put(&dy, y);
+        tu_put(&de, &errs);
+        tu_ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, &dl, &dd, 1.0f, &de), "xent");
+        tu_get(&dl, loss);
+        tu_get(&dd, dzh);
+        tu_get(&de, &errs);
         int want = 2 + ((size_t)y[0] != first_argmax(z, K)) + ((size_t)y[3] != first_argmax(z + 3 * K, K));
         ck_assert_int_eq(errs, want);
         for (size_t b = 1; b < 3; b++) {
@@ -458,16 +427,16 @@ START_TEST(test_xent_finite_difference)
                 hs[e] = ((double)rp[i] - z[e]) + (z[e] - (double)rm[i]);
                 yp[2 * e] = yp[2 * e + 1] = y[b];
             }
-        kdcl_tensor dz = mat(B, K), dd = mat(B, K), dy = vec(KDCL_I32, B), zpt = mat(rows, K),
-                    ypt = vec(KDCL_I32, rows), lpt = vec(KDCL_F32, rows);
-        put(&dz, z);
-        put(&dy, y);
-        put(&zpt, zp);
-        put(&ypt, yp);
-        ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, NULL, &dd, 1.0f, NULL), "xent dz");
-        ok(kdcl_op_softmax_xent(tu_ctx, &zpt, &ypt, &lpt, NULL, 1.0f, NULL), "xent perturbed");
-        get(&dd, dzh);
-        get(&lpt, lp);
+        kdcl_tensor dz = tu_mat(B, K), dd = tu_mat(B, K), dy = tu_vec(KDCL_I32, B), zpt = tu_mat(rows, K),
+                    ypt = tu_vec(KDCL_I32, rows), lpt = tu_vec(KDCL_F32, rows);
+        tu_put(&dz, z);
+        tu_put(&dy, y);
+        tu_put(&zpt, zp);
+        tu_put(&ypt, yp);
+        tu_ok(kdcl_op_softmax_xent(tu_ctx, &dz, &dy, NULL, &dd, 1.0f, NULL), "xent dz");
+        tu_ok(kdcl_op_softmax_xent(tu_ctx, &zpt, &ypt, &lpt, NULL, 1.0f, NULL), "xent perturbed");
+        tu_get(&dd, dzh);
+        tu_get(&lpt, lp);
         double *lr = malloc(K * sizeof *lr), *delta = malloc(K * sizeof *delta), worst = 0;
         for (size_t e = 0; e < n; e++) {
             double tl = 0;
@@ -514,12 +483,12 @@ START_TEST(test_reduce_add)
             size_t n = ns[i], cap = n + 5;
             float *x = malloc(cap * 4), acc[4] = {1.5f, -2.0f, 10.0f, 7.0f}, out[4], out2[4];
             tu_fill_uniform(x, cap, pos ? 0.0f : -1.0f, 1.0f, n * 3 + (size_t)pos);
-            kdcl_tensor dx = vec(KDCL_F32, cap), da = vec(KDCL_F32, 4);
-            put(&dx, x);
-            put(&da, acc);
-            ok(kdcl_op_reduce_add(tu_ctx, &dx, n, &da, 2), "reduce_add");
-            ok(kdcl_op_reduce_add(tu_ctx, &dx, n, &da, 2), "reduce_add again");
-            get(&da, out);
+            kdcl_tensor dx = tu_vec(KDCL_F32, cap), da = tu_vec(KDCL_F32, 4);
+            tu_put(&dx, x);
+            tu_put(&da, acc);
+            tu_ok(kdcl_op_reduce_add(tu_ctx, &dx, n, &da, 2), "reduce_add");
+            tu_ok(kdcl_op_reduce_add(tu_ctx, &dx, n, &da, 2), "reduce_add again");
+            tu_get(&da, out);
             double sum = 0, mag = 0;
             for (size_t j = 0; j < n; j++) {
                 sum += x[j];
@@ -531,10 +500,10 @@ START_TEST(test_reduce_add)
                           (double)out[2], want, tol);
             ck_assert(out[0] == acc[0] && out[1] == acc[1] && out[3] == acc[3]);
             /* deterministic: the same inputs give the same bits */
-            put(&da, acc);
-            ok(kdcl_op_reduce_add(tu_ctx, &dx, n, &da, 2), "reduce_add");
-            ok(kdcl_op_reduce_add(tu_ctx, &dx, n, &da, 2), "reduce_add again");
-            get(&da, out2);
+            tu_put(&da, acc);
+            tu_ok(kdcl_op_reduce_add(tu_ctx, &dx, n, &da, 2), "reduce_add");
+            tu_ok(kdcl_op_reduce_add(tu_ctx, &dx, n, &da, 2), "reduce_add again");
+            tu_get(&da, out2);
             ck_assert_msg(memcmp(out, out2, sizeof out) == 0, "n=%zu: not deterministic", n);
             kdcl_tensor_free(tu_ctx, &dx);
             kdcl_tensor_free(tu_ctx, &da);
@@ -542,13 +511,13 @@ START_TEST(test_reduce_add)
         }
     /* n == 0 leaves acc alone; index 0 and 3 */
     float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, acc[4] = {0}, out[4];
-    kdcl_tensor dx = vec(KDCL_F32, 8), da = vec(KDCL_F32, 4);
-    put(&dx, x);
-    put(&da, acc);
-    ok(kdcl_op_reduce_add(tu_ctx, &dx, 0, &da, 1), "reduce_add n=0");
-    ok(kdcl_op_reduce_add(tu_ctx, &dx, 8, &da, 0), "reduce_add");
-    ok(kdcl_op_reduce_add(tu_ctx, &dx, 3, &da, 3), "reduce_add");
-    get(&da, out);
+    kdcl_tensor dx = tu_vec(KDCL_F32, 8), da = tu_vec(KDCL_F32, 4);
+    tu_put(&dx, x);
+    tu_put(&da, acc);
+    tu_ok(kdcl_op_reduce_add(tu_ctx, &dx, 0, &da, 1), "reduce_add n=0");
+    tu_ok(kdcl_op_reduce_add(tu_ctx, &dx, 8, &da, 0), "reduce_add");
+    tu_ok(kdcl_op_reduce_add(tu_ctx, &dx, 3, &da, 3), "reduce_add");
+    tu_get(&da, out);
     ck_assert(out[0] == 36.0f && out[1] == 0.0f && out[2] == 0.0f && out[3] == 6.0f);
     kdcl_tensor_free(tu_ctx, &dx);
     kdcl_tensor_free(tu_ctx, &da);
@@ -570,13 +539,13 @@ START_TEST(test_confusion)
         y[6] = (int)K;   /* skipped */
         for (size_t b = 0; b < B; b++)
             if (y[b] >= 0 && (size_t)y[b] < K) want[(size_t)y[b] * K + first_argmax(z + b * K, K)] += 2;
-        kdcl_tensor dz = mat(B, K), dy = vec(KDCL_I32, B), dc = vec(KDCL_I32, K * K);
-        put(&dz, z);
-        put(&dy, y);
-        put(&dc, conf);
-        ok(kdcl_op_confusion(tu_ctx, &dz, &dy, &dc), "confusion");
-        ok(kdcl_op_confusion(tu_ctx, &dz, &dy, &dc), "confusion again");
-        get(&dc, conf);
+        kdcl_tensor dz = tu_mat(B, K), dy = tu_vec(KDCL_I32, B), dc = tu_vec(KDCL_I32, K * K);
+        tu_put(&dz, z);
+        tu_put(&dy, y);
+        tu_put(&dc, conf);
+        tu_ok(kdcl_op_confusion(tu_ctx, &dz, &dy, &dc), "confusion");
+        tu_ok(kdcl_op_confusion(tu_ctx, &dz, &dy, &dc), "confusion again");
+        tu_get(&dc, conf);
         for (size_t j = 0; j < K * K; j++)
             ck_assert_msg(conf[j] == want[j], "K=%zu: conf[%zu][%zu] = %d want %d", K, j / K,
                           j % K, conf[j], want[j]);
@@ -603,12 +572,12 @@ static void expect_invalid(kdcl_status s, const char *op, const char *what)
 
 START_TEST(test_bad_arguments)
 {
-    kdcl_tensor z = mat(4, 10), out = mat(4, 10), out2 = mat(4, 11), z1 = vec(KDCL_F32, 40),
-                zi = vec(KDCL_I32, 40), y = vec(KDCL_I32, 4), y5 = vec(KDCL_I32, 5),
-                yf = vec(KDCL_F32, 4), l = vec(KDCL_F32, 4), l3 = vec(KDCL_F32, 3),
-                e = vec(KDCL_I32, 1), c = vec(KDCL_I32, 100), c2 = vec(KDCL_I32, 99);
+    kdcl_tensor z = tu_mat(4, 10), out = tu_mat(4, 10), out2 = tu_mat(4, 11), z1 = tu_vec(KDCL_F32, 40),
+                zi = tu_vec(KDCL_I32, 40), y = tu_vec(KDCL_I32, 4), y5 = tu_vec(KDCL_I32, 5),
+                yf = tu_vec(KDCL_F32, 4), l = tu_vec(KDCL_F32, 4), l3 = tu_vec(KDCL_F32, 3),
+                e = tu_vec(KDCL_I32, 1), c = tu_vec(KDCL_I32, 100), c2 = tu_vec(KDCL_I32, 99);
     kdcl_tensor zi2;
-    ok(kdcl_tensor_alloc2(tu_ctx, &zi2, KDCL_I32, 4, 10), "alloc");
+    tu_ok(kdcl_tensor_alloc2(tu_ctx, &zi2, KDCL_I32, 4, 10), "alloc");
     kdcl_tensor nobuf = z;
     nobuf.buf = NULL;
     const char *sm = "kdcl_op_softmax", *xe = "kdcl_op_softmax_xent";
@@ -646,7 +615,7 @@ START_TEST(test_bad_arguments)
     ck_assert_msg(strstr(kdcl_last_error(), "[4, 11]") && strstr(kdcl_last_error(), "[4, 10]"),
                   "message lacks shapes: %s", kdcl_last_error());
     /* valid calls with everything optional left out */
-    ok(kdcl_op_softmax_xent(tu_ctx, &z, &y, NULL, NULL, 1, NULL), "xent with no outputs");
+    tu_ok(kdcl_op_softmax_xent(tu_ctx, &z, &y, NULL, NULL, 1, NULL), "xent with no outputs");
     kdcl_tensor *all[] = {&z, &out, &out2, &z1, &zi, &zi2, &y, &y5, &yf, &l, &l3, &e, &c, &c2};
     for (size_t i = 0; i < NELEM(all); i++) kdcl_tensor_free(tu_ctx, all[i]);
 }

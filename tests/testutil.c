@@ -65,6 +65,39 @@ void tu_ctx_teardown(void)
     tu_ctx = NULL;
 }
 
+kdcl_tensor tu_mat(size_t B, size_t K)
+{
+    kdcl_tensor t;
+    kdcl_status s = kdcl_tensor_alloc2(tu_ctx, &t, KDCL_F32, B, K);
+    ck_assert_msg(s == KDCL_OK, "alloc: %s", kdcl_last_error());
+    return t;
+}
+
+kdcl_tensor tu_vec(kdcl_elem type, size_t n)
+{
+    kdcl_tensor t;
+    kdcl_status s = kdcl_tensor_alloc(tu_ctx, &t, type, 1, &n);
+    ck_assert_msg(s == KDCL_OK, "alloc: %s", kdcl_last_error());
+    return t;
+}
+
+void tu_put(kdcl_tensor *t, const void *h)
+{
+    kdcl_status s = kdcl_tensor_upload(tu_ctx, t, 0, t->numel, h);
+    ck_assert_msg(s == KDCL_OK, "upload: %s", kdcl_last_error());
+}
+
+void tu_get(const kdcl_tensor *t, void *h)
+{
+    kdcl_status s = kdcl_tensor_download(tu_ctx, t, 0, t->numel, h);
+    ck_assert_msg(s == KDCL_OK, "download: %s", kdcl_last_error());
+}
+
+void tu_ok(kdcl_status s, const char *what)
+{
+    ck_assert_msg(s == KDCL_OK, "%s: %s", what, kdcl_last_error());
+}
+
 void tu_make_6x6(kdcl_dataset *d, size_t n, uint64_t seed, int n_classes,
                  int (*region)(size_t p), unsigned noise, unsigned boost)
 {

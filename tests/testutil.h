@@ -22,6 +22,14 @@ void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed);
 extern kdcl_ctx *tu_ctx;
 void tu_ctx_setup(void);
 void tu_ctx_teardown(void);
+/* Tensors on tu_ctx, failing the test with the library's error: an F32
+ * [B, K] matrix, a 1-D tensor of n elements, whole-tensor upload/download. */
+kdcl_tensor tu_mat(size_t B, size_t K);
+kdcl_tensor tu_vec(kdcl_elem type, size_t n);
+void tu_put(kdcl_tensor *t, const void *h);
+void tu_get(const kdcl_tensor *t, void *h);
+/* Fail the test unless s is KDCL_OK ("what: <error>"). */
+void tu_ok(kdcl_status s, const char *what);
 /* A seeded synthetic problem on 6x6 grey images (d is overwritten; free with
  * kdcl_dataset_free): each label is uniform in [0, n_classes), and pixel p is
  * noise in [0, noise) plus `boost` where region(p) equals the label. */

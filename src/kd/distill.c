@@ -8,6 +8,7 @@
 #include "kdcl/loss.h"
 #include "kdcl/ops.h"
 #include "kdcl/safetensors.h"
+#include "nn/eval_internal.h"
 #include "runtime/ctx.h"
 
 static kdcl_norm meta_norm(const kdcl_st_file *f)
@@ -112,6 +113,27 @@ static kdcl_status log_inplace(kdcl_ctx *ctx, kdcl_tensor *x)
     return KDCL_OK;
 }
 
+typedef struct {
+    kdcl_ensemble *e;
+    const kdcl_dataset *ds;
+} ensemble_eval;
+
+/* The log of the combined probabilities: argmax and cross-entropy as for logits. */
+static kdcl_status ensemble_eval_logits(void *user, const kdcl_batcher *b, size_t count,
+                                        kdcl_tensor **logits)
+{
+    ensemble_eval *ev = user;
+    kdcl_ensemble *e = ev->e;
+    const kdcl_dataset *ds = ev->ds;
+    kdcl_status s;
+    if ((s = kdcl_ensemble_forward(e, &b->batch_u8[b->cur], count, ds->h, ds->w, ds->c, 0, 0, 0,
+                                   1.0f, 0)) ||
+        (s = log_inplace(e->ctx, &e->out)))
+        return s;
+    *logits = &e->out;
+    return KDCL_OK;
+}
+
 kdcl_status kdcl_ensemble_evaluate(kdcl_ensemble *e, const kdcl_dataset *ds, kdcl_eval_result *r)
 {
     memset(r, 0, sizeof *r);
@@ -124,64 +146,8 @@ kdcl_status kdcl_ensemble_evaluate(kdcl_ensemble *e, const kdcl_dataset *ds, kdc
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "the ensemble has %zu outputs but the data has %zu classes",
                               e->classes, ds->n_classes);
-    kdcl_batcher b;
-    kdcl_status s = kdcl_batcher_create(ctx, ds, e->max_batch, &b);
-    if (s) return s;
-    const size_t B = b.max_batch, steps = (ds->n + B - 1) / B, K = e->classes;
-    kdcl_tensor loss = {0}, loss_acc = {0}, err_acc = {0}, conf = {0};
-    size_t n1[1] = {B}, ns[1] = {steps}, one[1] = {1}, kk[1] = {K * K};
-    int32_t zero = 0;
-    float *host = malloc(steps * sizeof *host);
-    int32_t *z = calloc(K * K, sizeof *z);
-    if (!host || !z) {
-        s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
-        goto done;
-    }
-    if ((s = kdcl_tensor_alloc(ctx, &loss, KDCL_F32, 1, n1)) ||
-        (s = kdcl_tensor_alloc(ctx, &loss_acc, KDCL_F32, 1, ns)) ||
-        (s = kdcl_tensor_alloc(ctx, &err_acc, KDCL_I32, 1, one)) ||
-        (s = kdcl_tensor_alloc(ctx, &conf, KDCL_I32, 1, kk)) ||
-        (s = kdcl_tensor_fill(ctx, &loss_acc, 0.0f)) ||
-        (s = kdcl_tensor_upload(ctx, &err_acc, 0, 1, &zero)) ||
-        (s = kdcl_tensor_upload(ctx, &conf, 0, K * K, z)))
-        goto done;
-    for (size_t step = 0; step < steps; step++) {
-        size_t start = step * B, count = ds->n - start < B ? ds->n - start : B;
-        size_t ls[1] = {count};
-        /* log of the combined probabilities: argmax and cross-entropy as for logits */
-        if ((s = kdcl_batcher_load(&b, start, count)) ||
-            (s = kdcl_ensemble_forward(e, &b.batch_u8[b.cur], count, ds->h, ds->w, ds->c, 0, 0, 0,
-                                       1.0f, 0)) ||
-            (s = log_inplace(ctx, &e->out)) || (s = kdcl_tensor_reshape(&loss, 1, ls)) ||
-            (s = kdcl_op_softmax_xent(ctx, &e->out, &b.batch_labels[b.cur], &loss, NULL, 1.0f,
-                                      &err_acc)) ||
-            (s = kdcl_op_reduce_add(ctx, &loss, count, &loss_acc, step)) ||
-            (s = kdcl_op_confusion(ctx, &e->out, &b.batch_labels[b.cur], &conf)))
-            goto done;
-    }
-    int32_t errs = 0;
-    if ((s = kdcl_tensor_download(ctx, &err_acc, 0, 1, &errs)) ||
-        (s = kdcl_tensor_download(ctx, &loss_acc, 0, steps, host)))
-        goto done;
-    double sum = 0;
-    for (size_t i = 0; i < steps; i++) sum += host[i];
-    r->n = ds->n;
-    r->errors = (size_t)errs;
-    r->loss = sum / (double)ds->n;
-    r->n_classes = K;
-    r->confusion = z;
-    z = NULL;
-    s = kdcl_tensor_download(ctx, &conf, 0, K * K, r->confusion);
-done:
-    if (s) kdcl_eval_result_free(r);
-    free(z);
-    free(host);
-    kdcl_tensor_free(ctx, &loss);
-    kdcl_tensor_free(ctx, &loss_acc);
-    kdcl_tensor_free(ctx, &err_acc);
-    kdcl_tensor_free(ctx, &conf);
-    kdcl_batcher_destroy(&b);
-    return s;
+    ensemble_eval ev = {e, ds};
+    return kdcl_eval_loop(ctx, ds, e->max_batch, e->classes, 1, ensemble_eval_logits, &ev, r);
 }
 
 /* ---- the distillation loss hook ---- */

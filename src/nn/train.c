@@ -10,6 +10,7 @@
 #include "kdcl/loss.h"
 #include "kdcl/ops.h"
 #include "kdcl/train.h"
+#include "nn/eval_internal.h"
 #include "runtime/ctx.h"
 
 #define SYNC_STEPS 32
@@ -231,20 +232,15 @@ void kdcl_eval_result_free(kdcl_eval_result *r)
     memset(r, 0, sizeof *r);
 }
 
-kdcl_status kdcl_evaluate(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm,
-                          int want_confusion, kdcl_eval_result *r)
+kdcl_status kdcl_eval_loop(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_batch, size_t K,
+                           int want_confusion, kdcl_eval_logits_fn logits_fn, void *user,
+                           kdcl_eval_result *r)
 {
-    memset(r, 0, sizeof *r);
-    kdcl_ctx *ctx = m->ctx;
-    kdcl_status s = check_fit(m, ds, "evaluate");
-    if (s) return s;
-    const size_t L = m->arch.n_layers, K = m->arch.sizes[L];
-    size_t B = m->max_batch;
     kdcl_batcher b;
     kdcl_tensor loss = {0}, loss_acc = {0}, err_acc = {0}, conf = {0};
-    if ((s = kdcl_batcher_create(ctx, ds, B, &b))) return s;
-    B = b.max_batch;
-    size_t steps = (ds->n + B - 1) / B;
+    kdcl_status s = kdcl_batcher_create(ctx, ds, max_batch, &b);
+    if (s) return s;
+    const size_t B = b.max_batch, steps = (ds->n + B - 1) / B;
     size_t n1[1] = {B}, ns[1] = {steps}, one[1] = {1}, kk[1] = {K * K};
     int32_t zero = 0;
     float *host = malloc(steps * sizeof *host);
@@ -272,16 +268,15 @@ kdcl_status kdcl_evaluate(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm,
     for (size_t step = 0; step < steps; step++) {
         size_t start = step * B, count = ds->n - start < B ? ds->n - start : B;
         size_t ls[1] = {count};
-        if ((s = kdcl_batcher_load(&b, start, count)) || (s = kdcl_mlp_set_batch(m, count)) ||
+        kdcl_tensor *logits = NULL;
+        if ((s = kdcl_batcher_load(&b, start, count)) ||
+            (s = logits_fn(user, &b, count, &logits)) ||
             (s = kdcl_tensor_reshape(&loss, 1, ls)) ||
-            (s = kdcl_op_u8_to_float(ctx, &b.batch_u8[b.cur], &m->act[0], count * ds->dim,
-                                     norm.scale, norm.shift)) ||
-            (s = kdcl_mlp_forward(m, 0, 0, 0)) ||
-            (s = kdcl_op_softmax_xent(ctx, &m->act[L], &b.batch_labels[b.cur], &loss, NULL, 1.0f,
+            (s = kdcl_op_softmax_xent(ctx, logits, &b.batch_labels[b.cur], &loss, NULL, 1.0f,
                                       &err_acc)) ||
             (s = kdcl_op_reduce_add(ctx, &loss, count, &loss_acc, step)) ||
             (want_confusion &&
-             (s = kdcl_op_confusion(ctx, &m->act[L], &b.batch_labels[b.cur], &conf))))
+             (s = kdcl_op_confusion(ctx, logits, &b.batch_labels[b.cur], &conf))))
             goto done;
     }
     int32_t errs = 0;
@@ -311,4 +306,36 @@ done:
     kdcl_tensor_free(ctx, &conf);
     kdcl_batcher_destroy(&b);
     return s;
+}
+
+typedef struct {
+    kdcl_mlp *m;
+    kdcl_norm norm;
+} mlp_eval;
+
+/* u8 -> float into the input activations, then the forward pass. */
+static kdcl_status mlp_eval_logits(void *user, const kdcl_batcher *b, size_t count,
+                                   kdcl_tensor **logits)
+{
+    mlp_eval *me = user;
+    kdcl_mlp *m = me->m;
+    kdcl_status s;
+    if ((s = kdcl_mlp_set_batch(m, count)) ||
+        (s = kdcl_op_u8_to_float(m->ctx, &b->batch_u8[b->cur], &m->act[0],
+                                 count * m->arch.sizes[0], me->norm.scale, me->norm.shift)) ||
+        (s = kdcl_mlp_forward(m, 0, 0, 0)))
+        return s;
+    *logits = &m->act[m->arch.n_layers];
+    return KDCL_OK;
+}
+
+kdcl_status kdcl_evaluate(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm,
+                          int want_confusion, kdcl_eval_result *r)
+{
+    memset(r, 0, sizeof *r);
+    kdcl_status s = check_fit(m, ds, "evaluate");
+    if (s) return s;
+    mlp_eval me = {m, norm};
+    return kdcl_eval_loop(m->ctx, ds, m->max_batch, m->arch.sizes[m->arch.n_layers],
+                          want_confusion, mlp_eval_logits, &me, r);
 }
