@@ -27,36 +27,7 @@
 
 /* ---- work-group reductions (every work-item of the group must call) ---- */
 
-/* Group-wide max of v. Ends with a barrier so the scratch can be reused. */
-float wg_max(__local float *sv, float v)
-{
-    const uint lid = (uint)get_local_id(0), n = (uint)get_local_size(0);
-    sv[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = n >> 1; s > 0; s >>= 1) {
-        if (lid < s) sv[lid] = fmax(sv[lid], sv[lid + s]);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float r = sv[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
-
-/* Group-wide sum of v in a fixed pairwise order. The final barrier also fences
- * global memory: callers read z before it and may write (an aliased) z after. */
-float wg_sum(__local float *sv, float v)
-{
-    const uint lid = (uint)get_local_id(0), n = (uint)get_local_size(0);
-    sv[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = n >> 1; s > 0; s >>= 1) {
-        if (lid < s) sv[lid] += sv[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float r = sv[0];
-    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
-    return r;
-}
+#include "wg_reduce.clh"
 
 /* Group-wide (max value, first index of it) of the pairs (v, i). */
 void wg_argmax(__local float *sv, __local int *si, float v, int i, float *ov, int *oi)

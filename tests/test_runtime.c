@@ -273,7 +273,27 @@ START_TEST(test_embedded_kernel_and_override)
     free(src);
     ck_assert_int_eq(kdcl_kernel_source("missing", &src, &len), KDCL_ERR_IO);
     ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "missing.cl"));
+    /* #include "x.clh" lines are replaced by the header's text */
+    char hpath[4200];
+    snprintf(path, sizeof path, "%s/inc.cl", dir);
+    snprintf(hpath, sizeof hpath, "%s/shared.clh", dir);
+    ck_assert_int_eq(tu_write_file(hpath, "float twice(float x) { return 2 * x; }", 38), 0);
+    const char *inc = "// top\n#include \"shared.clh\"\n// bottom\n";
+    ck_assert_int_eq(tu_write_file(path, inc, strlen(inc)), 0);
+    ck_assert_int_eq(kdcl_kernel_source("inc", &src, &len), KDCL_OK);
+    ck_assert_str_eq(src, "// top\nfloat twice(float x) { return 2 * x; }\n// bottom\n");
+    ck_assert_uint_eq(len, strlen(src));
+    free(src);
+    const char *bad = "#include \"missing.clh\"\n";
+    ck_assert_int_eq(tu_write_file(path, bad, strlen(bad)), 0);
+    ck_assert_int_eq(kdcl_kernel_source("inc", &src, &len), KDCL_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "missing.clh"));
     unsetenv("KDCL_KERNEL_DIR");
+    /* the built-in programs come with their headers inlined */
+    ck_assert_int_eq(kdcl_kernel_source("softmax", &src, &len), KDCL_OK);
+    ck_assert_ptr_null(strstr(src, "\n#include \""));
+    ck_assert_ptr_nonnull(strstr(src, "float wg_sum("));
+    free(src);
     ck_assert_int_eq(kdcl_kernel_source("test_util", &src, &len), KDCL_OK);
     ck_assert_ptr_nonnull(strstr(src, "__kernel void axpb"));
     free(src);

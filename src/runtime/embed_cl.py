@@ -10,7 +10,9 @@ with open(out, "w", encoding="utf-8") as f:
     f.write("#include \"runtime/embedded.h\"\n\n")
     names = []
     for i, path in enumerate(sorted(inputs, key=os.path.basename)):
-        name = os.path.splitext(os.path.basename(path))[0]
+        # programs by stem ("softmax"), shared headers by file name ("wg_reduce.clh")
+        base = os.path.basename(path)
+        name = base[:-3] if base.endswith(".cl") else base
         data = open(path, "rb").read()
         f.write(f"static const char src_{i}[] = {{\n")
         for j in range(0, len(data), 16):

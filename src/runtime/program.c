@@ -227,13 +227,16 @@ kdcl_status kdcl_program_build(kdcl_ctx *ctx, const char *name, const char *sour
     return KDCL_OK;
 }
 
-kdcl_status kdcl_kernel_source(const char *program, char **out, size_t *len)
+/* One file of cl/: "name" is a program (name.cl) or a header ("x.clh"),
+ * from $KDCL_KERNEL_DIR when set, else from the copies built into kdcl. */
+static kdcl_status load_file(const char *name, char **out, size_t *len)
 {
     *out = NULL;
+    const int header = strchr(name, '.') != NULL;
     const char *dir = getenv("KDCL_KERNEL_DIR");
     if (dir && *dir) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s.cl", dir, program);
+        snprintf(path, sizeof path, "%s/%s%s", dir, name, header ? "" : ".cl");
         FILE *f = fopen(path, "rb");
         if (!f)
             return kdcl_set_error(KDCL_ERR_IO, "KDCL_KERNEL_DIR: cannot open %s: %s", path,
@@ -267,7 +270,7 @@ kdcl_status kdcl_kernel_source(const char *program, char **out, size_t *len)
         return KDCL_OK;
     }
     for (const kdcl_embedded_source *e = kdcl_embedded_sources; e->name; e++) {
-        if (strcmp(e->name, program) == 0) {
+        if (strcmp(e->name, name) == 0) {
             char *buf = malloc(e->len + 1);
             if (!buf) return kdcl_set_error(KDCL_ERR_OOM, "out of memory");
             memcpy(buf, e->text, e->len + 1);
@@ -276,8 +279,72 @@ kdcl_status kdcl_kernel_source(const char *program, char **out, size_t *len)
             return KDCL_OK;
         }
     }
-    return kdcl_set_error(KDCL_ERR_INVALID_ARG, "no kernel program named '%s' is built into kdcl",
-                          program);
+    return kdcl_set_error(KDCL_ERR_INVALID_ARG, "no kernel %s named '%s' is built into kdcl",
+                          header ? "header" : "program", name);
+}
+
+/* Programs share code through lines `#include "x.clh"` naming another file of
+ * cl/; they are replaced by that file's text here (one level deep), so the
+ * source handed to the OpenCL compiler needs no include path and the cache
+ * key covers the headers too. */
+kdcl_status kdcl_kernel_source(const char *program, char **out, size_t *len)
+{
+    char *src;
+    size_t n;
+    kdcl_status s = load_file(program, &src, &n);
+    if (s) return s;
+    const char *tag = "#include \"";
+    if (!strstr(src, tag)) {
+        *out = src;
+        *len = n;
+        return KDCL_OK;
+    }
+    char *res = NULL;
+    size_t rn = 0;
+    const char *p = src;
+    while (*p) {
+        const char *eol = strchr(p, '\n');
+        size_t ll = eol ? (size_t)(eol - p) + 1 : strlen(p);
+        char *piece = NULL;
+        size_t pl = ll;
+        const char *text = p;
+        if (strncmp(p, tag, strlen(tag)) == 0) {
+            const char *b = p + strlen(tag), *e = memchr(b, '"', ll - strlen(tag));
+            char name[128];
+            if (!e || (size_t)(e - b) >= sizeof name || memchr(b, '/', (size_t)(e - b))) {
+                free(src);
+                free(res);
+                return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s.cl: malformed #include line",
+                                      program);
+            }
+            memcpy(name, b, (size_t)(e - b));
+            name[e - b] = '\0';
+            if ((s = load_file(name, &piece, &pl))) {
+                free(src);
+                free(res);
+                return s;
+            }
+            text = piece;
+        }
+        char *g = realloc(res, rn + pl + 2);
+        if (!g) {
+            free(piece);
+            free(src);
+            free(res);
+            return kdcl_set_error(KDCL_ERR_OOM, "out of memory");
+        }
+        res = g;
+        memcpy(res + rn, text, pl);
+        rn += pl;
+        if (piece && pl && res[rn - 1] != '\n') res[rn++] = '\n';
+        free(piece);
+        p += ll;
+    }
+    res[rn] = '\0';
+    free(src);
+    *out = res;
+    *len = rn;
+    return KDCL_OK;
 }
 
 kdcl_status kdcl_program_get(kdcl_ctx *ctx, const char *program, cl_program *out)
