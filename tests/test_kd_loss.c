@@ -55,12 +55,6 @@ static const float As[] = {0.0f, 0.1f, 1.0f};
 static const float Ss[] = {1.0f, 30.0f, 1e4f};
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-static double gamma_n(size_t n)
-{
-    double a = (double)n * U;
-    return a / (1.0 - a);
-}
-
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
 static uint32_t rnd(void)
 {
@@ -80,30 +74,7 @@ static size_t first_argmax(const float *z, size_t K)
 
 /* ---- reference ---- */
 
-typedef struct {
-    double m, logS, E; /* row max of x, log sum exp(x - m), relative error bound of s^ */
-} rowref;
-
-/* One row in double: x_k = z_k / T, lp[k] = log softmax, delta[k] as above.
- * scaled = 0 when the kernel multiplies by exactly 1 (T = 1). */
-static rowref ref_row(const float *z, size_t K, double T, int scaled, double *lp, double *delta)
-{
-    rowref r;
-    r.m = -INFINITY;
-    for (size_t k = 0; k < K; k++) r.m = fmax(r.m, z[k] / T);
-    double S = 0;
-    for (size_t k = 0; k < K; k++) S += exp(z[k] / T - r.m);
-    r.logS = log(S);
-    double pd = 0;
-    for (size_t k = 0; k < K; k++) {
-        double x = z[k] / T;
-        lp[k] = (x - r.m) - r.logS;
-        delta[k] = (scaled ? 2 * U * (fabs(x) + fabs(r.m)) : 0) + U * fabs(x - r.m);
-        pd += exp(lp[k]) * delta[k];
-    }
-    r.E = pd + 8 * U + gamma_n(K);
-    return r;
-}
+/* The per-row softmax reference is tu_ref_row (testutil). */
 
 typedef struct {
     kdcl_kd_mode mode;
@@ -143,8 +114,8 @@ static void kd_ref(const kdcase *c, const float *z, const float *t, int y, size_
     for (size_t k = 0; k < K; k++) w->d[k] = w->td[k] = 0;
     if (a < 1 && c->mode == KDCL_KD_KL) {
         const double cl = (1 - a) * T * T, cg = (1 - a) * T;
-        rowref rq = ref_row(z, K, T, T != 1, w->lq, w->dq), rp = {0, 0, 0};
-        if (c->tl) rp = ref_row(t, K, T, T != 1, w->lp, w->dp);
+        tu_rowref rq = tu_ref_row(z, K, T, T != 1, w->lq, w->dq), rp = {0, 0, 0};
+        if (c->tl) rp = tu_ref_row(t, K, T, T != 1, w->lp, w->dp);
         double sum = 0, mag = 0, err = 0;
         for (size_t k = 0; k < K; k++) {
             const double q = exp(w->lq[k]), rhoq = w->dq[k] + rq.E + 14 * U;
@@ -171,7 +142,7 @@ static void kd_ref(const kdcase *c, const float *z, const float *t, int y, size_
             w->td[k] = cg * (q * rhoq + p * rhop + 3 * U * fabs(q - p) + 2 * TINY);
         }
         Ls = cl * sum;
-        eLs = cl * (err + gamma_n(K) * mag) + 2 * U * fabs(Ls);
+        eLs = cl * (err + tu_gamma_n(K) * mag) + 2 * U * fabs(Ls);
     } else if (a < 1) { /* logit matching */
         const double cl = 0.5 * (1 - a), cg = 1 - a;
         double sum = 0;
@@ -182,11 +153,11 @@ static void kd_ref(const kdcase *c, const float *z, const float *t, int y, size_
             w->td[k] = 3 * U * cg * fabs(dd);
         }
         Ls = cl * sum;
-        eLs = Ls * (3 * U + gamma_n(K)) + 2 * U * Ls;
+        eLs = Ls * (3 * U + tu_gamma_n(K)) + 2 * U * Ls;
     }
     double Lh = 0, eLh = 0;
     if (a > 0) {
-        rowref r1 = ref_row(z, K, 1.0, 0, w->l1, w->d1);
+        tu_rowref r1 = tu_ref_row(z, K, 1.0, 0, w->l1, w->d1);
         const double ce = -w->l1[y];
         Lh = a * ce;
         eLh = a * (w->d1[y] + r1.E + 8 * U * fabs(r1.logS) + U * ce) + U * Lh;
@@ -570,8 +541,8 @@ START_TEST(test_kd_temperature)
                 double L, tL;
                 kd_ref(&c, z + b * K, v + b * K, 0, K, &w, &L, &tL);
                 memcpy(ref_d, w.d, K * sizeof *ref_d);
-                rowref rq = ref_row(z + b * K, K, T, T != 1, w.lq, w.dq);
-                rowref rp = ref_row(v + b * K, K, T, T != 1, w.lp, w.dp);
+                tu_rowref rq = tu_ref_row(z + b * K, K, T, T != 1, w.lq, w.dq);
+                tu_rowref rp = tu_ref_row(v + b * K, K, T, T != 1, w.lp, w.dp);
                 double zm = 0, vm = 0, limmax = 0;
                 for (size_t k = 0; k < K; k++) {
                     zm += z[b * K + k] / (double)K;
@@ -665,8 +636,8 @@ START_TEST(test_kd_alpha1_is_xent)
                 tu_get(&de, &e2);
                 ck_assert_int_eq(e1, e2);
                 for (size_t b = 0; b < B; b++) {
-                    rowref r = ref_row(z + b * K, K, 1.0, 0, lp, delta);
-                    const double tl1 = SAFETY * (2 * gamma_n(K) + 16 * U * fabs(r.logS) +
+                    tu_rowref r = tu_ref_row(z + b * K, K, 1.0, 0, lp, delta);
+                    const double tl1 = SAFETY * (2 * tu_gamma_n(K) + 16 * U * fabs(r.logS) +
                                                  2 * U * fabs(l2[b])) + 1e-30;
                     ck_assert_msg(fabs(l1[b] - l2[b]) <= tl1,
                                   "K=%zu variant %d row %zu: kd loss %.9g, xent %.9g", K, variant,
@@ -676,7 +647,7 @@ START_TEST(test_kd_alpha1_is_xent)
                         const size_t e = b * K + k;
                         const double pk = exp(lp[k]), hot = (int)k == y[b];
                         const double td = SAFETY * fabs(g) *
-                                              (pk * (2 * gamma_n(K) + 2 * U) + 4 * U * fabs(pk - hot)) +
+                                              (pk * (2 * tu_gamma_n(K) + 2 * U) + 4 * U * fabs(pk - hot)) +
                                           fabs(g) * 2 * TINY;
                         ck_assert_msg(fabs(d1[e] - d2[e]) <= td,
                                       "K=%zu variant %d row %zu col %zu: kd dz %.9g, xent %.9g", K,
@@ -857,7 +828,7 @@ START_TEST(test_ensemble)
                             for (size_t b = 0; b < B; b++) {
                                 const float *vr = v + m * n + b * K;
                                 if (mode == KDCL_ENS_PROB) {
-                                    rowref r = ref_row(vr, K, T, T != 1, lp, delta);
+                                    tu_rowref r = tu_ref_row(vr, K, T, T != 1, lp, delta);
                                     for (size_t k = 0; k < K; k++) {
                                         const double t = wgt * exp(lp[k]);
                                         ref[b * K + k] += t;

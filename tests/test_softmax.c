@@ -51,12 +51,6 @@ static const float Ts[] = {0.05f, 1.0f, 2.5f, 20.0f, 100.0f};
 static const float Ss[] = {1.0f, 30.0f, 1e4f};
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-static double gamma_n(size_t n)
-{
-    double a = (double)n * U;
-    return a / (1.0 - a);
-}
-
 static uint64_t rng_state = 88172645463325252ull;
 static uint32_t rnd(void)
 {
@@ -68,30 +62,7 @@ static uint32_t rnd(void)
 
 /* ---- reference ---- */
 
-typedef struct {
-    double m, logS, E; /* row max of x, log sum exp(x - m), relative error bound of s^ */
-} rowref;
-
-/* One row in double: x_k = z_k / T, lp[k] = log softmax, delta[k] as above.
- * scaled = 0 when the kernel multiplies by exactly 1 (T = 1). */
-static rowref ref_row(const float *z, size_t K, double T, int scaled, double *lp, double *delta)
-{
-    rowref r;
-    r.m = -INFINITY;
-    for (size_t k = 0; k < K; k++) r.m = fmax(r.m, z[k] / T);
-    double S = 0;
-    for (size_t k = 0; k < K; k++) S += exp(z[k] / T - r.m);
-    r.logS = log(S);
-    double pd = 0;
-    for (size_t k = 0; k < K; k++) {
-        double x = z[k] / T;
-        lp[k] = (x - r.m) - r.logS;
-        delta[k] = (scaled ? 2 * U * (fabs(x) + fabs(r.m)) : 0) + U * fabs(x - r.m);
-        pd += exp(lp[k]) * delta[k];
-    }
-    r.E = pd + 8 * U + gamma_n(K);
-    return r;
-}
+/* The per-row softmax reference is tu_ref_row (testutil). */
 
 static size_t first_argmax(const float *z, size_t K)
 {
@@ -108,7 +79,7 @@ static void check_softmax(const float *z, const float *p, const float *l, size_t
 {
     for (size_t b = 0; b < B; b++) {
         const float *zr = z + b * K;
-        rowref r = ref_row(zr, K, T, 1, lp, delta);
+        tu_rowref r = tu_ref_row(zr, K, T, 1, lp, delta);
         double sum = 0;
         for (size_t k = 0; k < K; k++) {
             double pv = p[b * K + k], lv = l[b * K + k], pr = exp(lp[k]);
@@ -126,7 +97,7 @@ static void check_softmax(const float *z, const float *p, const float *l, size_t
                              B, K, (double)T, (double)sc, b, k, pv, pr, tp, lv, lp[k], tl);
             sum += pv;
         }
-        double ts = SAFETY * (gamma_n(K) + 30 * U);
+        double ts = SAFETY * (tu_gamma_n(K) + 30 * U);
         if (fabs(sum - 1) > ts)
             ck_abort_msg("B=%zu K=%zu T=%g s=%g: row %zu sums to 1 %+.3g (tol %.3g)", B, K,
                          (double)T, (double)sc, b, sum - 1, ts);
@@ -195,7 +166,7 @@ START_TEST(test_softmax_in_place_and_uniform)
         tu_get(&a, q);
         ck_assert_msg(memcmp(p, q, n * 4) == 0, "in-place softmax differs (K=%zu)", K);
         for (size_t k = 0; k < K; k++)
-            ck_assert_msg(fabs(p[k] - 1.0 / K) <= SAFETY * (gamma_n(K) + 14 * U) / K,
+            ck_assert_msg(fabs(p[k] - 1.0 / K) <= SAFETY * (tu_gamma_n(K) + 14 * U) / K,
                           "uniform row: p=%g want %g", (double)p[k], 1.0 / K);
         tu_put(&a, z);
         tu_ok(kdcl_op_softmax(tu_ctx, &a, &b, 0.5f, 1), "log-softmax");
@@ -264,7 +235,7 @@ static double check_xent(const float *z, const int *y, const float *loss, const 
     double *lp = malloc(K * sizeof *lp), *delta = malloc(K * sizeof *delta), worst = 0;
     for (size_t b = 0; b < B; b++) {
         const float *zr = z + b * K;
-        rowref r = ref_row(zr, K, 1.0, 0, lp, delta);
+        tu_rowref r = tu_ref_row(zr, K, 1.0, 0, lp, delta);
         if (loss) {
             double L = -lp[y[b]], Lh = loss[b];
             double t = SAFETY * (delta[y[b]] + r.E + 8 * U * fabs(r.logS) + U * L) + 1e-30;
@@ -441,7 +412,7 @@ START_TEST(test_xent_finite_difference)
         for (size_t e = 0; e < n; e++) {
             double tl = 0;
             for (int s = 0; s < 2; s++) {
-                rowref r = ref_row(zp + (2 * e + s) * K, K, 1.0, 0, lr, delta);
+                tu_rowref r = tu_ref_row(zp + (2 * e + s) * K, K, 1.0, 0, lr, delta);
                 int yy = yp[2 * e + s];
                 tl += SAFETY * (delta[yy] + r.E + 8 * U * fabs(r.logS) + U * fabs(lr[yy]));
             }
@@ -495,7 +466,7 @@ START_TEST(test_reduce_add)
                 mag += fabs(x[j]);
             }
             double want = 10.0 + 2 * sum;
-            double tol = 2 * gamma_n(n + 1) * (mag + 10.0 + fabs(sum)) + 1e-30;
+            double tol = 2 * tu_gamma_n(n + 1) * (mag + 10.0 + fabs(sum)) + 1e-30;
             ck_assert_msg(fabs(out[2] - want) <= tol, "n=%zu: acc %.9g want %.9g (tol %.3g)", n,
                           (double)out[2], want, tol);
             ck_assert(out[0] == acc[0] && out[1] == acc[1] && out[3] == acc[3]);

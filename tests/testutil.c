@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,4 +128,30 @@ int tu_run_suite(Suite *s)
     int nf = srunner_ntests_failed(sr);
     srunner_free(sr);
     return nf == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+double tu_gamma_n(size_t n)
+{
+    double a = (double)n * TU_U;
+    return a / (1.0 - a);
+}
+
+tu_rowref tu_ref_row(const float *z, size_t K, double T, int scaled, double *lp, double *delta)
+{
+    const double U = TU_U;
+    tu_rowref r;
+    r.m = -INFINITY;
+    for (size_t k = 0; k < K; k++) r.m = fmax(r.m, z[k] / T);
+    double S = 0;
+    for (size_t k = 0; k < K; k++) S += exp(z[k] / T - r.m);
+    r.logS = log(S);
+    double pd = 0;
+    for (size_t k = 0; k < K; k++) {
+        double x = z[k] / T;
+        lp[k] = (x - r.m) - r.logS;
+        delta[k] = (scaled ? 2 * U * (fabs(x) + fabs(r.m)) : 0) + U * fabs(x - r.m);
+        pd += exp(lp[k]) * delta[k];
+    }
+    r.E = pd + 8 * U + tu_gamma_n(K);
+    return r;
 }

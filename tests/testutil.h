@@ -38,4 +38,16 @@ void tu_make_6x6(kdcl_dataset *d, size_t n, uint64_t seed, int n_classes,
 /* Run a suite with Check and return the number of failures (for main()). */
 int tu_run_suite(Suite *s);
 
+/* Unit roundoff of fp32 and Higham's gamma_n = n u / (1 - n u). */
+#define TU_U (1.0 / 16777216.0)
+double tu_gamma_n(size_t n);
+
+/* Softmax reference of one row in double: x_k = z_k / T, lp[k] = log softmax,
+ * delta[k] the absolute error of the kernel's x_k - m (scaled = 0 when the
+ * kernel multiplies by exactly 1, i.e. T = 1). */
+typedef struct {
+    double m, logS, E; /* row max of x, log sum exp(x - m), relative error bound of s^ */
+} tu_rowref;
+tu_rowref tu_ref_row(const float *z, size_t K, double T, int scaled, double *lp, double *delta);
+
 #endif
