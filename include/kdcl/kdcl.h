@@ -16,5 +16,6 @@
 #include "kdcl/train.h"
 #include "kdcl/kd.h"
 #include "kdcl/distill.h"
+#include "kdcl/specialists.h"
 
 #endif

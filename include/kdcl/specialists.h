@@ -1,0 +1,148 @@
+/* Specialists with a dustbin class (Hinton, Vinyals & Dean 2015, section 5):
+ * class clusters from the covariance of a generalist's predictions, specialist
+ * models over |S_m| + 1 outputs (special classes + dustbin) trained on
+ * half-special batches, and the KL combination of generalist and specialists
+ * at inference time (one batched device kernel). */
+#ifndef KDCL_SPECIALISTS_H
+#define KDCL_SPECIALISTS_H
+
+#include "kdcl/distill.h"
+#include "kdcl/train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KDCL_MAX_CLUSTERS 1024
+
+/* M clusters of the K classes: cluster m holds classes cls[off[m] .. off[m+1]),
+ * ascending, each in [0, K). Clusters may overlap. */
+typedef struct kdcl_clusters {
+    size_t K, M;
+    size_t *off;  /* M + 1 entries */
+    int32_t *cls; /* off[M] entries */
+} kdcl_clusters;
+
+void kdcl_clusters_free(kdcl_clusters *c);
+/* Build from explicit lists (validated: non-empty, in range, no repeats within
+ * a cluster, sorted on output). */
+kdcl_status kdcl_clusters_from_lists(size_t K, size_t M, const size_t *sizes,
+                                     const int32_t *const *lists, kdcl_clusters *out);
+/* Number of clusters containing class k. */
+size_t kdcl_clusters_count_of(const kdcl_clusters *c, size_t k);
+
+/* ---- 1. clusters ---------------------------------------------------------- */
+
+/* Statistics of a model's test-mode T = 1 probabilities p over a dataset:
+ * the covariance cov[i*K + j] = E[p_i p_j] - E[p_i] E[p_j] (K x K, double),
+ * the mean mean[k] = E[p_k] and, when confusion is not NULL, the K x K
+ * confusion counts (row = true label, column = argmax). The second moments
+ * are GEMMs (P^T P, accumulated over batches on the device through CLBlast). */
+kdcl_status kdcl_prob_covariance(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm,
+                                 double *cov, double *mean, int32_t *confusion);
+
+typedef struct kdcl_kmeans_opts {
+    size_t M;         /* clusters, 1..K */
+    size_t restarts;  /* independent runs; the lowest inertia wins (>= 1) */
+    size_t max_iter;  /* Lloyd iterations per run */
+    size_t overlap;   /* r >= 1: each class joins its r nearest centroids */
+    uint64_t seed;
+} kdcl_kmeans_opts;
+void kdcl_kmeans_opts_default(kdcl_kmeans_opts *o);
+
+/* K-means of the K columns of cov (points in R^K): k-means++ seeding, online
+ * (MacQueen) passes, then Lloyd iterations; deterministic for a given seed.
+ * With overlap r > 1 each class is put in its r nearest clusters. Every
+ * cluster is non-empty and every class is in at least one cluster. *inertia
+ * (may be NULL) receives the within-cluster sum of squares of the best run. */
+kdcl_status kdcl_cluster_classes(const double *cov, size_t K, const kdcl_kmeans_opts *o,
+                                 kdcl_clusters *out, double *inertia);
+
+/* What a clusters file records besides the clusters. */
+typedef struct kdcl_cluster_info {
+    const char *generalist;          /* checkpoint path (may be NULL) */
+    const char *const *class_names;  /* K names or NULL */
+    const int32_t *confusion;        /* K x K training-set confusion or NULL */
+    const double *cov;               /* K x K covariance or NULL */
+    const kdcl_kmeans_opts *kmeans;  /* may be NULL */
+    double inertia;
+} kdcl_cluster_info;
+
+/* JSON clusters file (atomic write): for each cluster its classes, names, and
+ * the generalist's confusion within the cluster. */
+kdcl_status kdcl_clusters_save_json(const char *path, const kdcl_clusters *c,
+                                    const kdcl_cluster_info *info);
+/* Load and validate; K must match expect_K unless expect_K == 0. */
+kdcl_status kdcl_clusters_load_json(const char *path, size_t expect_K, kdcl_clusters *out);
+
+/* ---- 2. specialists --------------------------------------------------------- */
+
+/* Initialise a specialist (arch = the generalist's with |S| + 1 outputs) from
+ * the generalist: hidden layers copied, output rows and biases of the special
+ * classes copied in order, the dustbin row the mean of the other classes'
+ * rows and its bias the mean of their biases + log(K - |S|) (the dustbin
+ * logit is then mean_j z_j + log n, a lower bound of log sum_j exp z_j over
+ * the n other classes, exact when they agree). */
+kdcl_status kdcl_specialist_init(kdcl_mlp *generalist, const int32_t *cls, size_t n,
+                                 kdcl_mlp *spec);
+
+/* Labels of a specialist: class cls[i] -> i, any other class -> n (dustbin).
+ * Writes ds->n labels into out. */
+void kdcl_specialist_relabel(const kdcl_dataset *ds, const int32_t *cls, size_t n,
+                             int32_t *out);
+
+/* Oversampling correction added to the dustbin logit after training on
+ * half-special batches: log((N - n_special) / n_special), the log of the
+ * factor by which the special classes' odds were raised (0.5 : 0.5 in training
+ * against n_special : N - n_special in the data). */
+double kdcl_specialist_dustbin_offset(size_t n_special, size_t n_total);
+
+/* Train one specialist on ds (original labels): each epoch has 2 * n_special
+ * examples in batches that are half special (all special examples, shuffled)
+ * and half others drawn at random (without replacement while they last),
+ * relabelled as dustbin. Afterwards the dustbin bias is raised by the
+ * oversampling correction; *offset (may be NULL) receives it. */
+kdcl_status kdcl_specialist_train(kdcl_mlp *spec, const kdcl_dataset *ds, const int32_t *cls,
+                                  size_t n, const kdcl_train_opts *o, kdcl_epoch_stats *last,
+                                  double *offset);
+
+/* ---- 3. combination --------------------------------------------------------- */
+
+typedef struct kdcl_combine_opts {
+    size_t top_n;  /* generalist's top-n classes select the active specialists (>= 1) */
+    size_t iters;  /* gradient-descent steps on w */
+    float lr;      /* step size (scaled by 1 / (1 + number of active specialists)) */
+} kdcl_combine_opts;
+void kdcl_combine_opts_default(kdcl_combine_opts *o);
+
+/* Device state of the combination for a set of clusters. */
+typedef struct kdcl_combiner {
+    kdcl_ctx *ctx;
+    size_t K, M, max_batch;
+    size_t *blk_off;         /* M: float offset of specialist m's logits block */
+    kdcl_tensor member;      /* U8 [M, K]: class k in cluster m */
+    kdcl_tensor cls, cls_off;/* I32: the cluster lists (as in kdcl_clusters) */
+    kdcl_tensor blk;         /* I32 [M]: blk_off on the device */
+    kdcl_tensor spec_logits; /* F32: block m is [max_batch, |S_m| + 1] row-major */
+    kdcl_tensor out;         /* F32 [max_batch, K]: log q of the last batch */
+    kdcl_tensor active;      /* U8 [max_batch, M]: specialist m active for row b */
+} kdcl_combiner;
+
+kdcl_status kdcl_combiner_create(kdcl_ctx *ctx, const kdcl_clusters *c, size_t max_batch,
+                                 kdcl_combiner *cb);
+void kdcl_combiner_destroy(kdcl_combiner *cb);
+/* Copy specialist m's logits ([rows, |S_m| + 1], rows <= max_batch) into its block. */
+kdcl_status kdcl_combiner_put(kdcl_combiner *cb, size_t m, const kdcl_tensor *logits,
+                              size_t rows);
+/* For rows b < rows: the active specialists (those whose cluster meets the
+ * generalist's top-n classes), then q = softmax(w) minimising
+ * KL(p_g || q) + sum_{m active} KL(p_m || q_m) by gradient descent on w from
+ * the generalist's logits; out = log q, active = the active set. Rows with no
+ * active specialist get log p_g. One kernel launch. */
+kdcl_status kdcl_combine(kdcl_combiner *cb, const kdcl_tensor *gen_logits, size_t rows,
+                         const kdcl_combine_opts *o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,2 @@
+/* The KL combination of a generalist and its specialists (placeholder). */
+#include "kdcl/specialists.h"

@@ -1,0 +1,2 @@
+/* Specialist models with a dustbin class (placeholder). */
+#include "kdcl/specialists.h"
