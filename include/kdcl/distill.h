@@ -59,6 +59,11 @@ kdcl_status kdcl_distill(kdcl_mlp *student, kdcl_ensemble *teachers, const kdcl_
                          const kdcl_train_opts *o, const kdcl_distill_opts *d,
                          kdcl_epoch_stats *last, kdcl_targets *used);
 
+/* Input normalisation recorded in a checkpoint's metadata (input_scale,
+ * input_shift), KDCL_NORM_DEFAULT where absent or malformed. */
+struct kdcl_st_file;
+kdcl_norm kdcl_norm_from_meta(const struct kdcl_st_file *f);
+
 /* Logits (F32 [n, classes], host, malloc'ed) of a model over a dataset. */
 kdcl_status kdcl_mlp_logits(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm, float **out);
 

@@ -97,6 +97,15 @@ void kdcl_specialist_relabel(const kdcl_dataset *ds, const int32_t *cls, size_t 
  * against n_special : N - n_special in the data). */
 double kdcl_specialist_dustbin_offset(size_t n_special, size_t n_total);
 
+/* The example order of one specialist epoch, given labels relabelled by
+ * kdcl_specialist_relabel (rel[e] < n: special): 2 * (special examples)
+ * entries, order[2i] the special examples in a fresh shuffle, order[2i+1]
+ * others drawn without replacement from a shuffle (reshuffled when used up).
+ * Deterministic in (seed, epoch). order must hold 2 * N entries; *len gets
+ * the count. */
+kdcl_status kdcl_specialist_epoch_order(const int32_t *rel, size_t N, size_t n, uint64_t seed,
+                                        uint64_t epoch, size_t *order, size_t *len);
+
 /* Train one specialist on ds (original labels): each epoch has 2 * n_special
  * examples in batches that are half special (all special examples, shuffled)
  * and half others drawn at random (without replacement while they last),
@@ -141,6 +150,20 @@ kdcl_status kdcl_combiner_put(kdcl_combiner *cb, size_t m, const kdcl_tensor *lo
  * active specialist get log p_g. One kernel launch. */
 kdcl_status kdcl_combine(kdcl_combiner *cb, const kdcl_tensor *gen_logits, size_t rows,
                          const kdcl_combine_opts *o);
+
+/* ---- 4. prediction ----------------------------------------------------------- */
+
+/* The generalist g and the specialists specs[m] of the clusters c (outputs
+ * |S_m| + 1, the last the dustbin) over a dataset in test mode, each model
+ * with its own input normalisation: per example the generalist's argmax
+ * (gen_pred), the combination's argmax (comb_pred) and the active set
+ * (active[i * M + m], may be NULL). Batches of up to max_batch rows (capped
+ * by the models' own maximum). */
+kdcl_status kdcl_specialists_predict(kdcl_mlp *g, kdcl_norm gnorm, kdcl_mlp *const *specs,
+                                     const kdcl_norm *snorm, const kdcl_clusters *c,
+                                     const kdcl_dataset *ds, const kdcl_combine_opts *o,
+                                     size_t max_batch, int32_t *gen_pred, int32_t *comb_pred,
+                                     uint8_t *active);
 
 #ifdef __cplusplus
 }

@@ -31,12 +31,17 @@ typedef struct kdcl_batcher {
     int32_t *stage_labels[2];
     cl_event pending[2];
     int cur;                       /* index of the buffer filled by the last load */
+    size_t n_order;                /* entries of order in use (ds->n unless set_order) */
+    size_t order_cap;              /* entries allocated in order / perm */
 } kdcl_batcher;
 
 kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_batch,
                                 kdcl_batcher *b);
 /* Order for an epoch: shuffled by (seed, epoch), or identity when shuffle == 0. */
 kdcl_status kdcl_batcher_epoch(kdcl_batcher *b, int shuffle, uint64_t seed, uint64_t epoch);
+/* Use an explicit order: n indices into the dataset (repeats allowed, any n
+ * >= 1); batches then cover order[0..n). */
+kdcl_status kdcl_batcher_set_order(kdcl_batcher *b, const size_t *order, size_t n);
 /* Assemble rows order[start .. start+count) into batch_u8[cur]/batch_labels[cur]. */
 kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count);
 void kdcl_batcher_destroy(kdcl_batcher *b);
@@ -66,6 +71,13 @@ typedef struct kdcl_train_opts {
     FILE *log;                 /* one summary line per epoch (may be NULL) */
     int progress;              /* progress bar on stderr */
     const char *tag;           /* name shown in log lines */
+    /* Custom sampling (sample NULL: every example once per epoch, shuffled):
+     * each epoch has epoch_n examples, order[0..epoch_n) filled by
+     * sample(sample_user, epoch, order, epoch_n) with indices into the
+     * training set (repeats allowed). */
+    kdcl_status (*sample)(void *user, uint64_t epoch, size_t *order, size_t n);
+    void *sample_user;
+    size_t epoch_n;
 } kdcl_train_opts;
 
 void kdcl_train_opts_default(kdcl_train_opts *o);

@@ -46,5 +46,6 @@ int cmd_adjust_bias(int argc, char **argv);
 int cmd_gemm(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
+int cmd_specialists(int argc, char **argv);
 
 #endif

@@ -11,7 +11,7 @@
 #include "nn/eval_internal.h"
 #include "runtime/ctx.h"
 
-static kdcl_norm meta_norm(const kdcl_st_file *f)
+kdcl_norm kdcl_norm_from_meta(const struct kdcl_st_file *f)
 {
     kdcl_norm n = KDCL_NORM_DEFAULT;
     const char *s = kdcl_st_meta(f, "input_scale");
@@ -50,7 +50,7 @@ kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n
         kdcl_st_file meta;
         if ((s = kdcl_mlp_load(ctx, paths[i], max_batch, &e->m[i], &meta))) goto fail;
         e->n = i + 1;
-        e->norm[i] = meta_norm(&meta);
+        e->norm[i] = kdcl_norm_from_meta(&meta);
         kdcl_st_free(&meta);
         const kdcl_arch *a = &e->m[i]->arch;
         size_t dim = a->sizes[0], k = a->sizes[a->n_layers];

@@ -44,6 +44,7 @@ kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t ma
         return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
     }
     for (size_t i = 0; i < ds->n; i++) b->order[i] = i;
+    b->n_order = b->order_cap = ds->n;
     const kdcl_device_info *d = kdcl_ctx_device(ctx);
     size_t bytes = ds->n * ds->dim;
     b->resident = bytes <= d->max_alloc && bytes <= d->global_mem / 4 &&
@@ -81,13 +82,10 @@ kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t ma
     return kdcl_batcher_epoch(b, 0, 0, 0);
 }
 
-kdcl_status kdcl_batcher_epoch(kdcl_batcher *b, int shuffle, uint64_t seed, uint64_t epoch)
+/* Upload order[0..n_order) as the device permutation (resident data). */
+static kdcl_status upload_perm(kdcl_batcher *b)
 {
-    size_t n = b->ds->n;
-    if (shuffle)
-        kdcl_shuffle_indices(b->order, n, seed, epoch);
-    else
-        for (size_t i = 0; i < n; i++) b->order[i] = i;
+    const size_t n = b->n_order;
     if (!b->resident) return KDCL_OK;
     int32_t *p = malloc(n * sizeof *p);
     if (!p) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
@@ -97,12 +95,50 @@ kdcl_status kdcl_batcher_epoch(kdcl_batcher *b, int shuffle, uint64_t seed, uint
     return s;
 }
 
+kdcl_status kdcl_batcher_epoch(kdcl_batcher *b, int shuffle, uint64_t seed, uint64_t epoch)
+{
+    size_t n = b->ds->n;
+    b->n_order = n;
+    if (shuffle)
+        kdcl_shuffle_indices(b->order, n, seed, epoch);
+    else
+        for (size_t i = 0; i < n; i++) b->order[i] = i;
+    return upload_perm(b);
+}
+
+kdcl_status kdcl_batcher_set_order(kdcl_batcher *b, const size_t *order, size_t n)
+{
+    if (n == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "an epoch needs at least one example");
+    if (n > 0x7fffffff)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "epochs above 2^31 examples unsupported");
+    for (size_t i = 0; i < n; i++)
+        if (order[i] >= b->ds->n)
+            return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                                  "sampled example %zu is outside the %zu of the dataset",
+                                  order[i], b->ds->n);
+    if (n > b->order_cap) {
+        size_t *o = realloc(b->order, n * sizeof *o);
+        if (!o) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        b->order = o;
+        if (b->resident) {
+            kdcl_tensor_free(b->ctx, &b->perm);
+            size_t n1[1] = {n};
+            kdcl_status s = kdcl_tensor_alloc(b->ctx, &b->perm, KDCL_I32, 1, n1);
+            if (s) return s;
+        }
+        b->order_cap = n;
+    }
+    memcpy(b->order, order, n * sizeof *order);
+    b->n_order = n;
+    return upload_perm(b);
+}
+
 kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count)
 {
     const kdcl_dataset *ds = b->ds;
-    if (count == 0 || count > b->max_batch || start > ds->n || count > ds->n - start)
+    if (count == 0 || count > b->max_batch || start > b->n_order || count > b->n_order - start)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "batch [%zu, %zu) outside 1..%zu rows of %zu",
-                              start, start + count, b->max_batch, ds->n);
+                              start, start + count, b->max_batch, b->n_order);
     int i = b->cur ^ 1;
     b->cur = i;
     size_t sh[2] = {count, ds->dim}, n1[1] = {count};

@@ -94,10 +94,13 @@ kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opt
     kdcl_ctx *ctx = m->ctx;
     kdcl_status s;
     if (o->batch == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "batch size must be >= 1");
-    if (o->batch > ds->n)
+    if (o->sample && o->epoch_n == 0)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "a custom sampler needs epoch_n >= 1");
+    const size_t N = o->sample ? o->epoch_n : ds->n; /* examples per epoch */
+    if (o->batch > N)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "batch size %zu is larger than the %zu training examples", o->batch,
-                              ds->n);
+                              N);
     if (o->batch > m->max_batch)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "batch size %zu above the model's maximum %zu",
                               o->batch, m->max_batch);
@@ -111,14 +114,20 @@ kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opt
     if (o->val && (s = check_fit(m, o->val, "validation"))) return s;
     if (!loss_fn) loss_fn = xent_loss;
 
-    const size_t steps = (ds->n + o->batch - 1) / o->batch;
+    const size_t steps = (N + o->batch - 1) / o->batch;
     kdcl_batcher b;
     kdcl_tensor loss = {0}, loss_acc = {0}, err_acc = {0};
     float *host = malloc(steps * sizeof *host);
+    size_t *order = o->sample ? malloc(N * sizeof *order) : NULL;
     FILE *metrics = NULL;
-    if (!host) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+    if (!host || (o->sample && !order)) {
+        free(host);
+        free(order);
+        return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+    }
     if ((s = kdcl_batcher_create(ctx, ds, o->batch, &b))) {
         free(host);
+        free(order);
         return s;
     }
     size_t n1[1] = {o->batch}, ns[1] = {steps}, one[1] = {1};
@@ -141,14 +150,21 @@ kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opt
             mom = o->momentum0 + (o->momentum1 - o->momentum0) * (float)(epoch - 1) /
                                      (float)o->momentum_epochs;
         int32_t zero = 0;
-        if ((s = kdcl_batcher_epoch(&b, 1, o->seed, epoch)) ||
+        if (o->sample) {
+            if ((s = o->sample(o->sample_user, epoch, order, N)) ||
+                (s = kdcl_batcher_set_order(&b, order, N)))
+                goto done;
+        } else if ((s = kdcl_batcher_epoch(&b, 1, o->seed, epoch))) {
+            goto done;
+        }
+        if (
             (s = kdcl_tensor_fill(ctx, &loss_acc, 0.0f)) ||
             (s = kdcl_tensor_upload(ctx, &err_acc, 0, 1, &zero)))
             goto done;
         double loss_sum = 0;
         size_t checked = 0;
         for (size_t step = 0; step < steps; step++) {
-            size_t start = step * o->batch, count = ds->n - start < o->batch ? ds->n - start : o->batch;
+            size_t start = step * o->batch, count = N - start < o->batch ? N - start : o->batch;
             uint64_t gstep = (uint64_t)(epoch - 1) * steps + step;
             size_t ls[1] = {count};
             if ((s = kdcl_batcher_load(&b, start, count)) || (s = kdcl_mlp_set_batch(m, count)) ||
@@ -171,17 +187,17 @@ kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opt
                     double el = kdcl_now_seconds() - t0;
                     double done_n = (double)(start + count);
                     double rate = done_n / (el > 0 ? el : 1e-9);
-                    double eta = ((double)(o->epochs - epoch) * (double)ds->n +
-                                  (double)ds->n - done_n) / rate;
-                    progress_bar(o->tag, epoch, o->epochs, start + count, ds->n, rate, eta);
+                    double eta = ((double)(o->epochs - epoch) * (double)N +
+                                  (double)N - done_n) / rate;
+                    progress_bar(o->tag, epoch, o->epochs, start + count, N, rate, eta);
                 }
             }
         }
         int32_t errs = 0;
         if ((s = kdcl_tensor_download(ctx, &err_acc, 0, 1, &errs))) goto done;
         double secs = kdcl_now_seconds() - t0;
-        kdcl_epoch_stats st = {epoch, loss_sum / (double)ds->n, (double)errs / (double)ds->n,
-                               NAN, NAN, 0, lr, mom, secs, (double)ds->n / secs};
+        kdcl_epoch_stats st = {epoch, loss_sum / (double)N, (double)errs / (double)N,
+                               NAN, NAN, 0, lr, mom, secs, (double)N / secs};
         if (o->val) {
             kdcl_eval_result r;
             if ((s = kdcl_evaluate(m, o->val, o->norm, 0, &r))) goto done;
@@ -223,6 +239,7 @@ done:
     kdcl_tensor_free(ctx, &err_acc);
     kdcl_batcher_destroy(&b);
     free(host);
+    free(order);
     return s;
 }
 

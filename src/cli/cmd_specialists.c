@@ -1,0 +1,958 @@
+/* kdcl specialists cluster|train|eval: the paper's section 5 on any OpenCL
+ * device. cluster: covariance of the generalist's predictions + K-means into
+ * a JSON clusters file; train: one specialist (|S| + 1 outputs, the last the
+ * dustbin) per cluster, several at once on their own contexts (threads);
+ * eval: generalist vs generalist + specialists, overall, on the covered
+ * classes, by the number of active specialists covering the correct class
+ * (the paper's Table 4) and per cluster. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/fit.h"
+#include "kdcl/specialists.h"
+
+#define MAX_NAMES 4096
+#define MAX_DEVICES 16
+
+/* ---- shared ------------------------------------------------------------------ */
+
+static int load_generalist(const char *cmd, kdcl_ctx *ctx, const char *path, size_t max_batch,
+                           kdcl_mlp **g, kdcl_norm *norm)
+{
+    kdcl_st_file meta;
+    kdcl_status s = kdcl_mlp_load(ctx, path, max_batch, g, &meta);
+    if (s) return cli_fail(cmd, s);
+    *norm = kdcl_norm_from_meta(&meta);
+    kdcl_st_free(&meta);
+    return 0;
+}
+
+static int check_model_data(const char *cmd, const kdcl_mlp *g, const kdcl_dataset *ds)
+{
+    const size_t K = g->arch.sizes[g->arch.n_layers];
+    if (g->arch.sizes[0] != ds->dim || ds->n_classes > K)
+        return cli_fail(cmd, kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                                            "the generalist takes %zu inputs and has %zu classes; "
+                                            "the data has %zu inputs and %zu classes",
+                                            g->arch.sizes[0], K, ds->dim, ds->n_classes));
+    return 0;
+}
+
+/* One name per line (K lines; blank lines at the end ignored). */
+static int read_names(const char *cmd, const char *path, size_t K, char ***out)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return cli_usage_error(cmd, "cannot read --class-names %s: %s", path, strerror(errno));
+    char **names = calloc(K, sizeof *names), line[512];
+    size_t n = 0;
+    int rc = 0;
+    while (names && fgets(line, sizeof line, f)) {
+        size_t len = strcspn(line, "\r\n");
+        line[len] = '\0';
+        if (len == 0) continue;
+        if (n == K) {
+            rc = cli_usage_error(cmd, "--class-names %s has more than the %zu classes", path, K);
+            break;
+        }
+        if (!(names[n++] = strdup(line))) break;
+    }
+    fclose(f);
+    if (!names) return cli_fail(cmd, kdcl_set_error(KDCL_ERR_OOM, "out of host memory"));
+    if (!rc && n != K)
+        rc = cli_usage_error(cmd, "--class-names %s has %zu names for %zu classes", path, n, K);
+    if (rc) {
+        for (size_t i = 0; i < K; i++) free(names[i]);
+        free(names);
+        return rc;
+    }
+    *out = names;
+    return 0;
+}
+
+static void free_names(char **names, size_t K)
+{
+    if (!names) return;
+    for (size_t i = 0; i < K; i++) free(names[i]);
+    free(names);
+}
+
+static const char *class_name(char **names, size_t k, char *buf, size_t size)
+{
+    if (names && names[k]) return names[k];
+    snprintf(buf, size, "%zu", k);
+    return buf;
+}
+
+/* ---- cluster ----------------------------------------------------------------- */
+
+static int cluster_help(void)
+{
+    printf("usage: kdcl specialists cluster --model GENERALIST --clusters M --out CLUSTERS.json\n"
+           "                                [options]\n\n"
+           "Covariance of the generalist's predicted probabilities over the training split\n"
+           "(a GEMM on the device), K-means on its columns (seeded, with restarts), and the\n"
+           "generalist's confusion within each cluster.\n\n"
+           "  --model FILE        the generalist checkpoint\n"
+           "  --clusters M        number of clusters (1..classes)\n"
+           "  --out FILE          clusters file (JSON) to write\n"
+           "  --data DIR          dataset directory (default $KDCL_DATA or " CLI_DEFAULT_DATA ")\n"
+           "  --restarts R        K-means runs, the lowest inertia wins (default 10)\n"
+           "  --overlap r         put each class in its r nearest clusters (default 1)\n"
+           "  --seed S            K-means seed (default 1)\n"
+           "  --class-names FILE  one class name per line (default: the dataset's, if any)\n"
+           "  --device D          OpenCL device: P:D, cpu, gpu or a name substring\n");
+    return 0;
+}
+
+static int cmd_cluster(int argc, char **argv)
+{
+    const char *cmd = "specialists cluster";
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"clusters", required_argument, 0, 'M'},
+        {"out", required_argument, 0, 'o'},   {"data", required_argument, 0, 'd'},
+        {"restarts", required_argument, 0, 'r'}, {"overlap", required_argument, 0, 'v'},
+        {"seed", required_argument, 0, 's'},  {"class-names", required_argument, 0, 'n'},
+        {"device", required_argument, 0, 'D'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *model = NULL, *out = NULL, *data = NULL, *names_path = NULL, *device = NULL;
+    kdcl_kmeans_opts ko;
+    kdcl_kmeans_opts_default(&ko);
+    ko.M = 0;
+    int c;
+    size_t z;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': return cluster_help();
+        case 'm': model = optarg; break;
+        case 'o': out = optarg; break;
+        case 'd': data = optarg; break;
+        case 'n': names_path = optarg; break;
+        case 'D': device = optarg; break;
+        case 'M':
+        case 'r':
+        case 'v':
+            if (cli_parse_size(optarg, &z) || z == 0)
+                return cli_usage_error(cmd, "--%s needs a positive integer, got '%s'",
+                                       c == 'M' ? "clusters" : c == 'r' ? "restarts" : "overlap",
+                                       optarg);
+            *(c == 'M' ? &ko.M : c == 'r' ? &ko.restarts : &ko.overlap) = z;
+            break;
+        case 's':
+            if (cli_parse_u64(optarg, &ko.seed))
+                return cli_usage_error(cmd, "--seed needs a non-negative integer, got '%s'", optarg);
+            break;
+        default: return cli_usage_error(cmd, "unknown option or missing value: %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!model || !out || !ko.M)
+        return cli_usage_error(cmd, "--model, --clusters and --out are required");
+    kdcl_dataset train = {0};
+    kdcl_ctx *ctx = NULL;
+    kdcl_mlp *g = NULL;
+    kdcl_norm norm;
+    kdcl_clusters cl = {0};
+    double *cov = NULL, *mean = NULL;
+    int32_t *conf = NULL;
+    char **names = NULL;
+    int rc;
+    kdcl_status s = KDCL_OK;
+    if ((rc = cli_load_split(cmd, cli_data_dir(data), "train", &train)) ||
+        (rc = cli_open_ctx(cmd, device, &ctx)) ||
+        (rc = load_generalist(cmd, ctx, model, 1024, &g, &norm)) ||
+        (rc = check_model_data(cmd, g, &train)))
+        goto done;
+    const size_t K = g->arch.sizes[g->arch.n_layers];
+    if (ko.M > K) {
+        rc = cli_usage_error(cmd, "--clusters %zu is more than the %zu classes", ko.M, K);
+        goto done;
+    }
+    if (ko.overlap > ko.M) {
+        rc = cli_usage_error(cmd, "--overlap %zu is more than the %zu clusters", ko.overlap, ko.M);
+        goto done;
+    }
+    if (names_path) {
+        if ((rc = read_names(cmd, names_path, K, &names))) goto done;
+    } else if (train.class_names && train.n_classes == K) {
+        names = calloc(K, sizeof *names);
+        for (size_t k = 0; names && k < K; k++) names[k] = strdup(train.class_names[k]);
+    }
+    cov = malloc(K * K * sizeof *cov);
+    mean = malloc(K * sizeof *mean);
+    conf = malloc(K * K * sizeof *conf);
+    if (!cov || !mean || !conf) {
+        s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        goto done;
+    }
+    double t0 = kdcl_wall_seconds();
+    if ((s = kdcl_prob_covariance(g, &train, norm, cov, mean, conf))) goto done;
+    double t1 = kdcl_wall_seconds();
+    double inertia = 0;
+    if ((s = kdcl_cluster_classes(cov, K, &ko, &cl, &inertia))) goto done;
+    double t2 = kdcl_wall_seconds();
+    kdcl_cluster_info info = {model, (const char *const *)names, conf, cov, &ko, inertia};
+    if ((s = kdcl_clusters_save_json(out, &cl, &info))) goto done;
+    size_t errors = 0;
+    for (size_t i = 0; i < K; i++)
+        for (size_t j = 0; j < K; j++)
+            if (i != j) errors += (size_t)conf[i * K + j];
+    printf("kdcl %s: %zu classes, %zu training examples, generalist %s (%zu training errors)\n",
+           cmd, K, train.n, model, errors);
+    printf("covariance %.2f s on %s, K-means %.3f s (%zu restarts, inertia %.6g)\n", t1 - t0,
+           kdcl_ctx_device(ctx)->name, t2 - t1, ko.restarts, inertia);
+    for (size_t m = 0; m < cl.M; m++) {
+        size_t within = 0, total = 0;
+        printf("cluster %zu:", m);
+        for (size_t a = cl.off[m]; a < cl.off[m + 1]; a++) {
+            char buf[32];
+            printf(" %s%s", a > cl.off[m] ? "| " : "", class_name(names, (size_t)cl.cls[a], buf, sizeof buf));
+            for (size_t j = 0; j < K; j++) {
+                size_t i = (size_t)cl.cls[a];
+                total += (size_t)conf[i * K + j];
+                if (j == i) continue;
+                for (size_t b2 = cl.off[m]; b2 < cl.off[m + 1]; b2++)
+                    if ((size_t)cl.cls[b2] == j) within += (size_t)conf[i * K + j];
+            }
+        }
+        printf("\n    %zu training examples, %zu confused within the cluster (%.1f%% of all "
+               "generalist errors)\n",
+               total, within, errors ? 100.0 * (double)within / (double)errors : 0.0);
+    }
+    printf("saved %s\n", out);
+done:
+    if (s) rc = cli_fail(cmd, s);
+    free(cov);
+    free(mean);
+    free(conf);
+    free_names(names, g ? g->arch.sizes[g->arch.n_layers] : 0);
+    kdcl_clusters_free(&cl);
+    kdcl_mlp_destroy(g);
+    kdcl_ctx_destroy(ctx);
+    kdcl_dataset_free(&train);
+    return rc;
+}
+
+/* ---- train ------------------------------------------------------------------- */
+
+typedef struct {
+    size_t cluster;                /* id in the clusters file */
+    const int32_t *cls;
+    size_t n;
+    kdcl_status status;
+    char error[1024];
+    double seconds, offset;
+    size_t special_examples;
+    kdcl_epoch_stats last;
+    size_t worker;
+} spec_job;
+
+typedef struct {
+    const char *model, *out_dir;
+    const char *devices[MAX_DEVICES];
+    size_t n_devices;
+    const kdcl_dataset *train, *val;
+    kdcl_train_opts o;
+    spec_job *jobs;
+    size_t n_jobs, next;
+    pthread_mutex_t lock;
+    int quiet;
+} spec_pool;
+
+typedef struct {
+    spec_pool *p;
+    size_t id;
+    kdcl_status status;
+    char error[1024];
+} spec_worker;
+
+static void job_path(const spec_pool *p, size_t cluster, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/specialist_%zu.safetensors", p->out_dir, cluster);
+}
+
+static kdcl_status train_one(spec_pool *p, kdcl_ctx *ctx, kdcl_mlp *g, kdcl_norm norm,
+                             spec_job *j, size_t worker)
+{
+    kdcl_arch a = g->arch;
+    a.sizes[a.n_layers] = j->n + 1;
+    kdcl_mlp *sm = NULL;
+    char tag[64], path[4096], cls[4096] = "", v[12][128];
+    kdcl_status s;
+    size_t maxb = p->o.batch > 1000 ? p->o.batch : 1000;
+    if ((s = kdcl_mlp_create(ctx, &a, maxb, &sm)) ||
+        (s = kdcl_specialist_init(g, j->cls, j->n, sm)))
+        goto done;
+    kdcl_train_opts o = p->o;
+    snprintf(tag, sizeof tag, "specialist %zu", j->cluster);
+    o.tag = tag;
+    o.norm = norm;
+    o.val = p->val;
+    o.metrics_path = NULL;
+    double t0 = kdcl_wall_seconds();
+    if ((s = kdcl_specialist_train(sm, p->train, j->cls, j->n, &o, &j->last, &j->offset)))
+        goto done;
+    j->seconds = kdcl_wall_seconds() - t0;
+    j->worker = worker;
+    for (size_t e = 0; e < p->train->n; e++)
+        for (size_t i = 0; i < j->n; i++)
+            if (p->train->labels[e] == j->cls[i]) j->special_examples++;
+    size_t off = 0;
+    for (size_t i = 0; i < j->n && off < sizeof cls - 16; i++)
+        off += (size_t)snprintf(cls + off, sizeof cls - off, i ? ",%d" : "%d", (int)j->cls[i]);
+    const char *keys[12] = {"specialist_classes", "specialist_cluster", "dustbin_offset",
+                            "generalist",         "input_scale",        "input_shift",
+                            "epochs",             "lr",                 "dropout",
+                            "seed",               "train_seconds",      "device"};
+    const char *vals[12];
+    snprintf(v[1], sizeof v[1], "%zu", j->cluster);
+    snprintf(v[2], sizeof v[2], "%.9g", j->offset);
+    snprintf(v[3], sizeof v[3], "%s", p->model);
+    snprintf(v[4], sizeof v[4], "%.9g", (double)norm.scale);
+    snprintf(v[5], sizeof v[5], "%.9g", (double)norm.shift);
+    snprintf(v[6], sizeof v[6], "%zu", o.epochs);
+    snprintf(v[7], sizeof v[7], "%g", (double)o.lr);
+    snprintf(v[8], sizeof v[8], "%g,%g", (double)o.drop_in, (double)o.drop_hidden);
+    snprintf(v[9], sizeof v[9], "%llu", (unsigned long long)o.seed);
+    snprintf(v[10], sizeof v[10], "%.1f", j->seconds);
+    snprintf(v[11], sizeof v[11], "%s", kdcl_ctx_device(ctx)->name);
+    vals[0] = cls;
+    for (int i = 1; i < 12; i++) vals[i] = v[i];
+    job_path(p, j->cluster, path, sizeof path);
+    s = kdcl_mlp_save(sm, path, keys, vals, 12);
+done:
+    kdcl_mlp_destroy(sm);
+    return s;
+}
+
+static void *worker_main(void *arg)
+{
+    spec_worker *w = arg;
+    spec_pool *p = w->p;
+    kdcl_ctx *ctx = NULL;
+    kdcl_mlp *g = NULL;
+    kdcl_norm norm = KDCL_NORM_DEFAULT;
+    const char *dev = p->n_devices ? p->devices[w->id % p->n_devices] : NULL;
+    kdcl_st_file meta;
+    kdcl_status s = kdcl_ctx_create(dev, &ctx);
+    if (!s) s = kdcl_mlp_load(ctx, p->model, 1024, &g, &meta);
+    if (!s) {
+        norm = kdcl_norm_from_meta(&meta);
+        kdcl_st_free(&meta);
+    }
+    if (s) {
+        w->status = s;
+        snprintf(w->error, sizeof w->error, "%s", kdcl_last_error());
+    }
+    while (!s) {
+        pthread_mutex_lock(&p->lock);
+        size_t i = p->next < p->n_jobs ? p->next++ : p->n_jobs;
+        pthread_mutex_unlock(&p->lock);
+        if (i == p->n_jobs) break;
+        spec_job *j = &p->jobs[i];
+        if ((j->status = train_one(p, ctx, g, norm, j, w->id)))
+            snprintf(j->error, sizeof j->error, "%s", kdcl_last_error());
+    }
+    kdcl_mlp_destroy(g);
+    kdcl_ctx_destroy(ctx);
+    return NULL;
+}
+
+static int train_help(void)
+{
+    printf("usage: kdcl specialists train --model GENERALIST --clusters CLUSTERS.json --out DIR\n"
+           "                              [options]\n\n"
+           "Trains one specialist per cluster: the generalist's architecture with |S| + 1\n"
+           "outputs (the special classes, then the dustbin), initialised from the generalist\n"
+           "(hidden layers and the special classes' output rows copied; the dustbin row the\n"
+           "mean of the other rows, its bias their mean + log(their count)), trained on\n"
+           "batches that are half special-class examples and half other examples labelled\n"
+           "dustbin; the dustbin bias is then raised by log((N - N_special) / N_special).\n"
+           "Writes DIR/specialist_<cluster>.safetensors. Specialists train in parallel,\n"
+           "each worker on its own OpenCL context (and command queue).\n\n"
+           "  --model FILE        the generalist checkpoint\n"
+           "  --clusters FILE     clusters file from `kdcl specialists cluster`\n"
+           "  --out DIR           output directory (created if missing)\n"
+           "  --min-size N        skip clusters of fewer than N classes (default 2)\n"
+           "  --jobs N            specialists trained at once (default 1)\n"
+           "  --devices LIST      comma-separated devices for the workers, round robin\n"
+           "                      (default --device / $KDCL_DEVICE for all)\n"
+           "training options (as kdcl train; --arch, --out, --metrics and the class/fraction\n"
+           "options do not apply):\n" CLI_FIT_HELP);
+    return 0;
+}
+
+static int cmd_spec_train(int argc, char **argv)
+{
+    const char *cmd = "specialists train";
+    static const struct option opts[] = {
+        CLI_FIT_OPTIONS,
+        {"model", required_argument, 0, 'm'},
+        {"clusters", required_argument, 0, 'c'},
+        {"min-size", required_argument, 0, 'n'},
+        {"jobs", required_argument, 0, 'j'},
+        {"devices", required_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    cli_fit f;
+    cli_fit_init(&f, cmd);
+    const char *model = NULL, *clusters = NULL;
+    char *devlist = NULL;
+    size_t min_size = 2, jobs = 1, z;
+    int c, rc;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': return train_help();
+        case 'm': model = optarg; continue;
+        case 'c': clusters = optarg; continue;
+        case 'D': devlist = optarg; continue;
+        case 'n':
+        case 'j':
+            if (cli_parse_size(optarg, &z) || z == 0 || (c == 'j' && z > 64))
+                return cli_usage_error(cmd, "--%s needs a positive integer%s, got '%s'",
+                                       c == 'n' ? "min-size" : "jobs", c == 'j' ? " <= 64" : "",
+                                       optarg);
+            *(c == 'n' ? &min_size : &jobs) = z;
+            continue;
+        }
+        if (c == 1001 || c == 1014 || c == 1017 || c == 1018 || c == 1019)
+            return cli_usage_error(cmd, "%s does not apply to specialists", argv[optind - 1]);
+        if ((rc = cli_fit_option(&f, c, optarg)) == 1)
+            return cli_usage_error(cmd, "unknown option or missing value: %s", argv[optind - 1]);
+        if (rc) return rc;
+    }
+    if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!model || !clusters || !f.out)
+        return cli_usage_error(cmd, "--model, --clusters and --out DIR are required");
+    spec_pool p;
+    memset(&p, 0, sizeof p);
+    p.model = model;
+    p.out_dir = f.out;
+    p.o = f.o;
+    p.quiet = f.quiet;
+    char devbuf[1024];
+    if (devlist) {
+        snprintf(devbuf, sizeof devbuf, "%s", devlist);
+        char *save = NULL;
+        for (char *t = strtok_r(devbuf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (p.n_devices == MAX_DEVICES)
+                return cli_usage_error(cmd, "--devices lists more than %d devices", MAX_DEVICES);
+            p.devices[p.n_devices++] = t;
+        }
+    } else if (f.device) {
+        p.devices[p.n_devices++] = f.device;
+    }
+    kdcl_dataset train = {0}, tr = {0}, va = {0};
+    kdcl_clusters cl = {0};
+    kdcl_status s = KDCL_OK;
+    spec_worker *w = NULL;
+    pthread_t *th = NULL;
+    rc = 0;
+    const char *data = cli_data_dir(f.data);
+    if ((rc = cli_load_split(cmd, data, "train", &train))) goto done;
+    const kdcl_dataset *fit = &train;
+    if (f.val > 0) {
+        if (f.val >= train.n) {
+            rc = cli_usage_error(cmd, "--val %zu leaves no training examples (%zu in all)", f.val,
+                                 train.n);
+            goto done;
+        }
+        if ((s = kdcl_dataset_split_val(&train, f.val, p.o.seed, &tr, &va))) goto done;
+        fit = &tr;
+        p.val = &va;
+    }
+    p.train = fit;
+    if ((s = kdcl_clusters_load_json(clusters, 0, &cl))) goto done;
+    if (cl.K < train.n_classes) {
+        s = kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s covers %zu classes but the data has %zu",
+                           clusters, cl.K, train.n_classes);
+        goto done;
+    }
+    p.jobs = calloc(cl.M, sizeof *p.jobs);
+    if (!p.jobs) {
+        s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        goto done;
+    }
+    for (size_t m = 0; m < cl.M; m++) {
+        size_t n = cl.off[m + 1] - cl.off[m];
+        if (n < min_size || n >= cl.K) continue;
+        spec_job *j = &p.jobs[p.n_jobs++];
+        j->cluster = m;
+        j->cls = cl.cls + cl.off[m];
+        j->n = n;
+    }
+    if (p.n_jobs == 0) {
+        rc = cli_usage_error(cmd, "no cluster of %s has between --min-size %zu and %zu classes",
+                             clusters, min_size, cl.K - 1);
+        goto done;
+    }
+    if (mkdir(f.out, 0777) && errno != EEXIST) {
+        s = kdcl_set_error(KDCL_ERR_IO, "cannot create %s: %s", f.out, strerror(errno));
+        goto done;
+    }
+    if (jobs > p.n_jobs) jobs = p.n_jobs;
+    p.o.log = f.quiet ? NULL : stdout;
+    p.o.progress = !f.quiet && jobs == 1;
+    pthread_mutex_init(&p.lock, NULL);
+    w = calloc(jobs, sizeof *w);
+    th = calloc(jobs, sizeof *th);
+    if (!w || !th) {
+        s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        goto done_lock;
+    }
+    printf("kdcl %s: %zu specialists from %s, %zu at a time, %zu training examples, "
+           "%zu epochs each\n",
+           cmd, p.n_jobs, clusters, jobs, fit->n, p.o.epochs);
+    fflush(stdout);
+    double t0 = kdcl_wall_seconds();
+    size_t started = 0;
+    for (size_t i = 0; i < jobs; i++) {
+        w[i].p = &p;
+        w[i].id = i;
+        if (pthread_create(&th[i], NULL, worker_main, &w[i])) break;
+        started++;
+    }
+    for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
+    const double wall = kdcl_wall_seconds() - t0;
+    if (started == 0) {
+        s = kdcl_set_error(KDCL_ERR_OOM, "cannot start a worker thread");
+        goto done_lock;
+    }
+    for (size_t i = 0; i < started; i++)
+        if (w[i].status) {
+            fprintf(stderr, "kdcl %s: worker %zu: %s\n", cmd, i, w[i].error);
+            rc = w[i].status == KDCL_ERR_NO_DEVICE ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+        }
+    double sum = 0;
+    size_t failed = 0;
+    printf("\n| cluster | classes | special examples | last train err | dustbin offset | seconds "
+           "| worker |\n|---|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < p.n_jobs; i++) {
+        spec_job *j = &p.jobs[i];
+        if (j->status) {
+            fprintf(stderr, "kdcl %s: specialist %zu: %s\n", cmd, j->cluster, j->error);
+            failed++;
+            continue;
+        }
+        if (j->seconds == 0) {
+            failed++; /* never ran: its worker failed to start */
+            continue;
+        }
+        char cls[256] = "";
+        size_t off = 0;
+        for (size_t a = 0; a < j->n && off < 200; a++)
+            off += (size_t)snprintf(cls + off, sizeof cls - off, a ? ",%d" : "%d", (int)j->cls[a]);
+        printf("| %zu | %s | %zu | %.2f%% | %.3f | %.1f | %zu |\n", j->cluster, cls,
+               j->special_examples, 100 * j->last.train_error, j->offset, j->seconds, j->worker);
+        sum += j->seconds;
+    }
+    printf("\n%zu specialists in %.1f s wall with %zu at a time (sum of their own times %.1f s); "
+           "saved in %s\n",
+           p.n_jobs - failed, wall, jobs, sum, f.out);
+    if (failed && !rc) rc = CLI_EXIT_FAIL;
+done_lock:
+    pthread_mutex_destroy(&p.lock);
+done:
+    if (s) rc = cli_fail(cmd, s);
+    free(w);
+    free(th);
+    free(p.jobs);
+    kdcl_clusters_free(&cl);
+    kdcl_dataset_free(&train);
+    kdcl_dataset_free(&tr);
+    kdcl_dataset_free(&va);
+    return rc;
+}
+
+/* ---- eval -------------------------------------------------------------------- */
+
+typedef struct {
+    size_t cluster;
+    char path[4096];
+} spec_file;
+
+static int cmp_spec(const void *a, const void *b)
+{
+    const spec_file *x = a, *y = b;
+    return x->cluster < y->cluster ? -1 : x->cluster > y->cluster;
+}
+
+/* DIR/specialist_<n>.safetensors, sorted by n. */
+static int list_specialists(const char *cmd, const char *dir, spec_file **out, size_t *n)
+{
+    DIR *d = opendir(dir);
+    if (!d) return cli_usage_error(cmd, "cannot open --specialists %s: %s", dir, strerror(errno));
+    spec_file *v = NULL;
+    size_t cnt = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t id;
+        char tail[32];
+        if (sscanf(e->d_name, "specialist_%zu%31s", &id, tail) != 2 ||
+            strcmp(tail, ".safetensors"))
+            continue;
+        if (cnt == cap) {
+            cap = cap ? 2 * cap : 16;
+            spec_file *nv = realloc(v, cap * sizeof *nv);
+            if (!nv) {
+                free(v);
+                closedir(d);
+                return cli_fail(cmd, kdcl_set_error(KDCL_ERR_OOM, "out of host memory"));
+            }
+            v = nv;
+        }
+        v[cnt].cluster = id;
+        snprintf(v[cnt].path, sizeof v[cnt].path, "%s/%s", dir, e->d_name);
+        cnt++;
+    }
+    closedir(d);
+    if (cnt == 0) {
+        free(v);
+        return cli_usage_error(cmd, "no specialist_<n>.safetensors in %s", dir);
+    }
+    if (cnt > KDCL_MAX_CLUSTERS) {
+        free(v);
+        return cli_usage_error(cmd, "more than %d specialists in %s", KDCL_MAX_CLUSTERS, dir);
+    }
+    qsort(v, cnt, sizeof *v, cmp_spec);
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+/* "3,5,7" -> ascending class list (validated against K). */
+static kdcl_status parse_spec_classes(const char *path, const char *s, size_t K, int32_t **out,
+                                      size_t *n)
+{
+    if (!s)
+        return kdcl_set_error(KDCL_ERR_FORMAT,
+                              "%s has no specialist_classes metadata (not written by "
+                              "kdcl specialists train)",
+                              path);
+    size_t cnt = 1;
+    for (const char *c = s; *c; c++) cnt += *c == ',';
+    int32_t *v = malloc(cnt * sizeof *v);
+    if (!v) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+    const char *c = s;
+    for (size_t i = 0; i < cnt; i++) {
+        char *end;
+        errno = 0;
+        long x = strtol(c, &end, 10);
+        if (end == c || errno || x < 0 || (size_t)x >= K || (*end != ',' && *end != '\0') ||
+            (i + 1 < cnt && *end != ',')) {
+            free(v);
+            return kdcl_set_error(KDCL_ERR_FORMAT,
+                                  "%s: malformed specialist_classes '%s' (class ids 0..%zu)",
+                                  path, s, K - 1);
+        }
+        v[i] = (int32_t)x;
+        c = end + 1;
+    }
+    *out = v;
+    *n = cnt;
+    return KDCL_OK;
+}
+
+static int eval_help(void)
+{
+    kdcl_combine_opts co;
+    kdcl_combine_opts_default(&co);
+    printf("usage: kdcl specialists eval --model GENERALIST --specialists DIR [options]\n\n"
+           "Test accuracy of the generalist alone and combined with its specialists: for\n"
+           "each example the specialists whose classes meet the generalist's top-n are\n"
+           "active, and q = softmax(w) minimising KL(p_g||q) + sum KL(p_m||q_m) is found by\n"
+           "gradient descent on the device. Reports the accuracy overall, on the classes the\n"
+           "specialists cover, by the number of active specialists covering the correct\n"
+           "class (the paper's Table 4), and per specialist.\n\n"
+           "  --model FILE        the generalist checkpoint\n"
+           "  --specialists DIR   directory of specialist_<n>.safetensors\n"
+           "  --data DIR          dataset directory (default $KDCL_DATA or " CLI_DEFAULT_DATA ")\n"
+           "  --split S           split to evaluate (default test)\n"
+           "  --top-n N           generalist's top-n classes select the specialists (default 1)\n"
+           "  --iters N           gradient-descent steps (default %zu)\n"
+           "  --lr X              step size (default %g)\n"
+           "  --class-names FILE  one class name per line (for the per-specialist table)\n"
+           "  --json FILE         write the results as JSON\n"
+           "  --device D          OpenCL device: P:D, cpu, gpu or a name substring\n",
+           co.iters, (double)co.lr);
+    return 0;
+}
+
+typedef struct {
+    size_t n, gen_ok, comb_ok;
+} tally;
+
+static void tally_add(tally *t, int g, int c)
+{
+    t->n++;
+    t->gen_ok += (size_t)g;
+    t->comb_ok += (size_t)c;
+}
+
+static void tally_row(FILE *f, const char *label, const tally *t)
+{
+    double ga = t->n ? 100.0 * (double)t->gen_ok / (double)t->n : 0;
+    double ca = t->n ? 100.0 * (double)t->comb_ok / (double)t->n : 0;
+    fprintf(f, "| %s | %zu | %.2f%% | %.2f%% | %+zd | %+.1f%% |\n", label, t->n, ga, ca,
+            (ssize_t)t->comb_ok - (ssize_t)t->gen_ok,
+            t->gen_ok ? 100.0 * ((double)t->comb_ok - (double)t->gen_ok) / (double)t->gen_ok : 0.0);
+}
+
+static cJSON *tally_json(const tally *t)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "examples", (double)t->n);
+    cJSON_AddNumberToObject(o, "generalist_correct", (double)t->gen_ok);
+    cJSON_AddNumberToObject(o, "combined_correct", (double)t->comb_ok);
+    return o;
+}
+
+static int cmd_spec_eval(int argc, char **argv)
+{
+    const char *cmd = "specialists eval";
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},  {"specialists", required_argument, 0, 'S'},
+        {"data", required_argument, 0, 'd'},   {"split", required_argument, 0, 'p'},
+        {"top-n", required_argument, 0, 't'},  {"iters", required_argument, 0, 'i'},
+        {"lr", required_argument, 0, 'l'},     {"json", required_argument, 0, 'j'},
+        {"class-names", required_argument, 0, 'n'}, {"device", required_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    const char *model = NULL, *sdir = NULL, *data = NULL, *split = "test", *json = NULL,
+               *names_path = NULL, *device = NULL;
+    kdcl_combine_opts co;
+    kdcl_combine_opts_default(&co);
+    int c;
+    size_t z;
+    double d;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            eval_help();
+            return 0;
+        case 'm': model = optarg; break;
+        case 'S': sdir = optarg; break;
+        case 'd': data = optarg; break;
+        case 'p': split = optarg; break;
+        case 'j': json = optarg; break;
+        case 'n': names_path = optarg; break;
+        case 'D': device = optarg; break;
+        case 't':
+        case 'i':
+            if (cli_parse_size(optarg, &z) || (c == 't' && z == 0))
+                return cli_usage_error(cmd, "--%s needs a %s integer, got '%s'",
+                                       c == 't' ? "top-n" : "iters",
+                                       c == 't' ? "positive" : "non-negative", optarg);
+            *(c == 't' ? &co.top_n : &co.iters) = z;
+            break;
+        case 'l':
+            if (cli_parse_double(optarg, &d) || !(d > 0) || !isfinite(d))
+                return cli_usage_error(cmd, "--lr needs a positive number, got '%s'", optarg);
+            co.lr = (float)d;
+            break;
+        default: return cli_usage_error(cmd, "unknown option or missing value: %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!model || !sdir) return cli_usage_error(cmd, "--model and --specialists are required");
+    kdcl_dataset ds = {0};
+    kdcl_ctx *ctx = NULL;
+    kdcl_mlp *g = NULL, *specs[KDCL_MAX_CLUSTERS] = {0};
+    kdcl_norm gnorm, snorm[KDCL_MAX_CLUSTERS];
+    int32_t *lists[KDCL_MAX_CLUSTERS] = {0};
+    size_t sizes[KDCL_MAX_CLUSTERS], M = 0;
+    spec_file *files = NULL;
+    kdcl_clusters cl = {0};
+    int32_t *gp = NULL, *cp = NULL;
+    uint8_t *act = NULL;
+    char **names = NULL;
+    size_t K = 0;
+    kdcl_status s = KDCL_OK;
+    int rc;
+    if ((rc = list_specialists(cmd, sdir, &files, &M)) ||
+        (rc = cli_load_split(cmd, cli_data_dir(data), split, &ds)) ||
+        (rc = cli_open_ctx(cmd, device, &ctx)) ||
+        (rc = load_generalist(cmd, ctx, model, 1024, &g, &gnorm)) ||
+        (rc = check_model_data(cmd, g, &ds)))
+        goto done;
+    K = g->arch.sizes[g->arch.n_layers];
+    if (names_path) {
+        if ((rc = read_names(cmd, names_path, K, &names))) goto done;
+    } else if (ds.class_names && ds.n_classes == K) {
+        names = calloc(K, sizeof *names);
+        for (size_t k = 0; names && k < K; k++) names[k] = strdup(ds.class_names[k]);
+    }
+    for (size_t m = 0; m < M; m++) {
+        kdcl_st_file meta;
+        if ((s = kdcl_mlp_load(ctx, files[m].path, 1024, &specs[m], &meta))) goto done;
+        snorm[m] = kdcl_norm_from_meta(&meta);
+        s = parse_spec_classes(files[m].path, kdcl_st_meta(&meta, "specialist_classes"), K,
+                               &lists[m], &sizes[m]);
+        kdcl_st_free(&meta);
+        if (s) goto done;
+        const kdcl_arch *a = &specs[m]->arch;
+        if (a->sizes[0] != g->arch.sizes[0] || a->sizes[a->n_layers] != sizes[m] + 1) {
+            s = kdcl_set_error(KDCL_ERR_FORMAT,
+                               "%s: %zu inputs and %zu outputs do not fit %zu special classes "
+                               "+ dustbin on the generalist's %zu inputs",
+                               files[m].path, a->sizes[0], a->sizes[a->n_layers], sizes[m],
+                               g->arch.sizes[0]);
+            goto done;
+        }
+    }
+    if ((s = kdcl_clusters_from_lists(K, M, sizes, (const int32_t *const *)lists, &cl))) goto done;
+    gp = malloc(ds.n * sizeof *gp);
+    cp = malloc(ds.n * sizeof *cp);
+    act = malloc(ds.n * M);
+    if (!gp || !cp || !act) {
+        s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        goto done;
+    }
+    double t0 = kdcl_wall_seconds();
+    if ((s = kdcl_specialists_predict(g, gnorm, specs, snorm, &cl, &ds, &co, 1024, gp, cp, act)))
+        goto done;
+    const double secs = kdcl_wall_seconds() - t0;
+    /* tallies: overall, covered classes, by covering count, per specialist */
+    tally all = {0}, covered = {0}, byc[KDCL_MAX_CLUSTERS + 1], per[KDCL_MAX_CLUSTERS],
+          with_active = {0};
+    memset(byc, 0, sizeof byc);
+    memset(per, 0, sizeof per);
+    size_t max_cover = 0, n_active_sum = 0;
+    for (size_t i = 0; i < ds.n; i++) {
+        const int32_t y = ds.labels[i];
+        const int g_ok = gp[i] == y, c_ok = cp[i] == y;
+        size_t cover = 0, n_act = 0, in_any = 0;
+        for (size_t m = 0; m < M; m++) {
+            int has = 0;
+            for (size_t a = cl.off[m]; a < cl.off[m + 1]; a++) has |= cl.cls[a] == y;
+            n_act += act[i * M + m];
+            if (has) {
+                in_any = 1;
+                cover += act[i * M + m];
+                tally_add(&per[m], g_ok, c_ok);
+            }
+        }
+        n_active_sum += n_act;
+        tally_add(&all, g_ok, c_ok);
+        if (in_any) tally_add(&covered, g_ok, c_ok);
+        if (n_act) tally_add(&with_active, g_ok, c_ok);
+        tally_add(&byc[cover], g_ok, c_ok);
+        if (cover > max_cover) max_cover = cover;
+    }
+    printf("kdcl %s: generalist %s + %zu specialists on %zu %s examples (%s), top-n %zu, %zu "
+           "steps of lr %g: %.2f s\n\n",
+           cmd, model, M, ds.n, split, kdcl_ctx_device(ctx)->name, co.top_n, co.iters,
+           (double)co.lr, secs);
+    printf("| examples | n | generalist | + specialists | correct +- | relative |\n"
+           "|---|---|---|---|---|---|\n");
+    tally_row(stdout, "all", &all);
+    tally_row(stdout, "correct class covered by a specialist", &covered);
+    tally_row(stdout, "with an active specialist", &with_active);
+    printf("\nby the number of active specialists covering the correct class (Table 4):\n\n"
+           "| active specialists covering | n | generalist | + specialists | correct +- | "
+           "relative |\n|---|---|---|---|---|---|\n");
+    for (size_t k = 0; k <= max_cover; k++) {
+        char label[32];
+        snprintf(label, sizeof label, "%zu", k);
+        tally_row(stdout, label, &byc[k]);
+    }
+    printf("\nper specialist (test examples of its classes):\n\n"
+           "| specialist | classes | n | generalist | + specialists | correct +- | relative |\n"
+           "|---|---|---|---|---|---|---|\n");
+    for (size_t m = 0; m < M; m++) {
+        char cls[512] = "", buf[32], label[600];
+        size_t off = 0;
+        for (size_t a = cl.off[m]; a < cl.off[m + 1] && off < 400; a++)
+            off += (size_t)snprintf(cls + off, sizeof cls - off, "%s%s", a > cl.off[m] ? ", " : "",
+                                    class_name(names, (size_t)cl.cls[a], buf, sizeof buf));
+        snprintf(label, sizeof label, "%zu | %s", files[m].cluster, cls);
+        tally_row(stdout, label, &per[m]);
+    }
+    printf("\ntest errors: generalist %zu, generalist + specialists %zu (%zu examples, %.2f active "
+           "specialists per example)\n",
+           all.n - all.gen_ok, all.n - all.comb_ok, all.n, (double)n_active_sum / (double)all.n);
+    if (json) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "generalist", model);
+        cJSON_AddStringToObject(root, "specialists", sdir);
+        cJSON_AddStringToObject(root, "split", split);
+        cJSON_AddStringToObject(root, "device", kdcl_ctx_device(ctx)->name);
+        cJSON_AddNumberToObject(root, "top_n", (double)co.top_n);
+        cJSON_AddNumberToObject(root, "iters", (double)co.iters);
+        cJSON_AddNumberToObject(root, "lr", (double)co.lr);
+        cJSON_AddNumberToObject(root, "seconds", secs);
+        cJSON_AddItemToObject(root, "all", tally_json(&all));
+        cJSON_AddItemToObject(root, "covered", tally_json(&covered));
+        cJSON_AddItemToObject(root, "with_active", tally_json(&with_active));
+        cJSON *arr = cJSON_AddArrayToObject(root, "by_covering");
+        for (size_t k = 0; k <= max_cover; k++) {
+            cJSON *o = tally_json(&byc[k]);
+            cJSON_AddNumberToObject(o, "covering", (double)k);
+            cJSON_AddItemToArray(arr, o);
+        }
+        arr = cJSON_AddArrayToObject(root, "per_specialist");
+        for (size_t m = 0; m < M; m++) {
+            cJSON *o = tally_json(&per[m]);
+            cJSON_AddNumberToObject(o, "cluster", (double)files[m].cluster);
+            cJSON *cls = cJSON_AddArrayToObject(o, "classes");
+            for (size_t a = cl.off[m]; a < cl.off[m + 1]; a++)
+                cJSON_AddItemToArray(cls, cJSON_CreateNumber(cl.cls[a]));
+            cJSON_AddItemToArray(arr, o);
+        }
+        char *text = cJSON_Print(root);
+        cJSON_Delete(root);
+        FILE *f = text ? fopen(json, "w") : NULL;
+        int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+        if (f && fclose(f)) ok = 0;
+        free(text);
+        if (!ok) {
+            s = kdcl_set_error(KDCL_ERR_IO, "cannot write %s", json);
+            goto done;
+        }
+    }
+done:
+    if (s) rc = cli_fail(cmd, s);
+    free(gp);
+    free(cp);
+    free(act);
+    free_names(names, K);
+    for (size_t m = 0; m < M; m++) {
+        kdcl_mlp_destroy(specs[m]);
+        free(lists[m]);
+    }
+    free(files);
+    kdcl_clusters_free(&cl);
+    kdcl_mlp_destroy(g);
+    kdcl_ctx_destroy(ctx);
+    kdcl_dataset_free(&ds);
+    return rc;
+}
+
+int cmd_specialists(int argc, char **argv)
+{
+    const char *sub = argc > 1 ? argv[1] : NULL;
+    if (!sub || !strcmp(sub, "-h") || !strcmp(sub, "--help")) {
+        FILE *f = sub ? stdout : stderr;
+        fprintf(f, "usage: kdcl specialists cluster|train|eval [options]  (--help on each)\n\n"
+                   "  cluster   class clusters from the covariance of a generalist's predictions\n"
+                   "  train     one specialist (special classes + dustbin) per cluster, in parallel\n"
+                   "  eval      generalist vs generalist + specialists (KL combination)\n");
+        return sub ? 0 : CLI_EXIT_USAGE;
+    }
+    if (!strcmp(sub, "cluster")) return cmd_cluster(argc - 1, argv + 1);
+    if (!strcmp(sub, "train")) return cmd_spec_train(argc - 1, argv + 1);
+    if (!strcmp(sub, "eval")) return cmd_spec_eval(argc - 1, argv + 1);
+    return cli_usage_error("specialists", "unknown subcommand '%s' (cluster, train or eval)", sub);
+}

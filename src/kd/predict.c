@@ -1,0 +1,98 @@
+/* Generalist + specialists over a dataset: forward passes, the KL combination
+ * and the per-example predictions. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kdcl/loss.h"
+#include "kdcl/ops.h"
+#include "kdcl/specialists.h"
+
+/* u8 batch -> the model's inputs, then a test-mode forward. */
+static kdcl_status forward_batch(kdcl_mlp *m, kdcl_norm norm, const kdcl_tensor *u8,
+                                 size_t count)
+{
+    kdcl_status s;
+    if ((s = kdcl_mlp_set_batch(m, count)) ||
+        (s = kdcl_op_u8_to_float(m->ctx, u8, &m->act[0], count * m->arch.sizes[0], norm.scale,
+                                 norm.shift)))
+        return s;
+    return kdcl_mlp_forward(m, 0, 0, 0);
+}
+
+kdcl_status kdcl_specialists_predict(kdcl_mlp *g, kdcl_norm gnorm, kdcl_mlp *const *specs,
+                                     const kdcl_norm *snorm, const kdcl_clusters *c,
+                                     const kdcl_dataset *ds, const kdcl_combine_opts *o,
+                                     size_t max_batch, int32_t *gen_pred, int32_t *comb_pred,
+                                     uint8_t *active)
+{
+    kdcl_ctx *ctx = g->ctx;
+    const size_t Lg = g->arch.n_layers, K = g->arch.sizes[Lg], M = c->M;
+    if (c->K != K)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "specialists: the clusters are over %zu classes, the generalist "
+                              "has %zu outputs",
+                              c->K, K);
+    if (ds->n == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "specialists: the dataset is empty");
+    if (ds->dim != g->arch.sizes[0] || ds->n_classes > K)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "specialists: the generalist takes %zu inputs and %zu classes, the "
+                              "data has %zu and %zu",
+                              g->arch.sizes[0], K, ds->dim, ds->n_classes);
+    size_t B = max_batch < g->max_batch ? max_batch : g->max_batch;
+    for (size_t m = 0; m < M; m++) {
+        const kdcl_arch *a = &specs[m]->arch;
+        const size_t want = c->off[m + 1] - c->off[m] + 1;
+        if (specs[m]->ctx != ctx || a->sizes[0] != ds->dim || a->sizes[a->n_layers] != want)
+            return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                                  "specialists: specialist %zu must take the %zu inputs on the "
+                                  "generalist's context and have %zu outputs (its %zu classes + "
+                                  "dustbin); it has %zu inputs and %zu outputs",
+                                  m, ds->dim, want, want - 1, a->sizes[0], a->sizes[a->n_layers]);
+        if (specs[m]->max_batch < B) B = specs[m]->max_batch;
+    }
+    if (B == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "specialists: batch size 0");
+    kdcl_batcher b;
+    kdcl_combiner cb;
+    kdcl_tensor gi = {0}, ci = {0};
+    memset(&cb, 0, sizeof cb);
+    kdcl_status s = kdcl_batcher_create(ctx, ds, B, &b);
+    if (s) return s;
+    B = b.max_batch;
+    size_t n1[1] = {B};
+    uint8_t *act = NULL;
+    if ((s = kdcl_combiner_create(ctx, c, B, &cb)) ||
+        (s = kdcl_tensor_alloc(ctx, &gi, KDCL_I32, 1, n1)) ||
+        (s = kdcl_tensor_alloc(ctx, &ci, KDCL_I32, 1, n1)))
+        goto done;
+    for (size_t start = 0; start < ds->n; start += B) {
+        const size_t count = ds->n - start < B ? ds->n - start : B;
+        size_t r1[1] = {count}, r2[2] = {count, K};
+        const kdcl_tensor *u8 = &b.batch_u8[0];
+        if ((s = kdcl_batcher_load(&b, start, count))) goto done;
+        u8 = &b.batch_u8[b.cur];
+        if ((s = forward_batch(g, gnorm, u8, count))) goto done;
+        for (size_t m = 0; m < M; m++) {
+            kdcl_mlp *sm = specs[m];
+            if ((s = forward_batch(sm, snorm[m], u8, count)) ||
+                (s = kdcl_combiner_put(&cb, m, &sm->act[sm->arch.n_layers], count)))
+                goto done;
+        }
+        kdcl_tensor out = cb.out;
+        if ((s = kdcl_combine(&cb, &g->act[Lg], count, o)) ||
+            (s = kdcl_tensor_reshape(&gi, 1, r1)) || (s = kdcl_tensor_reshape(&ci, 1, r1)) ||
+            (s = kdcl_tensor_reshape(&out, 2, r2)) ||
+            (s = kdcl_op_argmax(ctx, &g->act[Lg], &gi)) || (s = kdcl_op_argmax(ctx, &out, &ci)) ||
+            (s = kdcl_tensor_download(ctx, &gi, 0, count, gen_pred + start)) ||
+            (s = kdcl_tensor_download(ctx, &ci, 0, count, comb_pred + start)) ||
+            (active && (s = kdcl_tensor_download(ctx, &cb.active, 0, count * M,
+                                                 active + start * M))))
+            goto done;
+    }
+done:
+    free(act);
+    kdcl_tensor_free(ctx, &gi);
+    kdcl_tensor_free(ctx, &ci);
+    kdcl_combiner_destroy(&cb);
+    kdcl_batcher_destroy(&b);
+    return s;
+}
