@@ -216,6 +216,83 @@ START_TEST(test_devices_lists_something)
 }
 END_TEST
 
+/* kdcl specialists cluster -> train (2 workers) -> eval --json, then bad input. */
+START_TEST(test_specialists_pipeline)
+{
+    char args[32768];
+    char gen[4200], cl[4200], dir[4200]; /* tu_path's buffers rotate */
+    snprintf(gen, sizeof gen, "%s", tu_path("gen.safetensors"));
+    snprintf(cl, sizeof cl, "%s", tu_path("clusters.json"));
+    snprintf(dir, sizeof dir, "%s", tu_path("specs"));
+    run_result r;
+    snprintf(args, sizeof args,
+             "train --data %s --arch 64-8-3 --epochs 2 --batch 25 --quiet --out %s", data_dir, gen);
+    run(&r, args);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    snprintf(args, sizeof args, "specialists cluster --data %s --model %s --clusters 2 --out %s",
+             data_dir, gen, cl);
+    run(&r, args);
+    ck_assert_msg(r.status == 0, "cluster: %s", r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "cluster 1:"));
+    snprintf(args, sizeof args,
+             "specialists train --data %s --model %s --clusters %s --min-size 1 --jobs 2 "
+             "--epochs 1 --batch 20 --quiet --out %s",
+             data_dir, gen, cl, dir);
+    run(&r, args);
+    ck_assert_msg(r.status == 0, "train: %s", r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "2 specialists in"));
+    const char *js = tu_path("spec_eval.json");
+    snprintf(args, sizeof args,
+             "specialists eval --data %s --model %s --specialists %s --json %s", data_dir, gen,
+             dir, js);
+    run(&r, args);
+    ck_assert_msg(r.status == 0, "eval: %s", r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "Table 4"));
+    FILE *f = fopen(js, "r");
+    ck_assert_ptr_nonnull(f);
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    cJSON *j = cJSON_Parse(buf);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq((int)cJSON_GetObjectItem(cJSON_GetObjectItem(j, "all"), "examples")->valuedouble,
+                     150);
+    /* every example falls in exactly one covering-count bucket */
+    cJSON *by = cJSON_GetObjectItem(j, "by_covering");
+    int total = 0;
+    for (int i = 0; i < cJSON_GetArraySize(by); i++)
+        total += (int)cJSON_GetObjectItem(cJSON_GetArrayItem(by, i), "examples")->valuedouble;
+    ck_assert_int_eq(total, 150);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "per_specialist")), 2);
+    cJSON_Delete(j);
+
+    /* bad input: one line, the right status, nothing crashes */
+    snprintf(args, sizeof args, "specialists cluster --data %s --model %s --clusters 4 --out %s",
+             data_dir, gen, tu_path("c4.json"));
+    expect_fail(args, 2, "more than the 3 classes");
+    expect_fail("specialists", 2, "usage");
+    expect_fail("specialists frobnicate", 2, "unknown subcommand");
+    tu_write_file(tu_path("bad.json"), "{\"format\": \"kdcl-clusters\", \"clus", 31);
+    snprintf(args, sizeof args,
+             "specialists train --data %s --model %s --clusters %s --quiet --out %s", data_dir,
+             gen, tu_path("bad.json"), dir);
+    expect_fail(args, 1, "bad.json");
+    mkdir(tu_path("nospecs"), 0755);
+    snprintf(args, sizeof args, "specialists eval --data %s --model %s --specialists %s",
+             data_dir, gen, tu_path("nospecs"));
+    expect_fail(args, 2, "no specialist_");
+    /* a specialist file that is not a checkpoint */
+    mkdir(tu_path("junkspecs"), 0755);
+    char junk[4200];
+    snprintf(junk, sizeof junk, "%s/specialist_0.safetensors", tu_path("junkspecs"));
+    tu_write_file(junk, "garbage", 7);
+    snprintf(args, sizeof args, "specialists eval --data %s --model %s --specialists %s",
+             data_dir, gen, tu_path("junkspecs"));
+    expect_fail(args, 1, "specialist_0.safetensors");
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -226,6 +303,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_bad_usage);
     tcase_add_test(tc, test_bad_checkpoints);
     tcase_add_test(tc, test_train_eval_roundtrip);
+    tcase_add_test(tc, test_specialists_pipeline);
     suite_add_tcase(s, tc);
     return s;
 }

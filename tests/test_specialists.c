@@ -170,7 +170,6 @@ START_TEST(test_dustbin_correction_applied)
 }
 END_TEST
 
-#ifdef KDCL_WITH_COMBINE
 /* A generalist trained on all 4 quadrant classes, a specialist for class 2
  * alone (+ dustbin), then the combination over the test set. */
 START_TEST(test_one_class_specialist_and_prediction)
@@ -241,7 +240,6 @@ START_TEST(test_one_class_specialist_and_prediction)
     kdcl_dataset_free(&te);
 }
 END_TEST
-#endif
 
 START_TEST(test_train_rejects_bad_input)
 {
@@ -279,9 +277,7 @@ static Suite *specialists_suite(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_init_from_generalist);
     tcase_add_test(tc, test_dustbin_correction_applied);
-#ifdef KDCL_WITH_COMBINE
     tcase_add_test(tc, test_one_class_specialist_and_prediction);
-#endif
     tcase_add_test(tc, test_train_rejects_bad_input);
     suite_add_tcase(s, tc);
     return s;

@@ -271,6 +271,7 @@ typedef struct {
 typedef struct {
     spec_pool *p;
     size_t id;
+    kdcl_ctx *ctx; /* created by the main thread: platform discovery is not thread-safe */
     kdcl_status status;
     char error[1024];
 } spec_worker;
@@ -286,7 +287,7 @@ static kdcl_status train_one(spec_pool *p, kdcl_ctx *ctx, kdcl_mlp *g, kdcl_norm
     kdcl_arch a = g->arch;
     a.sizes[a.n_layers] = j->n + 1;
     kdcl_mlp *sm = NULL;
-    char tag[64], path[4096], cls[4096] = "", v[12][128];
+    char tag[64], path[4096], cls[4096] = "", v[12][4200];
     kdcl_status s;
     size_t maxb = p->o.batch > 1000 ? p->o.batch : 1000;
     if ((s = kdcl_mlp_create(ctx, &a, maxb, &sm)) ||
@@ -338,13 +339,11 @@ static void *worker_main(void *arg)
 {
     spec_worker *w = arg;
     spec_pool *p = w->p;
-    kdcl_ctx *ctx = NULL;
+    kdcl_ctx *ctx = w->ctx;
     kdcl_mlp *g = NULL;
     kdcl_norm norm = KDCL_NORM_DEFAULT;
-    const char *dev = p->n_devices ? p->devices[w->id % p->n_devices] : NULL;
     kdcl_st_file meta;
-    kdcl_status s = kdcl_ctx_create(dev, &ctx);
-    if (!s) s = kdcl_mlp_load(ctx, p->model, 1024, &g, &meta);
+    kdcl_status s = kdcl_mlp_load(ctx, p->model, 1024, &g, &meta);
     if (!s) {
         norm = kdcl_norm_from_meta(&meta);
         kdcl_st_free(&meta);
@@ -363,7 +362,6 @@ static void *worker_main(void *arg)
             snprintf(j->error, sizeof j->error, "%s", kdcl_last_error());
     }
     kdcl_mlp_destroy(g);
-    kdcl_ctx_destroy(ctx);
     return NULL;
 }
 
@@ -515,11 +513,15 @@ static int cmd_spec_train(int argc, char **argv)
            "%zu epochs each\n",
            cmd, p.n_jobs, clusters, jobs, fit->n, p.o.epochs);
     fflush(stdout);
-    double t0 = kdcl_wall_seconds();
-    size_t started = 0;
     for (size_t i = 0; i < jobs; i++) {
         w[i].p = &p;
         w[i].id = i;
+        const char *dev = p.n_devices ? p.devices[i % p.n_devices] : NULL;
+        if ((rc = cli_open_ctx(cmd, dev, &w[i].ctx))) goto done_lock;
+    }
+    double t0 = kdcl_wall_seconds();
+    size_t started = 0;
+    for (size_t i = 0; i < jobs; i++) {
         if (pthread_create(&th[i], NULL, worker_main, &w[i])) break;
         started++;
     }
@@ -562,6 +564,7 @@ static int cmd_spec_train(int argc, char **argv)
            p.n_jobs - failed, wall, jobs, sum, f.out);
     if (failed && !rc) rc = CLI_EXIT_FAIL;
 done_lock:
+    for (size_t i = 0; w && i < jobs; i++) kdcl_ctx_destroy(w[i].ctx);
     pthread_mutex_destroy(&p.lock);
 done:
     if (s) rc = cli_fail(cmd, s);
@@ -943,13 +946,15 @@ done:
 int cmd_specialists(int argc, char **argv)
 {
     const char *sub = argc > 1 ? argv[1] : NULL;
-    if (!sub || !strcmp(sub, "-h") || !strcmp(sub, "--help")) {
-        FILE *f = sub ? stdout : stderr;
-        fprintf(f, "usage: kdcl specialists cluster|train|eval [options]  (--help on each)\n\n"
+    if (!sub)
+        return cli_usage_error("specialists", "usage: kdcl specialists cluster|train|eval "
+                                              "[options] (kdcl specialists --help)");
+    if (!strcmp(sub, "-h") || !strcmp(sub, "--help")) {
+        printf("usage: kdcl specialists cluster|train|eval [options]  (--help on each)\n\n"
                    "  cluster   class clusters from the covariance of a generalist's predictions\n"
                    "  train     one specialist (special classes + dustbin) per cluster, in parallel\n"
-                   "  eval      generalist vs generalist + specialists (KL combination)\n");
-        return sub ? 0 : CLI_EXIT_USAGE;
+               "  eval      generalist vs generalist + specialists (KL combination)\n");
+        return 0;
     }
     if (!strcmp(sub, "cluster")) return cmd_cluster(argc - 1, argv + 1);
     if (!strcmp(sub, "train")) return cmd_spec_train(argc - 1, argv + 1);

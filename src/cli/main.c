@@ -18,6 +18,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "test errors, per-class errors and confusion matrix of a checkpoint"},
     {"gemm", cmd_gemm, "run one GEMM on the device and check it against the CPU"},
     {"bench", cmd_bench, "benchmark GEMMs, kernels, training and inference (table, --json)"},
+    {"specialists", cmd_specialists, "class clusters, specialists with a dustbin class, KL combination"},
     {"tune", cmd_tune, "tune CLBlast's GEMM kernels for a device (clblast-utils) and cache them"},
 };
 
