@@ -328,6 +328,46 @@ END_TEST
 #define KB 12
 static const int blocks12[KB] = {0, 1, 1, 0, 2, 2, 2, 0, 2, 1, 1, 2};
 
+/* Correlation columns: the clusters do not change when each class's
+ * probabilities are rescaled (cov -> D cov D with D > 0 diagonal), which
+ * on the raw covariance columns pulls a high-variance class out on its own;
+ * a class with zero variance gives no NaN. */
+START_TEST(test_kmeans_correlation)
+{
+    double cov[KB * KB], scaled[KB * KB];
+    synth_cov(cov, KB, blocks12, 3, 3000, 0.3, 0.03, 42);
+    double dsc[KB];
+    for (size_t i = 0; i < KB; i++) dsc[i] = i == 4 ? 6.0 : 0.5 + 0.1 * (double)i;
+    for (size_t i = 0; i < KB; i++)
+        for (size_t j = 0; j < KB; j++) scaled[i * KB + j] = dsc[i] * cov[i * KB + j] * dsc[j];
+    static const int32_t b0[] = {0, 3, 7}, b1[] = {1, 2, 9, 10}, b2[] = {4, 5, 6, 8, 11};
+    const int32_t *lists[] = {b0, b1, b2};
+    const size_t sizes[] = {3, 4, 5};
+    kdcl_clusters want = {0}, c = {0}, raw = {0};
+    tu_ok(kdcl_clusters_from_lists(KB, 3, sizes, lists, &want), "from_lists");
+    kdcl_kmeans_opts o;
+    kdcl_kmeans_opts_default(&o);
+    o.M = 3;
+    o.correlation = 1;
+    tu_ok(kdcl_cluster_classes(scaled, KB, &o, &c, NULL), "correlation");
+    ck_assert_msg(clusters_equal(&c, &want), "correlation columns: blocks not recovered");
+    kdcl_clusters_free(&c);
+    o.correlation = 0; /* the raw columns: class 4's variance dominates */
+    tu_ok(kdcl_cluster_classes(scaled, KB, &o, &raw, NULL), "covariance");
+    ck_assert_msg(!clusters_equal(&raw, &want), "expected the scaled covariance to mislead");
+    kdcl_clusters_free(&raw);
+    /* zero variance for class 3: finite, valid clusters */
+    for (size_t i = 0; i < KB; i++) scaled[3 * KB + i] = scaled[i * KB + 3] = 0.0;
+    o.correlation = 1;
+    double in = NAN;
+    tu_ok(kdcl_cluster_classes(scaled, KB, &o, &c, &in), "zero variance");
+    ck_assert(isfinite(in));
+    check_valid(&c, KB, 3, 1, "zero variance");
+    kdcl_clusters_free(&c);
+    kdcl_clusters_free(&want);
+}
+END_TEST
+
 START_TEST(test_kmeans_blocks)
 {
     double cov[KB * KB];
@@ -864,6 +904,7 @@ int main(void)
     tcase_add_test(tc, test_covariance_small);
     tcase_add_test(tc, test_covariance_bad_args);
     tcase_add_test(tc, test_kmeans_blocks);
+    tcase_add_test(tc, test_kmeans_correlation);
     tcase_add_test(tc, test_kmeans_seeds);
     tcase_add_test(tc, test_kmeans_cover);
     tcase_add_test(tc, test_kmeans_bad_args);

@@ -11,8 +11,12 @@
 # Results go to OUT_DIR/results.md (and the logs beside it).
 #   tools/specialists_experiment.sh [OUT_DIR]
 # Environment: KDCL (binary, default build/src/cli/kdcl), KDCL_DATA (default
-# the Debian dataset-fashion-mnist files), SPEC_GEN_ARCH, SPEC_GEN_EPOCHS,
-# SPEC_EPOCHS, SPEC_CLUSTERS, SPEC_JOBS, SPEC_QUICK=1 (a short run for checks).
+# the Debian dataset-fashion-mnist files), SPEC_NAMES (class names file,
+# default: Fashion-MNIST's), SPEC_GEN_ARCH, SPEC_GEN_EPOCHS, SPEC_EPOCHS,
+# SPEC_CLUSTERS, SPEC_JOBS, SPEC_QUICK=1 (a short run for checks).
+# Many classes: tools/make_digits_fashion20.py writes MNIST + Fashion-MNIST as
+# one 20-class dataset; then KDCL_DATA=DIR SPEC_NAMES=DIR/class_names.txt
+# SPEC_GEN_ARCH=784-32-20 SPEC_CLUSTERS=6 tools/specialists_experiment.sh OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kdcl=${KDCL:-build/src/cli/kdcl}
@@ -22,7 +26,7 @@ mkdir -p "$out"
 
 gen_arch=${SPEC_GEN_ARCH:-784-24-10}
 gen_epochs=${SPEC_GEN_EPOCHS:-10}
-spec_epochs=${SPEC_EPOCHS:-8}
+spec_epochs=${SPEC_EPOCHS:-20}
 clusters=${SPEC_CLUSTERS:-4}
 jobs=${SPEC_JOBS:-2}
 if [ "${SPEC_QUICK:-0}" = 1 ]; then
@@ -30,9 +34,13 @@ if [ "${SPEC_QUICK:-0}" = 1 ]; then
     spec_epochs=1
 fi
 
-printf '%s\n' "T-shirt/top" Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag "Ankle boot" \
-    >"$out/fashion_names.txt"
-names=(--class-names "$out/fashion_names.txt")
+if [ -n "${SPEC_NAMES:-}" ]; then
+    names=(--class-names "$SPEC_NAMES")
+else
+    printf '%s\n' "T-shirt/top" Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag "Ankle boot" \
+        >"$out/fashion_names.txt"
+    names=(--class-names "$out/fashion_names.txt")
+fi
 
 step() { # name, log, command...
     local name=$1 log=$2
@@ -47,14 +55,14 @@ step generalist "$out/generalist.log" "$kdcl" train --data "$data" --arch "$gen_
     --epochs "$gen_epochs" --lr 0.1 --lr-decay 0.9 --momentum 0.5,0.9,3 --seed 1 --quiet \
     --out "$out/generalist.safetensors"
 step clusters "$out/cluster.log" "$kdcl" specialists cluster --data "$data" \
-    --model "$out/generalist.safetensors" --clusters "$clusters" --restarts 10 --seed 1 \
+    --model "$out/generalist.safetensors" --clusters "$clusters" --seed 1 \
     "${names[@]}" --out "$out/clusters.json"
 step "clusters with overlap 2" "$out/cluster2.log" "$kdcl" specialists cluster --data "$data" \
-    --model "$out/generalist.safetensors" --clusters "$clusters" --restarts 10 --seed 1 \
+    --model "$out/generalist.safetensors" --clusters "$clusters" --seed 1 \
     --overlap 2 "${names[@]}" --out "$out/clusters2.json"
 
 spec_opts=(--data "$data" --model "$out/generalist.safetensors" --epochs "$spec_epochs"
-    --lr 0.05 --lr-decay 0.9 --momentum 0.5,0.9,2 --seed 1 --quiet)
+    --lr 0.1 --lr-decay 0.9 --momentum 0.5,0.9,2 --seed 1 --quiet)
 step "specialists, 1 worker" "$out/train1.log" "$kdcl" specialists train "${spec_opts[@]}" \
     --clusters "$out/clusters.json" --jobs 1 --out "$out/spec1"
 step "specialists, $jobs workers" "$out/trainN.log" "$kdcl" specialists train "${spec_opts[@]}" \
@@ -73,7 +81,7 @@ wall() { sed -n 's/.* in \([0-9.]*\) s wall.*/\1/p' "$1"; }
 w1=$(wall "$out/train1.log")
 wn=$(wall "$out/trainN.log")
 {
-    echo "# Specialists on Fashion-MNIST"
+    echo "# Specialists on $data"
     echo
     "$kdcl" devices | sed -n '1,2p' | sed 's/^[* ] *//'
     echo

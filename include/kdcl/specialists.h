@@ -47,10 +47,14 @@ typedef struct kdcl_kmeans_opts {
     size_t max_iter;  /* Lloyd iterations per run */
     size_t overlap;   /* r >= 1: each class joins its r nearest centroids */
     uint64_t seed;
+    int correlation;  /* cluster the columns of the correlation matrix
+                       * cov_ij / sqrt(cov_ii cov_jj) instead of the covariance */
 } kdcl_kmeans_opts;
 void kdcl_kmeans_opts_default(kdcl_kmeans_opts *o);
 
-/* K-means of the K columns of cov (points in R^K): k-means++ seeding, online
+/* K-means of the K columns of cov (points in R^K), or of the correlation
+ * matrix with o->correlation (a class with zero variance correlates with
+ * nothing: its row and column are 0 but for the diagonal 1): k-means++ seeding, online
  * (MacQueen) passes, then Lloyd iterations; deterministic for a given seed.
  * With overlap r > 1 each class is put in its r nearest clusters. Every
  * cluster is non-empty and every class is in at least one cluster. *inertia

@@ -104,8 +104,13 @@ static int cluster_help(void)
            "  --clusters M        number of clusters (1..classes)\n"
            "  --out FILE          clusters file (JSON) to write\n"
            "  --data DIR          dataset directory (default $KDCL_DATA or " CLI_DEFAULT_DATA ")\n"
-           "  --restarts R        K-means runs, the lowest inertia wins (default 10)\n"
+           "  --restarts R        K-means runs, the lowest inertia wins (default 100 up to\n"
+           "                      1000 classes, else 10)\n"
            "  --overlap r         put each class in its r nearest clusters (default 1)\n"
+           "  --points P          correlation (default) or covariance: the columns K-means\n"
+           "                      clusters. With few classes the covariance's diagonal (each\n"
+           "                      class's own variance) dominates the distances, so the\n"
+           "                      confidently predicted classes end up alone\n"
            "  --seed S            K-means seed (default 1)\n"
            "  --class-names FILE  one class name per line (default: the dataset's, if any)\n"
            "  --device D          OpenCL device: P:D, cpu, gpu or a name substring\n");
@@ -120,12 +125,14 @@ static int cmd_cluster(int argc, char **argv)
         {"out", required_argument, 0, 'o'},   {"data", required_argument, 0, 'd'},
         {"restarts", required_argument, 0, 'r'}, {"overlap", required_argument, 0, 'v'},
         {"seed", required_argument, 0, 's'},  {"class-names", required_argument, 0, 'n'},
-        {"device", required_argument, 0, 'D'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"device", required_argument, 0, 'D'}, {"points", required_argument, 0, 'P'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     const char *model = NULL, *out = NULL, *data = NULL, *names_path = NULL, *device = NULL;
     kdcl_kmeans_opts ko;
     kdcl_kmeans_opts_default(&ko);
     ko.M = 0;
+    ko.correlation = 1;
+    ko.restarts = 0; /* default below, from K */
     int c;
     size_t z;
     optind = 1;
@@ -138,6 +145,15 @@ static int cmd_cluster(int argc, char **argv)
         case 'd': data = optarg; break;
         case 'n': names_path = optarg; break;
         case 'D': device = optarg; break;
+        case 'P':
+            if (!strcmp(optarg, "correlation"))
+                ko.correlation = 1;
+            else if (!strcmp(optarg, "covariance"))
+                ko.correlation = 0;
+            else
+                return cli_usage_error(cmd, "--points needs correlation or covariance, got '%s'",
+                                       optarg);
+            break;
         case 'M':
         case 'r':
         case 'v':
@@ -173,6 +189,7 @@ static int cmd_cluster(int argc, char **argv)
         (rc = check_model_data(cmd, g, &train)))
         goto done;
     const size_t K = g->arch.sizes[g->arch.n_layers];
+    if (!ko.restarts) ko.restarts = K <= 1000 ? 100 : 10;
     if (ko.M > K) {
         rc = cli_usage_error(cmd, "--clusters %zu is more than the %zu classes", ko.M, K);
         goto done;
@@ -208,8 +225,10 @@ static int cmd_cluster(int argc, char **argv)
             if (i != j) errors += (size_t)conf[i * K + j];
     printf("kdcl %s: %zu classes, %zu training examples, generalist %s (%zu training errors)\n",
            cmd, K, train.n, model, errors);
-    printf("covariance %.2f s on %s, K-means %.3f s (%zu restarts, inertia %.6g)\n", t1 - t0,
-           kdcl_ctx_device(ctx)->name, t2 - t1, ko.restarts, inertia);
+    printf("covariance %.2f s on %s, K-means of the %s columns %.3f s (%zu restarts, inertia "
+           "%.6g)\n",
+           t1 - t0, kdcl_ctx_device(ctx)->name, ko.correlation ? "correlation" : "covariance",
+           t2 - t1, ko.restarts, inertia);
     for (size_t m = 0; m < cl.M; m++) {
         size_t within = 0, total = 0;
         printf("cluster %zu:", m);
@@ -707,9 +726,12 @@ static void tally_row(FILE *f, const char *label, const tally *t)
 {
     double ga = t->n ? 100.0 * (double)t->gen_ok / (double)t->n : 0;
     double ca = t->n ? 100.0 * (double)t->comb_ok / (double)t->n : 0;
-    fprintf(f, "| %s | %zu | %.2f%% | %.2f%% | %+zd | %+.1f%% |\n", label, t->n, ga, ca,
-            (ssize_t)t->comb_ok - (ssize_t)t->gen_ok,
-            t->gen_ok ? 100.0 * ((double)t->comb_ok - (double)t->gen_ok) / (double)t->gen_ok : 0.0);
+    char rel[32] = "n/a"; /* relative to the generalist's correct answers */
+    if (t->gen_ok)
+        snprintf(rel, sizeof rel, "%+.1f%%",
+                 100.0 * ((double)t->comb_ok - (double)t->gen_ok) / (double)t->gen_ok);
+    fprintf(f, "| %s | %zu | %.2f%% | %.2f%% | %+zd | %s |\n", label, t->n, ga, ca,
+            (ssize_t)t->comb_ok - (ssize_t)t->gen_ok, rel);
 }
 
 static cJSON *tally_json(const tally *t)

@@ -8,9 +8,12 @@
  * Choices left open by the header:
  *  - kdcl_kmeans_opts_default sets M = 0, which kdcl_cluster_classes rejects:
  *    the number of clusters has no sensible default and must be chosen.
- *  - One run: k-means++ seeding, KM_ONLINE_PASSES MacQueen passes (each in a
- *    fresh seeded random order; centre counts start at 1 and keep growing
- *    across passes), then Lloyd until the assignment repeats or max_iter.
+ *  - One run: k-means++ seeding and KM_ONLINE_PASSES MacQueen passes (each in
+ *    a fresh seeded random order; centre counts start at 1 and keep growing
+ *    across passes) on even runs, Forgy seeding (distinct random points) on
+ *    odd runs, then Lloyd until the assignment repeats or max_iter. (On the
+ *    10 Fashion-MNIST classes, k-means++ runs alone stayed at inertia 6.62 for
+ *    1000 restarts; Forgy runs find 6.55.)
  *    An empty cluster takes the point farthest from its centroid among the
  *    clusters with two or more points. All runs draw from one generator
  *    seeded with o->seed; the lowest inertia wins (first on ties).
@@ -444,11 +447,31 @@ static void update_centroids(km_work *w)
 /* One run: seeding, online passes, Lloyd to convergence or max_iter. Leaves
  * the assignment in w->assign (no empty cluster), the centroids as the means
  * of their points, and returns the within-cluster sum of squares. */
-static double km_run(km_work *w, size_t max_iter, kdcl_rng *r)
+/* Forgy seeding: M distinct points drawn uniformly (partial Fisher-Yates). */
+static void seed_forgy(km_work *w, kdcl_rng *r)
 {
     const size_t K = w->K;
-    seed_pp(w, r);
-    online_passes(w, r);
+    for (size_t j = 0; j < K; j++) w->order[j] = j;
+    for (size_t c = 0; c < w->M; c++) {
+        size_t t = c + (size_t)kdcl_rng_below(r, K - c), x = w->order[c];
+        w->order[c] = w->order[t];
+        w->order[t] = x;
+        memcpy(w->C + c * K, w->X + w->order[c] * K, K * sizeof *w->C);
+    }
+}
+
+/* One run: even runs k-means++ seeding then online passes, odd runs Forgy
+ * seeding (k-means++ favours outlying points as seeds, and on a handful of
+ * classes that can steer every run into the same local minimum); then Lloyd. */
+static double km_run(km_work *w, size_t max_iter, kdcl_rng *r, size_t run)
+{
+    const size_t K = w->K;
+    if (run % 2 == 0) {
+        seed_pp(w, r);
+        online_passes(w, r);
+    } else {
+        seed_forgy(w, r);
+    }
     for (size_t j = 0; j < K; j++) w->assign[j] = nearest(w, j, NULL);
     fix_empty(w);
     for (size_t it = 0; it < max_iter; it++) {
@@ -530,16 +553,23 @@ kdcl_status kdcl_cluster_classes(const double *cov, size_t K, const kdcl_kmeans_
         s = kdcl_set_error(KDCL_ERR_OOM, "%s: out of host memory", who);
         goto done;
     }
-    /* point j = column j of cov */
+    /* point j = column j of cov (or of the correlation matrix) */
     for (size_t j = 0; j < K; j++)
-        for (size_t i = 0; i < K; i++) X[j * K + i] = cov[i * K + j];
+        for (size_t i = 0; i < K; i++) {
+            double v = cov[i * K + j];
+            if (o->correlation) {
+                const double d = cov[i * K + i] * cov[j * K + j];
+                v = i == j ? 1.0 : d > 0 ? v / sqrt(d) : 0.0;
+            }
+            X[j * K + i] = v;
+        }
     w.X = X;
 
     kdcl_rng rng;
     kdcl_rng_seed(&rng, o->seed);
     double best = INFINITY;
     for (size_t run = 0; run < o->restarts; run++) {
-        double in = km_run(&w, o->max_iter, &rng);
+        double in = km_run(&w, o->max_iter, &rng, run);
         if (run == 0 || in < best) {
             best = in;
             memcpy(bestC, w.C, M * K * sizeof *bestC);
@@ -688,7 +718,9 @@ kdcl_status kdcl_clusters_save_json(const char *path, const kdcl_clusters *c,
         ok = km && cJSON_AddNumberToObject(km, "M", (double)o->M) &&
              cJSON_AddNumberToObject(km, "restarts", (double)o->restarts) &&
              cJSON_AddNumberToObject(km, "max_iter", (double)o->max_iter) &&
-             cJSON_AddNumberToObject(km, "overlap", (double)o->overlap);
+             cJSON_AddNumberToObject(km, "overlap", (double)o->overlap) &&
+             cJSON_AddStringToObject(km, "points",
+                                     o->correlation ? "correlation columns" : "covariance columns");
         if (ok && o->seed <= (UINT64_C(1) << 53)) {
             ok = cJSON_AddNumberToObject(km, "seed", (double)o->seed) != NULL;
         } else if (ok) { /* above 2^53 a JSON number would lose bits: a string */
