@@ -88,7 +88,7 @@ wn=$(wall "$out/trainN.log")
     echo "generalist $gen_arch, $gen_epochs epochs: $(grep '^test errors' "$out/generalist.log")"
     echo "specialists: the generalist's architecture with |S|+1 outputs, $spec_epochs epochs each"
     echo
-    echo "## Clusters ($clusters, K-means on the covariance columns)"
+    echo "## Clusters ($clusters, K-means on the correlation columns of the covariance)"
     echo
     grep -A1 '^cluster ' "$out/cluster.log" | grep -v '^--'
     echo

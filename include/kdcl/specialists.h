@@ -37,7 +37,8 @@ size_t kdcl_clusters_count_of(const kdcl_clusters *c, size_t k);
  * the covariance cov[i*K + j] = E[p_i p_j] - E[p_i] E[p_j] (K x K, double),
  * the mean mean[k] = E[p_k] and, when confusion is not NULL, the K x K
  * confusion counts (row = true label, column = argmax). The second moments
- * are GEMMs (P^T P, accumulated over batches on the device through CLBlast). */
+ * are GEMMs (P^T P, accumulated over batches on the device through CLBlast).
+ * mean and confusion may be NULL; K <= 46340. */
 kdcl_status kdcl_prob_covariance(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm,
                                  double *cov, double *mean, int32_t *confusion);
 
@@ -50,13 +51,16 @@ typedef struct kdcl_kmeans_opts {
     int correlation;  /* cluster the columns of the correlation matrix
                        * cov_ij / sqrt(cov_ii cov_jj) instead of the covariance */
 } kdcl_kmeans_opts;
+/* restarts 10, max_iter 100, overlap 1, seed 1, covariance columns, and M = 0,
+ * which kdcl_cluster_classes rejects: the number of clusters must be chosen. */
 void kdcl_kmeans_opts_default(kdcl_kmeans_opts *o);
 
 /* K-means of the K columns of cov (points in R^K), or of the correlation
  * matrix with o->correlation (a class with zero variance correlates with
  * nothing: its row and column are 0 but for the diagonal 1): k-means++ seeding, online
  * (MacQueen) passes, then Lloyd iterations; deterministic for a given seed.
- * With overlap r > 1 each class is put in its r nearest clusters. Every
+ * With overlap r > 1 each class is put in its own cluster and the r - 1
+ * nearest other ones (so it is in exactly r, and none is empty). Every
  * cluster is non-empty and every class is in at least one cluster. *inertia
  * (may be NULL) receives the within-cluster sum of squares of the best run. */
 kdcl_status kdcl_cluster_classes(const double *cov, size_t K, const kdcl_kmeans_opts *o,
@@ -76,7 +80,9 @@ typedef struct kdcl_cluster_info {
  * the generalist's confusion within the cluster. */
 kdcl_status kdcl_clusters_save_json(const char *path, const kdcl_clusters *c,
                                     const kdcl_cluster_info *info);
-/* Load and validate; K must match expect_K unless expect_K == 0. */
+/* Load and validate; K must match expect_K unless expect_K == 0. Bad contents
+ * (a K mismatch included): KDCL_ERR_FORMAT naming the file; unreadable:
+ * KDCL_ERR_IO. */
 kdcl_status kdcl_clusters_load_json(const char *path, size_t expect_K, kdcl_clusters *out);
 
 /* ---- 2. specialists --------------------------------------------------------- */
@@ -136,7 +142,8 @@ typedef struct kdcl_combiner {
     kdcl_tensor member;      /* U8 [M, K]: class k in cluster m */
     kdcl_tensor cls, cls_off;/* I32: the cluster lists (as in kdcl_clusters) */
     kdcl_tensor blk;         /* I32 [M]: blk_off on the device */
-    kdcl_tensor spec_logits; /* F32: block m is [max_batch, |S_m| + 1] row-major */
+    kdcl_tensor spec_logits; /* F32: block m is [max_batch, |S_m| + 1] row-major, then a
+                              * [max_batch, K] scratch of the kernel */
     kdcl_tensor out;         /* F32 [max_batch, K]: log q of the last batch */
     kdcl_tensor active;      /* U8 [max_batch, M]: specialist m active for row b */
 } kdcl_combiner;
@@ -151,7 +158,10 @@ kdcl_status kdcl_combiner_put(kdcl_combiner *cb, size_t m, const kdcl_tensor *lo
  * generalist's top-n classes), then q = softmax(w) minimising
  * KL(p_g || q) + sum_{m active} KL(p_m || q_m) by gradient descent on w from
  * the generalist's logits; out = log q, active = the active set. Rows with no
- * active specialist get log p_g. One kernel launch. */
+ * active specialist get log p_g. One kernel launch. A cluster holding all K
+ * classes has no dustbin to match: its term is -sum_c p_m,c log q_c. A
+ * specialist never put reads as zero logits (uniform). Limits: K <= 2^24,
+ * iters <= 10^6, about 16 M bytes of local memory. */
 kdcl_status kdcl_combine(kdcl_combiner *cb, const kdcl_tensor *gen_logits, size_t rows,
                          const kdcl_combine_opts *o);
 

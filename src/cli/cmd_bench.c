@@ -19,19 +19,23 @@
  *         "gemm_tuning": what kdcl_ctx_gemm_tuning() reported,
  *         "gemm_default_tuning": tuning string of the KDCL_NO_TUNING=1 child (null: not run),
  *         "results": [ flat list, one entry per measured workload:
- *           {"id", "label", "kind": "gemm"|"train"|"infer"|"step",
- *            "unit": "GFLOP/s"|"samples/s"|"images/s"|"ms",
+ *           {"id", "label", "kind": "gemm"|"train"|"infer"|"step"|"combine",
+ *            "unit": "GFLOP/s"|"samples/s"|"images/s"|"examples/s"|"ms",
  *            "better": "higher"|"lower",
  *            "median", "min", "max", "reps",
  *            gemm:  "m","n","k","trans" ("NT": A as stored, B transposed), "batch" (null for
  *                   the square ones), "variant": "tuned"|"clblast-defaults"
  *            train: "arch","batch","examples" (per timed epoch),"dropout","max_norm"
- *            infer: "arch","batch","examples","members"}
+ *            infer: "arch","batch","examples","members"
+ *            combine: "classes","clusters","batch","iters")
  *           ids: gemm.<shape>.b<B>[.default], gemm.sq1024[.default], gemm.sq4096[.default],
  *                train.{teacher,student}.b{128,1024}, infer.{teacher,ensemble10,student}.b1024
  *                (.b128 with --quick; "batch" is the batch really used: a slow device runs the
  *                ensemble on fewer images per repetition),
- *                step.teacher.b<B> (device ms of one training step, sum of the ops below)
+ *                step.teacher.b<B> (device ms of one training step, sum of the ops below),
+ *                combine.k{10,100}.b<B> (examples/s of the specialists' KL combination:
+ *                K classes in K/10 clusters of 10 (K = 10: 4 clusters), every row with an
+ *                active specialist, default steps)
  *         ],
  *         "kernel_profile": [ {"model", "arch", "batch", "steps", "gated",
  *             "ops": [{"name", "kind": "gemm"|"kernel"|"data", "median_ms", "min_ms",
@@ -66,6 +70,7 @@
 #include "cli/cli.h"
 #include "kdcl/distill.h"
 #include "kdcl/profile.h"
+#include "kdcl/specialists.h"
 
 #define TEACHER_ARCH "784-1200-1200-10"
 #define STUDENT_ARCH "784-800-800-10"
@@ -929,6 +934,92 @@ done:
     return s;
 }
 
+/* The specialists' KL combination on random logits: K classes, clusters of
+ * (up to) 10 consecutive classes, B rows; its rate in rows/s over passes of
+ * `rows` rows (each a kdcl_combine of B rows, then one clFinish). */
+typedef struct {
+    kdcl_ctx *ctx;
+    kdcl_combiner cb;
+    kdcl_tensor z;
+    kdcl_combine_opts co;
+    size_t B;
+} combine_job;
+
+static kdcl_status combine_pass(void *arg, size_t rows, uint64_t seed, double *rate)
+{
+    (void)seed;
+    combine_job *j = arg;
+    double t0 = kdcl_wall_seconds();
+    kdcl_status s;
+    for (size_t done = 0; done < rows; done += j->B)
+        if ((s = kdcl_combine(&j->cb, &j->z, j->B, &j->co))) return s;
+    if ((s = kdcl_ctx_finish(j->ctx))) return s;
+    *rate = (double)rows / (kdcl_wall_seconds() - t0);
+    return KDCL_OK;
+}
+
+static kdcl_status bench_combine(kdcl_ctx *ctx, const bench_opts *o, size_t K, size_t B,
+                                 size_t *M_out, size_t *iters, stat_t *out, size_t *n_used)
+{
+    combine_job j;
+    memset(&j, 0, sizeof j);
+    j.ctx = ctx;
+    j.B = B;
+    kdcl_combine_opts_default(&j.co);
+    const size_t M = K == 10 ? 4 : K / 10;
+    size_t sizes[KDCL_MAX_CLUSTERS];
+    int32_t *cls = malloc(K * sizeof *cls);
+    const int32_t *lists[KDCL_MAX_CLUSTERS];
+    float *h = malloc(B * K * sizeof *h);
+    kdcl_clusters c = {0};
+    kdcl_status s = KDCL_OK;
+    if (!cls || !h) {
+        s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        goto done;
+    }
+    for (size_t k = 0; k < K; k++) cls[k] = (int32_t)k;
+    for (size_t m = 0, at = 0; m < M; m++) { /* K = 10: 3, 3, 2, 2 */
+        sizes[m] = K / M + (m < K % M);
+        lists[m] = cls + at;
+        at += sizes[m];
+    }
+    kdcl_rng r;
+    kdcl_rng_seed(&r, 7);
+    for (size_t i = 0; i < B * K; i++) h[i] = (float)(6.0 * kdcl_rng_uniform(&r) - 3.0);
+    size_t zs[2] = {B, K};
+    if ((s = kdcl_clusters_from_lists(K, M, sizes, lists, &c)) ||
+        (s = kdcl_combiner_create(ctx, &c, B, &j.cb)) ||
+        (s = kdcl_tensor_alloc(ctx, &j.z, KDCL_F32, 2, zs)) ||
+        (s = kdcl_tensor_upload(ctx, &j.z, 0, B * K, h)))
+        goto done;
+    /* specialists' logits: random too (the combiner reads them as given) */
+    for (size_t m = 0; m < M; m++) {
+        kdcl_tensor t = {0};
+        size_t ts[2] = {B, sizes[m] + 1};
+        if ((s = kdcl_tensor_alloc(ctx, &t, KDCL_F32, 2, ts)) ||
+            (s = kdcl_tensor_upload(ctx, &t, 0, B * (sizes[m] + 1), h)) ||
+            (s = kdcl_combiner_put(&j.cb, m, &t, B)) || (s = kdcl_ctx_finish(ctx))) {
+            kdcl_tensor_free(ctx, &t);
+            goto done;
+        }
+        kdcl_tensor_free(ctx, &t);
+    }
+    double rate = 0;
+    if ((s = combine_pass(&j, B, 1, &rate))) goto done; /* warm-up (kernel build) */
+    size_t n = round_to(rate * rep_target(o), B, B, 1000 * B);
+    if ((s = repeat_passes(o, combine_pass, &j, n, out))) goto done;
+    *n_used = n;
+    *M_out = M;
+    *iters = j.co.iters;
+done:
+    free(cls);
+    free(h);
+    kdcl_clusters_free(&c);
+    kdcl_combiner_destroy(&j.cb);
+    kdcl_tensor_free(ctx, &j.z);
+    return s;
+}
+
 /* ------------------------------------------------------------------ host info */
 
 static void cpu_model(char *buf, size_t size)
@@ -1235,6 +1326,29 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
         cJSON_AddNumberToObject(r, "batch", (double)batch);
         cJSON_AddNumberToObject(r, "examples", (double)n);
         cJSON_AddNumberToObject(r, "members", w == 1 ? ENSEMBLE_MEMBERS : 1);
+        fflush(stdout);
+    }
+    /* --- the specialists' KL combination kernel */
+    printf("\nSpecialists' KL combination (gradient descent on the device), examples/s median "
+           "[min-max]\n");
+    for (size_t K = 10; K <= 100; K *= 10) {
+        size_t n = 0, M = 0, iters = 0, B = IB;
+        stat_t st;
+        char id[64], lab[160], v[64];
+        if ((s = bench_combine(ctx, o, K, B, &M, &iters, &st, &n))) {
+            workload_failed(&rep, "combination", s);
+            continue;
+        }
+        fmt_stat(v, sizeof v, st, 0);
+        printf("  K=%-4zu %3zu clusters B=%-5zu %3zu steps       %-24s (%zu rows per rep)\n", K,
+               M, B, iters, v, n);
+        snprintf(id, sizeof id, "combine.k%zu.b%zu", K, B);
+        snprintf(lab, sizeof lab, "combine K=%zu M=%zu B=%zu", K, M, B);
+        cJSON *r = add_result(&rep, id, lab, "combine", "examples/s", 1, st);
+        cJSON_AddNumberToObject(r, "classes", (double)K);
+        cJSON_AddNumberToObject(r, "clusters", (double)M);
+        cJSON_AddNumberToObject(r, "batch", (double)B);
+        cJSON_AddNumberToObject(r, "iters", (double)iters);
         fflush(stdout);
     }
     peak[3] = kdcl_ctx_mem_stats(ctx).peak_bytes;
