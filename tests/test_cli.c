@@ -278,6 +278,14 @@ START_TEST(test_specialists_pipeline)
              "specialists train --data %s --model %s --clusters %s --quiet --out %s", data_dir,
              gen, tu_path("bad.json"), dir);
     expect_fail(args, 1, "bad.json");
+    /* clusters over 5 classes for a 3-class generalist: one line, before any training */
+    const char *k5 = "{\"format\": \"kdcl-clusters\", \"version\": 1, \"classes\": 5, "
+                     "\"clusters\": [{\"id\": 0, \"classes\": [0, 1]}]}";
+    tu_write_file(tu_path("k5.json"), k5, strlen(k5));
+    snprintf(args, sizeof args,
+             "specialists train --data %s --model %s --clusters %s --quiet --out %s", data_dir,
+             gen, tu_path("k5.json"), tu_path("k5specs"));
+    expect_fail(args, 2, "over 5 classes");
     mkdir(tu_path("nospecs"), 0755);
     snprintf(args, sizeof args, "specialists eval --data %s --model %s --specialists %s",
              data_dir, gen, tu_path("nospecs"));

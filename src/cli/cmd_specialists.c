@@ -538,6 +538,21 @@ static int cmd_spec_train(int argc, char **argv)
         const char *dev = p.n_devices ? p.devices[i % p.n_devices] : NULL;
         if ((rc = cli_open_ctx(cmd, dev, &w[i].ctx))) goto done_lock;
     }
+    { /* the generalist must fit the clusters and the data before any worker starts */
+        kdcl_mlp *g = NULL;
+        kdcl_st_file meta;
+        if ((s = kdcl_mlp_load(w[0].ctx, model, 1, &g, &meta))) goto done_lock;
+        kdcl_st_free(&meta);
+        const size_t gK = g->arch.sizes[g->arch.n_layers], gin = g->arch.sizes[0];
+        kdcl_mlp_destroy(g);
+        if (gK != cl.K || gin != fit->dim) {
+            s = kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                               "%s is over %zu classes and the data has %zu inputs, but the "
+                               "generalist %s has %zu inputs and %zu classes",
+                               clusters, cl.K, fit->dim, model, gin, gK);
+            goto done_lock;
+        }
+    }
     double t0 = kdcl_wall_seconds();
     size_t started = 0;
     for (size_t i = 0; i < jobs; i++) {
