@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/fit.h"
+#include "io/atomic_file.h"
 #include "kdcl/specialists.h"
 
 #define MAX_NAMES 4096
@@ -953,14 +954,13 @@ static int cmd_spec_eval(int argc, char **argv)
         }
         char *text = cJSON_Print(root);
         cJSON_Delete(root);
-        FILE *f = text ? fopen(json, "w") : NULL;
-        int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-        if (f && fclose(f)) ok = 0;
-        free(text);
-        if (!ok) {
-            s = kdcl_set_error(KDCL_ERR_IO, "cannot write %s", json);
+        if (!text) {
+            s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
             goto done;
         }
+        s = kdcl__write_file_atomic(json, text, strlen(text));
+        free(text);
+        if (s) goto done;
     }
 done:
     if (s) rc = cli_fail(cmd, s);

@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L /* fseeko, fileno, O_CLOEXEC, O_DIRECTORY */
 #endif
 #include "kdcl/safetensors.h"
+#include "io/atomic_file.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -188,41 +189,24 @@ static int shape_numel(size_t ndim, const size_t *shape, size_t *out)
 /* ------------------------------------------------------------------------ */
 /* writer                                                                   */
 
-static int write_all(int fd, const void *buf, size_t n)
-{
-    const unsigned char *p = buf;
-    while (n > 0) {
-        size_t chunk = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
-        ssize_t w = write(fd, p, chunk);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (w == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Write tensor bytes in little-endian order. */
-static int write_tensor_data(int fd, const kdcl_st_tensor *t)
+static kdcl_status write_tensor_data(kdcl_atomic_file *f, const kdcl_st_tensor *t)
 {
-    if (t->nbytes == 0) return 0;
+    char what[320];
+    snprintf(what, sizeof what, "tensor '%s'", t->name);
+    if (t->nbytes == 0) return KDCL_OK;
     size_t esz = kdcl_dtype_size(t->dtype);
-    if (host_is_little_endian() || esz <= 1) return write_all(fd, t->data, t->nbytes);
+    if (host_is_little_endian() || esz <= 1) return kdcl__atomic_write(f, t->data, t->nbytes, what);
     unsigned char buf[1 << 16]; /* multiple of every element size */
     const unsigned char *src = t->data;
     for (size_t off = 0; off < t->nbytes; off += sizeof buf) {
         size_t n = t->nbytes - off < sizeof buf ? t->nbytes - off : sizeof buf;
         memcpy(buf, src + off, n);
         swap_elems(buf, n, esz);
-        if (write_all(fd, buf, n) != 0) return -1;
+        kdcl_status s = kdcl__atomic_write(f, buf, n, what);
+        if (s) return s;
     }
-    return 0;
+    return KDCL_OK;
 }
 
 static cJSON *json_size_array(size_t n, const size_t *v)
@@ -373,43 +357,6 @@ oom:
     return kdcl_set_error(KDCL_ERR_OOM, "%s: out of memory building the JSON header", path);
 }
 
-static kdcl_status fsync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash) dir = xstrdup(".");
-    else if (slash == path) dir = xstrdup("/");
-    else {
-        size_t n = (size_t)(slash - path);
-        dir = malloc(n + 1);
-        if (dir) {
-            memcpy(dir, path, n);
-            dir[n] = '\0';
-        }
-    }
-    if (!dir) return kdcl_set_error(KDCL_ERR_OOM, "%s: out of memory", path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        kdcl_status s = kdcl_set_error(KDCL_ERR_IO, "%s: written, but cannot open directory '%s' to sync it: %s",
-                                       path, dir, strerror(e));
-        free(dir);
-        return s;
-    }
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    /* Some file systems cannot fsync directories (EINVAL): nothing to do. */
-    if (rc != 0 && e != EINVAL && e != ENOTSUP) {
-        kdcl_status s = kdcl_set_error(KDCL_ERR_IO, "%s: written, but syncing directory '%s' failed: %s", path,
-                                       dir, strerror(e));
-        free(dir);
-        return s;
-    }
-    free(dir);
-    return KDCL_OK;
-}
-
 kdcl_status kdcl_st_write(const char *path, const kdcl_st_tensor *tensors, size_t n_tensors,
                           const char *const *meta_keys, const char *const *meta_values, size_t n_meta)
 {
@@ -422,61 +369,16 @@ kdcl_status kdcl_st_write(const char *path, const kdcl_st_tensor *tensors, size_
     s = build_header(path, tensors, n_tensors, meta_keys, meta_values, n_meta, &hdr, &hdr_len);
     if (s != KDCL_OK) return s;
 
-    size_t plen = strlen(path);
-    size_t tcap = plen + 48;
-    char *tmp = malloc(tcap);
-    if (!tmp) {
-        free(hdr);
-        return kdcl_set_error(KDCL_ERR_OOM, "%s: out of memory", path);
-    }
-    snprintf(tmp, tcap, "%s.tmp.%ld", path, (long)getpid());
-
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        int e = errno;
-        s = kdcl_set_error(KDCL_ERR_IO, "%s: cannot create temporary file '%s': %s", path, tmp, strerror(e));
-        free(tmp);
+    kdcl_atomic_file f;
+    if ((s = kdcl__atomic_open(&f, path))) {
         free(hdr);
         return s;
     }
-
-    if (write_all(fd, hdr, hdr_len) != 0) {
-        s = kdcl_set_error(KDCL_ERR_IO, "%s: writing the header to '%s' failed: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    for (size_t i = 0; i < n_tensors; i++) {
-        if (write_tensor_data(fd, &tensors[i]) != 0) {
-            s = kdcl_set_error(KDCL_ERR_IO, "%s: writing tensor '%s' to '%s' failed: %s", path, tensors[i].name,
-                               tmp, strerror(errno));
-            goto fail;
-        }
-    }
-    if (fsync(fd) != 0) {
-        s = kdcl_set_error(KDCL_ERR_IO, "%s: fsync of '%s' failed: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    {
-        int rc = close(fd);
-        fd = -1;
-        if (rc != 0) {
-            s = kdcl_set_error(KDCL_ERR_IO, "%s: closing '%s' failed: %s", path, tmp, strerror(errno));
-            goto fail;
-        }
-    }
-    if (rename(tmp, path) != 0) {
-        s = kdcl_set_error(KDCL_ERR_IO, "%s: renaming '%s' over it failed: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    free(tmp);
+    s = kdcl__atomic_write(&f, hdr, hdr_len, "the header");
+    for (size_t i = 0; !s && i < n_tensors; i++) s = write_tensor_data(&f, &tensors[i]);
+    if (!s) s = kdcl__atomic_commit(&f);
     free(hdr);
     (void)data_total;
-    return fsync_parent_dir(path);
-
-fail:
-    if (fd >= 0) close(fd);
-    unlink(tmp);
-    free(tmp);
-    free(hdr);
     return s;
 }
 

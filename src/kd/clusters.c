@@ -29,7 +29,6 @@
  *    not expect_K too), unreadable ones as KDCL_ERR_IO. */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +36,7 @@
 #include <unistd.h>
 
 #include "data/data_internal.h"
+#include "io/atomic_file.h"
 #include "kdcl/gemm.h"
 #include "kdcl/loss.h"
 #include "kdcl/ops.h"
@@ -637,42 +637,6 @@ done:
 
 /* ---- JSON file ------------------------------------------------------------------ */
 
-static kdcl_status write_atomic(const char *path, const char *text)
-{
-    const size_t len = strlen(text), tcap = strlen(path) + 48;
-    char *tmp = malloc(tcap);
-    if (!tmp) return kdcl_set_error(KDCL_ERR_OOM, "%s: out of host memory", path);
-    snprintf(tmp, tcap, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        kdcl_status s = kdcl_set_error(KDCL_ERR_IO, "%s: cannot create temporary file '%s': %s",
-                                       path, tmp, strerror(errno));
-        free(tmp);
-        return s;
-    }
-    kdcl_status s = KDCL_OK;
-    for (size_t at = 0; at < len;) {
-        ssize_t n = write(fd, text + at, len - at);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            s = kdcl_set_error(KDCL_ERR_IO, "%s: writing '%s' failed: %s", path, tmp,
-                               n < 0 ? strerror(errno) : "no progress");
-            break;
-        }
-        at += (size_t)n;
-    }
-    if (!s && fsync(fd) != 0)
-        s = kdcl_set_error(KDCL_ERR_IO, "%s: fsync of '%s' failed: %s", path, tmp, strerror(errno));
-    if (close(fd) != 0 && !s)
-        s = kdcl_set_error(KDCL_ERR_IO, "%s: closing '%s' failed: %s", path, tmp, strerror(errno));
-    if (!s && rename(tmp, path) != 0)
-        s = kdcl_set_error(KDCL_ERR_IO, "%s: renaming '%s' over it failed: %s", path, tmp,
-                           strerror(errno));
-    if (s) unlink(tmp);
-    free(tmp);
-    return s;
-}
-
 /* A double that reads back exactly: cJSON prints 15 significant digits when
  * they come within an epsilon of the value, so write %.17g ourselves
  * (non-finite values as null). NULL when out of memory. */
@@ -797,7 +761,7 @@ kdcl_status kdcl_clusters_save_json(const char *path, const kdcl_clusters *c,
     withnl[tl] = '\n';
     withnl[tl + 1] = '\0';
     cJSON_free(text);
-    s = write_atomic(path, withnl);
+    s = kdcl__write_file_atomic(path, withnl, strlen(withnl));
     free(withnl);
     return s;
 }

@@ -1,0 +1,120 @@
+/* Atomic file writes (see atomic_file.h). */
+#include "io/atomic_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void kdcl__atomic_abort(kdcl_atomic_file *f)
+{
+    if (f->fd >= 0) close(f->fd);
+    if (f->tmp) unlink(f->tmp);
+    free(f->tmp);
+    f->tmp = NULL;
+    f->fd = -1;
+}
+
+kdcl_status kdcl__atomic_open(kdcl_atomic_file *f, const char *path)
+{
+    f->path = path;
+    f->fd = -1;
+    const size_t cap = strlen(path) + 48;
+    if (!(f->tmp = malloc(cap))) return kdcl_set_error(KDCL_ERR_OOM, "%s: out of host memory", path);
+    snprintf(f->tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (f->fd < 0) {
+        kdcl_status s = kdcl_set_error(KDCL_ERR_IO, "%s: cannot create temporary file '%s': %s",
+                                       path, f->tmp, strerror(errno));
+        free(f->tmp);
+        f->tmp = NULL;
+        return s;
+    }
+    return KDCL_OK;
+}
+
+kdcl_status kdcl__atomic_write(kdcl_atomic_file *f, const void *data, size_t n, const char *what)
+{
+    const unsigned char *p = data;
+    while (n > 0) {
+        size_t chunk = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
+        ssize_t w = write(f->fd, p, chunk);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            kdcl_status s = kdcl_set_error(KDCL_ERR_IO, "%s: writing %s to '%s' failed: %s",
+                                           f->path, what, f->tmp,
+                                           w < 0 ? strerror(errno) : "no progress");
+            kdcl__atomic_abort(f);
+            return s;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return KDCL_OK;
+}
+
+/* fsync the directory holding path (a crash after the rename keeps it). */
+static kdcl_status fsync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
+    char *dir = malloc(n + 1);
+    if (!dir) return kdcl_set_error(KDCL_ERR_OOM, "%s: out of host memory", path);
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else {
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    kdcl_status s = KDCL_OK;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        s = kdcl_set_error(KDCL_ERR_IO, "%s: written, but cannot open directory '%s' to sync it: %s",
+                           path, dir, strerror(errno));
+    } else {
+        int rc = fsync(fd), e = errno;
+        close(fd);
+        /* some file systems cannot fsync directories (EINVAL): nothing to do */
+        if (rc != 0 && e != EINVAL && e != ENOTSUP)
+            s = kdcl_set_error(KDCL_ERR_IO, "%s: written, but syncing directory '%s' failed: %s",
+                               path, dir, strerror(e));
+    }
+    free(dir);
+    return s;
+}
+
+kdcl_status kdcl__atomic_commit(kdcl_atomic_file *f)
+{
+    kdcl_status s = KDCL_OK;
+    if (fsync(f->fd) != 0)
+        s = kdcl_set_error(KDCL_ERR_IO, "%s: fsync of '%s' failed: %s", f->path, f->tmp,
+                           strerror(errno));
+    int rc = close(f->fd);
+    f->fd = -1;
+    if (!s && rc != 0)
+        s = kdcl_set_error(KDCL_ERR_IO, "%s: closing '%s' failed: %s", f->path, f->tmp,
+                           strerror(errno));
+    if (!s && rename(f->tmp, f->path) != 0)
+        s = kdcl_set_error(KDCL_ERR_IO, "%s: renaming '%s' over it failed: %s", f->path, f->tmp,
+                           strerror(errno));
+    if (s) {
+        kdcl__atomic_abort(f);
+        return s;
+    }
+    free(f->tmp);
+    f->tmp = NULL;
+    return fsync_parent_dir(f->path);
+}
+
+kdcl_status kdcl__write_file_atomic(const char *path, const void *data, size_t n)
+{
+    kdcl_atomic_file f;
+    kdcl_status s = kdcl__atomic_open(&f, path);
+    if (!s) s = kdcl__atomic_write(&f, data, n, "the data");
+    if (!s) s = kdcl__atomic_commit(&f);
+    return s;
+}

@@ -1,0 +1,31 @@
+/* Internal: files written atomically. Data goes to "<path>.tmp.<pid>" in the
+ * same directory, which is fsync'ed, closed and renamed over <path> (then the
+ * directory is fsync'ed), so a reader sees the old file or the whole new one,
+ * never a half-written one. Any failure removes the temporary file. */
+#ifndef KDCL_IO_ATOMIC_FILE_H
+#define KDCL_IO_ATOMIC_FILE_H
+
+#include <stddef.h>
+
+#include "kdcl/status.h"
+
+typedef struct kdcl_atomic_file {
+    const char *path;
+    char *tmp;
+    int fd;
+} kdcl_atomic_file;
+
+/* Create the temporary file (KDCL_ERR_IO naming both paths on failure). */
+kdcl_status kdcl__atomic_open(kdcl_atomic_file *f, const char *path);
+/* Write n bytes; `what` names them in the error ("the header"). On failure
+ * the file is aborted. */
+kdcl_status kdcl__atomic_write(kdcl_atomic_file *f, const void *data, size_t n, const char *what);
+/* fsync, close, rename over the path, fsync the directory. On failure the
+ * temporary file is removed (the old file, if any, stays). */
+kdcl_status kdcl__atomic_commit(kdcl_atomic_file *f);
+/* Close and remove the temporary file; safe after a failed call. */
+void kdcl__atomic_abort(kdcl_atomic_file *f);
+/* The whole of text to path, atomically. */
+kdcl_status kdcl__write_file_atomic(const char *path, const void *data, size_t n);
+
+#endif
