@@ -278,6 +278,13 @@ START_TEST(test_specialists_pipeline)
              "specialists train --data %s --model %s --clusters %s --quiet --out %s", data_dir,
              gen, tu_path("bad.json"), dir);
     expect_fail(args, 1, "bad.json");
+    /* a second run into the same directory without the singleton cluster:
+     * its old specialist would join the new ones at eval, so refuse */
+    snprintf(args, sizeof args,
+             "specialists train --data %s --model %s --clusters %s --min-size 2 --epochs 1 "
+             "--quiet --out %s",
+             data_dir, gen, cl, dir);
+    expect_fail(args, 2, "not one of this run's specialists");
     /* clusters over 5 classes for a 3-class generalist: one line, before any training */
     const char *k5 = "{\"format\": \"kdcl-clusters\", \"version\": 1, \"classes\": 5, "
                      "\"clusters\": [{\"id\": 0, \"classes\": [0, 1]}]}";

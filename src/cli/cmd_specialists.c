@@ -515,6 +515,28 @@ static int cmd_spec_train(int argc, char **argv)
                              clusters, min_size, cl.K - 1);
         goto done;
     }
+    { /* specialists of other clusters left in DIR would join this run's at eval */
+        DIR *d = opendir(f.out);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            size_t id;
+            char tail[32];
+            if (sscanf(e->d_name, "specialist_%zu%31s", &id, tail) != 2 ||
+                strcmp(tail, ".safetensors"))
+                continue;
+            int ours = 0;
+            for (size_t i = 0; i < p.n_jobs; i++) ours |= p.jobs[i].cluster == id;
+            if (!ours) {
+                rc = cli_usage_error(cmd,
+                                     "%s/%s is not one of this run's specialists (left from "
+                                     "another clusters file?): use an empty --out directory",
+                                     f.out, e->d_name);
+                break;
+            }
+        }
+        if (d) closedir(d);
+        if (rc) goto done;
+    }
     if (mkdir(f.out, 0777) && errno != EEXIST) {
         s = kdcl_set_error(KDCL_ERR_IO, "cannot create %s: %s", f.out, strerror(errno));
         goto done;
@@ -792,10 +814,10 @@ static int cmd_spec_eval(int argc, char **argv)
         case 'D': device = optarg; break;
         case 't':
         case 'i':
-            if (cli_parse_size(optarg, &z) || (c == 't' && z == 0))
-                return cli_usage_error(cmd, "--%s needs a %s integer, got '%s'",
+            if (cli_parse_size(optarg, &z) || z == 0 || (c == 'i' && z > 1000000))
+                return cli_usage_error(cmd, "--%s needs a positive integer%s, got '%s'",
                                        c == 't' ? "top-n" : "iters",
-                                       c == 't' ? "positive" : "non-negative", optarg);
+                                       c == 'i' ? " <= 1000000" : "", optarg);
             *(c == 't' ? &co.top_n : &co.iters) = z;
             break;
         case 'l':
