@@ -85,6 +85,36 @@ static void free_names(char **names, size_t K)
     free(names);
 }
 
+/* "3,5,7" into buf (stops while a class id still fits). */
+static void format_classes(char *buf, size_t size, const int32_t *cls, size_t n)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && off + 16 < size; i++)
+        off += (size_t)snprintf(buf + off, size - off, i ? ",%d" : "%d", (int)cls[i]);
+}
+
+/* Is name "specialist_<id>.safetensors" (what train writes)? 1 and *id if so. */
+static int specialist_file_id(const char *name, size_t *id)
+{
+    char tail[32];
+    return sscanf(name, "specialist_%zu%31s", id, tail) == 2 && !strcmp(tail, ".safetensors");
+}
+
+/* K class names: from --class-names, else the dataset's when it has K, else
+ * none (*out stays NULL; ids are printed). */
+static int class_names(const char *cmd, const char *path, const kdcl_dataset *ds, size_t K,
+                       char ***out)
+{
+    if (path) return read_names(cmd, path, K, out);
+    if (ds->class_names && ds->n_classes == K) {
+        char **names = calloc(K, sizeof *names);
+        for (size_t k = 0; names && k < K; k++) names[k] = strdup(ds->class_names[k]);
+        *out = names;
+    }
+    return 0;
+}
+
 static const char *class_name(char **names, size_t k, char *buf, size_t size)
 {
     if (names && names[k]) return names[k];
@@ -199,12 +229,7 @@ static int cmd_cluster(int argc, char **argv)
         rc = cli_usage_error(cmd, "--overlap %zu is more than the %zu clusters", ko.overlap, ko.M);
         goto done;
     }
-    if (names_path) {
-        if ((rc = read_names(cmd, names_path, K, &names))) goto done;
-    } else if (train.class_names && train.n_classes == K) {
-        names = calloc(K, sizeof *names);
-        for (size_t k = 0; names && k < K; k++) names[k] = strdup(train.class_names[k]);
-    }
+    if ((rc = class_names(cmd, names_path, &train, K, &names))) goto done;
     cov = malloc(K * K * sizeof *cov);
     mean = malloc(K * sizeof *mean);
     conf = malloc(K * K * sizeof *conf);
@@ -327,9 +352,7 @@ static kdcl_status train_one(spec_pool *p, kdcl_ctx *ctx, kdcl_mlp *g, kdcl_norm
     for (size_t e = 0; e < p->train->n; e++)
         for (size_t i = 0; i < j->n; i++)
             if (p->train->labels[e] == j->cls[i]) j->special_examples++;
-    size_t off = 0;
-    for (size_t i = 0; i < j->n && off < sizeof cls - 16; i++)
-        off += (size_t)snprintf(cls + off, sizeof cls - off, i ? ",%d" : "%d", (int)j->cls[i]);
+    format_classes(cls, sizeof cls, j->cls, j->n);
     const char *keys[12] = {"specialist_classes", "specialist_cluster", "dustbin_offset",
                             "generalist",         "input_scale",        "input_shift",
                             "epochs",             "lr",                 "dropout",
@@ -520,10 +543,7 @@ static int cmd_spec_train(int argc, char **argv)
         struct dirent *e;
         while (d && (e = readdir(d))) {
             size_t id;
-            char tail[32];
-            if (sscanf(e->d_name, "specialist_%zu%31s", &id, tail) != 2 ||
-                strcmp(tail, ".safetensors"))
-                continue;
+            if (!specialist_file_id(e->d_name, &id)) continue;
             int ours = 0;
             for (size_t i = 0; i < p.n_jobs; i++) ours |= p.jobs[i].cluster == id;
             if (!ours) {
@@ -608,10 +628,8 @@ static int cmd_spec_train(int argc, char **argv)
             failed++; /* never ran: its worker failed to start */
             continue;
         }
-        char cls[256] = "";
-        size_t off = 0;
-        for (size_t a = 0; a < j->n && off < 200; a++)
-            off += (size_t)snprintf(cls + off, sizeof cls - off, a ? ",%d" : "%d", (int)j->cls[a]);
+        char cls[256];
+        format_classes(cls, sizeof cls, j->cls, j->n);
         printf("| %zu | %s | %zu | %.2f%% | %.3f | %.1f | %zu |\n", j->cluster, cls,
                j->special_examples, 100 * j->last.train_error, j->offset, j->seconds, j->worker);
         sum += j->seconds;
@@ -658,10 +676,7 @@ static int list_specialists(const char *cmd, const char *dir, spec_file **out, s
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t id;
-        char tail[32];
-        if (sscanf(e->d_name, "specialist_%zu%31s", &id, tail) != 2 ||
-            strcmp(tail, ".safetensors"))
-            continue;
+        if (!specialist_file_id(e->d_name, &id)) continue;
         if (cnt == cap) {
             cap = cap ? 2 * cap : 16;
             spec_file *nv = realloc(v, cap * sizeof *nv);
@@ -851,12 +866,7 @@ static int cmd_spec_eval(int argc, char **argv)
         (rc = check_model_data(cmd, g, &ds)))
         goto done;
     K = g->arch.sizes[g->arch.n_layers];
-    if (names_path) {
-        if ((rc = read_names(cmd, names_path, K, &names))) goto done;
-    } else if (ds.class_names && ds.n_classes == K) {
-        names = calloc(K, sizeof *names);
-        for (size_t k = 0; names && k < K; k++) names[k] = strdup(ds.class_names[k]);
-    }
+    if ((rc = class_names(cmd, names_path, &ds, K, &names))) goto done;
     for (size_t m = 0; m < M; m++) {
         kdcl_st_file meta;
         if ((s = kdcl_mlp_load(ctx, files[m].path, 1024, &specs[m], &meta))) goto done;

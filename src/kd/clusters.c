@@ -37,6 +37,7 @@
 
 #include "data/data_internal.h"
 #include "io/atomic_file.h"
+#include "nn/eval_internal.h"
 #include "kdcl/gemm.h"
 #include "kdcl/loss.h"
 #include "kdcl/ops.h"
@@ -223,10 +224,9 @@ kdcl_status kdcl_prob_covariance(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm 
         const size_t start = step * B, count = ds->n - start < B ? ds->n - start : B;
         const size_t ps[2] = {count, K};
         const float beta = step ? 1.0f : 0.0f;
-        if ((s = kdcl_batcher_load(&b, start, count)) || (s = kdcl_mlp_set_batch(m, count)) ||
-            (s = kdcl_op_u8_to_float(ctx, &b.batch_u8[b.cur], &m->act[0], count * ds->dim,
-                                     norm.scale, norm.shift)) ||
-            (s = kdcl_mlp_forward(m, 0, 0, 0)) || (s = kdcl_tensor_reshape(&P, 2, ps)) ||
+        if ((s = kdcl_batcher_load(&b, start, count)) ||
+            (s = kdcl_mlp_forward_u8(m, &b.batch_u8[b.cur], count, norm)) ||
+            (s = kdcl_tensor_reshape(&P, 2, ps)) ||
             (s = kdcl_op_softmax(ctx, &m->act[L], &P, 1.0f, 0)) ||
             /* S += P^T P  (K x K, the sum over the batch of p p^T) */
             (s = kdcl_gemm(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, K, count, 1.0f, P.buf, 0, K, P.buf,

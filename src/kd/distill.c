@@ -285,10 +285,8 @@ kdcl_status kdcl_mlp_logits(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm,
     }
     for (size_t start = 0; start < ds->n && !s; start += b.max_batch) {
         size_t count = ds->n - start < b.max_batch ? ds->n - start : b.max_batch;
-        if ((s = kdcl_batcher_load(&b, start, count)) || (s = kdcl_mlp_set_batch(m, count)) ||
-            (s = kdcl_op_u8_to_float(m->ctx, &b.batch_u8[b.cur], &m->act[0], count * ds->dim,
-                                     norm.scale, norm.shift)) ||
-            (s = kdcl_mlp_forward(m, 0, 0, 0)))
+        if ((s = kdcl_batcher_load(&b, start, count)) ||
+            (s = kdcl_mlp_forward_u8(m, &b.batch_u8[b.cur], count, norm)))
             break;
         s = kdcl_tensor_download(m->ctx, &m->act[L], 0, count * K, h + start * K);
     }

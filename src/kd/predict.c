@@ -4,20 +4,8 @@
 #include <string.h>
 
 #include "kdcl/loss.h"
-#include "kdcl/ops.h"
 #include "kdcl/specialists.h"
-
-/* u8 batch -> the model's inputs, then a test-mode forward. */
-static kdcl_status forward_batch(kdcl_mlp *m, kdcl_norm norm, const kdcl_tensor *u8,
-                                 size_t count)
-{
-    kdcl_status s;
-    if ((s = kdcl_mlp_set_batch(m, count)) ||
-        (s = kdcl_op_u8_to_float(m->ctx, u8, &m->act[0], count * m->arch.sizes[0], norm.scale,
-                                 norm.shift)))
-        return s;
-    return kdcl_mlp_forward(m, 0, 0, 0);
-}
+#include "nn/eval_internal.h"
 
 kdcl_status kdcl_specialists_predict(kdcl_mlp *g, kdcl_norm gnorm, kdcl_mlp *const *specs,
                                      const kdcl_norm *snorm, const kdcl_clusters *c,
@@ -59,7 +47,6 @@ kdcl_status kdcl_specialists_predict(kdcl_mlp *g, kdcl_norm gnorm, kdcl_mlp *con
     if (s) return s;
     B = b.max_batch;
     size_t n1[1] = {B};
-    uint8_t *act = NULL;
     if ((s = kdcl_combiner_create(ctx, c, B, &cb)) ||
         (s = kdcl_tensor_alloc(ctx, &gi, KDCL_I32, 1, n1)) ||
         (s = kdcl_tensor_alloc(ctx, &ci, KDCL_I32, 1, n1)))
@@ -67,13 +54,12 @@ kdcl_status kdcl_specialists_predict(kdcl_mlp *g, kdcl_norm gnorm, kdcl_mlp *con
     for (size_t start = 0; start < ds->n; start += B) {
         const size_t count = ds->n - start < B ? ds->n - start : B;
         size_t r1[1] = {count}, r2[2] = {count, K};
-        const kdcl_tensor *u8 = &b.batch_u8[0];
         if ((s = kdcl_batcher_load(&b, start, count))) goto done;
-        u8 = &b.batch_u8[b.cur];
-        if ((s = forward_batch(g, gnorm, u8, count))) goto done;
+        const kdcl_tensor *u8 = &b.batch_u8[b.cur];
+        if ((s = kdcl_mlp_forward_u8(g, u8, count, gnorm))) goto done;
         for (size_t m = 0; m < M; m++) {
             kdcl_mlp *sm = specs[m];
-            if ((s = forward_batch(sm, snorm[m], u8, count)) ||
+            if ((s = kdcl_mlp_forward_u8(sm, u8, count, snorm[m])) ||
                 (s = kdcl_combiner_put(&cb, m, &sm->act[sm->arch.n_layers], count)))
                 goto done;
         }
@@ -89,7 +75,6 @@ kdcl_status kdcl_specialists_predict(kdcl_mlp *g, kdcl_norm gnorm, kdcl_mlp *con
             goto done;
     }
 done:
-    free(act);
     kdcl_tensor_free(ctx, &gi);
     kdcl_tensor_free(ctx, &ci);
     kdcl_combiner_destroy(&cb);

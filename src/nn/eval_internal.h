@@ -1,9 +1,13 @@
 /* Internal: the test-mode evaluation loop shared by kdcl_evaluate and
- * kdcl_ensemble_evaluate. */
+ * kdcl_ensemble_evaluate, and the test-mode forward of a u8 batch. */
 #ifndef KDCL_NN_EVAL_INTERNAL_H
 #define KDCL_NN_EVAL_INTERNAL_H
 
 #include "kdcl/train.h"
+
+/* Test-mode forward of count rows of u8 inputs: set the batch, convert into
+ * m->act[0] with norm, run the layers without dropout (logits in m->act[L]). */
+kdcl_status kdcl_mlp_forward_u8(kdcl_mlp *m, const kdcl_tensor *u8, size_t count, kdcl_norm norm);
 
 /* Fill the logits [count, K] for the batch just loaded into b (its current
  * slot) and point *logits at them. */

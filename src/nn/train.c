@@ -330,19 +330,23 @@ typedef struct {
     kdcl_norm norm;
 } mlp_eval;
 
-/* u8 -> float into the input activations, then the forward pass. */
+kdcl_status kdcl_mlp_forward_u8(kdcl_mlp *m, const kdcl_tensor *u8, size_t count, kdcl_norm norm)
+{
+    kdcl_status s;
+    if ((s = kdcl_mlp_set_batch(m, count)) ||
+        (s = kdcl_op_u8_to_float(m->ctx, u8, &m->act[0], count * m->arch.sizes[0], norm.scale,
+                                 norm.shift)))
+        return s;
+    return kdcl_mlp_forward(m, 0, 0, 0);
+}
+
 static kdcl_status mlp_eval_logits(void *user, const kdcl_batcher *b, size_t count,
                                    kdcl_tensor **logits)
 {
     mlp_eval *me = user;
-    kdcl_mlp *m = me->m;
-    kdcl_status s;
-    if ((s = kdcl_mlp_set_batch(m, count)) ||
-        (s = kdcl_op_u8_to_float(m->ctx, &b->batch_u8[b->cur], &m->act[0],
-                                 count * m->arch.sizes[0], me->norm.scale, me->norm.shift)) ||
-        (s = kdcl_mlp_forward(m, 0, 0, 0)))
-        return s;
-    *logits = &m->act[m->arch.n_layers];
+    kdcl_status s = kdcl_mlp_forward_u8(me->m, &b->batch_u8[b->cur], count, me->norm);
+    if (s) return s;
+    *logits = &me->m->act[me->m->arch.n_layers];
     return KDCL_OK;
 }
 
