@@ -11,6 +11,8 @@
 #include <zlib.h>
 
 #include "kdcl/data.h"
+#include "kdcl/gemm.h"
+#include "kdcl/runtime.h"
 #include "testutil.h"
 
 static const char *exe;
@@ -308,6 +310,50 @@ START_TEST(test_specialists_pipeline)
 }
 END_TEST
 
+/* kdcl tune's measuring child checks the products it times against a CPU
+ * reference (--check): the parameters in use pass; a parameter set that breaks
+ * a constraint CLBlast does not check (GEMMK = 1 with a 64x64 tile and VWM = 8
+ * computes garbage on PoCL) must be refused, not timed. */
+START_TEST(test_tune_checks_products)
+{
+    expect_fail("tune --search everything", 2, "--search");
+    run_result r;
+    run(&r, "tune --child-measure --mask 1 --reps 1 --check");
+    ck_assert_msg(r.status == 0, "tune --child-measure --check exited %d: %s", r.status, r.err);
+    ck_assert_msg(strstr(r.out, "S 0 ") != NULL, "no timing line in: %s", r.out);
+
+    kdcl_ctx *ctx;
+    ck_assert_msg(kdcl_ctx_create(NULL, &ctx) == KDCL_OK, "%s", kdcl_last_error());
+    kdcl_device_info d = *kdcl_ctx_device(ctx);
+    kdcl_ctx_destroy(ctx);
+    char dir[4200], path[4400];
+    snprintf(dir, sizeof dir, "%s", tu_path("badtune"));
+    const char *old = getenv("KDCL_CACHE_DIR");
+    char saved[4200] = "";
+    if (old) snprintf(saved, sizeof saved, "%s", old);
+    setenv("KDCL_CACHE_DIR", dir, 1);
+    ck_assert(kdcl_gemm_tuning_path(&d, path, sizeof path) == KDCL_OK);
+    mkdir(dir, 0755);
+    snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/clblast");
+    mkdir(dir, 0755);
+    static const char bad[] =
+        "{\"source\": \"test\", \"kernels\": {\"Xgemm\": {\"GEMMK\": 1, \"KREG\": 4, "
+        "\"KWG\": 1, \"KWI\": 1, \"MDIMA\": 8, \"MDIMC\": 8, \"MWG\": 64, \"NDIMB\": 8, "
+        "\"NDIMC\": 8, \"NWG\": 64, \"SA\": 0, \"SB\": 0, \"STRM\": 0, \"STRN\": 0, "
+        "\"VWM\": 8, \"VWN\": 8}, \"GemmRoutine\": {\"XGEMM_MIN_INDIRECT_SIZE\": 1}}}\n";
+    tu_write_file(path, bad, sizeof bad - 1);
+    run(&r, "tune --child-measure --mask 1 --reps 1 --check");
+    if (old)
+        setenv("KDCL_CACHE_DIR", saved, 1);
+    else
+        unsetenv("KDCL_CACHE_DIR");
+    ck_assert_msg(r.status == 1, "a wrong parameter set passed the check (exit %d): %s%s",
+                  r.status, r.out, r.err);
+    ck_assert_msg(strstr(r.err, "wrong product") || strstr(r.err, "CLBlast"),
+                  "unexpected message: %s", r.err);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -319,6 +365,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_bad_checkpoints);
     tcase_add_test(tc, test_train_eval_roundtrip);
     tcase_add_test(tc, test_specialists_pipeline);
+    tcase_add_test(tc, test_tune_checks_products);
     suite_add_tcase(s, tc);
     return s;
 }

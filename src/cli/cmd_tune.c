@@ -29,6 +29,7 @@
  * more on top of the tuners' time. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <float.h>
 #include <fcntl.h>
 #include <dirent.h>
 #include <getopt.h>
@@ -460,19 +461,81 @@ static kdcl_status time_shape(gemm_bufs *g, const tshape *s, size_t reps, int wa
     return KDCL_OK;
 }
 
+/* Check one product against a double-precision CPU reference: pseudo-random
+ * A and B in [-1, 1], 256 sampled entries of C. A wrong parameter set (one that
+ * breaks a constraint CLBlast does not check) shows up here instead of as a
+ * fast, wrong GEMM. Error bound per entry: |fl(a.b) - a.b| <= gamma_k sum|a_i b_i|
+ * for any summation order (Higham, eq. 3.5), gamma_k ~ k u; 2 k u is used. */
+static kdcl_status verify_shape(gemm_bufs *g, const tshape *s, double *worst)
+{
+    size_t na = s->m * s->k, nb = s->k * s->n, nc = s->m * s->n;
+    float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c = malloc(nc * sizeof *c);
+    kdcl_status st = KDCL_OK;
+    if (!a || !b || !c) {
+        st = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        goto done;
+    }
+    uint64_t x = 0x9E3779B97F4A7C15ull ^ (s->m * 31 + s->n * 17 + s->k);
+    for (size_t i = 0; i < na + nb; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        float v = (float)((double)(x >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+        if (i < na)
+            a[i] = v;
+        else
+            b[i - na] = v;
+    }
+    if ((st = kdcl_tensor_upload(g->ctx, &g->bufs.a, 0, na, a)) ||
+        (st = kdcl_tensor_upload(g->ctx, &g->bufs.b, 0, nb, b)) || (st = gemm_once(g, s)) ||
+        (st = kdcl_tensor_download(g->ctx, &g->bufs.c, 0, nc, c)))
+        goto done;
+    size_t lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
+    *worst = 0;
+    for (size_t t = 0; t < 256; t++) {
+        size_t i = (t * 7919u + t / 16) % s->m, j = (t * 104729u + t) % s->n;
+        double ref = 0, mag = 0;
+        for (size_t l = 0; l < s->k; l++) {
+            double av = s->ta ? a[l * lda + i] : a[i * lda + l];
+            double bv = s->tb ? b[j * ldb + l] : b[l * ldb + j];
+            ref += av * bv;
+            mag += fabs(av * bv);
+        }
+        double err = fabs((double)c[i * s->n + j] - ref);
+        double tol = 2.0 * (double)s->k * (double)FLT_EPSILON / 2 * mag + 1e-30;
+        if (!(err <= tol)) {
+            st = kdcl_set_error(KDCL_ERR_NUMERIC,
+                                "GEMM %zux%zux%zu %c%c: C[%zu,%zu] = %.9g, reference %.9g (bound "
+                                "%.3g): these parameters compute a wrong product",
+                                s->m, s->n, s->k, s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', i, j,
+                                (double)c[i * s->n + j], ref, tol);
+            goto done;
+        }
+        if (err / tol > *worst) *worst = err / tol;
+    }
+done:
+    free(a);
+    free(b);
+    free(c);
+    return st;
+}
+
 /* Time every shape (only where want[i], when want is given). */
 static kdcl_status time_all(const char *spec, const tshape *sh, size_t reps, const int *want,
-                            double *t, char *tuning, size_t tsize)
+                            int check, double *t, char *tuning, size_t tsize)
 {
     gemm_bufs g;
     kdcl_status s = bufs_open(spec, sh, &g);
-    int first = 1;
     if (!s && tuning) snprintf(tuning, tsize, "%s", kdcl_ctx_gemm_tuning(g.ctx));
+    /* every shape gets its own warm-up call: PoCL compiles a kernel again for
+     * each new local size / grid class, and CLBlast's copy kernels differ by
+     * transpose and padding */
     for (size_t i = 0; !s && i < N_SHAPES; i++) {
         t[i] = NAN;
         if (want && !want[i]) continue;
-        s = time_shape(&g, &sh[i], reps, first, &t[i]);
-        first = 0;
+        s = time_shape(&g, &sh[i], reps, 1, &t[i]);
+    }
+    for (size_t i = 0; !s && check && i < N_SHAPES; i++) {
+        double worst;
+        if (!want || want[i]) s = verify_shape(&g, &sh[i], &worst);
     }
     bufs_close(&g);
     return s;
@@ -614,7 +677,7 @@ typedef struct {
  * reads its tuning file from (NULL: ours); notune_env: 1 to keep our
  * KDCL_NO_TUNING, 0 to clear it. t[i] = NAN for shapes not timed. */
 static int measure_child(const child_env *ce, const char *cache_dir, int keep_notune, size_t reps,
-                         unsigned mask, double *t, char *tuning, size_t tsize)
+                         unsigned mask, int check, double *t, char *tuning, size_t tsize)
 {
     char cmd[12000] = "";
     if (cache_dir) {
@@ -625,8 +688,8 @@ static int measure_child(const child_env *ce, const char *cache_dir, int keep_no
     if (!keep_notune) strcat(cmd, "KDCL_NO_TUNING= ");
     bench_shell_quote(cmd, sizeof cmd, ce->exe);
     size_t len = strlen(cmd);
-    snprintf(cmd + len, sizeof cmd - len, " tune --child-measure --device %s --reps %zu --mask %u",
-             ce->spec, reps, mask);
+    snprintf(cmd + len, sizeof cmd - len, " tune --child-measure --device %s --reps %zu --mask %u%s",
+             ce->spec, reps, mask, check ? " --check" : "");
     for (size_t i = 0; i < N_SHAPES; i++) t[i] = NAN;
     if (!mask) return 0;
     fflush(stdout);
@@ -648,7 +711,7 @@ static int measure_child(const child_env *ce, const char *cache_dir, int keep_no
     return (pclose(f) == 0 && got > 0) ? 0 : -1;
 }
 
-static int child_measure(const char *spec, size_t reps, unsigned mask)
+static int child_measure(const char *spec, size_t reps, unsigned mask, int check)
 {
     tshape sh[N_SHAPES];
     model_shapes(sh);
@@ -656,7 +719,7 @@ static int child_measure(const char *spec, size_t reps, unsigned mask)
     for (size_t i = 0; i < N_SHAPES; i++) want[i] = (mask >> i) & 1u;
     double t[N_SHAPES];
     char tuning[256] = "";
-    kdcl_status s = time_all(spec, sh, reps, want, t, tuning, sizeof tuning);
+    kdcl_status s = time_all(spec, sh, reps, want, check, t, tuning, sizeof tuning);
     if (s) return cli_fail("tune", s);
     printf("T %s\n", tuning);
     for (size_t i = 0; i < N_SHAPES; i++)
@@ -707,13 +770,125 @@ static size_t best_cut(const tshape *sh, const double *t_ind, const double *t_di
 static int time_direct(const child_env *ce, const char *scratch, const double *t_ind, double *t_dir)
 {
     double t2[N_SHAPES];
-    if (measure_child(ce, scratch, 0, 2, 0xffu, t_dir, NULL, 0)) return -1;
+    if (measure_child(ce, scratch, 0, 2, 0xffu, 0, t_dir, NULL, 0)) return -1;
     unsigned mask = 0;
     for (size_t i = 0; i < 8; i++)
         if (t_dir[i] < t_ind[i]) mask |= 1u << (i + 8);
-    if (mask && measure_child(ce, scratch, 0, 2, mask, t2, NULL, 0)) return -1;
+    if (mask && measure_child(ce, scratch, 0, 2, mask, 0, t2, NULL, 0)) return -1;
     for (size_t i = 8; i < N_SHAPES; i++) t_dir[i] = (mask >> i) & 1u ? t2[i] : INFINITY;
     return 0;
+}
+
+/* ------------------------------------------------------------------ kdcl's own candidates */
+
+/* Xgemm parameter sets timed at the MLP's shapes next to the tuner's best.
+ * CLBlast's tuners rank configurations at one square size and explore random
+ * subsets, which on CPUs under PoCL rarely contain the sets that suit them:
+ * PoCL runs a work-group's work-items as a loop around each region between
+ * barriers, so the tiles must sit in local memory (SA = SB = 1, the loop then
+ * runs over L1-resident data) and the accumulators should be the CPU's widest
+ * vectors (VWM = VWN = 8 for AVX). The GPU entries are common shapes of
+ * CLBlast's own database. Every set satisfies CLBlast's Xgemm constraints
+ * (KWG % KWI, MWG % (MDIMC VWM), NWG % (NDIMC VWN), MWG % (MDIMA VWM),
+ * NWG % (NDIMB VWN), KWG % (MDIMC NDIMC / MDIMA), KWG % (MDIMC NDIMC / NDIMB)). */
+#define N_XGEMM_PARAMS 16
+static const char *const cand_names[N_XGEMM_PARAMS] = {
+    "GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
+    "NDIMC", "NWG",  "SA",  "SB",  "STRM",  "STRN",  "VWM", "VWN"};
+static const struct {
+    const char *what;
+    size_t v[N_XGEMM_PARAMS];
+} cand_table[] = {
+    {"CPU AVX: 64x64x64 local tiles, float8", {0, 1, 64, 2, 8, 8, 64, 8, 8, 64, 1, 1, 0, 0, 8, 8}},
+    {"CPU AVX: 64x64x32 local tiles, float8", {0, 1, 32, 2, 8, 8, 64, 8, 8, 64, 1, 1, 0, 0, 8, 8}},
+    {"CPU AVX: 32x64x64 local tiles, float8", {0, 1, 64, 2, 4, 4, 32, 8, 8, 64, 1, 1, 0, 0, 8, 8}},
+    {"CPU SSE/NEON: 64x64x64 local tiles, float4",
+     {0, 1, 64, 2, 8, 8, 64, 8, 8, 64, 1, 1, 0, 0, 4, 4}},
+    {"GPU: 128x128x16 tiles, 256 work-items", {0, 1, 16, 2, 16, 16, 128, 16, 16, 128, 1, 1, 0, 0, 4, 4}},
+    {"GPU: 64x64x32 tiles, 256 work-items", {0, 1, 32, 2, 16, 16, 64, 16, 16, 64, 1, 1, 0, 0, 2, 2}},
+};
+#define N_CANDIDATES (sizeof cand_table / sizeof cand_table[0])
+
+/* The shapes the indirect kernel runs (all but the 10-wide layer's), B = 128 and 1024. */
+#define CAND_MASK 0x5B5Bu
+
+static double weighted_cost(const tshape *sh, const double *t, unsigned mask)
+{
+    double c = 0;
+    for (size_t i = 0; i < N_SHAPES; i++)
+        if ((mask >> i) & 1u) c += weight(&sh[i]) * (isnan(t[i]) ? INFINITY : t[i]);
+    return c;
+}
+
+/* Time each candidate (and the tuner's best, when there is one) with the
+ * indirect kernel on every shape, results checked against a CPU reference,
+ * and put the cheapest in *xg. Returns the number of sets that ran. */
+static size_t choose_xgemm(const child_env *ce, const kdcl_device_info *d, const char *scratch,
+                           const char *scratch_file, const tshape *sh, tuner_result *xg,
+                           cJSON *info)
+{
+    tuner_result none, best;
+    memset(&none, 0, sizeof none);
+    memset(&best, 0, sizeof best);
+    double best_cost = INFINITY;
+    const char *best_what = NULL;
+    size_t ran = 0;
+    printf("timing Xgemm parameter sets at the MLP's shapes (indirect kernel, checked against a "
+           "CPU reference)\n");
+    printf("  %-44s", "parameter set");
+    for (size_t i = 0; i < 8; i++)
+        if ((CAND_MASK >> i) & 1u) printf(" %9.9s", sh[i].label + (sh[i].label[0] == 'f' ? 4 : 0));
+    printf(" %12s\n", "ms/1024 smp");
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t c = 0; c <= N_CANDIDATES; c++) {
+        tuner_result cur;
+        memset(&cur, 0, sizeof cur);
+        const char *what;
+        if (c == N_CANDIDATES) {
+            if (!xg->best.valid) break;
+            cur = *xg;
+            what = "clblast_tuner_xgemm's best";
+        } else {
+            what = cand_table[c].what;
+            cur.best.n = N_XGEMM_PARAMS;
+            for (size_t j = 0; j < N_XGEMM_PARAMS; j++) {
+                snprintf(cur.best.names[j], sizeof cur.best.names[j], "%s", cand_names[j]);
+                cur.best.values[j] = cand_table[c].v[j];
+            }
+            cur.best.valid = 1;
+        }
+        printf("  %-44s", what);
+        fflush(stdout);
+        double t[N_SHAPES];
+        if (write_tuning(scratch_file, d, &cur, &none, 1, NULL) ||
+            measure_child(ce, scratch, 0, 2, CAND_MASK, 1, t, NULL, 0)) {
+            printf(" failed (does not run on this device, or computes a wrong product)\n");
+            continue;
+        }
+        ran++;
+        for (size_t i = 0; i < 8; i++)
+            if ((CAND_MASK >> i) & 1u) printf(" %9.1f", 2 * vol(&sh[i]) * 1e-9 / t[i]);
+        double cost = weighted_cost(sh, t, CAND_MASK);
+        printf(" %12.1f\n", cost * 1e3 / 2);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "set", what);
+        cJSON_AddNumberToObject(o, "ms_per_1024_samples", cost * 1e3 / 2);
+        cJSON_AddItemToArray(arr, o);
+        if (cost < best_cost) {
+            best_cost = cost;
+            best = cur;
+            best_what = what;
+        }
+    }
+    printf("  (GFLOP/s at B = 128; last column: GEMM ms per 1024 samples, mean of B = 128 and "
+           "1024)\n");
+    cJSON_AddItemToObject(info, "xgemm_sets", arr);
+    if (best_what) {
+        printf("  chosen: %s\n", best_what);
+        cJSON_AddStringToObject(info, "xgemm_chosen", best_what);
+        *xg = best;
+    }
+    return ran;
 }
 
 /* ------------------------------------------------------------------ command */
@@ -741,12 +916,15 @@ int cmd_tune(int argc, char **argv)
                                          {"child-measure", no_argument, 0, 'c'},
                                          {"reps", required_argument, 0, 'r'},
                                          {"mask", required_argument, 0, 'm'},
+                                         {"check", no_argument, 0, 'C'},
+                                         {"search", required_argument, 0, 'S'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *device = NULL;
     double fraction = 0.005, max_seconds = 180;
     size_t size = 512, reps = 3, mask = 0xffff;
-    int keep = 0, child = 0, o;
+    int keep = 0, child = 0, check = 0, o;
+    unsigned search = 3; /* 1: CLBlast's tuners, 2: kdcl's candidate sets */
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -770,6 +948,18 @@ int cmd_tune(int argc, char **argv)
             break;
         case 'k': keep = 1; break;
         case 'c': child = 1; break;
+        case 'C': check = 1; break;
+        case 'S':
+            if (!strcmp(optarg, "tuners"))
+                search = 1;
+            else if (!strcmp(optarg, "candidates"))
+                search = 2;
+            else if (!strcmp(optarg, "both"))
+                search = 3;
+            else
+                return cli_usage_error("tune", "--search takes tuners, candidates or both, got '%s'",
+                                       optarg);
+            break;
         case 'r':
             if (cli_parse_size(optarg, &reps) || reps == 0 || reps > 8)
                 return cli_usage_error("tune", "--reps needs 1..8, got '%s'", optarg);
@@ -780,11 +970,13 @@ int cmd_tune(int argc, char **argv)
             break;
         case 'h':
             printf(
-                "usage: kdcl tune [--device D] [--fraction F] [--max-seconds S] [--size N] "
-                "[--keep]\n\n"
+                "usage: kdcl tune [--device D] [--search tuners|candidates|both] [--fraction F]\n"
+                "                 [--max-seconds S] [--size N] [--keep]\n\n"
                 "Tunes CLBlast's single-precision GEMM kernels for one device with CLBlast's own\n"
                 "tuners (clblast_tuner_xgemm, clblast_tuner_xgemm_direct; Debian package\n"
-                "clblast-utils), picks the fastest parameters, chooses the size at which CLBlast\n"
+                "clblast-utils) and kdcl's own candidate parameter sets, times the Xgemm sets at\n"
+                "the MLP's GEMM shapes (results checked against a CPU reference), keeps the\n"
+                "fastest there, chooses the size at which CLBlast\n"
                 "switches from the direct to the indirect kernel (and whether the tuned direct\n"
                 "kernel beats CLBlast's) by timing the MLP's GEMMs, and stores the result for\n"
                 "this device and driver (kdcl uses it from then on; KDCL_NO_TUNING=1 ignores\n"
@@ -792,6 +984,8 @@ int cmd_tune(int argc, char **argv)
                 "options:\n"
                 "  --device D        P:D, cpu, gpu or a name substring (default: $KDCL_DEVICE,\n"
                 "                    else the first GPU, else the first device)\n"
+                "  --search S        tuners: CLBlast's tuners only; candidates: kdcl's candidate\n"
+                "                    sets only (no clblast-utils needed, minutes); both (default)\n"
                 "  --fraction F      share of each tuner's random search space to explore\n"
                 "                    (default 0.005)\n"
                 "  --max-seconds S   time for both tuners together (default 180); a tuner still\n"
@@ -807,13 +1001,13 @@ int cmd_tune(int argc, char **argv)
         }
     }
     if (optind < argc) return cli_usage_error("tune", "unexpected argument '%s'", argv[optind]);
-    if (child) return child_measure(device, reps, (unsigned)mask);
+    if (child) return child_measure(device, reps, (unsigned)mask, check);
     static const char *tuners[2] = {"clblast_tuner_xgemm", "clblast_tuner_xgemm_direct"};
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2 && (search & 1); i++)
         if (!in_path(tuners[i])) {
             fprintf(stderr,
                     "kdcl tune: %s not found in PATH: install CLBlast's tuners with "
-                    "'apt-get install clblast-utils'\n",
+                    "'apt-get install clblast-utils' (or use --search candidates)\n",
                     tuners[i]);
             return CLI_EXIT_FAIL;
         }
@@ -856,9 +1050,10 @@ int cmd_tune(int argc, char **argv)
     int status[2] = {0, 0}, stopped[2] = {0, 0};
     char logs[2][4200];
     double t_start = kdcl_wall_seconds();
-    printf("running CLBlast's tuners in %s (fraction %g, %zu^3, at most %.0f s)\n", dir, fraction,
-           size, max_seconds);
-    for (int i = 0; i < 2 && !interrupted; i++) {
+    if (search & 1)
+        printf("running CLBlast's tuners in %s (fraction %g, %zu^3, at most %.0f s)\n", dir,
+               fraction, size, max_seconds);
+    for (int i = 0; i < 2 && !interrupted && (search & 1); i++) {
         /* the indirect kernel gets 2/3 of the time, the direct one the rest */
         double budget = i == 0 ? max_seconds * 2.0 / 3.0
                                : max_seconds - (kdcl_wall_seconds() - t_start);
@@ -881,7 +1076,7 @@ int cmd_tune(int argc, char **argv)
         fprintf(stderr, "kdcl tune: interrupted; nothing written (tuner logs in %s)\n", dir);
         return CLI_EXIT_FAIL;
     }
-    if (!res[0].best.valid) {
+    if (!res[0].best.valid && !(search & 2)) {
         char last[256];
         last_line(logs[0], last, sizeof last);
         fprintf(stderr,
@@ -893,15 +1088,17 @@ int cmd_tune(int argc, char **argv)
     double t0 = kdcl_wall_seconds();
     printf("timing the MLP's GEMMs with the current parameters... ");
     fflush(stdout);
-    if (measure_child(&ce, NULL, 1, 3, 0xffffu, before, tuning_before, sizeof tuning_before)) {
+    if (measure_child(&ce, NULL, 1, 3, 0xffffu, 0, before, tuning_before, sizeof tuning_before)) {
         fprintf(stderr, "\nkdcl tune: timing the GEMMs failed (see the messages above)\n");
         return CLI_EXIT_FAIL;
     }
     printf("%.0f s\n", kdcl_wall_seconds() - t0);
 
-    print_best("Xgemm", &res[0], size);
-    print_best("XgemmDirect", &res[1], size);
-    if (!res[1].best.valid)
+    if (search & 1) {
+        print_best("Xgemm", &res[0], size);
+        print_best("XgemmDirect", &res[1], size);
+    }
+    if (!res[1].best.valid && (search & 1))
         fprintf(stderr,
                 "kdcl tune: warning: %s produced no result (exit status %d, log %s); the "
                 "direct kernel keeps CLBlast's parameters\n",
@@ -913,17 +1110,19 @@ int cmd_tune(int argc, char **argv)
     char scratch[4300], scratch_file[4400];
     snprintf(scratch, sizeof scratch, "%s/cache", dir);
     cJSON *info = cJSON_CreateObject();
-    cJSON_AddNumberToObject(info, "size", (double)size);
-    cJSON_AddNumberToObject(info, "fraction", fraction);
-    cJSON_AddNumberToObject(info, "xgemm_configurations", (double)res[0].tested);
-    cJSON_AddNumberToObject(info, "xgemm_best_ms", res[0].best.ms);
-    cJSON_AddNumberToObject(info, "xgemm_direct_configurations", (double)res[1].tested);
-    if (res[1].best.valid) cJSON_AddNumberToObject(info, "xgemm_direct_best_ms", res[1].best.ms);
+    cJSON_AddStringToObject(info, "search", search == 3 ? "both" : search == 1 ? "tuners"
+                                                                                 : "candidates");
+    if (search & 1) {
+        cJSON_AddNumberToObject(info, "size", (double)size);
+        cJSON_AddNumberToObject(info, "fraction", fraction);
+        cJSON_AddNumberToObject(info, "xgemm_configurations", (double)res[0].tested);
+        if (res[0].best.valid) cJSON_AddNumberToObject(info, "xgemm_best_ms", res[0].best.ms);
+        cJSON_AddNumberToObject(info, "xgemm_direct_configurations", (double)res[1].tested);
+        if (res[1].best.valid)
+            cJSON_AddNumberToObject(info, "xgemm_direct_best_ms", res[1].best.ms);
+    }
     tuner_result none;
     memset(&none, 0, sizeof none);
-    printf("choosing the direct-kernel parameters and XGEMM_MIN_INDIRECT_SIZE... ");
-    fflush(stdout);
-    t0 = kdcl_wall_seconds();
     {
         char *old = getenv("KDCL_CACHE_DIR") ? strdup(getenv("KDCL_CACHE_DIR")) : NULL;
         setenv("KDCL_CACHE_DIR", scratch, 1); /* for kdcl_gemm_tuning_path only */
@@ -932,9 +1131,24 @@ int cmd_tune(int argc, char **argv)
         free(old);
     }
     int fail = s != KDCL_OK;
+    if (!fail && (search & 2)) {
+        t0 = kdcl_wall_seconds();
+        size_t ran = choose_xgemm(&ce, &d, scratch, scratch_file, sh, &res[0], info);
+        printf("  %zu parameter sets timed in %.0f s\n", ran, kdcl_wall_seconds() - t0);
+    }
+    if (!fail && !res[0].best.valid) {
+        fprintf(stderr, "kdcl tune: no Xgemm parameter set ran on this device; nothing written "
+                        "(logs in %s)\n",
+                dir);
+        cJSON_Delete(info);
+        return CLI_EXIT_FAIL;
+    }
+    printf("choosing the direct-kernel parameters and XGEMM_MIN_INDIRECT_SIZE... ");
+    fflush(stdout);
+    t0 = kdcl_wall_seconds();
     for (size_t i = 0; i < N_SHAPES; i++) t_dtun[i] = t_ddef[i] = INFINITY;
     fail = fail || write_tuning(scratch_file, &d, &res[0], &res[1], 1, info) ||
-           measure_child(&ce, scratch, 0, 2, 0xffffu, t_ind, NULL, 0);
+           measure_child(&ce, scratch, 0, 2, 0xffffu, 0, t_ind, NULL, 0);
     if (!fail && res[1].best.valid)
         fail = write_tuning(scratch_file, &d, &res[0], &res[1], 100000, info) ||
                time_direct(&ce, scratch, t_ind, t_dtun);
@@ -968,7 +1182,7 @@ int cmd_tune(int argc, char **argv)
         return CLI_EXIT_FAIL;
     }
     cJSON_Delete(info);
-    if (measure_child(&ce, NULL, 0, 3, 0xffffu, after, tuning_after, sizeof tuning_after)) {
+    if (measure_child(&ce, NULL, 0, 3, 0xffffu, 0, after, tuning_after, sizeof tuning_after)) {
         if (previous)
             write_all(path, previous);
         else

@@ -2,22 +2,27 @@
  * (clblast_tuner_xgemm, from Debian's clblast-utils) on the devices kdcl was
  * developed on. Included by gemm.c only. Parameter names are CLBlast's. */
 static const tuned_device kdcl_gemm_tuned[] = {
-    /* PoCL 3.1 (pthread), 2-core AMD EPYC (Zen, AVX2), CLBlast 1.5.3:
-     * clblast_tuner_xgemm -m 512 -n 512 -k 512 -fraction 0.02: best of 578
-     * random configurations (GEMMK = 0 phase), 35.9 GFLOP/s in the tuner at
-     * 512^3 against 7.1 GFLOP/s with CLBlast's defaults. The indirect kernel is
-     * used from 256^3 up (XGEMM_MIN_INDIRECT_SIZE): at the MLP shapes the whole
-     * routine runs at 17-25 GFLOP/s against 7 with the defaults (kdcl gemm), the
-     * 10-wide output layer stays on the direct kernel. At 1024^3 these tiles are
-     * slower than the defaults (9.3 vs 11.4 GFLOP/s). */
+    /* PoCL 3.1 (pthread), 2-core AMD EPYC (Zen 1, AVX2), CLBlast 1.5.3, chosen
+     * by timing CLBlast's SGEMM routine at the MLP's shapes (kdcl tune's own
+     * candidate search, see src/cli/cmd_tune.c). PoCL runs the work-items of a
+     * group as a loop around each region between barriers, so without local
+     * memory (SA = SB = 0) every work-item streams its whole A and B panels
+     * through the cache before the next one starts; with SA = SB = 1 a 64 x 64
+     * block of the KWG-deep panels is copied once per work-group and the
+     * work-item loop runs over L1-resident tiles. VWM = VWN = 8 makes the
+     * accumulators float8 (AVX ymm registers, 8 per work-item, no spills).
+     * Xgemm kernel alone: 39 GFLOP/s at 128x1200x784 against 18 with the
+     * clblast_tuner_xgemm result shipped before (VWM = VWN = 4, SA = SB = 0,
+     * 16 xmm accumulators that spill); routine (with CLBlast's pad /
+     * transpose copies): 25-32 GFLOP/s at the B = 128 shapes, 35 at B = 1024. */
     {"Portable Computing Language",
      CL_DEVICE_TYPE_CPU,
      "",
-     "shipped: PoCL CPU (clblast_tuner_xgemm)",
+     "shipped: PoCL CPU (kdcl tune candidate search at the MLP shapes)",
      {{"Xgemm",
        16,
        {"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB", "NDIMC", "NWG", "SA",
         "SB", "STRM", "STRN", "VWM", "VWN"},
-       {0, 1, 32, 2, 8, 8, 64, 8, 8, 64, 0, 0, 0, 0, 4, 4}},
+       {0, 1, 64, 2, 8, 8, 64, 8, 8, 64, 1, 1, 0, 0, 8, 8}},
       {"GemmRoutine", 1, {"XGEMM_MIN_INDIRECT_SIZE"}, {256}}}},
 };
