@@ -1,5 +1,6 @@
 /* Elementwise ops (bias + ReLU + dropout, backward, bias gradient), SGD,
- * max-norm, u8 conversion and jitter against CPU references.
+ * max-norm, SGD fused with max-norm, u8 conversion and jitter against CPU
+ * references.
  *
  * Floating-point references are computed in double from the same float
  * inputs; tolerances follow from the number of float roundings each kernel
@@ -212,7 +213,8 @@ START_TEST(test_forward_vs_reference)
         {128, 1200, 1, 1, 0.2f, 1, 1234567890123ull, 1ull << 40, 3},
         {100, 784, 0, 0, 0.1f, 1, 0, 0, 0},         /* input dropout: no bias/relu */
         {64, 1000, 1, 1, 0.35f, 1, ~0ull, ~0ull, 0xffffffffu},
-        {3, 5, 1, 1, 0.5f, 1, 9, 9, 9},             /* tiny */
+        {3, 5, 1, 1, 0.5f, 1, 9, 9, 9},             /* tiny: only the partial-group path */
+        {16, 3, 1, 1, 0.5f, 1, 5, 6, 7},            /* 16 elements span 5+ rows: bias wraps */
         {1, 1, 1, 0, 0.5f, 1, 1, 1, 1},
         {1, 6, 1, 1, 0.0f, 0, 1, 1, 1},             /* no dropout, no mask */
         {37, 129, 1, 1, 0.0f, 1, 1, 1, 1},          /* p = 0 with a mask: all ones */
@@ -262,11 +264,11 @@ START_TEST(test_masks_vary_with_seed_step_stream)
     }
     /* The mask must not depend on the work-group size: relaunch the kernel
      * (arguments still set by the last call, i.e. seed 11, step 22, stream 33)
-     * with other local sizes. One work-item handles 4 elements. */
+     * with other local sizes. One work-item handles 16 elements. */
     forward_mask(&ty, &tm, y, n, p, 11, 22, 33, m1);
     cl_kernel k;
     OK(kdcl_kernel_get(tu_ctx, "elementwise", "bias_act_dropout", &k));
-    const size_t items = (n + 3) / 4, locals[] = {1, 3, 16, 64, 128};
+    const size_t items = (n + 15) / 16, locals[] = {1, 3, 16, 64, 128};
     for (size_t l = 0; l < sizeof locals / sizeof locals[0]; l++) {
         unsigned char *zero = calloc(n, 1);
         up(&tm, zero, n);
@@ -577,6 +579,198 @@ START_TEST(test_max_norm)
 }
 END_TEST
 
+/* ---- SGD fused with max-norm ---- */
+
+/* Scale row r of the [rows, cols] matrices w, v, g so that the row's norm after the
+ * update w + (mom * v - lr * (g + wd * w)) = (1 - lr * wd) * w + mom * v - lr * g,
+ * which is linear in (w, v, g), is 2.5c for even rows (over the limit) and 0.6c for
+ * odd rows (under): margins far beyond any rounding, so the two summation orders of
+ * the norm cannot disagree about which rows get scaled. */
+static void shape_rows(float *w, float *v, float *g, size_t rows, size_t cols, float lr,
+                       float mom, float wd, float c)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float *wr = w + r * cols, *vr = v + r * cols, *gr = g + r * cols;
+        double nn = 0;
+        for (size_t j = 0; j < cols; j++) {
+            double x = (1.0 - (double)lr * wd) * wr[j] + (double)mom * vr[j] - (double)lr * gr[j];
+            nn += x * x;
+        }
+        double f = (r % 2 ? 0.6 : 2.5) * c / sqrt(nn);
+        for (size_t j = 0; j < cols; j++) {
+            wr[j] = (float)(wr[j] * f);
+            vr[j] = (float)(vr[j] * f);
+            gr[j] = (float)(gr[j] * f);
+        }
+    }
+}
+
+/* Relative error bound of a row scaled by max-norm, against c / ||x|| * x in double
+ * from the same float row x. The float sum of squares, in whatever order the kernel
+ * adds them (the longest chain of additions has at most cols - 1 of them, plus the
+ * rounding of each square), is within about cols * u of the exact sum, so the norm
+ * within cols / 2 * u; sqrt (<= 3 ulp) and the division (<= 2.5 ulp), an ulp being
+ * at most 2u relative, add 11u, and the final product u: (cols / 2 + 12) u, with 4u
+ * to spare for second-order terms. */
+static double max_norm_tol(size_t cols)
+{
+    return ((double)cols / 2 + 16) * U;
+}
+
+/* Checks row r of `got` against max-norm (limit c) applied to the float row x:
+ * rows with norm <= c bit for bit unchanged, the others within max_norm_tol. */
+static void check_max_norm_row(const float *x, const float *got, size_t cols, float c,
+                               const char *what, size_t r)
+{
+    double nn = 0;
+    for (size_t j = 0; j < cols; j++) nn += (double)x[j] * x[j];
+    if (nn <= (double)c * c) {
+        for (size_t j = 0; j < cols; j++)
+            ck_assert_msg(got[j] == x[j], "%s: row %zu (norm %g <= c = %g) changed at %zu: %.9g "
+                          "want %.9g", what, r, sqrt(nn), (double)c, j, (double)got[j],
+                          (double)x[j]);
+        return;
+    }
+    const double f = c / sqrt(nn), tol = max_norm_tol(cols);
+    for (size_t j = 0; j < cols; j++) {
+        double want = x[j] * f;
+        ck_assert_msg(fabs(got[j] - want) <= tol * fabs(want) + 1e-37,
+                      "%s: row %zu (norm %g > c = %g) element %zu = %.9g want %.9g", what, r,
+                      sqrt(nn), (double)c, j, (double)got[j], want);
+    }
+}
+
+static void run_sgd_max_norm(size_t rows, size_t cols, size_t off, float lr, float mom, float wd,
+                             float c)
+{
+    const size_t cap = off + rows * cols + 13, n = rows * cols;
+    char what[96];
+    snprintf(what, sizeof what, "%zux%zu at %zu", rows, cols, off);
+    float *w = malloc(cap * 4), *v = malloc(cap * 4), *g = malloc(cap * 4);
+    float *w1 = malloc(cap * 4), *v1 = malloc(cap * 4), *ws = malloc(cap * 4),
+          *vs = malloc(cap * 4), *wm = malloc(cap * 4);
+    tu_fill_uniform(w, cap, -1, 1, rows * 1000 + cols);
+    tu_fill_uniform(v, cap, -1, 1, rows * 1000 + cols + 1);
+    tu_fill_uniform(g, cap, -1, 1, rows * 1000 + cols + 2);
+    shape_rows(w + off, v + off, g + off, rows, cols, lr, mom, wd, c);
+    kdcl_tensor tw = t1(KDCL_F32, cap), tv = t1(KDCL_F32, cap), tg = t1(KDCL_F32, cap);
+    kdcl_tensor tw2 = t1(KDCL_F32, cap), tv2 = t1(KDCL_F32, cap);
+    up(&tw, w, cap);
+    up(&tv, v, cap);
+    up(&tg, g, cap);
+    up(&tw2, w, cap);
+    up(&tv2, v, cap);
+    OK(kdcl_op_sgd_max_norm(tu_ctx, &tw, &tg, &tv, off, rows, cols, lr, mom, wd, c));
+    /* the unfused sequence on copies: sgd (ws, vs), then max_norm (wm) */
+    OK(kdcl_op_sgd(tu_ctx, &tw2, &tg, &tv2, off, n, lr, mom, wd));
+    down(&tw2, ws, cap);
+    OK(kdcl_op_max_norm(tu_ctx, &tw2, off, rows, cols, c));
+    down(&tw, w1, cap);
+    down(&tv, v1, cap);
+    down(&tv2, vs, cap);
+    down(&tw2, wm, cap);
+    for (size_t i = 0; i < cap; i++) {
+        if (i >= off && i < off + n) continue;
+        ck_assert_msg(w1[i] == w[i] && v1[i] == v[i], "%s: touched element %zu", what, i);
+    }
+    /* v is the plain SGD velocity, bit for bit (same expression, FP_CONTRACT OFF) */
+    for (size_t i = off; i < off + n; i++)
+        ck_assert_msg(v1[i] == vs[i], "%s: v[%zu] = %.9g, sgd gives %.9g", what, i,
+                      (double)v1[i], (double)vs[i]);
+    size_t over = 0;
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = ws + off + r * cols;
+        double nn = 0;
+        for (size_t j = 0; j < cols; j++) nn += (double)x[j] * x[j];
+        ck_assert_msg(sqrt(nn) > 2 * c || sqrt(nn) < 0.7 * c, "%s: row %zu norm %g", what, r,
+                      sqrt(nn)); /* as shape_rows built it */
+        over += nn > (double)c * c;
+        check_max_norm_row(x, w1 + off + r * cols, cols, c, what, r);
+        check_max_norm_row(x, wm + off + r * cols, cols, c, "unfused", r);
+    }
+    ck_assert_uint_eq(over, (rows + 1) / 2);
+    kdcl_tensor *all[] = {&tw, &tv, &tg, &tw2, &tv2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) kdcl_tensor_free(tu_ctx, all[i]);
+    float *host[] = {w, v, g, w1, v1, ws, vs, wm};
+    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++) free(host[i]);
+}
+
+START_TEST(test_sgd_max_norm)
+{
+    run_sgd_max_norm(50, 784, 100, 0.1f, 0.9f, 5e-4f, 3.0f);
+    run_sgd_max_norm(1200, 1200, 0, 0.01f, 0.9f, 0.0f, 3.5f);
+    run_sgd_max_norm(10, 1, 7, 0.5f, 0.5f, 0.1f, 0.5f);
+    run_sgd_max_norm(9, 3, 1, 1.0f, 0.0f, 0.0f, 2.0f);
+    run_sgd_max_norm(4, 1000, 3, 0.05f, 0.99f, 1e-4f, 15.0f);
+    run_sgd_max_norm(3, 257, 5, 0.1f, 0.9f, 0.0f, 1.0f); /* ragged: 257 = 256 + 1 = 7 * 33 + 26 */
+}
+END_TEST
+
+/* kdcl_mlp_sgd with max-norm (fused per layer) against the unfused sequence it
+ * replaces: one kdcl_op_sgd over the whole flat buffer, then kdcl_op_max_norm per
+ * layer. Odd layer sizes leave alignment padding between the blocks, which both must
+ * leave at zero. */
+START_TEST(test_mlp_sgd_max_norm)
+{
+    kdcl_arch a;
+    OK(kdcl_arch_parse("37-19-5-3", &a));
+    kdcl_mlp *m;
+    OK(kdcl_mlp_create(tu_ctx, &a, 4, &m));
+    const size_t cap = m->params.numel;
+    const float lr = 0.1f, mom = 0.9f, wd = 1e-3f, c = 1.5f;
+    float *w = calloc(cap, 4), *v = calloc(cap, 4), *g = calloc(cap, 4);
+    float *w1 = malloc(cap * 4), *v1 = malloc(cap * 4), *ws = malloc(cap * 4),
+          *vs = malloc(cap * 4), *wm = malloc(cap * 4);
+    for (size_t l = 0; l < a.n_layers; l++) {
+        const size_t in = a.sizes[l], out = a.sizes[l + 1];
+        tu_fill_uniform(w + m->w_off[l], out * in, -1, 1, 10 * l + 1);
+        tu_fill_uniform(v + m->w_off[l], out * in, -1, 1, 10 * l + 2);
+        tu_fill_uniform(g + m->w_off[l], out * in, -1, 1, 10 * l + 3);
+        shape_rows(w + m->w_off[l], v + m->w_off[l], g + m->w_off[l], out, in, lr, mom, wd, c);
+        tu_fill_uniform(w + m->b_off[l], out, -5, 5, 10 * l + 4); /* biases: no max-norm */
+        tu_fill_uniform(v + m->b_off[l], out, -1, 1, 10 * l + 5);
+        tu_fill_uniform(g + m->b_off[l], out, -1, 1, 10 * l + 6);
+    }
+    kdcl_tensor tw = t1(KDCL_F32, cap), tv = t1(KDCL_F32, cap);
+    up(&m->params, w, cap);
+    up(&m->vel, v, cap);
+    up(&m->grads, g, cap);
+    up(&tw, w, cap);
+    up(&tv, v, cap);
+    OK(kdcl_mlp_sgd(m, lr, mom, wd, c));
+    OK(kdcl_op_sgd(tu_ctx, &tw, &m->grads, &tv, 0, cap, lr, mom, wd));
+    down(&tw, ws, cap);
+    for (size_t l = 0; l < a.n_layers; l++)
+        OK(kdcl_op_max_norm(tu_ctx, &tw, m->w_off[l], a.sizes[l + 1], a.sizes[l], c));
+    down(&m->params, w1, cap);
+    down(&m->vel, v1, cap);
+    down(&tv, vs, cap);
+    down(&tw, wm, cap);
+    for (size_t i = 0; i < cap; i++)
+        ck_assert_msg(v1[i] == vs[i], "v[%zu] = %.9g want %.9g", i, (double)v1[i], (double)vs[i]);
+    for (size_t l = 0, i = 0; l < a.n_layers; l++) {
+        const size_t in = a.sizes[l], out = a.sizes[l + 1];
+        for (; i < m->w_off[l]; i++) ck_assert_msg(w1[i] == 0 && wm[i] == 0, "padding %zu", i);
+        for (size_t r = 0; r < out; r++) {
+            check_max_norm_row(ws + m->w_off[l] + r * in, w1 + m->w_off[l] + r * in, in, c,
+                               "kdcl_mlp_sgd", r);
+            check_max_norm_row(ws + m->w_off[l] + r * in, wm + m->w_off[l] + r * in, in, c,
+                               "unfused", r);
+        }
+        for (i = m->b_off[l]; i < m->b_off[l] + out; i++)
+            ck_assert_msg(w1[i] == ws[i], "layer %zu bias %zu = %.9g want %.9g", l, i,
+                          (double)w1[i], (double)ws[i]);
+        if (l + 1 == a.n_layers)
+            for (; i < cap; i++) ck_assert_msg(w1[i] == 0 && wm[i] == 0, "padding %zu", i);
+    }
+    kdcl_tensor_free(tu_ctx, &tw);
+    kdcl_tensor_free(tu_ctx, &tv);
+    kdcl_mlp_destroy(m);
+    float *host[] = {w, v, g, w1, v1, ws, vs, wm};
+    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++) free(host[i]);
+}
+END_TEST
+
 /* ---- u8 -> float and jitter ---- */
 
 static float conv(unsigned char s, float scale, float shift)
@@ -753,6 +947,27 @@ START_TEST(test_bad_arguments)
     BAD(kdcl_op_max_norm(tu_ctx, &big, 1, 10, 10, 1.0f), "outside");
     BAD(kdcl_op_max_norm(tu_ctx, &big, 0, SIZE_MAX / 2, 3, 1.0f), "overflows");
     BAD(kdcl_op_max_norm(tu_ctx, &m, 0, 2, 2, 1.0f), "F32");
+    op = "kdcl_op_sgd_max_norm";
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, &big, 0, 10, 10, 0.1f, 0.9f, 0, 0.0f), "c = 0");
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, &big, 0, 10, 10, 0.1f, 0.9f, 0, -1.0f), op);
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, &big, 0, 10, 10, 0.1f, 0.9f, 0, NAN), "> 0");
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, &big, 0, 10, 10, 0.1f, 0.9f, 0, INFINITY),
+        "> 0");
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, &big, 0, 10, 10, NAN, 0.9f, 0, 1.0f), "finite");
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, &big, 0, 10, 10, 0.1f, INFINITY, 0, 1.0f),
+        "finite");
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, &big, 0, 10, 10, 0.1f, 0.9f, NAN, 1.0f),
+        "finite");
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, &big, 1, 10, 10, 0.1f, 0.9f, 0, 1.0f), "outside");
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, &big, SIZE_MAX, 1, 2, 0.1f, 0.9f, 0, 1.0f),
+        "outside");
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, &y, 0, 5, 5, 0.1f, 0.9f, 0, 1.0f), "v");
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &b, &big, 0, 5, 5, 0.1f, 0.9f, 0, 1.0f), "g");
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, &big, 0, SIZE_MAX / 2, 3, 0.1f, 0.9f, 0, 1.0f),
+        "overflows");
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &u8, &big, 0, 2, 2, 0.1f, 0.9f, 0, 1.0f), "U8");
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &m, &big, &big, 0, 2, 2, 0.1f, 0.9f, 0, 1.0f), "F32");
+    BAD(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, NULL, 0, 2, 2, 0.1f, 0.9f, 0, 1.0f), "NULL");
     BAD(kdcl_op_u8_to_float(tu_ctx, &u8, &f, 25, 1, 0), "outside");
     BAD(kdcl_op_u8_to_float(tu_ctx, &f, &f, 2, 1, 0), "U8");
     BAD(kdcl_op_jitter(tu_ctx, &u8, &f, 2, 2, 2, 3, -1, 1, 1, 1, 0), "max_shift");
@@ -764,6 +979,10 @@ START_TEST(test_bad_arguments)
     /* valid edge cases */
     ck_assert_int_eq(kdcl_op_sgd(tu_ctx, &big, &big, &big, 100, 0, 0.1f, 0.9f, 0), KDCL_OK);
     ck_assert_int_eq(kdcl_op_max_norm(tu_ctx, &big, 100, 0, 5, 1.0f), KDCL_OK);
+    ck_assert_int_eq(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, &big, 100, 0, 5, 0.1f, 0.9f, 0, 1.0f),
+                     KDCL_OK);
+    ck_assert_int_eq(kdcl_op_sgd_max_norm(tu_ctx, &big, &big, &big, 100, 5, 0, 0.1f, 0.9f, 0, 1.0f),
+                     KDCL_OK);
     ck_assert_int_eq(kdcl_op_jitter(tu_ctx, &u8, &f, 1, 2, 2, 3, 1, 1, 1, 1, 0), KDCL_OK);
     OK(kdcl_ctx_finish(tu_ctx));
     kdcl_tensor *all[] = {&y, &b, &b5, &m, &m5, &yi, &u8, &f, &big};
@@ -787,6 +1006,8 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_bias_grad_vs_reference);
     tcase_add_test(tc, test_sgd_vs_reference);
     tcase_add_test(tc, test_max_norm);
+    tcase_add_test(tc, test_sgd_max_norm);
+    tcase_add_test(tc, test_mlp_sgd_max_norm);
     tcase_add_test(tc, test_u8_to_float);
     tcase_add_test(tc, test_jitter_vs_reference);
     tcase_add_test(tc, test_jitter_shift_properties);

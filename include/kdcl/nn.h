@@ -65,8 +65,10 @@ kdcl_status kdcl_mlp_forward(kdcl_mlp *m, int train, uint64_t seed, uint64_t ste
  * grads. Uses the activations and masks of the last forward. */
 kdcl_status kdcl_mlp_backward(kdcl_mlp *m);
 
-/* v = mom*v - lr*(g + wd*w); w += v over every parameter (one launch), then
- * max-norm (c > 0) on each hidden and output unit's incoming weights. */
+/* v = mom*v - lr*(g + wd*w); w += v over every parameter, then max-norm
+ * (c > 0) on each hidden and output unit's incoming weights. Without max-norm
+ * one launch covers all parameters; with it, each weight matrix gets one fused
+ * update + max-norm launch (kdcl_op_sgd_max_norm) and each bias a plain one. */
 kdcl_status kdcl_mlp_sgd(kdcl_mlp *m, float lr, float momentum, float weight_decay,
                          float max_norm);
 

@@ -66,6 +66,16 @@ kdcl_status kdcl_op_sgd(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g, kdc
 kdcl_status kdcl_op_max_norm(kdcl_ctx *ctx, kdcl_tensor *w, size_t offset, size_t rows,
                              size_t cols, float c);
 
+/* kdcl_op_sgd followed by kdcl_op_max_norm in one pass over the row-major [rows, cols]
+ * matrix starting at element `offset` of w, g, v (all F32): every element gets the
+ * SGD update (v and w bit-identical to kdcl_op_sgd), then each row r with
+ * ||w_r||_2 > c is scaled by c / ||w_r||_2 (w equal to kdcl_op_max_norm's result up
+ * to the summation order of the norm). lr, momentum, weight_decay must be finite,
+ * c > 0 and finite. */
+kdcl_status kdcl_op_sgd_max_norm(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g,
+                                 kdcl_tensor *v, size_t offset, size_t rows, size_t cols,
+                                 float lr, float momentum, float weight_decay, float c);
+
 /* dst[i] = src[i] * scale + shift for i < n (src U8, dst F32), computed with a
  * single rounding (fma), i.e. exactly (float)((double)src[i] * scale + shift). */
 kdcl_status kdcl_op_u8_to_float(kdcl_ctx *ctx, const kdcl_tensor *src, kdcl_tensor *dst,

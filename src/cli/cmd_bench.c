@@ -458,16 +458,25 @@ static kdcl_status replica_step(const step_env *e, size_t start, size_t count, u
             (s = mark(mk, OP_KERNEL, "L%zu relu/dropout backward", l)))
             return s;
     }
-    if ((s = kdcl_op_sgd(ctx, &m->params, &m->grads, &m->vel, 0, m->params.numel, e->lr,
-                         e->momentum, 0.0f)) ||
-        (s = mark(mk, OP_KERNEL, "sgd+momentum (all params)")))
-        return s;
-    if (e->max_norm > 0.0f)
-        for (size_t l = 0; l < L; l++)
-            if ((s = kdcl_op_max_norm(ctx, &m->params, m->w_off[l], m->arch.sizes[l + 1],
-                                      m->arch.sizes[l], e->max_norm)) ||
-                (s = mark(mk, OP_KERNEL, "L%zu max-norm", l + 1)))
-                return s;
+    /* as kdcl_mlp_sgd: with max-norm, the update of each weight matrix fused
+     * with its max-norm plus the bias update; without, one launch for all */
+    if (!(e->max_norm > 0.0f)) {
+        if ((s = kdcl_op_sgd(ctx, &m->params, &m->grads, &m->vel, 0, m->params.numel, e->lr,
+                             e->momentum, 0.0f)) ||
+            (s = mark(mk, OP_KERNEL, "sgd+momentum (all params)")))
+            return s;
+        return KDCL_OK;
+    }
+    for (size_t l = 0; l < L; l++) {
+        const size_t in = m->arch.sizes[l], out = m->arch.sizes[l + 1];
+        if ((s = kdcl_op_sgd_max_norm(ctx, &m->params, &m->grads, &m->vel, m->w_off[l], out, in,
+                                      e->lr, e->momentum, 0.0f, e->max_norm)) ||
+            (s = mark(mk, OP_KERNEL, "L%zu W sgd+momentum+max-norm", l + 1)) ||
+            (s = kdcl_op_sgd(ctx, &m->params, &m->grads, &m->vel, m->b_off[l], out, e->lr,
+                             e->momentum, 0.0f)) ||
+            (s = mark(mk, OP_KERNEL, "L%zu b sgd+momentum", l + 1)))
+            return s;
+    }
     return KDCL_OK;
 }
 

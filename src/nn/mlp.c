@@ -269,14 +269,20 @@ kdcl_status kdcl_mlp_backward(kdcl_mlp *m)
 kdcl_status kdcl_mlp_sgd(kdcl_mlp *m, float lr, float momentum, float weight_decay,
                          float max_norm)
 {
-    kdcl_status s = kdcl_op_sgd(m->ctx, &m->params, &m->grads, &m->vel, 0, m->params.numel, lr,
-                                momentum, weight_decay);
-    if (s) return s;
-    if (max_norm > 0.0f)
-        for (size_t l = 0; l < m->arch.n_layers; l++)
-            if ((s = kdcl_op_max_norm(m->ctx, &m->params, m->w_off[l], m->arch.sizes[l + 1],
-                                      m->arch.sizes[l], max_norm)))
-                return s;
+    if (!(max_norm > 0.0f))
+        return kdcl_op_sgd(m->ctx, &m->params, &m->grads, &m->vel, 0, m->params.numel, lr,
+                           momentum, weight_decay);
+    /* Max-norm fused into the update of each weight matrix (one read of the weights
+     * instead of two); the biases, which follow each matrix, get the plain update. */
+    kdcl_status s;
+    for (size_t l = 0; l < m->arch.n_layers; l++) {
+        const size_t in = m->arch.sizes[l], out = m->arch.sizes[l + 1];
+        if ((s = kdcl_op_sgd_max_norm(m->ctx, &m->params, &m->grads, &m->vel, m->w_off[l], out,
+                                      in, lr, momentum, weight_decay, max_norm)) ||
+            (s = kdcl_op_sgd(m->ctx, &m->params, &m->grads, &m->vel, m->b_off[l], out, lr,
+                             momentum, weight_decay)))
+            return s;
+    }
     return KDCL_OK;
 }
 
