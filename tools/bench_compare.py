@@ -40,7 +40,8 @@ def columns(files):
         tool = d.get("tool", "kdcl")
         for dev in d.get("devices", []):
             label = dev.get("label") or dev.get("device") or "?"
-            if tool != "kdcl" and not label.lower().startswith(tool.lower()):
+            if tool != "kdcl" and not label.lower().startswith(tool.lower()) \
+                    and dev.get("platform") != "NumPy":  # the peer script's numpy.matmul column
                 label = f"{tool} {label}"
             cols.append({
                 "file": path,

@@ -13,7 +13,11 @@ Measures, on synthetic data (random 28x28 u8 images, 10 classes):
     3.5 on each unit's incoming weights) and the student 784-800-800-10 (no
     dropout) at B = 128 and 1024, one "epoch" of n examples per repetition;
   - inference images/s (eval mode, softmax) of the teacher, a 10-teacher
-    ensemble (softmax average) and the student at B = 1024.
+    ensemble (softmax average) and the student at B = 1024;
+  - on CPU, when NumPy is importable (and not --no-numpy), the same GEMM shapes
+    through numpy.matmul, i.e. the BLAS NumPy is built with (OpenBLAS for the
+    PyPI wheels and Debian's python3-numpy), as a second column: the reference
+    for "GEMM at half of OpenBLAS on the same cores".
 Each figure is the median [min-max] over up to --reps repetitions after a
 warm-up. With --json, writes the kdcl-bench-1 schema of `kdcl bench` (the
 same result ids where the workloads overlap), so tools/bench_compare.py can
@@ -79,8 +83,7 @@ class Bench:
         return stat(vals)
 
     # ---------------------------------------------------------------- GEMM
-    def gemm(self):
-        torch = self.torch
+    def gemm_shapes(self):
         shapes = []
         for B in ((128,) if self.quick else (128, 1024)):
             shapes += [
@@ -97,8 +100,12 @@ class Bench:
             shapes.append(("sq1024", "square 1024^3", None, 1024, 1024, 1024, "NN"))
             if self.device.type == "cuda":
                 shapes.append(("sq4096", "square 4096^3", None, 4096, 4096, 4096, "NN"))
+        return shapes
+
+    def gemm(self):
+        torch = self.torch
         print(f"\nGEMM fp32 (torch.matmul), GFLOP/s median [min-max]")
-        for name, label, B, m, n, k, tr in shapes:
+        for name, label, B, m, n, k, tr in self.gemm_shapes():
             # stored operands as kdcl stores them (row-major)
             a = torch.full((k, m) if tr[0] == "T" else (m, k), 0.01, device=self.device)
             b = torch.full((n, k) if tr[1] == "T" else (k, n), 0.02, device=self.device)
@@ -121,6 +128,36 @@ class Bench:
                      variant="torch")
             print(f"  {label:16s} {dims:20s} {tr}  {st['median']:8.1f} "
                   f"[{st['min']:.1f}-{st['max']:.1f}]")
+
+    def gemm_numpy(self, np):
+        """The same shapes through numpy.matmul (NumPy's BLAS); returns the results."""
+        print(f"\nGEMM fp32 (numpy.matmul, {numpy_blas(np)}), GFLOP/s median [min-max]")
+        out = []
+        for name, label, B, m, n, k, tr in self.gemm_shapes():
+            a = np.full((k, m) if tr[0] == "T" else (m, k), 0.01, dtype=np.float32)
+            b = np.full((n, k) if tr[1] == "T" else (k, n), 0.02, dtype=np.float32)
+            A = a.T if tr[0] == "T" else a
+            Bm = b.T if tr[1] == "T" else b
+            c = np.empty((m, n), dtype=np.float32)
+            np.matmul(A, Bm, out=c)  # warm-up
+            flops = 2.0 * m * n * k
+
+            def once():
+                t0 = time.perf_counter()
+                np.matmul(A, Bm, out=c)
+                dt = time.perf_counter() - t0
+                return flops / dt * 1e-9, dt
+
+            st = self.repeat(once, self.gemm_cap)
+            rid = f"gemm.{name}.b{B}" if B else f"gemm.{name}"
+            dims = f"{m}x{n}x{k}"
+            lab = f"GEMM {label} B={B} ({dims} {tr})" if B else f"GEMM {label}"
+            out.append({"id": rid, "label": lab, "kind": "gemm", "unit": "GFLOP/s",
+                        "better": "higher", **st, "m": m, "n": n, "k": k, "trans": tr,
+                        "batch": B, "variant": "numpy"})
+            print(f"  {label:16s} {dims:20s} {tr}  {st['median']:8.1f} "
+                  f"[{st['min']:.1f}-{st['max']:.1f}]")
+        return out
 
     # ---------------------------------------------------------------- models
     def mlp(self, sizes, drop_in, drop_hidden, seed):
@@ -266,6 +303,16 @@ def loadavg():
         return None
 
 
+def numpy_blas(np):
+    """Name and version of the BLAS NumPy was built with, as far as it says."""
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # older NumPy: no mode="dicts"
+        return "BLAS"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -274,6 +321,8 @@ def main():
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     ap.add_argument("--quick", action="store_true", help="smoke run: B = 128 only, 1 rep")
     ap.add_argument("--reps", type=int, help="repetitions per workload (default 5, quick 1)")
+    ap.add_argument("--no-numpy", action="store_true",
+                    help="skip the numpy.matmul GEMM column on CPU")
     a = ap.parse_args()
     if a.threads is not None and a.threads < 1:
         ap.error("--threads needs a positive integer")
@@ -313,6 +362,14 @@ def main():
           f"{host['cpus']} CPUs, load {host['loadavg_start']})")
     b = Bench(torch, dev, reps, a.quick)
     b.gemm()
+    np_results, np = [], None
+    if dev.type == "cpu" and not a.no_numpy:
+        try:
+            import numpy as np
+        except ImportError:
+            print("(NumPy not importable: no numpy.matmul column)")
+        if np is not None:
+            np_results = b.gemm_numpy(np)
     X, Y = b.data(2048 if a.quick else 16384)
     b.train(X, Y)
     b.infer(X, Y)
@@ -344,6 +401,24 @@ def main():
             "errors": [],
         }],
     }
+    if np_results:
+        threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") \
+            or str(os.cpu_count())
+        out["devices"].append({
+            "label": f"NumPy {np.__version__} {numpy_blas(np)} CPU ({threads} threads)",
+            "device": name,
+            "platform": "NumPy",
+            "driver": numpy_blas(np),
+            "type": "CPU",
+            "gemm_tuning": numpy_blas(np),
+            "gemm_default_tuning": None,
+            "results": np_results,
+            "kernel_profile": [],
+            "distill": None,
+            "memory": {"peak_bytes": None},
+            "seconds": None,
+            "errors": [],
+        })
     if a.json:
         tmp = a.json + ".tmp"
         with open(tmp, "w") as f:
