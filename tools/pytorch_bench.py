@@ -102,50 +102,19 @@ class Bench:
                 shapes.append(("sq4096", "square 4096^3", None, 4096, 4096, 4096, "NN"))
         return shapes
 
-    def gemm(self):
-        torch = self.torch
-        print(f"\nGEMM fp32 (torch.matmul), GFLOP/s median [min-max]")
+    def time_gemms(self, make, mm, variant):
+        """Time mm(A, B) with (A, B) = make(m, n, k, trans) at every shape; returns
+        the result entries (printed as they come)."""
+        out = []
         for name, label, B, m, n, k, tr in self.gemm_shapes():
-            # stored operands as kdcl stores them (row-major)
-            a = torch.full((k, m) if tr[0] == "T" else (m, k), 0.01, device=self.device)
-            b = torch.full((n, k) if tr[1] == "T" else (k, n), 0.02, device=self.device)
-            A = a.t() if tr[0] == "T" else a
-            Bm = b.t() if tr[1] == "T" else b
-            torch.matmul(A, Bm)  # warm-up
+            A, Bm = make(m, n, k, tr)
+            mm(A, Bm)  # warm-up
             flops = 2.0 * m * n * k
 
             def once():
                 t0 = self.now()
-                torch.matmul(A, Bm)
+                mm(A, Bm)
                 dt = self.now() - t0
-                return flops / dt * 1e-9, dt
-
-            st = self.repeat(once, self.gemm_cap)
-            rid = f"gemm.{name}.b{B}" if B else f"gemm.{name}"
-            dims = f"{m}x{n}x{k}"
-            lab = f"GEMM {label} B={B} ({dims} {tr})" if B else f"GEMM {label}"
-            self.add(rid, lab, "gemm", "GFLOP/s", st, m=m, n=n, k=k, trans=tr, batch=B,
-                     variant="torch")
-            print(f"  {label:16s} {dims:20s} {tr}  {st['median']:8.1f} "
-                  f"[{st['min']:.1f}-{st['max']:.1f}]")
-
-    def gemm_numpy(self, np):
-        """The same shapes through numpy.matmul (NumPy's BLAS); returns the results."""
-        print(f"\nGEMM fp32 (numpy.matmul, {numpy_blas(np)}), GFLOP/s median [min-max]")
-        out = []
-        for name, label, B, m, n, k, tr in self.gemm_shapes():
-            a = np.full((k, m) if tr[0] == "T" else (m, k), 0.01, dtype=np.float32)
-            b = np.full((n, k) if tr[1] == "T" else (k, n), 0.02, dtype=np.float32)
-            A = a.T if tr[0] == "T" else a
-            Bm = b.T if tr[1] == "T" else b
-            c = np.empty((m, n), dtype=np.float32)
-            np.matmul(A, Bm, out=c)  # warm-up
-            flops = 2.0 * m * n * k
-
-            def once():
-                t0 = time.perf_counter()
-                np.matmul(A, Bm, out=c)
-                dt = time.perf_counter() - t0
                 return flops / dt * 1e-9, dt
 
             st = self.repeat(once, self.gemm_cap)
@@ -154,10 +123,32 @@ class Bench:
             lab = f"GEMM {label} B={B} ({dims} {tr})" if B else f"GEMM {label}"
             out.append({"id": rid, "label": lab, "kind": "gemm", "unit": "GFLOP/s",
                         "better": "higher", **st, "m": m, "n": n, "k": k, "trans": tr,
-                        "batch": B, "variant": "numpy"})
+                        "batch": B, "variant": variant})
             print(f"  {label:16s} {dims:20s} {tr}  {st['median']:8.1f} "
                   f"[{st['min']:.1f}-{st['max']:.1f}]")
         return out
+
+    def gemm(self):
+        torch = self.torch
+
+        def make(m, n, k, tr):  # stored operands as kdcl stores them (row-major)
+            a = torch.full((k, m) if tr[0] == "T" else (m, k), 0.01, device=self.device)
+            b = torch.full((n, k) if tr[1] == "T" else (k, n), 0.02, device=self.device)
+            return (a.t() if tr[0] == "T" else a), (b.t() if tr[1] == "T" else b)
+
+        print(f"\nGEMM fp32 (torch.matmul), GFLOP/s median [min-max]")
+        self.results += self.time_gemms(make, torch.matmul, "torch")
+
+    def gemm_numpy(self, np):
+        """The same shapes through numpy.matmul (NumPy's BLAS); returns the results."""
+
+        def make(m, n, k, tr):
+            a = np.full((k, m) if tr[0] == "T" else (m, k), 0.01, dtype=np.float32)
+            b = np.full((n, k) if tr[1] == "T" else (k, n), 0.02, dtype=np.float32)
+            return (a.T if tr[0] == "T" else a), (b.T if tr[1] == "T" else b)
+
+        print(f"\nGEMM fp32 (numpy.matmul, {numpy_blas(np)}), GFLOP/s median [min-max]")
+        return self.time_gemms(make, np.matmul, "numpy")
 
     # ---------------------------------------------------------------- models
     def mlp(self, sizes, drop_in, drop_hidden, seed):

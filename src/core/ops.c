@@ -306,20 +306,27 @@ kdcl_status kdcl_op_sgd(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g, kdc
     return launch1d(ctx, k, "clEnqueueNDRangeKernel(sgd)", n);
 }
 
+/* The norm limit and the [rows, cols] block of the max-norm ops; *n = rows * cols. */
+static kdcl_status max_norm_args(const char *op, float c, size_t rows, size_t cols, size_t *n)
+{
+    if (!(c > 0.0f) || !isfinite(c))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: the norm limit c = %g must be > 0", op,
+                              (double)c);
+    if (__builtin_mul_overflow(rows, cols, n))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %zu x %zu overflows", op, rows, cols);
+    if (cols > UINT32_MAX)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %zu columns is too many", op, cols);
+    return KDCL_OK;
+}
+
 kdcl_status kdcl_op_max_norm(kdcl_ctx *ctx, kdcl_tensor *w, size_t offset, size_t rows,
                              size_t cols, float c)
 {
     static const char *op = "kdcl_op_max_norm";
     TRY(need_tensor(op, "w", w, KDCL_F32));
-    if (!(c > 0.0f) || !isfinite(c))
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: the norm limit c = %g must be > 0", op,
-                              (double)c);
-    size_t n;
-    if (__builtin_mul_overflow(rows, cols, &n))
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %zu x %zu overflows", op, rows, cols);
+    size_t n = 0;
+    TRY(max_norm_args(op, c, rows, cols, &n));
     TRY(need_range(op, "w", w, offset, n));
-    if (cols > UINT32_MAX)
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %zu columns is too many", op, cols);
     if (n == 0) return KDCL_OK;
     cl_kernel k;
     TRY(get_kernel(ctx, "optim", "max_norm", &k));
@@ -349,17 +356,11 @@ kdcl_status kdcl_op_sgd_max_norm(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tenso
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "%s: lr %g, momentum %g, weight_decay %g must be finite", op,
                               (double)lr, (double)momentum, (double)weight_decay);
-    if (!(c > 0.0f) || !isfinite(c))
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: the norm limit c = %g must be > 0", op,
-                              (double)c);
-    size_t n;
-    if (__builtin_mul_overflow(rows, cols, &n))
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %zu x %zu overflows", op, rows, cols);
+    size_t n = 0;
+    TRY(max_norm_args(op, c, rows, cols, &n));
     TRY(need_range(op, "w", w, offset, n));
     TRY(need_range(op, "g", g, offset, n));
     TRY(need_range(op, "v", v, offset, n));
-    if (cols > UINT32_MAX)
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %zu columns is too many", op, cols);
     if (n == 0) return KDCL_OK;
     cl_kernel k;
     TRY(get_kernel(ctx, "optim", "sgd_max_norm", &k));
