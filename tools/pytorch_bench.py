@@ -39,6 +39,14 @@ TEACHER = [784, 1200, 1200, 10]
 STUDENT = [784, 800, 800, 10]
 
 
+def entry(rid, label, kind, unit, st, better="higher", **extra):
+    """One result of the kdcl-bench-1 schema."""
+    e = {"id": rid, "label": label, "kind": kind, "unit": unit, "better": better}
+    e.update(st)
+    e.update(extra)
+    return e
+
+
 def stat(values):
     v = sorted(values)
     return {"median": statistics.median(v), "min": v[0], "max": v[-1], "reps": len(v)}
@@ -65,9 +73,7 @@ class Bench:
         return time.perf_counter()
 
     def add(self, rid, label, kind, unit, st, better="higher", **extra):
-        e = {"id": rid, "label": label, "kind": kind, "unit": unit, "better": better}
-        e.update(st)
-        e.update(extra)
+        e = entry(rid, label, kind, unit, st, better, **extra)
         self.results.append(e)
         return e
 
@@ -121,9 +127,8 @@ class Bench:
             rid = f"gemm.{name}.b{B}" if B else f"gemm.{name}"
             dims = f"{m}x{n}x{k}"
             lab = f"GEMM {label} B={B} ({dims} {tr})" if B else f"GEMM {label}"
-            out.append({"id": rid, "label": lab, "kind": "gemm", "unit": "GFLOP/s",
-                        "better": "higher", **st, "m": m, "n": n, "k": k, "trans": tr,
-                        "batch": B, "variant": variant})
+            out.append(entry(rid, lab, "gemm", "GFLOP/s", st, m=m, n=n, k=k, trans=tr, batch=B,
+                             variant=variant))
             print(f"  {label:16s} {dims:20s} {tr}  {st['median']:8.1f} "
                   f"[{st['min']:.1f}-{st['max']:.1f}]")
         return out

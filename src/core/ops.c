@@ -282,10 +282,11 @@ kdcl_status kdcl_op_bias_grad(kdcl_ctx *ctx, const kdcl_tensor *dy, kdcl_tensor 
 
 /* ---- optim.cl ---- */
 
-kdcl_status kdcl_op_sgd(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g, kdcl_tensor *v,
-                        size_t offset, size_t n, float lr, float momentum, float weight_decay)
+/* The tensors, the range [offset, offset + n) and the hyper-parameters of the SGD ops. */
+static kdcl_status sgd_args(const char *op, const kdcl_tensor *w, const kdcl_tensor *g,
+                            const kdcl_tensor *v, size_t offset, size_t n, float lr,
+                            float momentum, float weight_decay)
 {
-    static const char *op = "kdcl_op_sgd";
     TRY(need_tensor(op, "w", w, KDCL_F32));
     TRY(need_tensor(op, "g", g, KDCL_F32));
     TRY(need_tensor(op, "v", v, KDCL_F32));
@@ -296,6 +297,14 @@ kdcl_status kdcl_op_sgd(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g, kdc
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "%s: lr %g, momentum %g, weight_decay %g must be finite", op,
                               (double)lr, (double)momentum, (double)weight_decay);
+    return KDCL_OK;
+}
+
+kdcl_status kdcl_op_sgd(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g, kdcl_tensor *v,
+                        size_t offset, size_t n, float lr, float momentum, float weight_decay)
+{
+    static const char *op = "kdcl_op_sgd";
+    TRY(sgd_args(op, w, g, v, offset, n, lr, momentum, weight_decay));
     if (n == 0) return KDCL_OK;
     cl_kernel k;
     TRY(get_kernel(ctx, "optim", "sgd", &k));
@@ -349,18 +358,9 @@ kdcl_status kdcl_op_sgd_max_norm(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tenso
                                  float lr, float momentum, float weight_decay, float c)
 {
     static const char *op = "kdcl_op_sgd_max_norm";
-    TRY(need_tensor(op, "w", w, KDCL_F32));
-    TRY(need_tensor(op, "g", g, KDCL_F32));
-    TRY(need_tensor(op, "v", v, KDCL_F32));
-    if (!isfinite(lr) || !isfinite(momentum) || !isfinite(weight_decay))
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                              "%s: lr %g, momentum %g, weight_decay %g must be finite", op,
-                              (double)lr, (double)momentum, (double)weight_decay);
     size_t n = 0;
     TRY(max_norm_args(op, c, rows, cols, &n));
-    TRY(need_range(op, "w", w, offset, n));
-    TRY(need_range(op, "g", g, offset, n));
-    TRY(need_range(op, "v", v, offset, n));
+    TRY(sgd_args(op, w, g, v, offset, n, lr, momentum, weight_decay));
     if (n == 0) return KDCL_OK;
     cl_kernel k;
     TRY(get_kernel(ctx, "optim", "sgd_max_norm", &k));
