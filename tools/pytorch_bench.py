@@ -118,6 +118,16 @@ class Bench:
             flops = 2.0 * m * n * k
 
             def once():
+                if self.device.type == "cuda" and variant == "torch":
+                    # device time between two events, as kdcl's bench measures it
+                    # (a host clock would add the launch latency to small products)
+                    ev = [self.torch.cuda.Event(enable_timing=True) for _ in range(2)]
+                    ev[0].record()
+                    mm(A, Bm)
+                    ev[1].record()
+                    ev[1].synchronize()
+                    dt = ev[0].elapsed_time(ev[1]) * 1e-3
+                    return flops / dt * 1e-9, dt
                 t0 = self.now()
                 mm(A, Bm)
                 dt = self.now() - t0
@@ -216,7 +226,10 @@ class Bench:
                     dt = self.now() - t0
                     return n / dt, dt
 
-                rate, _ = epoch(B, 1)  # warm-up: one step
+                epoch(B, 1)  # warm-up: one step (library start-up, allocations)
+                # the rate that sizes the timed epochs: a few steps after the warm-up
+                # (the first step alone, with cuBLAS's start-up, would make them tiny)
+                rate, _ = epoch(min(X.shape[0], 8 * B), 1)
                 n = max(B, min(X.shape[0], int(rate * self.target) // B * B))
                 seeds = iter(range(2, 1000))
                 st = self.repeat(lambda: epoch(n, next(seeds)), self.work_cap)
@@ -256,7 +269,8 @@ class Bench:
                 dt = self.now() - t0
                 return n / dt, dt
 
-            rate, _ = run(min(B, X.shape[0]))
+            run(min(B, X.shape[0]))  # warm-up
+            rate, _ = run(min(8 * B, X.shape[0]))
             unit = B if rate * self.target >= B else 128
             n = max(unit, min(X.shape[0], int(rate * self.target) // unit * unit))
             st = self.repeat(lambda: run(n), self.work_cap)

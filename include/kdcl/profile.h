@@ -12,7 +12,11 @@
  * sections measure device time without the host's enqueue latency. Between
  * begin() and end() of a gated profiler only non-blocking calls may be made
  * (no downloads, kdcl_ctx_finish, or anything that waits on the queue):
- * they would wait for ever. Used by `kdcl bench`. */
+ * they would wait for ever. The first section of a gated profile also holds
+ * the device's start-up once the gate opens (the start marker completes at
+ * the release, the first command runs later: 0.1-0.4 ms on NVIDIA's OpenCL),
+ * so callers open with a small command of their own and a marker, and leave
+ * that first section out. Used by `kdcl bench` and `kdcl tune`. */
 #ifndef KDCL_PROFILE_H
 #define KDCL_PROFILE_H
 

@@ -152,8 +152,8 @@ static kdcl_status scale_only(kdcl_ctx *ctx, size_t m, size_t n, float beta, cl_
                               size_t c_off, size_t ldc, cl_event *event)
 {
     cl_command_queue q = ctx->queue;
-    CLBlastStatusCode st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                                        CLBlastTransposeNo, m, n, 1, 0.0f, c, c_off, 1, c, c_off, n,
+    CLBlastStatusCode st = CLBlastSgemm(CLBlastLayoutColMajor, CLBlastTransposeNo,
+                                        CLBlastTransposeNo, n, m, 1, 0.0f, c, c_off, n, c, c_off, 1,
                                         beta, c, c_off, ldc, &q, event);
     if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", 0, 0, m, n, 0, 1);
     return KDCL_OK;
@@ -173,10 +173,17 @@ kdcl_status kdcl_gemm(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, siz
                              0, 1, "Sgemm");
     if (s) return s;
     cl_command_queue q = ctx->queue;
+    /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the
+     * same buffers and flags with the operands swapped. CLBlast's indirect
+     * kernel writes a column-major C and wants its first operand as stored
+     * column-major and its second transposed; called row-major it copies C
+     * through a transposed temporary on every call, and transposes one operand
+     * more than this form does (forward NT: 3 copy kernels -> 2, weight
+     * gradients TN: 1 -> 0 beyond padding, input gradients NN: 2 -> 1). */
     CLBlastStatusCode st =
-        CLBlastSgemm(CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
-                     tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a, a_off, lda,
-                     b, b_off, ldb, beta, c, c_off, ldc, &q, event);
+        CLBlastSgemm(CLBlastLayoutColMajor, tb ? CLBlastTransposeYes : CLBlastTransposeNo,
+                     ta ? CLBlastTransposeYes : CLBlastTransposeNo, n, m, k, alpha, b, b_off, ldb,
+                     a, a_off, lda, beta, c, c_off, ldc, &q, event);
     if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", ta, tb, m, n, k, 1);
     return KDCL_OK;
 }
@@ -197,9 +204,9 @@ kdcl_status kdcl_gemm_batched(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_
     if (s) return s;
     cl_command_queue q = ctx->queue;
     CLBlastStatusCode st = CLBlastSgemmStridedBatched(
-        CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
-        tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a, a_off, lda, a_stride, b,
-        b_off, ldb, b_stride, beta, c, c_off, ldc, c_stride, batch, &q, event);
+        CLBlastLayoutColMajor, tb ? CLBlastTransposeYes : CLBlastTransposeNo,
+        ta ? CLBlastTransposeYes : CLBlastTransposeNo, n, m, k, alpha, b, b_off, ldb, b_stride, a,
+        a_off, lda, a_stride, beta, c, c_off, ldc, c_stride, batch, &q, event);
     if (st != CLBlastSuccess)
         return clblast_fail(st, "SgemmStridedBatched", ta, tb, m, n, k, batch);
     return KDCL_OK;
