@@ -726,7 +726,10 @@ static void epoch_opts(kdcl_train_opts *to, size_t B, uint64_t seed)
 }
 
 /* Create j->m (arch, initialised from init_seed), run a one-batch warm-up
- * pass, then time passes over about rep_target seconds' worth of examples. */
+ * pass and, when that took under 50 ms, an 8-batch pass whose rate sizes the
+ * timed passes (the warm-up's own rate, with kernel loads and first-call
+ * set-up in it, can be far too low: 128-example epochs on an H100), then time
+ * passes over about rep_target seconds' worth of examples. */
 static kdcl_status time_model(kdcl_ctx *ctx, const bench_opts *o, const kdcl_arch *arch,
                               uint64_t init_seed, pass_fn pass, job *j, stat_t *out,
                               size_t *n_used)
@@ -735,6 +738,9 @@ static kdcl_status time_model(kdcl_ctx *ctx, const bench_opts *o, const kdcl_arc
     kdcl_status s;
     if ((s = kdcl_mlp_create(ctx, arch, j->B, &j->m)) || (s = kdcl_mlp_init(j->m, init_seed)) ||
         (s = pass(j, j->B, 1, &rate))) /* warm-up: one step */
+        return s;
+    if (rate > 0 && (double)j->B / rate < 0.05 && /* the probe costs under 0.4 s */
+        (s = pass(j, round_to(8.0 * (double)j->B, j->B, j->B, j->full->n), 1, &rate)))
         return s;
     size_t n = round_to(rate * rep_target(o), j->B, j->B, j->full->n);
     if ((s = repeat_passes(o, pass, j, n, out))) return s;
