@@ -904,6 +904,25 @@ START_TEST(test_batch_timing)
 }
 END_TEST
 
+/* The platform check that keeps PoCL 5.0 from aborting the process: the
+ * CL_PLATFORM_VERSION strings of the platforms it was run on, and near misses. */
+START_TEST(test_platform_check)
+{
+    ck_assert_int_eq(kdcl_combine_compiler_ok("OpenCL 3.0 PoCL 5.0+debian  Linux, None+Asserts, "
+                                              "RELOC, SPIR, LLVM 16.0.6, SLEEF, DISTRO"),
+                     0);
+    ck_assert_int_eq(kdcl_combine_compiler_ok("OpenCL 3.0 PoCL 5.0"), 0);
+    ck_assert_int_eq(kdcl_combine_compiler_ok("OpenCL 3.0 PoCL 3.1+debian  Linux, None+Asserts, "
+                                              "RELOC, SPIR, LLVM 15.0.6, SLEEF, DISTRO"),
+                     1);
+    ck_assert_int_eq(kdcl_combine_compiler_ok("OpenCL 3.0 PoCL 5.01"), 1);
+    ck_assert_int_eq(kdcl_combine_compiler_ok("OpenCL 3.0 PoCL 6.0"), 1);
+    ck_assert_int_eq(kdcl_combine_compiler_ok("OpenCL 3.0 CUDA 13.0.98"), 1);
+    ck_assert_int_eq(kdcl_combine_compiler_ok(""), 1);
+    ck_assert_int_eq(kdcl_combine_compiler_ok(NULL), 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("combine");
@@ -919,6 +938,7 @@ int main(void)
     tcase_add_test(tc, test_extreme_logits);
     tcase_add_test(tc, test_specialist_decides);
     tcase_add_test(tc, test_batch_timing);
+    tcase_add_test(tc, test_platform_check);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

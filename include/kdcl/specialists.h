@@ -148,6 +148,11 @@ typedef struct kdcl_combiner {
     kdcl_tensor active;      /* U8 [max_batch, M]: specialist m active for row b */
 } kdcl_combiner;
 
+/* 0 when the OpenCL platform (its CL_PLATFORM_VERSION) is known to break the
+ * combination kernel: PoCL 5.0 aborts while compiling it. kdcl_combiner_create
+ * refuses such a platform with KDCL_ERR_BUILD instead of letting it abort. */
+int kdcl_combine_compiler_ok(const char *platform_version);
+
 kdcl_status kdcl_combiner_create(kdcl_ctx *ctx, const kdcl_clusters *c, size_t max_batch,
                                  kdcl_combiner *cb);
 void kdcl_combiner_destroy(kdcl_combiner *cb);

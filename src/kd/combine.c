@@ -169,6 +169,13 @@ static kdcl_status create(kdcl_ctx *ctx, const kdcl_clusters *c, size_t max_batc
 
     /* Build the kernel now so that a build error or a local-memory shortfall
      * shows at creation. */
+    if (!kdcl_combine_compiler_ok(ctx->dev.platform_version))
+        return kdcl_set_error(
+            KDCL_ERR_BUILD,
+            "%s: the OpenCL platform '%s' cannot compile the combination kernel: PoCL 5.0's "
+            "work-group compiler aborts on its barrier loop (pocl issue 1435, a regression of "
+            "5.0). Use another PoCL version (3.x, 6.x) or another OpenCL device",
+            op, ctx->dev.platform_version);
     cl_kernel k;
     size_t lws = 1;
     if ((s = kdcl_kernel_get(ctx, PROGRAM, KERNEL, &k))) return s;
@@ -178,6 +185,16 @@ static kdcl_status create(kdcl_ctx *ctx, const kdcl_clusters *c, size_t max_batc
                               "%s: M = %zu clusters need %zu bytes of local memory (device has %llu)",
                               op, M, local_bytes(lws, M), (unsigned long long)ctx->dev.local_mem);
     return KDCL_OK;
+}
+
+int kdcl_combine_compiler_ok(const char *platform_version)
+{
+    /* "OpenCL 3.0 PoCL 5.0+debian  Linux, ..." (Ubuntu 24.04's PoCL): its kernel
+     * compiler aborts the process (an assertion in parallel-region formation)
+     * the first time the kernel is enqueued, and with POCL_WORK_GROUP_METHOD=cbs
+     * it computes NaN; 3.1 and NVIDIA's OpenCL run it correctly. */
+    const char *p = platform_version ? strstr(platform_version, "PoCL 5.0") : NULL;
+    return !(p && (p[8] == '\0' || p[8] == '+' || p[8] == ' ' || p[8] == '-'));
 }
 
 kdcl_status kdcl_combiner_create(kdcl_ctx *ctx, const kdcl_clusters *c, size_t max_batch,
