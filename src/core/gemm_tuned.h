@@ -1,6 +1,12 @@
 /* GEMM kernel parameters measured with CLBlast's own tuner
  * (clblast_tuner_xgemm, from Debian's clblast-utils) on the devices kdcl was
  * developed on. Included by gemm.c only. Parameter names are CLBlast's. */
+/* NVIDIA H100 (NVIDIA OpenCL 3.0, driver 580.159.04): nothing ships. kdcl tune
+ * (clblast_tuner_xgemm / _direct at 1024^3, 280 s) found sets 1.15-1.6x
+ * faster than CLBlast's own at the B = 1024 products but 0.5x at B = 128
+ * (64x64 direct tiles leave most of the 132 SMs idle for a 128-row product):
+ * training at batch 128 ran 266,599 samples/s with CLBlast's parameters and
+ * 196,149 with the tuned ones (README, GEMM tuning). */
 static const tuned_device kdcl_gemm_tuned[] = {
     /* PoCL 3.1 (pthread), 2-core AMD EPYC (Zen 1, AVX2), CLBlast 1.5.3, chosen
      * by timing CLBlast's SGEMM routine at the MLP's shapes (kdcl tune's own
