@@ -12,11 +12,11 @@
  * sections measure device time without the host's enqueue latency. Between
  * begin() and end() of a gated profiler only non-blocking calls may be made
  * (no downloads, kdcl_ctx_finish, or anything that waits on the queue):
- * they would wait for ever. The first section of a gated profile also holds
- * the device's start-up once the gate opens (the start marker completes at
- * the release, the first command runs later: 0.1-0.4 ms on NVIDIA's OpenCL),
- * so callers open with a small command of their own and a marker, and leave
- * that first section out. Used by `kdcl bench` and `kdcl tune`. */
+ * they would wait for ever. A marker right behind the gate completes at the
+ * release while the first command runs later (0.1-0.4 ms on NVIDIA's
+ * OpenCL), so a gated profile opens with a one-element fill of its own and
+ * starts its first section at the fill's end; the start-up is reported apart
+ * (startup_s). Used by `kdcl bench` and `kdcl tune`. */
 #ifndef KDCL_PROFILE_H
 #define KDCL_PROFILE_H
 
@@ -31,13 +31,16 @@ extern "C" {
 typedef struct kdcl_profiler {
     kdcl_ctx *ctx;
     cl_event gate;                 /* user event holding the queue (NULL: not gated) */
-    cl_event *marks;               /* marks[0]: start; marks[i]: end of section i */
-    char (*names)[KDCL_PROF_NAME]; /* names[i]: name of section i (i >= 1) */
+    cl_mem warm;                   /* gated: the one-element buffer the opening fill writes */
+    cl_event *marks;               /* marks[first]: start; marks[first + i]: end of section i */
+    char (*names)[KDCL_PROF_NAME]; /* names[first + i]: name of section i (i >= 1) */
     size_t n, cap;                 /* markers enqueued */
+    size_t first;                  /* 1 when gated (marks[0]: the gate's release), else 0 */
+    double startup_s;              /* gated, after end(): gate release to the fill's end */
 } kdcl_profiler;
 
-/* Start a profile: zeroes *p and enqueues the start marker (behind a new user
- * event when gate != 0). */
+/* Start a profile: zeroes *p and enqueues the start marker (with gate != 0:
+ * behind a new user event and the opening fill). */
 kdcl_status kdcl_profiler_begin(kdcl_profiler *p, kdcl_ctx *ctx, int gate);
 
 /* End the current section (everything enqueued since the previous marker)

@@ -14,10 +14,9 @@ void bench_self_exe(char *buf, size_t size, const char *argv0);
 /* Append s to dst single-quoted for /bin/sh. */
 void bench_shell_quote(char *dst, size_t size, const char *s);
 
-/* A, B and C of the GEMMs timed (flat F32 buffers); w: one element, written
- * by the fill that opens each timing (see bench_gemm_time). */
+/* A, B and C of the GEMMs timed (flat F32 buffers). */
 typedef struct {
-    kdcl_tensor a, b, c, w;
+    kdcl_tensor a, b, c;
 } bench_gemm_bufs;
 
 /* Grow need[] = {A, B, C elements} (start at {1, 1, 1}) to hold an m x n x k GEMM. */
@@ -33,11 +32,8 @@ void bench_gemm_bufs_free(kdcl_ctx *ctx, bench_gemm_bufs *g);
 kdcl_status bench_gemm_run(kdcl_ctx *ctx, const bench_gemm_bufs *g, kdcl_trans ta, kdcl_trans tb,
                            size_t m, size_t n, size_t k);
 
-/* Device seconds of one bench_gemm_run: profiler markers around the call,
- * behind a gated one-element fill whose end starts the clock. A marker right
- * after the gate would also count the device's start-up once the gate opens
- * (0.1-0.4 ms on NVIDIA's OpenCL, longer than a whole B = 128 GEMM). */
-kdcl_status bench_gemm_time(kdcl_ctx *ctx, bench_gemm_bufs *g, kdcl_trans ta,
+/* Device seconds of one bench_gemm_run (gated profiler markers around the call). */
+kdcl_status bench_gemm_time(kdcl_ctx *ctx, const bench_gemm_bufs *g, kdcl_trans ta,
                             kdcl_trans tb, size_t m, size_t n, size_t k, double *sec);
 
 #endif

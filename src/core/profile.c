@@ -46,6 +46,21 @@ kdcl_status kdcl_profiler_begin(kdcl_profiler *p, kdcl_ctx *ctx, int gate)
         }
     }
     kdcl_status s = enqueue_marker(p, "start");
+    if (!s && gate) {
+        /* the device's start-up after the release ends with this fill */
+        cl_int e;
+        const float zero = 0.0f;
+        p->warm = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, sizeof zero, NULL, &e);
+        if (e != CL_SUCCESS) {
+            p->warm = NULL;
+            s = kdcl_cl_fail(e, "clCreateBuffer (profiler)");
+        } else if ((e = clEnqueueFillBuffer(ctx->queue, p->warm, &zero, sizeof zero, 0,
+                                            sizeof zero, 0, NULL, NULL)) != CL_SUCCESS) {
+            s = kdcl_cl_fail(e, "clEnqueueFillBuffer (profiler)");
+        } else if (!(s = enqueue_marker(p, "start"))) {
+            p->first = 1;
+        }
+    }
     if (s) kdcl_profiler_free(p);
     return s;
 }
@@ -57,11 +72,14 @@ kdcl_status kdcl_profiler_mark(kdcl_profiler *p, const char *name)
     return enqueue_marker(p, name);
 }
 
-size_t kdcl_profiler_sections(const kdcl_profiler *p) { return p->n ? p->n - 1 : 0; }
+size_t kdcl_profiler_sections(const kdcl_profiler *p)
+{
+    return p->n > p->first ? p->n - 1 - p->first : 0;
+}
 
 const char *kdcl_profiler_name(const kdcl_profiler *p, size_t i)
 {
-    return i + 1 < p->n ? p->names[i + 1] : "";
+    return p->first + i + 1 < p->n ? p->names[p->first + i + 1] : "";
 }
 
 static void release_gate(kdcl_profiler *p)
@@ -96,7 +114,9 @@ kdcl_status kdcl_profiler_end(kdcl_profiler *p, double *secs)
                                               NULL),
                       "clGetEventProfilingInfo (profiler marker)");
         /* clock glitches (a marker reported before its predecessor) count as 0 */
-        if (i > 0) secs[i - 1] = t >= prev ? (double)(t - prev) * 1e-9 : 0.0;
+        double d = t >= prev ? (double)(t - prev) * 1e-9 : 0.0;
+        if (i > p->first) secs[i - 1 - p->first] = d;
+        else if (i > 0) p->startup_s = d;
         if (i == 0 || t > prev) prev = t;
     }
     return KDCL_OK;
@@ -106,6 +126,7 @@ void kdcl_profiler_free(kdcl_profiler *p)
 {
     if (!p) return;
     release_gate(p);
+    if (p->warm) clReleaseMemObject(p->warm);
     for (size_t i = 0; i < p->n; i++)
         if (p->marks[i]) clReleaseEvent(p->marks[i]);
     free(p->marks);
