@@ -223,6 +223,67 @@ START_TEST(test_clblast_status_names)
 }
 END_TEST
 
+/* kdcl's operand packing (gemm.h): forced on for every call with small tile
+ * sizes, so each shape below runs through gemm_pack / gemm_unpack with edge
+ * blocks, padding in all three dimensions, transposed and plain operands,
+ * offsets, leading dimensions and alpha / beta; the tiles need not match
+ * CLBlast's for a correct product (only for the speed). */
+START_TEST(test_packed_path)
+{
+    kdcl_gemm_pack_info old = kdcl_gemm_packing(tu_ctx);
+    kdcl_gemm_pack_info bad = {1, 0, 8, 8, 0, 2.0};
+    ck_assert_int_eq(kdcl_gemm_set_packing(tu_ctx, &bad), KDCL_ERR_INVALID_ARG);
+    static const size_t tiles[][3] = {{16, 8, 8}, {8, 16, 32}, {64, 64, 64}};
+    for (size_t ti = 0; ti < 3; ti++) {
+        kdcl_gemm_pack_info on = {1, tiles[ti][0], tiles[ti][1], tiles[ti][2], 0, 1e9};
+        ck_assert_int_eq(kdcl_gemm_set_packing(tu_ctx, &on), KDCL_OK);
+        for (size_t s = 0; s < sizeof small_shapes / sizeof small_shapes[0]; s++)
+            for (int t = 0; t < 4; t++) {
+                gemm_case g = {small_shapes[s][0], small_shapes[s][1], small_shapes[s][2], t & 1,
+                               t >> 1, 0, 0, 0, 0, 0, 0, 1.0f, 0.0f};
+                run_case(&g);
+                gemm_case h = {small_shapes[s][0], small_shapes[s][1], small_shapes[s][2], t & 1,
+                               t >> 1, 3, 5, 7, 11, 13, 17, 0.5f, -1.5f};
+                run_case(&h);
+            }
+        /* already aligned to every tile set: no operand, one operand or only C packed */
+        for (int t = 0; t < 4; t++) {
+            gemm_case g = {64, 64, 64, t & 1, t >> 1, 0, 0, 0, 0, 0, 0, 1.0f, 0.5f};
+            run_case(&g);
+            gemm_case h = {128, 64, 192, t & 1, t >> 1, 0, 0, 9, 0, 0, 0, -1.0f, 0.0f};
+            run_case(&h);
+        }
+    }
+    /* beta = 0 does not read C: NaN there must not survive (BLAS semantics) */
+    kdcl_gemm_pack_info on = {1, 16, 16, 16, 0, 1e9};
+    ck_assert_int_eq(kdcl_gemm_set_packing(tu_ctx, &on), KDCL_OK);
+    enum { M = 3, N = 19, K = 5 }; /* 19 columns: the unpack's vector and edge paths */
+    float a[M * K], b[K * N], c[M * N];
+    for (int i = 0; i < M * K; i++) a[i] = (float)(i % 4) - 1.5f;
+    for (int i = 0; i < K * N; i++) b[i] = (float)(i % 5) * 0.25f;
+    for (int i = 0; i < M * N; i++) c[i] = NAN;
+    cl_mem da = upload(a, M * K), db = upload(b, K * N), dc = upload(c, M * N);
+    ck_assert_int_eq(kdcl_gemm(tu_ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, M, N, K, 1.0f, da, 0, K, db,
+                               0, N, 0.0f, dc, 0, N, NULL),
+                     KDCL_OK);
+    ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(tu_ctx), dc, CL_TRUE, 0, sizeof c, c, 0,
+                                         NULL, NULL),
+                     CL_SUCCESS);
+    /* the products are exact in fp32 (quarters times halves, sums of five) */
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float want = 0;
+            for (int p = 0; p < K; p++) want += a[i * K + p] * b[p * N + j];
+            ck_assert_msg(c[i * N + j] == want, "C[%d,%d] = %g, want %g", i, j, c[i * N + j],
+                          want);
+        }
+    clReleaseMemObject(da);
+    clReleaseMemObject(db);
+    clReleaseMemObject(dc);
+    ck_assert_int_eq(kdcl_gemm_set_packing(tu_ctx, &old), KDCL_OK);
+}
+END_TEST
+
 static Suite *gemm_suite(void)
 {
     Suite *s = suite_create("gemm");
@@ -236,6 +297,7 @@ static Suite *gemm_suite(void)
     tcase_add_test(tc, test_k_zero_scales_c);
     tcase_add_test(tc, test_batched);
     tcase_add_test(tc, test_mlp_shapes);
+    tcase_add_test(tc, test_packed_path);
     suite_add_tcase(s, tc);
     return s;
 }

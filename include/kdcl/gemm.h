@@ -29,6 +29,28 @@ kdcl_status kdcl_gemm_batched(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_
                               float beta, cl_mem c, size_t c_off, size_t ldc, size_t c_stride,
                               size_t batch, cl_event *event);
 
+/* Operand packing. CLBlast's indirect GEMM kernel needs every dimension a
+ * multiple of its tile sizes (MWG, NWG, KWG) and its operands in one
+ * orientation; for other calls CLBlast pads and transposes them with copy
+ * kernels that under PoCL take about as long as the product. With packing on,
+ * kdcl_gemm() does that itself (cl/gemm_pack.cl: one pass per operand, zero
+ * padding) and CLBlast runs its Xgemm kernel alone on the padded product, when
+ * the padding adds at most max_waste of extra work and the padded product is
+ * at least min_size^3 (CLBlast's switch to the indirect kernel). Results equal
+ * the plain path's up to summation order. On by default for CPU devices whose
+ * Xgemm parameters kdcl applied (tiles known, GEMMK = 0); KDCL_GEMM_PACK=0
+ * turns it off, =1 on for any device whose tiles are known. */
+typedef struct kdcl_gemm_pack_info {
+    int enabled;
+    size_t mwg, nwg, kwg; /* the Xgemm tile sizes in force */
+    size_t min_size;      /* XGEMM_MIN_INDIRECT_SIZE in force (0: unknown) */
+    double max_waste;     /* padded / true multiply-adds allowed, e.g. 1.35 */
+} kdcl_gemm_pack_info;
+kdcl_gemm_pack_info kdcl_gemm_packing(const kdcl_ctx *ctx);
+/* Replace the packing settings (tests, benchmarks): any tile sizes give a
+ * correct product; only the speed depends on matching CLBlast's. */
+kdcl_status kdcl_gemm_set_packing(kdcl_ctx *ctx, const kdcl_gemm_pack_info *p);
+
 /* Apply GEMM tuning parameters for the context's device: the file written by
  * `kdcl tune` for this device and driver if there is one, else the parameters
  * kdcl ships for matching devices (KDCL_NO_TUNING=1: CLBlast's defaults).

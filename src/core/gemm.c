@@ -2,11 +2,14 @@
  * validation and CLBlast statuses mapped to kdcl errors. */
 #include <clblast_c.h>
 #include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kdcl/gemm.h"
+#include "kdcl/tensor.h"
 #include "runtime/ctx.h"
 
 const char *kdcl_clblast_status_name(int st)
@@ -159,6 +162,161 @@ static kdcl_status scale_only(kdcl_ctx *ctx, size_t m, size_t n, float beta, cl_
     return KDCL_OK;
 }
 
+/* ---- operand packing (see kdcl_gemm_pack_info in gemm.h) ----------------
+ * In CLBlast's column-major view of a kdcl call (below) the product is
+ * C'(M x N) = A'(M x K) B'(N x K)^T with M = n, N = m, K = k, A' = kdcl's B and
+ * B' = kdcl's A. Its Xgemm kernel (GEMMK = 0) reads A' as stored (row-major
+ * K x M) and B' transposed (row-major K x N) and writes C' column-major
+ * (row-major N x M: kdcl's C), with no copies when M, N, K are multiples of
+ * MWG, NWG, KWG, every leading dimension equals its padded dimension and no
+ * offset is used. */
+static size_t round_up(size_t x, size_t t) { return (x + t - 1) / t * t; }
+
+static kdcl_status scratch(kdcl_ctx *ctx, int i, size_t numel, cl_mem *out)
+{
+    kdcl_tensor *t = &ctx->gemm_scratch[i];
+    if (!t->buf || t->capacity < numel) {
+        kdcl_tensor_free(ctx, t);
+        kdcl_status s = kdcl_tensor_alloc(ctx, t, KDCL_F32, 1, &numel);
+        if (s) return s;
+    }
+    *out = t->buf;
+    return KDCL_OK;
+}
+
+static kdcl_status launch2(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t gx, size_t gy,
+                           cl_event *event)
+{
+    size_t g[2] = {gx, gy}, l[2] = {8, 8};
+    cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, 2, NULL, g,
+                                      (gx % 8 == 0 && gy % 8 == 0) ? l : NULL, 0, NULL, event);
+    if (e != CL_SUCCESS) {
+        char what[96];
+        snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%s)", name);
+        return kdcl_cl_fail(e, what);
+    }
+    return KDCL_OK;
+}
+
+#define PACK_ARG(k, i, v)                                                                   \
+    do {                                                                                    \
+        cl_int e_ = clSetKernelArg((k), (i), sizeof(v), &(v));                              \
+        if (e_ != CL_SUCCESS) return kdcl_cl_fail(e_, "clSetKernelArg(gemm_pack)");         \
+    } while (0)
+
+/* dst (row-major P x Q, zero-padded) = op(src) of rows x cols. */
+static kdcl_status pack(kdcl_ctx *ctx, cl_mem src, size_t off, size_t ld, size_t rows,
+                        size_t cols, int trans, cl_mem dst, size_t P, size_t Q)
+{
+    cl_kernel k;
+    kdcl_status s = kdcl_kernel_get(ctx, "gemm_pack", "gemm_pack", &k);
+    if (s) return s;
+    cl_ulong o = off, l = ld;
+    cl_uint r = (cl_uint)rows, c = (cl_uint)cols, t = (cl_uint)trans, p = (cl_uint)P,
+            q = (cl_uint)Q;
+    PACK_ARG(k, 0, src);
+    PACK_ARG(k, 1, o);
+    PACK_ARG(k, 2, l);
+    PACK_ARG(k, 3, r);
+    PACK_ARG(k, 4, c);
+    PACK_ARG(k, 5, t);
+    PACK_ARG(k, 6, dst);
+    PACK_ARG(k, 7, p);
+    PACK_ARG(k, 8, q);
+    return launch2(ctx, k, "gemm_pack", (Q + 7) / 8, (P + 7) / 8, NULL);
+}
+
+/* dst[off + r*ld + c] = src[r*src_ld + c] + beta * dst[...], rows x cols. */
+static kdcl_status unpack(kdcl_ctx *ctx, cl_mem src, size_t src_ld, size_t rows, size_t cols,
+                          cl_mem dst, size_t off, size_t ld, float beta, cl_event *event)
+{
+    cl_kernel k;
+    kdcl_status s = kdcl_kernel_get(ctx, "gemm_pack", "gemm_unpack", &k);
+    if (s) return s;
+    cl_ulong o = off, l = ld;
+    cl_uint sl = (cl_uint)src_ld, r = (cl_uint)rows, c = (cl_uint)cols;
+    PACK_ARG(k, 0, src);
+    PACK_ARG(k, 1, sl);
+    PACK_ARG(k, 2, r);
+    PACK_ARG(k, 3, c);
+    PACK_ARG(k, 4, dst);
+    PACK_ARG(k, 5, o);
+    PACK_ARG(k, 6, l);
+    PACK_ARG(k, 7, beta);
+    return launch2(ctx, k, "gemm_unpack", (cols + 7) / 8, rows, event);
+}
+
+/* 1 when kdcl_gemm should pack this call (see kdcl_gemm_pack_info). */
+static int pack_wanted(const kdcl_ctx *ctx, size_t M, size_t N, size_t K, size_t *Mp, size_t *Np,
+                       size_t *Kp)
+{
+    const kdcl_gemm_pack_info *p = &ctx->gemm_pack;
+    if (!p->enabled || !p->mwg || !p->nwg || !p->kwg) return 0;
+    *Mp = round_up(M, p->mwg);
+    *Np = round_up(N, p->nwg);
+    *Kp = round_up(K, p->kwg);
+    if (*Mp > UINT_MAX / 2 || *Np > UINT_MAX / 2 || *Kp > UINT_MAX / 2) return 0;
+    double vol = (double)M * (double)N * (double)K;
+    double vol_p = (double)*Mp * (double)*Np * (double)*Kp;
+    if (vol_p > p->max_waste * vol) return 0;
+    double t = (double)p->min_size;
+    return vol_p >= t * t * t;
+}
+
+static kdcl_status gemm_packed(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, size_t n,
+                               size_t k, size_t Mp, size_t Np, size_t Kp, float alpha, cl_mem a,
+                               size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb,
+                               float beta, cl_mem c, size_t c_off, size_t ldc, cl_event *event)
+{
+    const size_t M = n, N = m, K = k;
+    /* A' = kdcl's B as row-major K x M: stored so when B is not transposed */
+    int need_a = tb || K != Kp || M != Mp || ldb != M || b_off;
+    /* B' = kdcl's A as row-major K x N: stored so when A is transposed */
+    int need_b = !ta || K != Kp || N != Np || lda != N || a_off;
+    int need_c = N != Np || M != Mp || ldc != M || c_off;
+    cl_mem pa = b, pb = a, pc = c;
+    size_t pa_off = b_off, pb_off = a_off, pc_off = c_off;
+    kdcl_status s;
+    if (need_a) {
+        if ((s = scratch(ctx, 0, Kp * Mp, &pa)) ||
+            (s = pack(ctx, b, b_off, ldb, K, M, tb, pa, Kp, Mp)))
+            return s;
+        pa_off = 0;
+    }
+    if (need_b) {
+        if ((s = scratch(ctx, 1, Kp * Np, &pb)) ||
+            (s = pack(ctx, a, a_off, lda, K, N, !ta, pb, Kp, Np)))
+            return s;
+        pb_off = 0;
+    }
+    if (need_c) {
+        if ((s = scratch(ctx, 2, Np * Mp, &pc))) return s;
+        pc_off = 0;
+    }
+    cl_command_queue q = ctx->queue;
+    CLBlastStatusCode st = CLBlastSgemm(
+        CLBlastLayoutColMajor, CLBlastTransposeNo, CLBlastTransposeYes, Mp, Np, Kp, alpha, pa,
+        pa_off, Mp, pb, pb_off, Np, need_c ? 0.0f : beta, pc, pc_off, Mp, &q,
+        need_c ? NULL : event);
+    if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", ta, tb, m, n, k, 1);
+    if (need_c) return unpack(ctx, pc, Mp, m, n, c, c_off, ldc, beta, event);
+    return KDCL_OK;
+}
+
+kdcl_gemm_pack_info kdcl_gemm_packing(const kdcl_ctx *ctx) { return ctx->gemm_pack; }
+
+kdcl_status kdcl_gemm_set_packing(kdcl_ctx *ctx, const kdcl_gemm_pack_info *p)
+{
+    if (p->enabled && (!p->mwg || !p->nwg || !p->kwg || p->mwg > 4096 || p->nwg > 4096 ||
+                       p->kwg > 4096 || !(p->max_waste >= 1.0)))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "GEMM packing needs tile sizes in 1..4096 (got %zu, %zu, %zu) and "
+                              "max_waste >= 1",
+                              p->mwg, p->nwg, p->kwg);
+    ctx->gemm_pack = *p;
+    return KDCL_OK;
+}
+
 kdcl_status kdcl_gemm(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, size_t n, size_t k,
                       float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
                       size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc, cl_event *event)
@@ -172,6 +330,10 @@ kdcl_status kdcl_gemm(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, siz
     kdcl_status s = validate(ta, tb, m, n, k, a, a_off, lda, 0, b, b_off, ldb, 0, c, c_off, ldc,
                              0, 1, "Sgemm");
     if (s) return s;
+    size_t Mp, Np, Kp;
+    if (pack_wanted(ctx, n, m, k, &Mp, &Np, &Kp))
+        return gemm_packed(ctx, ta, tb, m, n, k, Mp, Np, Kp, alpha, a, a_off, lda, b, b_off, ldb,
+                           beta, c, c_off, ldc, event);
     cl_command_queue q = ctx->queue;
     /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the
      * same buffers and flags with the operands swapped. CLBlast's indirect
@@ -237,6 +399,21 @@ typedef struct {
 
 #include "core/gemm_tuned.h"
 
+/* Remember the tile sizes and switch size kdcl applies (for packing). */
+static void note_params(kdcl_ctx *ctx, const tuned_kernel *k, int *gemmk)
+{
+    kdcl_gemm_pack_info *p = &ctx->gemm_pack;
+    int xgemm = !strcmp(k->kernel, "Xgemm"), routine = !strcmp(k->kernel, "GemmRoutine");
+    for (size_t i = 0; i < k->n; i++) {
+        if (xgemm && !strcmp(k->names[i], "MWG")) p->mwg = k->values[i];
+        if (xgemm && !strcmp(k->names[i], "NWG")) p->nwg = k->values[i];
+        if (xgemm && !strcmp(k->names[i], "KWG")) p->kwg = k->values[i];
+        if (xgemm && !strcmp(k->names[i], "GEMMK")) *gemmk = (int)k->values[i];
+        if (routine && !strcmp(k->names[i], "XGEMM_MIN_INDIRECT_SIZE"))
+            p->min_size = k->values[i];
+    }
+}
+
 static kdcl_status override_kernel(kdcl_ctx *ctx, const tuned_kernel *k)
 {
     CLBlastStatusCode st = CLBlastOverrideParameters(ctx->dev.device, k->kernel,
@@ -245,6 +422,7 @@ static kdcl_status override_kernel(kdcl_ctx *ctx, const tuned_kernel *k)
     if (st != CLBlastSuccess)
         return kdcl_set_error(KDCL_ERR_CLBLAST, "CLBlastOverrideParameters(%s) on %s failed: %s",
                               k->kernel, ctx->dev.name, kdcl_clblast_status_name(st));
+    note_params(ctx, k, &ctx->gemm_pack_gemmk);
     return KDCL_OK;
 }
 
@@ -304,7 +482,30 @@ static kdcl_status apply_tuning_file(kdcl_ctx *ctx, const char *path, int *appli
     return s;
 }
 
+static kdcl_status apply_tuning(kdcl_ctx *ctx, const char **source);
+
+/* Packing on for CPUs whose Xgemm tiles kdcl set (GEMMK = 0 only: the other
+ * kernel wants other orientations); KDCL_GEMM_PACK=0/1 overrides. */
+static void decide_packing(kdcl_ctx *ctx)
+{
+    kdcl_gemm_pack_info *p = &ctx->gemm_pack;
+    p->max_waste = 1.35;
+    int known = p->mwg && p->nwg && p->kwg && ctx->gemm_pack_gemmk == 0;
+    const char *env = getenv("KDCL_GEMM_PACK");
+    if (env && *env)
+        p->enabled = known && strcmp(env, "0") != 0;
+    else
+        p->enabled = known && (ctx->dev.type & CL_DEVICE_TYPE_CPU);
+}
+
 kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source)
+{
+    kdcl_status r = apply_tuning(ctx, source);
+    if (!r) decide_packing(ctx);
+    return r;
+}
+
+static kdcl_status apply_tuning(kdcl_ctx *ctx, const char **source)
 {
     if (source) *source = "CLBlast defaults";
     const char *off = getenv("KDCL_NO_TUNING");

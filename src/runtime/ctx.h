@@ -1,7 +1,9 @@
 /* Internal: the context structure, visible to the library's own modules. */
 #ifndef KDCL_RUNTIME_CTX_H
 #define KDCL_RUNTIME_CTX_H
+#include "kdcl/gemm.h"
 #include "kdcl/runtime.h"
+#include "kdcl/tensor.h"
 
 typedef struct kdcl_kernel_entry {
     char program[64];
@@ -23,8 +25,11 @@ struct kdcl_ctx {
     kdcl_kernel_entry *kernels;
     size_t n_kernels, cap_kernels;
     kdcl_build_stats stats;
-    char gemm_tuning[128]; /* which GEMM parameters were applied */
+    char gemm_tuning[256]; /* which GEMM parameters were applied */
     uint64_t mem_allocs, mem_live, mem_peak; /* device buffers (src/core/tensor.c) */
+    kdcl_gemm_pack_info gemm_pack;           /* kdcl's operand packing (src/core/gemm.c) */
+    int gemm_pack_gemmk;                     /* GEMMK of the Xgemm parameters applied */
+    kdcl_tensor gemm_scratch[3];             /* its packed A, B and C, grown on demand */
 };
 
 /* Set an OpenCL error with call site: returns KDCL_ERR_OPENCL, or KDCL_ERR_OOM

@@ -294,7 +294,13 @@ kdcl_status kdcl_ctx_create(const char *spec, kdcl_ctx **out)
         kdcl_ctx_destroy(ctx);
         return ts;
     }
-    snprintf(ctx->gemm_tuning, sizeof ctx->gemm_tuning, "%s", tuning);
+    const kdcl_gemm_pack_info *pk = &ctx->gemm_pack;
+    if (pk->enabled)
+        snprintf(ctx->gemm_tuning, sizeof ctx->gemm_tuning,
+                 "%s; operands packed by kdcl (%zux%zux%zu tiles)", tuning, pk->mwg, pk->nwg,
+                 pk->kwg);
+    else
+        snprintf(ctx->gemm_tuning, sizeof ctx->gemm_tuning, "%s", tuning);
     *out = ctx;
     return KDCL_OK;
 }
@@ -305,6 +311,7 @@ void kdcl_ctx_destroy(kdcl_ctx *ctx)
 {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
+    for (size_t i = 0; i < 3; i++) kdcl_tensor_free(ctx, &ctx->gemm_scratch[i]);
     for (size_t i = 0; i < ctx->n_kernels; i++) clReleaseKernel(ctx->kernels[i].k);
     for (size_t i = 0; i < ctx->n_programs; i++) clReleaseProgram(ctx->programs[i].p);
     free(ctx->kernels);
