@@ -1,18 +1,23 @@
 /* Batch assembly on the device: gather the rows of a device-resident dataset
  * in the order given by a permutation. */
 
-/* dst[r, :] = src[perm[start + r], :] for r < rows; one work-item per byte,
- * 4 bytes at a time where the row length allows. */
+/* dst[r, :] = src[perm[start + r], :] for r < rows; one work-item per 16
+ * bytes of a row (chunks = ceil(dim / 16) work-items per row). */
 __kernel void gather_rows_u8(__global const uchar *src, __global const int *perm,
                              const uint start, const uint dim, const uint rows,
                              __global uchar *dst)
 {
-    size_t i = get_global_id(0);
-    size_t total = (size_t)rows * dim;
-    if (i >= total) return;
-    size_t r = i / dim, c = i - r * dim;
-    size_t row = (size_t)perm[start + r];
-    dst[i] = src[row * dim + c];
+    const uint chunks = (dim + 15u) / 16u;
+    const size_t i = get_global_id(0);
+    if (i >= (size_t)rows * chunks) return;
+    const uint r = (uint)(i / chunks), c0 = (uint)(i - (size_t)r * chunks) * 16u;
+    __global const uchar *s = src + (size_t)perm[start + r] * dim + c0;
+    __global uchar *d = dst + (size_t)r * dim + c0;
+    if (c0 + 16u <= dim) {
+        vstore16(vload16(0, s), 0, d);
+        return;
+    }
+    for (uint j = 0; c0 + j < dim; j++) d[j] = s[j];
 }
 
 __kernel void gather_i32(__global const int *src, __global const int *perm, const uint start,

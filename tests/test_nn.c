@@ -435,6 +435,56 @@ START_TEST(test_bad_training_input)
 }
 END_TEST
 
+/* The batcher's device-side gather (resident data): rows of 37, 48 and 784
+ * bytes (a tail shorter than a 16-byte chunk, whole chunks, MNIST's size) in
+ * an explicit order with repeats, loaded from an offset, equal the host rows. */
+START_TEST(test_batcher_gathers_rows)
+{
+    static const size_t dims[] = {37, 48, 784};
+    for (size_t di = 0; di < 3; di++) {
+        kdcl_dataset d;
+        memset(&d, 0, sizeof d);
+        d.n = 50;
+        d.h = 1;
+        d.w = dims[di];
+        d.c = 1;
+        d.dim = dims[di];
+        d.n_classes = 7;
+        d.images = malloc(d.n * d.dim);
+        d.labels = malloc(d.n * sizeof *d.labels);
+        ck_assert(d.images && d.labels);
+        for (size_t i = 0; i < d.n * d.dim; i++) d.images[i] = (uint8_t)(i * 2654435761u >> 13);
+        for (size_t i = 0; i < d.n; i++) d.labels[i] = (int32_t)((i * 5 + 3) % 7);
+        size_t order[64];
+        for (size_t i = 0; i < 64; i++) order[i] = (i * 37 + 11) % d.n; /* repeats after 50 */
+        kdcl_batcher b;
+        ck_assert_int_eq(kdcl_batcher_create(tu_ctx, &d, 24, &b), KDCL_OK);
+        ck_assert_msg(b.resident, "a 50-row dataset must be device-resident");
+        ck_assert_int_eq(kdcl_batcher_set_order(&b, order, 64), KDCL_OK);
+        const size_t start = 37, count = 23;
+        ck_assert_int_eq(kdcl_batcher_load(&b, start, count), KDCL_OK);
+        uint8_t *got = malloc(count * d.dim);
+        int32_t lab[24];
+        ck_assert(got);
+        ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(tu_ctx), b.batch_u8[b.cur].buf, CL_TRUE,
+                                             0, count * d.dim, got, 0, NULL, NULL),
+                         CL_SUCCESS);
+        ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(tu_ctx), b.batch_labels[b.cur].buf,
+                                             CL_TRUE, 0, count * sizeof *lab, lab, 0, NULL, NULL),
+                         CL_SUCCESS);
+        for (size_t r = 0; r < count; r++) {
+            size_t e = order[start + r];
+            ck_assert_msg(memcmp(got + r * d.dim, d.images + e * d.dim, d.dim) == 0,
+                          "dim %zu: batch row %zu is not example %zu", d.dim, r, e);
+            ck_assert_int_eq(lab[r], d.labels[e]);
+        }
+        free(got);
+        kdcl_batcher_destroy(&b);
+        kdcl_dataset_free(&d);
+    }
+}
+END_TEST
+
 static Suite *nn_suite(void)
 {
     Suite *s = suite_create("nn");
@@ -449,6 +499,7 @@ static Suite *nn_suite(void)
     tcase_add_test(tc, test_training_learns_and_checkpoints);
     tcase_add_test(tc, test_step_allocates_nothing_and_is_deterministic);
     tcase_add_test(tc, test_bad_training_input);
+    tcase_add_test(tc, test_batcher_gathers_rows);
     suite_add_tcase(s, tc);
     return s;
 }

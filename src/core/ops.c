@@ -246,7 +246,7 @@ kdcl_status kdcl_op_act_dropout_backward(kdcl_ctx *ctx, kdcl_tensor *dy, const k
     const karg a[] = {KA(dy->buf), relu ? KA(y_out->buf) : KA(none),
                       mask ? KA(mask->buf) : KA(none), KA(n64), KA(flags), KA(s_hi), KA(s_lo)};
     TRY(set_args(k, "act_dropout_backward", a, sizeof a / sizeof a[0]));
-    return launch1d(ctx, k, "clEnqueueNDRangeKernel(act_dropout_backward)", n);
+    return launch1d(ctx, k, "clEnqueueNDRangeKernel(act_dropout_backward)", (n + 15) / 16);
 }
 
 kdcl_status kdcl_op_bias_grad(kdcl_ctx *ctx, const kdcl_tensor *dy, kdcl_tensor *db, float scale,

@@ -157,7 +157,7 @@ kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count)
         clSetKernelArg(k, 3, sizeof dim, &dim);
         clSetKernelArg(k, 4, sizeof rows, &rows);
         clSetKernelArg(k, 5, sizeof(cl_mem), &b->batch_u8[i].buf);
-        size_t g = count * ds->dim;
+        size_t g = count * ((ds->dim + 15) / 16);
         KDCL_CL_CHECK(clEnqueueNDRangeKernel(q, k, 1, NULL, &g, NULL, 0, NULL, NULL),
                       "clEnqueueNDRangeKernel(gather_rows_u8)");
         if ((s = kdcl_kernel_get(b->ctx, "batch", "gather_i32", &k))) return s;
