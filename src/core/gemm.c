@@ -1,5 +1,6 @@
 /* The only file that calls CLBlast. Row-major GEMM with full argument
- * validation and CLBlast statuses mapped to kdcl errors. */
+ * validation and CLBlast statuses mapped to kdcl errors; on CPUs the operands
+ * are packed by kdcl (cl/gemm_pack.cl) so CLBlast runs its kernel alone. */
 #include <clblast_c.h>
 #include <cjson/cJSON.h>
 #include <limits.h>
