@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ops_util.h"
 #include "kdcl/gemm.h"
 #include "kdcl/tensor.h"
 #include "runtime/ctx.h"
@@ -199,12 +200,6 @@ static kdcl_status launch2(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t 
     return KDCL_OK;
 }
 
-#define PACK_ARG(k, i, v)                                                                   \
-    do {                                                                                    \
-        cl_int e_ = clSetKernelArg((k), (i), sizeof(v), &(v));                              \
-        if (e_ != CL_SUCCESS) return kdcl_cl_fail(e_, "clSetKernelArg(gemm_pack)");         \
-    } while (0)
-
 /* dst (row-major P x Q, zero-padded) = op(src) of rows x cols. */
 static kdcl_status pack(kdcl_ctx *ctx, cl_mem src, size_t off, size_t ld, size_t rows,
                         size_t cols, int trans, cl_mem dst, size_t P, size_t Q)
@@ -215,15 +210,8 @@ static kdcl_status pack(kdcl_ctx *ctx, cl_mem src, size_t off, size_t ld, size_t
     cl_ulong o = off, l = ld;
     cl_uint r = (cl_uint)rows, c = (cl_uint)cols, t = (cl_uint)trans, p = (cl_uint)P,
             q = (cl_uint)Q;
-    PACK_ARG(k, 0, src);
-    PACK_ARG(k, 1, o);
-    PACK_ARG(k, 2, l);
-    PACK_ARG(k, 3, r);
-    PACK_ARG(k, 4, c);
-    PACK_ARG(k, 5, t);
-    PACK_ARG(k, 6, dst);
-    PACK_ARG(k, 7, p);
-    PACK_ARG(k, 8, q);
+    const karg a[] = {KA(src), KA(o), KA(l), KA(r), KA(c), KA(t), KA(dst), KA(p), KA(q)};
+    if ((s = kdcl_ops_set_args(k, "gemm_pack", a, sizeof a / sizeof a[0]))) return s;
     return launch2(ctx, k, "gemm_pack", (Q + 7) / 8, (P + 7) / 8, NULL);
 }
 
@@ -236,14 +224,8 @@ static kdcl_status unpack(kdcl_ctx *ctx, cl_mem src, size_t src_ld, size_t rows,
     if (s) return s;
     cl_ulong o = off, l = ld;
     cl_uint sl = (cl_uint)src_ld, r = (cl_uint)rows, c = (cl_uint)cols;
-    PACK_ARG(k, 0, src);
-    PACK_ARG(k, 1, sl);
-    PACK_ARG(k, 2, r);
-    PACK_ARG(k, 3, c);
-    PACK_ARG(k, 4, dst);
-    PACK_ARG(k, 5, o);
-    PACK_ARG(k, 6, l);
-    PACK_ARG(k, 7, beta);
+    const karg a[] = {KA(src), KA(sl), KA(r), KA(c), KA(dst), KA(o), KA(l), KA(beta)};
+    if ((s = kdcl_ops_set_args(k, "gemm_unpack", a, sizeof a / sizeof a[0]))) return s;
     return launch2(ctx, k, "gemm_unpack", (cols + 7) / 8, rows, event);
 }
 

@@ -92,24 +92,6 @@ static kdcl_status launch1d(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t
     return KDCL_OK;
 }
 
-/* Set kernel arguments in order; a failure names the kernel and argument. */
-typedef struct {
-    size_t size;
-    const void *ptr;
-} karg;
-#define KA(x) ((karg){sizeof(x), &(x)})
-#define KA_LOCAL(bytes) ((karg){(bytes), NULL})
-
-static kdcl_status set_args(cl_kernel k, const char *name, const karg *a, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        cl_int e = clSetKernelArg(k, (cl_uint)i, a[i].size, a[i].ptr);
-        if (e != CL_SUCCESS)
-            return kdcl_set_error(KDCL_ERR_OPENCL, "clSetKernelArg(%s, arg %zu) failed: %s", name,
-                                  i, kdcl_cl_error_name(e));
-    }
-    return KDCL_OK;
-}
 
 /* "[2x3]" into buf. */
 static const char *shape_str(const kdcl_tensor *t, char *buf, size_t size)
@@ -206,7 +188,7 @@ kdcl_status kdcl_op_bias_act_dropout(kdcl_ctx *ctx, kdcl_tensor *y, const kdcl_t
     const karg a[] = {KA(y->buf), bias ? KA(bias->buf) : KA(none), mask ? KA(mask->buf) : KA(none),
                       KA(n64), KA(nc), KA(flags), KA(thresh), KA(s_hi), KA(s_lo), KA(st_lo), KA(st_hi),
                       KA(strm), KA(sd_lo), KA(sd_hi)};
-    TRY(set_args(k, "bias_act_dropout", a, sizeof a / sizeof a[0]));
+    TRY(kdcl_ops_set_args(k, "bias_act_dropout", a, sizeof a / sizeof a[0]));
     return launch1d(ctx, k, "clEnqueueNDRangeKernel(bias_act_dropout)", (n + 15) / 16);
 }
 
@@ -245,7 +227,7 @@ kdcl_status kdcl_op_act_dropout_backward(kdcl_ctx *ctx, kdcl_tensor *dy, const k
     keep_scale(drop_p, &s_hi, &s_lo);
     const karg a[] = {KA(dy->buf), relu ? KA(y_out->buf) : KA(none),
                       mask ? KA(mask->buf) : KA(none), KA(n64), KA(flags), KA(s_hi), KA(s_lo)};
-    TRY(set_args(k, "act_dropout_backward", a, sizeof a / sizeof a[0]));
+    TRY(kdcl_ops_set_args(k, "act_dropout_backward", a, sizeof a / sizeof a[0]));
     return launch1d(ctx, k, "clEnqueueNDRangeKernel(act_dropout_backward)", (n + 15) / 16);
 }
 
@@ -273,7 +255,7 @@ kdcl_status kdcl_op_bias_grad(kdcl_ctx *ctx, const kdcl_tensor *dy, kdcl_tensor 
     cl_uint nc = (cl_uint)ncols;
     const karg a[] = {KA(dy->buf), KA(db->buf), KA(r64), KA(nc), KA(scale), KA(beta),
                       KA_LOCAL(tx * ty * sizeof(float))};
-    TRY(set_args(k, "bias_grad", a, sizeof a / sizeof a[0]));
+    TRY(kdcl_ops_set_args(k, "bias_grad", a, sizeof a / sizeof a[0]));
     size_t local[2] = {tx, ty}, global[2] = {(ncols + tx - 1) / tx * tx, ty};
     cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, 2, NULL, global, local, 0, NULL, NULL);
     if (e != CL_SUCCESS) return kdcl_cl_fail(e, "clEnqueueNDRangeKernel(bias_grad)");
@@ -311,7 +293,7 @@ kdcl_status kdcl_op_sgd(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g, kdc
     cl_ulong off64 = offset, n64 = n;
     const karg a[] = {KA(w->buf), KA(g->buf), KA(v->buf), KA(off64), KA(n64),
                       KA(lr), KA(momentum), KA(weight_decay)};
-    TRY(set_args(k, "sgd", a, sizeof a / sizeof a[0]));
+    TRY(kdcl_ops_set_args(k, "sgd", a, sizeof a / sizeof a[0]));
     return launch1d(ctx, k, "clEnqueueNDRangeKernel(sgd)", n);
 }
 
@@ -347,7 +329,7 @@ kdcl_status kdcl_op_max_norm(kdcl_ctx *ctx, kdcl_tensor *w, size_t offset, size_
     cl_ulong off64 = offset;
     cl_uint nc = (cl_uint)cols;
     const karg a[] = {KA(w->buf), KA(off64), KA(nc), KA(c), KA_LOCAL(local * sizeof(float))};
-    TRY(set_args(k, "max_norm", a, sizeof a / sizeof a[0]));
+    TRY(kdcl_ops_set_args(k, "max_norm", a, sizeof a / sizeof a[0]));
     cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, &local, 0, NULL, NULL);
     if (e != CL_SUCCESS) return kdcl_cl_fail(e, "clEnqueueNDRangeKernel(max_norm)");
     return KDCL_OK;
@@ -380,7 +362,7 @@ kdcl_status kdcl_op_sgd_max_norm(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tenso
     cl_uint nc = (cl_uint)cols, sp = (cl_uint)span;
     const karg a[] = {KA(w->buf), KA(g->buf), KA(v->buf), KA(off64), KA(nc), KA(sp), KA(lr),
                       KA(momentum), KA(weight_decay), KA(c), KA_LOCAL(local * sizeof(float))};
-    TRY(set_args(k, "sgd_max_norm", a, sizeof a / sizeof a[0]));
+    TRY(kdcl_ops_set_args(k, "sgd_max_norm", a, sizeof a / sizeof a[0]));
     cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, &local, 0, NULL, NULL);
     if (e != CL_SUCCESS) return kdcl_cl_fail(e, "clEnqueueNDRangeKernel(sgd_max_norm)");
     return KDCL_OK;
@@ -401,7 +383,7 @@ kdcl_status kdcl_op_u8_to_float(kdcl_ctx *ctx, const kdcl_tensor *src, kdcl_tens
     TRY(get_kernel(ctx, "augment", "u8_to_float", &k));
     cl_ulong n64 = n;
     const karg a[] = {KA(src->buf), KA(dst->buf), KA(n64), KA(scale), KA(shift)};
-    TRY(set_args(k, "u8_to_float", a, sizeof a / sizeof a[0]));
+    TRY(kdcl_ops_set_args(k, "u8_to_float", a, sizeof a / sizeof a[0]));
     return launch1d(ctx, k, "clEnqueueNDRangeKernel(u8_to_float)", n);
 }
 
@@ -459,6 +441,6 @@ kdcl_status kdcl_op_jitter(kdcl_ctx *ctx, const kdcl_tensor *src, kdcl_tensor *d
     const karg a[] = {KA(src->buf), KA(dst->buf), KA(tot),   KA(hh),    KA(rowlen),
                       KA(cc),       KA(ms),       KA(st_lo), KA(st_hi), KA(sd_lo),
                       KA(sd_hi),    KA(scale),    KA(shift)};
-    TRY(set_args(k, "jitter", a, sizeof a / sizeof a[0]));
+    TRY(kdcl_ops_set_args(k, "jitter", a, sizeof a / sizeof a[0]));
     return launch1d(ctx, k, "clEnqueueNDRangeKernel(jitter)", total);
 }

@@ -150,6 +150,17 @@ kdcl_status kdcl_ops_set_arg(cl_kernel k, cl_uint i, size_t size, const void *v,
     return KDCL_OK;
 }
 
+kdcl_status kdcl_ops_set_args(cl_kernel k, const char *name, const karg *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        cl_int e = clSetKernelArg(k, (cl_uint)i, a[i].size, a[i].ptr);
+        if (e != CL_SUCCESS)
+            return kdcl_set_error(KDCL_ERR_OPENCL, "clSetKernelArg(%s, arg %zu) failed: %s", name,
+                                  i, kdcl_cl_error_name(e));
+    }
+    return KDCL_OK;
+}
+
 kdcl_status kdcl_ops_launch(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t global,
                             size_t local)
 {

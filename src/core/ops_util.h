@@ -63,6 +63,15 @@ kdcl_status kdcl_ops_set_arg(cl_kernel k, cl_uint i, size_t size, const void *v,
         if (as_) return as_;                                                   \
     } while (0)
 
+/* Set kernel arguments in order; a failure names the kernel and argument. */
+typedef struct {
+    size_t size;
+    const void *ptr;
+} karg;
+#define KA(x) ((karg){sizeof(x), &(x)})
+#define KA_LOCAL(bytes) ((karg){(bytes), NULL})
+kdcl_status kdcl_ops_set_args(cl_kernel k, const char *name, const karg *a, size_t n);
+
 /* 1-D launch with the given sizes (local 0: the driver chooses). */
 kdcl_status kdcl_ops_launch(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t global,
                             size_t local);
