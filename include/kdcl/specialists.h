@@ -28,6 +28,10 @@ void kdcl_clusters_free(kdcl_clusters *c);
  * a cluster, sorted on output). */
 kdcl_status kdcl_clusters_from_lists(size_t K, size_t M, const size_t *sizes,
                                      const int32_t *const *lists, kdcl_clusters *out);
+/* Structural check: K in 1..2^31-1, M in 1..KDCL_MAX_CLUSTERS, off[0] = 0,
+ * every cluster 1..K classes, each in [0, K), strictly ascending. Errors
+ * (KDCL_ERR_INVALID_ARG) start with `who`. */
+kdcl_status kdcl_clusters_check(const char *who, const kdcl_clusters *c);
 /* Number of clusters containing class k. */
 size_t kdcl_clusters_count_of(const kdcl_clusters *c, size_t k);
 

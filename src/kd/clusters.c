@@ -144,28 +144,36 @@ size_t kdcl_clusters_count_of(const kdcl_clusters *c, size_t k)
     return n;
 }
 
-/* Structural check of a clusters struct handed to us (save). */
-static kdcl_status check_clusters(const char *who, const kdcl_clusters *c)
+kdcl_status kdcl_clusters_check(const char *who, const kdcl_clusters *c)
 {
-    if (!c || !c->off || !c->cls || c->K == 0 || c->M == 0 || c->M > KDCL_MAX_CLUSTERS ||
-        c->K > (size_t)INT32_MAX)
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: empty or invalid clusters", who);
+    if (!c) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: clusters is NULL", who);
+    if (c->K < 1 || c->K > (size_t)INT32_MAX)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "%s: clusters over K = %zu classes (need 1..2^31-1)", who, c->K);
+    if (c->M < 1 || c->M > KDCL_MAX_CLUSTERS)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: M = %zu clusters (need 1..%d)", who, c->M,
+                              KDCL_MAX_CLUSTERS);
+    if (!c->off || !c->cls)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: clusters have no class lists", who);
     if (c->off[0] != 0)
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: clusters: off[0] = %zu, not 0", who,
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: clusters off[0] = %zu (must be 0)", who,
                               c->off[0]);
     for (size_t m = 0; m < c->M; m++) {
         if (c->off[m + 1] <= c->off[m] || c->off[m + 1] - c->off[m] > c->K)
-            return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: cluster %zu is empty or too large",
-                                  who, m);
+            return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                                  "%s: cluster %zu has %zu classes (offsets %zu..%zu; need 1..K = %zu)",
+                                  who, m, c->off[m + 1] > c->off[m] ? c->off[m + 1] - c->off[m] : 0,
+                                  c->off[m], c->off[m + 1], c->K);
         for (size_t i = c->off[m]; i < c->off[m + 1]; i++) {
-            if (c->cls[i] < 0 || (size_t)c->cls[i] >= c->K)
+            const int32_t k = c->cls[i];
+            if (k < 0 || (size_t)k >= c->K)
                 return kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                                      "%s: cluster %zu: class %d outside 0..%zu", who, m,
-                                      (int)c->cls[i], c->K - 1);
-            if (i > c->off[m] && c->cls[i] <= c->cls[i - 1])
+                                      "%s: cluster %zu lists class %d, outside [0, %zu)", who, m,
+                                      (int)k, c->K);
+            if (i > c->off[m] && k <= c->cls[i - 1])
                 return kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                                      "%s: cluster %zu: classes not ascending or repeated", who,
-                                      m);
+                                      "%s: cluster %zu is not strictly ascending (%d after %d)",
+                                      who, m, (int)k, (int)c->cls[i - 1]);
         }
     }
     return KDCL_OK;
@@ -655,7 +663,7 @@ kdcl_status kdcl_clusters_save_json(const char *path, const kdcl_clusters *c,
 {
     if (!path || !*path)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_clusters_save_json: no path");
-    kdcl_status s = check_clusters(path, c);
+    kdcl_status s = kdcl_clusters_check(path, c);
     if (s) return s;
     const kdcl_cluster_info none = {0};
     if (!info) info = &none;

@@ -72,32 +72,8 @@ static kdcl_status check_clusters(const char *op, const kdcl_clusters *c)
     if (c->K < 2 || c->K > ((size_t)1 << 24))
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: clusters over K = %zu classes (need 2..2^24)",
                               op, c->K);
-    if (c->M < 1 || c->M > KDCL_MAX_CLUSTERS)
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: M = %zu clusters (need 1..%d)", op, c->M,
-                              KDCL_MAX_CLUSTERS);
-    if (!c->off || !c->cls)
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: clusters have no class lists", op);
-    if (c->off[0] != 0)
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: clusters off[0] = %zu (must be 0)", op,
-                              c->off[0]);
-    for (size_t m = 0; m < c->M; m++) {
-        if (c->off[m + 1] <= c->off[m] || c->off[m + 1] - c->off[m] > c->K)
-            return kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                                  "%s: cluster %zu has %zu classes (offsets %zu..%zu; need 1..K = %zu)",
-                                  op, m, c->off[m + 1] > c->off[m] ? c->off[m + 1] - c->off[m] : 0,
-                                  c->off[m], c->off[m + 1], c->K);
-        for (size_t i = c->off[m]; i < c->off[m + 1]; i++) {
-            const int32_t k = c->cls[i];
-            if (k < 0 || (size_t)k >= c->K)
-                return kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                                      "%s: cluster %zu lists class %d, outside [0, %zu)", op, m,
-                                      (int)k, c->K);
-            if (i > c->off[m] && k <= c->cls[i - 1])
-                return kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                                      "%s: cluster %zu is not strictly ascending (%d after %d)", op,
-                                      m, (int)k, (int)c->cls[i - 1]);
-        }
-    }
+    kdcl_status s = kdcl_clusters_check(op, c);
+    if (s) return s;
     if (c->off[c->M] > INT32_MAX)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %zu class entries (at most 2^31-1)", op,
                               c->off[c->M]);
