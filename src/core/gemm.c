@@ -4,7 +4,6 @@
 #include <clblast_c.h>
 #include <cjson/cJSON.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,7 +233,7 @@ static int pack_wanted(const kdcl_ctx *ctx, size_t M, size_t N, size_t K, size_t
                        size_t *Kp)
 {
     const kdcl_gemm_pack_info *p = &ctx->gemm_pack;
-    if (!p->enabled || !p->mwg || !p->nwg || !p->kwg) return 0;
+    if (!p->enabled) return 0; /* enabled implies known tile sizes */
     *Mp = round_up(M, p->mwg);
     *Np = round_up(N, p->nwg);
     *Kp = round_up(K, p->kwg);
@@ -383,7 +382,7 @@ typedef struct {
 #include "core/gemm_tuned.h"
 
 /* Remember the tile sizes and switch size kdcl applies (for packing). */
-static void note_params(kdcl_ctx *ctx, const tuned_kernel *k, int *gemmk)
+static void note_params(kdcl_ctx *ctx, const tuned_kernel *k)
 {
     kdcl_gemm_pack_info *p = &ctx->gemm_pack;
     int xgemm = !strcmp(k->kernel, "Xgemm"), routine = !strcmp(k->kernel, "GemmRoutine");
@@ -391,7 +390,7 @@ static void note_params(kdcl_ctx *ctx, const tuned_kernel *k, int *gemmk)
         if (xgemm && !strcmp(k->names[i], "MWG")) p->mwg = k->values[i];
         if (xgemm && !strcmp(k->names[i], "NWG")) p->nwg = k->values[i];
         if (xgemm && !strcmp(k->names[i], "KWG")) p->kwg = k->values[i];
-        if (xgemm && !strcmp(k->names[i], "GEMMK")) *gemmk = (int)k->values[i];
+        if (xgemm && !strcmp(k->names[i], "GEMMK")) ctx->gemm_pack_gemmk = (int)k->values[i];
         if (routine && !strcmp(k->names[i], "XGEMM_MIN_INDIRECT_SIZE"))
             p->min_size = k->values[i];
     }
@@ -405,7 +404,7 @@ static kdcl_status override_kernel(kdcl_ctx *ctx, const tuned_kernel *k)
     if (st != CLBlastSuccess)
         return kdcl_set_error(KDCL_ERR_CLBLAST, "CLBlastOverrideParameters(%s) on %s failed: %s",
                               k->kernel, ctx->dev.name, kdcl_clblast_status_name(st));
-    note_params(ctx, k, &ctx->gemm_pack_gemmk);
+    note_params(ctx, k);
     return KDCL_OK;
 }
 
@@ -465,29 +464,6 @@ static kdcl_status apply_tuning_file(kdcl_ctx *ctx, const char *path, int *appli
     return s;
 }
 
-static kdcl_status apply_tuning(kdcl_ctx *ctx, const char **source);
-
-/* Packing on for CPUs whose Xgemm tiles kdcl set (GEMMK = 0 only: the other
- * kernel wants other orientations); KDCL_GEMM_PACK=0/1 overrides. */
-static void decide_packing(kdcl_ctx *ctx)
-{
-    kdcl_gemm_pack_info *p = &ctx->gemm_pack;
-    p->max_waste = 1.35;
-    int known = p->mwg && p->nwg && p->kwg && ctx->gemm_pack_gemmk == 0;
-    const char *env = getenv("KDCL_GEMM_PACK");
-    if (env && *env)
-        p->enabled = known && strcmp(env, "0") != 0;
-    else
-        p->enabled = known && (ctx->dev.type & CL_DEVICE_TYPE_CPU);
-}
-
-kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source)
-{
-    kdcl_status r = apply_tuning(ctx, source);
-    if (!r) decide_packing(ctx);
-    return r;
-}
-
 static kdcl_status apply_tuning(kdcl_ctx *ctx, const char **source)
 {
     if (source) *source = "CLBlast defaults";
@@ -513,4 +489,25 @@ static kdcl_status apply_tuning(kdcl_ctx *ctx, const char **source)
         return KDCL_OK;
     }
     return KDCL_OK;
+}
+
+/* Packing on for CPUs whose Xgemm tiles kdcl set (GEMMK = 0 only: the other
+ * kernel wants other orientations); KDCL_GEMM_PACK=0/1 overrides. */
+static void decide_packing(kdcl_ctx *ctx)
+{
+    kdcl_gemm_pack_info *p = &ctx->gemm_pack;
+    p->max_waste = 1.35;
+    int known = p->mwg && p->nwg && p->kwg && ctx->gemm_pack_gemmk == 0;
+    const char *env = getenv("KDCL_GEMM_PACK");
+    if (env && *env)
+        p->enabled = known && strcmp(env, "0") != 0;
+    else
+        p->enabled = known && (ctx->dev.type & CL_DEVICE_TYPE_CPU);
+}
+
+kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source)
+{
+    kdcl_status r = apply_tuning(ctx, source);
+    if (!r) decide_packing(ctx);
+    return r;
 }
