@@ -1,0 +1,150 @@
+/* Device ops of convolutional networks: 2-D convolution through CLBlast
+ * (im2col / col2im / convgemm + GEMM, in src/core/gemm.c), pooling, batch
+ * normalisation, the residual add, Adam and Nesterov SGD, and the input
+ * conversion of CNNs (u8 HWC -> F32 NCHW with per-channel normalisation,
+ * translation and horizontal flip).
+ *
+ * Layout: activations are NCHW, row-major: element (b, c, y, x) of a
+ * [B, C, H, W] tensor is at ((b*C + c)*H + y)*W + x. Conv weights are
+ * [OC, C, KH, KW] (PyTorch's nn.Conv2d). Like every op, these enqueue on the
+ * context's in-order queue and return without waiting; bad arguments give
+ * KDCL_ERR_INVALID_ARG naming the op and the shapes. */
+#ifndef KDCL_CONV_H
+#define KDCL_CONV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kdcl/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Geometry of a convolution or pooling window over a [C, H, W] input:
+ * output size OH = (H + 2 PH - KH) / SH + 1 (floor), OW likewise; OC is the
+ * number of output channels (pooling: OC = C). */
+typedef struct kdcl_conv_geom {
+    size_t c, h, w;
+    size_t oc;
+    size_t kh, kw, sh, sw, ph, pw;
+    size_t oh, ow;
+} kdcl_conv_geom;
+
+/* Fill g and check it: every size >= 1, padding < kernel size, output size
+ * >= 1, every product below 2^31. The error message says which (e.g. "kernel
+ * 5x5 does not fit a 2x2 input with padding 0"). */
+kdcl_status kdcl_conv_geom_set(kdcl_conv_geom *g, size_t c, size_t h, size_t w, size_t oc,
+                               size_t kh, size_t kw, size_t sh, size_t sw, size_t ph, size_t pw);
+
+/* F32 elements of scratch the conv calls below need for `batch` images
+ * (im2col columns and any transposed copies). */
+size_t kdcl_conv2d_workspace(const kdcl_conv_geom *g, size_t batch);
+
+/* y[b, o] = bias[o] + sum_{c, i, j} w[o, c, i, j] * x[b, c, y*SH - PH + i, x*SW - PW + j]
+ * (cross-correlation as in PyTorch; out-of-range x reads 0). x F32 holding
+ * batch*C*H*W, w F32 OC*C*KH*KW, bias F32 OC or NULL, y F32 batch*OC*OH*OW,
+ * ws F32 with at least kdcl_conv2d_workspace(g, batch) elements. */
+kdcl_status kdcl_conv2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                const kdcl_tensor *x, const kdcl_tensor *w,
+                                const kdcl_tensor *bias, kdcl_tensor *y, kdcl_tensor *ws);
+
+/* Gradients of the above from dy (F32 batch*OC*OH*OW): dw (overwritten),
+ * db = sum over b, y, x of dy (overwritten; NULL: not computed), dx
+ * (overwritten; NULL: not computed). */
+kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                 const kdcl_tensor *x, const kdcl_tensor *w,
+                                 const kdcl_tensor *dy, kdcl_tensor *dw, kdcl_tensor *db,
+                                 kdcl_tensor *dx, kdcl_tensor *ws);
+
+/* Max pooling (g->oc == g->c): y = max over the window, padding counts as
+ * -inf; NaN in a window gives NaN. argmax (I32, batch*C*OH*OW) receives the
+ * index within the input plane (y*W + x) of the first maximum in row-major
+ * window order (PyTorch's choice on ties). */
+kdcl_status kdcl_op_maxpool2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                      const kdcl_tensor *x, kdcl_tensor *y, kdcl_tensor *argmax);
+/* dx (overwritten) = dy routed to each window's argmax, summed where windows overlap. */
+kdcl_status kdcl_op_maxpool2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                       const kdcl_tensor *dy, const kdcl_tensor *argmax,
+                                       kdcl_tensor *dx);
+
+/* Average pooling, padding counted in the divisor (PyTorch's
+ * count_include_pad=True): y = sum over the window / (KH*KW). A global
+ * average pool is the window KH = H, KW = W, stride 1, padding 0. */
+kdcl_status kdcl_op_avgpool2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                      const kdcl_tensor *x, kdcl_tensor *y);
+kdcl_status kdcl_op_avgpool2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                       const kdcl_tensor *dy, kdcl_tensor *dx);
+
+/* Batch normalisation over x viewed as [B, C, S] (BatchNorm2d: S = H*W;
+ * BatchNorm1d on [B, C]: S = 1). Training mode: per channel, mean and biased
+ * variance over the B*S values, y = gamma * (x - mean) * invstd + beta with
+ * invstd = 1/sqrt(var + eps); mean and invstd are written (F32 C) for the
+ * backward; running statistics follow PyTorch: r_mean = (1 - momentum) *
+ * r_mean + momentum * mean, r_var likewise with the unbiased variance
+ * var * n / (n - 1) (n = B*S; n = 1 leaves r_var's update to use var). */
+kdcl_status kdcl_op_batchnorm_forward_train(kdcl_ctx *ctx, size_t B, size_t C, size_t S,
+                                            const kdcl_tensor *x, const kdcl_tensor *gamma,
+                                            const kdcl_tensor *beta, kdcl_tensor *y,
+                                            kdcl_tensor *mean, kdcl_tensor *invstd,
+                                            kdcl_tensor *running_mean,
+                                            kdcl_tensor *running_var, float momentum, float eps);
+/* Evaluation mode: y = gamma * (x - r_mean) / sqrt(r_var + eps) + beta. */
+kdcl_status kdcl_op_batchnorm_forward_eval(kdcl_ctx *ctx, size_t B, size_t C, size_t S,
+                                           const kdcl_tensor *x, const kdcl_tensor *gamma,
+                                           const kdcl_tensor *beta,
+                                           const kdcl_tensor *running_mean,
+                                           const kdcl_tensor *running_var, float eps,
+                                           kdcl_tensor *y);
+/* Backward of the training mode from dy: dgamma, dbeta (F32 C, overwritten)
+ * and dx (overwritten; NULL: not computed), using the mean and invstd the
+ * forward wrote. */
+kdcl_status kdcl_op_batchnorm_backward(kdcl_ctx *ctx, size_t B, size_t C, size_t S,
+                                       const kdcl_tensor *x, const kdcl_tensor *dy,
+                                       const kdcl_tensor *gamma, const kdcl_tensor *mean,
+                                       const kdcl_tensor *invstd, kdcl_tensor *dx,
+                                       kdcl_tensor *dgamma, kdcl_tensor *dbeta);
+
+/* y[i] = y[i] + alpha * x[i] for i < n (both F32): the residual add and
+ * "add this gradient". */
+kdcl_status kdcl_op_axpy(kdcl_ctx *ctx, kdcl_tensor *y, const kdcl_tensor *x, size_t n,
+                         float alpha);
+/* y[i] = max(y[i], 0) in place (n elements; NaN stays NaN). */
+kdcl_status kdcl_op_relu(kdcl_ctx *ctx, kdcl_tensor *y, size_t n);
+
+/* Adam over elements [offset, offset + n) of w, g, m, v (all F32), step t >= 1
+ * (PyTorch's torch.optim.Adam / AdamW):
+ *   decoupled (AdamW): w = w - lr * wd * w;   else g' = g + wd * w
+ *   m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2
+ *   w = w - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) */
+kdcl_status kdcl_op_adam(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g, kdcl_tensor *m,
+                         kdcl_tensor *v, size_t offset, size_t n, float lr, float beta1,
+                         float beta2, float eps, float weight_decay, int decoupled, uint64_t t);
+
+/* SGD with Nesterov momentum in kdcl's velocity form (kdcl_op_sgd's
+ * convention): d = g + wd * w;  v = momentum * v - lr * d;
+ * w = w + momentum * v - lr * d. */
+kdcl_status kdcl_op_sgd_nesterov(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g,
+                                 kdcl_tensor *v, size_t offset, size_t n, float lr,
+                                 float momentum, float weight_decay);
+
+/* Input of a CNN: src U8 holding `batch` images of H*W*C bytes in HWC order,
+ * dst F32 [batch, C, H, W] (NCHW), C = 1..4, per-channel
+ *   dst[b, c, y, x] = fma(src[b, sy, sx, c], scale[c], shift[c])   (shift[c] if outside)
+ * where (dx, dy) = kdcl_jitter_shift(seed, step, b, max_shift) and
+ * sy = y - dy, sx = (flip_b ? W - 1 - x : x) - dx, flip_b =
+ * kdcl_augment_flip(seed, step, b) when flip != 0 (else 0). With C = 1 and no
+ * flip this equals kdcl_op_jitter bit for bit. A random crop with zero
+ * padding P (CIFAR style) is max_shift = P: the padded pixels are raw 0, i.e.
+ * shift[c] after normalisation. */
+kdcl_status kdcl_op_input_u8(kdcl_ctx *ctx, const kdcl_tensor *src, kdcl_tensor *dst,
+                             size_t batch, size_t h, size_t w, size_t c, int max_shift, int flip,
+                             uint64_t seed, uint64_t step, const float *scale, const float *shift);
+/* The flip decision of example b: bit 31 of word 2 of the Philox output that
+ * kdcl_jitter_shift uses for b (1 = mirror horizontally). */
+int kdcl_augment_flip(uint64_t seed, uint64_t step, size_t b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
