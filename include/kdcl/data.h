@@ -77,6 +77,10 @@ kdcl_status kdcl_dataset_split_val(const kdcl_dataset *d, size_t n_val, uint64_t
 /* Deep copy. */
 kdcl_status kdcl_dataset_copy(const kdcl_dataset *d, kdcl_dataset *out);
 
+/* Per-channel mean and standard deviation (population) of the pixels / 255
+ * over every example (d->c <= 4 channels; a constant channel gets std 1). */
+kdcl_status kdcl_dataset_channel_stats(const kdcl_dataset *d, float *mean, float *std);
+
 /* Number of examples of each class: counts[0..d->n_classes). */
 void kdcl_dataset_class_counts(const kdcl_dataset *d, size_t *counts);
 

@@ -20,8 +20,7 @@ extern "C" {
 typedef struct kdcl_ensemble {
     kdcl_ctx *ctx;
     size_t n;
-    kdcl_mlp *m[KDCL_MAX_MEMBERS];
-    kdcl_norm norm[KDCL_MAX_MEMBERS];
+    kdcl_model *m[KDCL_MAX_MEMBERS]; /* each with its own input transform */
     kdcl_ens_mode mode;
     size_t dim, classes, max_batch;
     kdcl_tensor out; /* F32 [max_batch, classes]: the last batch's combined output */
@@ -31,15 +30,15 @@ kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n
                                size_t max_batch, kdcl_ens_mode mode, kdcl_ensemble *e);
 void kdcl_ensemble_free(kdcl_ensemble *e);
 
-/* Combined teacher output for a batch of u8 inputs (count rows), each member
- * seeing the same input transform (jitter with the same seed and step, its own
- * normalisation). as_logits = 0: probabilities at temperature T (averaged
+/* Combined teacher output for a batch of u8 inputs (count rows of h x w x c
+ * images), each member seeing the same augmentation (jitter and flips drawn
+ * from the same seed and step) with its own normalisation. as_logits = 0: probabilities at temperature T (averaged
  * softmax(v/T), or softmax of the averaged v/T in logit mode) into e->out.
  * as_logits = 1: the members' averaged raw logits (for logit matching and for
  * logit-mode ensembles whose temperature the loss applies). */
 kdcl_status kdcl_ensemble_forward(kdcl_ensemble *e, const kdcl_tensor *batch_u8, size_t count,
-                                  size_t h, size_t w, size_t c, int jitter, uint64_t seed,
-                                  uint64_t step, float T, int as_logits);
+                                  size_t h, size_t w, size_t c, int jitter, int flip,
+                                  uint64_t seed, uint64_t step, float T, int as_logits);
 
 /* Test-mode errors and cross-entropy of the ensemble at T = 1. */
 kdcl_status kdcl_ensemble_evaluate(kdcl_ensemble *e, const kdcl_dataset *ds, kdcl_eval_result *r);
@@ -55,17 +54,12 @@ typedef struct kdcl_distill_opts {
 
 /* Train `student` on the transfer set with the ensemble's soft targets.
  * *used (may be NULL) tells which target path ran (CACHED or BATCH). */
-kdcl_status kdcl_distill(kdcl_mlp *student, kdcl_ensemble *teachers, const kdcl_dataset *transfer,
+kdcl_status kdcl_distill(kdcl_model *student, kdcl_ensemble *teachers, const kdcl_dataset *transfer,
                          const kdcl_train_opts *o, const kdcl_distill_opts *d,
                          kdcl_epoch_stats *last, kdcl_targets *used);
 
-/* Input normalisation recorded in a checkpoint's metadata (input_scale,
- * input_shift), KDCL_NORM_DEFAULT where absent or malformed. */
-struct kdcl_st_file;
-kdcl_norm kdcl_norm_from_meta(const struct kdcl_st_file *f);
-
-/* Logits (F32 [n, classes], host, malloc'ed) of a model over a dataset. */
-kdcl_status kdcl_mlp_logits(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm, float **out);
+/* Test-mode logits (F32 [n, classes], host, malloc'ed) of a model over a dataset. */
+kdcl_status kdcl_model_logits_all(kdcl_model *m, const kdcl_dataset *ds, float **out);
 
 /* Bias adjustment: the offset added to the output bias of `classes` that
  * minimises the errors on (logits, labels), searched over [lo, hi] in steps.
@@ -76,9 +70,7 @@ size_t kdcl_count_errors_with_offset(const float *logits, const int32_t *labels,
 float kdcl_search_bias_offset(const float *logits, const int32_t *labels, size_t n, size_t k,
                               const size_t *classes, size_t n_classes, float lo, float hi,
                               float step, size_t *best_errors);
-/* Add `offset` to the output-layer bias of each class in `classes`. */
-kdcl_status kdcl_mlp_adjust_bias(kdcl_mlp *m, const size_t *classes, size_t n_classes,
-                                 float offset);
+/* Adding an offset to the output-layer bias of chosen classes: kdcl_model_adjust_bias. */
 
 #ifdef __cplusplus
 }

@@ -132,6 +132,10 @@ size_t kdcl_model_batch(const kdcl_model *m);
 size_t kdcl_model_n_layers(const kdcl_model *m);
 kdcl_layer_kind kdcl_model_layer_kind(const kdcl_model *m, size_t i);
 size_t kdcl_model_layer_out_dim(const kdcl_model *m, size_t i);
+/* Check that examples of shape [c, h, w] fit the model. A model that starts
+ * with Flatten (an MLP) takes any shape with the same C*H*W and is rebound to
+ * it (for translations of the right image size); others need the exact shape. */
+kdcl_status kdcl_model_fit_input(kdcl_model *m, size_t c, size_t h, size_t w);
 /* "784-1200-10" for a model made of Flatten/Linear/ReLU/Dropout only, else
  * the compact spec; written into buf. */
 void kdcl_model_describe(const kdcl_model *m, char *buf, size_t size);
@@ -182,6 +186,13 @@ kdcl_status kdcl_model_add_grad(kdcl_model *m, size_t i, const kdcl_tensor *g, f
  * activations and masks of the last forward) into the gradient buffer. */
 kdcl_status kdcl_model_backward(kdcl_model *m);
 
+/* Per-layer device time: with a profiler set (NULL: off), every top-level
+ * layer's forward and backward ends a section of it named like
+ * "3 Conv2d fwd" / "3 Conv2d bwd" (layers fused into a Linear / Conv2d are
+ * timed with it). See profile.h. */
+struct kdcl_profiler;
+void kdcl_model_set_profiler(kdcl_model *m, struct kdcl_profiler *p);
+
 /* ---- parameters ---- */
 
 /* The flat parameter and gradient buffers (F32; the tensors start at aligned
@@ -211,8 +222,7 @@ kdcl_status kdcl_model_set_params(kdcl_model *m, const float *host);
 /* The output layer (the last Linear): its weight and bias ranges. */
 kdcl_status kdcl_model_output_layer(const kdcl_model *m, kdcl_param_range *weight,
                                     kdcl_param_range *bias);
-/* Add offset[k] to the output layer's bias of each class classes[k]... (one
- * offset for all). */
+/* Add `offset` to the output layer's bias of each class in classes[0..n). */
 kdcl_status kdcl_model_adjust_bias(kdcl_model *m, const size_t *classes, size_t n_classes,
                                    float offset);
 
@@ -224,7 +234,7 @@ typedef struct kdcl_gemm_shape {
     size_t m, n, k;
     int ta, tb;
     size_t count;
-    char what[48]; /* "layer 1 Linear forward", ... */
+    char what[80]; /* "1 Linear forward", ... */
 } kdcl_gemm_shape;
 size_t kdcl_model_gemm_shapes(const kdcl_model *m, size_t B, kdcl_gemm_shape *out, size_t cap);
 
@@ -253,7 +263,7 @@ kdcl_status kdcl_model_load(kdcl_ctx *ctx, const char *path, size_t max_batch,
  * replaced by one of n_out classes (a specialist of a generalist): every
  * other parameter copied, the new output layer initialised from `seed`. */
 kdcl_status kdcl_model_replace_output(kdcl_model *src, size_t n_out, size_t max_batch,
-                                      kdcl_model **out);
+                                      uint64_t seed, kdcl_model **out);
 
 #ifdef __cplusplus
 }

@@ -43,8 +43,8 @@ size_t kdcl_clusters_count_of(const kdcl_clusters *c, size_t k);
  * confusion counts (row = true label, column = argmax). The second moments
  * are GEMMs (P^T P, accumulated over batches on the device through CLBlast).
  * mean and confusion may be NULL; K <= 46340. */
-kdcl_status kdcl_prob_covariance(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm,
-                                 double *cov, double *mean, int32_t *confusion);
+kdcl_status kdcl_prob_covariance(kdcl_model *m, const kdcl_dataset *ds, double *cov,
+                                 double *mean, int32_t *confusion);
 
 typedef struct kdcl_kmeans_opts {
     size_t M;         /* clusters, 1..K */
@@ -97,8 +97,8 @@ kdcl_status kdcl_clusters_load_json(const char *path, size_t expect_K, kdcl_clus
  * rows and its bias the mean of their biases + log(K - |S|) (the dustbin
  * logit is then mean_j z_j + log n, a lower bound of log sum_j exp z_j over
  * the n other classes, exact when they agree). */
-kdcl_status kdcl_specialist_init(kdcl_mlp *generalist, const int32_t *cls, size_t n,
-                                 kdcl_mlp *spec);
+kdcl_status kdcl_specialist_init(kdcl_model *generalist, const int32_t *cls, size_t n,
+                                 kdcl_model *spec);
 
 /* Labels of a specialist: class cls[i] -> i, any other class -> n (dustbin).
  * Writes ds->n labels into out. */
@@ -125,7 +125,7 @@ kdcl_status kdcl_specialist_epoch_order(const int32_t *rel, size_t N, size_t n, 
  * and half others drawn at random (without replacement while they last),
  * relabelled as dustbin. Afterwards the dustbin bias is raised by the
  * oversampling correction; *offset (may be NULL) receives it. */
-kdcl_status kdcl_specialist_train(kdcl_mlp *spec, const kdcl_dataset *ds, const int32_t *cls,
+kdcl_status kdcl_specialist_train(kdcl_model *spec, const kdcl_dataset *ds, const int32_t *cls,
                                   size_t n, const kdcl_train_opts *o, kdcl_epoch_stats *last,
                                   double *offset);
 
@@ -182,8 +182,8 @@ kdcl_status kdcl_combine(kdcl_combiner *cb, const kdcl_tensor *gen_logits, size_
  * (gen_pred), the combination's argmax (comb_pred) and the active set
  * (active[i * M + m], may be NULL). Batches of up to max_batch rows (capped
  * by the models' own maximum). */
-kdcl_status kdcl_specialists_predict(kdcl_mlp *g, kdcl_norm gnorm, kdcl_mlp *const *specs,
-                                     const kdcl_norm *snorm, const kdcl_clusters *c,
+kdcl_status kdcl_specialists_predict(kdcl_model *g, kdcl_model *const *specs,
+                                     const kdcl_clusters *c,
                                      const kdcl_dataset *ds, const kdcl_combine_opts *o,
                                      size_t max_batch, int32_t *gen_pred, int32_t *comb_pred,
                                      uint8_t *active);

@@ -6,7 +6,8 @@
 #include <stdio.h>
 
 #include "kdcl/data.h"
-#include "kdcl/nn.h"
+#include "kdcl/model.h"
+#include "kdcl/optim.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -46,26 +47,28 @@ kdcl_status kdcl_batcher_set_order(kdcl_batcher *b, const size_t *order, size_t 
 kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count);
 void kdcl_batcher_destroy(kdcl_batcher *b);
 
-/* Input normalisation: x = u8 * scale + shift (stored in checkpoints). */
-typedef struct kdcl_norm {
-    float scale, shift;
-} kdcl_norm;
-#define KDCL_NORM_DEFAULT ((kdcl_norm){1.0f / 255.0f, 0.0f})
-
 typedef struct kdcl_train_opts {
     size_t epochs;
     size_t batch;
     float lr;              /* initial learning rate */
     float lr_decay;        /* multiplied into the rate after every epoch (1 = constant) */
+    kdcl_sched_kind schedule; /* EXP (lr_decay per epoch), STEP, COSINE */
+    size_t step_epochs;    /* STEP: multiply by step_gamma every step_epochs epochs */
+    float step_gamma;
+    float lr_min;          /* COSINE: the final rate */
+    size_t warmup_epochs;  /* linear warm-up over the first epochs (0: none) */
+    kdcl_optim_kind optimizer; /* SGD (default), ADAM, ADAMW */
+    int nesterov;          /* SGD with Nesterov momentum */
+    float beta1, beta2, adam_eps;
     float momentum0;       /* momentum at epoch 0 ... */
     float momentum1;       /* ... ramped linearly to this by momentum_epochs */
     size_t momentum_epochs;
     float weight_decay;
     float max_norm;        /* <= 0: off */
-    float drop_in, drop_hidden;
-    int jitter;            /* max translation in pixels (0: off) */
+    int jitter;            /* max translation in pixels (0: off); a random crop with zero
+                              padding P is jitter P */
+    int flip;              /* random horizontal flips (images with C > 1 channels or CHW input) */
     uint64_t seed;
-    kdcl_norm norm;
     const kdcl_dataset *val;   /* evaluated after each epoch (may be NULL) */
     const char *metrics_path;  /* JSONL, one line per epoch (may be NULL) */
     FILE *log;                 /* one summary line per epoch (may be NULL) */
@@ -78,17 +81,24 @@ typedef struct kdcl_train_opts {
     kdcl_status (*sample)(void *user, uint64_t epoch, size_t *order, size_t n);
     void *sample_user;
     size_t epoch_n;
+    /* The optimiser to use (its state carries over between calls); NULL:
+     * kdcl_train makes one from the fields above for the call. */
+    kdcl_optim *optim;
 } kdcl_train_opts;
 
 void kdcl_train_opts_default(kdcl_train_opts *o);
 
-/* Loss of a training step: fill m->dact[L] with dL/dlogits (divided by the
+/* The schedule and optimiser settings of a set of options. */
+kdcl_schedule kdcl_train_schedule(const kdcl_train_opts *o);
+kdcl_optim_opts kdcl_train_optim_opts(const kdcl_train_opts *o);
+
+/* Loss of a training step: fill kdcl_model_dlogits(m) with dL/dlogits (divided by the
  * batch size), write the per-example loss into loss (F32 [B]) and add this
  * batch's error count to errors (I32 [1]). The batch is b->batch_u8[b->cur],
  * rows order[start .. start+count) of the dataset; `step` is the global step
  * that seeded its jitter and dropout. The default is cross-entropy with the
  * labels; distillation installs its own. */
-typedef kdcl_status (*kdcl_loss_fn)(void *user, kdcl_mlp *m, const kdcl_batcher *b,
+typedef kdcl_status (*kdcl_loss_fn)(void *user, kdcl_model *m, const kdcl_batcher *b,
                                     size_t start, size_t count, uint64_t step,
                                     const kdcl_tensor *labels, kdcl_tensor *loss,
                                     kdcl_tensor *errors);
@@ -104,7 +114,7 @@ typedef struct kdcl_epoch_stats {
 /* Train m on ds. loss_fn NULL: cross-entropy. `last` (may be NULL) receives
  * the last epoch's statistics. Stops with KDCL_ERR_NUMERIC naming the epoch
  * and step if the loss becomes NaN/Inf. */
-kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opts *o,
+kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_opts *o,
                        kdcl_loss_fn loss_fn, void *loss_user, kdcl_epoch_stats *last);
 
 typedef struct kdcl_eval_result {
@@ -115,8 +125,8 @@ typedef struct kdcl_eval_result {
 } kdcl_eval_result;
 
 /* Test-mode (no dropout) evaluation; want_confusion allocates the matrix. */
-kdcl_status kdcl_evaluate(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm,
-                          int want_confusion, kdcl_eval_result *r);
+kdcl_status kdcl_evaluate(kdcl_model *m, const kdcl_dataset *ds, int want_confusion,
+                          kdcl_eval_result *r);
 void kdcl_eval_result_free(kdcl_eval_result *r);
 
 #ifdef __cplusplus

@@ -95,26 +95,20 @@ int cmd_adjust_bias(int argc, char **argv)
     data = cli_data_dir(data);
     kdcl_dataset train = {0}, test = {0}, tr = {0}, va = {0};
     kdcl_ctx *ctx = NULL;
-    kdcl_mlp *m = NULL;
+    kdcl_model *m = NULL;
     kdcl_st_file meta = {0};
     float *vl = NULL, *tl = NULL;
     kdcl_status s = KDCL_OK;
     int rc;
     if ((rc = cli_load_split("adjust-bias", data, "test", &test))) goto done;
     if ((rc = cli_open_ctx("adjust-bias", device, &ctx))) goto done;
-    if ((s = kdcl_mlp_load(ctx, model, 1000, &m, &meta))) goto done;
-    const size_t K = m->arch.sizes[m->arch.n_layers];
+    if ((s = kdcl_model_load(ctx, model, 1000, &m, &meta))) goto done;
+    const size_t K = kdcl_model_classes(m);
     for (size_t i = 0; i < nc; i++)
         if (cls[i] >= K) {
             rc = cli_usage_error("adjust-bias", "class %zu outside the model's %zu classes", cls[i], K);
             goto done;
         }
-    kdcl_norm norm = KDCL_NORM_DEFAULT;
-    double v;
-    const char *ms = kdcl_st_meta(&meta, "input_scale");
-    if (ms && !cli_parse_double(ms, &v)) norm.scale = (float)v;
-    ms = kdcl_st_meta(&meta, "input_shift");
-    if (ms && !cli_parse_double(ms, &v)) norm.shift = (float)v;
     if (search) {
         if ((rc = cli_load_split("adjust-bias", data, "train", &train))) goto done;
         if (val >= train.n) {
@@ -122,7 +116,7 @@ int cmd_adjust_bias(int argc, char **argv)
             goto done;
         }
         if ((s = kdcl_dataset_split_val(&train, val, seed, &tr, &va)) ||
-            (s = kdcl_mlp_logits(m, &va, norm, &vl)))
+            (s = kdcl_model_logits_all(m, &va, &vl)))
             goto done;
         size_t before = kdcl_count_errors_with_offset(vl, va.labels, va.n, K, cls, nc, 0.0f), after;
         offset = kdcl_search_bias_offset(vl, va.labels, va.n, K, cls, nc, (float)lo, (float)hi,
@@ -130,14 +124,14 @@ int cmd_adjust_bias(int argc, char **argv)
         printf("search on %zu held-out examples (seed %llu): offset %+.2f, errors %zu -> %zu\n",
                va.n, (unsigned long long)seed, offset, before, after);
     }
-    if ((s = kdcl_mlp_logits(m, &test, norm, &tl))) goto done;
+    if ((s = kdcl_model_logits_all(m, &test, &tl))) goto done;
     size_t nin, e0 = kdcl_count_errors_with_offset(tl, test.labels, test.n, K, cls, nc, 0.0f);
     size_t e1 = kdcl_count_errors_with_offset(tl, test.labels, test.n, K, cls, nc, (float)offset);
     size_t c0 = class_errors(tl, test.labels, test.n, K, cls, nc, 0.0f, &nin);
     size_t c1 = class_errors(tl, test.labels, test.n, K, cls, nc, (float)offset, NULL);
     printf("test errors: %zu -> %zu of %zu; on the adjusted classes: %zu -> %zu of %zu\n", e0, e1,
            test.n, c0, c1, nin);
-    if ((s = kdcl_mlp_adjust_bias(m, cls, nc, (float)offset))) goto done;
+    if ((s = kdcl_model_adjust_bias(m, cls, nc, (float)offset))) goto done;
     const char *keys[64], *vals[64];
     size_t n = 0;
     for (size_t i = 0; i < meta.n_meta && n < 58; i++) {
@@ -156,14 +150,14 @@ int cmd_adjust_bias(int argc, char **argv)
     vals[n++] = adj;
     keys[n] = "test_errors";
     vals[n++] = te;
-    if ((s = kdcl_mlp_save(m, out, keys, vals, n))) goto done;
+    if ((s = kdcl_model_save(m, out, keys, vals, n))) goto done;
     printf("saved %s\n", out);
 done:
     if (s) rc = cli_fail("adjust-bias", s);
     free(vl);
     free(tl);
     kdcl_st_free(&meta);
-    kdcl_mlp_destroy(m);
+    kdcl_model_destroy(m);
     kdcl_ctx_destroy(ctx);
     kdcl_dataset_free(&train);
     kdcl_dataset_free(&test);

@@ -44,7 +44,7 @@ static void cleanup(void *user)
     a->loaded = 0;
 }
 
-static kdcl_status distill_fn(void *user, kdcl_ctx *ctx, kdcl_mlp *m, const kdcl_dataset *fit,
+static kdcl_status distill_fn(void *user, kdcl_ctx *ctx, kdcl_model *m, const kdcl_dataset *fit,
                               const kdcl_train_opts *o, kdcl_epoch_stats *last)
 {
     (void)ctx;
@@ -101,7 +101,7 @@ int cmd_distill(int argc, char **argv)
                 "                      their logits (a geometric mean: a different model)\n"
                 "  --targets auto|cached|batch  soft targets computed once for the transfer\n"
                 "                      set, or per batch on the device (auto: cached unless\n"
-                "                      --jitter is given)\n"
+                "                      --jitter, --crop or --flip is given)\n"
                 "\n" CLI_FIT_HELP);
             return 0;
         case 't': {

@@ -13,17 +13,6 @@
 #include "kdcl/safetensors.h"
 #include "kdcl/train.h"
 
-static kdcl_norm checkpoint_norm(const kdcl_st_file *f)
-{
-    kdcl_norm n = KDCL_NORM_DEFAULT;
-    double v;
-    const char *s = kdcl_st_meta(f, "input_scale");
-    if (s && !cli_parse_double(s, &v)) n.scale = (float)v;
-    s = kdcl_st_meta(f, "input_shift");
-    if (s && !cli_parse_double(s, &v)) n.shift = (float)v;
-    return n;
-}
-
 int cmd_eval(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -68,7 +57,7 @@ int cmd_eval(int argc, char **argv)
     data = cli_data_dir(data);
     kdcl_dataset ds = {0};
     kdcl_ctx *ctx = NULL;
-    kdcl_mlp *m = NULL;
+    kdcl_model *m = NULL;
     kdcl_st_file meta = {0};
     kdcl_eval_result r = {0};
     kdcl_ensemble e;
@@ -93,9 +82,9 @@ int cmd_eval(int argc, char **argv)
         snprintf(arch, sizeof arch, "ensemble of %zu, %s averaging", n,
                  ens == KDCL_ENS_PROB ? "probability" : "logit");
     } else {
-        s = kdcl_mlp_load(ctx, model, 1000, &m, &meta);
-        if (!s) s = kdcl_evaluate(m, &ds, checkpoint_norm(&meta), 1, &r);
-        if (!s) kdcl_arch_format(&m->arch, arch, sizeof arch);
+        s = kdcl_model_load(ctx, model, 1000, &m, &meta);
+        if (!s) s = kdcl_evaluate(m, &ds, 1, &r);
+        if (!s) kdcl_model_describe(m, arch, sizeof arch);
     }
     if (s) {
         rc = cli_fail("eval", s);
@@ -156,7 +145,7 @@ int cmd_eval(int argc, char **argv)
 done:
     kdcl_eval_result_free(&r);
     kdcl_st_free(&meta);
-    kdcl_mlp_destroy(m);
+    kdcl_model_destroy(m);
     if (loaded) kdcl_ensemble_free(&e);
     kdcl_ctx_destroy(ctx);
     kdcl_dataset_free(&ds);

@@ -26,24 +26,20 @@
 /* ---- shared ------------------------------------------------------------------ */
 
 static int load_generalist(const char *cmd, kdcl_ctx *ctx, const char *path, size_t max_batch,
-                           kdcl_mlp **g, kdcl_norm *norm)
+                           kdcl_model **g)
 {
-    kdcl_st_file meta;
-    kdcl_status s = kdcl_mlp_load(ctx, path, max_batch, g, &meta);
-    if (s) return cli_fail(cmd, s);
-    *norm = kdcl_norm_from_meta(&meta);
-    kdcl_st_free(&meta);
-    return 0;
+    kdcl_status s = kdcl_model_load(ctx, path, max_batch, g, NULL);
+    return s ? cli_fail(cmd, s) : 0;
 }
 
-static int check_model_data(const char *cmd, const kdcl_mlp *g, const kdcl_dataset *ds)
+static int check_model_data(const char *cmd, kdcl_model *g, const kdcl_dataset *ds)
 {
-    const size_t K = g->arch.sizes[g->arch.n_layers];
-    if (g->arch.sizes[0] != ds->dim || ds->n_classes > K)
+    const size_t K = kdcl_model_classes(g);
+    if (kdcl_model_fit_input(g, ds->c, ds->h, ds->w) || ds->n_classes > K)
         return cli_fail(cmd, kdcl_set_error(KDCL_ERR_INVALID_ARG,
                                             "the generalist takes %zu inputs and has %zu classes; "
                                             "the data has %zu inputs and %zu classes",
-                                            g->arch.sizes[0], K, ds->dim, ds->n_classes));
+                                            kdcl_model_in_dim(g), K, ds->dim, ds->n_classes));
     return 0;
 }
 
@@ -206,8 +202,7 @@ static int cmd_cluster(int argc, char **argv)
         return cli_usage_error(cmd, "--model, --clusters and --out are required");
     kdcl_dataset train = {0};
     kdcl_ctx *ctx = NULL;
-    kdcl_mlp *g = NULL;
-    kdcl_norm norm;
+    kdcl_model *g = NULL;
     kdcl_clusters cl = {0};
     double *cov = NULL, *mean = NULL;
     int32_t *conf = NULL;
@@ -216,10 +211,10 @@ static int cmd_cluster(int argc, char **argv)
     kdcl_status s = KDCL_OK;
     if ((rc = cli_load_split(cmd, cli_data_dir(data), "train", &train)) ||
         (rc = cli_open_ctx(cmd, device, &ctx)) ||
-        (rc = load_generalist(cmd, ctx, model, 1024, &g, &norm)) ||
+        (rc = load_generalist(cmd, ctx, model, 1024, &g)) ||
         (rc = check_model_data(cmd, g, &train)))
         goto done;
-    const size_t K = g->arch.sizes[g->arch.n_layers];
+    const size_t K = kdcl_model_classes(g);
     if (!ko.restarts) ko.restarts = K <= 1000 ? 100 : 10;
     if (ko.M > K) {
         rc = cli_usage_error(cmd, "--clusters %zu is more than the %zu classes", ko.M, K);
@@ -238,7 +233,7 @@ static int cmd_cluster(int argc, char **argv)
         goto done;
     }
     double t0 = kdcl_wall_seconds();
-    if ((s = kdcl_prob_covariance(g, &train, norm, cov, mean, conf))) goto done;
+    if ((s = kdcl_prob_covariance(g, &train, cov, mean, conf))) goto done;
     double t1 = kdcl_wall_seconds();
     double inertia = 0;
     if ((s = kdcl_cluster_classes(cov, K, &ko, &cl, &inertia))) goto done;
@@ -279,9 +274,9 @@ done:
     free(cov);
     free(mean);
     free(conf);
-    free_names(names, g ? g->arch.sizes[g->arch.n_layers] : 0);
+    free_names(names, g ? kdcl_model_classes(g) : 0);
     kdcl_clusters_free(&cl);
-    kdcl_mlp_destroy(g);
+    kdcl_model_destroy(g);
     kdcl_ctx_destroy(ctx);
     kdcl_dataset_free(&train);
     return rc;
@@ -326,22 +321,20 @@ static void job_path(const spec_pool *p, size_t cluster, char *buf, size_t size)
     snprintf(buf, size, "%s/specialist_%zu.safetensors", p->out_dir, cluster);
 }
 
-static kdcl_status train_one(spec_pool *p, kdcl_ctx *ctx, kdcl_mlp *g, kdcl_norm norm,
-                             spec_job *j, size_t worker)
+static kdcl_status train_one(spec_pool *p, kdcl_ctx *ctx, kdcl_model *g, spec_job *j,
+                             size_t worker)
 {
-    kdcl_arch a = g->arch;
-    a.sizes[a.n_layers] = j->n + 1;
-    kdcl_mlp *sm = NULL;
+    (void)ctx;
+    kdcl_model *sm = NULL;
     char tag[64], path[4096], cls[4096] = "", v[12][4200];
     kdcl_status s;
     size_t maxb = p->o.batch > 1000 ? p->o.batch : 1000;
-    if ((s = kdcl_mlp_create(ctx, &a, maxb, &sm)) ||
+    if ((s = kdcl_model_replace_output(g, j->n + 1, maxb, p->o.seed, &sm)) ||
         (s = kdcl_specialist_init(g, j->cls, j->n, sm)))
         goto done;
     kdcl_train_opts o = p->o;
     snprintf(tag, sizeof tag, "specialist %zu", j->cluster);
     o.tag = tag;
-    o.norm = norm;
     o.val = p->val;
     o.metrics_path = NULL;
     double t0 = kdcl_wall_seconds();
@@ -354,27 +347,29 @@ static kdcl_status train_one(spec_pool *p, kdcl_ctx *ctx, kdcl_mlp *g, kdcl_norm
             if (p->train->labels[e] == j->cls[i]) j->special_examples++;
     format_classes(cls, sizeof cls, j->cls, j->n);
     const char *keys[12] = {"specialist_classes", "specialist_cluster", "dustbin_offset",
-                            "generalist",         "input_scale",        "input_shift",
-                            "epochs",             "lr",                 "dropout",
+                            "generalist",         "optimizer",          "max_norm",
+                            "epochs",             "lr",                 "jitter",
                             "seed",               "train_seconds",      "device"};
     const char *vals[12];
     snprintf(v[1], sizeof v[1], "%zu", j->cluster);
     snprintf(v[2], sizeof v[2], "%.9g", j->offset);
     snprintf(v[3], sizeof v[3], "%s", p->model);
-    snprintf(v[4], sizeof v[4], "%.9g", (double)norm.scale);
-    snprintf(v[5], sizeof v[5], "%.9g", (double)norm.shift);
+    snprintf(v[4], sizeof v[4], "%s",
+             o.optimizer == KDCL_OPT_SGD ? (o.nesterov ? "nesterov" : "sgd")
+                                         : o.optimizer == KDCL_OPT_ADAM ? "adam" : "adamw");
+    snprintf(v[5], sizeof v[5], "%g", (double)o.max_norm);
     snprintf(v[6], sizeof v[6], "%zu", o.epochs);
     snprintf(v[7], sizeof v[7], "%g", (double)o.lr);
-    snprintf(v[8], sizeof v[8], "%g,%g", (double)o.drop_in, (double)o.drop_hidden);
+    snprintf(v[8], sizeof v[8], "%d", o.jitter);
     snprintf(v[9], sizeof v[9], "%llu", (unsigned long long)o.seed);
     snprintf(v[10], sizeof v[10], "%.1f", j->seconds);
     snprintf(v[11], sizeof v[11], "%s", kdcl_ctx_device(ctx)->name);
     vals[0] = cls;
     for (int i = 1; i < 12; i++) vals[i] = v[i];
     job_path(p, j->cluster, path, sizeof path);
-    s = kdcl_mlp_save(sm, path, keys, vals, 12);
+    s = kdcl_model_save(sm, path, keys, vals, 12);
 done:
-    kdcl_mlp_destroy(sm);
+    kdcl_model_destroy(sm);
     return s;
 }
 
@@ -383,14 +378,9 @@ static void *worker_main(void *arg)
     spec_worker *w = arg;
     spec_pool *p = w->p;
     kdcl_ctx *ctx = w->ctx;
-    kdcl_mlp *g = NULL;
-    kdcl_norm norm = KDCL_NORM_DEFAULT;
-    kdcl_st_file meta;
-    kdcl_status s = kdcl_mlp_load(ctx, p->model, 1024, &g, &meta);
-    if (!s) {
-        norm = kdcl_norm_from_meta(&meta);
-        kdcl_st_free(&meta);
-    }
+    kdcl_model *g = NULL;
+    kdcl_status s = kdcl_model_load(ctx, p->model, 1024, &g, NULL);
+    if (!s) s = kdcl_model_fit_input(g, p->train->c, p->train->h, p->train->w);
     if (s) {
         w->status = s;
         snprintf(w->error, sizeof w->error, "%s", kdcl_last_error());
@@ -401,10 +391,10 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&p->lock);
         if (i == p->n_jobs) break;
         spec_job *j = &p->jobs[i];
-        if ((j->status = train_one(p, ctx, g, norm, j, w->id)))
+        if ((j->status = train_one(p, ctx, g, j, w->id)))
             snprintf(j->error, sizeof j->error, "%s", kdcl_last_error());
     }
-    kdcl_mlp_destroy(g);
+    kdcl_model_destroy(g);
     return NULL;
 }
 
@@ -467,8 +457,11 @@ static int cmd_spec_train(int argc, char **argv)
             *(c == 'n' ? &min_size : &jobs) = z;
             continue;
         }
-        if (c == 1001 || c == 1014 || c == 1017 || c == 1018 || c == 1019)
+        if (c == 1001 || c == 1014 || c == 1017 || c == 1018 || c == 1019 || c == 1024)
             return cli_usage_error(cmd, "%s does not apply to specialists", argv[optind - 1]);
+        if (c == 1008)
+            return cli_usage_error(cmd, "--dropout does not apply to specialists: they keep the "
+                                        "generalist's architecture, Dropout layers included");
         if ((rc = cli_fit_option(&f, c, optarg)) == 1)
             return cli_usage_error(cmd, "unknown option or missing value: %s", argv[optind - 1]);
         if (rc) return rc;
@@ -582,12 +575,10 @@ static int cmd_spec_train(int argc, char **argv)
         if ((rc = cli_open_ctx(cmd, dev, &w[i].ctx))) goto done_lock;
     }
     { /* the generalist must fit the clusters and the data before any worker starts */
-        kdcl_mlp *g = NULL;
-        kdcl_st_file meta;
-        if ((s = kdcl_mlp_load(w[0].ctx, model, 1, &g, &meta))) goto done_lock;
-        kdcl_st_free(&meta);
-        const size_t gK = g->arch.sizes[g->arch.n_layers], gin = g->arch.sizes[0];
-        kdcl_mlp_destroy(g);
+        kdcl_model *g = NULL;
+        if ((s = kdcl_model_load(w[0].ctx, model, 1, &g, NULL))) goto done_lock;
+        const size_t gK = kdcl_model_classes(g), gin = kdcl_model_in_dim(g);
+        kdcl_model_destroy(g);
         if (gK != cl.K || gin != fit->dim) {
             s = kdcl_set_error(KDCL_ERR_INVALID_ARG,
                                "%s is over %zu classes and the data has %zu inputs, but the "
@@ -847,8 +838,7 @@ static int cmd_spec_eval(int argc, char **argv)
     if (!model || !sdir) return cli_usage_error(cmd, "--model and --specialists are required");
     kdcl_dataset ds = {0};
     kdcl_ctx *ctx = NULL;
-    kdcl_mlp *g = NULL, *specs[KDCL_MAX_CLUSTERS] = {0};
-    kdcl_norm gnorm, snorm[KDCL_MAX_CLUSTERS];
+    kdcl_model *g = NULL, *specs[KDCL_MAX_CLUSTERS] = {0};
     int32_t *lists[KDCL_MAX_CLUSTERS] = {0};
     size_t sizes[KDCL_MAX_CLUSTERS], M = 0;
     spec_file *files = NULL;
@@ -862,26 +852,25 @@ static int cmd_spec_eval(int argc, char **argv)
     if ((rc = list_specialists(cmd, sdir, &files, &M)) ||
         (rc = cli_load_split(cmd, cli_data_dir(data), split, &ds)) ||
         (rc = cli_open_ctx(cmd, device, &ctx)) ||
-        (rc = load_generalist(cmd, ctx, model, 1024, &g, &gnorm)) ||
+        (rc = load_generalist(cmd, ctx, model, 1024, &g)) ||
         (rc = check_model_data(cmd, g, &ds)))
         goto done;
-    K = g->arch.sizes[g->arch.n_layers];
+    K = kdcl_model_classes(g);
     if ((rc = class_names(cmd, names_path, &ds, K, &names))) goto done;
     for (size_t m = 0; m < M; m++) {
         kdcl_st_file meta;
-        if ((s = kdcl_mlp_load(ctx, files[m].path, 1024, &specs[m], &meta))) goto done;
-        snorm[m] = kdcl_norm_from_meta(&meta);
+        if ((s = kdcl_model_load(ctx, files[m].path, 1024, &specs[m], &meta))) goto done;
         s = parse_spec_classes(files[m].path, kdcl_st_meta(&meta, "specialist_classes"), K,
                                &lists[m], &sizes[m]);
         kdcl_st_free(&meta);
         if (s) goto done;
-        const kdcl_arch *a = &specs[m]->arch;
-        if (a->sizes[0] != g->arch.sizes[0] || a->sizes[a->n_layers] != sizes[m] + 1) {
+        if (kdcl_model_in_dim(specs[m]) != kdcl_model_in_dim(g) ||
+            kdcl_model_classes(specs[m]) != sizes[m] + 1) {
             s = kdcl_set_error(KDCL_ERR_FORMAT,
                                "%s: %zu inputs and %zu outputs do not fit %zu special classes "
                                "+ dustbin on the generalist's %zu inputs",
-                               files[m].path, a->sizes[0], a->sizes[a->n_layers], sizes[m],
-                               g->arch.sizes[0]);
+                               files[m].path, kdcl_model_in_dim(specs[m]),
+                               kdcl_model_classes(specs[m]), sizes[m], kdcl_model_in_dim(g));
             goto done;
         }
     }
@@ -894,7 +883,7 @@ static int cmd_spec_eval(int argc, char **argv)
         goto done;
     }
     double t0 = kdcl_wall_seconds();
-    if ((s = kdcl_specialists_predict(g, gnorm, specs, snorm, &cl, &ds, &co, 1024, gp, cp, act)))
+    if ((s = kdcl_specialists_predict(g, specs, &cl, &ds, &co, 1024, gp, cp, act)))
         goto done;
     const double secs = kdcl_wall_seconds() - t0;
     /* tallies: overall, covered classes, by covering count, per specialist */
@@ -1001,12 +990,12 @@ done:
     free(act);
     free_names(names, K);
     for (size_t m = 0; m < M; m++) {
-        kdcl_mlp_destroy(specs[m]);
+        kdcl_model_destroy(specs[m]);
         free(lists[m]);
     }
     free(files);
     kdcl_clusters_free(&cl);
-    kdcl_mlp_destroy(g);
+    kdcl_model_destroy(g);
     kdcl_ctx_destroy(ctx);
     kdcl_dataset_free(&ds);
     return rc;

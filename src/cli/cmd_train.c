@@ -4,7 +4,7 @@
 
 #include "cli/fit.h"
 
-static kdcl_status train_fn(void *user, kdcl_ctx *ctx, kdcl_mlp *m, const kdcl_dataset *fit,
+static kdcl_status train_fn(void *user, kdcl_ctx *ctx, kdcl_model *m, const kdcl_dataset *fit,
                             const kdcl_train_opts *o, kdcl_epoch_stats *last)
 {
     (void)user;
@@ -23,7 +23,7 @@ int cmd_train(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {
             printf("usage: kdcl train --out MODEL.safetensors [options]\n\n"
-                   "Trains an MLP (ReLU hidden units) with SGD + momentum on the training split,\n"
+                   "Trains a network (--arch) with SGD + momentum or Adam on the training split,\n"
                    "then reports the test error and writes the LAST epoch's weights to --out\n"
                    "(with --val, the held-out error is printed every epoch).\n\n" CLI_FIT_HELP);
             return 0;

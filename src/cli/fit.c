@@ -142,8 +142,8 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
         int k = cli_parse_list(arg, 2, &d, &d2, NULL);
         if (k < 1 || d < 0 || d >= 1 || (k == 2 && (d2 < 0 || d2 >= 1)))
             return cli_usage_error(cmd, "--dropout needs P or P,Q in [0, 1), got '%s'", arg);
-        o->drop_in = k == 2 ? (float)d : 0.0f;
-        o->drop_hidden = k == 2 ? (float)d2 : (float)d;
+        f->drop_in = k == 2 ? (float)d : 0.0f;
+        f->drop_hidden = k == 2 ? (float)d2 : (float)d;
         return 0;
     }
     case 1009:
@@ -152,10 +152,40 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
         o->max_norm = (float)d;
         return 0;
     case 1010:
+    case 1025:
         if (cli_parse_size(arg, &z) || z > 16)
-            return cli_usage_error(cmd, "--jitter needs 0..16 pixels, got '%s'", arg);
+            return cli_usage_error(cmd, "--%s needs 0..16 pixels, got '%s'",
+                                   c == 1010 ? "jitter" : "crop", arg);
         o->jitter = (int)z;
         return 0;
+    case 1020: {
+        kdcl_optim_opts oo;
+        kdcl_optim_opts_default(&oo);
+        if (kdcl_optim_parse(arg, &oo))
+            return cli_usage_error(cmd, "--optimizer must be sgd, nesterov, adam or adamw, got '%s'",
+                                   arg);
+        o->optimizer = oo.kind;
+        o->nesterov = oo.nesterov;
+        return 0;
+    }
+    case 1021: {
+        kdcl_schedule sc = {0};
+        if (kdcl_schedule_parse(arg, &sc)) return cli_usage_error(cmd, "%s", kdcl_last_error());
+        o->schedule = sc.kind;
+        if (sc.kind == KDCL_SCHED_STEP) {
+            o->step_epochs = sc.step_epochs;
+            o->step_gamma = sc.gamma;
+        }
+        if (sc.kind == KDCL_SCHED_COSINE) o->lr_min = sc.lr_min;
+        return 0;
+    }
+    case 1022:
+        if (cli_parse_size(arg, &z) || z > 100000)
+            return cli_usage_error(cmd, "--warmup needs a number of epochs, got '%s'", arg);
+        o->warmup_epochs = z;
+        return 0;
+    case 1023: o->flip = 1; return 0;
+    case 1024: f->normalize = 1; return 0;
     case 1011:
         if (cli_parse_size(arg, &z))
             return cli_usage_error(cmd, "--val needs a count, got '%s'", arg);
@@ -200,7 +230,8 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
     }
     kdcl_dataset train = {0}, test = {0}, tr = {0}, va = {0}, transfer = {0};
     kdcl_ctx *ctx = NULL;
-    kdcl_mlp *m = NULL;
+    kdcl_model *m = NULL;
+    kdcl_model_spec spec = {0};
     kdcl_status s = KDCL_OK;
     int rc = 0;
     char metrics_buf[4096], defarch[128];
@@ -228,17 +259,32 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
                              o->batch, fit->n);
         goto done;
     }
-    kdcl_arch arch;
     if (!f->arch_s) {
         snprintf(defarch, sizeof defarch, "%zu-800-800-%zu", train.dim, train.n_classes);
         f->arch_s = defarch;
     }
-    if ((s = kdcl_arch_parse(f->arch_s, &arch))) goto done;
+    if ((s = kdcl_model_spec_parse(f->arch_s, train.n_classes, &spec))) goto done;
+    if (f->drop_in > 0 || f->drop_hidden > 0) {
+        if (!spec.in_features) {
+            rc = cli_usage_error(cmd, "--dropout applies to A-B-...-K architectures; put "
+                                      "dropout(P) layers into '%s'",
+                                 f->arch_s);
+            goto done;
+        }
+        if ((s = kdcl_model_spec_add_dropout(&spec, f->drop_in, f->drop_hidden))) goto done;
+    }
     if ((rc = cli_open_ctx(cmd, f->device, &ctx))) goto done;
     if (on_ctx && (rc = on_ctx(user, ctx, &train))) goto done;
-    if ((s = kdcl_mlp_create(ctx, &arch, o->batch > 1000 ? o->batch : 1000, &m)) ||
-        (s = kdcl_mlp_init(m, o->seed)))
+    if ((s = kdcl_model_create(ctx, &spec, train.c, train.h, train.w,
+                               o->batch > 1000 ? o->batch : 1000, &m)) ||
+        (s = kdcl_model_init(m, o->seed)))
         goto done;
+    if (f->normalize) {
+        float mean[4], sd[4];
+        if ((s = kdcl_dataset_channel_stats(fit, mean, sd)) ||
+            (s = kdcl_model_set_input_norm(m, mean, sd)))
+            goto done;
+    }
     if (!f->metrics) {
         snprintf(metrics_buf, sizeof metrics_buf, "%s.metrics.jsonl", f->out);
         f->metrics = metrics_buf;
@@ -248,22 +294,26 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
     o->progress = !f->quiet;
     o->tag = cmd;
     const kdcl_device_info *di = kdcl_ctx_device(ctx);
-    if (!f->quiet)
-        printf("kdcl %s: %s on %s (%s), %zu train / %zu val / %zu test examples, %zu params\n",
-               cmd, f->arch_s, di->name, di->platform_name, fit->n, f->val, test.n,
-               kdcl_arch_params(&arch));
+    if (!f->quiet) {
+        char desc[512];
+        kdcl_model_describe(m, desc, sizeof desc);
+        printf("kdcl %s: %s on %s (%s), %zu train / %zu val / %zu test examples, %zu params, "
+               "%.2f MMAC/example\n",
+               cmd, desc, di->name, di->platform_name, fit->n, f->val, test.n,
+               kdcl_model_n_params(m), kdcl_model_macs(m) / 1e6);
+    }
     double t0 = kdcl_wall_seconds();
     kdcl_epoch_stats last;
     memset(&last, 0, sizeof last);
     if ((s = fn(user, ctx, m, fit, o, &last))) goto done;
     double secs = kdcl_wall_seconds() - t0;
     kdcl_eval_result r;
-    if ((s = kdcl_evaluate(m, &test, o->norm, 0, &r))) goto done;
+    if ((s = kdcl_evaluate(m, &test, 0, &r))) goto done;
     printf("test errors: %zu / %zu (%.2f%%), test loss %.4f, training %.1f s\n", r.errors, r.n,
            100.0 * (double)r.errors / (double)r.n, r.loss, secs);
     const char *keys[48];
     const char *vals[48];
-    char v[16][256];
+    char v[24][256];
     size_t n = 0;
 #define META(k, ...)                                       \
     do {                                                   \
@@ -273,11 +323,13 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
         n++;                                               \
     } while (0)
     META("dataset", "%s", data);
-    META("input_scale", "%.9g", (double)o->norm.scale);
-    META("input_shift", "%.9g", (double)o->norm.shift);
+    META("arch_spec", "%s", f->arch_s);
     META("seed", "%llu", (unsigned long long)o->seed);
     META("epochs", "%zu", o->epochs);
-    META("dropout", "%g,%g", (double)o->drop_in, (double)o->drop_hidden);
+    META("dropout", "%g,%g", (double)f->drop_in, (double)f->drop_hidden);
+    META("optimizer", "%s",
+         o->optimizer == KDCL_OPT_SGD ? (o->nesterov ? "nesterov" : "sgd")
+                                      : o->optimizer == KDCL_OPT_ADAM ? "adam" : "adamw");
     META("max_norm", "%g", (double)o->max_norm);
     META("jitter", "%d", o->jitter);
     META("lr", "%g", (double)o->lr);
@@ -293,11 +345,12 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
         vals[n++] = f->meta_v[i];
     }
     kdcl_eval_result_free(&r);
-    if ((s = kdcl_mlp_save(m, f->out, keys, vals, n))) goto done;
+    if ((s = kdcl_model_save(m, f->out, keys, vals, n))) goto done;
     if (!f->quiet) printf("saved %s (metrics: %s)\n", f->out, f->metrics);
 done:
     if (s) rc = cli_fail(cmd, s);
-    kdcl_mlp_destroy(m);
+    kdcl_model_destroy(m);
+    kdcl_model_spec_free(&spec);
     if (f->cleanup) f->cleanup(user);
     kdcl_ctx_destroy(ctx);
     kdcl_dataset_free(&train);

@@ -19,6 +19,8 @@ typedef struct cli_fit {
     size_t omit[64], only[64];
     size_t n_omit, n_only;
     double fraction;
+    float drop_in, drop_hidden; /* --dropout for an "A-B-...-K" architecture */
+    int normalize;              /* --normalize: per-channel mean/std of the training split */
     kdcl_train_opts o;
     /* extra checkpoint metadata added by the command (up to 16 pairs) */
     const char *meta_k[16];
@@ -39,21 +41,42 @@ typedef struct cli_fit {
         {"seed", required_argument, 0, 1012}, {"out", required_argument, 0, 1013},            \
         {"metrics", required_argument, 0, 1014}, {"device", required_argument, 0, 1015},      \
         {"quiet", no_argument, 0, 1016}, {"omit-classes", required_argument, 0, 1017},       \
-        {"only-classes", required_argument, 0, 1018}, {"fraction", required_argument, 0, 1019}
+        {"only-classes", required_argument, 0, 1018}, {"fraction", required_argument, 0, 1019}, \
+        {"optimizer", required_argument, 0, 1020}, {"schedule", required_argument, 0, 1021},  \
+        {"warmup", required_argument, 0, 1022}, {"flip", no_argument, 0, 1023},                \
+        {"normalize", no_argument, 0, 1024}, {"crop", required_argument, 0, 1025}
 
 #define CLI_FIT_HELP                                                                          \
     "  --data DIR          dataset directory (IDX/MNIST layout, CIFAR binary or image\n"          \
     "                      folders; default $KDCL_DATA or " CLI_DEFAULT_DATA ")\n"                 \
-    "  --arch A-B-...-K    layer sizes (default <inputs>-800-800-<classes>)\n"                     \
+    "  --arch SPEC         the network (default <inputs>-800-800-<classes>):\n"                    \
+    "                      A-B-...-K   Linear layers with ReLU between (A = C*H*W inputs)\n"     \
+    "                      a layer list, e.g. conv(32,5,p=2),relu,maxpool(2),flatten,linear(K)\n" \
+    "                        conv(OUT,K[,s=S][,p=P][,bias=0])  K or KHxKW; s, p likewise\n"    \
+    "                        maxpool(K[,s=S][,p=P])  avgpool(K[,s=S][,p=P])  gap\n"             \
+    "                        linear(OUT[,bias=0])  relu  dropout(P)  flatten  bn[(eps=E,m=M)]\n" \
+    "                        res(BODY[;SHORTCUT])  residual block (no SHORTCUT: identity)\n"   \
+    "                        OUT may be K: the number of classes\n"                            \
+    "                      a preset: lenet5, cnn-small, resnet20\n"                             \
+    "                      @FILE.json: a layer list in the checkpoints' kdcl.model format\n"    \
     "  --epochs N          (default 10)\n"                                                         \
     "  --batch B           (default 128)\n"                                                        \
     "  --lr X              initial learning rate (default 0.05)\n"                                 \
     "  --lr-decay X        learning rate multiplied by X after each epoch (default 1)\n"           \
+    "  --schedule S        exp (--lr-decay per epoch, default), step:E[:G] (x G every E\n"        \
+    "                      epochs, G default 0.1), cosine[:LRMIN] (to LRMIN at the end)\n"        \
+    "  --warmup E          linear learning-rate warm-up over the first E epochs\n"                \
+    "  --optimizer O       sgd (default), nesterov, adam, adamw (Adam: betas 0.9, 0.999)\n"       \
     "  --momentum A[,B[,E]]  momentum ramp from A to B over E epochs (default 0.5,0.9,5)\n"         \
     "  --weight-decay X    L2 weight decay (default 0)\n"                                          \
     "  --dropout P[,Q]     input dropout P, hidden dropout Q (default 0,0; one value: hidden)\n"   \
+    "                      (A-B-...-K architectures; layer lists use dropout(P) layers)\n"        \
     "  --max-norm C        max-norm of each unit's incoming weights (default off)\n"               \
     "  --jitter N          random translations of up to N pixels (default 0)\n"                    \
+    "  --crop P            random crops with zero padding P (CIFAR style; same as --jitter P)\n"  \
+    "  --flip              random horizontal flips\n"                                            \
+    "  --normalize         per-channel mean/std of the training images as the input transform\n" \
+    "                      (default: pixel / 255)\n"                                            \
     "  --val N             hold out N training examples for validation (default 0)\n"              \
     "  --seed S            drives init, shuffling, dropout and jitter (default 1)\n"               \
     "  --metrics FILE      JSONL metrics, one line per epoch (default MODEL.metrics.jsonl)\n"      \
@@ -77,7 +100,7 @@ void cli_fit_meta(cli_fit *f, const char *key, const char *fmt, ...)
 
 /* The training function a command plugs in: train m on `fit` (the training
  * split less the validation examples), o->val set when --val was given. */
-typedef kdcl_status (*cli_fit_fn)(void *user, kdcl_ctx *ctx, kdcl_mlp *m, const kdcl_dataset *fit,
+typedef kdcl_status (*cli_fit_fn)(void *user, kdcl_ctx *ctx, kdcl_model *m, const kdcl_dataset *fit,
                                   const kdcl_train_opts *o, kdcl_epoch_stats *last);
 /* Called with the context before training (e.g. to load teachers); may be NULL. */
 typedef int (*cli_ctx_fn)(void *user, kdcl_ctx *ctx, const kdcl_dataset *train);

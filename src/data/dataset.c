@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -291,4 +292,28 @@ kdcl_status kdcl_dataset_load_split(const char *dir, const char *split, kdcl_dat
                           "%s/<class>/<image> (IDX and CIFAR files exist only for the "
                           "'train' and 'test' splits)",
                           dir, split, split);
+}
+
+kdcl_status kdcl_dataset_channel_stats(const kdcl_dataset *d, float *mean, float *std)
+{
+    if (!d || d->n == 0 || d->c == 0 || d->c > 4 || d->dim != d->h * d->w * d->c)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "channel statistics need a non-empty image dataset of 1..4 channels");
+    /* exact integer sums per channel (HWC layout), then mean and variance in double */
+    uint64_t sum[4] = {0}, sq[4] = {0};
+    const size_t total = d->n * d->h * d->w;
+    for (size_t i = 0; i < total; i++)
+        for (size_t c = 0; c < d->c; c++) {
+            const uint64_t v = d->images[i * d->c + c];
+            sum[c] += v;
+            sq[c] += v * v;
+        }
+    for (size_t c = 0; c < d->c; c++) {
+        const double m = (double)sum[c] / (double)total;
+        double var = (double)sq[c] / (double)total - m * m;
+        if (var < 0) var = 0;
+        mean[c] = (float)(m / 255.0);
+        std[c] = var > 0 ? (float)(sqrt(var) / 255.0) : 1.0f;
+    }
+    return KDCL_OK;
 }

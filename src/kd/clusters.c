@@ -181,33 +181,25 @@ kdcl_status kdcl_clusters_check(const char *who, const kdcl_clusters *c)
 
 /* ---- covariance of the predicted probabilities ------------------------------- */
 
-kdcl_status kdcl_prob_covariance(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm,
-                                 double *cov, double *mean, int32_t *confusion)
+kdcl_status kdcl_prob_covariance(kdcl_model *m, const kdcl_dataset *ds, double *cov,
+                                 double *mean, int32_t *confusion)
 {
     static const char *who = "kdcl_prob_covariance";
     if (!m || !ds || !cov)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: NULL model, dataset or output", who);
-    const size_t L = m->arch.n_layers, K = m->arch.sizes[L];
-    if (ds->dim != m->arch.sizes[0])
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                              "%s: the model takes %zu inputs but the examples have %zu", who,
-                              m->arch.sizes[0], ds->dim);
-    if (ds->n_classes > K)
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                              "%s: the model has %zu outputs but the data has %zu classes", who,
-                              K, ds->n_classes);
+    const size_t K = kdcl_model_classes(m);
     if (ds->n == 0 || !ds->images || !ds->labels)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: the dataset is empty", who);
-    if (!isfinite(norm.scale) || !isfinite(norm.shift))
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: non-finite input normalisation", who);
+    kdcl_status s0 = kdcl_check_fit(m, ds, who);
+    if (s0) return s0;
     if (K > 46340) /* K * K fits in 31 bits (the confusion kernel's limit too) */
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %zu classes: at most 46340", who, K);
 
-    kdcl_ctx *ctx = m->ctx;
+    kdcl_ctx *ctx = kdcl_model_ctx(m);
     kdcl_batcher b;
     kdcl_tensor P = {0}, S = {0}, csum = {0}, ones = {0}, conf = {0};
     float *hS = NULL, *hc = NULL;
-    kdcl_status s = kdcl_batcher_create(ctx, ds, m->max_batch, &b);
+    kdcl_status s = kdcl_batcher_create(ctx, ds, kdcl_model_max_batch(m), &b);
     if (s) return s;
     const size_t B = b.max_batch, KK = K * K, steps = (ds->n + B - 1) / B;
     size_t kk[1] = {KK}, k1[1] = {K}, b1[1] = {B};
@@ -233,9 +225,9 @@ kdcl_status kdcl_prob_covariance(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm 
         const size_t ps[2] = {count, K};
         const float beta = step ? 1.0f : 0.0f;
         if ((s = kdcl_batcher_load(&b, start, count)) ||
-            (s = kdcl_mlp_forward_u8(m, &b.batch_u8[b.cur], count, norm)) ||
+            (s = kdcl_model_forward_u8(m, &b.batch_u8[b.cur], count)) ||
             (s = kdcl_tensor_reshape(&P, 2, ps)) ||
-            (s = kdcl_op_softmax(ctx, &m->act[L], &P, 1.0f, 0)) ||
+            (s = kdcl_op_softmax(ctx, kdcl_model_logits(m), &P, 1.0f, 0)) ||
             /* S += P^T P  (K x K, the sum over the batch of p p^T) */
             (s = kdcl_gemm(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, K, count, 1.0f, P.buf, 0, K, P.buf,
                            0, K, beta, S.buf, 0, K, NULL)) ||
@@ -243,7 +235,7 @@ kdcl_status kdcl_prob_covariance(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm 
             (s = kdcl_gemm(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, 1, count, 1.0f, P.buf, 0, K,
                            ones.buf, 0, 1, beta, csum.buf, 0, 1, NULL)) ||
             (confusion &&
-             (s = kdcl_op_confusion(ctx, &m->act[L], &b.batch_labels[b.cur], &conf))))
+             (s = kdcl_op_confusion(ctx, kdcl_model_logits(m), &b.batch_labels[b.cur], &conf))))
             goto done;
     }
     if ((s = kdcl_tensor_download(ctx, &S, 0, KK, hS)) ||

@@ -11,26 +11,9 @@
 #include "nn/eval_internal.h"
 #include "runtime/ctx.h"
 
-kdcl_norm kdcl_norm_from_meta(const struct kdcl_st_file *f)
-{
-    kdcl_norm n = KDCL_NORM_DEFAULT;
-    const char *s = kdcl_st_meta(f, "input_scale");
-    char *end;
-    if (s) {
-        double v = strtod(s, &end);
-        if (*end == '\0' && isfinite(v)) n.scale = (float)v;
-    }
-    s = kdcl_st_meta(f, "input_shift");
-    if (s) {
-        double v = strtod(s, &end);
-        if (*end == '\0' && isfinite(v)) n.shift = (float)v;
-    }
-    return n;
-}
-
 void kdcl_ensemble_free(kdcl_ensemble *e)
 {
-    for (size_t i = 0; i < e->n; i++) kdcl_mlp_destroy(e->m[i]);
+    for (size_t i = 0; i < e->n; i++) kdcl_model_destroy(e->m[i]);
     if (e->ctx) kdcl_tensor_free(e->ctx, &e->out);
     memset(e, 0, sizeof *e);
 }
@@ -47,13 +30,9 @@ kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n
     e->max_batch = max_batch;
     kdcl_status s;
     for (size_t i = 0; i < n; i++) {
-        kdcl_st_file meta;
-        if ((s = kdcl_mlp_load(ctx, paths[i], max_batch, &e->m[i], &meta))) goto fail;
+        if ((s = kdcl_model_load(ctx, paths[i], max_batch, &e->m[i], NULL))) goto fail;
         e->n = i + 1;
-        e->norm[i] = kdcl_norm_from_meta(&meta);
-        kdcl_st_free(&meta);
-        const kdcl_arch *a = &e->m[i]->arch;
-        size_t dim = a->sizes[0], k = a->sizes[a->n_layers];
+        size_t dim = kdcl_model_in_dim(e->m[i]), k = kdcl_model_classes(e->m[i]);
         if (i == 0) {
             e->dim = dim;
             e->classes = k;
@@ -73,8 +52,8 @@ fail:
 }
 
 kdcl_status kdcl_ensemble_forward(kdcl_ensemble *e, const kdcl_tensor *batch_u8, size_t count,
-                                  size_t h, size_t w, size_t c, int jitter, uint64_t seed,
-                                  uint64_t step, float T, int as_logits)
+                                  size_t h, size_t w, size_t c, int jitter, int flip,
+                                  uint64_t seed, uint64_t step, float T, int as_logits)
 {
     kdcl_status s;
     size_t sh[2] = {count, e->classes};
@@ -84,13 +63,11 @@ kdcl_status kdcl_ensemble_forward(kdcl_ensemble *e, const kdcl_tensor *batch_u8,
     kdcl_ens_mode acc_mode = as_logits ? KDCL_ENS_LOGIT : e->mode;
     float acc_T = as_logits ? 1.0f : T;
     for (size_t i = 0; i < e->n; i++) {
-        kdcl_mlp *m = e->m[i];
-        const size_t L = m->arch.n_layers;
-        if ((s = kdcl_mlp_set_batch(m, count)) ||
-            (s = kdcl_op_jitter(e->ctx, batch_u8, &m->act[0], count, h, w, c, jitter, seed, step,
-                                e->norm[i].scale, e->norm[i].shift)) ||
-            (s = kdcl_mlp_forward(m, 0, 0, 0)) ||
-            (s = kdcl_op_ensemble_accumulate(e->ctx, acc_mode, &m->act[L], acc_T,
+        kdcl_model *m = e->m[i];
+        if ((s = kdcl_model_fit_input(m, c, h, w)) ||
+            (s = kdcl_model_load_u8(m, batch_u8, count, jitter, flip, seed, step)) ||
+            (s = kdcl_model_forward(m, 0, 0, 0)) ||
+            (s = kdcl_op_ensemble_accumulate(e->ctx, acc_mode, kdcl_model_logits(m), acc_T,
                                              1.0f / (float)e->n, i ? 1.0f : 0.0f, &e->out)))
             return s;
     }
@@ -127,7 +104,7 @@ static kdcl_status ensemble_eval_logits(void *user, const kdcl_batcher *b, size_
     const kdcl_dataset *ds = ev->ds;
     kdcl_status s;
     if ((s = kdcl_ensemble_forward(e, &b->batch_u8[b->cur], count, ds->h, ds->w, ds->c, 0, 0, 0,
-                                   1.0f, 0)) ||
+                                   0, 1.0f, 0)) ||
         (s = log_inplace(e->ctx, &e->out)))
         return s;
     *logits = &e->out;
@@ -163,13 +140,13 @@ typedef struct {
     int cached;
 } distill_state;
 
-static kdcl_status distill_loss(void *user, kdcl_mlp *m, const kdcl_batcher *b, size_t start,
+static kdcl_status distill_loss(void *user, kdcl_model *m, const kdcl_batcher *b, size_t start,
                                 size_t count, uint64_t step, const kdcl_tensor *labels,
                                 kdcl_tensor *loss, kdcl_tensor *errors)
 {
     distill_state *st = user;
-    kdcl_ctx *ctx = m->ctx;
-    const size_t L = m->arch.n_layers, K = st->e->classes;
+    kdcl_ctx *ctx = kdcl_model_ctx(m);
+    const size_t K = st->e->classes;
     const kdcl_tensor *targets;
     kdcl_status s;
     if (st->cached) {
@@ -191,26 +168,27 @@ static kdcl_status distill_loss(void *user, kdcl_mlp *m, const kdcl_batcher *b, 
     } else {
         const kdcl_dataset *ds = st->ds;
         if ((s = kdcl_ensemble_forward(st->e, &b->batch_u8[b->cur], count, ds->h, ds->w, ds->c,
-                                       st->o->jitter, st->o->seed, step, st->d->T,
+                                       st->o->jitter, st->o->flip, st->o->seed, step, st->d->T,
                                        st->targets_are_logits)))
             return s;
         targets = &st->e->out;
     }
-    return kdcl_op_kd_loss(ctx, st->d->mode, &m->act[L], targets, st->targets_are_logits, labels,
-                           st->d->T, st->d->alpha, loss, &m->dact[L], 1.0f / (float)count, errors);
+    return kdcl_op_kd_loss(ctx, st->d->mode, kdcl_model_logits(m), targets,
+                           st->targets_are_logits, labels, st->d->T, st->d->alpha, loss,
+                           kdcl_model_dlogits(m), 1.0f / (float)count, errors);
 }
 
-kdcl_status kdcl_distill(kdcl_mlp *student, kdcl_ensemble *e, const kdcl_dataset *transfer,
+kdcl_status kdcl_distill(kdcl_model *student, kdcl_ensemble *e, const kdcl_dataset *transfer,
                          const kdcl_train_opts *o, const kdcl_distill_opts *d,
                          kdcl_epoch_stats *last, kdcl_targets *used)
 {
-    kdcl_ctx *ctx = student->ctx;
-    const kdcl_arch *a = &student->arch;
-    if (a->sizes[0] != e->dim || a->sizes[a->n_layers] != e->classes)
+    kdcl_ctx *ctx = kdcl_model_ctx(student);
+    if (kdcl_model_in_dim(student) != e->dim || kdcl_model_classes(student) != e->classes)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "the student (%zu inputs, %zu classes) does not match the teachers "
                               "(%zu inputs, %zu classes)",
-                              a->sizes[0], a->sizes[a->n_layers], e->dim, e->classes);
+                              kdcl_model_in_dim(student), kdcl_model_classes(student), e->dim,
+                              e->classes);
     if (!(d->T > 0) || !isfinite(d->T))
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "temperature must be positive, got %g",
                               (double)d->T);
@@ -224,8 +202,10 @@ kdcl_status kdcl_distill(kdcl_mlp *student, kdcl_ensemble *e, const kdcl_dataset
     distill_state st = {e, d, o, transfer, 0, {0}, {0}, 0};
     st.targets_are_logits = d->mode == KDCL_KD_LOGITS || e->mode == KDCL_ENS_LOGIT;
     kdcl_targets mode = d->targets;
-    if (mode == KDCL_TARGETS_AUTO) mode = o->jitter > 0 ? KDCL_TARGETS_BATCH : KDCL_TARGETS_CACHED;
-    if (mode == KDCL_TARGETS_CACHED && o->jitter > 0)
+    if (mode == KDCL_TARGETS_AUTO)
+        mode = o->jitter > 0 || o->flip ? KDCL_TARGETS_BATCH : KDCL_TARGETS_CACHED;
+    if (mode == KDCL_TARGETS_AUTO && o->flip) mode = KDCL_TARGETS_BATCH;
+    if (mode == KDCL_TARGETS_CACHED && (o->jitter > 0 || o->flip))
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "cached soft targets cannot follow jittered inputs: use per-batch "
                               "targets with --jitter");
@@ -246,7 +226,7 @@ kdcl_status kdcl_distill(kdcl_mlp *student, kdcl_ensemble *e, const kdcl_dataset
                 size_t count = transfer->n - start < B ? transfer->n - start : B;
                 if ((s = kdcl_batcher_load(&b, start, count)) ||
                     (s = kdcl_ensemble_forward(e, &b.batch_u8[b.cur], count, transfer->h,
-                                               transfer->w, transfer->c, 0, 0, 0, d->T,
+                                               transfer->w, transfer->c, 0, 0, 0, 0, d->T,
                                                st.targets_are_logits)))
                     goto cached_done;
                 KDCL_CL_CHECK(clEnqueueCopyBuffer(ctx->queue, e->out.buf, st.cache.buf, 0,
@@ -268,15 +248,14 @@ done:
     return s;
 }
 
-kdcl_status kdcl_mlp_logits(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm, float **out)
+kdcl_status kdcl_model_logits_all(kdcl_model *m, const kdcl_dataset *ds, float **out)
 {
     *out = NULL;
-    const size_t L = m->arch.n_layers, K = m->arch.sizes[L];
-    if (ds->dim != m->arch.sizes[0])
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "the model takes %zu inputs, the data has %zu",
-                              m->arch.sizes[0], ds->dim);
+    kdcl_status s = kdcl_check_fit(m, ds, "logits");
+    if (s) return s;
+    const size_t K = kdcl_model_classes(m);
     kdcl_batcher b;
-    kdcl_status s = kdcl_batcher_create(m->ctx, ds, m->max_batch, &b);
+    s = kdcl_batcher_create(kdcl_model_ctx(m), ds, kdcl_model_max_batch(m), &b);
     if (s) return s;
     float *h = malloc(ds->n * K * sizeof *h);
     if (!h) {
@@ -286,9 +265,10 @@ kdcl_status kdcl_mlp_logits(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm,
     for (size_t start = 0; start < ds->n && !s; start += b.max_batch) {
         size_t count = ds->n - start < b.max_batch ? ds->n - start : b.max_batch;
         if ((s = kdcl_batcher_load(&b, start, count)) ||
-            (s = kdcl_mlp_forward_u8(m, &b.batch_u8[b.cur], count, norm)))
+            (s = kdcl_model_forward_u8(m, &b.batch_u8[b.cur], count)))
             break;
-        s = kdcl_tensor_download(m->ctx, &m->act[L], 0, count * K, h + start * K);
+        s = kdcl_tensor_download(kdcl_model_ctx(m), kdcl_model_logits(m), 0, count * K,
+                                 h + start * K);
     }
     kdcl_batcher_destroy(&b);
     if (s) {
@@ -339,24 +319,4 @@ float kdcl_search_bias_offset(const float *logits, const int32_t *labels, size_t
     }
     if (best_errors) *best_errors = be;
     return best;
-}
-
-kdcl_status kdcl_mlp_adjust_bias(kdcl_mlp *m, const size_t *classes, size_t n_classes,
-                                 float offset)
-{
-    const size_t L = m->arch.n_layers, K = m->arch.sizes[L];
-    float *b = malloc(K * sizeof *b);
-    if (!b) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
-    kdcl_status s = kdcl_tensor_download(m->ctx, &m->params, m->b_off[L - 1], K, b);
-    for (size_t c = 0; c < n_classes && !s; c++) {
-        if (classes[c] >= K) {
-            s = kdcl_set_error(KDCL_ERR_INVALID_ARG, "class %zu outside the model's %zu classes",
-                               classes[c], K);
-            break;
-        }
-        b[classes[c]] += offset;
-    }
-    if (!s) s = kdcl_tensor_upload(m->ctx, &m->params, m->b_off[L - 1], K, b);
-    free(b);
-    return s;
 }

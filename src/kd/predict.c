@@ -7,43 +7,42 @@
 #include "kdcl/specialists.h"
 #include "nn/eval_internal.h"
 
-kdcl_status kdcl_specialists_predict(kdcl_mlp *g, kdcl_norm gnorm, kdcl_mlp *const *specs,
-                                     const kdcl_norm *snorm, const kdcl_clusters *c,
+kdcl_status kdcl_specialists_predict(kdcl_model *g, kdcl_model *const *specs,
+                                     const kdcl_clusters *c,
                                      const kdcl_dataset *ds, const kdcl_combine_opts *o,
                                      size_t max_batch, int32_t *gen_pred, int32_t *comb_pred,
                                      uint8_t *active)
 {
-    kdcl_ctx *ctx = g->ctx;
-    const size_t Lg = g->arch.n_layers, K = g->arch.sizes[Lg], M = c->M;
+    kdcl_ctx *ctx = kdcl_model_ctx(g);
+    const size_t K = kdcl_model_classes(g), M = c->M;
     if (c->K != K)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "specialists: the clusters are over %zu classes, the generalist "
                               "has %zu outputs",
                               c->K, K);
     if (ds->n == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "specialists: the dataset is empty");
-    if (ds->dim != g->arch.sizes[0] || ds->n_classes > K)
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                              "specialists: the generalist takes %zu inputs and %zu classes, the "
-                              "data has %zu and %zu",
-                              g->arch.sizes[0], K, ds->dim, ds->n_classes);
-    size_t B = max_batch < g->max_batch ? max_batch : g->max_batch;
+    kdcl_status s = kdcl_check_fit(g, ds, "specialists: the generalist");
+    if (s) return s;
+    size_t B = max_batch < kdcl_model_max_batch(g) ? max_batch : kdcl_model_max_batch(g);
     for (size_t m = 0; m < M; m++) {
-        const kdcl_arch *a = &specs[m]->arch;
         const size_t want = c->off[m + 1] - c->off[m] + 1;
-        if (specs[m]->ctx != ctx || a->sizes[0] != ds->dim || a->sizes[a->n_layers] != want)
+        if (kdcl_model_ctx(specs[m]) != ctx || kdcl_model_in_dim(specs[m]) != ds->dim ||
+            kdcl_model_classes(specs[m]) != want)
             return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                                   "specialists: specialist %zu must take the %zu inputs on the "
                                   "generalist's context and have %zu outputs (its %zu classes + "
                                   "dustbin); it has %zu inputs and %zu outputs",
-                                  m, ds->dim, want, want - 1, a->sizes[0], a->sizes[a->n_layers]);
-        if (specs[m]->max_batch < B) B = specs[m]->max_batch;
+                                  m, ds->dim, want, want - 1, kdcl_model_in_dim(specs[m]),
+                                  kdcl_model_classes(specs[m]));
+        if ((s = kdcl_check_fit(specs[m], ds, "specialists"))) return s;
+        if (kdcl_model_max_batch(specs[m]) < B) B = kdcl_model_max_batch(specs[m]);
     }
     if (B == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "specialists: batch size 0");
     kdcl_batcher b;
     kdcl_combiner cb;
     kdcl_tensor gi = {0}, ci = {0};
     memset(&cb, 0, sizeof cb);
-    kdcl_status s = kdcl_batcher_create(ctx, ds, B, &b);
+    s = kdcl_batcher_create(ctx, ds, B, &b);
     if (s) return s;
     B = b.max_batch;
     size_t n1[1] = {B};
@@ -56,18 +55,18 @@ kdcl_status kdcl_specialists_predict(kdcl_mlp *g, kdcl_norm gnorm, kdcl_mlp *con
         size_t r1[1] = {count}, r2[2] = {count, K};
         if ((s = kdcl_batcher_load(&b, start, count))) goto done;
         const kdcl_tensor *u8 = &b.batch_u8[b.cur];
-        if ((s = kdcl_mlp_forward_u8(g, u8, count, gnorm))) goto done;
+        if ((s = kdcl_model_forward_u8(g, u8, count))) goto done;
         for (size_t m = 0; m < M; m++) {
-            kdcl_mlp *sm = specs[m];
-            if ((s = kdcl_mlp_forward_u8(sm, u8, count, snorm[m])) ||
-                (s = kdcl_combiner_put(&cb, m, &sm->act[sm->arch.n_layers], count)))
+            kdcl_model *sm = specs[m];
+            if ((s = kdcl_model_forward_u8(sm, u8, count)) ||
+                (s = kdcl_combiner_put(&cb, m, kdcl_model_logits(sm), count)))
                 goto done;
         }
         kdcl_tensor out = cb.out;
-        if ((s = kdcl_combine(&cb, &g->act[Lg], count, o)) ||
+        if ((s = kdcl_combine(&cb, kdcl_model_logits(g), count, o)) ||
             (s = kdcl_tensor_reshape(&gi, 1, r1)) || (s = kdcl_tensor_reshape(&ci, 1, r1)) ||
             (s = kdcl_tensor_reshape(&out, 2, r2)) ||
-            (s = kdcl_op_argmax(ctx, &g->act[Lg], &gi)) || (s = kdcl_op_argmax(ctx, &out, &ci)) ||
+            (s = kdcl_op_argmax(ctx, kdcl_model_logits(g), &gi)) || (s = kdcl_op_argmax(ctx, &out, &ci)) ||
             (s = kdcl_tensor_download(ctx, &gi, 0, count, gen_pred + start)) ||
             (s = kdcl_tensor_download(ctx, &ci, 0, count, comb_pred + start)) ||
             (active && (s = kdcl_tensor_download(ctx, &cb.active, 0, count * M,

@@ -28,24 +28,33 @@ static kdcl_status check_classes(const int32_t *cls, size_t n, size_t K, const c
     return KDCL_OK;
 }
 
-kdcl_status kdcl_specialist_init(kdcl_mlp *g, const int32_t *cls, size_t n, kdcl_mlp *spec)
+kdcl_status kdcl_specialist_init(kdcl_model *g, const int32_t *cls, size_t n, kdcl_model *spec)
 {
-    const kdcl_arch *ga = &g->arch, *sa = &spec->arch;
-    const size_t L = ga->n_layers, K = ga->sizes[L];
+    const size_t K = kdcl_model_classes(g);
     kdcl_status s = check_classes(cls, n, K, "specialist init");
     if (s) return s;
-    int same = sa->n_layers == L && sa->sizes[L] == n + 1;
-    for (size_t l = 0; same && l < L; l++) same = sa->sizes[l] == ga->sizes[l];
+    /* the same network up to the output layer, which has n + 1 outputs */
+    size_t ng, ns;
+    const kdcl_param_range *rg = kdcl_model_param_ranges(g, &ng), *rs = kdcl_model_param_ranges(spec, &ns);
+    kdcl_param_range gw, gb, sw, sb;
+    int same = ng == ns && kdcl_model_classes(spec) == n + 1 &&
+               kdcl_model_in_dim(spec) == kdcl_model_in_dim(g) &&
+               !kdcl_model_output_layer(g, &gw, &gb) && !kdcl_model_output_layer(spec, &sw, &sb) &&
+               gw.cols == sw.cols;
+    for (size_t i = 0; same && i < ng; i++)
+        same = !strcmp(rg[i].name, rs[i].name) &&
+               (rg[i].n == rs[i].n || !strcmp(rg[i].name, gw.name) || !strcmp(rg[i].name, gb.name));
     if (!same) {
-        char a[128], b[128];
-        kdcl_arch_format(ga, a, sizeof a);
-        kdcl_arch_format(sa, b, sizeof b);
+        char a[256], b[256];
+        kdcl_model_describe(g, a, sizeof a);
+        kdcl_model_describe(spec, b, sizeof b);
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "specialist init: a specialist of %s over %zu classes must be the "
-                              "generalist's architecture with %zu outputs, not %s",
+                              "generalist's architecture with %zu outputs (and an output bias), "
+                              "not %s",
                               a, n, n + 1, b);
     }
-    const size_t gp = kdcl_arch_params(ga), sp = kdcl_arch_params(sa), in = ga->sizes[L - 1];
+    const size_t gp = kdcl_model_n_params(g), sp = kdcl_model_n_params(spec), in = gw.cols;
     float *h = malloc(gp * sizeof *h), *o = malloc(sp * sizeof *o);
     char *special = calloc(K, 1);
     double *acc = calloc(in, sizeof *acc), bacc = 0;
@@ -53,16 +62,25 @@ kdcl_status kdcl_specialist_init(kdcl_mlp *g, const int32_t *cls, size_t n, kdcl
         s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
         goto done;
     }
-    if ((s = kdcl_mlp_get_params(g, h))) goto done;
-    /* hidden layers: the same layout up to the output layer */
-    const size_t hidden = gp - (in + 1) * K;
-    memcpy(o, h, hidden * sizeof *h);
-    const float *W = h + hidden, *bias = W + in * K;
-    float *sW = o + hidden, *sb = sW + in * (n + 1);
+    if ((s = kdcl_model_get_params(g, h))) goto done;
+    /* packed order: every range in turn; copy all but the output layer */
+    const float *W = NULL, *bias = NULL;
+    float *sW = NULL, *sbp = NULL;
+    {
+        const float *hp = h;
+        float *op = o;
+        for (size_t i = 0; i < ng; i++) {
+            if (!strcmp(rg[i].name, gw.name)) W = hp, sW = op;
+            else if (!strcmp(rg[i].name, gb.name)) bias = hp, sbp = op;
+            else memcpy(op, hp, rg[i].n * sizeof *op);
+            hp += rg[i].n;
+            op += rs[i].n;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         special[cls[i]] = 1;
         memcpy(sW + i * in, W + (size_t)cls[i] * in, in * sizeof *W);
-        sb[i] = bias[cls[i]];
+        sbp[i] = bias[cls[i]];
     }
     /* dustbin: the mean of the other rows (in double), bias + log(count) */
     const size_t others = K - n;
@@ -72,8 +90,8 @@ kdcl_status kdcl_specialist_init(kdcl_mlp *g, const int32_t *cls, size_t n, kdcl
         bacc += bias[k];
     }
     for (size_t j = 0; j < in; j++) sW[n * in + j] = (float)(acc[j] / (double)others);
-    sb[n] = (float)(bacc / (double)others + log((double)others));
-    s = kdcl_mlp_set_params(spec, o);
+    sbp[n] = (float)(bacc / (double)others + log((double)others));
+    s = kdcl_model_set_params(spec, o);
 done:
     free(h);
     free(o);
@@ -170,18 +188,17 @@ static kdcl_status half_sample(void *user, uint64_t epoch, size_t *order, size_t
     return s;
 }
 
-kdcl_status kdcl_specialist_train(kdcl_mlp *spec, const kdcl_dataset *ds, const int32_t *cls,
+kdcl_status kdcl_specialist_train(kdcl_model *spec, const kdcl_dataset *ds, const int32_t *cls,
                                   size_t n, const kdcl_train_opts *o, kdcl_epoch_stats *last,
                                   double *offset)
 {
-    const size_t L = spec->arch.n_layers;
     kdcl_status s = check_classes(cls, n, ds->n_classes, "specialist training");
     if (s) return s;
-    if (spec->arch.sizes[L] != n + 1)
+    if (kdcl_model_classes(spec) != n + 1)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "specialist training: the model has %zu outputs, %zu special classes "
                               "need %zu (the last is the dustbin)",
-                              spec->arch.sizes[L], n, n + 1);
+                              kdcl_model_classes(spec), n, n + 1);
     if (o->val && o->val->n_classes != ds->n_classes)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "specialist training: the validation set has %zu classes, the "
@@ -226,7 +243,7 @@ kdcl_status kdcl_specialist_train(kdcl_mlp *spec, const kdcl_dataset *ds, const 
      * by which the special classes' odds were raised */
     const double off = kdcl_specialist_dustbin_offset(n_special, ds->n);
     const size_t dust = n;
-    if ((s = kdcl_mlp_adjust_bias(spec, &dust, 1, (float)off))) goto done;
+    if ((s = kdcl_model_adjust_bias(spec, &dust, 1, (float)off))) goto done;
     if (offset) *offset = off;
 done:
     free(rel.labels);

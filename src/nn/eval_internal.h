@@ -5,9 +5,9 @@
 
 #include "kdcl/train.h"
 
-/* Test-mode forward of count rows of u8 inputs: set the batch, convert into
- * m->act[0] with norm, run the layers without dropout (logits in m->act[L]). */
-kdcl_status kdcl_mlp_forward_u8(kdcl_mlp *m, const kdcl_tensor *u8, size_t count, kdcl_norm norm);
+/* The examples of ds fit m (input shape, at most as many classes); rebinds an
+ * MLP to the data's image shape. Errors start with `what`. */
+kdcl_status kdcl_check_fit(kdcl_model *m, const kdcl_dataset *ds, const char *what);
 
 /* Fill the logits [count, K] for the batch just loaded into b (its current
  * slot) and point *logits at them. */

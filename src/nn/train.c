@@ -26,26 +26,62 @@ void kdcl_train_opts_default(kdcl_train_opts *o)
     o->momentum1 = 0.9f;
     o->momentum_epochs = 5;
     o->seed = 1;
-    o->norm = KDCL_NORM_DEFAULT;
     o->tag = "train";
+    o->schedule = KDCL_SCHED_EXP;
+    o->step_gamma = 0.1f;
+    o->optimizer = KDCL_OPT_SGD;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.999f;
+    o->adam_eps = 1e-8f;
 }
 
-static kdcl_status check_fit(const kdcl_mlp *m, const kdcl_dataset *ds, const char *what)
+kdcl_schedule kdcl_train_schedule(const kdcl_train_opts *o)
 {
-    if (ds->dim != m->arch.sizes[0])
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                              "%s: the model takes %zu inputs but the examples have %zu "
-                              "(%zux%zux%zu)",
-                              what, m->arch.sizes[0], ds->dim, ds->h, ds->w, ds->c);
-    if (ds->n_classes > m->arch.sizes[m->arch.n_layers])
+    kdcl_schedule s = {0};
+    s.lr = o->lr;
+    s.kind = o->schedule;
+    s.decay = o->lr_decay;
+    s.step_epochs = o->step_epochs;
+    s.gamma = o->step_gamma;
+    s.lr_min = o->lr_min;
+    s.warmup_epochs = o->warmup_epochs;
+    s.epochs = o->epochs;
+    s.momentum0 = o->momentum0;
+    s.momentum1 = o->momentum1;
+    s.momentum_epochs = o->momentum_epochs;
+    return s;
+}
+
+kdcl_optim_opts kdcl_train_optim_opts(const kdcl_train_opts *o)
+{
+    kdcl_optim_opts p;
+    kdcl_optim_opts_default(&p);
+    p.kind = o->optimizer;
+    p.nesterov = o->nesterov;
+    p.beta1 = o->beta1;
+    p.beta2 = o->beta2;
+    p.eps = o->adam_eps;
+    p.weight_decay = o->weight_decay;
+    p.max_norm = o->max_norm;
+    return p;
+}
+
+kdcl_status kdcl_check_fit(kdcl_model *m, const kdcl_dataset *ds, const char *what)
+{
+    if (kdcl_model_fit_input(m, ds->c, ds->h, ds->w)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", kdcl_last_error());
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %s", what, msg);
+    }
+    if (ds->n_classes > kdcl_model_classes(m))
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "%s: the model has %zu outputs but the data has %zu classes", what,
-                              m->arch.sizes[m->arch.n_layers], ds->n_classes);
+                              kdcl_model_classes(m), ds->n_classes);
     return KDCL_OK;
 }
 
 /* Default loss: cross-entropy with the hard labels. */
-static kdcl_status xent_loss(void *user, kdcl_mlp *m, const kdcl_batcher *b, size_t start,
+static kdcl_status xent_loss(void *user, kdcl_model *m, const kdcl_batcher *b, size_t start,
                              size_t count, uint64_t step, const kdcl_tensor *labels,
                              kdcl_tensor *loss, kdcl_tensor *errors)
 {
@@ -53,9 +89,8 @@ static kdcl_status xent_loss(void *user, kdcl_mlp *m, const kdcl_batcher *b, siz
     (void)b;
     (void)start;
     (void)step;
-    const size_t L = m->arch.n_layers;
-    return kdcl_op_softmax_xent(m->ctx, &m->act[L], labels, loss, &m->dact[L],
-                                1.0f / (float)count, errors);
+    return kdcl_op_softmax_xent(kdcl_model_ctx(m), kdcl_model_logits(m), labels, loss,
+                                kdcl_model_dlogits(m), 1.0f / (float)count, errors);
 }
 
 static void progress_bar(const char *tag, size_t epoch, size_t epochs, size_t done, size_t total,
@@ -88,10 +123,10 @@ static kdcl_status check_losses(kdcl_ctx *ctx, const kdcl_tensor *acc, size_t fr
     return KDCL_OK;
 }
 
-kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opts *o,
+kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_opts *o,
                        kdcl_loss_fn loss_fn, void *loss_user, kdcl_epoch_stats *last)
 {
-    kdcl_ctx *ctx = m->ctx;
+    kdcl_ctx *ctx = kdcl_model_ctx(m);
     kdcl_status s;
     if (o->batch == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "batch size must be >= 1");
     if (o->sample && o->epoch_n == 0)
@@ -101,17 +136,27 @@ kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opt
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "batch size %zu is larger than the %zu training examples", o->batch,
                               N);
-    if (o->batch > m->max_batch)
+    if (o->batch > kdcl_model_max_batch(m))
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "batch size %zu above the model's maximum %zu",
-                              o->batch, m->max_batch);
+                              o->batch, kdcl_model_max_batch(m));
     if (!(o->lr > 0) || !isfinite(o->lr))
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "learning rate must be positive");
-    if (o->drop_in < 0 || o->drop_in >= 1 || o->drop_hidden < 0 || o->drop_hidden >= 1)
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "dropout rates must be in [0, 1)");
+    if (!(o->lr_decay > 0) || !isfinite(o->lr_decay) || !(o->lr_min >= 0) ||
+        (o->schedule == KDCL_SCHED_STEP && (o->step_epochs == 0 || !(o->step_gamma > 0))))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "learning-rate schedule: decay %g, step %zu epochs x %g, minimum %g",
+                              (double)o->lr_decay, o->step_epochs, (double)o->step_gamma,
+                              (double)o->lr_min);
     if (o->jitter < 0 || (o->jitter > 0 && (ds->h < 2 || ds->w < 2)))
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "jitter needs image data and a shift >= 0");
-    if ((s = check_fit(m, ds, "train"))) return s;
-    if (o->val && (s = check_fit(m, o->val, "validation"))) return s;
+    if ((s = kdcl_check_fit(m, ds, "train"))) return s;
+    if (o->val && (s = kdcl_check_fit(m, o->val, "validation"))) return s;
+    kdcl_optim *opt = o->optim;
+    if (!opt) {
+        kdcl_optim_opts oo = kdcl_train_optim_opts(o);
+        if ((s = kdcl_optim_create(m, &oo, &opt))) return s;
+    }
+    const kdcl_schedule sched = kdcl_train_schedule(o);
     if (!loss_fn) loss_fn = xent_loss;
 
     const size_t steps = (N + o->batch - 1) / o->batch;
@@ -120,16 +165,12 @@ kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opt
     float *host = malloc(steps * sizeof *host);
     size_t *order = o->sample ? malloc(N * sizeof *order) : NULL;
     FILE *metrics = NULL;
+    memset(&b, 0, sizeof b);
     if (!host || (o->sample && !order)) {
-        free(host);
-        free(order);
-        return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        goto done;
     }
-    if ((s = kdcl_batcher_create(ctx, ds, o->batch, &b))) {
-        free(host);
-        free(order);
-        return s;
-    }
+    if ((s = kdcl_batcher_create(ctx, ds, o->batch, &b))) goto done;
     size_t n1[1] = {o->batch}, ns[1] = {steps}, one[1] = {1};
     if ((s = kdcl_tensor_alloc(ctx, &loss, KDCL_F32, 1, n1)) ||
         (s = kdcl_tensor_alloc(ctx, &loss_acc, KDCL_F32, 1, ns)) ||
@@ -139,16 +180,11 @@ kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opt
         s = kdcl_set_error(KDCL_ERR_IO, "cannot write metrics file %s", o->metrics_path);
         goto done;
     }
-    m->drop_in = o->drop_in;
-    m->drop_hidden = o->drop_hidden;
     int tty = o->progress && isatty(2);
-    float lr = o->lr;
     for (size_t epoch = 1; epoch <= o->epochs; epoch++) {
         double t0 = kdcl_now_seconds();
-        float mom = o->momentum1;
-        if (o->momentum_epochs > 0 && epoch - 1 < o->momentum_epochs)
-            mom = o->momentum0 + (o->momentum1 - o->momentum0) * (float)(epoch - 1) /
-                                     (float)o->momentum_epochs;
+        const float mom = (float)kdcl_schedule_momentum(&sched, epoch - 1);
+        float lr = (float)kdcl_schedule_lr(&sched, epoch - 1, 0, steps);
         int32_t zero = 0;
         if (o->sample) {
             if ((s = o->sample(o->sample_user, epoch, order, N)) ||
@@ -167,17 +203,17 @@ kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opt
             size_t start = step * o->batch, count = N - start < o->batch ? N - start : o->batch;
             uint64_t gstep = (uint64_t)(epoch - 1) * steps + step;
             size_t ls[1] = {count};
-            if ((s = kdcl_batcher_load(&b, start, count)) || (s = kdcl_mlp_set_batch(m, count)) ||
+            if (sched.kind != KDCL_SCHED_EXP || sched.warmup_epochs)
+                lr = (float)kdcl_schedule_lr(&sched, epoch - 1, step, steps);
+            if ((s = kdcl_batcher_load(&b, start, count)) ||
                 (s = kdcl_tensor_reshape(&loss, 1, ls)) ||
-                (s = kdcl_op_jitter(ctx, &b.batch_u8[b.cur], &m->act[0], count, ds->h, ds->w,
-                                    ds->c, o->jitter, o->seed, gstep, o->norm.scale,
-                                    o->norm.shift)) ||
-                (s = kdcl_mlp_forward(m, 1, o->seed, gstep)) ||
+                (s = kdcl_model_load_u8(m, &b.batch_u8[b.cur], count, o->jitter, o->flip, o->seed,
+                                        gstep)) ||
+                (s = kdcl_model_forward(m, 1, o->seed, gstep)) ||
                 (s = loss_fn(loss_user, m, &b, start, count, gstep, &b.batch_labels[b.cur], &loss,
                              &err_acc)) ||
                 (s = kdcl_op_reduce_add(ctx, &loss, count, &loss_acc, step)) ||
-                (s = kdcl_mlp_backward(m)) ||
-                (s = kdcl_mlp_sgd(m, lr, mom, o->weight_decay, o->max_norm)))
+                (s = kdcl_model_backward(m)) || (s = kdcl_optim_step(opt, lr, mom)))
                 goto done;
             if ((step + 1) % SYNC_STEPS == 0 || step + 1 == steps) {
                 if ((s = check_losses(ctx, &loss_acc, checked, step + 1, epoch, host, &loss_sum)))
@@ -200,7 +236,7 @@ kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opt
                                NAN, NAN, 0, lr, mom, secs, (double)N / secs};
         if (o->val) {
             kdcl_eval_result r;
-            if ((s = kdcl_evaluate(m, o->val, o->norm, 0, &r))) goto done;
+            if ((s = kdcl_evaluate(m, o->val, 0, &r))) goto done;
             st.val_loss = r.loss;
             st.val_error = (double)r.errors / (double)r.n;
             st.val_errors = r.errors;
@@ -230,7 +266,6 @@ kdcl_status kdcl_train(kdcl_mlp *m, const kdcl_dataset *ds, const kdcl_train_opt
             fflush(metrics);
         }
         if (last) *last = st;
-        lr *= o->lr_decay;
     }
 done:
     if (metrics) fclose(metrics);
@@ -240,6 +275,7 @@ done:
     kdcl_batcher_destroy(&b);
     free(host);
     free(order);
+    if (opt != o->optim) kdcl_optim_destroy(opt);
     return s;
 }
 
@@ -325,38 +361,22 @@ done:
     return s;
 }
 
-typedef struct {
-    kdcl_mlp *m;
-    kdcl_norm norm;
-} mlp_eval;
-
-kdcl_status kdcl_mlp_forward_u8(kdcl_mlp *m, const kdcl_tensor *u8, size_t count, kdcl_norm norm)
+static kdcl_status model_eval_logits(void *user, const kdcl_batcher *b, size_t count,
+                                     kdcl_tensor **logits)
 {
-    kdcl_status s;
-    if ((s = kdcl_mlp_set_batch(m, count)) ||
-        (s = kdcl_op_u8_to_float(m->ctx, u8, &m->act[0], count * m->arch.sizes[0], norm.scale,
-                                 norm.shift)))
-        return s;
-    return kdcl_mlp_forward(m, 0, 0, 0);
-}
-
-static kdcl_status mlp_eval_logits(void *user, const kdcl_batcher *b, size_t count,
-                                   kdcl_tensor **logits)
-{
-    mlp_eval *me = user;
-    kdcl_status s = kdcl_mlp_forward_u8(me->m, &b->batch_u8[b->cur], count, me->norm);
+    kdcl_model *m = user;
+    kdcl_status s = kdcl_model_forward_u8(m, &b->batch_u8[b->cur], count);
     if (s) return s;
-    *logits = &me->m->act[me->m->arch.n_layers];
+    *logits = kdcl_model_logits(m);
     return KDCL_OK;
 }
 
-kdcl_status kdcl_evaluate(kdcl_mlp *m, const kdcl_dataset *ds, kdcl_norm norm,
-                          int want_confusion, kdcl_eval_result *r)
+kdcl_status kdcl_evaluate(kdcl_model *m, const kdcl_dataset *ds, int want_confusion,
+                          kdcl_eval_result *r)
 {
     memset(r, 0, sizeof *r);
-    kdcl_status s = check_fit(m, ds, "evaluate");
+    kdcl_status s = kdcl_check_fit(m, ds, "evaluate");
     if (s) return s;
-    mlp_eval me = {m, norm};
-    return kdcl_eval_loop(m->ctx, ds, m->max_batch, m->arch.sizes[m->arch.n_layers],
-                          want_confusion, mlp_eval_logits, &me, r);
+    return kdcl_eval_loop(kdcl_model_ctx(m), ds, kdcl_model_max_batch(m), kdcl_model_classes(m),
+                          want_confusion, model_eval_logits, m, r);
 }
