@@ -11,6 +11,10 @@ median and, from the second column on, the ratio to the first column
 "ms" rows). --no-defaults hides the CLBlast-default GEMM rows. Without --md
 the table goes to stdout. The chart (one panel per unit, bars per column)
 needs matplotlib; without it the chart is skipped with a message.
+
+GEMM rows are keyed by the product (gemm.<m>x<n>x<k>.<trans>); files written
+before kdcl bench took its shapes from the models (gemm.fwd_in.b128, ...) are
+read with their ids mapped to those keys, so old and new runs line up.
 """
 import argparse
 import json
@@ -19,6 +23,28 @@ import os
 import sys
 
 SCHEMA = "kdcl-bench-1"
+
+
+def legacy_gemm_ids():
+    """The GEMM ids of the 784-1200-1200-10 step in older files -> the product keys."""
+    out = {}
+    for B in (128, 1024):
+        old = {"fwd_in": (B, 1200, 784, "NT"), "fwd_hid": (B, 1200, 1200, "NT"),
+               "fwd_out": (B, 10, 1200, "NT"), "dw_in": (1200, 784, B, "TN"),
+               "dw_hid": (1200, 1200, B, "TN"), "dw_out": (10, 1200, B, "TN"),
+               "dx_hid": (B, 1200, 1200, "NN"), "dx_out": (B, 1200, 10, "NN")}
+        for name, (m, n, k, tr) in old.items():
+            out[f"gemm.{name}.b{B}"] = f"gemm.{m}x{n}x{k}.{tr}"
+    return out
+
+
+LEGACY_IDS = legacy_gemm_ids()
+
+
+def result_id(rid):
+    """The current id of a result id (older GEMM ids mapped, ".default" kept)."""
+    base, suffix = (rid[:-8], ".default") if rid.endswith(".default") else (rid, "")
+    return LEGACY_IDS.get(base, base) + suffix
 
 
 def load(path):
@@ -52,7 +78,7 @@ def columns(files):
                 "host": d.get("host", {}),
                 "options": d.get("options", {}),
                 "dev": dev,
-                "results": {r["id"]: r for r in dev.get("results", []) if "id" in r},
+                "results": {result_id(r["id"]): r for r in dev.get("results", []) if "id" in r},
             })
     # disambiguate equal labels by file name
     seen = {}

@@ -1,6 +1,14 @@
-/* kdcl bench: GEMM rates at the MLP's shapes (tuned and CLBlast-default
- * parameters), per-op device time of one training step, training and
+/* kdcl bench: GEMM rates at the GEMM shapes of the benchmarked models'
+ * training steps (kdcl_model_gemm_shapes; tuned and CLBlast-default
+ * parameters), the per-layer device time of training steps, training and
  * inference throughput, memory and build statistics, as a table and JSON.
+ *
+ * Models (architecture specs, kdcl_model_spec_parse, 10 classes):
+ *   teacher   "784-1200-1200-10", dropout 0.2 (input) / 0.5 (hidden), max-norm 3.5
+ *   student   "784-800-800-10"
+ *   lenet5    the "lenet5" preset on 1x28x28 inputs
+ *   resnet20  the "resnet20" preset (CIFAR ResNet-20, projection shortcuts) on 3x32x32 inputs
+ * all on synthetic u8 data of their input shape.
  *
  * JSON (--json FILE), schema "kdcl-bench-1": one object
  *   {
@@ -24,26 +32,39 @@
  *            "better": "higher"|"lower",
  *            "median", "min", "max", "reps",
  *            gemm:  "m","n","k","trans" ("NT": A as stored, B transposed), "batch" (null for
- *                   the square ones), "variant": "tuned"|"clblast-defaults"
- *            train: "arch","batch","examples" (per timed epoch),"dropout","max_norm"
+ *                   the square ones), "variant": "tuned"|"clblast-defaults",
+ *                   "model", "what" (the first model / product of kdcl_model_gemm_shapes
+ *                   with this shape), "calls" (such products per training step of that model)
+ *            train: "arch","batch","examples" (per timed epoch),"dropout","max_norm",
+ *                   "input" ([C, H, W]), "macs" (multiply-adds of one example's forward)
  *            infer: "arch","batch","examples","members"
  *            combine: "classes","clusters","batch","iters")
- *           ids: gemm.<shape>.b<B>[.default], gemm.sq1024[.default], gemm.sq4096[.default],
- *                train.{teacher,student}.b{128,1024}, infer.{teacher,ensemble10,student}.b1024
+ *           ids: gemm.<m>x<n>x<k>.<NT|TN|NN|TT>[.default] (every distinct product of the
+ *                models' steps: the teacher at B = 128 (and 1024), LeNet-5 and ResNet-20 at
+ *                B = 128 without --quick), gemm.sq1024[.default], gemm.sq4096[.default],
+ *                train.{teacher,student}.b{128,1024}, train.{lenet5,resnet20}.b128,
+ *                infer.{teacher,ensemble10,student}.b1024
  *                (.b128 with --quick; "batch" is the batch really used: a slow device runs the
  *                ensemble on fewer images per repetition),
- *                step.teacher.b<B> (device ms of one training step, sum of the ops below),
+ *                step.<model>.b<B> (device ms of one training step, the sum of its sections:
+ *                teacher B = 128 (and 1024), lenet5 and resnet20 B = 128),
  *                combine.k{10,100}.b<B> (examples/s of the specialists' KL combination:
  *                K classes in K/10 clusters of 10 (K = 10: 4 clusters), every row with an
  *                active specialist, default steps)
  *         ],
  *         "kernel_profile": [ {"model", "arch", "batch", "steps", "gated",
- *             "ops": [{"name", "kind": "gemm"|"kernel"|"data", "median_ms", "min_ms",
- *                      "max_ms", "share"}],
+ *             "sections": [{"name", "kind": "data"|"forward"|"loss"|"backward"|"optimizer",
+ *                           "median_ms", "min_ms", "max_ms", "share"}]
+ *               (the model's per-layer sections "<i> <Type> fwd" / "<i> <Type> bwd" from
+ *               kdcl_model_set_profiler, between the batch gather / input conversion, the
+ *               loss and kdcl_optim_step),
  *             "queue_start_ms": the device's start-up after the gate (not in the step),
- *             "sum_ms", "gemm_ms", "kernel_ms", "data_ms",
- *             "library_ms": {"data", "forward", "loss", "backward", "sgd", "total"},
- *             "host_enqueue_ms": host time to enqueue the library step} ],
+ *             "sum_ms", "data_ms", "forward_ms", "loss_ms", "backward_ms", "optimizer_ms",
+ *             "layer_types_ms": {"Linear": ms, "Conv2d": ms, ...} (forward + backward),
+ *             "phases_ms": {"data", "forward", "loss", "backward", "optimizer", "total"}
+ *               (the same step profiled in these five sections only, without per-layer
+ *               markers),
+ *             "host_enqueue_ms": host time to enqueue that step} ],
  *         "distill": ids of the distillation results (student 784-800-800-10 on a
  *                    1200-1200 teacher's soft targets at T = 4, alpha 0.5, B = 128: per-batch
  *                    teacher forward, and cached targets including the teachers' pass)
@@ -55,11 +76,14 @@
  *       } ]
  *   }
  * Every statistic is the median / min / max over "reps" timed repetitions
- * after a warm-up; NaN is written as null. */
+ * after a warm-up; NaN is written as null. A workload that fails (e.g. a
+ * layer type this build cannot run) is reported in its table, on stderr and
+ * in "errors"; the others still run, and the exit status is then 1. */
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,9 +98,52 @@
 #include "kdcl/profile.h"
 #include "kdcl/specialists.h"
 
-#define TEACHER_ARCH "784-1200-1200-10"
-#define STUDENT_ARCH "784-800-800-10"
+#define N_CLASSES 10
 #define ENSEMBLE_MEMBERS 10
+
+/* ------------------------------------------------------------------ models */
+
+typedef struct {
+    const char *model; /* short name: ids and tables */
+    const char *arch;  /* architecture spec (kdcl_model_spec_parse) */
+    float drop_in, drop_hidden, max_norm;
+    size_t c, h, w;    /* input shape */
+} model_cfg;
+
+static const model_cfg TEACHER = {"teacher", "784-1200-1200-10", 0.2f, 0.5f, 3.5f, 1, 28, 28};
+static const model_cfg STUDENT = {"student", "784-800-800-10", 0.0f, 0.0f, 0.0f, 1, 28, 28};
+static const model_cfg LENET5 = {"lenet5", "lenet5", 0.0f, 0.0f, 0.0f, 1, 28, 28};
+static const model_cfg RESNET20 = {"resnet20", "resnet20", 0.0f, 0.0f, 0.0f, 3, 32, 32};
+
+static int cfg_is_mlp(const model_cfg *cfg) { return isdigit((unsigned char)cfg->arch[0]); }
+
+/* cfg's model for batches of up to max_batch rows (parameters zero); its
+ * dropout layers only with with_dropout (training). */
+static kdcl_status cfg_model(kdcl_ctx *ctx, const model_cfg *cfg, int with_dropout,
+                             size_t max_batch, kdcl_model **out)
+{
+    kdcl_model_spec spec;
+    memset(&spec, 0, sizeof spec);
+    *out = NULL;
+    kdcl_status s = kdcl_model_spec_parse(cfg->arch, N_CLASSES, &spec);
+    if (!s && with_dropout && (cfg->drop_in > 0 || cfg->drop_hidden > 0))
+        s = kdcl_model_spec_add_dropout(&spec, cfg->drop_in, cfg->drop_hidden);
+    if (!s) s = kdcl_model_create(ctx, &spec, cfg->c, cfg->h, cfg->w, max_batch, out);
+    kdcl_model_spec_free(&spec);
+    return s;
+}
+
+/* "dropout 0.2/0.5, max-norm 3.5", "no dropout" or "3x32x32 input". */
+static void cfg_regime(const model_cfg *cfg, char *buf, size_t size)
+{
+    if (cfg->drop_in > 0 || cfg->drop_hidden > 0)
+        snprintf(buf, size, "dropout %.1f/%.1f%s", cfg->drop_in, cfg->drop_hidden,
+                 cfg->max_norm > 0 ? ", max-norm 3.5" : "");
+    else if (cfg_is_mlp(cfg))
+        snprintf(buf, size, "no dropout");
+    else
+        snprintf(buf, size, "%zux%zux%zu input", cfg->c, cfg->h, cfg->w);
+}
 
 /* ------------------------------------------------------------------ options */
 
@@ -147,13 +214,22 @@ static cJSON *add_result(report *r, const char *id, const char *label, const cha
     return e;
 }
 
-/* A workload failed: say so, keep going with the others. */
-static void workload_failed(report *r, const char *what, kdcl_status s)
+/* The message of the last error (or the status name). */
+static const char *last_error(kdcl_status s)
 {
     const char *msg = kdcl_last_error();
+    return msg && *msg ? msg : kdcl_status_name(s);
+}
+
+/* A workload failed: say so (stderr, and "errors" when there is a report),
+ * keep going with the others. */
+static void workload_failed(report *r, const char *what, kdcl_status s)
+{
     char buf[1024];
-    snprintf(buf, sizeof buf, "%s: %s", what, msg && *msg ? msg : kdcl_status_name(s));
+    snprintf(buf, sizeof buf, "%s: %s", what, last_error(s));
+    fflush(stdout);
     fprintf(stderr, "kdcl bench: %s\n", buf);
+    if (!r) return;
     cJSON_AddItemToArray(r->errors, cJSON_CreateString(buf));
     r->failed = 1;
 }
@@ -171,57 +247,105 @@ static void fmt_stat(char *buf, size_t size, stat_t s, int decimals)
 
 /* ------------------------------------------------------------------ GEMM */
 
+static const char *tr(kdcl_trans a, kdcl_trans b)
+{
+    return a ? (b ? "TT" : "TN") : (b ? "NT" : "NN");
+}
+
 typedef struct {
-    char id[48];
-    char name[24];
-    char label[40];
-    size_t m, n, k, batch;
+    char id[64];
+    char model[16];
+    char what[80];   /* kdcl_gemm_shape.what, or "square 1024^3" */
+    size_t m, n, k, batch, calls;
     kdcl_trans ta, tb;
 } shape_t;
 
-#define MAX_SHAPES 24
+#define MAX_SHAPES 96
 
-static void add_shape(shape_t *s, size_t *n, const char *name, const char *label, size_t batch,
-                      size_t m, size_t nn, size_t k, kdcl_trans ta, kdcl_trans tb)
+/* Add a product (batch 0: a square reference shape) unless its id is there
+ * already (the same product in another layer or model: it counts once, the
+ * calls of the first model's layers add up). -1 when the table is full. */
+static int add_shape(shape_t *s, size_t *n, const char *model, const char *what, size_t batch,
+                     size_t calls, size_t m, size_t nn, size_t k, kdcl_trans ta, kdcl_trans tb)
 {
+    char id[64];
+    if (batch)
+        snprintf(id, sizeof id, "gemm.%zux%zux%zu.%s", m, nn, k, tr(ta, tb));
+    else
+        snprintf(id, sizeof id, "gemm.sq%zu", m);
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp(s[i].id, id)) {
+            if (!strcmp(s[i].model, model)) s[i].calls += calls;
+            return 0;
+        }
+    if (*n == MAX_SHAPES) return -1;
     shape_t *x = &s[(*n)++];
     memset(x, 0, sizeof *x);
-    snprintf(x->name, sizeof x->name, "%s", name);
-    snprintf(x->label, sizeof x->label, "%s", label);
-    if (batch)
-        snprintf(x->id, sizeof x->id, "gemm.%s.b%zu", name, batch);
-    else
-        snprintf(x->id, sizeof x->id, "gemm.%s", name);
+    snprintf(x->id, sizeof x->id, "%s", id);
+    snprintf(x->model, sizeof x->model, "%s", model);
+    snprintf(x->what, sizeof x->what, "%s", what);
     x->m = m;
     x->n = nn;
     x->k = k;
     x->batch = batch;
+    x->calls = calls;
     x->ta = ta;
     x->tb = tb;
+    return 0;
 }
 
-/* The products of one teacher (784-1200-1200-10) training step, as kdcl_mlp
- * runs them (row-major, weights stored [out, in]). */
-static size_t build_shapes(shape_t *s, int quick, int big)
+/* The products of one training step of cfg's model at batch B, as
+ * kdcl_model_gemm_shapes lists them. */
+static kdcl_status add_model_shapes(kdcl_ctx *ctx, const model_cfg *cfg, size_t B, shape_t *s,
+                                    size_t *n)
+{
+    kdcl_model *m = NULL;
+    kdcl_gemm_shape g[256];
+    /* as trained (the layer names match the step profile's); the shapes take
+     * B, so a model of one row is enough */
+    kdcl_status st = cfg_model(ctx, cfg, 1, 1, &m);
+    if (st) return st;
+    size_t ng = kdcl_model_gemm_shapes(m, B, g, sizeof g / sizeof g[0]);
+    kdcl_model_destroy(m);
+    if (ng > sizeof g / sizeof g[0])
+        return kdcl_set_error(KDCL_ERR_INTERNAL, "%s: %zu GEMM shapes, more than %zu", cfg->model,
+                              ng, sizeof g / sizeof g[0]);
+    for (size_t i = 0; i < ng; i++)
+        if (add_shape(s, n, cfg->model, g[i].what, B, g[i].count, g[i].m, g[i].n, g[i].k,
+                      g[i].ta ? KDCL_TRANS : KDCL_NO_TRANS, g[i].tb ? KDCL_TRANS : KDCL_NO_TRANS))
+            return kdcl_set_error(KDCL_ERR_INTERNAL, "more than %d distinct GEMM shapes",
+                                  MAX_SHAPES);
+    return KDCL_OK;
+}
+
+/* The GEMMs timed: the teacher's step at B = 128 (and 1024), without --quick
+ * also LeNet-5's and ResNet-20's at B = 128 and 1024^3, 4096^3 when big. A
+ * model whose shapes cannot be listed is reported (rep, or stderr when NULL)
+ * and left out. */
+static size_t build_shapes(kdcl_ctx *ctx, int quick, int big, shape_t *s, report *rep)
 {
     size_t n = 0;
     static const size_t batches[2] = {128, 1024};
     for (size_t i = 0; i < (quick ? 1u : 2u); i++) {
-        size_t B = batches[i];
-        const kdcl_trans N = KDCL_NO_TRANS, T = KDCL_TRANS;
-        add_shape(s, &n, "fwd_in", "fwd X*W1^T", B, B, 1200, 784, N, T);
-        add_shape(s, &n, "fwd_hid", "fwd H1*W2^T", B, B, 1200, 1200, N, T);
-        add_shape(s, &n, "fwd_out", "fwd H2*W3^T", B, B, 10, 1200, N, T);
-        add_shape(s, &n, "dw_in", "dW1 = dY1^T*X", B, 1200, 784, B, T, N);
-        add_shape(s, &n, "dw_hid", "dW2 = dY2^T*H1", B, 1200, 1200, B, T, N);
-        add_shape(s, &n, "dw_out", "dW3 = dY3^T*H2", B, 10, 1200, B, T, N);
-        add_shape(s, &n, "dx_hid", "dH1 = dY2*W2", B, B, 1200, 1200, N, N);
-        add_shape(s, &n, "dx_out", "dH2 = dY3*W3", B, B, 1200, 10, N, N);
+        kdcl_status st = add_model_shapes(ctx, &TEACHER, batches[i], s, &n);
+        if (st) workload_failed(rep, "GEMM shapes of the teacher", st);
     }
-    if (!quick) add_shape(s, &n, "sq1024", "square 1024^3", 0, 1024, 1024, 1024, KDCL_NO_TRANS,
-                          KDCL_NO_TRANS);
-    if (big) add_shape(s, &n, "sq4096", "square 4096^3", 0, 4096, 4096, 4096, KDCL_NO_TRANS,
-                       KDCL_NO_TRANS);
+    if (!quick) {
+        const model_cfg *cnn[2] = {&LENET5, &RESNET20};
+        for (size_t i = 0; i < 2; i++) {
+            kdcl_status st = add_model_shapes(ctx, cnn[i], 128, s, &n);
+            if (st) {
+                char what[64];
+                snprintf(what, sizeof what, "GEMM shapes of %s", cnn[i]->model);
+                workload_failed(rep, what, st);
+            }
+        }
+        add_shape(s, &n, "", "square 1024^3", 0, 1, 1024, 1024, 1024, KDCL_NO_TRANS,
+                  KDCL_NO_TRANS);
+    }
+    if (big)
+        add_shape(s, &n, "", "square 4096^3", 0, 1, 4096, 4096, 4096, KDCL_NO_TRANS,
+                  KDCL_NO_TRANS);
     return n;
 }
 
@@ -312,15 +436,17 @@ static int run_default_child(const bench_opts *o, const kdcl_device_info *d, con
 
 /* ------------------------------------------------------------------ data */
 
-static kdcl_status synthetic(size_t n, kdcl_dataset *ds)
+/* n random u8 images of c x h x w (HWC) with random labels in 0..9. */
+static kdcl_status synthetic(size_t n, size_t c, size_t h, size_t w, uint64_t seed,
+                             kdcl_dataset *ds)
 {
     memset(ds, 0, sizeof *ds);
     ds->n = n;
-    ds->h = 28;
-    ds->w = 28;
-    ds->c = 1;
-    ds->dim = 784;
-    ds->n_classes = 10;
+    ds->h = h;
+    ds->w = w;
+    ds->c = c;
+    ds->dim = c * h * w;
+    ds->n_classes = N_CLASSES;
     ds->images = malloc(n * ds->dim);
     ds->labels = malloc(n * sizeof *ds->labels);
     if (!ds->images || !ds->labels) {
@@ -328,13 +454,38 @@ static kdcl_status synthetic(size_t n, kdcl_dataset *ds)
         return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
     }
     kdcl_rng r;
-    kdcl_rng_seed(&r, 20240601);
+    kdcl_rng_seed(&r, seed);
     for (size_t i = 0; i < n * ds->dim; i += 8) {
         uint64_t v = kdcl_rng_next(&r);
         for (size_t j = 0; j < 8 && i + j < n * ds->dim; j++) ds->images[i + j] = (uint8_t)(v >> (8 * j));
     }
-    for (size_t i = 0; i < n; i++) ds->labels[i] = (int32_t)kdcl_rng_below(&r, 10);
+    for (size_t i = 0; i < n; i++) ds->labels[i] = (int32_t)kdcl_rng_below(&r, N_CLASSES);
     return KDCL_OK;
+}
+
+/* The synthetic sets: 1x28x28 (MLPs, LeNet-5) and 3x32x32 (ResNet-20). */
+typedef struct {
+    kdcl_dataset grey, rgb;
+} bench_data;
+
+static kdcl_status bench_data_create(const bench_opts *o, bench_data *d)
+{
+    memset(d, 0, sizeof *d);
+    kdcl_status s = synthetic(o->quick ? 2048 : 16384, 1, 28, 28, 20240601, &d->grey);
+    if (!s) s = synthetic(o->quick ? 1024 : 8192, 3, 32, 32, 20240602, &d->rgb);
+    return s;
+}
+
+static void bench_data_free(bench_data *d)
+{
+    kdcl_dataset_free(&d->grey);
+    kdcl_dataset_free(&d->rgb);
+}
+
+/* The set whose images have cfg's input shape. */
+static const kdcl_dataset *data_for(const bench_data *d, const model_cfg *cfg)
+{
+    return cfg->c == 3 ? &d->rgb : &d->grey;
 }
 
 /* The first n examples (shares the memory; never freed). */
@@ -355,330 +506,333 @@ static size_t round_to(double x, size_t unit, size_t lo, size_t hi)
 
 /* ------------------------------------------------------------------ step profile */
 
-typedef struct {
-    const char *model;
-    kdcl_arch arch;
-    float drop_in, drop_hidden, max_norm;
-} model_cfg;
+typedef enum { SEC_DATA, SEC_FORWARD, SEC_LOSS, SEC_BACKWARD, SEC_OPTIM, SEC_KINDS } sec_kind;
+static const char *const sec_names[SEC_KINDS] = {"data", "forward", "loss", "backward",
+                                                 "optimizer"};
 
-typedef enum { OP_DATA, OP_GEMM, OP_KERNEL } op_kind;
-
-typedef struct {
-    kdcl_profiler *p;
-    op_kind kinds[128];
-    size_t n;
-} marker;
-
-static kdcl_status mark(marker *mk, op_kind kind, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-static kdcl_status mark(marker *mk, op_kind kind, const char *fmt, ...)
+/* The kind of a section: the model's per-layer sections end in " fwd" / " bwd". */
+static sec_kind section_kind(const char *name)
 {
-    if (!mk || !mk->p) return KDCL_OK;
-    char name[KDCL_PROF_NAME];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    if (mk->n < sizeof mk->kinds / sizeof mk->kinds[0]) mk->kinds[mk->n] = kind;
-    mk->n++;
-    return kdcl_profiler_mark(mk->p, name);
+    size_t n = strlen(name);
+    if (n > 4 && !strcmp(name + n - 4, " fwd")) return SEC_FORWARD;
+    if (n > 4 && !strcmp(name + n - 4, " bwd")) return SEC_BACKWARD;
+    if (!strcmp(name, "loss")) return SEC_LOSS;
+    if (!strcmp(name, "optimizer")) return SEC_OPTIM;
+    return SEC_DATA;
+}
+
+/* The layer type of a per-layer section "<i> <Type> fwd" ("" for the others). */
+static void section_type(const char *name, char *type, size_t size)
+{
+    type[0] = '\0';
+    sec_kind k = section_kind(name);
+    if (k != SEC_FORWARD && k != SEC_BACKWARD) return;
+    const char *sp = strchr(name, ' ');
+    if (!sp || strlen(sp + 1) <= 4) return;
+    size_t len = strlen(sp + 1) - 4;
+    snprintf(type, size, "%.*s", (int)len, sp + 1);
 }
 
 typedef struct {
-    kdcl_mlp *m;
+    kdcl_model *m;
+    kdcl_optim *opt;
     kdcl_batcher *b;
-    const kdcl_dataset *ds;
     kdcl_tensor *loss, *loss_acc, *err;
-    float lr, momentum, max_norm;
+    float lr, momentum;
     uint64_t seed;
 } step_env;
 
-static const char *tr(kdcl_trans a, kdcl_trans b)
+/* One training step as kdcl_train enqueues it (batch gather, input
+ * conversion, forward, cross-entropy, backward, kdcl_optim_step). p NULL: no
+ * sections; per_layer: the batch gather, the input conversion, then the
+ * model's own per-layer sections (kdcl_model_set_profiler), "loss", the
+ * per-layer backward sections and "optimizer"; else five sections "data",
+ * "forward", "loss", "backward", "optimizer". */
+static kdcl_status train_step(const step_env *e, size_t start, size_t count, uint64_t gstep,
+                              kdcl_profiler *p, int per_layer)
 {
-    return a ? (b ? "TT" : "TN") : (b ? "NT" : "NN");
-}
-
-/* One training step exactly as kdcl_train + kdcl_mlp_{forward,backward,sgd}
- * enqueue it, op by op, with a marker after each (mk NULL: no markers). */
-static kdcl_status replica_step(const step_env *e, size_t start, size_t count, uint64_t gstep,
-                                marker *mk)
-{
-    kdcl_mlp *m = e->m;
-    kdcl_ctx *ctx = m->ctx;
-    const size_t L = m->arch.n_layers;
-    const kdcl_dataset *ds = e->ds;
+    kdcl_model *m = e->m;
+    kdcl_ctx *ctx = kdcl_model_ctx(m);
     size_t ls[1] = {count};
+    const int coarse = p && !per_layer, fine = p && per_layer;
     kdcl_status s;
-    if ((s = kdcl_batcher_load(e->b, start, count)) || (s = mark(mk, OP_DATA, "gather batch")) ||
-        (s = kdcl_mlp_set_batch(m, count)) || (s = kdcl_tensor_reshape(e->loss, 1, ls)) ||
-        (s = kdcl_op_jitter(ctx, &e->b->batch_u8[e->b->cur], &m->act[0], count, ds->h, ds->w,
-                            ds->c, 0, e->seed, gstep, 1.0f / 255.0f, 0.0f)) ||
-        (s = mark(mk, OP_KERNEL, "u8->f32 (jitter 0)")))
-        return s;
-    const size_t B = m->batch;
-    if (m->drop_in > 0.0f &&
-        ((s = kdcl_op_bias_act_dropout(ctx, &m->act[0], NULL, 0, m->drop_in, e->seed, gstep, 0,
-                                       &m->mask[0])) ||
-         (s = mark(mk, OP_KERNEL, "dropout input"))))
-        return s;
-    for (size_t l = 0; l < L; l++) {
-        size_t in = m->arch.sizes[l], out = m->arch.sizes[l + 1];
-        if ((s = kdcl_gemm(ctx, KDCL_NO_TRANS, KDCL_TRANS, B, out, in, 1.0f, m->act[l].buf, 0, in,
-                           m->W[l].buf, 0, in, 0.0f, m->act[l + 1].buf, 0, out, NULL)) ||
-            (s = mark(mk, OP_GEMM, "L%zu fwd gemm %zux%zux%zu %s", l + 1, B, out, in,
-                      tr(KDCL_NO_TRANS, KDCL_TRANS))))
-            return s;
-        int hidden = l + 1 < L;
-        float p = hidden ? m->drop_hidden : 0.0f;
-        if ((s = kdcl_op_bias_act_dropout(ctx, &m->act[l + 1], &m->b[l], hidden, p, e->seed,
-                                          gstep, (uint32_t)(l + 1), p > 0 ? &m->mask[l + 1] : NULL)) ||
-            (s = mark(mk, OP_KERNEL, "L%zu %s", l + 1,
-                      hidden ? (p > 0 ? "bias+relu+dropout" : "bias+relu") : "bias")))
-            return s;
-    }
-    m->last_train = 1;
-    if ((s = kdcl_op_softmax_xent(ctx, &m->act[L], &e->b->batch_labels[e->b->cur], e->loss,
-                                  &m->dact[L], 1.0f / (float)count, e->err)) ||
-        (s = mark(mk, OP_KERNEL, "softmax+xent (loss, dlogits)")) ||
-        (s = kdcl_op_reduce_add(ctx, e->loss, count, e->loss_acc, 0)) ||
-        (s = mark(mk, OP_KERNEL, "reduce_add (loss sum)")))
-        return s;
-    for (size_t l = L; l-- > 0;) {
-        size_t in = m->arch.sizes[l], out = m->arch.sizes[l + 1];
-        if ((s = kdcl_gemm(ctx, KDCL_TRANS, KDCL_NO_TRANS, out, in, B, 1.0f, m->dact[l + 1].buf, 0,
-                           out, m->act[l].buf, 0, in, 0.0f, m->dW[l].buf, 0, in, NULL)) ||
-            (s = mark(mk, OP_GEMM, "L%zu dW gemm %zux%zux%zu %s", l + 1, out, in, B,
-                      tr(KDCL_TRANS, KDCL_NO_TRANS))) ||
-            (s = kdcl_op_bias_grad(ctx, &m->dact[l + 1], &m->db[l], 1.0f, 0.0f)) ||
-            (s = mark(mk, OP_KERNEL, "L%zu bias grad", l + 1)))
-            return s;
-        if (l == 0) break;
-        if ((s = kdcl_gemm(ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, B, in, out, 1.0f, m->dact[l + 1].buf,
-                           0, out, m->W[l].buf, 0, in, 0.0f, m->dact[l].buf, 0, in, NULL)) ||
-            (s = mark(mk, OP_GEMM, "L%zu dX gemm %zux%zux%zu %s", l + 1, B, in, out,
-                      tr(KDCL_NO_TRANS, KDCL_NO_TRANS))))
-            return s;
-        float p = m->drop_hidden;
-        if ((s = kdcl_op_act_dropout_backward(ctx, &m->dact[l], &m->act[l], 1, p,
-                                              p > 0 ? &m->mask[l] : NULL)) ||
-            (s = mark(mk, OP_KERNEL, "L%zu relu/dropout backward", l)))
-            return s;
-    }
-    /* as kdcl_mlp_sgd: with max-norm, the update of each weight matrix fused
-     * with its max-norm plus the bias update; without, one launch for all */
-    if (!(e->max_norm > 0.0f)) {
-        if ((s = kdcl_op_sgd(ctx, &m->params, &m->grads, &m->vel, 0, m->params.numel, e->lr,
-                             e->momentum, 0.0f)) ||
-            (s = mark(mk, OP_KERNEL, "sgd+momentum (all params)")))
-            return s;
-        return KDCL_OK;
-    }
-    for (size_t l = 0; l < L; l++) {
-        const size_t in = m->arch.sizes[l], out = m->arch.sizes[l + 1];
-        if ((s = kdcl_op_sgd_max_norm(ctx, &m->params, &m->grads, &m->vel, m->w_off[l], out, in,
-                                      e->lr, e->momentum, 0.0f, e->max_norm)) ||
-            (s = mark(mk, OP_KERNEL, "L%zu W sgd+momentum+max-norm", l + 1)) ||
-            (s = kdcl_op_sgd(ctx, &m->params, &m->grads, &m->vel, m->b_off[l], out, e->lr,
-                             e->momentum, 0.0f)) ||
-            (s = mark(mk, OP_KERNEL, "L%zu b sgd+momentum", l + 1)))
-            return s;
-    }
-    return KDCL_OK;
-}
-
-/* The same step through the library's own calls, in five sections. */
-static kdcl_status library_step(const step_env *e, size_t start, size_t count, uint64_t gstep,
-                                kdcl_profiler *p)
-{
-    kdcl_mlp *m = e->m;
-    kdcl_ctx *ctx = m->ctx;
-    const kdcl_dataset *ds = e->ds;
-    size_t ls[1] = {count};
-    const size_t L = m->arch.n_layers;
-    kdcl_status s;
-    if ((s = kdcl_batcher_load(e->b, start, count)) || (s = kdcl_mlp_set_batch(m, count)) ||
+    kdcl_model_set_profiler(m, fine ? p : NULL);
+    if ((s = kdcl_batcher_load(e->b, start, count)) ||
+        (fine && (s = kdcl_profiler_mark(p, "gather batch"))) ||
         (s = kdcl_tensor_reshape(e->loss, 1, ls)) ||
-        (s = kdcl_op_jitter(ctx, &e->b->batch_u8[e->b->cur], &m->act[0], count, ds->h, ds->w,
-                            ds->c, 0, e->seed, gstep, 1.0f / 255.0f, 0.0f)) ||
-        (s = kdcl_profiler_mark(p, "data")) || (s = kdcl_mlp_forward(m, 1, e->seed, gstep)) ||
-        (s = kdcl_profiler_mark(p, "forward")) ||
-        (s = kdcl_op_softmax_xent(ctx, &m->act[L], &e->b->batch_labels[e->b->cur], e->loss,
-                                  &m->dact[L], 1.0f / (float)count, e->err)) ||
+        (s = kdcl_model_load_u8(m, &e->b->batch_u8[e->b->cur], count, 0, 0, e->seed, gstep)) ||
+        (p && (s = kdcl_profiler_mark(p, fine ? "input u8->f32" : "data"))) ||
+        (s = kdcl_model_forward(m, 1, e->seed, gstep)) ||
+        (coarse && (s = kdcl_profiler_mark(p, "forward"))) ||
+        (s = kdcl_op_softmax_xent(ctx, kdcl_model_logits(m), &e->b->batch_labels[e->b->cur],
+                                  e->loss, kdcl_model_dlogits(m), 1.0f / (float)count, e->err)) ||
         (s = kdcl_op_reduce_add(ctx, e->loss, count, e->loss_acc, 0)) ||
-        (s = kdcl_profiler_mark(p, "loss")) || (s = kdcl_mlp_backward(m)) ||
-        (s = kdcl_profiler_mark(p, "backward")) ||
-        (s = kdcl_mlp_sgd(m, e->lr, e->momentum, 0.0f, e->max_norm)) ||
-        (s = kdcl_profiler_mark(p, "sgd")))
-        return s;
-    return KDCL_OK;
+        (p && (s = kdcl_profiler_mark(p, "loss"))) || (s = kdcl_model_backward(m)) ||
+        (coarse && (s = kdcl_profiler_mark(p, "backward"))) ||
+        (s = kdcl_optim_step(e->opt, e->lr, e->momentum)) ||
+        (p && (s = kdcl_profiler_mark(p, "optimizer"))))
+        (void)0;
+    kdcl_model_set_profiler(m, NULL);
+    return s;
 }
 
-#define MAX_OPS 64
+/* A gated profile holds the queue until kdcl_profiler_end: an op that waited
+ * on the queue while the step is enqueued would wait for ever. Enqueueing a
+ * step takes milliseconds, so a watchdog ends the process with a message
+ * instead of hanging (KDCL_BENCH_NO_GATE=1 profiles without the gate). */
+#define WATCHDOG_SECONDS 120
+
+static void watchdog_fire(int sig)
+{
+    (void)sig;
+    static const char msg[] =
+        "\nkdcl bench: enqueueing one training step behind the profiler's gate has taken over "
+        "120 s: an op of the step waits on the queue (run with KDCL_BENCH_NO_GATE=1 to "
+        "profile without the gate)\n";
+    if (write(2, msg, sizeof msg - 1) < 0) _exit(CLI_EXIT_FAIL);
+    _exit(CLI_EXIT_FAIL);
+}
+
+static void watchdog(int on)
+{
+    static struct sigaction old;
+    if (on) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = watchdog_fire;
+        sigaction(SIGALRM, &sa, &old);
+        alarm(WATCHDOG_SECONDS);
+    } else {
+        alarm(0);
+        sigaction(SIGALRM, &old, NULL);
+    }
+}
+
+/* One profiled step: begin (gated or not), the step, end; secs gets the
+ * sections' device seconds (at most cap), *n_sec their number; host_ms the
+ * host time to enqueue the step, startup_ms the gate's start-up. */
+static kdcl_status profiled_step(const step_env *e, size_t start, size_t count, uint64_t gstep,
+                                 int gate, int per_layer, double *secs, size_t cap,
+                                 size_t *n_sec, char (*names)[KDCL_PROF_NAME], double *host_ms,
+                                 double *startup_ms)
+{
+    kdcl_profiler p;
+    kdcl_status s = kdcl_profiler_begin(&p, kdcl_model_ctx(e->m), gate);
+    if (s) return s;
+    if (gate) watchdog(1);
+    double t0 = kdcl_wall_seconds();
+    s = train_step(e, start, count, gstep, &p, per_layer);
+    double t1 = kdcl_wall_seconds(); /* the gate holds the device back until end() */
+    if (gate) watchdog(0);
+    size_t ns = kdcl_profiler_sections(&p);
+    if (!s && ns > cap)
+        s = kdcl_set_error(KDCL_ERR_INTERNAL, "%zu sections to profile, room for %zu", ns, cap);
+    if (!s) s = kdcl_profiler_end(&p, secs);
+    if (!s) {
+        *n_sec = ns;
+        if (names)
+            for (size_t j = 0; j < ns; j++)
+                snprintf(names[j], KDCL_PROF_NAME, "%s", kdcl_profiler_name(&p, j));
+        if (host_ms) *host_ms = (t1 - t0) * 1e3;
+        if (startup_ms) *startup_ms = p.startup_s * 1e3;
+    }
+    kdcl_profiler_free(&p);
+    return s;
+}
+
+#define MAX_TYPES 16
 
 static kdcl_status profile_step(kdcl_ctx *ctx, const bench_opts *o, const kdcl_dataset *full,
                                 const model_cfg *cfg, size_t B, report *rep, cJSON *profiles)
 {
-    kdcl_mlp *m = NULL;
+    kdcl_model *m = NULL;
+    kdcl_optim *opt = NULL;
     kdcl_batcher b;
     int have_b = 0;
     kdcl_tensor loss = {0}, loss_acc = {0}, err = {0};
     kdcl_status s;
     size_t steps = o->quick ? 1 : (o->reps < 3 ? 3 : o->reps);
-    double *op_t = calloc(MAX_OPS * steps, sizeof *op_t), lib_t[5 * 16] = {0}, host_t[16] = {0},
+    double *sec_t = NULL, *one = NULL, phase_t[SEC_KINDS * 16] = {0}, host_t[16] = {0},
            start_t[16] = {0};
-    op_kind kinds[MAX_OPS] = {0};
-    char names[MAX_OPS][KDCL_PROF_NAME];
-    size_t n_ops = 0, done = 0, lib_done = 0;
-    if (!op_t) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+    char (*names)[KDCL_PROF_NAME] = NULL;
+    size_t n_sec = 0, done = 0, coarse_done = 0, cap = 0;
     kdcl_dataset ds = ds_view(full, 4 * B);
-    size_t n1[1] = {B}, one[1] = {1};
+    size_t n1[1] = {B}, n_one[1] = {1};
     int32_t zero = 0;
-    if ((s = kdcl_mlp_create(ctx, &cfg->arch, B, &m)) || (s = kdcl_mlp_init(m, 1)) ||
-        (s = kdcl_batcher_create(ctx, &ds, B, &b)))
+    kdcl_optim_opts oo;
+    kdcl_optim_opts_default(&oo);
+    oo.max_norm = cfg->max_norm;
+    if (ds.n < B) {
+        s = kdcl_set_error(KDCL_ERR_INVALID_ARG, "%zu examples for a batch of %zu", ds.n, B);
+        goto done;
+    }
+    if ((s = cfg_model(ctx, cfg, 1, B, &m)) || (s = kdcl_model_init(m, 1)) ||
+        (s = kdcl_optim_create(m, &oo, &opt)) || (s = kdcl_batcher_create(ctx, &ds, B, &b)))
         goto done;
     have_b = 1;
-    m->drop_in = cfg->drop_in;
-    m->drop_hidden = cfg->drop_hidden;
-    if ((s = kdcl_tensor_alloc(ctx, &loss, KDCL_F32, 1, n1)) ||
-        (s = kdcl_tensor_alloc(ctx, &loss_acc, KDCL_F32, 1, one)) ||
-        (s = kdcl_tensor_alloc(ctx, &err, KDCL_I32, 1, one)) ||
-        (s = kdcl_tensor_fill(ctx, &loss_acc, 0.0f)) ||
-        (s = kdcl_tensor_upload(ctx, &err, 0, 1, &zero)) ||
-        (s = kdcl_batcher_epoch(&b, 1, 7, 1)))
+    cap = 2 * kdcl_model_n_layers(m) + 8;
+    sec_t = calloc(cap * steps, sizeof *sec_t);
+    one = calloc(cap, sizeof *one);
+    names = calloc(cap, sizeof *names);
+    if (!sec_t || !one || !names) {
+        s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
         goto done;
-    step_env e = {m, &b, &ds, &loss, &loss_acc, &err, 0.01f, 0.9f, cfg->max_norm, 7};
+    }
+    if ((s = kdcl_tensor_alloc(ctx, &loss, KDCL_F32, 1, n1)) ||
+        (s = kdcl_tensor_alloc(ctx, &loss_acc, KDCL_F32, 1, n_one)) ||
+        (s = kdcl_tensor_alloc(ctx, &err, KDCL_I32, 1, n_one)) ||
+        (s = kdcl_tensor_fill(ctx, &loss_acc, 0.0f)) ||
+        (s = kdcl_tensor_upload(ctx, &err, 0, 1, &zero)) || (s = kdcl_batcher_epoch(&b, 1, 7, 1)))
+        goto done;
+    step_env e = {m, opt, &b, &loss, &loss_acc, &err, 0.01f, 0.9f, 7};
     size_t nb = ds.n / B;
-    /* warm-up: one step each way (builds/loads every kernel) */
-    if ((s = replica_step(&e, 0, B, 0, NULL)) || (s = kdcl_ctx_finish(ctx))) goto done;
-    int gate = b.resident; /* a streaming batcher waits on uploads: no gate then */
+    /* warm-up: one step without markers (builds / loads every kernel) */
+    if ((s = train_step(&e, 0, B, 0, NULL, 0)) || (s = kdcl_ctx_finish(ctx))) goto done;
+    /* a streaming batcher waits on uploads: no gate then */
+    const char *ng = getenv("KDCL_BENCH_NO_GATE");
+    int gate = b.resident && !(ng && *ng && strcmp(ng, "0"));
     double used = 0;
     for (size_t i = 0; i < steps; i++) {
-        kdcl_profiler p;
-        marker mk = {&p, {0}, 0};
-        if ((s = kdcl_profiler_begin(&p, ctx, gate))) goto done;
-        s = replica_step(&e, (i % nb) * B, B, i + 1, &mk);
-        size_t ns = kdcl_profiler_sections(&p);
-        double sec[MAX_OPS * 2];
-        if (!s && ns > MAX_OPS) s = kdcl_set_error(KDCL_ERR_INTERNAL, "too many ops to profile");
-        if (!s) s = kdcl_profiler_end(&p, sec);
-        if (!s) {
-            n_ops = ns;
-            for (size_t j = 0; j < ns; j++) {
-                op_t[j * steps + i] = sec[j] * 1e3;
-                used += sec[j];
-                if (i == 0) {
-                    snprintf(names[j], KDCL_PROF_NAME, "%s", kdcl_profiler_name(&p, j));
-                    kinds[j] = j < sizeof mk.kinds / sizeof mk.kinds[0] ? mk.kinds[j] : OP_KERNEL;
-                }
-            }
-            done++;
+        size_t ns = 0;
+        if ((s = profiled_step(&e, (i % nb) * B, B, i + 1, gate, 1, one, cap, &ns,
+                               i == 0 ? names : NULL, NULL, NULL)))
+            goto done;
+        if (i > 0 && ns != n_sec) {
+            s = kdcl_set_error(KDCL_ERR_INTERNAL, "step %zu had %zu sections, the first %zu", i + 1,
+                               ns, n_sec);
+            goto done;
         }
-        kdcl_profiler_free(&p);
-        if (s) goto done;
+        n_sec = ns;
+        for (size_t j = 0; j < ns; j++) {
+            sec_t[j * steps + i] = one[j] * 1e3;
+            used += one[j];
+        }
+        done++;
         if (done >= min_reps(o) && used >= work_cap(o)) break;
     }
+    /* the same step in five sections only: the phases without per-layer
+     * markers and the host's time to enqueue the step */
     for (size_t i = 0; i < done && i < 16; i++) {
-        kdcl_profiler p;
-        double sec[5];
-        if ((s = kdcl_profiler_begin(&p, ctx, gate))) goto done;
-        double t0 = kdcl_wall_seconds();
-        s = library_step(&e, (i % nb) * B, B, 100 + i, &p);
-        host_t[i] = (kdcl_wall_seconds() - t0) * 1e3; /* the gate holds the device back */
-        if (!s) s = kdcl_profiler_end(&p, sec);
-        start_t[i] = p.startup_s * 1e3;
-        kdcl_profiler_free(&p);
-        if (s) goto done;
-        for (size_t j = 0; j < 5; j++) lib_t[j * 16 + i] = sec[j] * 1e3;
-        lib_done++;
+        size_t ns = 0;
+        double five[SEC_KINDS];
+        if ((s = profiled_step(&e, (i % nb) * B, B, 100 + i, gate, 0, five, SEC_KINDS, &ns, NULL,
+                               &host_t[i], &start_t[i])))
+            goto done;
+        for (size_t j = 0; j < SEC_KINDS; j++) phase_t[j * 16 + i] = five[j] * 1e3;
+        coarse_done++;
     }
     /* report */
-    char arch[128];
-    kdcl_arch_format(&cfg->arch, arch, sizeof arch);
-    cJSON *pj = cJSON_CreateObject(), *ops = cJSON_CreateArray();
+    cJSON *pj = cJSON_CreateObject(), *secs = cJSON_CreateArray();
     cJSON_AddStringToObject(pj, "model", cfg->model);
-    cJSON_AddStringToObject(pj, "arch", arch);
+    cJSON_AddStringToObject(pj, "arch", cfg->arch);
     cJSON_AddNumberToObject(pj, "batch", (double)B);
     cJSON_AddNumberToObject(pj, "steps", (double)done);
     cJSON_AddBoolToObject(pj, "gated", gate);
-    double sum = 0, by_kind[3] = {0};
-    stat_t st[MAX_OPS];
-    for (size_t j = 0; j < n_ops; j++) {
-        st[j] = stats_of(op_t + j * steps, done);
-        sum += st[j].median;
-        by_kind[kinds[j]] += st[j].median;
+    double sum = 0, by_kind[SEC_KINDS] = {0}, type_ms[MAX_TYPES] = {0};
+    char types[MAX_TYPES][KDCL_PROF_NAME];
+    size_t n_types = 0;
+    stat_t *st = calloc(n_sec ? n_sec : 1, sizeof *st);
+    if (!st) {
+        cJSON_Delete(pj);
+        cJSON_Delete(secs);
+        s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        goto done;
     }
-    printf("\nPer-op device time of one %s training step (%s, B=%zu, dropout %.1f/%.1f%s), "
-           "median of %zu steps%s\n",
-           cfg->model, arch, B, cfg->drop_in, cfg->drop_hidden,
-           cfg->max_norm > 0 ? ", max-norm" : "", done, gate ? "" : " (queue not gated)");
-    printf("  %-40s %10s %7s\n", "op", "ms", "share");
-    static const char *kind_names[3] = {"data", "gemm", "kernel"};
-    for (size_t j = 0; j < n_ops; j++) {
+    for (size_t j = 0; j < n_sec; j++) {
+        st[j] = stats_of(sec_t + j * steps, done);
+        sum += st[j].median;
+        by_kind[section_kind(names[j])] += st[j].median;
+        char type[KDCL_PROF_NAME];
+        section_type(names[j], type, sizeof type);
+        if (!type[0]) continue;
+        size_t t = 0;
+        while (t < n_types && strcmp(types[t], type)) t++;
+        if (t == n_types && n_types < MAX_TYPES) snprintf(types[n_types++], sizeof types[0], "%s", type);
+        if (t < n_types) type_ms[t] += st[j].median;
+    }
+    char regime[64];
+    cfg_regime(cfg, regime, sizeof regime);
+    printf("\nPer-layer device time of one %s training step (%s, %s, B=%zu), median of %zu "
+           "steps%s\n",
+           cfg->model, cfg->arch, regime, B, done, gate ? "" : " (queue not gated)");
+    printf("  %-40s %10s %7s\n", "section", "ms", "share");
+    for (size_t j = 0; j < n_sec; j++) {
         double share = sum > 0 ? st[j].median / sum : NAN;
         printf("  %-40s %10.3f %6.1f%%\n", names[j], st[j].median, 100 * share);
         cJSON *oj = cJSON_CreateObject();
         cJSON_AddStringToObject(oj, "name", names[j]);
-        cJSON_AddStringToObject(oj, "kind", kind_names[kinds[j]]);
+        cJSON_AddStringToObject(oj, "kind", sec_names[section_kind(names[j])]);
         cJSON_AddNumberToObject(oj, "median_ms", st[j].median);
         cJSON_AddNumberToObject(oj, "min_ms", st[j].min);
         cJSON_AddNumberToObject(oj, "max_ms", st[j].max);
         cJSON_AddNumberToObject(oj, "share", share);
-        cJSON_AddItemToArray(ops, oj);
+        cJSON_AddItemToArray(secs, oj);
     }
-    cJSON_AddItemToObject(pj, "ops", ops);
-    printf("  %-40s %10.3f   (CLBlast GEMMs %.1f%%, kdcl kernels %.1f%%, batch gather %.1f%%)\n",
-           "step (sum of the ops)", sum, 100 * by_kind[OP_GEMM] / sum,
-           100 * by_kind[OP_KERNEL] / sum, 100 * by_kind[OP_DATA] / sum);
+    free(st);
+    cJSON_AddItemToObject(pj, "sections", secs);
+    printf("  %-40s %10.3f   (", "step (sum of the sections)", sum);
+    for (size_t k = 0; k < SEC_KINDS; k++)
+        printf("%s%s %.1f%%", k ? ", " : "", sec_names[k], sum > 0 ? 100 * by_kind[k] / sum : NAN);
+    printf(")\n");
     cJSON_AddNumberToObject(pj, "sum_ms", sum);
-    cJSON_AddNumberToObject(pj, "gemm_ms", by_kind[OP_GEMM]);
-    cJSON_AddNumberToObject(pj, "kernel_ms", by_kind[OP_KERNEL]);
-    cJSON_AddNumberToObject(pj, "data_ms", by_kind[OP_DATA]);
-    static const char *lib_names[5] = {"data", "forward", "loss", "backward", "sgd"};
-    cJSON *lj = cJSON_CreateObject();
-    double lib_total = 0;
-    printf("  %-40s", "same step via kdcl_mlp_* (ms)");
-    for (size_t j = 0; j < 5; j++) {
-        stat_t ls = stats_of(lib_t + j * 16, lib_done);
-        lib_total += ls.median;
-        cJSON_AddNumberToObject(lj, lib_names[j], ls.median);
-        printf(" %s %.2f", lib_names[j], ls.median);
+    for (size_t k = 0; k < SEC_KINDS; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "%s_ms", sec_names[k]);
+        cJSON_AddNumberToObject(pj, key, by_kind[k]);
     }
-    printf(" = %.3f\n", lib_total);
-    cJSON_AddNumberToObject(lj, "total", lib_total);
+    cJSON *tj = cJSON_CreateObject();
+    printf("  %-40s", "by layer type (forward + backward)");
+    for (size_t t = 0; t < n_types; t++) {
+        printf("%s %s %.1f%%", t ? "," : "", types[t], sum > 0 ? 100 * type_ms[t] / sum : NAN);
+        cJSON_AddNumberToObject(tj, types[t], type_ms[t]);
+    }
+    printf("\n");
+    cJSON_AddItemToObject(pj, "layer_types_ms", tj);
+    cJSON *phj = cJSON_CreateObject();
+    double phase_total = 0;
+    printf("  %-40s", "same step, five sections only (ms)");
+    for (size_t k = 0; k < SEC_KINDS; k++) {
+        stat_t ps = stats_of(phase_t + k * 16, coarse_done);
+        phase_total += ps.median;
+        cJSON_AddNumberToObject(phj, sec_names[k], ps.median);
+        printf(" %s %.2f", sec_names[k], ps.median);
+    }
+    printf(" = %.3f\n", phase_total);
+    cJSON_AddNumberToObject(phj, "total", phase_total);
+    cJSON_AddItemToObject(pj, "phases_ms", phj);
     /* host time to enqueue that step: when it approaches the device time, the
      * step is bound by launch overhead, not by the device */
-    stat_t hs = stats_of(host_t, lib_done);
-    printf("  %-40s %10.3f   (device time of the step %.3f)\n", "host time to enqueue the step (ms)",
-           hs.median, lib_total);
+    stat_t hs = stats_of(host_t, coarse_done);
+    printf("  %-40s %10.3f   (device time of the step %.3f)\n",
+           "host time to enqueue the step (ms)", hs.median, phase_total);
     cJSON_AddNumberToObject(pj, "host_enqueue_ms", hs.median);
     if (gate) {
         /* the profiler's own opening section: kept out of every figure above */
-        stat_t qs = stats_of(start_t, lib_done);
+        stat_t qs = stats_of(start_t, coarse_done);
         printf("  %-40s %10.3f   (not part of the step)\n", "device start-up after the gate (ms)",
                qs.median);
         cJSON_AddNumberToObject(pj, "queue_start_ms", qs.median);
     }
-    cJSON_AddItemToObject(pj, "library_ms", lj);
     cJSON_AddItemToArray(profiles, pj);
     {
-        char id[64], label[96];
+        char id[64], label[128];
         snprintf(id, sizeof id, "step.%s.b%zu", cfg->model, B);
         snprintf(label, sizeof label, "%s training step B=%zu (device ms)", cfg->model, B);
         stat_t one_st = {sum, sum, sum, done};
         cJSON *r = add_result(rep, id, label, "step", "ms", 0, one_st);
-        cJSON_AddStringToObject(r, "arch", arch);
+        cJSON_AddStringToObject(r, "arch", cfg->arch);
         cJSON_AddNumberToObject(r, "batch", (double)B);
     }
 done:
-    free(op_t);
+    free(sec_t);
+    free(one);
+    free(names);
     kdcl_tensor_free(ctx, &loss);
     kdcl_tensor_free(ctx, &loss_acc);
     kdcl_tensor_free(ctx, &err);
     if (have_b) kdcl_batcher_destroy(&b);
-    kdcl_mlp_destroy(m);
+    kdcl_optim_destroy(opt);
+    kdcl_model_destroy(m);
     return s;
 }
 
@@ -709,10 +863,10 @@ static kdcl_status repeat_passes(const bench_opts *o, pass_fn pass, void *arg, s
 
 /* What a training, distillation or inference pass works on. */
 typedef struct {
-    kdcl_mlp *m;               /* the model trained or evaluated */
+    kdcl_model *m;             /* the model trained or evaluated */
     kdcl_ensemble *e;          /* distillation: the teacher */
     kdcl_targets tg;           /* distillation: how its targets are computed */
-    const model_cfg *cfg;      /* training: dropout and max-norm */
+    const model_cfg *cfg;      /* training: max-norm */
     const kdcl_dataset *full;
     size_t B;
 } job;
@@ -730,18 +884,23 @@ static void epoch_opts(kdcl_train_opts *to, size_t B, uint64_t seed)
     to->tag = "bench";
 }
 
-/* Create j->m (arch, initialised from init_seed), run a one-batch warm-up
+/* Create j->m (cfg's model, with its dropout layers when with_dropout,
+ * initialised from init_seed), run a one-batch warm-up
  * pass and, when that took under 50 ms, an 8-batch pass whose rate sizes the
  * timed passes (the warm-up's own rate, with kernel loads and first-call
  * set-up in it, can be far too low: 128-example epochs on an H100), then time
  * passes over about rep_target seconds' worth of examples. */
-static kdcl_status time_model(kdcl_ctx *ctx, const bench_opts *o, const kdcl_arch *arch,
-                              uint64_t init_seed, pass_fn pass, job *j, stat_t *out,
-                              size_t *n_used)
+static kdcl_status time_model(kdcl_ctx *ctx, const bench_opts *o, const model_cfg *cfg,
+                              int with_dropout, uint64_t init_seed, pass_fn pass, job *j,
+                              stat_t *out, size_t *n_used)
 {
     double rate = 0;
     kdcl_status s;
-    if ((s = kdcl_mlp_create(ctx, arch, j->B, &j->m)) || (s = kdcl_mlp_init(j->m, init_seed)) ||
+    if (j->full->n < j->B)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%zu examples for a batch of %zu",
+                              j->full->n, j->B);
+    if ((s = cfg_model(ctx, cfg, with_dropout, j->B, &j->m)) ||
+        (s = kdcl_model_init(j->m, init_seed)) ||
         (s = pass(j, j->B, 1, &rate))) /* warm-up: one step */
         return s;
     if (rate > 0 && (double)j->B / rate < 0.05 && /* the probe costs under 0.4 s */
@@ -761,9 +920,7 @@ static kdcl_status train_epoch(void *arg, size_t n, uint64_t seed, double *rate)
     kdcl_dataset ds = ds_view(j->full, n);
     kdcl_train_opts to;
     epoch_opts(&to, j->B, seed);
-    to.max_norm = j->cfg->max_norm;
-    to.drop_in = j->cfg->drop_in;
-    to.drop_hidden = j->cfg->drop_hidden;
+    to.max_norm = j->cfg->max_norm; /* dropout: layers of the model */
     kdcl_epoch_stats st;
     kdcl_status s = kdcl_train(j->m, &ds, &to, NULL, NULL, &st);
     if (!s) *rate = st.samples_per_s;
@@ -771,11 +928,13 @@ static kdcl_status train_epoch(void *arg, size_t n, uint64_t seed, double *rate)
 }
 
 static kdcl_status bench_train(kdcl_ctx *ctx, const bench_opts *o, const kdcl_dataset *full,
-                               const model_cfg *cfg, size_t B, stat_t *out, size_t *n_used)
+                               const model_cfg *cfg, size_t B, stat_t *out, size_t *n_used,
+                               double *macs)
 {
     job j = {.cfg = cfg, .full = full, .B = B};
-    kdcl_status s = time_model(ctx, o, &cfg->arch, 3, train_epoch, &j, out, n_used);
-    kdcl_mlp_destroy(j.m);
+    kdcl_status s = time_model(ctx, o, cfg, 1, 3, train_epoch, &j, out, n_used);
+    *macs = j.m ? kdcl_model_macs(j.m) : NAN;
+    kdcl_model_destroy(j.m);
     return s;
 }
 
@@ -803,7 +962,7 @@ static kdcl_status bench_distill(kdcl_ctx *ctx, const bench_opts *o, const kdcl_
                                  const model_cfg *teacher, const model_cfg *student, size_t B,
                                  kdcl_targets tg, stat_t *out, size_t *n_used)
 {
-    kdcl_mlp *t = NULL;
+    kdcl_model *t = NULL;
     kdcl_ensemble e;
     job j = {.tg = tg, .full = full, .B = B};
     char path[] = "/tmp/kdcl-bench-teacher-XXXXXX";
@@ -811,17 +970,17 @@ static kdcl_status bench_distill(kdcl_ctx *ctx, const bench_opts *o, const kdcl_
     kdcl_status s;
     if (fd < 0) return kdcl_set_error(KDCL_ERR_IO, "cannot create a temporary teacher file");
     close(fd);
-    if ((s = kdcl_mlp_create(ctx, &teacher->arch, B, &t)) || (s = kdcl_mlp_init(t, 7)) ||
-        (s = kdcl_mlp_save(t, path, NULL, NULL, 0)))
+    if ((s = cfg_model(ctx, teacher, 0, B, &t)) || (s = kdcl_model_init(t, 7)) ||
+        (s = kdcl_model_save(t, path, NULL, NULL, 0)))
         goto done;
     const char *paths[1] = {path};
     if ((s = kdcl_ensemble_load(ctx, paths, 1, B, KDCL_ENS_PROB, &e))) goto done;
     j.e = &e;
-    s = time_model(ctx, o, &student->arch, 3, distill_epoch, &j, out, n_used);
+    s = time_model(ctx, o, student, 0, 3, distill_epoch, &j, out, n_used);
 done:
     if (j.e) kdcl_ensemble_free(j.e);
-    kdcl_mlp_destroy(t);
-    kdcl_mlp_destroy(j.m);
+    kdcl_model_destroy(t);
+    kdcl_model_destroy(j.m);
     remove(path);
     return s;
 }
@@ -835,7 +994,7 @@ static kdcl_status eval_once(void *arg, size_t n, uint64_t seed, double *rate)
     kdcl_dataset ds = ds_view(j->full, n);
     kdcl_eval_result r;
     double t0 = kdcl_wall_seconds();
-    kdcl_status s = kdcl_evaluate(j->m, &ds, KDCL_NORM_DEFAULT, 0, &r);
+    kdcl_status s = kdcl_evaluate(j->m, &ds, 0, &r);
     double dt = kdcl_wall_seconds() - t0;
     if (s) return s;
     kdcl_eval_result_free(&r);
@@ -844,11 +1003,11 @@ static kdcl_status eval_once(void *arg, size_t n, uint64_t seed, double *rate)
 }
 
 static kdcl_status bench_infer(kdcl_ctx *ctx, const bench_opts *o, const kdcl_dataset *full,
-                               const kdcl_arch *arch, size_t B, stat_t *out, size_t *n_used)
+                               const model_cfg *cfg, size_t B, stat_t *out, size_t *n_used)
 {
     job j = {.full = full, .B = B};
-    kdcl_status s = time_model(ctx, o, arch, 5, eval_once, &j, out, n_used);
-    kdcl_mlp_destroy(j.m);
+    kdcl_status s = time_model(ctx, o, cfg, 0, 5, eval_once, &j, out, n_used);
+    kdcl_model_destroy(j.m);
     return s;
 }
 
@@ -859,7 +1018,7 @@ static kdcl_status bench_infer(kdcl_ctx *ctx, const bench_opts *o, const kdcl_da
 typedef struct {
     kdcl_ctx *ctx;
     const kdcl_dataset *full; /* the examples ensemble_run reads */
-    kdcl_mlp *mem[ENSEMBLE_MEMBERS];
+    kdcl_model *mem[ENSEMBLE_MEMBERS];
     size_t M, B, K, stride;
     kdcl_tensor P, views[ENSEMBLE_MEMBERS], ones, avg, conf;
 } ensemble;
@@ -868,7 +1027,7 @@ static void ensemble_free(ensemble *e)
 {
     for (size_t i = 0; i < e->M; i++) {
         kdcl_tensor_free(e->ctx, &e->views[i]);
-        kdcl_mlp_destroy(e->mem[i]);
+        kdcl_model_destroy(e->mem[i]);
     }
     kdcl_tensor_free(e->ctx, &e->P);
     kdcl_tensor_free(e->ctx, &e->ones);
@@ -877,20 +1036,22 @@ static void ensemble_free(ensemble *e)
 }
 
 static kdcl_status ensemble_create(kdcl_ctx *ctx, const kdcl_dataset *full,
-                                   const kdcl_arch *arch, size_t M, size_t B, ensemble *e)
+                                   const model_cfg *cfg, size_t M, size_t B, ensemble *e)
 {
     memset(e, 0, sizeof *e);
     e->ctx = ctx;
     e->full = full;
     e->B = B;
-    e->K = arch->sizes[arch->n_layers];
+    kdcl_status s;
+    while (e->M < M) {
+        kdcl_model *m = NULL;
+        if ((s = cfg_model(ctx, cfg, 0, B, &m))) return s;
+        e->mem[e->M++] = m;
+        if ((s = kdcl_model_init(m, 100 + e->M - 1))) return s;
+    }
+    e->K = kdcl_model_classes(e->mem[0]);
     size_t al = kdcl_align_elems(ctx, KDCL_F32);
     e->stride = (B * e->K + al - 1) / al * al;
-    kdcl_status s;
-    for (; e->M < M; e->M++)
-        if ((s = kdcl_mlp_create(ctx, arch, B, &e->mem[e->M])) ||
-            (s = kdcl_mlp_init(e->mem[e->M], 100 + e->M)))
-            return s;
     size_t ps[2] = {M, e->stride}, os[2] = {1, M}, av[1] = {B * e->K}, cf[1] = {e->K * e->K};
     if ((s = kdcl_tensor_alloc(ctx, &e->P, KDCL_F32, 2, ps)) ||
         (s = kdcl_tensor_alloc(ctx, &e->ones, KDCL_F32, 2, os)) ||
@@ -928,13 +1089,10 @@ static kdcl_status ensemble_run(void *arg, size_t n, uint64_t seed, double *rate
         size_t vs[2] = {count, e->K};
         if ((s = kdcl_batcher_load(&b, start, count))) goto done;
         for (size_t i = 0; i < e->M; i++) {
-            kdcl_mlp *m = e->mem[i];
-            if ((s = kdcl_mlp_set_batch(m, count)) ||
-                (s = kdcl_op_u8_to_float(ctx, &b.batch_u8[b.cur], &m->act[0], count * ds.dim,
-                                         1.0f / 255.0f, 0.0f)) ||
-                (s = kdcl_mlp_forward(m, 0, 0, 0)) ||
+            kdcl_model *m = e->mem[i];
+            if ((s = kdcl_model_forward_u8(m, &b.batch_u8[b.cur], count)) ||
                 (s = kdcl_tensor_reshape(&e->views[i], 2, vs)) ||
-                (s = kdcl_op_softmax(ctx, &m->act[m->arch.n_layers], &e->views[i], 1.0f, 0)))
+                (s = kdcl_op_softmax(ctx, kdcl_model_logits(m), &e->views[i], 1.0f, 0)))
                 goto done;
         }
         /* avg[1, count*K] = (1/M) ones[1,M] * P[M, count*K] (ld = stride) */
@@ -954,14 +1112,14 @@ done:
 }
 
 static kdcl_status bench_ensemble(kdcl_ctx *ctx, const bench_opts *o, const kdcl_dataset *full,
-                                  const kdcl_arch *arch, size_t B, stat_t *out, size_t *n_used,
+                                  const model_cfg *cfg, size_t B, stat_t *out, size_t *n_used,
                                   size_t *batch_used)
 {
     ensemble e;
     double rate = 0;
     kdcl_status s;
     size_t unit = B < 128 ? B : 128;
-    if ((s = ensemble_create(ctx, full, arch, ENSEMBLE_MEMBERS, B, &e)) ||
+    if ((s = ensemble_create(ctx, full, cfg, ENSEMBLE_MEMBERS, B, &e)) ||
         (s = ensemble_run(&e, unit, 0, &rate)))
         goto done;
     /* a slow device gets fewer than B images (multiples of 128) per repetition */
@@ -1148,12 +1306,13 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
     int is_cpu = (d->type & CL_DEVICE_TYPE_CPU) != 0;
     int big = !o->quick && (!is_cpu || o->full);
     shape_t sh[MAX_SHAPES];
-    size_t ns = build_shapes(sh, o->quick, big);
+    size_t ns = 0;
     stat_t tuned[MAX_SHAPES], def[MAX_SHAPES];
     double first_call = NAN;
     kdcl_status s;
 
     if (o->child) { /* machine-readable GEMM table for the parent */
+        ns = build_shapes(ctx, o->quick, big, sh, NULL);
         s = measure_gemms(ctx, o, sh, ns, tuned, &first_call);
         if (!s) {
             printf("T %s\n", tuning);
@@ -1193,6 +1352,7 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
 
     /* --- GEMM, tuned (this process) and CLBlast defaults (child) */
     uint64_t peak[4] = {0}; /* after GEMM, step profile, training, inference */
+    ns = build_shapes(ctx, o->quick, big, sh, &rep);
     s = measure_gemms(ctx, o, sh, ns, tuned, &first_call);
     if (s) {
         workload_failed(&rep, "GEMM", s);
@@ -1212,94 +1372,118 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
     }
     cJSON_AddItemToObject(dj, "gemm_default_tuning",
                           have_def ? cJSON_CreateString(def_tuning) : cJSON_CreateNull());
-    printf("\nGEMM fp32 row-major, GFLOP/s median [min-max] (device time, %zu reps max)\n",
+    printf("\nGEMM fp32 row-major at the products of the models' training steps "
+           "(kdcl_model_gemm_shapes), GFLOP/s median [min-max] (device time, %zu reps max)\n",
            o->reps);
-    printf("  %-16s %-20s %-3s %-22s %-22s %s\n", "shape", "m x n x k", "op", "tuned",
-           have_def ? "CLBlast defaults" : "", have_def ? "speedup" : "");
+    printf("  %-38s %-18s %-3s %5s %-22s %-22s %s\n", "model, layer, product", "m x n x k", "op",
+           "calls", "tuned", have_def ? "CLBlast defaults" : "", have_def ? "speedup" : "");
     for (size_t i = 0; i < ns; i++) {
-        char dims[40], a[48], b[48] = "", sp[16] = "";
+        char dims[40], a[48], b[48] = "", sp[16] = "", name[100];
         snprintf(dims, sizeof dims, "%zux%zux%zu", sh[i].m, sh[i].n, sh[i].k);
+        snprintf(name, sizeof name, "%s%s%s", sh[i].model, sh[i].model[0] ? " " : "", sh[i].what);
         fmt_stat(a, sizeof a, tuned[i], 1);
         if (have_def) {
             fmt_stat(b, sizeof b, def[i], 1);
             if (def[i].median > 0 && !isnan(tuned[i].median))
                 snprintf(sp, sizeof sp, "%.2fx", tuned[i].median / def[i].median);
         }
-        printf("  %-16s %-20s %-3s %-22s %-22s %s\n", sh[i].label, dims, tr(sh[i].ta, sh[i].tb),
-               a, b, sp);
+        printf("  %-38s %-18s %-3s %5zu %-22s %-22s %s\n", name, dims, tr(sh[i].ta, sh[i].tb),
+               sh[i].calls, a, b, sp);
         for (int v = 0; v < (have_def ? 2 : 1); v++) {
-            char id[64], lab[96];
-            snprintf(id, sizeof id, "%.47s%s", sh[i].id, v ? ".default" : "");
+            char id[80], lab[200];
+            snprintf(id, sizeof id, "%s%s", sh[i].id, v ? ".default" : "");
             if (sh[i].batch)
-                snprintf(lab, sizeof lab, "GEMM %s B=%zu (%s %s)%s", sh[i].label, sh[i].batch,
-                         dims, tr(sh[i].ta, sh[i].tb), v ? " CLBlast defaults" : "");
+                snprintf(lab, sizeof lab, "GEMM %s B=%zu (%s %s)%s", name, sh[i].batch, dims,
+                         tr(sh[i].ta, sh[i].tb), v ? " CLBlast defaults" : "");
             else
-                snprintf(lab, sizeof lab, "GEMM %s%s", sh[i].label, v ? " CLBlast defaults" : "");
+                snprintf(lab, sizeof lab, "GEMM %s%s", name, v ? " CLBlast defaults" : "");
             if (isnan((v ? def : tuned)[i].median)) continue;
             cJSON *r = add_result(&rep, id, lab, "gemm", "GFLOP/s", 1, (v ? def : tuned)[i]);
             cJSON_AddNumberToObject(r, "m", (double)sh[i].m);
             cJSON_AddNumberToObject(r, "n", (double)sh[i].n);
             cJSON_AddNumberToObject(r, "k", (double)sh[i].k);
             cJSON_AddStringToObject(r, "trans", tr(sh[i].ta, sh[i].tb));
-            if (sh[i].batch)
+            if (sh[i].batch) {
                 cJSON_AddNumberToObject(r, "batch", (double)sh[i].batch);
-            else
+                cJSON_AddStringToObject(r, "model", sh[i].model);
+                cJSON_AddStringToObject(r, "what", sh[i].what);
+                cJSON_AddNumberToObject(r, "calls", (double)sh[i].calls);
+            } else {
                 cJSON_AddNullToObject(r, "batch");
+            }
             cJSON_AddStringToObject(r, "variant", v ? "clblast-defaults" : "tuned");
         }
     }
+    printf("  (calls: products of this shape in one training step of that model)\n");
     if (!big && !o->quick)
         printf("  (4096^3 skipped on a CPU device; --full runs it)\n");
     fflush(stdout);
 
-    /* --- synthetic data, models */
-    kdcl_dataset full;
-    model_cfg teacher = {"teacher", {0}, 0.2f, 0.5f, 3.5f};
-    model_cfg student = {"student", {0}, 0.0f, 0.0f, 0.0f};
-    kdcl_arch_parse(TEACHER_ARCH, &teacher.arch);
-    kdcl_arch_parse(STUDENT_ARCH, &student.arch);
-    if ((s = synthetic(o->quick ? 2048 : 16384, &full))) {
+    /* --- synthetic data */
+    bench_data data;
+    if ((s = bench_data_create(o, &data))) {
         workload_failed(&rep, "synthetic data", s);
+        bench_data_free(&data);
         goto finish;
     }
 
-    /* --- per-op profile of a teacher step */
+    /* --- per-layer profiles of training steps */
     cJSON *profiles = cJSON_CreateArray();
     cJSON_AddItemToObject(dj, "kernel_profile", profiles);
-    size_t prof_batches[2] = {128, 1024};
-    for (size_t i = 0; i < (is_cpu && !o->full ? 1u : 2u) && !(o->quick && i); i++)
-        if ((s = profile_step(ctx, o, &full, &teacher, prof_batches[i], &rep, profiles)))
-            workload_failed(&rep, "step profile", s);
+    {
+        struct {
+            const model_cfg *cfg;
+            size_t B;
+        } prof[4] = {{&TEACHER, 128}, {&TEACHER, 1024}, {&LENET5, 128}, {&RESNET20, 128}};
+        for (size_t i = 0; i < 4; i++) {
+            /* the B = 1024 teacher: not with --quick, on CPUs only with --full */
+            if (i == 1 && (o->quick || (is_cpu && !o->full))) continue;
+            if ((s = profile_step(ctx, o, data_for(&data, prof[i].cfg), prof[i].cfg, prof[i].B,
+                                  &rep, profiles))) {
+                char what[96];
+                snprintf(what, sizeof what, "step profile %s B=%zu", prof[i].cfg->model,
+                         prof[i].B);
+                printf("\nPer-layer device time of one %s training step (%s, B=%zu): FAILED: %s\n",
+                       prof[i].cfg->model, prof[i].cfg->arch, prof[i].B, last_error(s));
+                workload_failed(&rep, what, s);
+            }
+        }
+    }
     peak[1] = kdcl_ctx_mem_stats(ctx).peak_bytes;
     fflush(stdout);
 
     /* --- training throughput */
-    printf("\nTraining (kdcl_train, synthetic 28x28 u8 data, 10 classes), samples/s median "
-           "[min-max]\n");
-    const model_cfg *models[2] = {&teacher, &student};
-    size_t train_batches[2] = {128, 1024};
-    for (size_t mi = 0; mi < 2; mi++)
-        for (size_t bi = 0; bi < (o->quick ? 1u : 2u); bi++) {
-            const model_cfg *cfg = models[mi];
-            size_t B = train_batches[bi], n = 0;
+    printf("\nTraining (kdcl_train, SGD momentum 0.9, synthetic u8 data of the input shape, 10 "
+           "classes), samples/s median [min-max]\n");
+    {
+        struct {
+            const model_cfg *cfg;
+            size_t B;
+        } runs[6] = {{&TEACHER, 128},  {&TEACHER, 1024}, {&STUDENT, 128},
+                     {&STUDENT, 1024}, {&LENET5, 128},   {&RESNET20, 128}};
+        for (size_t i = 0; i < 6; i++) {
+            const model_cfg *cfg = runs[i].cfg;
+            size_t B = runs[i].B, n = 0;
+            if (o->quick && B > 128) continue;
             stat_t st;
-            char arch[128], id[64], lab[160], v[64];
-            kdcl_arch_format(&cfg->arch, arch, sizeof arch);
-            if ((s = bench_train(ctx, o, &full, cfg, B, &st, &n))) {
-                workload_failed(&rep, "training", s);
+            double macs = NAN;
+            char id[64], lab[160], v[64], reg[64];
+            cfg_regime(cfg, reg, sizeof reg);
+            if ((s = bench_train(ctx, o, data_for(&data, cfg), cfg, B, &st, &n, &macs))) {
+                char what[96];
+                snprintf(what, sizeof what, "training %s B=%zu", cfg->model, B);
+                printf("  %-8s %-17s B=%-5zu %-28s FAILED: %s\n", cfg->model, cfg->arch, B, reg,
+                       last_error(s));
+                workload_failed(&rep, what, s);
                 continue;
             }
             fmt_stat(v, sizeof v, st, 0);
-            char reg[64] = "no dropout";
-            if (cfg->drop_in > 0 || cfg->drop_hidden > 0)
-                snprintf(reg, sizeof reg, "dropout %.1f/%.1f%s", cfg->drop_in, cfg->drop_hidden,
-                         cfg->max_norm > 0 ? ", max-norm 3.5" : "");
-            printf("  %-8s %-17s B=%-5zu %-28s %-24s (epochs of %zu)\n", cfg->model, arch, B, reg,
-                   v, n);
+            printf("  %-8s %-17s B=%-5zu %-28s %-24s (epochs of %zu)\n", cfg->model, cfg->arch, B,
+                   reg, v, n);
             snprintf(id, sizeof id, "train.%s.b%zu", cfg->model, B);
-            snprintf(lab, sizeof lab, "train %s %s B=%zu", cfg->model, arch, B);
+            snprintf(lab, sizeof lab, "train %s %s B=%zu", cfg->model, cfg->arch, B);
             cJSON *r = add_result(&rep, id, lab, "train", "samples/s", 1, st);
-            cJSON_AddStringToObject(r, "arch", arch);
+            cJSON_AddStringToObject(r, "arch", cfg->arch);
             cJSON_AddNumberToObject(r, "batch", (double)B);
             cJSON_AddNumberToObject(r, "examples", (double)n);
             cJSON *dr = cJSON_CreateArray();
@@ -1307,28 +1491,37 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
             cJSON_AddItemToArray(dr, cJSON_CreateNumber(cfg->drop_hidden));
             cJSON_AddItemToObject(r, "dropout", dr);
             cJSON_AddNumberToObject(r, "max_norm", cfg->max_norm);
+            cJSON *in = cJSON_CreateArray();
+            cJSON_AddItemToArray(in, cJSON_CreateNumber((double)cfg->c));
+            cJSON_AddItemToArray(in, cJSON_CreateNumber((double)cfg->h));
+            cJSON_AddItemToArray(in, cJSON_CreateNumber((double)cfg->w));
+            cJSON_AddItemToObject(r, "input", in);
+            cJSON_AddNumberToObject(r, "macs", macs);
             fflush(stdout);
         }
+    }
     /* distillation: the student on the teacher's soft targets */
     cJSON *dist = cJSON_CreateArray();
     cJSON_AddItemToObject(dj, "distill", dist);
     for (int tg = 0; tg < 2; tg++) {
         size_t B = 128, n = 0;
         stat_t st;
-        char arch[128], id[64], lab[200], v[64];
+        char id[64], lab[200], v[64];
         kdcl_targets mode = tg ? KDCL_TARGETS_CACHED : KDCL_TARGETS_BATCH;
-        kdcl_arch_format(&student.arch, arch, sizeof arch);
-        if ((s = bench_distill(ctx, o, &full, &teacher, &student, B, mode, &st, &n))) {
+        if ((s = bench_distill(ctx, o, &data.grey, &TEACHER, &STUDENT, B, mode, &st, &n))) {
+            printf("  %-8s %-17s B=%-5zu %-28s FAILED: %s\n", "distill", STUDENT.arch, B,
+                   tg ? "cached soft targets" : "per-batch teacher forward", last_error(s));
             workload_failed(&rep, "distillation", s);
             continue;
         }
         fmt_stat(v, sizeof v, st, 0);
-        printf("  %-8s %-17s B=%-5zu %-28s %-24s (epochs of %zu)\n", "distill", arch, B,
+        printf("  %-8s %-17s B=%-5zu %-28s %-24s (epochs of %zu)\n", "distill", STUDENT.arch, B,
                tg ? "cached soft targets" : "per-batch teacher forward", v, n);
         snprintf(id, sizeof id, "distill.student.b%zu.%s", B, tg ? "cached" : "batch");
-        snprintf(lab, sizeof lab, "distill %s B=%zu (%s targets)", arch, B, tg ? "cached" : "per-batch");
+        snprintf(lab, sizeof lab, "distill %s B=%zu (%s targets)", STUDENT.arch, B,
+                 tg ? "cached" : "per-batch");
         cJSON *r = add_result(&rep, id, lab, "train", "samples/s", 1, st);
-        cJSON_AddStringToObject(r, "arch", arch);
+        cJSON_AddStringToObject(r, "arch", STUDENT.arch);
         cJSON_AddNumberToObject(r, "batch", (double)B);
         cJSON_AddNumberToObject(r, "examples", (double)n);
         cJSON_AddStringToObject(r, "targets", tg ? "cached" : "per-batch");
@@ -1341,29 +1534,30 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
     size_t IB = o->quick ? 128 : 1024;
     printf("\nInference (test mode, no dropout), images/s median [min-max]\n");
     for (int w = 0; w < 3; w++) {
-        const model_cfg *cfg = w == 2 ? &student : &teacher;
+        const model_cfg *cfg = w == 2 ? &STUDENT : &TEACHER;
         const char *name = w == 0 ? "teacher" : w == 1 ? "ensemble10" : "student";
         size_t n = 0, batch = IB;
         stat_t st;
-        char arch[128], id[64], lab[160], v[64];
-        kdcl_arch_format(&cfg->arch, arch, sizeof arch);
+        char id[64], lab[160], v[64];
         if (w == 1)
-            s = bench_ensemble(ctx, o, &full, &cfg->arch, IB, &st, &n, &batch);
+            s = bench_ensemble(ctx, o, &data.grey, cfg, IB, &st, &n, &batch);
         else
-            s = bench_infer(ctx, o, &full, &cfg->arch, IB, &st, &n);
+            s = bench_infer(ctx, o, &data.grey, cfg, IB, &st, &n);
         if (s) {
+            printf("  %-10s %-17s B=%-5zu FAILED: %s\n", name, cfg->arch, batch, last_error(s));
             workload_failed(&rep, "inference", s);
             continue;
         }
         fmt_stat(v, sizeof v, st, 0);
-        printf("  %-10s %-17s B=%-5zu %-24s (%zu images per rep%s)\n", name, arch, batch, v, n,
-               w == 1 ? ", 10 teachers, softmax average" : ", kdcl_evaluate");
+        printf("  %-10s %-17s B=%-5zu %-24s (%zu images per rep%s)\n", name, cfg->arch, batch, v,
+               n, w == 1 ? ", 10 teachers, softmax average" : ", kdcl_evaluate");
         /* the id names the nominal batch (comparable across devices); a slow
          * device runs the ensemble on fewer images, i.e. a smaller batch */
         snprintf(id, sizeof id, "infer.%s.b%zu", name, IB);
-        snprintf(lab, sizeof lab, "infer %s %s%s B=%zu", name, arch, w == 1 ? " x10" : "", batch);
+        snprintf(lab, sizeof lab, "infer %s %s%s B=%zu", name, cfg->arch, w == 1 ? " x10" : "",
+                 batch);
         cJSON *r = add_result(&rep, id, lab, "infer", "images/s", 1, st);
-        cJSON_AddStringToObject(r, "arch", arch);
+        cJSON_AddStringToObject(r, "arch", cfg->arch);
         cJSON_AddNumberToObject(r, "batch", (double)batch);
         cJSON_AddNumberToObject(r, "examples", (double)n);
         cJSON_AddNumberToObject(r, "members", w == 1 ? ENSEMBLE_MEMBERS : 1);
@@ -1393,7 +1587,7 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
         fflush(stdout);
     }
     peak[3] = kdcl_ctx_mem_stats(ctx).peak_bytes;
-    kdcl_dataset_free(&full);
+    bench_data_free(&data);
 
 finish:;
     /* --- memory, builds */
@@ -1489,17 +1683,24 @@ int cmd_bench(int argc, char **argv)
                 "usage: kdcl bench [--json FILE] [--device D | --all-devices] [--quick] [--full]\n"
                 "                  [--reps N]\n\n"
                 "Measures on the device (default: $KDCL_DEVICE, else the first GPU, else the\n"
-                "first device), on synthetic data:\n"
-                "  - GEMM GFLOP/s at the shapes of a 784-1200-1200-10 training step (forward\n"
-                "    X*W^T, weight gradients dY^T*X, input gradients dY*W) for B = 128 and 1024,\n"
+                "first device), on synthetic data (1x28x28, and 3x32x32 for ResNet-20):\n"
+                "  - GEMM GFLOP/s at every distinct product of the models' training steps\n"
+                "    (kdcl_model_gemm_shapes): the teacher 784-1200-1200-10 at B = 128 and 1024,\n"
+                "    LeNet-5 and ResNet-20 at B = 128 (convolutions: one product per image),\n"
                 "    plus 1024^3 (and 4096^3 except on CPU devices), with kdcl's GEMM tuning and\n"
                 "    with CLBlast's defaults (a KDCL_NO_TUNING=1 child process);\n"
-                "  - the device time of every op of one teacher training step (OpenCL\n"
-                "    profiling events), and the step through the kdcl_mlp_* calls;\n"
+                "  - the device time of every layer's forward and backward in one training\n"
+                "    step (OpenCL profiling events) of the teacher, LeNet-5 and ResNet-20, with\n"
+                "    the batch gather, the loss and the optimiser around them;\n"
                 "  - training samples/s of the teacher 784-1200-1200-10 (dropout 0.2/0.5,\n"
-                "    max-norm 3.5) and the student 784-800-800-10 at B = 128 and 1024;\n"
+                "    max-norm 3.5) and the student 784-800-800-10 at B = 128 and 1024, and of\n"
+                "    the lenet5 (1x28x28) and resnet20 (3x32x32) presets at B = 128;\n"
+                "  - distillation samples/s of the student on the teacher's soft targets;\n"
                 "  - inference images/s of the teacher, a 10-teacher ensemble and the student;\n"
-                "  - peak device memory, kernel build / cache statistics.\n"
+                "  - the specialists' KL combination, peak device memory, kernel build / cache\n"
+                "    statistics.\n"
+                "A workload that fails is reported (FAILED in its table, on stderr, in the JSON\n"
+                "\"errors\") and the others still run; the exit status is then 1.\n"
                 "Each figure is the median [min-max] over up to N repetitions after a warm-up\n"
                 "(fewer when a workload has used its time budget).\n\n"
                 "options:\n"
@@ -1507,10 +1708,13 @@ int cmd_bench(int argc, char **argv)
                 "                  top of src/cli/cmd_bench.c; tools/bench_compare.py merges them)\n"
                 "  --device D      P:D, cpu, gpu or a name substring\n"
                 "  --all-devices   every OpenCL device in turn\n"
-                "  --quick         smoke run: B = 128 only, one repetition (seconds)\n"
+                "  --quick         smoke run: B = 128 only, the teacher's GEMMs only, one\n"
+                "                  repetition (seconds to a few minutes)\n"
                 "  --full          also the long workloads skipped on CPU devices (4096^3,\n"
-                "                  the B = 1024 step profile)\n"
-                "  --reps N        repetitions per workload (default 5, quick 1)\n");
+                "                  the B = 1024 teacher step profile)\n"
+                "  --reps N        repetitions per workload (default 5, quick 1)\n\n"
+                "environment: KDCL_BENCH_NO_GATE=1 profiles steps without holding the queue\n"
+                "until the whole step is enqueued (the sections then include enqueue gaps)\n");
             return 0;
         default:
             return cli_usage_error("bench", "unknown option or missing value: %s",

@@ -1,8 +1,10 @@
 /* kdcl tune: run CLBlast's own GEMM tuners (clblast_tuner_xgemm and
  * clblast_tuner_xgemm_direct from Debian's clblast-utils) for one device
- * and/or time kdcl's own candidate Xgemm sets at the MLP's shapes (--search),
+ * and/or time kdcl's own candidate Xgemm sets at the GEMM shapes of a model's
+ * training step (--search; the model: --arch / --input, default the teacher
+ * 784-1200-1200-10; the shapes: kdcl_model_gemm_shapes at B = 128 and 1024),
  * keep the fastest at those shapes, choose where CLBlast switches from the direct
- * to the indirect GEMM kernel (XGEMM_MIN_INDIRECT_SIZE) by measuring the MLP's
+ * to the indirect GEMM kernel (XGEMM_MIN_INDIRECT_SIZE) by measuring the model's
  * GEMM shapes, and store the result where kdcl_gemm_apply_tuning() finds it
  * (kdcl_gemm_tuning_path(): $KDCL_CACHE_DIR/clblast/<device key>.json), so
  * every later kdcl context on this device + driver uses it.
@@ -29,8 +31,10 @@
  * 15-25 s per set on a loaded 2-core machine), so choosing costs a minute or
  * more on top of the tuners' time. */
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <float.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <dirent.h>
 #include <getopt.h>
@@ -379,52 +383,128 @@ static void last_line(const char *log, char *out, size_t size)
     fclose(f);
 }
 
-/* ------------------------------------------------------------------ measuring */
+/* ------------------------------------------------------------------ the shapes */
+
+/* The model whose training-step GEMMs are timed (--arch, --input). */
+typedef struct {
+    const char *arch; /* architecture spec (kdcl_model_spec_parse, 10 classes) */
+    size_t c, h, w;   /* input shape */
+    int given;        /* --arch / --input given: passed on to the children */
+} tune_model;
+
+#define DEFAULT_ARCH "784-1200-1200-10"
+#define N_CLASSES 10
 
 typedef struct {
     size_t m, n, k, batch;
+    size_t calls;      /* products of this shape in one training step */
     kdcl_trans ta, tb;
-    const char *label;
+    char label[24];    /* "<layer> fwd|dW|dX" */
+    size_t twin;       /* the same product at the first batch (second batch only; else itself) */
 } tshape;
 
-#define N_SHAPES 16
+#define MAX_SHAPES 64 /* bits of a mask */
 
-/* The products of a 784-1200-1200-10 training step at B = 128 and 1024
- * (shape i + 8 is shape i at the larger batch). */
-static void model_shapes(tshape *s)
+typedef struct {
+    tshape s[MAX_SHAPES];
+    size_t n;      /* all shapes: the first batch's, then the second's */
+    size_t n0;     /* shapes of the first batch (B = 128) */
+    uint64_t all;  /* mask of every shape */
+} tshapes;
+
+static const size_t tune_batches[2] = {128, 1024};
+
+/* "2 Linear forward" -> "2 fwd", "4.body.0 Conv2d dW" -> "4.body.0 dW". */
+static void short_label(const char *what, char *out, size_t size)
 {
-    static const size_t bs[2] = {128, 1024};
-    const kdcl_trans N = KDCL_NO_TRANS, T = KDCL_TRANS;
-    for (size_t i = 0; i < 2; i++) {
-        size_t B = bs[i];
-        tshape *x = s + 8 * i;
-        x[0] = (tshape){B, 1200, 784, B, N, T, "fwd X*W1^T"};
-        x[1] = (tshape){B, 1200, 1200, B, N, T, "fwd H1*W2^T"};
-        x[2] = (tshape){B, 10, 1200, B, N, T, "fwd H2*W3^T"};
-        x[3] = (tshape){1200, 784, B, B, T, N, "dW1 = dY1^T*X"};
-        x[4] = (tshape){1200, 1200, B, B, T, N, "dW2 = dY2^T*H1"};
-        x[5] = (tshape){10, 1200, B, B, T, N, "dW3 = dY3^T*H2"};
-        x[6] = (tshape){B, 1200, 1200, B, N, N, "dH1 = dY2*W2"};
-        x[7] = (tshape){B, 1200, 10, B, N, N, "dH2 = dY3*W3"};
+    const char *sp = strchr(what, ' '), *last = strrchr(what, ' ');
+    if (!sp || !last) {
+        snprintf(out, size, "%s", what);
+        return;
     }
+    const char *op = last + 1;
+    if (!strcmp(op, "forward")) op = "fwd";
+    snprintf(out, size, "%.*s %s", (int)(sp - what), what, op);
 }
+
+/* The products of a training step of the model at B = 128 and 1024
+ * (kdcl_model_gemm_shapes), equal products of one batch merged (their calls
+ * added). */
+static kdcl_status model_shapes(kdcl_ctx *ctx, const tune_model *tm, tshapes *out)
+{
+    memset(out, 0, sizeof *out);
+    kdcl_model_spec spec;
+    memset(&spec, 0, sizeof spec);
+    kdcl_model *m = NULL;
+    kdcl_status s = kdcl_model_spec_parse(tm->arch, N_CLASSES, &spec);
+    if (!s) s = kdcl_model_create(ctx, &spec, tm->c, tm->h, tm->w, 1, &m);
+    kdcl_model_spec_free(&spec);
+    if (s) return s;
+    kdcl_gemm_shape g[256];
+    for (size_t bi = 0; bi < 2 && !s; bi++) {
+        const size_t B = tune_batches[bi], first = out->n;
+        size_t ng = kdcl_model_gemm_shapes(m, B, g, sizeof g / sizeof g[0]);
+        if (ng > sizeof g / sizeof g[0]) {
+            s = kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %zu GEMM shapes, more than %zu",
+                               tm->arch, ng, sizeof g / sizeof g[0]);
+            break;
+        }
+        for (size_t i = 0; i < ng; i++) {
+            const kdcl_trans ta = g[i].ta ? KDCL_TRANS : KDCL_NO_TRANS,
+                             tb = g[i].tb ? KDCL_TRANS : KDCL_NO_TRANS;
+            size_t j = first;
+            while (j < out->n && !(out->s[j].m == g[i].m && out->s[j].n == g[i].n &&
+                                   out->s[j].k == g[i].k && out->s[j].ta == ta &&
+                                   out->s[j].tb == tb))
+                j++;
+            if (j < out->n) {
+                out->s[j].calls += g[i].count;
+                continue;
+            }
+            if (out->n == MAX_SHAPES) {
+                s = kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                                   "%s: more than %d distinct GEMM shapes at B = 128 and 1024",
+                                   tm->arch, MAX_SHAPES);
+                break;
+            }
+            tshape *x = &out->s[out->n];
+            *x = (tshape){g[i].m, g[i].n, g[i].k, B, g[i].count, ta, tb, "", out->n};
+            short_label(g[i].what, x->label, sizeof x->label);
+            if (bi == 1) /* the same layer's product at the first batch */
+                for (size_t t = 0; t < out->n0; t++)
+                    if (!strcmp(out->s[t].label, x->label)) {
+                        x->twin = t;
+                        break;
+                    }
+            out->n++;
+        }
+        if (bi == 0) out->n0 = out->n;
+    }
+    kdcl_model_destroy(m);
+    if (!s && out->n == 0)
+        s = kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: a training step without GEMMs", tm->arch);
+    out->all = out->n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << out->n) - 1;
+    return s;
+}
+
+/* ------------------------------------------------------------------ measuring */
 
 static double vol(const tshape *s) { return (double)s->m * (double)s->n * (double)s->k; }
 /* weight of a shape in the total: time per 1024 samples */
-static double weight(const tshape *s) { return 1024.0 / (double)s->batch; }
+static double weight(const tshape *s) { return 1024.0 / (double)s->batch * (double)s->calls; }
+static int in_mask(uint64_t mask, size_t i) { return (int)((mask >> i) & 1u); }
 
 typedef struct {
     kdcl_ctx *ctx;
     bench_gemm_bufs bufs;
 } gemm_bufs;
 
-static kdcl_status bufs_open(const char *spec, const tshape *sh, gemm_bufs *g)
+static kdcl_status bufs_open(kdcl_ctx *ctx, const tshapes *sh, gemm_bufs *g)
 {
     memset(g, 0, sizeof *g);
-    kdcl_status s = kdcl_ctx_create(spec, &g->ctx);
-    if (s) return s;
+    g->ctx = ctx;
     size_t need[3] = {1, 1, 1};
-    for (size_t i = 0; i < N_SHAPES; i++) bench_gemm_need(need, sh[i].m, sh[i].n, sh[i].k);
+    for (size_t i = 0; i < sh->n; i++) bench_gemm_need(need, sh->s[i].m, sh->s[i].n, sh->s[i].k);
     return bench_gemm_bufs_alloc(g->ctx, need, &g->bufs);
 }
 
@@ -432,7 +512,6 @@ static void bufs_close(gemm_bufs *g)
 {
     if (!g->ctx) return;
     bench_gemm_bufs_free(g->ctx, &g->bufs);
-    kdcl_ctx_destroy(g->ctx);
     g->ctx = NULL;
 }
 
@@ -513,24 +592,31 @@ done:
     return st;
 }
 
-/* Time every shape (only where want[i], when want is given). */
-static kdcl_status time_all(const char *spec, const tshape *sh, size_t reps, const int *want,
-                            int check, double *t, char *tuning, size_t tsize)
+/* Open a context on the device, list the model's shapes into *sh and time
+ * those in mask (t[i] = NAN for the others); check: verify them against the
+ * CPU reference too. */
+static kdcl_status time_all(const char *spec, const tune_model *tm, size_t reps, uint64_t mask,
+                            int check, tshapes *sh, double *t, char *tuning, size_t tsize)
 {
+    kdcl_ctx *ctx = NULL;
     gemm_bufs g;
-    kdcl_status s = bufs_open(spec, sh, &g);
-    if (!s && tuning) snprintf(tuning, tsize, "%s", kdcl_ctx_gemm_tuning(g.ctx));
+    memset(&g, 0, sizeof g);
+    kdcl_status s = kdcl_ctx_create(spec, &ctx);
+    if (s) return s;
+    if (!(s = model_shapes(ctx, tm, sh)) && !(s = bufs_open(ctx, sh, &g)) && tuning)
+        snprintf(tuning, tsize, "%s", kdcl_ctx_gemm_tuning(ctx));
     /* every shape gets its own warm-up call: PoCL compiles a kernel again for
      * each new local size / grid class, and CLBlast's copy kernels differ by
      * transpose and padding */
-    for (size_t i = 0; !s && i < N_SHAPES; i++) {
+    for (size_t i = 0; !s && i < sh->n; i++) {
         t[i] = NAN;
-        if (want && !want[i]) continue;
-        s = time_shape(&g, &sh[i], reps, 1, &t[i]);
+        if (!in_mask(mask, i)) continue;
+        s = time_shape(&g, &sh->s[i], reps, 1, &t[i]);
     }
-    for (size_t i = 0; !s && check && i < N_SHAPES; i++)
-        if (!want || want[i]) s = verify_shape(&g, &sh[i]);
+    for (size_t i = 0; !s && check && i < sh->n; i++)
+        if (in_mask(mask, i)) s = verify_shape(&g, &sh->s[i]);
     bufs_close(&g);
+    kdcl_ctx_destroy(ctx);
     return s;
 }
 
@@ -664,13 +750,15 @@ static void set_env(const char *name, const char *value)
 typedef struct {
     char exe[4096];
     const char *spec;
+    const tune_model *tm;
+    size_t n_shapes; /* the child must list as many */
 } child_env;
 
 /* Time the shapes in `mask` in a child. cache_dir: the KDCL_CACHE_DIR it
  * reads its tuning file from (NULL: ours); notune_env: 1 to keep our
  * KDCL_NO_TUNING, 0 to clear it. t[i] = NAN for shapes not timed. */
 static int measure_child(const child_env *ce, const char *cache_dir, int keep_notune, size_t reps,
-                         unsigned mask, int check, double *t, char *tuning, size_t tsize)
+                         uint64_t mask, int check, double *t, char *tuning, size_t tsize)
 {
     char cmd[12000] = "";
     if (cache_dir) {
@@ -681,42 +769,55 @@ static int measure_child(const child_env *ce, const char *cache_dir, int keep_no
     if (!keep_notune) strcat(cmd, "KDCL_NO_TUNING= ");
     bench_shell_quote(cmd, sizeof cmd, ce->exe);
     size_t len = strlen(cmd);
-    snprintf(cmd + len, sizeof cmd - len, " tune --child-measure --device %s --reps %zu --mask %u%s",
-             ce->spec, reps, mask, check ? " --check" : "");
-    for (size_t i = 0; i < N_SHAPES; i++) t[i] = NAN;
+    snprintf(cmd + len, sizeof cmd - len,
+             " tune --child-measure --device %s --reps %zu --mask %" PRIu64 "%s", ce->spec, reps,
+             mask, check ? " --check" : "");
+    if (ce->tm->given) {
+        len = strlen(cmd);
+        snprintf(cmd + len, sizeof cmd - len, " --input %zux%zux%zu --arch ", ce->tm->c,
+                 ce->tm->h, ce->tm->w);
+        bench_shell_quote(cmd, sizeof cmd, ce->tm->arch);
+    }
+    for (size_t i = 0; i < ce->n_shapes; i++) t[i] = NAN;
     if (!mask) return 0;
     fflush(stdout);
     FILE *f = popen(cmd, "r");
     if (!f) return -1;
     char line[512];
-    size_t got = 0;
+    size_t got = 0, n = 0;
+    int same = 1;
     while (fgets(line, sizeof line, f)) {
         size_t i;
         double sec;
         if (!strncmp(line, "T ", 2) && tuning) {
             line[strcspn(line, "\n")] = '\0';
             snprintf(tuning, tsize, "%.*s", (int)(tsize - 1), line + 2);
-        } else if (sscanf(line, "S %zu %lf", &i, &sec) == 2 && i < N_SHAPES) {
+        } else if (sscanf(line, "N %zu", &n) == 1) {
+            same = n == ce->n_shapes;
+        } else if (same && sscanf(line, "S %zu %lf", &i, &sec) == 2 && i < ce->n_shapes) {
             t[i] = sec;
             got++;
         }
     }
-    return (pclose(f) == 0 && got > 0) ? 0 : -1;
+    int rc = pclose(f);
+    if (!same)
+        fprintf(stderr, "kdcl tune: the measuring child listed %zu GEMM shapes, not %zu\n", n,
+                ce->n_shapes);
+    return (rc == 0 && same && got > 0) ? 0 : -1;
 }
 
-static int child_measure(const char *spec, size_t reps, unsigned mask, int check)
+static int child_measure(const char *spec, const tune_model *tm, size_t reps, uint64_t mask,
+                         int check)
 {
-    tshape sh[N_SHAPES];
-    model_shapes(sh);
-    int want[N_SHAPES];
-    for (size_t i = 0; i < N_SHAPES; i++) want[i] = (mask >> i) & 1u;
-    double t[N_SHAPES];
+    tshapes sh;
+    double t[MAX_SHAPES];
     char tuning[256] = "";
-    kdcl_status s = time_all(spec, sh, reps, want, check, t, tuning, sizeof tuning);
+    kdcl_status s = time_all(spec, tm, reps, mask, check, &sh, t, tuning, sizeof tuning);
     if (s) return cli_fail("tune", s);
     printf("T %s\n", tuning);
-    for (size_t i = 0; i < N_SHAPES; i++)
-        if (want[i]) printf("S %zu %.9g\n", i, t[i]);
+    printf("N %zu\n", sh.n);
+    for (size_t i = 0; i < sh.n; i++)
+        if (in_mask(mask, i)) printf("S %zu %.9g\n", i, t[i]);
     return 0;
 }
 
@@ -725,28 +826,30 @@ static int child_measure(const char *spec, size_t reps, unsigned mask, int check
 /* The switch size T: shapes with m*n*k < T^3 run the direct kernel. Among the
  * cuts of the shapes sorted by volume, the one with the least weighted time;
  * t_dir[i] may be INFINITY (not measured). */
-static size_t best_cut(const tshape *sh, const double *t_ind, const double *t_dir, double *cost_out)
+static size_t best_cut(const tshapes *sh, const double *t_ind, const double *t_dir,
+                       double *cost_out)
 {
-    size_t order[N_SHAPES];
-    for (size_t i = 0; i < N_SHAPES; i++) order[i] = i;
-    for (size_t i = 1; i < N_SHAPES; i++)
-        for (size_t j = i; j > 0 && vol(&sh[order[j]]) < vol(&sh[order[j - 1]]); j--) {
+    const size_t N = sh->n;
+    size_t order[MAX_SHAPES];
+    for (size_t i = 0; i < N; i++) order[i] = i;
+    for (size_t i = 1; i < N; i++)
+        for (size_t j = i; j > 0 && vol(&sh->s[order[j]]) < vol(&sh->s[order[j - 1]]); j--) {
             size_t x = order[j];
             order[j] = order[j - 1];
             order[j - 1] = x;
         }
     size_t best_t = 1;
     double best_cost = INFINITY;
-    for (size_t c = 0; c <= N_SHAPES; c++) {
-        size_t T = c ? (size_t)floor(cbrt(vol(&sh[order[c - 1]]))) + 1 : 1;
+    for (size_t c = 0; c <= N; c++) {
+        size_t T = c ? (size_t)floor(cbrt(vol(&sh->s[order[c - 1]]))) + 1 : 1;
         double T3 = (double)T * (double)T * (double)T;
-        if (c > 0 && !(T3 > vol(&sh[order[c - 1]]))) continue;
-        if (c < N_SHAPES && T3 > vol(&sh[order[c]])) continue;
+        if (c > 0 && !(T3 > vol(&sh->s[order[c - 1]]))) continue;
+        if (c < N && T3 > vol(&sh->s[order[c]])) continue;
         double cost = 0;
-        for (size_t j = 0; j < N_SHAPES; j++) {
+        for (size_t j = 0; j < N; j++) {
             size_t i = order[j];
             double ti = j < c ? t_dir[i] : t_ind[i];
-            cost += weight(&sh[i]) * (isnan(ti) ? INFINITY : ti);
+            cost += weight(&sh->s[i]) * (isnan(ti) ? INFINITY : ti);
         }
         if (cost < best_cost) {
             best_cost = cost;
@@ -759,22 +862,27 @@ static size_t best_cut(const tshape *sh, const double *t_ind, const double *t_di
 
 /* Time the direct kernel (all shapes forced direct) with the parameters in
  * the scratch file: the B = 128 shapes, then each B = 1024 shape whose
- * B = 128 counterpart ran faster direct than indirect. */
-static int time_direct(const child_env *ce, const char *scratch, const double *t_ind, double *t_dir)
+ * B = 128 twin (the same layer's product) ran faster direct than indirect,
+ * or that has none. */
+static int time_direct(const child_env *ce, const tshapes *sh, const char *scratch,
+                       const double *t_ind, double *t_dir)
 {
-    double t2[N_SHAPES];
-    if (measure_child(ce, scratch, 0, 2, 0xffu, 0, t_dir, NULL, 0)) return -1;
-    unsigned mask = 0;
-    for (size_t i = 0; i < 8; i++)
-        if (t_dir[i] < t_ind[i]) mask |= 1u << (i + 8);
+    double t2[MAX_SHAPES];
+    uint64_t first = sh->n0 == 64 ? ~(uint64_t)0 : ((uint64_t)1 << sh->n0) - 1;
+    if (measure_child(ce, scratch, 0, 2, first, 0, t_dir, NULL, 0)) return -1;
+    uint64_t mask = 0;
+    for (size_t i = sh->n0; i < sh->n; i++) {
+        size_t tw = sh->s[i].twin;
+        if (tw == i || t_dir[tw] < t_ind[tw]) mask |= (uint64_t)1 << i;
+    }
     if (mask && measure_child(ce, scratch, 0, 2, mask, 0, t2, NULL, 0)) return -1;
-    for (size_t i = 8; i < N_SHAPES; i++) t_dir[i] = (mask >> i) & 1u ? t2[i] : INFINITY;
+    for (size_t i = sh->n0; i < sh->n; i++) t_dir[i] = in_mask(mask, i) ? t2[i] : INFINITY;
     return 0;
 }
 
 /* ------------------------------------------------------------------ kdcl's own candidates */
 
-/* Xgemm parameter sets timed at the MLP's shapes next to the tuner's best.
+/* Xgemm parameter sets timed at the model's shapes next to the tuner's best.
  * CLBlast's tuners rank configurations at one square size and explore random
  * subsets, which on CPUs under PoCL rarely contain the sets that suit them:
  * PoCL runs a work-group's work-items as a loop around each region between
@@ -806,22 +914,33 @@ static const struct {
 };
 #define N_CANDIDATES (sizeof cand_table / sizeof cand_table[0])
 
-/* The shapes the indirect kernel runs (all but the 10-wide layer's), B = 128 and 1024. */
-#define CAND_MASK 0x5B5Bu
+/* The shapes the candidates are scored on: those whose every dimension is
+ * at least 32 (the indirect kernel pads a product to its tiles, so narrow
+ * ones, such as the 10-wide output layer's, are left to the direct kernel),
+ * at both batches; every shape when none is that wide. */
+static uint64_t cand_mask(const tshapes *sh)
+{
+    uint64_t mask = 0;
+    for (size_t i = 0; i < sh->n; i++)
+        if (sh->s[i].m >= 32 && sh->s[i].n >= 32 && sh->s[i].k >= 32) mask |= (uint64_t)1 << i;
+    return mask ? mask : sh->all;
+}
 
-static double weighted_cost(const tshape *sh, const double *t, unsigned mask)
+static double weighted_cost(const tshapes *sh, const double *t, uint64_t mask)
 {
     double c = 0;
-    for (size_t i = 0; i < N_SHAPES; i++)
-        if ((mask >> i) & 1u) c += weight(&sh[i]) * (isnan(t[i]) ? INFINITY : t[i]);
+    for (size_t i = 0; i < sh->n; i++)
+        if (in_mask(mask, i)) c += weight(&sh->s[i]) * (isnan(t[i]) ? INFINITY : t[i]);
     return c;
 }
 
+#define CAND_COLUMNS 8 /* B = 128 shapes shown per candidate */
+
 /* Time each candidate (and the tuner's best, when there is one) with the
- * indirect kernel on every shape, results checked against a CPU reference,
- * and put the cheapest in *xg. Returns the number of sets that ran. */
+ * indirect kernel on every shape of cand_mask, results checked against a CPU
+ * reference, and put the cheapest in *xg. Returns the number of sets that ran. */
 static size_t choose_xgemm(const child_env *ce, const kdcl_device_info *d, const char *scratch,
-                           const char *scratch_file, const tshape *sh, tuner_result *xg,
+                           const char *scratch_file, const tshapes *sh, tuner_result *xg,
                            cJSON *info)
 {
     tuner_result none, best;
@@ -829,12 +948,16 @@ static size_t choose_xgemm(const child_env *ce, const kdcl_device_info *d, const
     memset(&best, 0, sizeof best);
     double best_cost = INFINITY;
     const char *best_what = NULL;
-    size_t ran = 0;
-    printf("timing Xgemm parameter sets at the MLP's shapes (indirect kernel, checked against a "
-           "CPU reference)\n");
+    size_t ran = 0, shown = 0;
+    const uint64_t mask = cand_mask(sh);
+    printf("timing Xgemm parameter sets at the model's shapes (indirect kernel, checked against "
+           "a CPU reference)\n");
     printf("  %-44s", "parameter set");
-    for (size_t i = 0; i < 8; i++)
-        if ((CAND_MASK >> i) & 1u) printf(" %9.9s", sh[i].label + (sh[i].label[0] == 'f' ? 4 : 0));
+    for (size_t i = 0; i < sh->n0 && shown < CAND_COLUMNS; i++)
+        if (in_mask(mask, i)) {
+            printf(" %12.12s", sh->s[i].label);
+            shown++;
+        }
     printf(" %12s\n", "ms/1024 smp");
     cJSON *arr = cJSON_CreateArray();
     for (size_t c = 0; c <= N_CANDIDATES; c++) {
@@ -856,16 +979,20 @@ static size_t choose_xgemm(const child_env *ce, const kdcl_device_info *d, const
         }
         printf("  %-44s", what);
         fflush(stdout);
-        double t[N_SHAPES];
+        double t[MAX_SHAPES];
         if (write_tuning(scratch_file, d, &cur, &none, 1, NULL) ||
-            measure_child(ce, scratch, 0, 2, CAND_MASK, 1, t, NULL, 0)) {
+            measure_child(ce, scratch, 0, 2, mask, 1, t, NULL, 0)) {
             printf(" failed (does not run on this device, or computes a wrong product)\n");
             continue;
         }
         ran++;
-        for (size_t i = 0; i < 8; i++)
-            if ((CAND_MASK >> i) & 1u) printf(" %9.1f", 2 * vol(&sh[i]) * 1e-9 / t[i]);
-        double cost = weighted_cost(sh, t, CAND_MASK);
+        shown = 0;
+        for (size_t i = 0; i < sh->n0 && shown < CAND_COLUMNS; i++)
+            if (in_mask(mask, i)) {
+                printf(" %12.1f", 2 * vol(&sh->s[i]) * 1e-9 / t[i]);
+                shown++;
+            }
+        double cost = weighted_cost(sh, t, mask);
         printf(" %12.1f\n", cost * 1e3 / 2);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "set", what);
@@ -877,8 +1004,11 @@ static size_t choose_xgemm(const child_env *ce, const kdcl_device_info *d, const
             best_what = what;
         }
     }
-    printf("  (GFLOP/s at B = 128; last column: GEMM ms per 1024 samples, mean of B = 128 and "
-           "1024)\n");
+    size_t n_first = 0;
+    for (size_t i = 0; i < sh->n0; i++) n_first += (size_t)in_mask(mask, i);
+    printf("  (GFLOP/s at B = 128%s; last column: GEMM ms per 1024 samples, mean of B = 128 "
+           "and 1024)\n",
+           n_first > CAND_COLUMNS ? ", the first shapes" : "");
     cJSON_AddItemToObject(info, "xgemm_sets", arr);
     if (best_what) {
         printf("  chosen: %s\n", best_what);
@@ -915,12 +1045,16 @@ int cmd_tune(int argc, char **argv)
                                          {"mask", required_argument, 0, 'm'},
                                          {"check", no_argument, 0, 'C'},
                                          {"search", required_argument, 0, 'S'},
+                                         {"arch", required_argument, 0, 'A'},
+                                         {"input", required_argument, 0, 'I'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *device = NULL;
     double fraction = 0.005, max_seconds = 180;
-    size_t size = 512, reps = 3, mask = 0xffff;
-    int keep = 0, child = 0, check = 0, o;
+    size_t size = 512, reps = 3;
+    uint64_t mask = ~(uint64_t)0;
+    tune_model tm = {DEFAULT_ARCH, 1, 28, 28, 0};
+    int keep = 0, child = 0, check = 0, input_given = 0, o;
     unsigned search = 3; /* 1: CLBlast's tuners, 2: kdcl's candidate sets */
     optind = 1;
     opterr = 0;
@@ -962,22 +1096,41 @@ int cmd_tune(int argc, char **argv)
                 return cli_usage_error("tune", "--reps needs 1..8, got '%s'", optarg);
             break;
         case 'm':
-            if (cli_parse_size(optarg, &mask) || mask > 0xffff)
-                return cli_usage_error("tune", "bad --mask '%s'", optarg);
+            if (cli_parse_u64(optarg, &mask)) return cli_usage_error("tune", "bad --mask '%s'", optarg);
             break;
+        case 'A':
+            tm.arch = optarg;
+            tm.given = 1;
+            break;
+        case 'I': {
+            char *e1 = NULL, *e2 = NULL, *e3 = NULL;
+            unsigned long c = strtoul(optarg, &e1, 10), h = 0, w = 0;
+            if (e1 && *e1 == 'x') h = strtoul(e1 + 1, &e2, 10);
+            if (e2 && *e2 == 'x') w = strtoul(e2 + 1, &e3, 10);
+            if (!e3 || *e3 || c < 1 || c > 4 || h < 1 || w < 1 || h > 4096 || w > 4096 ||
+                !isdigit((unsigned char)optarg[0]))
+                return cli_usage_error("tune", "--input needs CxHxW (C in 1..4), got '%s'", optarg);
+            tm.c = c;
+            tm.h = h;
+            tm.w = w;
+            tm.given = input_given = 1;
+            break;
+        }
         case 'h':
             printf(
                 "usage: kdcl tune [--device D] [--search tuners|candidates|both] [--fraction F]\n"
-                "                 [--max-seconds S] [--size N] [--keep]\n\n"
+                "                 [--max-seconds S] [--size N] [--keep] [--arch SPEC]\n"
+                "                 [--input CxHxW]\n\n"
                 "Tunes CLBlast's single-precision GEMM kernels for one device with CLBlast's own\n"
                 "tuners (clblast_tuner_xgemm, clblast_tuner_xgemm_direct; Debian package\n"
                 "clblast-utils) and kdcl's own candidate parameter sets, times the Xgemm sets at\n"
-                "the MLP's GEMM shapes (results checked against a CPU reference), keeps the\n"
+                "the GEMM shapes of a model's training step at B = 128 and 1024\n"
+                "(kdcl_model_gemm_shapes; results checked against a CPU reference), keeps the\n"
                 "fastest there, chooses the size at which CLBlast\n"
                 "switches from the direct to the indirect kernel (and whether the tuned direct\n"
-                "kernel beats CLBlast's) by timing the MLP's GEMMs, and stores the result for\n"
-                "this device and driver (kdcl uses it from then on; KDCL_NO_TUNING=1 ignores\n"
-                "it). Prints the GEMM rates before and after.\n\n"
+                "kernel beats CLBlast's) by timing those GEMMs, and stores the result for\n"
+                "this device and driver (kdcl uses it from then on, for every model;\n"
+                "KDCL_NO_TUNING=1 ignores it). Prints the GEMM rates before and after.\n\n"
                 "options:\n"
                 "  --device D        P:D, cpu, gpu or a name substring (default: $KDCL_DEVICE,\n"
                 "                    else the first GPU, else the first device)\n"
@@ -989,8 +1142,12 @@ int cmd_tune(int argc, char **argv)
                 "                    running then is stopped and its results so far are used\n"
                 "  --size N          m = n = k of the tuners' problem (default 512)\n"
                 "  --keep            keep the new parameters even if they are slower at the\n"
-                "                    MLP's shapes than the ones used before (default: put the\n"
-                "                    previous state back)\n");
+                "                    model's shapes than the ones used before (default: put the\n"
+                "                    previous state back)\n"
+                "  --arch SPEC       the model whose GEMMs are timed (default " DEFAULT_ARCH "):\n"
+                "                    A-B-...-K, a layer list, lenet5, cnn-small, resnet20 or\n"
+                "                    @FILE.json, as kdcl train --arch (10 classes)\n"
+                "  --input CxHxW     its input shape (default 1x28x28; resnet20: 3x32x32)\n");
             return 0;
         default:
             return cli_usage_error("tune", "unknown option or missing value: %s",
@@ -998,7 +1155,8 @@ int cmd_tune(int argc, char **argv)
         }
     }
     if (optind < argc) return cli_usage_error("tune", "unexpected argument '%s'", argv[optind]);
-    if (child) return child_measure(device, reps, (unsigned)mask, check);
+    if (!input_given && !strcmp(tm.arch, "resnet20")) tm.c = 3, tm.h = tm.w = 32;
+    if (child) return child_measure(device, &tm, reps, mask, check);
     static const char *tuners[2] = {"clblast_tuner_xgemm", "clblast_tuner_xgemm_direct"};
     for (int i = 0; i < 2 && (search & 1); i++)
         if (!in_path(tuners[i])) {
@@ -1014,21 +1172,26 @@ int cmd_tune(int argc, char **argv)
     int rc = cli_open_ctx("tune", device, &ctx);
     if (rc) return rc;
     kdcl_device_info d = *kdcl_ctx_device(ctx);
+    tshapes shapes, *sh = &shapes;
+    kdcl_status s = model_shapes(ctx, &tm, sh);
     kdcl_ctx_destroy(ctx);
+    if (s) return cli_fail("tune", s);
     child_env ce;
+    ce.tm = &tm;
+    ce.n_shapes = sh->n;
     char spec[32], path[4400];
     snprintf(spec, sizeof spec, "%u:%u", d.platform_index, d.device_index);
     ce.spec = spec;
     bench_self_exe(ce.exe, sizeof ce.exe, argv[0]);
-    kdcl_status s = kdcl_gemm_tuning_path(&d, path, sizeof path);
+    s = kdcl_gemm_tuning_path(&d, path, sizeof path);
     if (s) return cli_fail("tune", s);
     printf("device   %s %s (%s, driver %s)\n", spec, d.name, d.platform_name, d.driver_version);
     printf("file     %s\n", path);
+    printf("model    %s on %zux%zux%zu inputs: %zu distinct GEMM shapes at B = 128 and 1024\n",
+           tm.arch, tm.c, tm.h, tm.w, sh->n);
 
-    tshape sh[N_SHAPES];
-    model_shapes(sh);
-    double before[N_SHAPES], after[N_SHAPES], t_ind[N_SHAPES], t_dtun[N_SHAPES],
-        t_ddef[N_SHAPES];
+    double before[MAX_SHAPES], after[MAX_SHAPES], t_ind[MAX_SHAPES], t_dtun[MAX_SHAPES],
+        t_ddef[MAX_SHAPES];
     char tuning_before[256] = "", tuning_after[256] = "";
     /* the tuners */
     char tmpl[] = "/tmp/kdcl-tune-XXXXXX";
@@ -1083,9 +1246,9 @@ int cmd_tune(int argc, char **argv)
         return CLI_EXIT_FAIL;
     }
     double t0 = kdcl_wall_seconds();
-    printf("timing the MLP's GEMMs with the current parameters... ");
+    printf("timing the model's GEMMs with the current parameters... ");
     fflush(stdout);
-    if (measure_child(&ce, NULL, 1, 3, 0xffffu, 0, before, tuning_before, sizeof tuning_before)) {
+    if (measure_child(&ce, NULL, 1, 3, sh->all, 0, before, tuning_before, sizeof tuning_before)) {
         fprintf(stderr, "\nkdcl tune: timing the GEMMs failed (see the messages above)\n");
         return CLI_EXIT_FAIL;
     }
@@ -1143,15 +1306,15 @@ int cmd_tune(int argc, char **argv)
     printf("choosing the direct-kernel parameters and XGEMM_MIN_INDIRECT_SIZE... ");
     fflush(stdout);
     t0 = kdcl_wall_seconds();
-    for (size_t i = 0; i < N_SHAPES; i++) t_dtun[i] = t_ddef[i] = INFINITY;
+    for (size_t i = 0; i < sh->n; i++) t_dtun[i] = t_ddef[i] = INFINITY;
     fail = fail || write_tuning(scratch_file, &d, &res[0], &res[1], 1, info) ||
-           measure_child(&ce, scratch, 0, 2, 0xffffu, 0, t_ind, NULL, 0);
+           measure_child(&ce, scratch, 0, 2, sh->all, 0, t_ind, NULL, 0);
     if (!fail && res[1].best.valid)
         fail = write_tuning(scratch_file, &d, &res[0], &res[1], 100000, info) ||
-               time_direct(&ce, scratch, t_ind, t_dtun);
+               time_direct(&ce, sh, scratch, t_ind, t_dtun);
     if (!fail)
         fail = write_tuning(scratch_file, &d, &res[0], &none, 100000, info) ||
-               time_direct(&ce, scratch, t_ind, t_ddef);
+               time_direct(&ce, sh, scratch, t_ind, t_ddef);
     if (fail) {
         fprintf(stderr, "\nkdcl tune: timing candidate parameters failed; nothing written "
                         "(tuner logs in %s)\n",
@@ -1179,7 +1342,7 @@ int cmd_tune(int argc, char **argv)
         return CLI_EXIT_FAIL;
     }
     cJSON_Delete(info);
-    if (measure_child(&ce, NULL, 0, 3, 0xffffu, 0, after, tuning_after, sizeof tuning_after)) {
+    if (measure_child(&ce, NULL, 0, 3, sh->all, 0, after, tuning_after, sizeof tuning_after)) {
         if (previous)
             write_all(path, previous);
         else
@@ -1190,19 +1353,20 @@ int cmd_tune(int argc, char **argv)
                 dir);
         return CLI_EXIT_FAIL;
     }
-    printf("\nGEMM GFLOP/s at the MLP's shapes (device time, median of 3)\n");
-    printf("  %-16s %-16s %-3s %10s %10s %8s\n", "shape", "m x n x k", "op", "before", "after",
-           "speedup");
+    printf("\nGEMM GFLOP/s at the model's shapes (device time, median of 3)\n");
+    printf("  %-5s %-16s %-16s %-3s %6s %10s %10s %8s\n", "B", "layer, product", "m x n x k",
+           "op", "calls", "before", "after", "speedup");
     double tb = 0, ta = 0;
-    for (size_t i = 0; i < N_SHAPES; i++) {
+    for (size_t i = 0; i < sh->n; i++) {
+        const tshape *x = &sh->s[i];
         char dims[40];
-        snprintf(dims, sizeof dims, "%zux%zux%zu", sh[i].m, sh[i].n, sh[i].k);
-        double f = 2 * vol(&sh[i]) * 1e-9;
-        printf("  %-16s %-16s %c%c  %10.2f %10.2f %7.2fx\n", sh[i].label, dims,
-               sh[i].ta ? 'T' : 'N', sh[i].tb ? 'T' : 'N', f / before[i], f / after[i],
+        snprintf(dims, sizeof dims, "%zux%zux%zu", x->m, x->n, x->k);
+        double f = 2 * vol(x) * 1e-9;
+        printf("  %-5zu %-16s %-16s %c%c  %6zu %10.2f %10.2f %7.2fx\n", x->batch, x->label, dims,
+               x->ta ? 'T' : 'N', x->tb ? 'T' : 'N', x->calls, f / before[i], f / after[i],
                before[i] / after[i]);
-        tb += weight(&sh[i]) * before[i];
-        ta += weight(&sh[i]) * after[i];
+        tb += weight(x) * before[i];
+        ta += weight(x) * after[i];
     }
     printf("  before: %s; after: %s\n", tuning_before, tuning_after);
     printf("  GEMM time per 1024 training samples (mean of B = 128 and 1024): %.0f ms -> %.0f ms "
