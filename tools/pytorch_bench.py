@@ -3,15 +3,20 @@
 
     tools/pytorch_bench.py [--device cpu|cuda] [--json OUT] [--threads N] [--quick] [--reps N]
 
-Measures, on synthetic data (random 28x28 u8 images, 10 classes):
-  - GEMM GFLOP/s (torch.matmul) at the shapes of a 784-1200-1200-10 training
-    step, row-major with the same transposes as kdcl (forward X W^T, weight
-    gradients dY^T X, input gradients dY W) for B = 128 and 1024, plus 1024^3
-    (and 4096^3 on CUDA);
+Measures, on synthetic data (random u8 images, 10 classes: 1x28x28, and
+3x32x32 for ResNet-20):
+  - GEMM GFLOP/s (torch.matmul) at the products of a 784-1200-1200-10 training
+    step as kdcl runs them (kdcl_model_gemm_shapes: forward X W^T, weight
+    gradients dY^T X, input gradients dY W except for the first layer, all
+    row-major with the same transposes) for B = 128 and 1024, plus 1024^3
+    (and 4096^3 on CUDA); result ids gemm.<m>x<n>x<k>.<NT|TN|NN> as kdcl's;
   - training samples/s (SGD with momentum 0.9, cross-entropy) of the teacher
     784-1200-1200-10 (dropout 0.2 on the input / 0.5 on hidden units, max-norm
     3.5 on each unit's incoming weights) and the student 784-800-800-10 (no
-    dropout) at B = 128 and 1024, one "epoch" of n examples per repetition;
+    dropout) at B = 128 and 1024, and of LeNet-5 (1x28x28) and the CIFAR
+    ResNet-20 (3x32x32, option-B projection shortcuts: 1x1 conv stride 2 +
+    BatchNorm) at B = 128, the same layers as kdcl's "lenet5" and "resnet20"
+    presets, one "epoch" of n examples per repetition;
   - inference images/s (eval mode, softmax) of the teacher, a 10-teacher
     ensemble (softmax average) and the student at B = 1024;
   - on CPU, when NumPy is importable (and not --no-numpy), the same GEMM shapes
@@ -37,6 +42,24 @@ import time
 SCHEMA = "kdcl-bench-1"
 TEACHER = [784, 1200, 1200, 10]
 STUDENT = [784, 800, 800, 10]
+CLASSES = 10
+
+
+def mlp_gemm_shapes(sizes, B, dropout=True):
+    """The products of one training step of the MLP `sizes` at batch B, as
+    kdcl_model_gemm_shapes lists them for its "A-B-...-K" model: Flatten,
+    [Dropout,] then Linear layers with ReLU [and Dropout] between, each named
+    by its index in that torch.nn.Sequential. Returns (what, m, n, k, trans)."""
+    out = []
+    idx, step = (2, 3) if dropout else (1, 2)
+    for i in range(len(sizes) - 1):
+        fan_in, fan_out = sizes[i], sizes[i + 1]
+        out.append((f"{idx} Linear forward", B, fan_out, fan_in, "NT"))
+        out.append((f"{idx} Linear dW", fan_out, fan_in, B, "TN"))
+        if i > 0:  # no input gradient for the first layer
+            out.append((f"{idx} Linear dX", B, fan_in, fan_out, "NN"))
+        idx += step
+    return out
 
 
 def entry(rid, label, kind, unit, st, better="higher", **extra):
@@ -63,6 +86,7 @@ class Bench:
         self.work_cap = 0.5 if quick else 4.0
         self.target = 0.05 if quick else 0.8
         self.results = []
+        self.errors = []
 
     def sync(self):
         if self.device.type == "cuda":
@@ -90,29 +114,26 @@ class Bench:
 
     # ---------------------------------------------------------------- GEMM
     def gemm_shapes(self):
-        shapes = []
+        """(id, label, batch, m, n, k, trans): the teacher's products at B = 128
+        (and 1024), distinct ones only, then the square references."""
+        shapes, seen = [], set()
         for B in ((128,) if self.quick else (128, 1024)):
-            shapes += [
-                ("fwd_in", "fwd X*W1^T", B, B, 1200, 784, "NT"),
-                ("fwd_hid", "fwd H1*W2^T", B, B, 1200, 1200, "NT"),
-                ("fwd_out", "fwd H2*W3^T", B, B, 10, 1200, "NT"),
-                ("dw_in", "dW1 = dY1^T*X", B, 1200, 784, B, "TN"),
-                ("dw_hid", "dW2 = dY2^T*H1", B, 1200, 1200, B, "TN"),
-                ("dw_out", "dW3 = dY3^T*H2", B, 10, 1200, B, "TN"),
-                ("dx_hid", "dH1 = dY2*W2", B, B, 1200, 1200, "NN"),
-                ("dx_out", "dH2 = dY3*W3", B, B, 1200, 10, "NN"),
-            ]
+            for what, m, n, k, tr in mlp_gemm_shapes(TEACHER, B):
+                rid = f"gemm.{m}x{n}x{k}.{tr}"
+                if rid not in seen:
+                    seen.add(rid)
+                    shapes.append((rid, f"teacher {what}", B, m, n, k, tr))
         if not self.quick:
-            shapes.append(("sq1024", "square 1024^3", None, 1024, 1024, 1024, "NN"))
+            shapes.append(("gemm.sq1024", "square 1024^3", None, 1024, 1024, 1024, "NN"))
             if self.device.type == "cuda":
-                shapes.append(("sq4096", "square 4096^3", None, 4096, 4096, 4096, "NN"))
+                shapes.append(("gemm.sq4096", "square 4096^3", None, 4096, 4096, 4096, "NN"))
         return shapes
 
     def time_gemms(self, make, mm, variant):
         """Time mm(A, B) with (A, B) = make(m, n, k, trans) at every shape; returns
         the result entries (printed as they come)."""
         out = []
-        for name, label, B, m, n, k, tr in self.gemm_shapes():
+        for rid, label, B, m, n, k, tr in self.gemm_shapes():
             A, Bm = make(m, n, k, tr)
             mm(A, Bm)  # warm-up
             flops = 2.0 * m * n * k
@@ -134,12 +155,11 @@ class Bench:
                 return flops / dt * 1e-9, dt
 
             st = self.repeat(once, self.gemm_cap)
-            rid = f"gemm.{name}.b{B}" if B else f"gemm.{name}"
             dims = f"{m}x{n}x{k}"
             lab = f"GEMM {label} B={B} ({dims} {tr})" if B else f"GEMM {label}"
             out.append(entry(rid, lab, "gemm", "GFLOP/s", st, m=m, n=n, k=k, trans=tr, batch=B,
                              variant=variant))
-            print(f"  {label:16s} {dims:20s} {tr}  {st['median']:8.1f} "
+            print(f"  {label:28s} {dims:20s} {tr}  {st['median']:8.1f} "
                   f"[{st['min']:.1f}-{st['max']:.1f}]")
         return out
 
@@ -183,70 +203,156 @@ class Bench:
                     layers.append(nn.Dropout(drop_hidden))
         return nn.Sequential(*layers).to(self.device)
 
-    def data(self, n):
+    def he_init(self, model):
+        """kdcl's initialisation: He normal (fan-in) weights, zero biases,
+        BatchNorm weight 1 / bias 0 (PyTorch's default)."""
+        nn = self.torch.nn
+        for mod in model.modules():
+            if isinstance(mod, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+                if mod.bias is not None:
+                    nn.init.zeros_(mod.bias)
+        return model.to(self.device)
+
+    def lenet5(self, seed):
+        """kdcl's "lenet5" preset: conv(6,5,p=2),relu,maxpool(2),conv(16,5),relu,
+        maxpool(2),flatten,linear(120),relu,linear(84),relu,linear(K) on 1x28x28."""
+        nn = self.torch.nn
+        self.torch.manual_seed(seed)
+        return self.he_init(nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, CLASSES)))
+
+    def resnet20(self, seed):
+        """kdcl's "resnet20" preset (He et al. 2016, CIFAR ResNet-20 with
+        projection shortcuts, option B): conv(16,3,p=1,bias=0),bn,relu, three
+        stages of three blocks res(conv(C,3,s,p=1,bias=0),bn,relu,
+        conv(C,3,p=1,bias=0),bn[;conv(C,1,s=2,bias=0),bn]),relu with C = 16, 32,
+        64 (stride 2 and the projection in the first block of stages 2 and 3),
+        then gap,flatten,linear(K); on 3x32x32."""
         torch = self.torch
-        g = torch.Generator().manual_seed(20240601)
-        x = torch.randint(0, 256, (n, 784), dtype=torch.uint8, generator=g)
-        y = torch.randint(0, 10, (n,), dtype=torch.int64, generator=g)
+        nn = torch.nn
+
+        class Residual(nn.Module):  # body(x) + shortcut(x), identity without one
+            def __init__(self, body, shortcut=None):
+                super().__init__()
+                self.body = body
+                self.shortcut = shortcut
+
+            def forward(self, x):
+                return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
+
+        torch.manual_seed(seed)
+        layers = [nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+        c_in = 16
+        for stage in range(3):
+            c = 16 << stage
+            for blk in range(3):
+                down = stage > 0 and blk == 0
+                s = 2 if down else 1
+                body = nn.Sequential(
+                    nn.Conv2d(c_in, c, 3, stride=s, padding=1, bias=False), nn.BatchNorm2d(c),
+                    nn.ReLU(), nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+                shortcut = nn.Sequential(nn.Conv2d(c_in, c, 1, stride=2, bias=False),
+                                         nn.BatchNorm2d(c)) if down else None
+                layers += [Residual(body, shortcut), nn.ReLU()]
+                c_in = c
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, CLASSES)]
+        return self.he_init(nn.Sequential(*layers))
+
+    def data(self, n, shape=(784,), seed=20240601):
+        """n random u8 examples of `shape` and labels in 0..9."""
+        torch = self.torch
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randint(0, 256, (n,) + tuple(shape), dtype=torch.uint8, generator=g)
+        y = torch.randint(0, CLASSES, (n,), dtype=torch.int64, generator=g)
         return x.to(self.device), y.to(self.device)
 
     # ---------------------------------------------------------------- training
-    def train(self, X, Y):
+    def train_model(self, model, X, Y, B, max_norm):
+        """Time training epochs of `model` on (X, Y) at batch B; returns the stats
+        and the examples per timed epoch."""
         torch = self.torch
         F = torch.nn.functional
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+
+        def epoch(n, seed):
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+            perm = perm.to(self.device)
+            t0 = self.now()
+            total = torch.zeros((), device=self.device)
+            for s in range(0, n, B):
+                idx = perm[s:s + B]
+                x = X[idx].float().mul_(1.0 / 255.0)
+                loss = F.cross_entropy(model(x), Y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if max_norm > 0:
+                    with torch.no_grad():
+                        for lin in linears:
+                            w = lin.weight
+                            norms = w.norm(dim=1, keepdim=True)
+                            w.mul_(torch.clamp(max_norm / (norms + 1e-12), max=1.0))
+                total += loss.detach()
+            float(total)  # one host sync per epoch, like kdcl's loss check
+            dt = self.now() - t0
+            return n / dt, dt
+
+        epoch(B, 1)  # warm-up: one step (library start-up, allocations)
+        # the rate that sizes the timed epochs: a few steps after the warm-up
+        # (the first step alone, with cuBLAS's start-up, would make them tiny),
+        # unless one step already says they would take over 2 s (big models on a CPU)
+        rate, _ = epoch(B, 1)
+        if 8 * B / rate <= 2.0:
+            rate, _ = epoch(min(X.shape[0], 8 * B), 1)
+        n = max(B, min(X.shape[0], int(rate * self.target) // B * B))
+        seeds = iter(range(2, 1000))
+        return self.repeat(lambda: epoch(n, next(seeds)), self.work_cap), n
+
+    def train(self, X, Y, X32, Y32):
         print("\nTraining (SGD momentum 0.9, cross-entropy), samples/s median [min-max]")
         configs = [("teacher", TEACHER, 0.2, 0.5, 3.5), ("student", STUDENT, 0.0, 0.0, 0.0)]
+        runs = []
         for name, sizes, din, dh, max_norm in configs:
             for B in ((128,) if self.quick else (128, 1024)):
-                model = self.mlp(sizes, din, dh, 3)
-                model.train()
-                opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-                linears = [m for m in model if isinstance(m, torch.nn.Linear)]
-
-                def epoch(n, seed):
-                    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-                    perm = perm.to(self.device)
-                    t0 = self.now()
-                    total = torch.zeros((), device=self.device)
-                    for s in range(0, n, B):
-                        idx = perm[s:s + B]
-                        x = X[idx].float().mul_(1.0 / 255.0)
-                        loss = F.cross_entropy(model(x), Y[idx])
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        if max_norm > 0:
-                            with torch.no_grad():
-                                for lin in linears:
-                                    w = lin.weight
-                                    norms = w.norm(dim=1, keepdim=True)
-                                    w.mul_(torch.clamp(max_norm / (norms + 1e-12), max=1.0))
-                        total += loss.detach()
-                    float(total)  # one host sync per epoch, like kdcl's loss check
-                    dt = self.now() - t0
-                    return n / dt, dt
-
-                epoch(B, 1)  # warm-up: one step (library start-up, allocations)
-                # the rate that sizes the timed epochs: a few steps after the warm-up
-                # (the first step alone, with cuBLAS's start-up, would make them tiny)
-                rate, _ = epoch(min(X.shape[0], 8 * B), 1)
-                n = max(B, min(X.shape[0], int(rate * self.target) // B * B))
-                seeds = iter(range(2, 1000))
-                st = self.repeat(lambda: epoch(n, next(seeds)), self.work_cap)
                 arch = "-".join(map(str, sizes))
-                e = self.add(f"train.{name}.b{B}", f"train {name} {arch} B={B}", "train",
-                             "samples/s", st, arch=arch, batch=B, examples=n,
-                             dropout=[din, dh], max_norm=max_norm)
-                if name == "teacher":
-                    ms = 1e3 * B / st["median"]
-                    self.add(f"step.teacher.b{B}",
-                             f"teacher training step B={B} (wall ms, from the epoch rate)",
-                             "step", "ms", {"median": ms, "min": 1e3 * B / st["max"],
-                                            "max": 1e3 * B / st["min"], "reps": st["reps"]},
-                             better="lower", arch=arch, batch=B)
-                print(f"  {name:8s} {arch:17s} B={B:<5d} {st['median']:10.0f} "
-                      f"[{st['min']:.0f}-{st['max']:.0f}]  (epochs of {n})")
-                del e, model, opt
+                runs.append((name, arch, lambda s=sizes, a=din, b=dh: self.mlp(s, a, b, 3),
+                             X, Y, B, max_norm, [din, dh], [1, 28, 28],
+                             "dropout %.1f/%.1f%s" % (din, dh, ", max-norm 3.5" if max_norm
+                                                      else "") if din or dh else "no dropout"))
+        n28 = X.shape[0]
+        runs.append(("lenet5", "lenet5", lambda: self.lenet5(3), X.view(n28, 1, 28, 28), Y, 128,
+                     0.0, [0.0, 0.0], [1, 28, 28], "1x28x28 input"))
+        runs.append(("resnet20", "resnet20", lambda: self.resnet20(3), X32, Y32, 128, 0.0,
+                     [0.0, 0.0], [3, 32, 32], "3x32x32 input"))
+        for name, arch, make, Xs, Ys, B, max_norm, dropout, shape, regime in runs:
+            try:
+                model = make()
+                st, n = self.train_model(model, Xs, Ys, B, max_norm)
+            except (RuntimeError, MemoryError) as ex:  # report, keep going
+                msg = f"training {name} B={B}: {ex}"
+                print(f"  {name:8s} {arch:17s} B={B:<5d} {regime:28s} FAILED: {ex}")
+                print(f"pytorch_bench.py: {msg}", file=sys.stderr)
+                self.errors.append(msg)
+                continue
+            self.add(f"train.{name}.b{B}", f"train {name} {arch} B={B}", "train",
+                     "samples/s", st, arch=arch, batch=B, examples=n, dropout=dropout,
+                     max_norm=max_norm, input=shape)
+            if name != "student":
+                ms = 1e3 * B / st["median"]
+                self.add(f"step.{name}.b{B}",
+                         f"{name} training step B={B} (wall ms, from the epoch rate)",
+                         "step", "ms", {"median": ms, "min": 1e3 * B / st["max"],
+                                        "max": 1e3 * B / st["min"], "reps": st["reps"]},
+                         better="lower", arch=arch, batch=B)
+            print(f"  {name:8s} {arch:17s} B={B:<5d} {regime:28s} {st['median']:10.0f} "
+                  f"[{st['min']:.0f}-{st['max']:.0f}]  (epochs of {n})")
+            del model
 
     # ---------------------------------------------------------------- inference
     def infer(self, X, Y):
@@ -381,7 +487,8 @@ def main():
         if np is not None:
             np_results = b.gemm_numpy(np)
     X, Y = b.data(2048 if a.quick else 16384)
-    b.train(X, Y)
+    X32, Y32 = b.data(1024 if a.quick else 8192, (3, 32, 32), 20240602)
+    b.train(X, Y, X32, Y32)
     b.infer(X, Y)
     peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else None
     host["loadavg_end"] = loadavg()
@@ -408,7 +515,7 @@ def main():
             "distill": None,
             "memory": {"peak_bytes": peak},
             "seconds": secs,
-            "errors": [],
+            "errors": b.errors,
         }],
     }
     if np_results:
