@@ -3,7 +3,7 @@
  * clusters file.
  *
  * Tolerance of the covariance test. The reference is computed in double from
- * the model's own logits (kdcl_mlp_logits: the same forward, the same batch
+ * the model's own logits (kdcl_model_logits_all: the same forward, the same batch
  * partition), so only the softmax, the GEMM accumulation and the host's
  * double arithmetic contribute:
  *  - softmax: the device's p^_k = p_k (1 + t_k) with |t_k| <= rho_k =
@@ -48,13 +48,9 @@ static int region_col(size_t p) { return (int)(p % 6); }
 
 /* 36-16-6 MLP (max batch 64), He-initialised and, if train, trained two
  * epochs on `ds` so that its probabilities are non-trivial. */
-static kdcl_mlp *make_model(const kdcl_dataset *ds, int train)
+static kdcl_model *make_model(const kdcl_dataset *ds, int train)
 {
-    kdcl_arch a;
-    kdcl_mlp *m = NULL;
-    tu_ok(kdcl_arch_parse("36-16-6", &a), "arch");
-    tu_ok(kdcl_mlp_create(tu_ctx, &a, 64, &m), "mlp_create");
-    tu_ok(kdcl_mlp_init(m, 7), "mlp_init");
+    kdcl_model *m = tu_model("36-16-6", 6, 1, 6, 6, 64, 0, 0, 7);
     if (train) {
         kdcl_train_opts o;
         kdcl_train_opts_default(&o);
@@ -71,10 +67,10 @@ static void model_cov(double *cov, int32_t *conf)
 {
     kdcl_dataset ds;
     tu_make_6x6(&ds, 1000, 11, KC, region_col, 160, 50);
-    kdcl_mlp *m = make_model(&ds, 1);
+    kdcl_model *m = make_model(&ds, 1);
     double mean[KC];
-    tu_ok(kdcl_prob_covariance(m, &ds, KDCL_NORM_DEFAULT, cov, mean, conf), "prob_covariance");
-    kdcl_mlp_destroy(m);
+    tu_ok(kdcl_prob_covariance(m, &ds, cov, mean, conf), "prob_covariance");
+    kdcl_model_destroy(m);
     kdcl_dataset_free(&ds);
 }
 
@@ -209,17 +205,17 @@ static void covariance_case(size_t N, int n_classes, int train)
     kdcl_dataset ds, tr;
     tu_make_6x6(&ds, N, 100 + N, n_classes, region_col, 160, 50);
     tu_make_6x6(&tr, 1000, 5, KC, region_col, 160, 50);
-    kdcl_mlp *m = make_model(&tr, train);
+    kdcl_model *m = make_model(&tr, train);
     const size_t K = KC;
     double cov[KC * KC], mean[KC], cov2[KC * KC];
     int32_t conf[KC * KC], cref[KC * KC] = {0};
-    tu_ok(kdcl_prob_covariance(m, &ds, KDCL_NORM_DEFAULT, cov, mean, conf), "prob_covariance");
+    tu_ok(kdcl_prob_covariance(m, &ds, cov, mean, conf), "prob_covariance");
     /* without mean and confusion: the same covariance, bit for bit */
-    tu_ok(kdcl_prob_covariance(m, &ds, KDCL_NORM_DEFAULT, cov2, NULL, NULL), "prob_covariance");
+    tu_ok(kdcl_prob_covariance(m, &ds, cov2, NULL, NULL), "prob_covariance");
     ck_assert_msg(memcmp(cov, cov2, sizeof cov) == 0, "N=%zu: covariance not reproducible", N);
 
     float *z = NULL;
-    tu_ok(kdcl_mlp_logits(m, &ds, KDCL_NORM_DEFAULT, &z), "mlp_logits");
+    tu_ok(kdcl_model_logits_all(m, &ds, &z), "model_logits_all");
     const size_t B = N < 64 ? N : 64, steps = (N + B - 1) / B;
     const double g = tu_gamma_n(N + 2 * steps + 2);
     double S[KC * KC] = {0}, tS[KC * KC] = {0}, c[KC] = {0}, tc[KC] = {0};
@@ -273,7 +269,7 @@ static void covariance_case(size_t N, int n_classes, int train)
     if (getenv("KDCL_TEST_VERBOSE"))
         fprintf(stderr, "covariance N=%zu: worst error / tolerance %.3g\n", N, worst);
     free(z);
-    kdcl_mlp_destroy(m);
+    kdcl_model_destroy(m);
     kdcl_dataset_free(&ds);
     kdcl_dataset_free(&tr);
 }
@@ -296,28 +292,23 @@ START_TEST(test_covariance_bad_args)
     kdcl_dataset ds, ds7, empty = {0};
     tu_make_6x6(&ds, 50, 1, KC, region_col, 160, 50);
     tu_make_6x6(&ds7, 50, 1, 7, region_col, 160, 50);
-    kdcl_mlp *m = make_model(&ds, 0);
-    kdcl_arch a;
-    kdcl_mlp *m25 = NULL;
-    tu_ok(kdcl_arch_parse("25-6", &a), "arch");
-    tu_ok(kdcl_mlp_create(tu_ctx, &a, 16, &m25), "create");
+    kdcl_model *m = make_model(&ds, 0);
+    kdcl_model *m25 = tu_model("25-6", 6, 0, 0, 0, 16, 0, 0, 1);
     double cov[KC * KC], mean[KC];
     empty.dim = 36;
     empty.n_classes = KC;
-    expect_fail(kdcl_prob_covariance(m25, &ds, KDCL_NORM_DEFAULT, cov, mean, NULL),
+    expect_fail(kdcl_prob_covariance(m25, &ds, cov, mean, NULL),
                 KDCL_ERR_INVALID_ARG, "input dim mismatch");
-    expect_fail(kdcl_prob_covariance(m, &ds7, KDCL_NORM_DEFAULT, cov, mean, NULL),
+    expect_fail(kdcl_prob_covariance(m, &ds7, cov, mean, NULL),
                 KDCL_ERR_INVALID_ARG, "more data classes than outputs");
-    expect_fail(kdcl_prob_covariance(m, &empty, KDCL_NORM_DEFAULT, cov, mean, NULL),
+    expect_fail(kdcl_prob_covariance(m, &empty, cov, mean, NULL),
                 KDCL_ERR_INVALID_ARG, "empty dataset");
-    expect_fail(kdcl_prob_covariance(m, &ds, KDCL_NORM_DEFAULT, NULL, mean, NULL),
+    expect_fail(kdcl_prob_covariance(m, &ds, NULL, mean, NULL),
                 KDCL_ERR_INVALID_ARG, "NULL cov");
-    expect_fail(kdcl_prob_covariance(m, &ds, (kdcl_norm){NAN, 0}, cov, mean, NULL),
-                KDCL_ERR_INVALID_ARG, "NaN norm");
     /* still usable afterwards */
-    tu_ok(kdcl_prob_covariance(m, &ds, KDCL_NORM_DEFAULT, cov, mean, NULL), "after errors");
-    kdcl_mlp_destroy(m);
-    kdcl_mlp_destroy(m25);
+    tu_ok(kdcl_prob_covariance(m, &ds, cov, mean, NULL), "after errors");
+    kdcl_model_destroy(m);
+    kdcl_model_destroy(m25);
     kdcl_dataset_free(&ds);
     kdcl_dataset_free(&ds7);
 }

@@ -19,19 +19,15 @@ static void make_quads(kdcl_dataset *d, size_t n, uint64_t seed)
 static void train_model(const char *arch, const kdcl_dataset *tr, uint64_t seed, size_t epochs,
                         const char *path)
 {
-    kdcl_arch a;
-    ck_assert_int_eq(kdcl_arch_parse(arch, &a), KDCL_OK);
-    kdcl_mlp *m;
-    ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 64, &m), KDCL_OK);
-    kdcl_mlp_init(m, seed);
+    kdcl_model *m = tu_model(arch, 4, 1, 6, 6, 64, 0, 0, seed);
     kdcl_train_opts o;
     kdcl_train_opts_default(&o);
     o.epochs = epochs;
     o.batch = 32;
     o.seed = seed;
     ck_assert_msg(kdcl_train(m, tr, &o, NULL, NULL, NULL) == KDCL_OK, "%s", kdcl_last_error());
-    ck_assert_int_eq(kdcl_mlp_save(m, path, NULL, NULL, 0), KDCL_OK);
-    kdcl_mlp_destroy(m);
+    ck_assert_int_eq(kdcl_model_save(m, path, NULL, NULL, 0), KDCL_OK);
+    kdcl_model_destroy(m);
 }
 
 START_TEST(test_ensemble_targets_match_reference)
@@ -48,18 +44,18 @@ START_TEST(test_ensemble_targets_match_reference)
     const float T = 3.0f;
     /* the members' logits, on the host */
     float *l1, *l2;
-    kdcl_mlp *m1, *m2;
-    ck_assert_int_eq(kdcl_mlp_load(tu_ctx, p1, 64, &m1, NULL), KDCL_OK);
-    ck_assert_int_eq(kdcl_mlp_load(tu_ctx, p2, 64, &m2, NULL), KDCL_OK);
-    ck_assert_int_eq(kdcl_mlp_logits(m1, &tr, KDCL_NORM_DEFAULT, &l1), KDCL_OK);
-    ck_assert_int_eq(kdcl_mlp_logits(m2, &tr, KDCL_NORM_DEFAULT, &l2), KDCL_OK);
+    kdcl_model *m1, *m2;
+    ck_assert_int_eq(kdcl_model_load(tu_ctx, p1, 64, &m1, NULL), KDCL_OK);
+    ck_assert_int_eq(kdcl_model_load(tu_ctx, p2, 64, &m2, NULL), KDCL_OK);
+    ck_assert_int_eq(kdcl_model_logits_all(m1, &tr, &l1), KDCL_OK);
+    ck_assert_int_eq(kdcl_model_logits_all(m2, &tr, &l2), KDCL_OK);
     for (int mode = 0; mode < 2; mode++) {
         ck_assert_int_eq(kdcl_ensemble_load(tu_ctx, paths, 2, 64, (kdcl_ens_mode)mode, &e),
                          KDCL_OK);
         kdcl_batcher b;
         ck_assert_int_eq(kdcl_batcher_create(tu_ctx, &tr, 64, &b), KDCL_OK);
         ck_assert_int_eq(kdcl_batcher_load(&b, 0, 64), KDCL_OK);
-        ck_assert_int_eq(kdcl_ensemble_forward(&e, &b.batch_u8[b.cur], 64, 6, 6, 1, 0, 0, 0, T, 0),
+        ck_assert_int_eq(kdcl_ensemble_forward(&e, &b.batch_u8[b.cur], 64, 6, 6, 1, 0, 0, 0, 0, T, 0),
                          KDCL_OK);
         float out[64 * 4];
         ck_assert_int_eq(kdcl_tensor_download(tu_ctx, &e.out, 0, 64 * 4, out), KDCL_OK);
@@ -97,8 +93,8 @@ START_TEST(test_ensemble_targets_match_reference)
     }
     free(l1);
     free(l2);
-    kdcl_mlp_destroy(m1);
-    kdcl_mlp_destroy(m2);
+    kdcl_model_destroy(m1);
+    kdcl_model_destroy(m2);
     /* members that disagree on the number of classes */
     train_model("36-8-5", &tr, 3, 1, tu_path("t5.safetensors"));
     const char *bad[2] = {p1, tu_path("t5.safetensors")};
@@ -120,13 +116,9 @@ START_TEST(test_student_learns_from_teacher)
     ck_assert_int_eq(kdcl_ensemble_load(tu_ctx, &tp, 1, 64, KDCL_ENS_PROB, &e), KDCL_OK);
     kdcl_eval_result rt;
     ck_assert_int_eq(kdcl_ensemble_evaluate(&e, &te, &rt), KDCL_OK);
-    kdcl_arch a;
-    kdcl_arch_parse("36-16-4", &a);
     float p_cached[36 * 16 + 16 + 16 * 4 + 4], p_batch[sizeof p_cached / 4];
     for (int path = 0; path < 2; path++) {
-        kdcl_mlp *s;
-        ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 64, &s), KDCL_OK);
-        kdcl_mlp_init(s, 9);
+        kdcl_model *s = tu_model("36-16-4", 4, 1, 6, 6, 64, 0, 0, 9);
         kdcl_train_opts o;
         kdcl_train_opts_default(&o);
         o.epochs = 4;
@@ -138,13 +130,13 @@ START_TEST(test_student_learns_from_teacher)
                       kdcl_last_error());
         ck_assert_int_eq(used, path ? KDCL_TARGETS_BATCH : KDCL_TARGETS_CACHED);
         kdcl_eval_result r;
-        ck_assert_int_eq(kdcl_evaluate(s, &te, KDCL_NORM_DEFAULT, 0, &r), KDCL_OK);
+        ck_assert_int_eq(kdcl_evaluate(s, &te, 0, &r), KDCL_OK);
         /* alpha = 0: the student never sees a label, only the teacher */
         ck_assert_msg(r.errors <= rt.errors + 40 && r.errors < 80,
                       "student %zu errors, teacher %zu (of 400)", r.errors, rt.errors);
         kdcl_eval_result_free(&r);
-        kdcl_mlp_get_params(s, path ? p_batch : p_cached);
-        kdcl_mlp_destroy(s);
+        kdcl_model_get_params(s, path ? p_batch : p_cached);
+        kdcl_model_destroy(s);
     }
     /* the same targets by either path: the same student up to rounding */
     double maxd = 0;
@@ -152,8 +144,7 @@ START_TEST(test_student_learns_from_teacher)
         maxd = fmax(maxd, fabs(p_cached[i] - p_batch[i]));
     ck_assert_msg(maxd < 1e-3, "cached and per-batch targets trained different students (%g)", maxd);
     /* cached targets cannot follow jitter */
-    kdcl_mlp *s;
-    kdcl_mlp_create(tu_ctx, &a, 64, &s);
+    kdcl_model *s = tu_model("36-16-4", 4, 1, 6, 6, 64, 0, 0, 9);
     kdcl_train_opts o;
     kdcl_train_opts_default(&o);
     o.jitter = 1;
@@ -168,7 +159,7 @@ START_TEST(test_student_learns_from_teacher)
     o.epochs = 1;
     o.batch = 32;
     ck_assert_msg(kdcl_distill(s, &e, &tr, &o, &d, NULL, NULL) == KDCL_OK, "%s", kdcl_last_error());
-    kdcl_mlp_destroy(s);
+    kdcl_model_destroy(s);
     kdcl_eval_result_free(&rt);
     kdcl_ensemble_free(&e);
     kdcl_dataset_free(&tr);
@@ -205,24 +196,20 @@ END_TEST
 
 START_TEST(test_adjust_bias_changes_only_chosen_classes)
 {
-    kdcl_arch a;
-    kdcl_arch_parse("5-3-4", &a);
-    kdcl_mlp *m;
-    ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 4, &m), KDCL_OK);
-    kdcl_mlp_init(m, 1);
+    kdcl_model *m = tu_model("5-3-4", 4, 0, 0, 0, 4, 0, 0, 1);
     float p0[5 * 3 + 3 + 3 * 4 + 4], p1[sizeof p0 / 4];
-    kdcl_mlp_get_params(m, p0);
+    kdcl_model_get_params(m, p0);
     size_t cls[2] = {1, 3};
-    ck_assert_int_eq(kdcl_mlp_adjust_bias(m, cls, 2, -7.5f), KDCL_OK);
-    kdcl_mlp_get_params(m, p1);
+    ck_assert_int_eq(kdcl_model_adjust_bias(m, cls, 2, -7.5f), KDCL_OK);
+    kdcl_model_get_params(m, p1);
     size_t nb = sizeof p0 / 4 - 4; /* output biases are the last four */
     for (size_t i = 0; i < sizeof p0 / 4; i++) {
         float want = p0[i] + ((i == nb + 1 || i == nb + 3) ? -7.5f : 0.0f);
         ck_assert_float_eq(p1[i], want);
     }
     size_t bad[1] = {4};
-    ck_assert_int_eq(kdcl_mlp_adjust_bias(m, bad, 1, 1.0f), KDCL_ERR_INVALID_ARG);
-    kdcl_mlp_destroy(m);
+    ck_assert_int_eq(kdcl_model_adjust_bias(m, bad, 1, 1.0f), KDCL_ERR_INVALID_ARG);
+    kdcl_model_destroy(m);
 }
 END_TEST
 

@@ -1,4 +1,4 @@
-/* MLP: architecture parsing, whole-model finite-difference gradient check
+/* MLPs as models of Linear/ReLU/Dropout layers: architecture parsing, whole-model finite-difference gradient check
  * (every parameter tensor, with and without dropout), checkpoints, a real
  * training run on a small synthetic problem, and bad input. */
 #include <math.h>
@@ -10,43 +10,81 @@
 #include "kdcl/kdcl.h"
 #include "kdcl/data.h"
 #include "kdcl/loss.h"
-#include "kdcl/nn.h"
+#include "kdcl/model.h"
 #include "kdcl/ops.h"
 #include "kdcl/safetensors.h"
 #include "kdcl/train.h"
 #include "testutil.h"
 
+/* The sizes of an "A-B-...-K" spec, for the double reference. */
+typedef struct ref_arch {
+    size_t n_layers;
+    size_t sizes[17];
+} ref_arch;
+
+static ref_arch ref_arch_of(const char *spec)
+{
+    ref_arch a = {0, {0}};
+    const char *p = spec;
+    while (*p) {
+        a.sizes[a.n_layers++] = strtoul(p, (char **)&p, 10);
+        if (*p == '-') p++;
+    }
+    a.n_layers--;
+    return a;
+}
+
 START_TEST(test_arch_parse)
 {
-    kdcl_arch a;
-    ck_assert_int_eq(kdcl_arch_parse("784-1200-1200-10", &a), KDCL_OK);
-    ck_assert_uint_eq(a.n_layers, 3);
-    ck_assert_uint_eq(a.sizes[0], 784);
-    ck_assert_uint_eq(a.sizes[3], 10);
-    ck_assert_uint_eq(kdcl_arch_params(&a), 784 * 1200 + 1200 + 1200 * 1200 + 1200 + 12010);
-    char buf[64];
-    kdcl_arch_format(&a, buf, sizeof buf);
-    ck_assert_str_eq(buf, "784-1200-1200-10");
+    kdcl_model_spec sp;
+    ck_assert_int_eq(kdcl_model_spec_parse("784-1200-1200-10", 10, &sp), KDCL_OK);
+    ck_assert_uint_eq(sp.in_features, 784);
+    /* Flatten, Linear, ReLU, Linear, ReLU, Linear */
+    ck_assert_uint_eq(sp.n, 6);
+    ck_assert_int_eq(sp.layers[0].kind, KDCL_LAYER_FLATTEN);
+    ck_assert_int_eq(sp.layers[5].kind, KDCL_LAYER_LINEAR);
+    ck_assert_uint_eq(sp.layers[5].out, 10);
+    kdcl_model_spec_free(&sp);
     const char *bad[] = {"", "784", "784-", "-10", "784--10", "784-0-10", "784-abc-10",
                          "784-10x", "784 10", "784-99999999-10", "1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        ck_assert_msg(kdcl_arch_parse(bad[i], &a) == KDCL_ERR_INVALID_ARG, "accepted '%s'", bad[i]);
+        ck_assert_msg(kdcl_model_spec_parse(bad[i], 10, &sp) == KDCL_ERR_INVALID_ARG,
+                      "accepted '%s'", bad[i]);
         ck_assert(strlen(kdcl_last_error()) > 0);
     }
 }
 END_TEST
 
-/* Mean cross-entropy of the batch in act[0] under the model's current parameters. */
-static double batch_loss(kdcl_mlp *m, const kdcl_tensor *x, const kdcl_tensor *y, kdcl_tensor *loss,
-                         int train, int with_grad)
+START_TEST(test_mlp_params_and_describe)
 {
-    const size_t L = m->arch.n_layers, B = m->batch;
-    ck_assert_int_eq(clEnqueueCopyBuffer(kdcl_ctx_queue(tu_ctx), x->buf, m->act[0].buf, 0, 0,
-                                         B * m->arch.sizes[0] * 4, 0, NULL, NULL),
+    kdcl_model *m = tu_model("784-1200-1200-10", 10, 1, 28, 28, 4, 0, 0, 1);
+    ck_assert_uint_eq(kdcl_model_n_params(m), 784 * 1200 + 1200 + 1200 * 1200 + 1200 + 12010);
+    char buf[64];
+    kdcl_model_describe(m, buf, sizeof buf);
+    ck_assert_str_eq(buf, "784-1200-1200-10");
+    ck_assert_double_eq(kdcl_model_macs(m), 784.0 * 1200 + 1200.0 * 1200 + 12000);
+    kdcl_gemm_shape g[16];
+    /* forward + dW for 3 layers, dX for the 2 above the first */
+    ck_assert_uint_eq(kdcl_model_gemm_shapes(m, 128, g, 16), 8);
+    ck_assert_uint_eq(g[0].m, 128);
+    ck_assert_uint_eq(g[0].n, 1200);
+    ck_assert_uint_eq(g[0].k, 784);
+    kdcl_model_destroy(m);
+}
+END_TEST
+
+/* Mean cross-entropy of the batch x under the model's current parameters. */
+static double batch_loss(kdcl_model *m, const kdcl_tensor *x, const kdcl_tensor *y,
+                         kdcl_tensor *loss, int train, int with_grad)
+{
+    const size_t B = kdcl_model_batch(m);
+    ck_assert_int_eq(clEnqueueCopyBuffer(kdcl_ctx_queue(tu_ctx), x->buf, kdcl_model_input(m)->buf,
+                                         0, 0, B * kdcl_model_in_dim(m) * 4, 0, NULL, NULL),
                      CL_SUCCESS);
-    ck_assert_int_eq(kdcl_mlp_forward(m, train, 7, 3), KDCL_OK);
-    ck_assert_msg(kdcl_op_softmax_xent(tu_ctx, &m->act[L], y, loss, with_grad ? &m->dact[L] : NULL,
-                                       1.0f / (float)B, NULL) == KDCL_OK,
+    ck_assert_int_eq(kdcl_model_forward(m, train, 7, 3), KDCL_OK);
+    ck_assert_msg(kdcl_op_softmax_xent(tu_ctx, kdcl_model_logits(m), y, loss,
+                                       with_grad ? kdcl_model_dlogits(m) : NULL, 1.0f / (float)B,
+                                       NULL) == KDCL_OK,
                   "%s", kdcl_last_error());
     float l[64];
     ck_assert_int_eq(kdcl_tensor_download(tu_ctx, loss, 0, B, l), KDCL_OK);
@@ -57,14 +95,14 @@ static double batch_loss(kdcl_mlp *m, const kdcl_tensor *x, const kdcl_tensor *y
 
 /* Double-precision CPU reference of the same MLP (same dropout masks through
  * kdcl_dropout_keep): returns the mean cross-entropy and, when g != NULL, the
- * gradient in kdcl_mlp_get_params order; min_margin receives the smallest
+ * gradient in kdcl_model_get_params order; min_margin receives the smallest
  * |pre-activation| of a kept hidden unit (distance to the ReLU kink). */
-static double ref_loss(const kdcl_arch *a, const double *p, const float *x, const int32_t *y,
+static double ref_loss(const ref_arch *a, const double *p, const float *x, const int32_t *y,
                        size_t B, int train, float pin, float ph, double *g, double *min_margin)
 {
     const size_t L = a->n_layers;
-    double *act[KDCL_MAX_LAYERS + 1], *z[KDCL_MAX_LAYERS];
-    const double *W[KDCL_MAX_LAYERS], *bb[KDCL_MAX_LAYERS];
+    double *act[17], *z[16];
+    const double *W[16], *bb[16];
     const double *q = p;
     for (size_t l = 0; l < L; l++) {
         W[l] = q;
@@ -106,7 +144,7 @@ static double ref_loss(const kdcl_arch *a, const double *p, const float *x, cons
             dz[r * K + k] = (exp(act[L][r * K + k] - mx) / se - (k == (size_t)y[r])) / (double)B;
     }
     if (g) {
-        double *gW[KDCL_MAX_LAYERS], *gb[KDCL_MAX_LAYERS], *gq = g;
+        double *gW[16], *gb[16], *gq = g;
         for (size_t l = 0; l < L; l++) {
             gW[l] = gq;
             gq += a->sizes[l] * a->sizes[l + 1];
@@ -156,15 +194,11 @@ static double ref_loss(const kdcl_arch *a, const double *p, const float *x, cons
  *     the device's backward wherever the reference shows no kink within h. */
 static void gradcheck(int train)
 {
-    kdcl_arch a;
-    ck_assert_int_eq(kdcl_arch_parse("6-5-4-3", &a), KDCL_OK);
-    const size_t B = 8, P = kdcl_arch_params(&a);
+    const ref_arch a = ref_arch_of("6-5-4-3");
     const float pin = 0.2f, ph = 0.3f;
-    kdcl_mlp *m;
-    ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, B, &m), KDCL_OK);
-    m->drop_in = pin;
-    m->drop_hidden = ph;
-    ck_assert_int_eq(kdcl_mlp_init(m, 11), KDCL_OK);
+    kdcl_model *m = tu_model("6-5-4-3", 3, 0, 0, 0, 8, pin, ph, 11);
+    const size_t B = 8, P = kdcl_model_n_params(m);
+    ck_assert_uint_eq(P, 6 * 5 + 5 + 5 * 4 + 4 + 4 * 3 + 3);
     float xs[8 * 6];
     int32_t ys[8];
     tu_fill_uniform(xs, B * 6, -1, 1, 5);
@@ -181,18 +215,17 @@ static void gradcheck(int train)
     /* random weights and biases: with zero biases a unit whose inputs are all
      * dropped sits exactly on the ReLU kink */
     tu_fill_uniform(p0, P, -0.8f, 0.8f, 21);
-    ck_assert_int_eq(kdcl_mlp_set_params(m, p0), KDCL_OK);
+    ck_assert_int_eq(kdcl_model_set_params(m, p0), KDCL_OK);
     for (size_t i = 0; i < P; i++) pd[i] = p0[i];
     double dev_loss = batch_loss(m, &x, &y, &loss, train, 1);
-    ck_assert_int_eq(kdcl_mlp_backward(m), KDCL_OK);
+    ck_assert_int_eq(kdcl_model_backward(m), KDCL_OK);
     {
         float *q = g;
-        for (size_t l = 0; l < a.n_layers; l++) {
-            size_t in = a.sizes[l], out = a.sizes[l + 1];
-            kdcl_tensor_download(tu_ctx, &m->grads, m->w_off[l], in * out, q);
-            q += in * out;
-            kdcl_tensor_download(tu_ctx, &m->grads, m->b_off[l], out, q);
-            q += out;
+        size_t nr;
+        const kdcl_param_range *r = kdcl_model_param_ranges(m, &nr);
+        for (size_t i = 0; i < nr; i++) {
+            kdcl_tensor_download(tu_ctx, kdcl_model_grads(m), r[i].offset, r[i].n, q);
+            q += r[i].n;
         }
     }
     double margin;
@@ -230,11 +263,11 @@ static void gradcheck(int train)
         memcpy(p, p0, P * 4);
         p[i] = (float)(p0[i] + h);
         double hp = (double)p[i] - p0[i];
-        kdcl_mlp_set_params(m, p);
+        kdcl_model_set_params(m, p);
         double lp = batch_loss(m, &x, &y, &loss, train, 0);
         p[i] = (float)(p0[i] - h);
         double hm = p0[i] - (double)p[i];
-        kdcl_mlp_set_params(m, p);
+        kdcl_model_set_params(m, p);
         double lm = batch_loss(m, &x, &y, &loss, train, 0);
         double fd = (lp - lm) / (hp + hm);
         /* truncation <= 1e-3 * gscale (as on the reference), rounding ~ 1.2e-7 * |L| / h */
@@ -244,7 +277,7 @@ static void gradcheck(int train)
         checked++;
     }
     ck_assert_msg(checked >= P * 8 / 10, "only %zu of %zu parameters checkable", checked, P);
-    kdcl_mlp_set_params(m, p0);
+    kdcl_model_set_params(m, p0);
     free(g);
     free(p);
     free(p0);
@@ -253,7 +286,7 @@ static void gradcheck(int train)
     kdcl_tensor_free(tu_ctx, &x);
     kdcl_tensor_free(tu_ctx, &y);
     kdcl_tensor_free(tu_ctx, &loss);
-    kdcl_mlp_destroy(m);
+    kdcl_model_destroy(m);
 }
 
 START_TEST(test_gradcheck_plain) { gradcheck(0); }
@@ -273,26 +306,21 @@ START_TEST(test_training_learns_and_checkpoints)
     kdcl_dataset tr, te;
     make_blobs(&tr, 600, 1);
     make_blobs(&te, 300, 2);
-    kdcl_arch a;
-    ck_assert_int_eq(kdcl_arch_parse("36-32-32-3", &a), KDCL_OK);
-    kdcl_mlp *m;
-    ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 64, &m), KDCL_OK);
-    ck_assert_int_eq(kdcl_mlp_init(m, 3), KDCL_OK);
+    kdcl_model *m = tu_model("36-32-32-3", 3, 1, 6, 6, 64, 0, 0.2f, 3);
     kdcl_eval_result r0, r1;
-    ck_assert_int_eq(kdcl_evaluate(m, &te, KDCL_NORM_DEFAULT, 0, &r0), KDCL_OK);
+    ck_assert_int_eq(kdcl_evaluate(m, &te, 0, &r0), KDCL_OK);
     kdcl_train_opts o;
     kdcl_train_opts_default(&o);
     o.epochs = 4;
     o.batch = 32;
     o.lr = 0.05f;
-    o.drop_hidden = 0.2f;
     o.max_norm = 3.0f;
     o.jitter = 1;
     o.metrics_path = tu_path("metrics.jsonl");
     kdcl_epoch_stats st;
     ck_assert_msg(kdcl_train(m, &tr, &o, NULL, NULL, &st) == KDCL_OK, "%s", kdcl_last_error());
     ck_assert_uint_eq(st.epoch, 4);
-    ck_assert_int_eq(kdcl_evaluate(m, &te, KDCL_NORM_DEFAULT, 1, &r1), KDCL_OK);
+    ck_assert_int_eq(kdcl_evaluate(m, &te, 1, &r1), KDCL_OK);
     ck_assert_msg(r1.errors * 10 < te.n, "test errors %zu of %zu after training (before: %zu)",
                   r1.errors, te.n, r0.errors);
     ck_assert_msg(r1.loss < r0.loss, "loss did not fall: %g -> %g", r0.loss, r1.loss);
@@ -319,38 +347,53 @@ START_TEST(test_training_learns_and_checkpoints)
     /* checkpoint round trip: same errors after reload; PyTorch names */
     const char *path = tu_path("m.safetensors");
     const char *k[] = {"dataset"}, *v[] = {"blobs"};
-    ck_assert_int_eq(kdcl_mlp_save(m, path, k, v, 1), KDCL_OK);
-    kdcl_mlp *m2;
+    ck_assert_int_eq(kdcl_model_save(m, path, k, v, 1), KDCL_OK);
+    kdcl_model *m2;
     kdcl_st_file meta;
-    ck_assert_msg(kdcl_mlp_load(tu_ctx, path, 100, &m2, &meta) == KDCL_OK, "%s", kdcl_last_error());
+    ck_assert_msg(kdcl_model_load(tu_ctx, path, 100, &m2, &meta) == KDCL_OK, "%s",
+                  kdcl_last_error());
     ck_assert_str_eq(kdcl_st_meta(&meta, "arch"), "36-32-32-3");
     ck_assert_str_eq(kdcl_st_meta(&meta, "dataset"), "blobs");
-    ck_assert_ptr_nonnull(kdcl_st_find(&meta, "layers.2.weight"));
-    ck_assert_uint_eq(kdcl_st_find(&meta, "layers.0.weight")->shape[0], 32);
-    ck_assert_uint_eq(kdcl_st_find(&meta, "layers.0.weight")->shape[1], 36);
+    /* Flatten, Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear: nn.Sequential indices */
+    ck_assert_ptr_nonnull(kdcl_st_find(&meta, "7.weight"));
+    ck_assert_uint_eq(kdcl_st_find(&meta, "1.weight")->shape[0], 32);
+    ck_assert_uint_eq(kdcl_st_find(&meta, "1.weight")->shape[1], 36);
     kdcl_eval_result r2;
-    ck_assert_int_eq(kdcl_evaluate(m2, &te, KDCL_NORM_DEFAULT, 0, &r2), KDCL_OK);
+    ck_assert_int_eq(kdcl_evaluate(m2, &te, 0, &r2), KDCL_OK);
     ck_assert_uint_eq(r2.errors, r1.errors);
     ck_assert_double_eq_tol(r2.loss, r1.loss, 1e-5);
-    /* a checkpoint of another architecture does not load as this one */
+    /* an old-format checkpoint whose "arch" disagrees with its tensors does not load */
     kdcl_st_file bad;
     ck_assert_int_eq(kdcl_st_read(path, &bad), KDCL_OK);
+    static const char *old_names[] = {"layers.0.weight", "layers.0.bias", "layers.1.weight",
+                                      "layers.1.bias", "layers.2.weight", "layers.2.bias"};
+    kdcl_st_tensor old[6];
+    static const char *new_names[] = {"1.weight", "1.bias", "4.weight", "4.bias", "7.weight",
+                                      "7.bias"};
+    for (size_t i = 0; i < 6; i++) {
+        old[i] = *kdcl_st_find(&bad, new_names[i]);
+        old[i].name = (char *)old_names[i];
+    }
     const char *bk[] = {"arch"}, *bv[] = {"36-16-32-3"};
-    ck_assert_int_eq(kdcl_st_write(tu_path("mismatch.safetensors"), bad.tensors, bad.n_tensors,
-                                   bk, bv, 1),
-                     KDCL_OK);
-    kdcl_st_free(&bad);
-    kdcl_mlp *m3 = NULL;
-    ck_assert_int_eq(kdcl_mlp_load(tu_ctx, tu_path("mismatch.safetensors"), 10, &m3, NULL),
+    ck_assert_int_eq(kdcl_st_write(tu_path("mismatch.safetensors"), old, 6, bk, bv, 1), KDCL_OK);
+    kdcl_model *m3 = NULL;
+    ck_assert_int_eq(kdcl_model_load(tu_ctx, tu_path("mismatch.safetensors"), 10, &m3, NULL),
                      KDCL_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "layers.0.weight"));
     ck_assert_ptr_null(m3);
+    /* the same tensors without "arch": the shapes give the architecture */
+    ck_assert_int_eq(kdcl_st_write(tu_path("noarch.safetensors"), old, 6, NULL, NULL, 0), KDCL_OK);
+    ck_assert_int_eq(kdcl_model_load(tu_ctx, tu_path("noarch.safetensors"), 10, &m3, NULL),
+                     KDCL_OK);
+    ck_assert_uint_eq(kdcl_model_n_params(m3), kdcl_model_n_params(m));
+    kdcl_model_destroy(m3);
+    kdcl_st_free(&bad);
     kdcl_st_free(&meta);
     kdcl_eval_result_free(&r0);
     kdcl_eval_result_free(&r1);
     kdcl_eval_result_free(&r2);
-    kdcl_mlp_destroy(m);
-    kdcl_mlp_destroy(m2);
+    kdcl_model_destroy(m);
+    kdcl_model_destroy(m2);
     kdcl_dataset_free(&tr);
     kdcl_dataset_free(&te);
 }
@@ -360,19 +403,13 @@ START_TEST(test_step_allocates_nothing_and_is_deterministic)
 {
     kdcl_dataset tr;
     make_blobs(&tr, 256, 4);
-    kdcl_arch a;
-    kdcl_arch_parse("36-16-3", &a);
     float p1[36 * 16 + 16 + 16 * 3 + 3], p2[sizeof p1 / sizeof p1[0]];
     for (int run = 0; run < 2; run++) {
-        kdcl_mlp *m;
-        ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 32, &m), KDCL_OK);
-        kdcl_mlp_init(m, 9);
+        kdcl_model *m = tu_model("36-16-3", 3, 1, 6, 6, 32, 0.1f, 0.5f, 9);
         kdcl_train_opts o;
         kdcl_train_opts_default(&o);
         o.epochs = 1;
         o.batch = 32;
-        o.drop_in = 0.1f;
-        o.drop_hidden = 0.5f;
         o.jitter = 2;
         uint64_t before = kdcl_ctx_mem_stats(tu_ctx).allocations;
         ck_assert_int_eq(kdcl_train(m, &tr, &o, NULL, NULL, NULL), KDCL_OK);
@@ -382,8 +419,8 @@ START_TEST(test_step_allocates_nothing_and_is_deterministic)
         before = kdcl_ctx_mem_stats(tu_ctx).allocations;
         ck_assert_int_eq(kdcl_train(m, &tr, &o, NULL, NULL, NULL), KDCL_OK);
         ck_assert_uint_eq(kdcl_ctx_mem_stats(tu_ctx).allocations - before, one);
-        kdcl_mlp_get_params(m, run ? p2 : p1);
-        kdcl_mlp_destroy(m);
+        kdcl_model_get_params(m, run ? p2 : p1);
+        kdcl_model_destroy(m);
     }
     ck_assert_mem_eq(p1, p2, sizeof p1); /* same seed, same device: same weights */
     kdcl_dataset_free(&tr);
@@ -394,11 +431,7 @@ START_TEST(test_bad_training_input)
 {
     kdcl_dataset tr;
     make_blobs(&tr, 100, 5);
-    kdcl_arch a;
-    kdcl_arch_parse("36-8-3", &a);
-    kdcl_mlp *m;
-    ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 200, &m), KDCL_OK);
-    kdcl_mlp_init(m, 1);
+    kdcl_model *m = tu_model("36-8-3", 3, 1, 6, 6, 200, 0, 0, 1);
     kdcl_train_opts o;
     kdcl_train_opts_default(&o);
     o.epochs = 1;
@@ -416,20 +449,19 @@ START_TEST(test_bad_training_input)
     ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "epoch 1, step"));
     /* saving NaN parameters is refused and leaves no file */
     const char *path = tu_path("nan.safetensors");
-    ck_assert_int_eq(kdcl_mlp_save(m, path, NULL, NULL, 0), KDCL_ERR_NUMERIC);
+    ck_assert_int_eq(kdcl_model_save(m, path, NULL, NULL, 0), KDCL_ERR_NUMERIC);
     struct stat st;
     ck_assert_int_ne(stat(path, &st), 0);
-    kdcl_mlp_destroy(m);
+    kdcl_model_destroy(m);
     /* input size mismatch */
-    kdcl_arch_parse("35-8-3", &a);
-    ck_assert_int_eq(kdcl_mlp_create(tu_ctx, &a, 20, &m), KDCL_OK);
+    m = tu_model("35-8-3", 3, 0, 0, 0, 20, 0, 0, 1);
     o.lr = 0.1f;
     ck_assert_int_eq(kdcl_train(m, &tr, &o, NULL, NULL, NULL), KDCL_ERR_INVALID_ARG);
-    ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "35 inputs"));
-    kdcl_mlp_destroy(m);
+    ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "35 values"));
+    kdcl_model_destroy(m);
     /* a checkpoint that is not one */
     ck_assert_int_eq(tu_write_file(tu_path("garbage.safetensors"), "not a checkpoint", 16), 0);
-    ck_assert_int_eq(kdcl_mlp_load(tu_ctx, tu_path("garbage.safetensors"), 10, &m, NULL),
+    ck_assert_int_eq(kdcl_model_load(tu_ctx, tu_path("garbage.safetensors"), 10, &m, NULL),
                      KDCL_ERR_FORMAT);
     kdcl_dataset_free(&tr);
 }
@@ -494,6 +526,7 @@ static Suite *nn_suite(void)
     TCase *tc = tcase_create("device");
     tcase_add_unchecked_fixture(tc, tu_ctx_setup, tu_ctx_teardown);
     tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_mlp_params_and_describe);
     tcase_add_test(tc, test_gradcheck_plain);
     tcase_add_test(tc, test_gradcheck_dropout);
     tcase_add_test(tc, test_training_learns_and_checkpoints);

@@ -706,58 +706,79 @@ START_TEST(test_sgd_max_norm)
 }
 END_TEST
 
-/* kdcl_mlp_sgd with max-norm (fused per layer) against the unfused sequence it
- * replaces: one kdcl_op_sgd over the whole flat buffer, then kdcl_op_max_norm per
- * layer. Odd layer sizes leave alignment padding between the blocks, which both must
- * leave at zero. */
+/* kdcl_optim_step (SGD) with max-norm (fused per weight matrix) against the
+ * unfused sequence it replaces: one kdcl_op_sgd over the whole flat buffer, then
+ * kdcl_op_max_norm per layer. Odd layer sizes leave alignment padding between
+ * the blocks, which both must leave at zero. */
 START_TEST(test_mlp_sgd_max_norm)
 {
-    kdcl_arch a;
-    OK(kdcl_arch_parse("37-19-5-3", &a));
-    kdcl_mlp *m;
-    OK(kdcl_mlp_create(tu_ctx, &a, 4, &m));
-    const size_t cap = m->params.numel;
+    static const size_t sizes[4] = {37, 19, 5, 3};
+    kdcl_model *m = tu_model("37-19-5-3", 3, 0, 0, 0, 4, 0, 0, 1);
     const float lr = 0.1f, mom = 0.9f, wd = 1e-3f, c = 1.5f;
+    kdcl_optim_opts oo;
+    kdcl_optim_opts_default(&oo);
+    oo.weight_decay = wd;
+    oo.max_norm = c;
+    kdcl_optim *opt;
+    OK(kdcl_optim_create(m, &oo, &opt));
+    size_t nr;
+    const kdcl_param_range *rg = kdcl_model_param_ranges(m, &nr);
+    ck_assert_uint_eq(nr, 6);
+    size_t w_off[3], b_off[3];
+    for (size_t l = 0; l < 3; l++) {
+        w_off[l] = rg[2 * l].offset;
+        b_off[l] = rg[2 * l + 1].offset;
+        ck_assert_uint_eq(rg[2 * l].rows, sizes[l + 1]);
+        ck_assert_uint_eq(rg[2 * l].cols, sizes[l]);
+    }
+    struct {
+        size_t n_layers, sizes[4];
+    } a = {3, {37, 19, 5, 3}};
+    struct {
+        kdcl_tensor *params, *grads, *vel;
+        size_t *w_off, *b_off;
+    } mm = {kdcl_model_params(m), kdcl_model_grads(m), kdcl_optim_state(opt, 0), w_off, b_off};
+    const size_t cap = mm.params->numel;
     float *w = calloc(cap, 4), *v = calloc(cap, 4), *g = calloc(cap, 4);
     float *w1 = malloc(cap * 4), *v1 = malloc(cap * 4), *ws = malloc(cap * 4),
           *vs = malloc(cap * 4), *wm = malloc(cap * 4);
     for (size_t l = 0; l < a.n_layers; l++) {
         const size_t in = a.sizes[l], out = a.sizes[l + 1];
-        tu_fill_uniform(w + m->w_off[l], out * in, -1, 1, 10 * l + 1);
-        tu_fill_uniform(v + m->w_off[l], out * in, -1, 1, 10 * l + 2);
-        tu_fill_uniform(g + m->w_off[l], out * in, -1, 1, 10 * l + 3);
-        shape_rows(w + m->w_off[l], v + m->w_off[l], g + m->w_off[l], out, in, lr, mom, wd, c);
-        tu_fill_uniform(w + m->b_off[l], out, -5, 5, 10 * l + 4); /* biases: no max-norm */
-        tu_fill_uniform(v + m->b_off[l], out, -1, 1, 10 * l + 5);
-        tu_fill_uniform(g + m->b_off[l], out, -1, 1, 10 * l + 6);
+        tu_fill_uniform(w + mm.w_off[l], out * in, -1, 1, 10 * l + 1);
+        tu_fill_uniform(v + mm.w_off[l], out * in, -1, 1, 10 * l + 2);
+        tu_fill_uniform(g + mm.w_off[l], out * in, -1, 1, 10 * l + 3);
+        shape_rows(w + mm.w_off[l], v + mm.w_off[l], g + mm.w_off[l], out, in, lr, mom, wd, c);
+        tu_fill_uniform(w + mm.b_off[l], out, -5, 5, 10 * l + 4); /* biases: no max-norm */
+        tu_fill_uniform(v + mm.b_off[l], out, -1, 1, 10 * l + 5);
+        tu_fill_uniform(g + mm.b_off[l], out, -1, 1, 10 * l + 6);
     }
     kdcl_tensor tw = t1(KDCL_F32, cap), tv = t1(KDCL_F32, cap);
-    up(&m->params, w, cap);
-    up(&m->vel, v, cap);
-    up(&m->grads, g, cap);
+    up(mm.params, w, cap);
+    up(mm.vel, v, cap);
+    up(mm.grads, g, cap);
     up(&tw, w, cap);
     up(&tv, v, cap);
-    OK(kdcl_mlp_sgd(m, lr, mom, wd, c));
-    OK(kdcl_op_sgd(tu_ctx, &tw, &m->grads, &tv, 0, cap, lr, mom, wd));
+    OK(kdcl_optim_step(opt, lr, mom));
+    OK(kdcl_op_sgd(tu_ctx, &tw, mm.grads, &tv, 0, cap, lr, mom, wd));
     down(&tw, ws, cap);
     for (size_t l = 0; l < a.n_layers; l++)
-        OK(kdcl_op_max_norm(tu_ctx, &tw, m->w_off[l], a.sizes[l + 1], a.sizes[l], c));
-    down(&m->params, w1, cap);
-    down(&m->vel, v1, cap);
+        OK(kdcl_op_max_norm(tu_ctx, &tw, mm.w_off[l], a.sizes[l + 1], a.sizes[l], c));
+    down(mm.params, w1, cap);
+    down(mm.vel, v1, cap);
     down(&tv, vs, cap);
     down(&tw, wm, cap);
     for (size_t i = 0; i < cap; i++)
         ck_assert_msg(v1[i] == vs[i], "v[%zu] = %.9g want %.9g", i, (double)v1[i], (double)vs[i]);
     for (size_t l = 0, i = 0; l < a.n_layers; l++) {
         const size_t in = a.sizes[l], out = a.sizes[l + 1];
-        for (; i < m->w_off[l]; i++) ck_assert_msg(w1[i] == 0 && wm[i] == 0, "padding %zu", i);
+        for (; i < mm.w_off[l]; i++) ck_assert_msg(w1[i] == 0 && wm[i] == 0, "padding %zu", i);
         for (size_t r = 0; r < out; r++) {
-            check_max_norm_row(ws + m->w_off[l] + r * in, w1 + m->w_off[l] + r * in, in, c,
-                               "kdcl_mlp_sgd", r);
-            check_max_norm_row(ws + m->w_off[l] + r * in, wm + m->w_off[l] + r * in, in, c,
+            check_max_norm_row(ws + mm.w_off[l] + r * in, w1 + mm.w_off[l] + r * in, in, c,
+                               "kdcl_optim_step", r);
+            check_max_norm_row(ws + mm.w_off[l] + r * in, wm + mm.w_off[l] + r * in, in, c,
                                "unfused", r);
         }
-        for (i = m->b_off[l]; i < m->b_off[l] + out; i++)
+        for (i = mm.b_off[l]; i < mm.b_off[l] + out; i++)
             ck_assert_msg(w1[i] == ws[i], "layer %zu bias %zu = %.9g want %.9g", l, i,
                           (double)w1[i], (double)ws[i]);
         if (l + 1 == a.n_layers)
@@ -765,7 +786,8 @@ START_TEST(test_mlp_sgd_max_norm)
     }
     kdcl_tensor_free(tu_ctx, &tw);
     kdcl_tensor_free(tu_ctx, &tv);
-    kdcl_mlp_destroy(m);
+    kdcl_optim_destroy(opt);
+    kdcl_model_destroy(m);
     float *host[] = {w, v, g, w1, v1, ws, vs, wm};
     for (size_t i = 0; i < sizeof host / sizeof host[0]; i++) free(host[i]);
 }

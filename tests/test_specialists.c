@@ -20,14 +20,9 @@
 /* 6x6 images, 4 classes: which quadrant is bright, plus noise. */
 static int quadrant(size_t p) { return (int)((p / 6) / 3 * 2 + (p % 6) / 3); }
 
-static kdcl_mlp *make_model(const char *arch, uint64_t seed)
+static kdcl_model *make_model(const char *arch, uint64_t seed)
 {
-    kdcl_arch a;
-    ck_assert_int_eq(kdcl_arch_parse(arch, &a), KDCL_OK);
-    kdcl_mlp *m = NULL;
-    tu_ok(kdcl_mlp_create(tu_ctx, &a, 64, &m), "mlp create");
-    tu_ok(kdcl_mlp_init(m, seed), "mlp init");
-    return m;
+    return tu_model(arch, 6, 1, 6, 6, 64, 0, 0, seed);
 }
 
 START_TEST(test_relabel_and_offset)
@@ -102,14 +97,14 @@ END_TEST
 
 START_TEST(test_init_from_generalist)
 {
-    kdcl_mlp *g = make_model("36-16-12-6", 3);
-    kdcl_mlp *sp = make_model("36-16-12-3", 4);
+    kdcl_model *g = make_model("36-16-12-6", 3);
+    kdcl_model *sp = make_model("36-16-12-3", 4);
     const int32_t cls[2] = {4, 1};
     tu_ok(kdcl_specialist_init(g, cls, 2, sp), "specialist init");
-    const size_t gp = kdcl_arch_params(&g->arch), sn = kdcl_arch_params(&sp->arch);
+    const size_t gp = kdcl_model_n_params(g), sn = kdcl_model_n_params(sp);
     float *a = malloc(gp * sizeof *a), *b = malloc(sn * sizeof *b);
-    tu_ok(kdcl_mlp_get_params(g, a), "params");
-    tu_ok(kdcl_mlp_get_params(sp, b), "params");
+    tu_ok(kdcl_model_get_params(g, a), "params");
+    tu_ok(kdcl_model_get_params(sp, b), "params");
     const size_t hidden = 36 * 16 + 16 + 16 * 12 + 12;
     ck_assert_int_eq(memcmp(a, b, hidden * sizeof *a), 0);
     const float *W = a + hidden, *bias = W + 12 * 6, *sW = b + hidden, *sb = sW + 12 * 3;
@@ -136,8 +131,8 @@ START_TEST(test_init_from_generalist)
     ck_assert(strlen(kdcl_last_error()) > 0);
     free(a);
     free(b);
-    kdcl_mlp_destroy(g);
-    kdcl_mlp_destroy(sp);
+    kdcl_model_destroy(g);
+    kdcl_model_destroy(sp);
 }
 END_TEST
 
@@ -145,11 +140,11 @@ START_TEST(test_dustbin_correction_applied)
 {
     kdcl_dataset tr;
     tu_make_6x6(&tr, 200, 5, 4, quadrant, 140, 90);
-    kdcl_mlp *g = make_model("36-8-4", 1), *sp = make_model("36-8-2", 2);
+    kdcl_model *g = make_model("36-8-4", 1), *sp = make_model("36-8-2", 2);
     const int32_t cls[1] = {2};
     tu_ok(kdcl_specialist_init(g, cls, 1, sp), "init");
     float before[36 * 8 + 8 + 8 * 2 + 2], after[sizeof before / sizeof before[0]];
-    tu_ok(kdcl_mlp_get_params(sp, before), "params");
+    tu_ok(kdcl_model_get_params(sp, before), "params");
     kdcl_train_opts o;
     kdcl_train_opts_default(&o);
     o.epochs = 1;
@@ -157,15 +152,15 @@ START_TEST(test_dustbin_correction_applied)
     o.lr = 1e-20f;
     double off = -1;
     tu_ok(kdcl_specialist_train(sp, &tr, cls, 1, &o, NULL, &off), "specialist train");
-    tu_ok(kdcl_mlp_get_params(sp, after), "params");
+    tu_ok(kdcl_model_get_params(sp, after), "params");
     size_t n2 = 0;
     for (size_t i = 0; i < tr.n; i++) n2 += tr.labels[i] == 2;
     ck_assert_double_eq_tol(off, log((double)(tr.n - n2) / (double)n2), 1e-12);
     const size_t db = sizeof before / sizeof before[0] - 1;
     ck_assert_double_eq_tol((double)after[db] - (double)before[db], off, 1e-6);
     ck_assert_double_eq_tol(after[db - 1], before[db - 1], 1e-6); /* the special class untouched */
-    kdcl_mlp_destroy(g);
-    kdcl_mlp_destroy(sp);
+    kdcl_model_destroy(g);
+    kdcl_model_destroy(sp);
     kdcl_dataset_free(&tr);
 }
 END_TEST
@@ -177,7 +172,7 @@ START_TEST(test_one_class_specialist_and_prediction)
     kdcl_dataset tr, te;
     tu_make_6x6(&tr, 1024, 11, 4, quadrant, 140, 60);
     tu_make_6x6(&te, 300, 12, 4, quadrant, 140, 60);
-    kdcl_mlp *g = make_model("36-16-4", 1), *sp = make_model("36-16-2", 2);
+    kdcl_model *g = make_model("36-16-4", 1), *sp = make_model("36-16-2", 2);
     kdcl_train_opts o;
     kdcl_train_opts_default(&o);
     o.epochs = 3;
@@ -193,7 +188,7 @@ START_TEST(test_one_class_specialist_and_prediction)
     kdcl_specialist_relabel(&te, cls, 1, rel.labels);
     rel.n_classes = 2;
     kdcl_eval_result r;
-    tu_ok(kdcl_evaluate(sp, &rel, KDCL_NORM_DEFAULT, 0, &r), "evaluate");
+    tu_ok(kdcl_evaluate(sp, &rel, 0, &r), "evaluate");
     ck_assert_msg(r.errors * 10 < r.n, "specialist errors %zu of %zu", r.errors, r.n);
     kdcl_eval_result_free(&r);
 
@@ -207,13 +202,12 @@ START_TEST(test_one_class_specialist_and_prediction)
     kdcl_combine_opts_default(&co);
     int32_t *gp = malloc(te.n * sizeof *gp), *cp = malloc(te.n * sizeof *cp);
     uint8_t *act = malloc(te.n);
-    kdcl_norm norms[1] = {KDCL_NORM_DEFAULT};
-    kdcl_mlp *specs[1] = {sp};
-    tu_ok(kdcl_specialists_predict(g, KDCL_NORM_DEFAULT, specs, norms, &c, &te, &co, 50, gp, cp,
+    kdcl_model *specs[1] = {sp};
+    tu_ok(kdcl_specialists_predict(g, specs, &c, &te, &co, 50, gp, cp,
                                    act),
           "predict");
     float *logits = NULL;
-    tu_ok(kdcl_mlp_logits(g, &te, KDCL_NORM_DEFAULT, &logits), "logits");
+    tu_ok(kdcl_model_logits_all(g, &te, &logits), "logits");
     size_t gen_err = 0, comb_err = 0;
     for (size_t i = 0; i < te.n; i++) {
         int best = 0;
@@ -234,8 +228,8 @@ START_TEST(test_one_class_specialist_and_prediction)
     free(act);
     kdcl_clusters_free(&c);
     kdcl_dataset_free(&rel);
-    kdcl_mlp_destroy(g);
-    kdcl_mlp_destroy(sp);
+    kdcl_model_destroy(g);
+    kdcl_model_destroy(sp);
     kdcl_dataset_free(&tr);
     kdcl_dataset_free(&te);
 }
@@ -245,7 +239,7 @@ START_TEST(test_train_rejects_bad_input)
 {
     kdcl_dataset tr;
     tu_make_6x6(&tr, 64, 5, 4, quadrant, 140, 90);
-    kdcl_mlp *sp = make_model("36-8-3", 2);
+    kdcl_model *sp = make_model("36-8-3", 2);
     kdcl_train_opts o;
     kdcl_train_opts_default(&o);
     o.epochs = 1;
@@ -255,12 +249,12 @@ START_TEST(test_train_rejects_bad_input)
     ck_assert_int_eq(kdcl_specialist_train(sp, &tr, one, 1, &o, NULL, NULL), KDCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kdcl_specialist_train(sp, &tr, two, 2, &o, NULL, NULL), KDCL_ERR_INVALID_ARG);
     /* every example special: no dustbin examples to train on */
-    kdcl_mlp_destroy(sp);
+    kdcl_model_destroy(sp);
     sp = make_model("36-8-2", 2);
     for (size_t i = 0; i < tr.n; i++) tr.labels[i] = 1;
     ck_assert_int_eq(kdcl_specialist_train(sp, &tr, one, 1, &o, NULL, NULL), KDCL_ERR_INVALID_ARG);
     ck_assert(strstr(kdcl_last_error(), "both must be present") != NULL);
-    kdcl_mlp_destroy(sp);
+    kdcl_model_destroy(sp);
     kdcl_dataset_free(&tr);
 }
 END_TEST

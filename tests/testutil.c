@@ -121,6 +121,24 @@ void tu_make_6x6(kdcl_dataset *d, size_t n, uint64_t seed, int n_classes,
     }
 }
 
+kdcl_model *tu_model(const char *arch, size_t n_classes, size_t c, size_t h, size_t w,
+                     size_t max_batch, float drop_in, float drop_hidden, uint64_t seed)
+{
+    kdcl_model_spec spec;
+    tu_ok(kdcl_model_spec_parse(arch, n_classes, &spec), arch);
+    if (drop_in > 0 || drop_hidden > 0)
+        tu_ok(kdcl_model_spec_add_dropout(&spec, drop_in, drop_hidden), "add dropout");
+    if (c == 0) {
+        c = h = 1;
+        w = spec.in_features;
+    }
+    kdcl_model *m = NULL;
+    tu_ok(kdcl_model_create(tu_ctx, &spec, c, h, w, max_batch, &m), "model create");
+    kdcl_model_spec_free(&spec);
+    tu_ok(kdcl_model_init(m, seed), "model init");
+    return m;
+}
+
 int tu_run_suite(Suite *s)
 {
     SRunner *sr = srunner_create(s);

@@ -35,6 +35,12 @@ void tu_ok(kdcl_status s, const char *what);
  * noise in [0, noise) plus `boost` where region(p) equals the label. */
 void tu_make_6x6(kdcl_dataset *d, size_t n, uint64_t seed, int n_classes,
                  int (*region)(size_t p), unsigned noise, unsigned boost);
+/* A model from an architecture spec (e.g. "36-16-6", "conv(4,3),relu,flatten,linear(K)")
+ * on inputs [c, h, w] (c == 0: [1, 1, in] of an "A-B-...-K" spec), with
+ * Dropout(drop_in) / Dropout(drop_hidden) added to an MLP spec when > 0, for
+ * batches of up to max_batch rows; parameters drawn from `seed`. */
+kdcl_model *tu_model(const char *arch, size_t n_classes, size_t c, size_t h, size_t w,
+                     size_t max_batch, float drop_in, float drop_hidden, uint64_t seed);
 /* Run a suite with Check and return the number of failures (for main()). */
 int tu_run_suite(Suite *s);
 

@@ -31,6 +31,10 @@ typedef struct kdcl_optim kdcl_optim;
 /* State (velocity, or Adam's two moments) for m's parameter buffer, zero. */
 kdcl_status kdcl_optim_create(kdcl_model *m, const kdcl_optim_opts *o, kdcl_optim **out);
 void kdcl_optim_destroy(kdcl_optim *opt);
+/* The state buffers (same layout as the parameters): i = 0 the SGD velocity
+ * or Adam's first moment, i = 1 Adam's second moment (NULL for SGD). For
+ * checkpoints that resume and for tests. */
+kdcl_tensor *kdcl_optim_state(kdcl_optim *opt, int i);
 /* Zero the state (and Adam's step count). */
 kdcl_status kdcl_optim_reset(kdcl_optim *opt);
 

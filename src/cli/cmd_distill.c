@@ -102,7 +102,8 @@ int cmd_distill(int argc, char **argv)
                 "  --targets auto|cached|batch  soft targets computed once for the transfer\n"
                 "                      set, or per batch on the device (auto: cached unless\n"
                 "                      --jitter, --crop or --flip is given)\n"
-                "\n" CLI_FIT_HELP);
+                "\n");
+            cli_fit_help();
             return 0;
         case 't': {
             free(a.teacher_list);

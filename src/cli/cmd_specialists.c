@@ -419,7 +419,7 @@ static int train_help(void)
            "                      (default --device / $KDCL_DEVICE for all)\n"
            "training options (as kdcl train; --arch, --out, --metrics and the class/fraction\n"
            "options do not apply):\n");
-    fputs(CLI_FIT_HELP, stdout); /* apart: one literal would pass C's 4095 characters */
+    cli_fit_help();
     return 0;
 }
 

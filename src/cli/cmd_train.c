@@ -25,7 +25,8 @@ int cmd_train(int argc, char **argv)
             printf("usage: kdcl train --out MODEL.safetensors [options]\n\n"
                    "Trains a network (--arch) with SGD + momentum or Adam on the training split,\n"
                    "then reports the test error and writes the LAST epoch's weights to --out\n"
-                   "(with --val, the held-out error is printed every epoch).\n\n" CLI_FIT_HELP);
+                   "(with --val, the held-out error is printed every epoch).\n\n");
+            cli_fit_help();
             return 0;
         }
         if ((rc = cli_fit_option(&f, c, optarg)) == 1)

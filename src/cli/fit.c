@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+void cli_fit_help(void) { fputs(CLI_FIT_HELP_TEXT, stdout); }
+
 void cli_fit_init(cli_fit *f, const char *cmd)
 {
     memset(f, 0, sizeof *f);
@@ -313,7 +315,7 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
            100.0 * (double)r.errors / (double)r.n, r.loss, secs);
     const char *keys[48];
     const char *vals[48];
-    char v[24][256];
+    char v[32][256];
     size_t n = 0;
 #define META(k, ...)                                       \
     do {                                                   \
@@ -333,6 +335,15 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
     META("max_norm", "%g", (double)o->max_norm);
     META("jitter", "%d", o->jitter);
     META("lr", "%g", (double)o->lr);
+    META("batch", "%zu", o->batch);
+    META("lr_decay", "%g", (double)o->lr_decay);
+    META("momentum", "%g,%g,%zu", (double)o->momentum0, (double)o->momentum1, o->momentum_epochs);
+    META("weight_decay", "%g", (double)o->weight_decay);
+    META("schedule", "%s",
+         o->schedule == KDCL_SCHED_EXP ? "exp" : o->schedule == KDCL_SCHED_STEP ? "step" : "cosine");
+    META("schedule_args", "%zu,%g,%g", o->step_epochs, (double)o->step_gamma, (double)o->lr_min);
+    META("warmup", "%zu", o->warmup_epochs);
+    META("flip", "%d", o->flip);
     META("test_errors", "%zu", r.errors);
     META("test_examples", "%zu", r.n);
     META("val_errors", "%zu", f->val > 0 ? last.val_errors : 0);

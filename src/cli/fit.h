@@ -46,7 +46,7 @@ typedef struct cli_fit {
         {"warmup", required_argument, 0, 1022}, {"flip", no_argument, 0, 1023},                \
         {"normalize", no_argument, 0, 1024}, {"crop", required_argument, 0, 1025}
 
-#define CLI_FIT_HELP                                                                          \
+#define CLI_FIT_HELP_TEXT                                                                          \
     "  --data DIR          dataset directory (IDX/MNIST layout, CIFAR binary or image\n"          \
     "                      folders; default $KDCL_DATA or " CLI_DEFAULT_DATA ")\n"                 \
     "  --arch SPEC         the network (default <inputs>-800-800-<classes>):\n"                    \
@@ -86,6 +86,9 @@ typedef struct cli_fit {
     "  --only-classes L    keep only these classes in the training (transfer) set\n"               \
     "  --fraction F        use a seeded fraction F of the training (transfer) set\n"                \
     "                      (--val examples are held out first, from the whole split)\n"
+
+/* Print the shared options' help (CLI_FIT_HELP_TEXT) to stdout. */
+void cli_fit_help(void);
 
 void cli_fit_init(cli_fit *f, const char *cmd);
 /* Handle one shared option: 0 handled, 1 not a shared option, else an exit code

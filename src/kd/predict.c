@@ -34,7 +34,7 @@ kdcl_status kdcl_specialists_predict(kdcl_model *g, kdcl_model *const *specs,
                                   "dustbin); it has %zu inputs and %zu outputs",
                                   m, ds->dim, want, want - 1, kdcl_model_in_dim(specs[m]),
                                   kdcl_model_classes(specs[m]));
-        if ((s = kdcl_check_fit(specs[m], ds, "specialists"))) return s;
+        if ((s = kdcl_model_fit_input(specs[m], ds->c, ds->h, ds->w))) return s;
         if (kdcl_model_max_batch(specs[m]) < B) B = kdcl_model_max_batch(specs[m]);
     }
     if (B == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "specialists: batch size 0");

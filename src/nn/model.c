@@ -131,11 +131,14 @@ kdcl_status kdcl_list_create(kdcl_model *m, kdcl_layer_list *list, const kdcl_la
                              uint32_t *stream)
 {
     list->n = 0;
-    list->l = n ? calloc(n, sizeof *list->l) : NULL;
+    list->l = NULL;
+    if (n == 0) return KDCL_OK; /* an identity shortcut */
+    list->l = calloc(n, sizeof *list->l);
     if (n && !list->l) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
     kdcl_shape3 *outs = malloc((n ? n : 1) * sizeof *outs);
     if (!outs) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
-    kdcl_status s = kdcl_spec_infer(specs, n, in, outs);
+    kdcl_status s = prefix[0] ? kdcl_spec_infer_branch(specs, n, in, outs)
+                              : kdcl_spec_infer(specs, n, in, outs);
     if (s) {
         free(outs);
         return s;
@@ -170,7 +173,8 @@ kdcl_status kdcl_list_create(kdcl_model *m, kdcl_layer_list *list, const kdcl_la
         if ((s = l->ops->create(l, m))) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", kdcl_last_error());
-            s = kdcl_set_error(s, "layer %s (%s): %s", l->name, kind_name(specs[i].kind), msg);
+            s = kdcl_set_error(s, "layer %zu (%s%s%s): %s", l->top + 1, kind_name(specs[i].kind),
+                               prefix[0] ? " in " : "", prefix, msg);
             break;
         }
         if (l->inplace) {

@@ -43,6 +43,12 @@ void kdcl_optim_destroy(kdcl_optim *opt)
     free(opt);
 }
 
+kdcl_tensor *kdcl_optim_state(kdcl_optim *opt, int i)
+{
+    if (i == 0) return &opt->s1;
+    return i == 1 && opt->s2.buf ? &opt->s2 : NULL;
+}
+
 kdcl_status kdcl_optim_reset(kdcl_optim *opt)
 {
     kdcl_ctx *ctx = kdcl_model_ctx(opt->m);

@@ -554,6 +554,14 @@ kdcl_status kdcl_spec_infer(const kdcl_layer_spec *layers, size_t n, kdcl_shape3
     return KDCL_OK;
 }
 
+kdcl_status kdcl_spec_infer_branch(const kdcl_layer_spec *layers, size_t n, kdcl_shape3 in,
+                                   kdcl_shape3 *outs)
+{
+    if (!layers || !outs) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_spec_infer_branch: NULL argument");
+    size_t count = 0;
+    return infer_list(layers, n, in, outs, "", 1, &count);
+}
+
 kdcl_status kdcl_spec_infer_model(const kdcl_model_spec *s, kdcl_shape3 in, kdcl_shape3 *outs)
 {
     if (!s) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_spec_infer_model: NULL spec");

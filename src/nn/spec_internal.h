@@ -44,6 +44,11 @@ kdcl_status kdcl_spec_infer(const kdcl_layer_spec *layers, size_t n, kdcl_shape3
  * input size 784 does not match the 3072 features it gets"). */
 kdcl_status kdcl_spec_infer_model(const kdcl_model_spec *s, kdcl_shape3 in, kdcl_shape3 *outs);
 
+/* The same for a residual block's body or shortcut (no need to end flat;
+ * already validated as part of its model). */
+kdcl_status kdcl_spec_infer_branch(const kdcl_layer_spec *layers, size_t n, kdcl_shape3 in,
+                                   kdcl_shape3 *outs);
+
 /* The kdcl.model JSON of a spec with input `in` (malloc'ed; NULL on
  * failure with the error set). Linear gets in_features/out_features/bias,
  * Conv2d in_channels/out_channels/kernel_size [kh, kw]/stride [sh, sw]/
