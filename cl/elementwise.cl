@@ -1,5 +1,6 @@
 /* Elementwise part of a hidden layer: fused bias + ReLU + dropout forward, its
- * backward, and the bias gradient (column sums). Dropout randomness is
+ * backward, and the bias gradient (column sums); axpy and plain ReLU for CNNs
+ * (host wrappers in src/core/ops_cnn.c). Dropout randomness is
  * Philox4x32-10, a pure function of (seed, step, stream, element index), so
  * masks do not depend on the work-group size or the device; the host copy in
  * src/core/ops.c (kdcl_philox4x32) must stay identical to the one here. */
@@ -186,4 +187,20 @@ __kernel void philox_raw(__global const uint *in, __global uint *out, const uint
     __global const uint *p = in + 6 * i;
     const uint4 r = philox4x32_10((uint4)(p[0], p[1], p[2], p[3]), (uint2)(p[4], p[5]));
     vstore4(r, i, out);
+}
+
+/* y[i] = y[i] + alpha * x[i] for i < n (two roundings; x may be y). */
+__kernel void axpy(__global float *y, __global const float *x, const ulong n, const float alpha)
+{
+    const size_t i = get_global_id(0);
+    if (i < n) y[i] = y[i] + alpha * x[i];
+}
+
+/* y[i] = max(y[i], 0) for i < n; NaN (and -0) pass through unchanged. */
+__kernel void relu(__global float *y, const ulong n)
+{
+    const size_t i = get_global_id(0);
+    if (i >= n) return;
+    const float v = y[i];
+    if (v < 0.0f) y[i] = 0.0f;
 }

@@ -1,4 +1,5 @@
-/* Optimizer kernels: SGD with momentum + L2 weight decay, and max-norm. */
+/* Optimizer kernels: SGD with momentum + L2 weight decay, max-norm, Adam/AdamW
+ * and Nesterov SGD (the last two: host wrappers in src/core/ops_cnn.c). */
 #pragma OPENCL FP_CONTRACT OFF
 
 /* v = momentum * v - lr * (g + wd * w); w = w + v over [offset, offset + n). */
@@ -88,4 +89,50 @@ __kernel void sgd_max_norm(__global float *w, __global const float *g, __global 
         const uint j1 = min(cols, j0 + span);
         for (uint j = j0; j < j1; j++) wr[j] *= f;
     }
+}
+
+/* Adam / AdamW (PyTorch's torch.optim.Adam and AdamW) over [offset, offset + n).
+ * The step-dependent factors come from the host, computed in double and rounded
+ * to float once: step_size = lr / (1 - beta1^t), isb2 = 1 / sqrt(1 - beta2^t),
+ * omb1 = 1 - beta1, omb2 = 1 - beta2, decay = 1 - lr * wd. Then
+ *   decoupled: w = w * decay;  else g = g + wd * w
+ *   m = beta1 * m + omb1 * g;  v = beta2 * v + omb2 * (g * g)
+ *   w = w - step_size * (m / (sqrt(v) * isb2 + eps))
+ * which is PyTorch's  w - lr/bc1 * m / (sqrt(v) / sqrt(bc2) + eps). */
+__kernel void adam(__global float *w, __global const float *g, __global float *m,
+                   __global float *v, const ulong offset, const ulong n, const float beta1,
+                   const float omb1, const float beta2, const float omb2, const float eps,
+                   const float wd, const float decay, const int decoupled,
+                   const float step_size, const float isb2)
+{
+    const size_t k = get_global_id(0);
+    if (k >= n) return;
+    const size_t i = offset + k;
+    float wi = w[i], gi = g[i];
+    if (decoupled)
+        wi = wi * decay;
+    else
+        gi = gi + wd * wi;
+    const float mi = beta1 * m[i] + omb1 * gi;
+    const float vi = beta2 * v[i] + omb2 * (gi * gi);
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = wi - step_size * (mi / (sqrt(vi) * isb2 + eps));
+}
+
+/* SGD with Nesterov momentum in velocity form over [offset, offset + n):
+ *   d = g + wd * w;  v = momentum * v - lr * d;  w = (w + momentum * v) - lr * d
+ * (lr * d rounded once and used twice). */
+__kernel void sgd_nesterov(__global float *w, __global const float *g, __global float *v,
+                           const ulong offset, const ulong n, const float lr,
+                           const float momentum, const float wd)
+{
+    const size_t k = get_global_id(0);
+    if (k >= n) return;
+    const size_t i = offset + k;
+    const float wi = w[i];
+    const float ld = lr * (g[i] + wd * wi);
+    const float vi = momentum * v[i] - ld;
+    v[i] = vi;
+    w[i] = (wi + momentum * vi) - ld;
 }

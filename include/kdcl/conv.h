@@ -82,7 +82,11 @@ kdcl_status kdcl_op_avgpool2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, s
  * invstd = 1/sqrt(var + eps); mean and invstd are written (F32 C) for the
  * backward; running statistics follow PyTorch: r_mean = (1 - momentum) *
  * r_mean + momentum * mean, r_var likewise with the unbiased variance
- * var * n / (n - 1) (n = B*S; n = 1 leaves r_var's update to use var). */
+ * var * n / (n - 1) (n = B*S; n = 1 leaves r_var's update to use var).
+ * running_mean and running_var may both be NULL (no update); momentum in
+ * [0, 1], eps finite and >= 0 (also for the evaluation mode). The per-channel
+ * sums are fixed-order work-group reductions (no atomics): reproducible run to
+ * run on a device. y may be x. */
 kdcl_status kdcl_op_batchnorm_forward_train(kdcl_ctx *ctx, size_t B, size_t C, size_t S,
                                             const kdcl_tensor *x, const kdcl_tensor *gamma,
                                             const kdcl_tensor *beta, kdcl_tensor *y,
@@ -116,7 +120,11 @@ kdcl_status kdcl_op_relu(kdcl_ctx *ctx, kdcl_tensor *y, size_t n);
  * (PyTorch's torch.optim.Adam / AdamW):
  *   decoupled (AdamW): w = w - lr * wd * w;   else g' = g + wd * w
  *   m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2
- *   w = w - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) */
+ *   w = w - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+ * computed as w - s * (m / (sqrt(v) * r + eps)) with s = lr / (1 - b1^t) and
+ * r = 1 / sqrt(1 - b2^t) evaluated on the host in double and rounded to float
+ * once (so is 1 - lr * wd). Requires lr, eps, weight_decay finite and >= 0,
+ * beta1, beta2 in [0, 1) (PyTorch's checks) and s finite. */
 kdcl_status kdcl_op_adam(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g, kdcl_tensor *m,
                          kdcl_tensor *v, size_t offset, size_t n, float lr, float beta1,
                          float beta2, float eps, float weight_decay, int decoupled, uint64_t t);

@@ -1,5 +1,5 @@
 /* Internal: validation and launch helpers shared by the op wrappers
- * (ops.c, ops_softmax.c, ops_kd.c). Errors name the op, the argument and its
+ * (ops.c, ops_softmax.c, ops_kd.c, ops_cnn.c). Errors name the op, the argument and its
  * shape; nothing here waits on the queue. */
 #ifndef KDCL_CORE_OPS_UTIL_H
 #define KDCL_CORE_OPS_UTIL_H
