@@ -276,9 +276,11 @@ START_TEST(test_conv_vs_reference)
 }
 END_TEST
 
-/* A LeNet-size batch and a ResNet-size layer at kdcl's own packing settings,
- * where the device's tiles decide the route (on PoCL: the packed batch-wide
- * GEMM for 32 -> 64 channels, per-image GEMMs for 1 -> 6). */
+/* A LeNet-size batch and ResNet-size layers at kdcl's own packing settings,
+ * where the device's tiles decide the route (on PoCL with 64^3 tiles: the
+ * packed batch-wide GEMMs for the stride-1 32 -> 64 layer, per-image GEMMs
+ * for 1 -> 6 and for the strided layer, whose products at batch 8 are below
+ * the packing's minimum size). */
 START_TEST(test_conv_realistic)
 {
     static const cshape big[] = {{16, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2},

@@ -1,6 +1,7 @@
 /* The only file that calls CLBlast. Row-major GEMM with full argument
  * validation and CLBlast statuses mapped to kdcl errors; on CPUs the operands
- * are packed by kdcl (cl/gemm_pack.cl) so CLBlast runs its kernel alone. */
+ * are packed by kdcl (cl/gemm_pack.cl) so CLBlast runs its kernel alone. Also
+ * 2-D convolution as im2col + GEMM (kdcl/conv.h; kernels in cl/conv.cl). */
 #include <clblast_c.h>
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -523,35 +524,49 @@ kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source)
  * the output transposed back with the bias fused.
  *
  * Chosen by timing on PoCL 3.1 ("pthread-skylake-avx512-AMD EPYC", 2 cores,
- * /proc/cpuinfo "AMD EPYC"), CLBlast 1.5.3, batch 128, one call after a warm-up,
- * best of 2, ms:
- *                                      forward              GEMM only
- *   shape (C x H x W -> OC @ KxK)   convgemm  im2col+bGEMM  batched  wide   padded/true
- *   1x28x28 -> 6@5 p2 (LeNet)         31.0      11.8         5.9     11.7*   27
- *   6x14x14 -> 16@5 (LeNet)           13.7       5.4         3.1      3.5*    5.1
- *   3x32x32 -> 32@3 p1 (cnn-small)    43.0      16.7        19.5     15.6*    4.7
- *   32x16x16 -> 64@3 p1 (cnn-small)  121.3      60.0        55.4     15.3     1.1
- *   16x32x32 -> 16@3 p1 (ResNet-20)  100.8      45.5        27.8     40.1*    5.3
- *   16x32x32 -> 32@3 s2 p1            34.4      18.7        14.7      9.1*    2.7
- *   32x16x16 -> 32@3 p1               61.1      35.1        25.3     15.8*    2.2
- *   32x16x16 -> 64@3 s2 p1            31.3      17.6        13.0      2.7     1.1
- *   64x8x8 -> 64@3 p1                 60.9      33.7        25.8      4.8     1.1
- * (* packed although kdcl_gemm would not pack it: its 1.35 waste limit is
- * set against CLBlast's own padding, here the alternative is the batched
- * direct kernel.) CLBlastSconvgemm (its single-kernel method, the one 1.5.3
- * builds) lost to im2col + batched GEMM everywhere, by 1.7x (32x16x16 s2) to
- * 2.6x (1x28x28). The wide packed GEMM beats the batched one 3.5-6x at OC =
- * 64 and 1.6x at OC = 32, and loses where padding the product to the 64^3
- * tiles more than triples it (OC = 16 at K = 144: 40 vs 28 ms; the weight
- * gradient at 3x32x32: 24.6 vs 13.2); hence CONV_MAX_WASTE. The batched
- * weight gradient (one [OC, K] product per image, then a sum over images)
- * beat B accumulating kdcl_gemm calls at every shape (e.g. 46.0 vs 50.2 ms at
- * 16x32x32, 6.6 vs 8.6 at LeNet's second conv). Against CLBlast's im2col (one
- * call per image: 128 launches) kdcl's kernel took 14.5 vs 16.8 ms
- * (16x32x32), 3.2 vs 7.3 (64x8x8), 1.2 vs 2.7 (1x28x28); its gather col2im
- * 21.0 vs 44.7 ms for CLBlastScol2im x 128 (+ the zero fill it needs, as it
- * adds into the image), 4.9 vs 21.5 at 64x8x8. The whole step as implemented:
- * see the convops commit message. */
+ * /proc/cpuinfo "AMD EPYC"), CLBlast 1.5.3, batch 128, best of 2-3 calls
+ * after a warm-up, ms:
+ *                                      forward               GEMM only
+ *   shape (C x H x W -> OC @ KxK)   convgemm  im2col+bGEMM  batched  wide  padded/true
+ *   1x28x28 -> 6@5 p2 (LeNet)         31.1      11.8          6.3    11.7    27
+ *   6x14x14 -> 16@5 (LeNet)           13.7       5.4          3.2     3.5     5.1
+ *   3x32x32 -> 32@3 p1 (cnn-small)    43.0      16.7         19.5    15.6     4.7
+ *   32x16x16 -> 64@3 p1 (cnn-small)  121.3      60.0         55.4    15.3     1.1
+ *   16x32x32 -> 16@3 p1 (ResNet-20)  100.8      45.5         27.8    40.1     5.3
+ *   16x32x32 -> 32@3 s2 p1            34.4      18.7         14.7     9.1     2.7
+ *   32x16x16 -> 32@3 p1               61.1      35.1         25.3    15.8     2.2
+ *   32x16x16 -> 64@3 s2 p1            31.3      17.6         13.0     2.7     1.1
+ *   64x8x8 -> 64@3 p1                 60.9      33.7         25.8     4.8     1.1
+ * (convgemm: CLBlastSconvgemm, the single-kernel method 1.5.3 builds;
+ * im2col+bGEMM: CLBlastSim2col per image + kdcl_gemm_batched; GEMM only: the
+ * forward product per image (batched) or as one packed GEMM over the batch
+ * (wide), packed even where kdcl_gemm would not pack it: its 1.35 waste limit
+ * is set against CLBlast's own padding, here the alternative is the batched
+ * direct kernel.) convgemm lost to im2col + batched GEMM everywhere, by 1.7x
+ * (32x16x16 -> 32) to 2.6x (1x28x28, 3x32x32). The wide GEMM beats the
+ * batched one by 3.1-5.8x at OC = 64 and 1.3-1.9x at OC = 32 (forward, weight
+ * and input gradient alike), and loses where padding to the 64^3 tiles more
+ * than triples the product (OC = 16 at K = 144: 40.1 vs 27.8 ms; the weight
+ * gradient at 3x32x32: 24.6 vs 13.2): hence CONV_MAX_WASTE. The batched weight
+ * gradient (one [OC, K] product per image, then their sum) beat B
+ * accumulating kdcl_gemm calls at all shapes but one (46.0 vs 50.2 ms at
+ * 16x32x32, 6.6 vs 8.6 at LeNet's second conv; 45.3 vs 44.0 at 64x8x8, which
+ * takes the wide route). Against CLBlast's im2col (one call per image, 128
+ * launches) kdcl's kernel took 14.5 vs 16.8 ms (16x32x32), 3.2 vs 7.3
+ * (64x8x8), 1.2 vs 2.7 (1x28x28); its gather col2im 21.0 vs 44.7 ms for
+ * CLBlastScol2im x 128 plus the zero fill that needs (it adds into the
+ * image), 4.9 vs 21.5 at 64x8x8. Using CLBlast's per-image im2col layout for
+ * the one-GEMM route would cost a transpose of the columns on top.
+ *
+ * As implemented (same machine, batch 128, ms: forward (with bias) /
+ * backward with dx and db / backward without dx):
+ *   1x28x28 -> 6@5 p2     5.5 / 10.0 /  6.0    16x32x32 -> 16@3 p1     43.0 / 87.9 / 44.1
+ *   6x14x14 -> 16@5       3.6 /  8.7 /  4.1    16x32x32 -> 32@3 s2 p1  12.7 / 37.4 / 17.0
+ *   3x32x32 -> 32@3 p1   18.9 / 32.8 / 18.4    32x16x16 -> 32@3 p1     23.5 / 45.2 / 25.4
+ *   32x16x16 -> 64@3 p1  22.0 / 45.1 / 26.6    32x16x16 -> 64@3 s2 p1   4.3 / 12.9 /  5.5
+ *   64x8x8 -> 64@3 p1     8.4 / 18.6 /  9.6
+ * (with packing off, i.e. per-image GEMMs throughout: 32x16x16 -> 64 58.5 /
+ * 128.6, 64x8x8 27.4 / 65.5, 32x16x16 -> 32 33.3 / 73.2). */
 
 #define CONV_LIMIT ((size_t)1 << 31) /* every element count and index fits an int */
 #define CONV_MAX_WASTE 3.0           /* padded / true multiply-adds of a wide product */
@@ -653,10 +668,10 @@ static kdcl_status conv_size(const char *op, const kdcl_conv_geom *g, size_t bat
     z->K = g->c * g->kh * g->kw; /* below 2^31: checked with the geometry */
     z->P = g->oh * g->ow;
     z->nw = g->oc * z->K;
-    size_t big = z->P > z->K ? z->P : z->K;
+    size_t big = z->P > z->K ? z->P : z->K, boc;
     if (!conv_mul(batch, z->P, &z->BP) || !conv_mul(batch, g->c * g->h * g->w, &z->nx) ||
         !conv_mul(batch, g->oc * z->P, &z->ny) || !conv_mul(batch, z->K * z->P, &z->ncol) ||
-        !conv_mul(batch * g->oc, big, &z->T) || batch * g->oc >= CONV_LIMIT ||
+        !conv_mul(batch, g->oc, &boc) || !conv_mul(boc, big, &z->T) ||
         z->T + z->ncol >= CONV_LIMIT)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "%s: batch %zu of %zux%zux%zu -> %zux%zux%zu (kernel %zux%zu) "
