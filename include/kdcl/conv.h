@@ -1,5 +1,5 @@
-/* Device ops of convolutional networks: 2-D convolution through CLBlast
- * (im2col / col2im / convgemm + GEMM, in src/core/gemm.c), pooling, batch
+/* Device ops of convolutional networks: 2-D convolution as im2col / col2im
+ * (kdcl's kernels) + GEMMs through CLBlast (src/core/gemm.c), pooling, batch
  * normalisation, the residual add, Adam and Nesterov SGD, and the input
  * conversion of CNNs (u8 HWC -> F32 NCHW with per-channel normalisation,
  * translation and horizontal flip).

@@ -1,6 +1,7 @@
 /* The only file that calls CLBlast. Row-major GEMM with full argument
  * validation and CLBlast statuses mapped to kdcl errors; on CPUs the operands
- * are packed by kdcl (cl/gemm_pack.cl) so CLBlast runs its kernel alone. */
+ * are packed by kdcl (cl/gemm_pack.cl) so CLBlast runs its kernel alone. Also
+ * 2-D convolution as im2col + GEMM (kdcl/conv.h; kernels in cl/conv.cl). */
 #include <clblast_c.h>
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -510,4 +511,451 @@ kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source)
     kdcl_status r = apply_tuning(ctx, source);
     if (!r) decide_packing(ctx);
     return r;
+}
+
+/* ---- 2-D convolution (kdcl/conv.h) -------------------------------------------
+ * Forward: y_b = W col_b with col = im2col(x) ([K, P] per image, K = C*KH*KW,
+ * P = OH*OW); weight gradient: dW = sum_b dy_b col_b^T; input gradient: dcol_b
+ * = W^T dy_b, dx = col2im(dcol). im2col / col2im are kdcl's kernels
+ * (cl/conv.cl), each one launch for the whole batch; the products run through
+ * kdcl_gemm_batched (one GEMM per image, "narrow") or, when kdcl's operand
+ * packing works for the batch-wide product, as one packed GEMM over the batch
+ * with the columns laid out [K, B*P] ("wide"), dy transposed to [OC, B*P] and
+ * the output transposed back with the bias fused.
+ *
+ * Chosen by timing on PoCL 3.1 ("pthread-skylake-avx512-AMD EPYC", 2 cores,
+ * /proc/cpuinfo "AMD EPYC"), CLBlast 1.5.3, batch 128, best of 2-3 calls
+ * after a warm-up, ms:
+ *                                      forward               GEMM only
+ *   shape (C x H x W -> OC @ KxK)   convgemm  im2col+bGEMM  batched  wide  padded/true
+ *   1x28x28 -> 6@5 p2 (LeNet)         31.1      11.8          6.3    11.7    27
+ *   6x14x14 -> 16@5 (LeNet)           13.7       5.4          3.2     3.5     5.1
+ *   3x32x32 -> 32@3 p1 (cnn-small)    43.0      16.7         19.5    15.6     4.7
+ *   32x16x16 -> 64@3 p1 (cnn-small)  121.3      60.0         55.4    15.3     1.1
+ *   16x32x32 -> 16@3 p1 (ResNet-20)  100.8      45.5         27.8    40.1     5.3
+ *   16x32x32 -> 32@3 s2 p1            34.4      18.7         14.7     9.1     2.7
+ *   32x16x16 -> 32@3 p1               61.1      35.1         25.3    15.8     2.2
+ *   32x16x16 -> 64@3 s2 p1            31.3      17.6         13.0     2.7     1.1
+ *   64x8x8 -> 64@3 p1                 60.9      33.7         25.8     4.8     1.1
+ * (convgemm: CLBlastSconvgemm, the single-kernel method 1.5.3 builds;
+ * im2col+bGEMM: CLBlastSim2col per image + kdcl_gemm_batched; GEMM only: the
+ * forward product per image (batched) or as one packed GEMM over the batch
+ * (wide), packed even where kdcl_gemm would not pack it: its 1.35 waste limit
+ * is set against CLBlast's own padding, here the alternative is the batched
+ * direct kernel.) convgemm lost to im2col + batched GEMM everywhere, by 1.7x
+ * (32x16x16 -> 32) to 2.6x (1x28x28, 3x32x32). The wide GEMM beats the
+ * batched one by 3.1-5.8x at OC = 64 and 1.3-1.9x at OC = 32 (forward, weight
+ * and input gradient alike), and loses where padding to the 64^3 tiles more
+ * than triples the product (OC = 16 at K = 144: 40.1 vs 27.8 ms; the weight
+ * gradient at 3x32x32: 24.6 vs 13.2): hence CONV_MAX_WASTE. The batched weight
+ * gradient (one [OC, K] product per image, then their sum) beat B
+ * accumulating kdcl_gemm calls at all shapes but one (46.0 vs 50.2 ms at
+ * 16x32x32, 6.6 vs 8.6 at LeNet's second conv; 45.3 vs 44.0 at 64x8x8, which
+ * takes the wide route). Against CLBlast's im2col (one call per image, 128
+ * launches) kdcl's kernel took 14.5 vs 16.8 ms (16x32x32), 3.2 vs 7.3
+ * (64x8x8), 1.2 vs 2.7 (1x28x28); its gather col2im 21.0 vs 44.7 ms for
+ * CLBlastScol2im x 128 plus the zero fill that needs (it adds into the
+ * image), 4.9 vs 21.5 at 64x8x8. Using CLBlast's per-image im2col layout for
+ * the one-GEMM route would cost a transpose of the columns on top.
+ *
+ * As implemented (same machine, batch 128, ms: forward (with bias) /
+ * backward with dx and db / backward without dx):
+ *   1x28x28 -> 6@5 p2     5.5 / 10.0 /  6.0    16x32x32 -> 16@3 p1     43.0 / 87.9 / 44.1
+ *   6x14x14 -> 16@5       3.6 /  8.7 /  4.1    16x32x32 -> 32@3 s2 p1  12.7 / 37.4 / 17.0
+ *   3x32x32 -> 32@3 p1   18.9 / 32.8 / 18.4    32x16x16 -> 32@3 p1     23.5 / 45.2 / 25.4
+ *   32x16x16 -> 64@3 p1  22.0 / 45.1 / 26.6    32x16x16 -> 64@3 s2 p1   4.3 / 12.9 /  5.5
+ *   64x8x8 -> 64@3 p1     8.4 / 18.6 /  9.6
+ * (with packing off, i.e. per-image GEMMs throughout: 32x16x16 -> 64 58.5 /
+ * 128.6, 64x8x8 27.4 / 65.5, 32x16x16 -> 32 33.3 / 73.2). */
+
+#define CONV_LIMIT ((size_t)1 << 31) /* every element count and index fits an int */
+#define CONV_MAX_WASTE 3.0           /* padded / true multiply-adds of a wide product */
+
+/* a * b < 2^31 (a, b below 2^31 themselves), into *out. */
+static int conv_mul(size_t a, size_t b, size_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out) && *out < CONV_LIMIT;
+}
+
+static void pad_str(char *buf, size_t size, size_t ph, size_t pw)
+{
+    if (ph == pw)
+        snprintf(buf, size, "%zu", ph);
+    else
+        snprintf(buf, size, "%zux%zu", ph, pw);
+}
+
+static kdcl_status geom_fill(const char *op, kdcl_conv_geom *g, size_t c, size_t h, size_t w,
+                             size_t oc, size_t kh, size_t kw, size_t sh, size_t sw, size_t ph,
+                             size_t pw)
+{
+    char pad[48];
+    pad_str(pad, sizeof pad, ph, pw);
+    if (!c || !h || !w || !oc || !kh || !kw || !sh || !sw)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "%s: every size must be >= 1 (input %zux%zux%zu, %zu outputs, "
+                              "kernel %zux%zu, stride %zux%zu)",
+                              op, c, h, w, oc, kh, kw, sh, sw);
+    const size_t all[] = {c, h, w, oc, kh, kw, sh, sw, ph, pw};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i] >= CONV_LIMIT)
+            return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                                  "%s: a size is 2^31 or more (input %zux%zux%zu, %zu outputs, "
+                                  "kernel %zux%zu, stride %zux%zu, padding %s)",
+                                  op, c, h, w, oc, kh, kw, sh, sw, pad);
+    if (ph >= kh || pw >= kw)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "%s: padding %s must be smaller than the kernel %zux%zu", op, pad,
+                              kh, kw);
+    if (h + 2 * ph < kh || w + 2 * pw < kw)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "%s: kernel %zux%zu does not fit a %zux%zu input with padding %s",
+                              op, kh, kw, h, w, pad);
+    const size_t oh = (h + 2 * ph - kh) / sh + 1, ow = (w + 2 * pw - kw) / sw + 1;
+    size_t chw, hw, ohw, ocp, k, kk, ock, colsz;
+    if (!conv_mul(h, w, &hw) || !conv_mul(c, hw, &chw) || !conv_mul(oh, ow, &ohw) ||
+        !conv_mul(oc, ohw, &ocp) || !conv_mul(kh, kw, &kk) || !conv_mul(c, kk, &k) ||
+        !conv_mul(oc, k, &ock) || !conv_mul(k, ohw, &colsz))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "%s: input %zux%zux%zu, %zu outputs of %zux%zu, kernel %zux%zu: "
+                              "C*H*W, OC*OH*OW, OC*C*KH*KW and C*KH*KW*OH*OW must be below 2^31",
+                              op, c, h, w, oc, oh, ow, kh, kw);
+    *g = (kdcl_conv_geom){.c = c, .h = h, .w = w, .oc = oc, .kh = kh, .kw = kw, .sh = sh,
+                          .sw = sw, .ph = ph, .pw = pw, .oh = oh, .ow = ow};
+    return KDCL_OK;
+}
+
+kdcl_status kdcl_conv_geom_set(kdcl_conv_geom *g, size_t c, size_t h, size_t w, size_t oc,
+                               size_t kh, size_t kw, size_t sh, size_t sw, size_t ph, size_t pw)
+{
+    static const char *op = "kdcl_conv_geom_set";
+    if (!g) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: g is NULL", op);
+    kdcl_status s = geom_fill(op, g, c, h, w, oc, kh, kw, sh, sw, ph, pw);
+    if (s) memset(g, 0, sizeof *g);
+    return s;
+}
+
+kdcl_status kdcl_conv_geom_check(const char *op, const kdcl_conv_geom *g)
+{
+    if (!g) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: geometry is NULL", op);
+    kdcl_conv_geom t = {0};
+    kdcl_status s =
+        geom_fill(op, &t, g->c, g->h, g->w, g->oc, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw);
+    if (s) return s;
+    if (t.oh != g->oh || t.ow != g->ow)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "%s: geometry says output %zux%zu but input %zux%zu, kernel "
+                              "%zux%zu, stride %zux%zu, padding %zux%zu give %zux%zu "
+                              "(fill it with kdcl_conv_geom_set)",
+                              op, g->oh, g->ow, g->h, g->w, g->kh, g->kw, g->sh, g->sw, g->ph,
+                              g->pw, t.oh, t.ow);
+    return KDCL_OK;
+}
+
+/* Element counts of one conv call; layout of the workspace: [0, T) the
+ * transposed / per-image-partial region (B*OC*max(P, K)), [T, T + B*K*P) the
+ * columns. */
+typedef struct {
+    size_t K, P, BP, nx, ny, nw, T, ncol, nws;
+} conv_sizes;
+
+static kdcl_status conv_size(const char *op, const kdcl_conv_geom *g, size_t batch,
+                             conv_sizes *z)
+{
+    kdcl_status s = kdcl_conv_geom_check(op, g);
+    if (s) return s;
+    if (batch == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: batch must be >= 1", op);
+    z->K = g->c * g->kh * g->kw; /* below 2^31: checked with the geometry */
+    z->P = g->oh * g->ow;
+    z->nw = g->oc * z->K;
+    size_t big = z->P > z->K ? z->P : z->K, boc;
+    if (!conv_mul(batch, z->P, &z->BP) || !conv_mul(batch, g->c * g->h * g->w, &z->nx) ||
+        !conv_mul(batch, g->oc * z->P, &z->ny) || !conv_mul(batch, z->K * z->P, &z->ncol) ||
+        !conv_mul(batch, g->oc, &boc) || !conv_mul(boc, big, &z->T) ||
+        z->T + z->ncol >= CONV_LIMIT)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "%s: batch %zu of %zux%zux%zu -> %zux%zux%zu (kernel %zux%zu) "
+                              "needs tensors or a workspace of 2^31 elements or more",
+                              op, batch, g->c, g->h, g->w, g->oc, g->oh, g->ow, g->kh, g->kw);
+    z->nws = z->T + z->ncol;
+    return KDCL_OK;
+}
+
+size_t kdcl_conv2d_workspace(const kdcl_conv_geom *g, size_t batch)
+{
+    if (!g || batch == 0) return 0;
+    size_t K, P, a, b, big, n;
+    if (__builtin_mul_overflow(g->c, g->kh, &K) || __builtin_mul_overflow(K, g->kw, &K) ||
+        __builtin_mul_overflow(g->oh, g->ow, &P) || __builtin_mul_overflow(batch, K, &a) ||
+        __builtin_mul_overflow(a, P, &a))
+        return SIZE_MAX;
+    big = P > K ? P : K;
+    if (__builtin_mul_overflow(batch, g->oc, &b) || __builtin_mul_overflow(b, big, &b) ||
+        __builtin_add_overflow(a, b, &n))
+        return SIZE_MAX;
+    return n;
+}
+
+/* 1 when the batch-wide product C[m x n] = op(A) op(B) (k deep) runs faster
+ * as one packed GEMM than as per-image ones: kdcl's packing is on (tile sizes
+ * known) and padding to the tiles at most triples the work (see the table
+ * above); Mp, Np, Kp as gemm_packed takes them. */
+static int conv_wide(const kdcl_ctx *ctx, size_t m, size_t n, size_t k, size_t *Mp, size_t *Np,
+                     size_t *Kp)
+{
+    const kdcl_gemm_pack_info *p = &ctx->gemm_pack;
+    if (!p->enabled) return 0;
+    *Mp = round_up(n, p->mwg);
+    *Np = round_up(m, p->nwg);
+    *Kp = round_up(k, p->kwg);
+    if (*Mp > UINT_MAX / 2 || *Np > UINT_MAX / 2 || *Kp > UINT_MAX / 2) return 0;
+    double vol = (double)m * (double)n * (double)k;
+    double vol_p = (double)*Mp * (double)*Np * (double)*Kp;
+    double t = (double)p->min_size;
+    return vol_p <= CONV_MAX_WASTE * vol && vol_p >= t * t * t;
+}
+
+/* C = op(A) op(B) as one packed GEMM (conv_wide said so). */
+static kdcl_status gemm_wide(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, size_t n,
+                             size_t k, size_t Mp, size_t Np, size_t Kp, cl_mem a, size_t a_off,
+                             size_t lda, cl_mem b, size_t b_off, size_t ldb, cl_mem c,
+                             size_t c_off, size_t ldc)
+{
+    kdcl_status s = validate(ta, tb, m, n, k, a, a_off, lda, 0, b, b_off, ldb, 0, c, c_off, ldc,
+                             0, 1, "Sgemm");
+    if (s) return s;
+    return gemm_packed(ctx, ta, tb, m, n, k, Mp, Np, Kp, 1.0f, a, a_off, lda, b, b_off, ldb, 0.0f,
+                       c, c_off, ldc, NULL);
+}
+
+/* Column layout strides: wide [K, B*P] or per image [B][K, P]. */
+static void col_strides(const conv_sizes *z, int wide, cl_ulong *sq, cl_ulong *sb)
+{
+    *sq = wide ? z->BP : z->P;
+    *sb = wide ? z->P : z->K * z->P;
+}
+
+static kdcl_status conv_cols(kdcl_ctx *ctx, const char *kname, const kdcl_conv_geom *g,
+                             size_t batch, const conv_sizes *z, int wide, cl_mem im, cl_mem col,
+                             size_t col_off)
+{
+    cl_kernel k;
+    kdcl_status s = kdcl_kernel_get(ctx, "conv", kname, &k);
+    if (s) return s;
+    cl_uint C = (cl_uint)g->c, H = (cl_uint)g->h, W = (cl_uint)g->w, KH = (cl_uint)g->kh,
+            KW = (cl_uint)g->kw, SH = (cl_uint)g->sh, SW = (cl_uint)g->sw, PH = (cl_uint)g->ph,
+            PW = (cl_uint)g->pw, OH = (cl_uint)g->oh, OW = (cl_uint)g->ow;
+    cl_ulong off = col_off, sq, sb;
+    col_strides(z, wide, &sq, &sb);
+    int to_col = !strcmp(kname, "conv_im2col");
+    const karg a[] = {to_col ? KA(im) : KA(col), to_col ? KA(col) : KA(im), KA(C), KA(H), KA(W),
+                      KA(KH), KA(KW), KA(SH), KA(SW), KA(PH), KA(PW), KA(OH), KA(OW), KA(off),
+                      KA(sq), KA(sb)};
+    if ((s = kdcl_ops_set_args(k, kname, a, sizeof a / sizeof a[0]))) return s;
+    if (to_col) return kdcl_ops_launch3(ctx, k, kname, z->P, g->c, batch);
+    return kdcl_ops_launch3(ctx, k, kname, g->w, g->h, batch * g->c);
+}
+
+/* NCHW [B, OC, P] <-> wide [OC, B*P] (to NCHW: + bias when given). */
+static kdcl_status conv_permute(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                const conv_sizes *z, int to_wide, cl_mem src, size_t src_off,
+                                cl_mem dst, size_t dst_off, cl_mem bias)
+{
+    cl_kernel k;
+    kdcl_status s = kdcl_kernel_get(ctx, "conv", "conv_permute", &k);
+    if (s) return s;
+    cl_ulong so = src_off, dof = dst_off;
+    cl_uint OC = (cl_uint)g->oc, B = (cl_uint)batch, P = (cl_uint)z->P;
+    cl_int tw = to_wide, hb = bias != NULL;
+    const karg a[] = {KA(src), KA(so), KA(dst), KA(dof), KA(bias), KA(OC), KA(B), KA(P),
+                      KA(tw), KA(hb)};
+    if ((s = kdcl_ops_set_args(k, "conv_permute", a, sizeof a / sizeof a[0]))) return s;
+    return kdcl_ops_launch3(ctx, k, "conv_permute", z->P, g->oc, batch);
+}
+
+static kdcl_status conv_bias_add(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                 const conv_sizes *z, cl_mem y, cl_mem bias)
+{
+    cl_kernel k;
+    kdcl_status s = kdcl_kernel_get(ctx, "conv", "conv_bias_add", &k);
+    if (s) return s;
+    cl_uint OC = (cl_uint)g->oc, P = (cl_uint)z->P;
+    const karg a[] = {KA(y), KA(bias), KA(OC), KA(P)};
+    if ((s = kdcl_ops_set_args(k, "conv_bias_add", a, sizeof a / sizeof a[0]))) return s;
+    return kdcl_ops_launch3(ctx, k, "conv_bias_add", z->P, g->oc, batch);
+}
+
+static kdcl_status conv_bias_grad(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                  const conv_sizes *z, cl_mem dy, cl_mem db)
+{
+    cl_kernel k;
+    kdcl_status s = kdcl_kernel_get(ctx, "conv", "conv_bias_grad", &k);
+    size_t lws;
+    if (s || (s = kdcl_ops_row_group_size(ctx, k, "conv_bias_grad", z->BP, &lws))) return s;
+    cl_uint B = (cl_uint)batch, OC = (cl_uint)g->oc, P = (cl_uint)z->P;
+    const karg a[] = {KA(dy), KA(db), KA(B), KA(OC), KA(P), KA_LOCAL(lws * sizeof(cl_float))};
+    if ((s = kdcl_ops_set_args(k, "conv_bias_grad", a, sizeof a / sizeof a[0]))) return s;
+    return kdcl_ops_launch(ctx, k, "conv_bias_grad", lws * g->oc, lws);
+}
+
+static kdcl_status conv_sum_batches(kdcl_ctx *ctx, size_t batch, const conv_sizes *z,
+                                    cl_mem part, size_t part_off, cl_mem dw)
+{
+    cl_kernel k;
+    kdcl_status s = kdcl_kernel_get(ctx, "conv", "conv_sum_batches", &k);
+    if (s) return s;
+    cl_ulong po = part_off;
+    cl_uint n = (cl_uint)z->nw, B = (cl_uint)batch;
+    const karg a[] = {KA(part), KA(po), KA(dw), KA(n), KA(B)};
+    if ((s = kdcl_ops_set_args(k, "conv_sum_batches", a, sizeof a / sizeof a[0]))) return s;
+    return kdcl_ops_launch_items(ctx, k, "conv_sum_batches", z->nw);
+}
+
+/* Distinct buffers for an output and the tensors it must not overwrite. */
+static kdcl_status conv_no_alias(const char *op, const char *name, const kdcl_tensor *t,
+                                 const kdcl_tensor *const *others, const char *const *names,
+                                 size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (others[i] && others[i]->buf == t->buf)
+            return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: %s and %s share a buffer", op, name,
+                                  names[i]);
+    }
+    return KDCL_OK;
+}
+
+#define CONV_TRY(x)                    \
+    do {                               \
+        kdcl_status s_ = (x);          \
+        if (s_ != KDCL_OK) return s_;  \
+    } while (0)
+
+kdcl_status kdcl_conv2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                const kdcl_tensor *x, const kdcl_tensor *w,
+                                const kdcl_tensor *bias, kdcl_tensor *y, kdcl_tensor *ws)
+{
+    static const char *op = "kdcl_conv2d_forward";
+    if (!ctx) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: ctx is NULL", op);
+    conv_sizes z;
+    CONV_TRY(conv_size(op, g, batch, &z));
+    char what[160];
+    snprintf(what, sizeof what, "batch*C*H*W = %zu*%zu*%zu*%zu", batch, g->c, g->h, g->w);
+    CONV_TRY(kdcl_ops_check_holds(op, "x", x, KDCL_F32, z.nx, 0, what));
+    snprintf(what, sizeof what, "OC*C*KH*KW = %zu*%zu*%zu*%zu", g->oc, g->c, g->kh, g->kw);
+    CONV_TRY(kdcl_ops_check_holds(op, "w", w, KDCL_F32, z.nw, 1, what));
+    if (bias) {
+        snprintf(what, sizeof what, "OC = %zu", g->oc);
+        CONV_TRY(kdcl_ops_check_holds(op, "bias", bias, KDCL_F32, g->oc, 1, what));
+    }
+    snprintf(what, sizeof what, "batch*OC*OH*OW = %zu*%zu*%zu*%zu", batch, g->oc, g->oh, g->ow);
+    CONV_TRY(kdcl_ops_check_holds(op, "y", y, KDCL_F32, z.ny, 0, what));
+    snprintf(what, sizeof what, "kdcl_conv2d_workspace(g, %zu)", batch);
+    CONV_TRY(kdcl_ops_check_holds(op, "ws", ws, KDCL_F32, z.nws, 0, what));
+    const kdcl_tensor *in[] = {x, w, bias, ws};
+    const char *in_n[] = {"x", "w", "bias", "ws"};
+    CONV_TRY(conv_no_alias(op, "y", y, in, in_n, 4));
+    CONV_TRY(conv_no_alias(op, "ws", ws, in, in_n, 3));
+
+    const size_t OC = g->oc, K = z.K, P = z.P, BP = z.BP, T = z.T;
+    cl_mem bb = bias ? bias->buf : NULL;
+    size_t Mp, Np, Kp;
+    if (conv_wide(ctx, OC, BP, K, &Mp, &Np, &Kp)) {
+        /* wide: Y' [OC, B*P] = W [OC, K] col [K, B*P]; y = Y' transposed + bias */
+        CONV_TRY(conv_cols(ctx, "conv_im2col", g, batch, &z, 1, x->buf, ws->buf, T));
+        if (batch == 1) { /* Y' is y */
+            CONV_TRY(gemm_wide(ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, OC, BP, K, Mp, Np, Kp, w->buf,
+                               0, K, ws->buf, T, BP, y->buf, 0, BP));
+            return bias ? conv_bias_add(ctx, g, batch, &z, y->buf, bb) : KDCL_OK;
+        }
+        CONV_TRY(gemm_wide(ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, OC, BP, K, Mp, Np, Kp, w->buf, 0, K,
+                           ws->buf, T, BP, ws->buf, 0, BP));
+        return conv_permute(ctx, g, batch, &z, 0, ws->buf, 0, y->buf, 0, bb);
+    }
+    /* narrow: y_b [OC, P] = W [OC, K] col_b [K, P] for every image b */
+    CONV_TRY(conv_cols(ctx, "conv_im2col", g, batch, &z, 0, x->buf, ws->buf, T));
+    if (batch == 1)
+        CONV_TRY(kdcl_gemm(ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, OC, P, K, 1.0f, w->buf, 0, K,
+                           ws->buf, T, P, 0.0f, y->buf, 0, P, NULL));
+    else
+        CONV_TRY(kdcl_gemm_batched(ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, OC, P, K, 1.0f, w->buf, 0,
+                                   K, 0, ws->buf, T, P, K * P, 0.0f, y->buf, 0, P, OC * P, batch,
+                                   NULL));
+    return bias ? conv_bias_add(ctx, g, batch, &z, y->buf, bb) : KDCL_OK;
+}
+
+kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                 const kdcl_tensor *x, const kdcl_tensor *w,
+                                 const kdcl_tensor *dy, kdcl_tensor *dw, kdcl_tensor *db,
+                                 kdcl_tensor *dx, kdcl_tensor *ws)
+{
+    static const char *op = "kdcl_conv2d_backward";
+    if (!ctx) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: ctx is NULL", op);
+    conv_sizes z;
+    CONV_TRY(conv_size(op, g, batch, &z));
+    char what[160];
+    snprintf(what, sizeof what, "batch*C*H*W = %zu*%zu*%zu*%zu", batch, g->c, g->h, g->w);
+    CONV_TRY(kdcl_ops_check_holds(op, "x", x, KDCL_F32, z.nx, 0, what));
+    if (dx) CONV_TRY(kdcl_ops_check_holds(op, "dx", dx, KDCL_F32, z.nx, 0, what));
+    snprintf(what, sizeof what, "OC*C*KH*KW = %zu*%zu*%zu*%zu", g->oc, g->c, g->kh, g->kw);
+    CONV_TRY(kdcl_ops_check_holds(op, "w", w, KDCL_F32, z.nw, 1, what));
+    CONV_TRY(kdcl_ops_check_holds(op, "dw", dw, KDCL_F32, z.nw, 1, what));
+    if (db) {
+        snprintf(what, sizeof what, "OC = %zu", g->oc);
+        CONV_TRY(kdcl_ops_check_holds(op, "db", db, KDCL_F32, g->oc, 1, what));
+    }
+    snprintf(what, sizeof what, "batch*OC*OH*OW = %zu*%zu*%zu*%zu", batch, g->oc, g->oh, g->ow);
+    CONV_TRY(kdcl_ops_check_holds(op, "dy", dy, KDCL_F32, z.ny, 0, what));
+    snprintf(what, sizeof what, "kdcl_conv2d_workspace(g, %zu)", batch);
+    CONV_TRY(kdcl_ops_check_holds(op, "ws", ws, KDCL_F32, z.nws, 0, what));
+    const kdcl_tensor *in[] = {x, w, dy, ws, dw, db};
+    const char *in_n[] = {"x", "w", "dy", "ws", "dw", "db"};
+    CONV_TRY(conv_no_alias(op, "ws", ws, in, in_n, 3));
+    CONV_TRY(conv_no_alias(op, "dw", dw, in, in_n, 4));
+    if (db) CONV_TRY(conv_no_alias(op, "db", db, in, in_n, 5));
+    if (dx) CONV_TRY(conv_no_alias(op, "dx", dx, in, in_n, 6));
+
+    const size_t OC = g->oc, K = z.K, P = z.P, BP = z.BP, T = z.T;
+    if (db) CONV_TRY(conv_bias_grad(ctx, g, batch, &z, dy->buf, db->buf));
+
+    /* dy as [OC, B*P] for the wide products: ws[0, T) (dy itself when B = 1) */
+    int have_dyT = 0;
+    cl_mem dyT = batch == 1 ? dy->buf : ws->buf;
+    size_t Mp, Np, Kp;
+    /* weight gradient: dW [OC, K] = sum_b dy_b [OC, P] col_b^T */
+    if (conv_wide(ctx, OC, K, BP, &Mp, &Np, &Kp)) {
+        CONV_TRY(conv_cols(ctx, "conv_im2col", g, batch, &z, 1, x->buf, ws->buf, T));
+        if (batch > 1) CONV_TRY(conv_permute(ctx, g, batch, &z, 1, dy->buf, 0, ws->buf, 0, NULL));
+        have_dyT = 1;
+        CONV_TRY(gemm_wide(ctx, KDCL_NO_TRANS, KDCL_TRANS, OC, K, BP, Mp, Np, Kp, dyT, 0, BP,
+                           ws->buf, T, BP, dw->buf, 0, K));
+    } else {
+        CONV_TRY(conv_cols(ctx, "conv_im2col", g, batch, &z, 0, x->buf, ws->buf, T));
+        if (batch == 1) {
+            CONV_TRY(kdcl_gemm(ctx, KDCL_NO_TRANS, KDCL_TRANS, OC, K, P, 1.0f, dy->buf, 0, P,
+                               ws->buf, T, P, 0.0f, dw->buf, 0, K, NULL));
+        } else { /* per-image products into ws[0, B*OC*K), then their sum */
+            CONV_TRY(kdcl_gemm_batched(ctx, KDCL_NO_TRANS, KDCL_TRANS, OC, K, P, 1.0f, dy->buf, 0,
+                                       P, OC * P, ws->buf, T, P, K * P, 0.0f, ws->buf, 0, K,
+                                       OC * K, batch, NULL));
+            CONV_TRY(conv_sum_batches(ctx, batch, &z, ws->buf, 0, dw->buf));
+        }
+    }
+    if (!dx) return KDCL_OK;
+
+    /* input gradient: dcol_b [K, P] = W^T dy_b, dx = col2im(dcol) (dcol over the columns) */
+    if (conv_wide(ctx, K, BP, OC, &Mp, &Np, &Kp)) {
+        if (batch > 1 && !have_dyT)
+            CONV_TRY(conv_permute(ctx, g, batch, &z, 1, dy->buf, 0, ws->buf, 0, NULL));
+        CONV_TRY(gemm_wide(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, BP, OC, Mp, Np, Kp, w->buf, 0, K,
+                           dyT, 0, BP, ws->buf, T, BP));
+        return conv_cols(ctx, "conv_col2im", g, batch, &z, 1, dx->buf, ws->buf, T);
+    }
+    if (batch == 1)
+        CONV_TRY(kdcl_gemm(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, P, OC, 1.0f, w->buf, 0, K, dy->buf,
+                           0, P, 0.0f, ws->buf, T, P, NULL));
+    else
+        CONV_TRY(kdcl_gemm_batched(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, P, OC, 1.0f, w->buf, 0, K,
+                                   0, dy->buf, 0, P, OC * P, 0.0f, ws->buf, T, P, K * P, batch,
+                                   NULL));
+    return conv_cols(ctx, "conv_col2im", g, batch, &z, 0, dx->buf, ws->buf, T);
 }

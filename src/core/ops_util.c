@@ -52,6 +52,20 @@ kdcl_status kdcl_ops_check_tensor(const char *op, const char *name, const kdcl_t
     return KDCL_OK;
 }
 
+kdcl_status kdcl_ops_check_holds(const char *op, const char *name, const kdcl_tensor *t,
+                                 kdcl_elem type, size_t need, int exact, const char *what)
+{
+    kdcl_status s = kdcl_ops_check_tensor(op, name, t, type);
+    if (s) return s;
+    if (exact ? t->numel != need : t->numel < need) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s must hold %s%s = %zu %s elements", name,
+                 exact ? "" : "at least ", what, need, kdcl_ops_type_name(type));
+        return kdcl_ops_bad(op, msg, t);
+    }
+    return KDCL_OK;
+}
+
 kdcl_status kdcl_ops_check_logits(const char *op, const char *name, const kdcl_tensor *z,
                                   int limit_numel, size_t *B, size_t *K)
 {
@@ -166,6 +180,19 @@ kdcl_status kdcl_ops_launch(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t
 {
     cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, local ? &local : NULL, 0,
                                       NULL, NULL);
+    if (e != CL_SUCCESS) {
+        char what[96];
+        snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%s)", name);
+        return kdcl_cl_fail(e, what);
+    }
+    return KDCL_OK;
+}
+
+kdcl_status kdcl_ops_launch3(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t gx, size_t gy,
+                             size_t gz)
+{
+    const size_t g[3] = {gx, gy, gz};
+    cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, 3, NULL, g, NULL, 0, NULL, NULL);
     if (e != CL_SUCCESS) {
         char what[96];
         snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%s)", name);

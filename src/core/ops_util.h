@@ -5,6 +5,7 @@
 #define KDCL_CORE_OPS_UTIL_H
 #include <stddef.h>
 
+#include "kdcl/conv.h"
 #include "kdcl/tensor.h"
 #include "runtime/ctx.h"
 
@@ -18,6 +19,15 @@ const char *kdcl_ops_shape_str(const kdcl_tensor *t, char *buf, size_t size);
 
 /* KDCL_ERR_INVALID_ARG "op: what (got <shape>)"; without t, "op: what". */
 kdcl_status kdcl_ops_bad(const char *op, const char *what, const kdcl_tensor *t);
+
+/* Convolution / pooling geometry as kdcl_conv_geom_set would fill it (g not
+ * NULL, every field consistent); errors are prefixed with op (src/core/gemm.c). */
+kdcl_status kdcl_conv_geom_check(const char *op, const kdcl_conv_geom *g);
+
+/* t present, of the given type, with numel >= need (exact: == need); the
+ * error quotes `what` (e.g. "batch*C*H*W = 7*3*9*6") and t's shape. */
+kdcl_status kdcl_ops_check_holds(const char *op, const char *name, const kdcl_tensor *t,
+                                 kdcl_elem type, size_t need, int exact, const char *what);
 
 /* Basic tensor sanity: present, has a buffer, the given type. */
 kdcl_status kdcl_ops_check_tensor(const char *op, const char *name, const kdcl_tensor *t,
@@ -75,6 +85,10 @@ kdcl_status kdcl_ops_set_args(cl_kernel k, const char *name, const karg *a, size
 /* 1-D launch with the given sizes (local 0: the driver chooses). */
 kdcl_status kdcl_ops_launch(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t global,
                             size_t local);
+
+/* 3-D launch of exactly gx x gy x gz work-items (the driver chooses the group). */
+kdcl_status kdcl_ops_launch3(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t gx, size_t gy,
+                             size_t gz);
 
 /* One work-item per row (or element): global = n rounded up to the group size. */
 kdcl_status kdcl_ops_launch_items(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t n);
