@@ -623,13 +623,15 @@ kdcl_status kdcl_model_load_u8(kdcl_model *m, const kdcl_tensor *u8, size_t coun
     if (s) return s;
     float scale[4], shift[4];
     norm_coeffs(m, scale, shift);
-    if (m->in.c == 1 || m->input_hwc) {
-        if (flip)
-            return kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                                  "horizontal flips need a model with image input");
+    /* one channel without flips, or an older MLP's HWC inputs: the conversion
+     * kdcl always used (bit for bit); otherwise NCHW with per-channel transforms */
+    if (flip && m->input_hwc && m->in.c > 1)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "horizontal flips need a model with NCHW input (this checkpoint "
+                              "takes HWC-flattened images)");
+    if ((m->in.c == 1 || m->input_hwc) && !flip)
         return kdcl_op_jitter(m->ctx, u8, &m->input, count, m->in.h, m->in.w, m->in.c, max_shift,
                               seed, step, scale[0], shift[0]);
-    }
     return kdcl_op_input_u8(m->ctx, u8, &m->input, count, m->in.h, m->in.w, m->in.c, max_shift,
                             flip, seed, step, scale, shift);
 }
