@@ -172,6 +172,66 @@ START_TEST(test_bad_usage)
 }
 END_TEST
 
+/* A CNN from a layer list with the CNN options, then eval of its checkpoint;
+ * specs that are malformed or do not fit the 8x8 images: one line, exit 2,
+ * nothing written. */
+START_TEST(test_cnn_train_eval_and_bad_specs)
+{
+    char args[8192];
+    const char *model = tu_path("cnn.safetensors");
+    snprintf(args, sizeof args,
+             "train --data %s --arch 'conv(4,3,p=1),bn,relu,maxpool(2),res(conv(4,3,p=1),bn),relu,"
+             "flatten,dropout(0.1),linear(K)' --normalize --flip --crop 1 --optimizer adamw --lr "
+             "0.01 --weight-decay 0.01 --schedule cosine --warmup 1 --epochs 3 --batch 25 --out %s",
+             data_dir, model);
+    run_result r;
+    run(&r, args);
+    ck_assert_msg(r.status == 0, "CNN train failed (%d): %s", r.status, r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "test errors:"));
+    snprintf(args, sizeof args, "eval --model %s --data %s --json", model, data_dir);
+    run(&r, args);
+    ck_assert_msg(r.status == 0, "eval failed: %s", r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    ck_assert_ptr_nonnull(j);
+    int errors = (int)cJSON_GetObjectItem(j, "errors")->valuedouble;
+    ck_assert_msg(errors < 40, "%d of 150 test errors for the CNN on an easy problem", errors);
+    cJSON_Delete(j);
+    kdcl_st_file f;
+    tu_ok(kdcl_st_read(model, &f), "read");
+    ck_assert_ptr_nonnull(strstr(kdcl_st_meta(&f, "kdcl.model"), "\"Residual\""));
+    ck_assert_str_eq(kdcl_st_meta(&f, "optimizer"), "adamw");
+    kdcl_st_free(&f);
+    /* distillation into an MLP from the CNN, with flips: per-batch targets */
+    const char *student = tu_path("cnn-student.safetensors");
+    snprintf(args, sizeof args,
+             "distill --data %s --teacher %s --arch 64-16-3 --T 3 --flip --epochs 2 --batch 25 "
+             "--out %s",
+             data_dir, model, student);
+    run(&r, args);
+    ck_assert_msg(r.status == 0, "distill from the CNN failed: %s", r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "per batch"));
+    const char *x = tu_path("never.safetensors");
+    static const char *bad[][2] = {
+        {"conv(4,9),flatten,linear(K)", "does not fit"},
+        {"conv(4,3),linear(K)", "flat"},
+        {"conv(4,3),relu,flatten,linear(", "position"},
+        {"conv(4,3),frob,flatten,linear(K)", "frob"},
+        {"64-8-3,relu", "position"},
+        {"@/no/such/model.json", "/no/such/model.json"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(args, sizeof args, "train --data %s --arch '%s' --epochs 1 --out %s", data_dir,
+                 bad[i][0], x);
+        expect_fail(args, strncmp(bad[i][0], "@", 1) ? 2 : 1, bad[i][1]);
+    }
+    snprintf(args, sizeof args, "train --data %s --arch 'conv(4,3),flatten,linear(K)' --dropout "
+             "0.5 --epochs 1 --out %s", data_dir, x);
+    expect_fail(args, 2, "dropout(P)");
+    struct stat st;
+    ck_assert_int_ne(stat(x, &st), 0);
+}
+END_TEST
+
 START_TEST(test_bad_checkpoints)
 {
     char args[8192];
@@ -362,6 +422,7 @@ static Suite *cli_suite(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_devices_lists_something);
     tcase_add_test(tc, test_bad_usage);
+    tcase_add_test(tc, test_cnn_train_eval_and_bad_specs);
     tcase_add_test(tc, test_bad_checkpoints);
     tcase_add_test(tc, test_train_eval_roundtrip);
     tcase_add_test(tc, test_specialists_pipeline);
