@@ -15,7 +15,13 @@
  * defaults the small shapes here take the first; with packing set to 1x1x1
  * tiles every product takes the second (any tiles give a correct product),
  * and with small uneven tiles the second with zero padding. Every shape runs
- * in all three settings. */
+ * in all three settings.
+ *
+ * Every convolution test also runs under each conv algorithm (kdcl/conv.h:
+ * kdcl's im2col / col2im, CLBlast's, CLBlast's convgemm for the forward, and
+ * auto, which is one of those), forced through kdcl_conv_set_algo, with the
+ * same error bounds: the algorithms differ in who gathers the columns and in
+ * the forward's summation order, not in the number of roundings. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -61,6 +67,15 @@ static const char *route_name[N_ROUTES] = {"default packing", "packing 1x1x1 (wi
                                            "packing 4x2x3 (wide, padded)"};
 
 static kdcl_gemm_pack_info saved_pack;
+static kdcl_conv_algo saved_algo;
+
+/* Conv algorithms, in the order the tests run them. */
+enum { N_ALGOS = 4 };
+static const kdcl_conv_algo algos[N_ALGOS] = {KDCL_CONV_KDCL_IM2COL, KDCL_CONV_CLBLAST_IM2COL,
+                                              KDCL_CONV_CLBLAST_CONVGEMM, KDCL_CONV_AUTO};
+
+/* "<route>, conv <algo>" of the configuration in force (failure messages). */
+static char cfg[128] = "default packing, conv as set";
 
 static void set_route(int r)
 {
@@ -76,10 +91,32 @@ static void set_route(int r)
     OK(kdcl_gemm_set_packing(tu_ctx, &p));
 }
 
+/* Route r with algorithm algos[a]. */
+static void set_config(int r, int a)
+{
+    set_route(r);
+    OK(kdcl_conv_set_algo(tu_ctx, algos[a]));
+    snprintf(cfg, sizeof cfg, "%s, conv %s", route_name[r], kdcl_conv_algo_name(algos[a]));
+    if (algos[a] == KDCL_CONV_AUTO) {
+        size_t n = strlen(cfg);
+        snprintf(cfg + n, sizeof cfg - n, " = %s",
+                 kdcl_conv_algo_name(kdcl_conv_algo_in_force(tu_ctx)));
+    }
+}
+
+/* Back to the suite's settings: default packing, the algorithm KDCL_CONV gave. */
+static void reset_config(void)
+{
+    set_route(ROUTE_DEFAULT);
+    OK(kdcl_conv_set_algo(tu_ctx, saved_algo));
+    snprintf(cfg, sizeof cfg, "default packing, conv as set");
+}
+
 static void setup(void)
 {
     tu_ctx_setup();
     saved_pack = kdcl_gemm_packing(tu_ctx);
+    saved_algo = kdcl_conv_get_algo(tu_ctx);
 }
 
 /* ---- references ---- */
@@ -166,7 +203,7 @@ static void ref_backward(const kdcl_conv_geom *g, size_t B, const float *x, cons
 }
 
 /* |got - want| <= bound for n values; the message names what and where. */
-static void near(const char *what, const cshape *s, int route, const float *got,
+static void near(const char *what, const cshape *s, const char *config, const float *got,
                  const double *want, const double *mag, double gamma_k, size_t terms, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -175,7 +212,7 @@ static void near(const char *what, const cshape *s, int route, const float *got,
         ck_assert_msg(err <= bound,
                       "%s [%s] B=%zu C=%zu %zux%zu OC=%zu k%zux%zu s%zux%zu p%zux%zu: element "
                       "%zu = %.9g, want %.9g (err %.3g > bound %.3g)",
-                      what, route_name[route], s->B, s->C, s->H, s->W, s->OC, s->KH, s->KW,
+                      what, config, s->B, s->C, s->H, s->W, s->OC, s->KH, s->KW,
                       s->SH, s->SW, s->PH, s->PW, i, (double)got[i], want[i], err, bound);
     }
 }
@@ -196,7 +233,7 @@ static const cshape conv_shapes[] = {
     {7, 3, 11, 4, 9, 1, 3, 1, 2, 0, 1},  /* 1x3, stride 1x2, padding 0x1 */
 };
 
-static void run_conv(const cshape *s, int route, int with_bias)
+static void run_conv(const cshape *s, int route, int algo, int with_bias)
 {
     kdcl_conv_geom g = geom_of(s);
     const size_t B = s->B, nx = B * g.c * g.h * g.w, ny = B * g.oc * g.oh * g.ow;
@@ -229,7 +266,7 @@ static void run_conv(const cshape *s, int route, int with_bias)
     OK(kdcl_tensor_fill(tu_ctx, &tdx, NAN));
     OK(kdcl_tensor_fill(tu_ctx, &tws, NAN));
 
-    set_route(route);
+    set_config(route, algo);
     OK(kdcl_conv2d_forward(tu_ctx, &g, B, &tx, &tw, with_bias ? &tb : NULL, &ty, &tws));
     OK(kdcl_conv2d_backward(tu_ctx, &g, B, &tx, &tw, &tdy, &tdw, with_bias ? &tdb : NULL, &tdx,
                             &tws));
@@ -241,15 +278,15 @@ static void run_conv(const cshape *s, int route, int with_bias)
     ref_forward(&g, B, x, w, with_bias ? bias : NULL, ry, rym);
     ref_backward(&g, B, x, w, dy, rdw, rdwm, rdb, rdbm, rdx, rdxm);
     /* y: K products summed (+ the bias: one more rounding) */
-    near("forward y", s, route, y, ry, rym, gam(K + 1), K + 1, ny);
+    near("forward y", s, cfg, y, ry, rym, gam(K + 1), K + 1, ny);
     /* dW: B*P products; per image P then B partials (P + B - 1 roundings) or
      * one sum of B*P: gamma_{B*P + B} covers both */
-    near("weight gradient", s, route, dw, rdw, rdwm, gam(B * P + B), B * P + B, nw);
+    near("weight gradient", s, cfg, dw, rdw, rdwm, gam(B * P + B), B * P + B, nw);
     /* dx: OC products per column entry, then up to KH*KW entries gathered */
-    near("input gradient", s, route, dx, rdx, rdxm, gam(g.oc + g.kh * g.kw), g.oc + g.kh * g.kw,
+    near("input gradient", s, cfg, dx, rdx, rdxm, gam(g.oc + g.kh * g.kw), g.oc + g.kh * g.kw,
          nx);
     if (with_bias)
-        near("bias gradient", s, route, db, rdb, rdbm, gam(B * P), B * P, g.oc);
+        near("bias gradient", s, cfg, db, rdb, rdbm, gam(B * P), B * P, g.oc);
     else
         for (size_t o = 0; o < g.oc; o++) ck_assert_msg(isnan(db[o]), "db written though NULL");
 
@@ -259,10 +296,10 @@ static void run_conv(const cshape *s, int route, int with_bias)
     OK(kdcl_conv2d_backward(tu_ctx, &g, B, &tx, &tw, &tdy, &tdw, NULL, NULL, &tws));
     tu_get(&tdw, dw);
     tu_get(&tdx, dx);
-    near("weight gradient (no dx)", s, route, dw, rdw, rdwm, gam(B * P + B), B * P + B, nw);
+    near("weight gradient (no dx)", s, cfg, dw, rdw, rdwm, gam(B * P + B), B * P + B, nw);
     for (size_t i = 0; i < nx; i++) ck_assert_msg(dx[i] == 7.0f, "dx written though NULL");
 
-    set_route(ROUTE_DEFAULT);
+    reset_config();
     kdcl_tensor *ts[] = {&tx, &tw, &tb, &ty, &tdy, &tdw, &tdb, &tdx, &tws};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) kdcl_tensor_free(tu_ctx, ts[i]);
     free(x), free(w), free(bias), free(dy), free(y), free(dw), free(db), free(dx);
@@ -271,8 +308,8 @@ static void run_conv(const cshape *s, int route, int with_bias)
 
 START_TEST(test_conv_vs_reference)
 {
-    const cshape *s = &conv_shapes[_i / N_ROUTES];
-    run_conv(s, _i % N_ROUTES, (_i / N_ROUTES) % 3 != 2);
+    const int a = _i % N_ALGOS, r = (_i / N_ALGOS) % N_ROUTES, shape = _i / (N_ALGOS * N_ROUTES);
+    run_conv(&conv_shapes[shape], r, a, shape % 3 != 2);
 }
 END_TEST
 
@@ -286,13 +323,14 @@ START_TEST(test_conv_realistic)
     static const cshape big[] = {{16, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2},
                                  {8, 32, 16, 16, 64, 3, 3, 1, 1, 1, 1},
                                  {8, 32, 16, 16, 64, 3, 3, 2, 2, 1, 1}};
-    run_conv(&big[_i], ROUTE_DEFAULT, 1);
+    run_conv(&big[_i / N_ALGOS], ROUTE_DEFAULT, _i % N_ALGOS, 1);
 }
 END_TEST
 
 /* With w[o] the indicator of weight o (OC = K = C*KH*KW), y[b, o] is row o of
  * the column matrix: the im2col layout (row q = (c*KH + i)*KW + j, padding 0)
- * checked value for value on every route. */
+ * checked value for value on every route and algorithm (CLBlast's columns
+ * included: its im2col folds the batch into the channels). */
 START_TEST(test_column_layout)
 {
     const cshape s = {3, 2, 5, 6, 18, 3, 3, 2, 1, 1, 1};
@@ -306,8 +344,8 @@ START_TEST(test_column_layout)
                 tws = vec(KDCL_F32, kdcl_conv2d_workspace(&g, s.B));
     tu_put(&tx, x);
     tu_put(&tw, w);
-    for (int r = 0; r < N_ROUTES; r++) {
-        set_route(r);
+    for (int ra = 0; ra < N_ROUTES * N_ALGOS; ra++) {
+        set_config(ra / N_ALGOS, ra % N_ALGOS);
         OK(kdcl_tensor_fill(tu_ctx, &ty, NAN));
         OK(kdcl_conv2d_forward(tu_ctx, &g, s.B, &tx, &tw, NULL, &ty, &tws));
         tu_get(&ty, y);
@@ -325,53 +363,63 @@ START_TEST(test_column_layout)
                                 ck_assert_msg(got == want,
                                               "[%s] b=%zu row q=%zu (c=%zu i=%zu j=%zu) at "
                                               "(%zu, %zu): %g, want %g",
-                                              route_name[r], b, q, c, i, j, oy, ox, (double)got,
+                                              cfg, b, q, c, i, j, oy, ox, (double)got,
                                               (double)want);
                             }
     }
-    set_route(ROUTE_DEFAULT);
+    reset_config();
     kdcl_tensor_free(tu_ctx, &tx), kdcl_tensor_free(tu_ctx, &tw), kdcl_tensor_free(tu_ctx, &ty);
     kdcl_tensor_free(tu_ctx, &tws);
     free(x), free(w), free(y);
 }
 END_TEST
 
-/* Same inputs, same bits: no atomics, fixed summation orders. */
+/* Same inputs, same bits: no atomics, fixed summation orders (forward and
+ * backward, every route and algorithm). */
 START_TEST(test_conv_deterministic)
 {
     const cshape s = {7, 17, 8, 11, 9, 3, 3, 2, 2, 1, 1};
     kdcl_conv_geom g = geom_of(&s);
     const size_t nx = s.B * g.c * g.h * g.w, ny = s.B * g.oc * g.oh * g.ow,
                  nw = g.oc * g.c * g.kh * g.kw;
-    float *h = malloc(nx * 4), *a[2][3];
+    float *h = malloc(nx * 4), *a[2][4];
     ck_assert(h);
     kdcl_tensor tx = vec(KDCL_F32, nx), tw = vec(KDCL_F32, nw), tdy = vec(KDCL_F32, ny),
                 tdw = vec(KDCL_F32, nw), tdb = vec(KDCL_F32, g.oc), tdx = vec(KDCL_F32, nx),
+                ty = vec(KDCL_F32, ny), tb = vec(KDCL_F32, g.oc),
                 tws = vec(KDCL_F32, kdcl_conv2d_workspace(&g, s.B));
+    tu_fill_uniform(h, g.oc, -1, 1, 4);
+    tu_put(&tb, h);
     tu_fill_uniform(h, nx, -1, 1, 5);
     tu_put(&tx, h);
     tu_fill_uniform(h, nw, -1, 1, 6);
     tu_put(&tw, h);
     tu_fill_uniform(h, ny, -1, 1, 7);
     tu_put(&tdy, h);
-    for (int r = 0; r < N_ROUTES; r++) {
-        set_route(r);
+    for (int ra = 0; ra < N_ROUTES * N_ALGOS; ra++) {
+        set_config(ra / N_ALGOS, ra % N_ALGOS);
         for (int k = 0; k < 2; k++) {
             OK(kdcl_tensor_fill(tu_ctx, &tws, (float)k)); /* different scratch contents */
+            OK(kdcl_tensor_fill(tu_ctx, &tdx, (float)k)); /* and outputs */
+            OK(kdcl_tensor_fill(tu_ctx, &ty, (float)k));
+            OK(kdcl_conv2d_forward(tu_ctx, &g, s.B, &tx, &tw, &tb, &ty, &tws));
             OK(kdcl_conv2d_backward(tu_ctx, &g, s.B, &tx, &tw, &tdy, &tdw, &tdb, &tdx, &tws));
             a[k][0] = malloc(nw * 4), a[k][1] = malloc(g.oc * 4), a[k][2] = malloc(nx * 4);
+            a[k][3] = malloc(ny * 4);
             tu_get(&tdw, a[k][0]);
             tu_get(&tdb, a[k][1]);
             tu_get(&tdx, a[k][2]);
+            tu_get(&ty, a[k][3]);
         }
-        ck_assert_msg(!memcmp(a[0][0], a[1][0], nw * 4), "[%s] dw differs", route_name[r]);
-        ck_assert_msg(!memcmp(a[0][1], a[1][1], g.oc * 4), "[%s] db differs", route_name[r]);
-        ck_assert_msg(!memcmp(a[0][2], a[1][2], nx * 4), "[%s] dx differs", route_name[r]);
+        ck_assert_msg(!memcmp(a[0][0], a[1][0], nw * 4), "[%s] dw differs", cfg);
+        ck_assert_msg(!memcmp(a[0][1], a[1][1], g.oc * 4), "[%s] db differs", cfg);
+        ck_assert_msg(!memcmp(a[0][2], a[1][2], nx * 4), "[%s] dx differs", cfg);
+        ck_assert_msg(!memcmp(a[0][3], a[1][3], ny * 4), "[%s] y differs", cfg);
         for (int k = 0; k < 2; k++)
-            for (int t = 0; t < 3; t++) free(a[k][t]);
+            for (int t = 0; t < 4; t++) free(a[k][t]);
     }
-    set_route(ROUTE_DEFAULT);
-    kdcl_tensor *ts[] = {&tx, &tw, &tdy, &tdw, &tdb, &tdx, &tws};
+    reset_config();
+    kdcl_tensor *ts[] = {&tx, &tw, &tdy, &tdw, &tdb, &tdx, &ty, &tb, &tws};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) kdcl_tensor_free(tu_ctx, ts[i]);
     free(h);
 }
@@ -430,6 +478,7 @@ START_TEST(test_conv_bad_arguments)
     kdcl_conv_geom g;
     OK(kdcl_conv_geom_set(&g, 3, 6, 5, 4, 3, 3, 1, 1, 1, 1));
     const size_t B = 2, nx = B * 3 * 30, ny = B * 4 * 30, nw = 4 * 27;
+    set_config(ROUTE_DEFAULT, _i); /* the checks come before any algorithm runs */
     kdcl_tensor x = vec(KDCL_F32, nx), w = vec(KDCL_F32, nw), b = vec(KDCL_F32, 4),
                 y = vec(KDCL_F32, ny), ws = vec(KDCL_F32, kdcl_conv2d_workspace(&g, B)),
                 small = vec(KDCL_F32, 7), wi = vec(KDCL_I32, nx), dw = vec(KDCL_F32, nw),
@@ -476,8 +525,65 @@ START_TEST(test_conv_bad_arguments)
         "ws and dy share a buffer");
     BAD(kdcl_conv2d_backward(tu_ctx, &g, B, &x, &w, &y, &dw, &b, &dx, &small), R,
         "ws must hold at least");
+    reset_config();
     kdcl_tensor *ts[] = {&x, &w, &b, &y, &ws, &small, &wi, &dw, &dx};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) kdcl_tensor_free(tu_ctx, ts[i]);
+}
+END_TEST
+
+/* The algorithm setting: setter, getter, AUTO's resolution by device type,
+ * names, and KDCL_CONV read by kdcl_ctx_create (bad values fail it). */
+START_TEST(test_conv_algo_setting)
+{
+    ck_assert_str_eq(kdcl_conv_algo_name(KDCL_CONV_AUTO), "auto");
+    ck_assert_str_eq(kdcl_conv_algo_name(KDCL_CONV_KDCL_IM2COL), "kdcl");
+    ck_assert_str_eq(kdcl_conv_algo_name(KDCL_CONV_CLBLAST_IM2COL), "clblast");
+    ck_assert_str_eq(kdcl_conv_algo_name(KDCL_CONV_CLBLAST_CONVGEMM), "convgemm");
+    ck_assert_ptr_null(kdcl_conv_algo_name((kdcl_conv_algo)4));
+    for (int a = 0; a < N_ALGOS; a++) {
+        OK(kdcl_conv_set_algo(tu_ctx, algos[a]));
+        ck_assert_int_eq(kdcl_conv_get_algo(tu_ctx), algos[a]);
+        if (algos[a] != KDCL_CONV_AUTO)
+            ck_assert_int_eq(kdcl_conv_algo_in_force(tu_ctx), algos[a]);
+    }
+    OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_AUTO));
+    int cpu = (kdcl_ctx_device(tu_ctx)->type & CL_DEVICE_TYPE_CPU) != 0;
+    ck_assert_int_eq(kdcl_conv_algo_in_force(tu_ctx),
+                     cpu ? KDCL_CONV_KDCL_IM2COL : KDCL_CONV_CLBLAST_IM2COL);
+    OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_CLBLAST_IM2COL));
+    BAD(kdcl_conv_set_algo(tu_ctx, (kdcl_conv_algo)7), "kdcl_conv_set_algo",
+        "unknown algorithm 7");
+    ck_assert_int_eq(kdcl_conv_get_algo(tu_ctx), KDCL_CONV_CLBLAST_IM2COL); /* unchanged */
+    BAD(kdcl_conv_set_algo(NULL, KDCL_CONV_AUTO), "ctx is NULL");
+    reset_config();
+
+    const char *old = getenv("KDCL_CONV");
+    char saved[64] = "";
+    if (old) snprintf(saved, sizeof saved, "%s", old);
+    const char *vals[] = {"", "auto", "kdcl", "clblast", "convgemm"};
+    const kdcl_conv_algo want[] = {KDCL_CONV_AUTO, KDCL_CONV_AUTO, KDCL_CONV_KDCL_IM2COL,
+                                   KDCL_CONV_CLBLAST_IM2COL, KDCL_CONV_CLBLAST_CONVGEMM};
+    const char *spec = getenv("KDCL_DEVICE");
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        setenv("KDCL_CONV", vals[i], 1);
+        kdcl_ctx *c = NULL;
+        OK(kdcl_ctx_create(spec, &c));
+        ck_assert_msg(kdcl_conv_get_algo(c) == want[i], "KDCL_CONV=%s gave %s", vals[i],
+                      kdcl_conv_algo_name(kdcl_conv_get_algo(c)));
+        kdcl_ctx_destroy(c);
+    }
+    setenv("KDCL_CONV", "CLBlast", 1); /* case matters */
+    kdcl_ctx *c = NULL;
+    kdcl_status st = kdcl_ctx_create(spec, &c);
+    if (old)
+        setenv("KDCL_CONV", saved, 1);
+    else
+        unsetenv("KDCL_CONV");
+    ck_assert_int_eq(st, KDCL_ERR_INVALID_ARG);
+    ck_assert_ptr_null(c);
+    ck_assert_msg(strstr(kdcl_last_error(), "KDCL_CONV=CLBlast: expected auto, kdcl, clblast or "
+                                              "convgemm"),
+                  "message: %s", kdcl_last_error());
 }
 END_TEST
 
@@ -637,9 +743,9 @@ START_TEST(test_avgpool_vs_reference)
     tu_get(&tdx, dx);
     const cshape cs = {s->B, s->C, s->H, s->W, s->C, s->KH, s->KW, s->SH, s->SW, s->PH, s->PW};
     /* a sum of up to KH*KW terms, then one division */
-    near("avgpool forward", &cs, ROUTE_DEFAULT, y, ry, rym, gam(n + 1), n + 1, ny);
+    near("avgpool forward", &cs, "pooling", y, ry, rym, gam(n + 1), n + 1, ny);
     size_t nwin = ((g.kh + g.sh - 1) / g.sh) * ((g.kw + g.sw - 1) / g.sw);
-    near("avgpool backward", &cs, ROUTE_DEFAULT, dx, rdx, rdxm, gam(nwin + 1), nwin + 1, nx);
+    near("avgpool backward", &cs, "pooling", dx, rdx, rdxm, gam(nwin + 1), nwin + 1, nx);
     kdcl_tensor *ts[] = {&tx, &ty, &tdy, &tdx};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) kdcl_tensor_free(tu_ctx, ts[i]);
     free(x), free(y), free(dy), free(dx), free(ry), free(rym), free(rdx), free(rdxm);
@@ -784,11 +890,12 @@ static Suite *conv_suite(void)
     const int n_conv = (int)(sizeof conv_shapes / sizeof conv_shapes[0]);
     const int n_pool = (int)(sizeof pool_shapes / sizeof pool_shapes[0]);
     tcase_add_test(tc, test_geometry);
-    tcase_add_loop_test(tc, test_conv_vs_reference, 0, n_conv * N_ROUTES);
-    tcase_add_loop_test(tc, test_conv_realistic, 0, 3);
+    tcase_add_loop_test(tc, test_conv_vs_reference, 0, n_conv * N_ROUTES * N_ALGOS);
+    tcase_add_loop_test(tc, test_conv_realistic, 0, 3 * N_ALGOS);
     tcase_add_test(tc, test_column_layout);
     tcase_add_test(tc, test_conv_deterministic);
-    tcase_add_test(tc, test_conv_bad_arguments);
+    tcase_add_loop_test(tc, test_conv_bad_arguments, 0, N_ALGOS);
+    tcase_add_test(tc, test_conv_algo_setting);
     tcase_add_loop_test(tc, test_maxpool_vs_reference, 0, n_pool * 2);
     tcase_add_loop_test(tc, test_avgpool_vs_reference, 0, n_pool);
     tcase_add_test(tc, test_maxpool_ties_and_inf);

@@ -1,5 +1,6 @@
 /* Device ops of convolutional networks: 2-D convolution as im2col / col2im
- * (kdcl's kernels) + GEMMs through CLBlast (src/core/gemm.c), pooling, batch
+ * + GEMMs through CLBlast (src/core/gemm.c; im2col / col2im by kdcl's kernels
+ * or CLBlast's, or CLBlast's convgemm: kdcl_conv_set_algo), pooling, batch
  * normalisation, the residual add, Adam and Nesterov SGD, and the input
  * conversion of CNNs (u8 HWC -> F32 NCHW with per-channel normalisation,
  * translation and horizontal flip).
@@ -36,6 +37,40 @@ typedef struct kdcl_conv_geom {
  * 5x5 does not fit a 2x2 input with padding 0"). */
 kdcl_status kdcl_conv_geom_set(kdcl_conv_geom *g, size_t c, size_t h, size_t w, size_t oc,
                                size_t kh, size_t kw, size_t sh, size_t sw, size_t ph, size_t pw);
+
+/* How kdcl_conv2d_forward / kdcl_conv2d_backward compute (every algorithm
+ * gives the results documented below, up to summation order):
+ *   KDCL_CONV_KDCL_IM2COL       kdcl's batched im2col / col2im kernels
+ *                               (cl/conv.cl) + CLBlast GEMMs;
+ *   KDCL_CONV_CLBLAST_IM2COL    CLBlastSim2col / CLBlastScol2im + CLBlast GEMMs;
+ *   KDCL_CONV_CLBLAST_CONVGEMM  forward by CLBlastSconvgemm (the bias added by
+ *                               kdcl), backward as KDCL_CONV_CLBLAST_IM2COL;
+ *   KDCL_CONV_AUTO              KDCL_CONV_KDCL_IM2COL on CPU devices (measured
+ *                               fastest under PoCL, see src/core/gemm.c),
+ *                               KDCL_CONV_CLBLAST_IM2COL on other devices
+ *                               (CLBlast's kernels are tuned for GPUs; not
+ *                               measured on one).
+ * Per context: kdcl_ctx_create reads KDCL_CONV=auto|kdcl|clblast|convgemm
+ * (unset or empty: auto; any other value fails the creation);
+ * kdcl_conv_set_algo replaces the setting. The workspace size does not
+ * depend on it (CLBlast's per-image column layout, when the batch-wide GEMM
+ * wants kdcl's, goes through a transposed copy in a scratch buffer the
+ * context keeps). */
+typedef enum kdcl_conv_algo {
+    KDCL_CONV_AUTO = 0,
+    KDCL_CONV_KDCL_IM2COL = 1,
+    KDCL_CONV_CLBLAST_IM2COL = 2,
+    KDCL_CONV_CLBLAST_CONVGEMM = 3,
+} kdcl_conv_algo;
+kdcl_status kdcl_conv_set_algo(kdcl_ctx *ctx, kdcl_conv_algo algo);
+/* The setting (KDCL_CONV_AUTO included). */
+kdcl_conv_algo kdcl_conv_get_algo(const kdcl_ctx *ctx);
+/* The algorithm the conv calls use now: the setting with AUTO resolved for
+ * the context's device. */
+kdcl_conv_algo kdcl_conv_algo_in_force(const kdcl_ctx *ctx);
+/* "auto", "kdcl", "clblast", "convgemm" (KDCL_CONV's values); NULL for
+ * anything else. */
+const char *kdcl_conv_algo_name(kdcl_conv_algo algo);
 
 /* F32 elements of scratch the conv calls below need for `batch` images
  * (im2col columns and any transposed copies). */

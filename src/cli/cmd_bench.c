@@ -25,6 +25,9 @@
  *         "opencl_version", "opencl_c_version", "type", "compute_units", "clock_mhz",
  *         "global_mem_bytes",
  *         "gemm_tuning": what kdcl_ctx_gemm_tuning() reported,
+ *         "conv_algo": the convolution algorithm in force (kdcl_conv_algo_in_force:
+ *                      "kdcl"|"clblast"|"convgemm"), "conv_algo_set": as set ("auto" unless
+ *                      KDCL_CONV chose),
  *         "gemm_default_tuning": tuning string of the KDCL_NO_TUNING=1 child (null: not run),
  *         "results": [ flat list, one entry per measured workload:
  *           {"id", "label", "kind": "gemm"|"train"|"infer"|"step"|"combine",
@@ -1342,12 +1345,19 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
     cJSON_AddNumberToObject(dj, "clock_mhz", d->clock_mhz);
     cJSON_AddNumberToObject(dj, "global_mem_bytes", (double)d->global_mem);
     cJSON_AddStringToObject(dj, "gemm_tuning", tuning);
+    const char *conv_algo = kdcl_conv_algo_name(kdcl_conv_algo_in_force(ctx)),
+               *conv_set = kdcl_conv_algo_name(kdcl_conv_get_algo(ctx));
+    cJSON_AddStringToObject(dj, "conv_algo", conv_algo);
+    cJSON_AddStringToObject(dj, "conv_algo_set", conv_set);
     cJSON_AddItemToArray(devices, dj);
 
     printf("\ndevice   %u:%u %s\n", d->platform_index, d->device_index, d->name);
     printf("         %s, %s, driver %s, %u compute units, %u MHz\n", d->platform_name,
            d->device_version, d->driver_version, d->compute_units, d->clock_mhz);
     printf("tuning   %s\n", tuning);
+    printf("conv     %s (%s)\n", conv_algo,
+           kdcl_conv_get_algo(ctx) == KDCL_CONV_AUTO ? "auto for this device type"
+                                                     : "set by KDCL_CONV");
     fflush(stdout);
 
     /* --- GEMM, tuned (this process) and CLBlast defaults (child) */
@@ -1714,7 +1724,9 @@ int cmd_bench(int argc, char **argv)
                 "                  the B = 1024 teacher step profile)\n"
                 "  --reps N        repetitions per workload (default 5, quick 1)\n\n"
                 "environment: KDCL_BENCH_NO_GATE=1 profiles steps without holding the queue\n"
-                "until the whole step is enqueued (the sections then include enqueue gaps)\n");
+                "until the whole step is enqueued (the sections then include enqueue gaps);\n"
+                "KDCL_CONV=kdcl|clblast|convgemm picks the convolution algorithm (default\n"
+                "auto; the line \"conv\" and the JSON's \"conv_algo\" name the one in force)\n");
             return 0;
         default:
             return cli_usage_error("bench", "unknown option or missing value: %s",

@@ -1,7 +1,9 @@
 /* The only file that calls CLBlast. Row-major GEMM with full argument
  * validation and CLBlast statuses mapped to kdcl errors; on CPUs the operands
  * are packed by kdcl (cl/gemm_pack.cl) so CLBlast runs its kernel alone. Also
- * 2-D convolution as im2col + GEMM (kdcl/conv.h; kernels in cl/conv.cl). */
+ * 2-D convolution as im2col + GEMM (kdcl/conv.h): im2col / col2im by kdcl's
+ * kernels (cl/conv.cl) or CLBlast's, or the forward by CLBlast's convgemm,
+ * selected per context (kdcl_conv_set_algo, KDCL_CONV). */
 #include <clblast_c.h>
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -566,7 +568,46 @@ kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source)
  *   32x16x16 -> 64@3 p1  22.0 / 45.1 / 26.6    32x16x16 -> 64@3 s2 p1   4.3 / 12.9 /  5.5
  *   64x8x8 -> 64@3 p1     8.4 / 18.6 /  9.6
  * (with packing off, i.e. per-image GEMMs throughout: 32x16x16 -> 64 58.5 /
- * 128.6, 64x8x8 27.4 / 65.5, 32x16x16 -> 32 33.3 / 73.2). */
+ * 128.6, 64x8x8 27.4 / 65.5, 32x16x16 -> 32 33.3 / 73.2).
+ *
+ * Algorithms (kdcl_conv_set_algo, KDCL_CONV). The above is
+ * KDCL_CONV_KDCL_IM2COL. KDCL_CONV_CLBLAST_IM2COL takes the same routes
+ * with CLBlast's im2col / col2im: its column layout is kdcl's per-image one,
+ * used as is on the per-image route and transposed to / from [K, B*P] (kdcl's
+ * conv_permute, through a context scratch buffer of B*K*P floats) on the
+ * wide one; col2im adds into dx, which is zeroed first. Both run as one call
+ * for the batch, the batch folded into the channels (see "CLBlast's im2col,
+ * col2im and convgemm" below), which measured as fast as 128 per-image calls
+ * or faster, by up to 1.5x (one run each, loaded machine as below: im2col
+ * 2.5 vs 3.2 ms at 1x28x28, 39.0 vs 44.0 at 16x32x32, 20.1 vs 19.9 at
+ * 32x16x16 -> 32, 8.6 vs 11.5 at 64x8x8; col2im 9.4 vs 10.1, 123.0 vs 128.0,
+ * 59.8 vs 64.1, 34.5 vs 39.5, 17.4 vs 25.7 at 32x16x16 -> 64 s2).
+ * KDCL_CONV_CLBLAST_CONVGEMM runs the forward as CLBlastSconvgemm + kdcl's
+ * bias add and the backward as KDCL_CONV_CLBLAST_IM2COL (CLBlast has no
+ * convgemm backward). Same machine, batch 128, default packing, one run each after a warm-up,
+ * wall ms (enqueue to clFinish) of forward (with bias) / backward with dx and
+ * db / backward without dx, measured while a training job shared the 2 cores
+ * (load average 3.4-3.7): absolute figures are 2-5x the table above and a
+ * second pass moved single figures by up to 2.4x either way, but the order of
+ * the three held in both passes:
+ *                            kdcl im2col           CLBlast im2col        CLBlast convgemm
+ *   1x28x28 -> 6@5 p2       11.7 /  21.6 / 11.8   13.8 /  32.0 / 13.7    66.1 /  32.1 / 14.8
+ *   6x14x14 -> 16@5         10.0 /  27.5 / 12.1    9.2 /  30.2 / 13.1    31.3 /  32.7 / 13.1
+ *   3x32x32 -> 32@3 p1      45.2 /  71.9 / 33.7   43.1 /  82.8 / 33.5    97.9 /  84.6 / 32.1
+ *   32x16x16 -> 64@3 p1     56.1 /  94.3 / 47.0   55.3 / 135.6 / 71.5   246.3 / 135.4 / 55.3
+ *   16x32x32 -> 16@3 p1     89.1 / 181.6 / 88.9   93.8 / 237.2 / 91.7   211.0 / 265.6 / 90.0
+ *   16x32x32 -> 32@3 s2 p1  26.8 /  69.2 / 28.6   31.4 /  87.4 / 31.8    71.9 /  92.7 / 32.2
+ *   32x16x16 -> 32@3 p1     44.0 / 102.9 / 46.5   53.4 / 139.0 / 63.0   126.9 / 142.1 / 56.7
+ *   32x16x16 -> 64@3 s2 p1  10.3 /  30.1 / 11.4   13.3 /  38.4 / 13.8    80.0 /  47.1 / 27.4
+ *   64x8x8 -> 64@3 p1       42.7 /  63.0 / 34.7   43.5 / 115.5 / 44.0   201.5 / 108.3 / 43.7
+ * CLBlast's im2col forward is within -8% / +29% of kdcl's (0.92-1.29x; the
+ * second pass 0.99-1.37x); its backward with dx is 1.10-1.83x kdcl's
+ * (CLBlastScol2im plus the zero fill against kdcl's gather col2im, and on the
+ * wide route the transposes); convgemm's forward is 2.2-7.8x kdcl's. So
+ * AUTO = KDCL_CONV_KDCL_IM2COL on CPU devices. On GPUs (not measurable here)
+ * AUTO = KDCL_CONV_CLBLAST_IM2COL: CLBlast's kernels and its database are
+ * tuned for GPUs, and kdcl's im2col / col2im are not; that choice is
+ * unmeasured and is worth timing (KDCL_CONV=kdcl vs clblast) on a GPU. */
 
 #define CONV_LIMIT ((size_t)1 << 31) /* every element count and index fits an int */
 #define CONV_MAX_WASTE 3.0           /* padded / true multiply-adds of a wide product */
@@ -756,21 +797,177 @@ static kdcl_status conv_cols(kdcl_ctx *ctx, const char *kname, const kdcl_conv_g
     return kdcl_ops_launch3(ctx, k, kname, g->w, g->h, batch * g->c);
 }
 
-/* NCHW [B, OC, P] <-> wide [OC, B*P] (to NCHW: + bias when given). */
-static kdcl_status conv_permute(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
-                                const conv_sizes *z, int to_wide, cl_mem src, size_t src_off,
-                                cl_mem dst, size_t dst_off, cl_mem bias)
+/* Per image [B, R, P] <-> wide [R, B*P] (to per image: + bias[r] when
+ * given). R = OC: NCHW outputs and their gradients; R = K: columns. */
+static kdcl_status conv_permute_rows(kdcl_ctx *ctx, size_t rows, size_t batch,
+                                     const conv_sizes *z, int to_wide, cl_mem src,
+                                     size_t src_off, cl_mem dst, size_t dst_off, cl_mem bias)
 {
     cl_kernel k;
     kdcl_status s = kdcl_kernel_get(ctx, "conv", "conv_permute", &k);
     if (s) return s;
     cl_ulong so = src_off, dof = dst_off;
-    cl_uint OC = (cl_uint)g->oc, B = (cl_uint)batch, P = (cl_uint)z->P;
+    cl_uint R = (cl_uint)rows, B = (cl_uint)batch, P = (cl_uint)z->P;
     cl_int tw = to_wide, hb = bias != NULL;
-    const karg a[] = {KA(src), KA(so), KA(dst), KA(dof), KA(bias), KA(OC), KA(B), KA(P),
+    const karg a[] = {KA(src), KA(so), KA(dst), KA(dof), KA(bias), KA(R), KA(B), KA(P),
                       KA(tw), KA(hb)};
     if ((s = kdcl_ops_set_args(k, "conv_permute", a, sizeof a / sizeof a[0]))) return s;
-    return kdcl_ops_launch3(ctx, k, "conv_permute", z->P, g->oc, batch);
+    return kdcl_ops_launch3(ctx, k, "conv_permute", z->P, rows, batch);
+}
+
+/* NCHW [B, OC, P] <-> wide [OC, B*P] (to NCHW: + bias when given). */
+static kdcl_status conv_permute(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                const conv_sizes *z, int to_wide, cl_mem src, size_t src_off,
+                                cl_mem dst, size_t dst_off, cl_mem bias)
+{
+    return conv_permute_rows(ctx, g->oc, batch, z, to_wide, src, src_off, dst, dst_off, bias);
+}
+
+/* ---- CLBlast's im2col, col2im and convgemm ----
+ * CLBlastSim2col writes one image's columns as [C*KH*KW, OH*OW], row
+ * (c*KH + i)*KW + j, column oy*OW + ox (CrossCorrelation mode: no kernel
+ * flip): kdcl's per-image layout. Its kernels treat every channel alike and
+ * take the image as [C, H, W] with C, H, W its arguments, so a batch is one
+ * call with C' = B*C: the NCHW batch is [B*C, H, W] as stored, and its
+ * columns [B*C*KH*KW, P] are the per-image layout [B][K][P] (one launch
+ * instead of one per image; CLBlast indexes with int, and every count here
+ * is below 2^31). CLBlastScol2im likewise; it ADDS into the image.
+ * CLBlastSconvgemm takes the image NCHW, the kernel [OC, C*KH*KW] (kdcl's
+ * weights) and writes [B, OC, OH*OW] (NCHW), without a bias. */
+#define CONV_SCRATCH 3 /* ctx->gemm_scratch slot of CLBlast-layout columns */
+
+static kdcl_status conv_clblast_fail(CLBlastStatusCode st, const char *routine,
+                                     const kdcl_conv_geom *g, size_t batch)
+{
+    kdcl_status s = KDCL_ERR_CLBLAST;
+    if (st == CLBlastTempBufferAllocFailure || st == CLBlastOpenCLOutOfHostMemory ||
+        st == CLBlastOpenCLOutOfResources)
+        s = KDCL_ERR_OOM;
+    if (st == CLBlastOpenCLBuildProgramFailure) s = KDCL_ERR_BUILD;
+    return kdcl_set_error(s,
+                          "CLBlast %s(batch %zu of %zux%zux%zu -> %zu, kernel %zux%zu, stride "
+                          "%zux%zu, padding %zux%zu) failed: %s (%d)",
+                          routine, batch, g->c, g->h, g->w, g->oc, g->kh, g->kw, g->sh, g->sw,
+                          g->ph, g->pw, kdcl_clblast_status_name(st), (int)st);
+}
+
+/* col[col_off ...] = the batch's columns, per-image layout. */
+static kdcl_status clblast_im2col(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                  cl_mem x, cl_mem col, size_t col_off)
+{
+    cl_command_queue q = ctx->queue;
+    CLBlastStatusCode st =
+        CLBlastSim2col(CLBlastKernelModeCrossCorrelation, batch * g->c, g->h, g->w, g->kh, g->kw,
+                       g->ph, g->pw, g->sh, g->sw, 1, 1, x, 0, col, col_off, &q, NULL);
+    return st == CLBlastSuccess ? KDCL_OK : conv_clblast_fail(st, "Sim2col", g, batch);
+}
+
+/* dx = col2im(col[col_off ...]), per-image layout: dx zeroed (its first
+ * B*C*H*W elements), then CLBlast adds the columns into it. */
+static kdcl_status clblast_col2im(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                  const conv_sizes *z, cl_mem col, size_t col_off, cl_mem dx)
+{
+    const cl_float zero = 0.0f;
+    KDCL_CL_CHECK(clEnqueueFillBuffer(ctx->queue, dx, &zero, sizeof zero, 0,
+                                      z->nx * sizeof(cl_float), 0, NULL, NULL),
+                  "clEnqueueFillBuffer(dx = 0 for CLBlastScol2im)");
+    cl_command_queue q = ctx->queue;
+    CLBlastStatusCode st =
+        CLBlastScol2im(CLBlastKernelModeCrossCorrelation, batch * g->c, g->h, g->w, g->kh, g->kw,
+                       g->ph, g->pw, g->sh, g->sw, 1, 1, col, col_off, dx, 0, &q, NULL);
+    return st == CLBlastSuccess ? KDCL_OK : conv_clblast_fail(st, "Scol2im", g, batch);
+}
+
+static kdcl_status clblast_convgemm(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                    cl_mem x, cl_mem w, cl_mem y)
+{
+    cl_command_queue q = ctx->queue;
+    CLBlastStatusCode st = CLBlastSconvgemm(CLBlastKernelModeCrossCorrelation, g->c, g->h, g->w,
+                                            g->kh, g->kw, g->ph, g->pw, g->sh, g->sw, 1, 1,
+                                            g->oc, batch, x, 0, w, 0, y, 0, &q, NULL);
+    return st == CLBlastSuccess ? KDCL_OK : conv_clblast_fail(st, "Sconvgemm", g, batch);
+}
+
+/* ws[T, T + B*K*P) = the columns of x in the route's layout (wide or per
+ * image), by kdcl's im2col or CLBlast's; CLBlast's per-image columns reach
+ * the wide layout through the scratch slot and a transpose (for B = 1 the
+ * two layouts are one). */
+static kdcl_status conv_to_cols(kdcl_ctx *ctx, kdcl_conv_algo algo, const kdcl_conv_geom *g,
+                                size_t batch, const conv_sizes *z, int wide, cl_mem x,
+                                cl_mem ws)
+{
+    if (algo == KDCL_CONV_KDCL_IM2COL)
+        return conv_cols(ctx, "conv_im2col", g, batch, z, wide, x, ws, z->T);
+    if (!wide || batch == 1) return clblast_im2col(ctx, g, batch, x, ws, z->T);
+    cl_mem tmp;
+    kdcl_status s = scratch(ctx, CONV_SCRATCH, z->ncol, &tmp);
+    if (!s) s = clblast_im2col(ctx, g, batch, x, tmp, 0);
+    return s ? s : conv_permute_rows(ctx, z->K, batch, z, 1, tmp, 0, ws, z->T, NULL);
+}
+
+/* dx (overwritten) = col2im of the columns at ws[T, ...) in the route's
+ * layout, by kdcl's kernel or CLBlast's (wide columns transposed to the
+ * per-image layout in the scratch slot first). */
+static kdcl_status conv_from_cols(kdcl_ctx *ctx, kdcl_conv_algo algo, const kdcl_conv_geom *g,
+                                  size_t batch, const conv_sizes *z, int wide, cl_mem ws,
+                                  cl_mem dx)
+{
+    if (algo == KDCL_CONV_KDCL_IM2COL)
+        return conv_cols(ctx, "conv_col2im", g, batch, z, wide, dx, ws, z->T);
+    if (!wide || batch == 1) return clblast_col2im(ctx, g, batch, z, ws, z->T, dx);
+    cl_mem tmp;
+    kdcl_status s = scratch(ctx, CONV_SCRATCH, z->ncol, &tmp);
+    if (!s) s = conv_permute_rows(ctx, z->K, batch, z, 0, ws, z->T, tmp, 0, NULL);
+    return s ? s : clblast_col2im(ctx, g, batch, z, tmp, 0, dx);
+}
+
+/* ---- algorithm selection (kdcl/conv.h) ---- */
+
+const char *kdcl_conv_algo_name(kdcl_conv_algo algo)
+{
+    switch (algo) {
+    case KDCL_CONV_AUTO: return "auto";
+    case KDCL_CONV_KDCL_IM2COL: return "kdcl";
+    case KDCL_CONV_CLBLAST_IM2COL: return "clblast";
+    case KDCL_CONV_CLBLAST_CONVGEMM: return "convgemm";
+    }
+    return NULL;
+}
+
+kdcl_status kdcl_conv_set_algo(kdcl_ctx *ctx, kdcl_conv_algo algo)
+{
+    if (!ctx) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_conv_set_algo: ctx is NULL");
+    if (!kdcl_conv_algo_name(algo))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "kdcl_conv_set_algo: unknown algorithm %d (KDCL_CONV_AUTO, "
+                              "_KDCL_IM2COL, _CLBLAST_IM2COL or _CLBLAST_CONVGEMM)",
+                              (int)algo);
+    ctx->conv_algo = (int)algo;
+    return KDCL_OK;
+}
+
+kdcl_conv_algo kdcl_conv_get_algo(const kdcl_ctx *ctx) { return (kdcl_conv_algo)ctx->conv_algo; }
+
+kdcl_conv_algo kdcl_conv_algo_in_force(const kdcl_ctx *ctx)
+{
+    kdcl_conv_algo a = (kdcl_conv_algo)ctx->conv_algo;
+    if (a != KDCL_CONV_AUTO) return a;
+    return (ctx->dev.type & CL_DEVICE_TYPE_CPU) ? KDCL_CONV_KDCL_IM2COL
+                                                : KDCL_CONV_CLBLAST_IM2COL;
+}
+
+kdcl_status kdcl_conv_algo_from_env(kdcl_ctx *ctx)
+{
+    ctx->conv_algo = KDCL_CONV_AUTO;
+    const char *env = getenv("KDCL_CONV");
+    if (!env || !*env) return KDCL_OK;
+    for (int a = KDCL_CONV_AUTO; a <= KDCL_CONV_CLBLAST_CONVGEMM; a++)
+        if (!strcmp(env, kdcl_conv_algo_name((kdcl_conv_algo)a))) {
+            ctx->conv_algo = a;
+            return KDCL_OK;
+        }
+    return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                          "KDCL_CONV=%s: expected auto, kdcl, clblast or convgemm", env);
 }
 
 static kdcl_status conv_bias_add(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
@@ -857,11 +1054,16 @@ kdcl_status kdcl_conv2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t b
     CONV_TRY(conv_no_alias(op, "ws", ws, in, in_n, 3));
 
     const size_t OC = g->oc, K = z.K, P = z.P, BP = z.BP, T = z.T;
+    const kdcl_conv_algo algo = kdcl_conv_algo_in_force(ctx);
     cl_mem bb = bias ? bias->buf : NULL;
+    if (algo == KDCL_CONV_CLBLAST_CONVGEMM) {
+        CONV_TRY(clblast_convgemm(ctx, g, batch, x->buf, w->buf, y->buf));
+        return bias ? conv_bias_add(ctx, g, batch, &z, y->buf, bb) : KDCL_OK;
+    }
     size_t Mp, Np, Kp;
     if (conv_wide(ctx, OC, BP, K, &Mp, &Np, &Kp)) {
         /* wide: Y' [OC, B*P] = W [OC, K] col [K, B*P]; y = Y' transposed + bias */
-        CONV_TRY(conv_cols(ctx, "conv_im2col", g, batch, &z, 1, x->buf, ws->buf, T));
+        CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, 1, x->buf, ws->buf));
         if (batch == 1) { /* Y' is y */
             CONV_TRY(gemm_wide(ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, OC, BP, K, Mp, Np, Kp, w->buf,
                                0, K, ws->buf, T, BP, y->buf, 0, BP));
@@ -872,7 +1074,7 @@ kdcl_status kdcl_conv2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t b
         return conv_permute(ctx, g, batch, &z, 0, ws->buf, 0, y->buf, 0, bb);
     }
     /* narrow: y_b [OC, P] = W [OC, K] col_b [K, P] for every image b */
-    CONV_TRY(conv_cols(ctx, "conv_im2col", g, batch, &z, 0, x->buf, ws->buf, T));
+    CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, 0, x->buf, ws->buf));
     if (batch == 1)
         CONV_TRY(kdcl_gemm(ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, OC, P, K, 1.0f, w->buf, 0, K,
                            ws->buf, T, P, 0.0f, y->buf, 0, P, NULL));
@@ -915,6 +1117,10 @@ kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t 
     if (dx) CONV_TRY(conv_no_alias(op, "dx", dx, in, in_n, 6));
 
     const size_t OC = g->oc, K = z.K, P = z.P, BP = z.BP, T = z.T;
+    /* convgemm has no backward: CLBlast's im2col / col2im there */
+    const kdcl_conv_algo algo = kdcl_conv_algo_in_force(ctx) == KDCL_CONV_KDCL_IM2COL
+                                    ? KDCL_CONV_KDCL_IM2COL
+                                    : KDCL_CONV_CLBLAST_IM2COL;
     if (db) CONV_TRY(conv_bias_grad(ctx, g, batch, &z, dy->buf, db->buf));
 
     /* dy as [OC, B*P] for the wide products: ws[0, T) (dy itself when B = 1) */
@@ -923,13 +1129,13 @@ kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t 
     size_t Mp, Np, Kp;
     /* weight gradient: dW [OC, K] = sum_b dy_b [OC, P] col_b^T */
     if (conv_wide(ctx, OC, K, BP, &Mp, &Np, &Kp)) {
-        CONV_TRY(conv_cols(ctx, "conv_im2col", g, batch, &z, 1, x->buf, ws->buf, T));
+        CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, 1, x->buf, ws->buf));
         if (batch > 1) CONV_TRY(conv_permute(ctx, g, batch, &z, 1, dy->buf, 0, ws->buf, 0, NULL));
         have_dyT = 1;
         CONV_TRY(gemm_wide(ctx, KDCL_NO_TRANS, KDCL_TRANS, OC, K, BP, Mp, Np, Kp, dyT, 0, BP,
                            ws->buf, T, BP, dw->buf, 0, K));
     } else {
-        CONV_TRY(conv_cols(ctx, "conv_im2col", g, batch, &z, 0, x->buf, ws->buf, T));
+        CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, 0, x->buf, ws->buf));
         if (batch == 1) {
             CONV_TRY(kdcl_gemm(ctx, KDCL_NO_TRANS, KDCL_TRANS, OC, K, P, 1.0f, dy->buf, 0, P,
                                ws->buf, T, P, 0.0f, dw->buf, 0, K, NULL));
@@ -948,7 +1154,7 @@ kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t 
             CONV_TRY(conv_permute(ctx, g, batch, &z, 1, dy->buf, 0, ws->buf, 0, NULL));
         CONV_TRY(gemm_wide(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, BP, OC, Mp, Np, Kp, w->buf, 0, K,
                            dyT, 0, BP, ws->buf, T, BP));
-        return conv_cols(ctx, "conv_col2im", g, batch, &z, 1, dx->buf, ws->buf, T);
+        return conv_from_cols(ctx, algo, g, batch, &z, 1, ws->buf, dx->buf);
     }
     if (batch == 1)
         CONV_TRY(kdcl_gemm(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, P, OC, 1.0f, w->buf, 0, K, dy->buf,
@@ -957,5 +1163,5 @@ kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t 
         CONV_TRY(kdcl_gemm_batched(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, P, OC, 1.0f, w->buf, 0, K,
                                    0, dy->buf, 0, P, OC * P, 0.0f, ws->buf, T, P, K * P, batch,
                                    NULL));
-    return conv_cols(ctx, "conv_col2im", g, batch, &z, 0, dx->buf, ws->buf, T);
+    return conv_from_cols(ctx, algo, g, batch, &z, 0, ws->buf, dx->buf);
 }

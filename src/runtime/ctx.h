@@ -5,6 +5,8 @@
 #include "kdcl/runtime.h"
 #include "kdcl/tensor.h"
 
+#define KDCL_SCRATCH_SLOTS 4
+
 typedef struct kdcl_kernel_entry {
     char program[64];
     char kernel[64];
@@ -29,8 +31,14 @@ struct kdcl_ctx {
     uint64_t mem_allocs, mem_live, mem_peak; /* device buffers (src/core/tensor.c) */
     kdcl_gemm_pack_info gemm_pack;           /* kdcl's operand packing (src/core/gemm.c) */
     int gemm_pack_gemmk;                     /* GEMMK of the Xgemm parameters applied */
-    kdcl_tensor gemm_scratch[3];             /* its packed A, B and C, grown on demand */
+    kdcl_tensor gemm_scratch[KDCL_SCRATCH_SLOTS]; /* grown on demand: kdcl_gemm's packed A,
+                                                     B and C, then conv columns in CLBlast's
+                                                     layout (src/core/gemm.c) */
+    int conv_algo; /* kdcl_conv_algo as set (KDCL_CONV, kdcl_conv_set_algo) */
 };
+
+/* Read KDCL_CONV into ctx->conv_algo (kdcl_ctx_create). */
+kdcl_status kdcl_conv_algo_from_env(kdcl_ctx *ctx);
 
 /* Set an OpenCL error with call site: returns KDCL_ERR_OPENCL, or KDCL_ERR_OOM
  * for allocation failures. */

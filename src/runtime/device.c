@@ -290,6 +290,7 @@ kdcl_status kdcl_ctx_create(const char *spec, kdcl_ctx **out)
     }
     const char *tuning;
     kdcl_status ts = kdcl_gemm_apply_tuning(ctx, &tuning);
+    if (!ts) ts = kdcl_conv_algo_from_env(ctx);
     if (ts) {
         kdcl_ctx_destroy(ctx);
         return ts;
@@ -311,7 +312,7 @@ void kdcl_ctx_destroy(kdcl_ctx *ctx)
 {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
-    for (size_t i = 0; i < 3; i++) kdcl_tensor_free(ctx, &ctx->gemm_scratch[i]);
+    for (size_t i = 0; i < KDCL_SCRATCH_SLOTS; i++) kdcl_tensor_free(ctx, &ctx->gemm_scratch[i]);
     for (size_t i = 0; i < ctx->n_kernels; i++) clReleaseKernel(ctx->kernels[i].k);
     for (size_t i = 0; i < ctx->n_programs; i++) clReleaseProgram(ctx->programs[i].p);
     free(ctx->kernels);
