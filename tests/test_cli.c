@@ -210,6 +210,16 @@ START_TEST(test_cnn_train_eval_and_bad_specs)
     run(&r, args);
     ck_assert_msg(r.status == 0, "distill from the CNN failed: %s", r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "per batch"));
+    /* an ensemble of mixed architectures: the CNN and the MLP student */
+    snprintf(args, sizeof args, "eval --model %s,%s --data %s --json", model, student, data_dir);
+    run(&r, args);
+    ck_assert_msg(r.status == 0, "mixed ensemble eval failed: %s", r.err);
+    j = cJSON_Parse(r.out);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg((int)cJSON_GetObjectItem(j, "errors")->valuedouble < 40,
+                  "the CNN + MLP ensemble makes %d errors of 150",
+                  (int)cJSON_GetObjectItem(j, "errors")->valuedouble);
+    cJSON_Delete(j);
     const char *x = tu_path("never.safetensors");
     static const char *bad[][2] = {
         {"conv(4,9),flatten,linear(K)", "does not fit"},
