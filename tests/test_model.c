@@ -610,6 +610,56 @@ START_TEST(test_add_grad_is_linear)
 }
 END_TEST
 
+/* A specialist of a CNN generalist: the same network with another output
+ * layer; every other parameter and the BatchNorm statistics copied, then
+ * kdcl_specialist_init fills the output rows from the generalist's. */
+START_TEST(test_replace_output_of_a_cnn)
+{
+    kdcl_model *g = tu_model("conv(4,3,p=1),bn,relu,maxpool(2),flatten,linear(6),relu,linear(K)", 5,
+                             1, 6, 6, 8, 0, 0, 3);
+    float x[8 * 36];
+    tu_fill_uniform(x, sizeof x / 4, 0, 1, 4);
+    tu_put(kdcl_model_input(g), x);
+    tu_ok(kdcl_model_forward(g, 1, 0, 0), "forward (moves the BatchNorm statistics)");
+    kdcl_model *sp;
+    tu_ok(kdcl_model_replace_output(g, 3, 8, 9, &sp), "replace_output");
+    ck_assert_uint_eq(kdcl_model_classes(sp), 3);
+    size_t ng, ns;
+    const kdcl_param_range *rg = kdcl_model_param_ranges(g, &ng), *rs = kdcl_model_param_ranges(sp, &ns);
+    ck_assert_uint_eq(ng, ns);
+    const int32_t cls[2] = {4, 0};
+    tu_ok(kdcl_specialist_init(g, cls, 2, sp), "specialist_init");
+    float *a = malloc(kdcl_model_n_params(g) * 4), *b = malloc(kdcl_model_n_params(sp) * 4);
+    tu_ok(kdcl_model_get_params(g, a), "get");
+    tu_ok(kdcl_model_get_params(sp, b), "get");
+    size_t oa = 0, ob = 0;
+    for (size_t i = 0; i < ng; i++) {
+        ck_assert_str_eq(rg[i].name, rs[i].name);
+        if (i + 2 < ng) {
+            ck_assert_uint_eq(rg[i].n, rs[i].n);
+            ck_assert_int_eq(memcmp(a + oa, b + ob, rg[i].n * 4), 0);
+        } else if (i + 2 == ng) { /* output weight: rows of classes 4 and 0, then the dustbin */
+            ck_assert_int_eq(memcmp(b + ob, a + oa + 4 * 6, 6 * 4), 0);
+            ck_assert_int_eq(memcmp(b + ob + 6, a + oa, 6 * 4), 0);
+        }
+        oa += rg[i].n;
+        ob += rs[i].n;
+    }
+    /* test-mode outputs of the shared layers agree: running statistics copied */
+    tu_ok(kdcl_model_forward(g, 0, 0, 0), "eval g");
+    tu_put(kdcl_model_input(sp), x);
+    tu_ok(kdcl_model_forward(sp, 0, 0, 0), "eval sp");
+    float hg[8 * 6], hs[8 * 6];
+    tu_get(kdcl_model_output(g, 6), hg);
+    tu_get(kdcl_model_output(sp, 6), hs);
+    ck_assert_int_eq(memcmp(hg, hs, sizeof hg), 0);
+    free(a);
+    free(b);
+    kdcl_model_destroy(sp);
+    kdcl_model_destroy(g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -628,6 +678,7 @@ int main(void)
     tcase_add_test(tc, test_adamw_matches_host);
     tcase_add_test(tc, test_schedules);
     tcase_add_test(tc, test_add_grad_is_linear);
+    tcase_add_test(tc, test_replace_output_of_a_cnn);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
