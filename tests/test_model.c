@@ -660,6 +660,40 @@ START_TEST(test_replace_output_of_a_cnn)
 }
 END_TEST
 
+/* Per-channel statistics of u8 images (HWC) against a double reference. */
+START_TEST(test_channel_stats)
+{
+    kdcl_dataset d;
+    memset(&d, 0, sizeof d);
+    d.n = 7;
+    d.h = 3;
+    d.w = 5;
+    d.c = 3;
+    d.dim = 45;
+    d.n_classes = 2;
+    d.images = malloc(d.n * d.dim);
+    d.labels = calloc(d.n, sizeof *d.labels);
+    for (size_t i = 0; i < d.n * d.dim; i++)
+        d.images[i] = (uint8_t)(i % 3 == 2 ? 77 : (i * 2654435761u) >> 24);
+    float mean[3], sd[3];
+    tu_ok(kdcl_dataset_channel_stats(&d, mean, sd), "stats");
+    for (size_t c = 0; c < 3; c++) {
+        double s = 0, q = 0, n = (double)(d.n * d.h * d.w);
+        for (size_t i = c; i < d.n * d.dim; i += 3) s += d.images[i] / 255.0;
+        for (size_t i = c; i < d.n * d.dim; i += 3) q += pow(d.images[i] / 255.0 - s / n, 2);
+        ck_assert_double_eq_tol(mean[c], s / n, 1e-6);
+        if (c == 2)
+            ck_assert_float_eq(sd[c], 1.0f); /* a constant channel */
+        else
+            ck_assert_double_eq_tol(sd[c], sqrt(q / n), 1e-6);
+    }
+    d.c = 5;
+    ck_assert_int_eq(kdcl_dataset_channel_stats(&d, mean, sd), KDCL_ERR_INVALID_ARG);
+    d.c = 3;
+    kdcl_dataset_free(&d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -679,6 +713,7 @@ int main(void)
     tcase_add_test(tc, test_schedules);
     tcase_add_test(tc, test_add_grad_is_linear);
     tcase_add_test(tc, test_replace_output_of_a_cnn);
+    tcase_add_test(tc, test_channel_stats);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
