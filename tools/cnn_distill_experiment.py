@@ -91,7 +91,7 @@ def main():
     teacher_args = ["train", "--arch", TEACHER, "--normalize", "--flip", "--crop", "2",
                     "--epochs", str(a.teacher_epochs), "--lr", "0.05", "--momentum", "0.9",
                     "--weight-decay", "5e-4", "--schedule", "cosine"]
-    small_args = ["--epochs", str(a.student_epochs), "--lr", "0.05", "--momentum", "0.9",
+    small_args = ["--epochs", str(a.student_epochs), "--lr", "0.02", "--warmup", "1", "--momentum", "0.9",
                   "--schedule", "cosine", "--normalize"]
     mlp_args = ["--epochs", str(a.student_epochs), "--lr", "0.1", "--lr-decay", "0.9",
                 "--momentum", "0.5,0.9,3"]

@@ -43,7 +43,7 @@ run() { # name, log, command...: epoch lines (and the progress bar on a terminal
 }
 
 common=(--data "$data" --batch 128 --seed 1)
-student=(--arch "$student_arch" --normalize --epochs "$student_epochs" --lr 0.05 --momentum 0.9
+student=(--arch "$student_arch" --normalize --epochs "$student_epochs" --lr 0.02 --warmup 1 --momentum 0.9
     --schedule cosine)
 run teacher "$out/teacher.log" "$kdcl" train "${common[@]}" --arch "$teacher_arch" --normalize \
     --flip --crop 2 --epochs "$teacher_epochs" --lr 0.05 --momentum 0.9 --weight-decay 5e-4 \
