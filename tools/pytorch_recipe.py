@@ -29,6 +29,9 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--json", help="write the result here")
+    ap.add_argument("--torch-init", action="store_true",
+                    help="keep PyTorch's default initialisation (default: kdcl's, He normal "
+                         "std sqrt(2 / fan_in), biases 0, BatchNorm 1 / 0)")
     a = ap.parse_args()
     import torch
     import torch.nn.functional as F
@@ -60,6 +63,12 @@ def main():
     data = a.data or g("dataset", "/usr/share/datasets/fashion-mnist")
     torch.manual_seed(seed)
     model = build(layers, torch.nn, torch)
+    if not a.torch_init:
+        for mod in model.modules():
+            if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
+                torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+                if mod.bias is not None:
+                    torch.nn.init.zeros_(mod.bias)
     xi, yi, n, c, h, w = load_idx(data, "train")
     xt, yt, nt, _, _, _ = load_idx(data, "test")
     X = torch.frombuffer(bytearray(xi), dtype=torch.uint8).view(n, c, h, w)
