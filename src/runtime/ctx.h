@@ -30,6 +30,7 @@ struct kdcl_ctx {
     kdcl_gemm_pack_info gemm_pack;           /* kdcl's operand packing (src/core/gemm.c) */
     int gemm_pack_gemmk;                     /* GEMMK of the Xgemm parameters applied */
     kdcl_tensor gemm_scratch[3];             /* its packed A, B and C, grown on demand */
+    kdcl_tensor op_scratch; /* per-unit partial sums of the BatchNorm ops, grown on demand */
 };
 
 /* Set an OpenCL error with call site: returns KDCL_ERR_OPENCL, or KDCL_ERR_OOM
