@@ -641,6 +641,51 @@ END_TEST
 
 /* ================= axpy, ReLU ================= */
 
+/* y = a + b: one rounding, so bit for bit the float sum; elements past n
+ * untouched; y may be a or b; n = 0 is a no-op and n past a tensor an error. */
+START_TEST(test_add)
+{
+    const size_t cap = 5003, n = 4999;
+    float *a = fbuf(cap), *b = fbuf(cap), *y = fbuf(cap), *out = fbuf(cap);
+    tu_fill_uniform(a, cap, -2.0f, 2.0f, 11);
+    tu_fill_uniform(b, cap, -2.0f, 2.0f, 12);
+    tu_fill_uniform(y, cap, -2.0f, 2.0f, 13);
+    a[3] = NAN, b[4] = INFINITY, a[5] = -0.0f, b[5] = -0.0f, a[6] = 1e30f, b[6] = -1e30f;
+    kdcl_tensor ta = t1(KDCL_F32, cap), tb = t1(KDCL_F32, cap), ty = t1(KDCL_F32, cap);
+    up(&ta, a, cap);
+    up(&tb, b, cap);
+    up(&ty, y, cap);
+    OK(kdcl_op_add(tu_ctx, &ty, &ta, &tb, n));
+    down(&ty, out, cap);
+    for (size_t i = 0; i < cap; i++) {
+        const float want = i < n ? a[i] + b[i] : y[i];
+        ck_assert_msg(memcmp(&out[i], &want, 4) == 0 || (isnan(out[i]) && isnan(want)),
+                      "add element %zu: %.9g, want %.9g", i, (double)out[i], (double)want);
+    }
+    /* in place: y = a (then y = b) */
+    OK(kdcl_op_add(tu_ctx, &ta, &ta, &tb, cap));
+    down(&ta, out, cap);
+    for (size_t i = 0; i < cap; i++) {
+        const float want = a[i] + b[i];
+        ck_assert(memcmp(&out[i], &want, 4) == 0 || (isnan(out[i]) && isnan(want)));
+    }
+    up(&ta, a, cap);
+    OK(kdcl_op_add(tu_ctx, &tb, &ta, &tb, cap));
+    down(&tb, out, cap);
+    for (size_t i = 0; i < cap; i++) {
+        const float want = a[i] + b[i];
+        ck_assert(memcmp(&out[i], &want, 4) == 0 || (isnan(out[i]) && isnan(want)));
+    }
+    OK(kdcl_op_add(tu_ctx, &ty, &ta, &tb, 0));
+    kdcl_tensor small = t1(KDCL_F32, cap - 1);
+    BAD(kdcl_op_add(tu_ctx, &ty, &small, &tb, cap), "a must hold at least");
+    BAD(kdcl_op_add(tu_ctx, &small, &ta, &tb, cap), "y must hold at least");
+    kdcl_tensor *all[] = {&ta, &tb, &ty, &small};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) kdcl_tensor_free(tu_ctx, all[i]);
+    free(a), free(b), free(y), free(out);
+}
+END_TEST
+
 START_TEST(test_axpy_relu)
 {
     const size_t cap = 5003, n = 4999;
@@ -1152,6 +1197,7 @@ static Suite *cnn_ops_suite(void)
     tcase_add_test(tc, test_bn_finite_differences);
     tcase_add_test(tc, test_bn_units);
     tcase_add_test(tc, test_axpy_relu);
+    tcase_add_test(tc, test_add);
     tcase_add_test(tc, test_adam);
     tcase_add_test(tc, test_sgd_nesterov);
     tcase_add_test(tc, test_input_u8);

@@ -1,5 +1,5 @@
 /* Host wrappers of the CNN ops of include/kdcl/conv.h other than convolution
- * and pooling: batch normalisation (cl/norm.cl), axpy and ReLU
+ * and pooling: batch normalisation (cl/norm.cl), axpy, add and ReLU
  * (cl/elementwise.cl), Adam and Nesterov SGD (cl/optim.cl), and the CNN input
  * conversion (cl/augment.cl), plus the host copy of its flip decision.
  * Validation first (types, sizes against numel, overflow, finite
@@ -312,6 +312,23 @@ kdcl_status kdcl_op_axpy(kdcl_ctx *ctx, kdcl_tensor *y, const kdcl_tensor *x, si
     const cl_ulong n64 = n;
     const karg a[] = {KA(y->buf), KA(x->buf), KA(n64), KA(alpha)};
     TRY(kdcl_ops_set_args(k, name, a, NARGS(a)));
+    return kdcl_ops_launch_items(ctx, k, name, n);
+}
+
+kdcl_status kdcl_op_add(kdcl_ctx *ctx, kdcl_tensor *y, const kdcl_tensor *a,
+                        const kdcl_tensor *b, size_t n)
+{
+    static const char *op = "kdcl_op_add";
+    TRY(need_numel(op, "y", y, KDCL_F32, n));
+    TRY(need_numel(op, "a", a, KDCL_F32, n));
+    TRY(need_numel(op, "b", b, KDCL_F32, n));
+    if (n == 0) return KDCL_OK;
+    cl_kernel k;
+    const char *name = "add";
+    TRY(kdcl_kernel_get(ctx, "elementwise", name, &k));
+    const cl_ulong n64 = n;
+    const karg a_[] = {KA(y->buf), KA(a->buf), KA(b->buf), KA(n64)};
+    TRY(kdcl_ops_set_args(k, name, a_, NARGS(a_)));
     return kdcl_ops_launch_items(ctx, k, name, n);
 }
 
