@@ -377,7 +377,7 @@ typedef struct {
     cl_device_type type;
     const char *device_substr;   /* "" matches any device of that platform and type */
     const char *source;          /* where the numbers come from */
-    tuned_kernel kernels[2];
+    tuned_kernel kernels[3];
 } tuned_device;
 
 #include "core/gemm_tuned.h"
@@ -484,7 +484,7 @@ static kdcl_status apply_tuning(kdcl_ctx *ctx, const char **source)
         if (!strstr(ctx->dev.platform_name, t->platform_substr) || !(ctx->dev.type & t->type) ||
             !strstr(ctx->dev.name, t->device_substr))
             continue;
-        for (size_t k = 0; k < 2 && t->kernels[k].kernel; k++)
+        for (size_t k = 0; k < 3 && t->kernels[k].kernel; k++)
             if ((s = override_kernel(ctx, &t->kernels[k]))) return s;
         if (source) *source = t->source;
         return KDCL_OK;
