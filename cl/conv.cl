@@ -1,73 +1,108 @@
 /* Data movement of 2-D convolution around kdcl's GEMMs (src/core/gemm.c):
- * im2col, col2im, the NCHW <-> "wide" transposes, the bias and its gradient,
- * and the sum of per-image weight gradients. Every output element is
- * written by one work-item that reads its inputs in a fixed order (no
- * atomics), so results are the same run to run.
+ * im2col, col2im, the NCHW <-> "wide" and per-image transposes, the bias and
+ * its gradient, and the sum of per-image weight gradients. Every output
+ * element is written by one work-item that reads its inputs in a fixed order
+ * (no atomics), so results are the same run to run.
  *
  * Column matrices: entry (q, b, p) with q = (c*KH + i)*KW + j (the index of a
  * weight within a row of the [OC, C*KH*KW] weight matrix) and p = oy*OW + ox
- * is at q*sq + b*sb + p. Per image (CLBlast's im2col layout, one [K, OH*OW]
- * matrix per image): sq = OH*OW, sb = K*OH*OW. Wide (one [K, B*OH*OW]
- * matrix for the batch): sq = B*OH*OW, sb = OH*OW. The host keeps every
- * buffer below 2^31 elements. */
+ * is at q*sq + b*sb + p*sp. Per image (CLBlast's im2col layout, one [K, OH*OW]
+ * matrix per image): sq = OH*OW, sb = K*OH*OW, sp = 1. Wide (one [K, B*OH*OW]
+ * matrix for the batch): sq = B*OH*OW, sb = OH*OW, sp = 1. Per image
+ * transposed (one [OH*OW, K] matrix per image, for the weight gradient):
+ * sq = 1, sb = K*OH*OW, sp = K. The host keeps every buffer below 2^31
+ * elements. */
 #pragma OPENCL FP_CONTRACT OFF
 
 #include "wg_reduce.clh"
 
+/* The output columns ox in [*lo, *hi) whose tap j reads inside the row,
+ * 0 <= ox*S - P + j < n (ox < O); *lo <= *hi. */
+void tap_range(const uint n, const uint S, const uint P, const uint j, const uint O,
+               uint *lo, uint *hi)
+{
+    const int first = (int)P - (int)j; /* ox*S >= first */
+    const int last = (int)n - 1 + (int)P - (int)j; /* ox*S <= last */
+    uint l = first > 0 ? ((uint)first + S - 1) / S : 0u;
+    uint h = last >= 0 ? min((uint)last / S + 1u, O) : 0u;
+    *lo = min(l, O);
+    *hi = max(h, *lo);
+}
+
 /* col(q, b, p) = x[b, c, oy*SH - PH + i, ox*SW - PW + j] (0 outside the
- * input). One work-item per (p, c, b); it writes its KH*KW entries. */
+ * input). One work-item per output row (oy, c, b) (global OH, C, B): for
+ * each tap (i, j) it writes the row's OW entries of column row q as zeros,
+ * a run of input values (contiguous when SW = 1), zeros; the bounds come
+ * from one division per tap, not per element. */
 __kernel void conv_im2col(__global const float *x, __global float *col, const uint C,
                           const uint H, const uint W, const uint KH, const uint KW, const uint SH,
                           const uint SW, const uint PH, const uint PW, const uint OH,
-                          const uint OW, const ulong col_off, const ulong sq, const ulong sb)
+                          const uint OW, const ulong col_off, const ulong sq, const ulong sb,
+                          const uint sp)
 {
-    const uint p = get_global_id(0), c = get_global_id(1), b = get_global_id(2);
-    if (p >= OH * OW) return;
+    const uint oy = get_global_id(0), c = get_global_id(1), b = get_global_id(2);
+    if (oy >= OH) return;
     col += col_off;
-    const uint oy = p / OW, ox = p - oy * OW;
-    const int y0 = (int)(oy * SH) - (int)PH, x0 = (int)(ox * SW) - (int)PW;
     __global const float *xp = x + ((ulong)b * C + c) * H * W;
-    __global float *cp = col + b * sb + (ulong)c * KH * KW * sq + p;
+    __global float *cp = col + b * sb + (ulong)c * KH * KW * sq + (ulong)oy * OW * sp;
     for (uint i = 0; i < KH; i++) {
-        const int iy = y0 + (int)i;
+        const int iy = (int)(oy * SH + i) - (int)PH;
         const bool in_y = iy >= 0 && iy < (int)H;
-        for (uint j = 0; j < KW; j++) {
-            const int ix = x0 + (int)j;
-            *cp = (in_y && ix >= 0 && ix < (int)W) ? xp[iy * (int)W + ix] : 0.0f;
-            cp += sq;
+        __global const float *xr = xp + (in_y ? iy : 0) * (int)W;
+        for (uint j = 0; j < KW; j++, cp += sq) {
+            uint lo = 0, hi = 0;
+            if (in_y) tap_range(W, SW, PW, j, OW, &lo, &hi);
+            uint ox = 0;
+            if (sp == 1 && SW == 1) { /* contiguous on both sides */
+                __global const float *src = xr + (lo - PW + j);
+                for (; ox < lo; ox++) cp[ox] = 0.0f;
+                for (; ox < hi; ox++) cp[ox] = src[ox - lo];
+                for (; ox < OW; ox++) cp[ox] = 0.0f;
+            } else {
+                for (; ox < lo; ox++) cp[ox * sp] = 0.0f;
+                for (; ox < hi; ox++) cp[ox * sp] = xr[ox * SW - PW + j];
+                for (; ox < OW; ox++) cp[ox * sp] = 0.0f;
+            }
         }
     }
 }
 
 /* dx[b, c, iy, ix] = sum of col(q, b, p) over the (output position, kernel
  * tap) pairs that read x[b, c, iy, ix] in the forward, i.e. oy*SH - PH + i = iy
- * and ox*SW - PW + j = ix; oy ascending, then ox ascending. Overwrites dx.
- * One work-item per input element (global W, H, B*C). */
+ * and ox*SW - PW + j = ix: taps i ascending, then j ascending. Overwrites dx.
+ * One work-item per input row (iy, c, b) (global H, C, B): it zeroes the row,
+ * then adds each tap's run of column entries to it (contiguous when SW = 1;
+ * the row stays in cache), with the run's bounds from one division per tap. */
 __kernel void conv_col2im(__global const float *col, __global float *dx, const uint C,
                           const uint H, const uint W, const uint KH, const uint KW, const uint SH,
                           const uint SW, const uint PH, const uint PW, const uint OH,
-                          const uint OW, const ulong col_off, const ulong sq, const ulong sb)
+                          const uint OW, const ulong col_off, const ulong sq, const ulong sb,
+                          const uint sp)
 {
-    const uint ix = get_global_id(0), iy = get_global_id(1), bc = get_global_id(2);
-    if (ix >= W || iy >= H) return;
+    const uint iy = get_global_id(0), c = get_global_id(1), b = get_global_id(2);
+    if (iy >= H) return;
     col += col_off;
-    const uint b = bc / C, c = bc - b * C;
-    const int ty = (int)(iy + PH), tx = (int)(ix + PW);
-    /* windows oy with oy*SH <= ty <= oy*SH + KH - 1, inside [0, OH) */
-    const int ylo = ty - (int)KH + 1, xlo = tx - (int)KW + 1;
-    const int oy0 = ylo > 0 ? (ylo + (int)SH - 1) / (int)SH : 0;
-    const int ox0 = xlo > 0 ? (xlo + (int)SW - 1) / (int)SW : 0;
-    const int oy1 = min(ty / (int)SH, (int)OH - 1), ox1 = min(tx / (int)SW, (int)OW - 1);
+    __global float *dr = dx + (((ulong)b * C + c) * H + iy) * W;
+    for (uint ix = 0; ix < W; ix++) dr[ix] = 0.0f;
     __global const float *cb = col + b * sb + (ulong)c * KH * KW * sq;
-    float s = 0.0f;
-    for (int oy = oy0; oy <= oy1; oy++) {
-        const int i = ty - oy * (int)SH;
-        for (int ox = ox0; ox <= ox1; ox++) {
-            const int j = tx - ox * (int)SW;
-            s += cb[(ulong)(i * (int)KW + j) * sq + (ulong)(oy * (int)OW + ox)];
+    const uint ty = iy + PH;
+    for (uint i = 0; i < KH; i++) {
+        /* oy*SH + i = ty with 0 <= oy < OH */
+        if (ty < i || (ty - i) % SH != 0) continue;
+        const uint oy = (ty - i) / SH;
+        if (oy >= OH) continue;
+        for (uint j = 0; j < KW; j++) {
+            __global const float *cr = cb + (ulong)(i * KW + j) * sq + (ulong)oy * OW * sp;
+            uint lo, hi;
+            tap_range(W, SW, PW, j, OW, &lo, &hi);
+            if (SW == 1 && sp == 1) {
+                __global float *d = dr + (lo - PW + j);
+                for (uint ox = lo; ox < hi; ox++) d[ox - lo] += cr[ox];
+            } else {
+                for (uint ox = lo; ox < hi; ox++) dr[ox * SW - PW + j] += cr[ox * sp];
+            }
         }
     }
-    dx[((ulong)bc * H + iy) * W + ix] = s;
 }
 
 /* Between NCHW [B, OC, P] and wide [OC, B, P] (P = OH*OW), src and dst
@@ -117,14 +152,27 @@ __kernel void conv_bias_grad(__global const float *dy, __global float *db, const
     if (l == 0) db[o] = s;
 }
 
-/* dw[i] = sum over b (ascending) of part[part_off + b*n + i]; one work-item per i. */
+/* dw[i] = (accumulate ? dw[i] : 0) + part[part_off + b*n + i] for b = 0, 1,
+ * ... B - 1 in order; one work-item per i. */
 __kernel void conv_sum_batches(__global const float *part, const ulong part_off,
-                               __global float *dw, const uint n, const uint B)
+                               __global float *dw, const uint n, const uint B,
+                               const int accumulate)
 {
     part += part_off;
     const uint i = get_global_id(0);
     if (i >= n) return;
-    float s = 0.0f;
+    float s = accumulate ? dw[i] : 0.0f;
     for (uint b = 0; b < B; b++) s += part[(ulong)b * n + i];
     dw[i] = s;
+}
+
+/* dst[dst_off + (b*P + p)*OC + o] = src[src_off + (b*OC + o)*P + p]: each
+ * image's [OC, P] as [P, OC]; global (P, OC, B). */
+__kernel void conv_transpose_images(__global const float *src, const ulong src_off,
+                                    __global float *dst, const ulong dst_off, const uint OC,
+                                    const uint P)
+{
+    const uint p = get_global_id(0), o = get_global_id(1), b = get_global_id(2);
+    if (p >= P) return;
+    dst[dst_off + ((ulong)b * P + p) * OC + o] = src[src_off + ((ulong)b * OC + o) * P + p];
 }

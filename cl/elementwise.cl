@@ -196,6 +196,14 @@ __kernel void axpy(__global float *y, __global const float *x, const ulong n, co
     if (i < n) y[i] = y[i] + alpha * x[i];
 }
 
+/* y[i] = a[i] + b[i] for i < n (one rounding; y may be a or b). */
+__kernel void add(__global float *y, __global const float *a, __global const float *b,
+                  const ulong n)
+{
+    const size_t i = get_global_id(0);
+    if (i < n) y[i] = a[i] + b[i];
+}
+
 /* y[i] = max(y[i], 0) for i < n; NaN (and -0) pass through unchanged. */
 __kernel void relu(__global float *y, const ulong n)
 {

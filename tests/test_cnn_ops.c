@@ -303,50 +303,54 @@ START_TEST(test_bn_train_no_update)
 }
 END_TEST
 
+/* Evaluation mode at [B, C, S] against the double reference from the
+ * (exact) running statistics. */
+static void bn_eval_case(size_t B, size_t C, size_t S, float eps)
+{
+    const size_t n = B * C * S;
+    char cs[96];
+    snprintf(cs, sizeof cs, "eval B=%zu C=%zu S=%zu", B, C, S);
+    float *x = fbuf(n), *y = fbuf(n), *g = fbuf(C), *be = fbuf(C), *rm = fbuf(C),
+          *rv = fbuf(C);
+    bn_fill(x, B, C, S, 7 * n + 1);
+    tu_fill_uniform(g, C, -2.0f, 2.0f, C + 11);
+    tu_fill_uniform(be, C, -1.0f, 1.0f, C + 12);
+    tu_fill_uniform(rm, C, -2.0f, 2.0f, C + 13);
+    tu_fill_uniform(rv, C, 0.0f, 3.0f, C + 14);
+    rv[0] = 0.0f; /* eps alone */
+    kdcl_tensor tx = tn(KDCL_F32, 2, B, C * S, 0, 0), ty = t1(KDCL_F32, n + 3);
+    kdcl_tensor tg = t1(KDCL_F32, C), tb = t1(KDCL_F32, C), trm = t1(KDCL_F32, C),
+                trv = t1(KDCL_F32, C);
+    up(&tx, x, n);
+    up(&tg, g, C);
+    up(&tb, be, C);
+    up(&trm, rm, C);
+    up(&trv, rv, C);
+    OK(kdcl_op_batchnorm_forward_eval(tu_ctx, B, C, S, &tx, &tg, &tb, &trm, &trv, eps,
+                                      &ty));
+    down(&ty, y, n);
+    for (size_t c = 0; c < C; c++) {
+        bn_stat st = {rm[c], rv[c], 0, 0, 0, 0};
+        bn_invstd(&st, eps);
+        for (size_t b = 0; b < B; b++)
+            for (size_t s = 0; s < S; s++) {
+                double e;
+                const double want = bn_ref_y(x[IDX(b, c, s)], g[c], be[c], &st, &e);
+                check_close("y", cs, IDX(b, c, s), y[IDX(b, c, s)], want, e);
+            }
+    }
+    kdcl_tensor *all[] = {&tx, &ty, &tg, &tb, &trm, &trv};
+    for (size_t t = 0; t < sizeof all / sizeof all[0]; t++)
+        kdcl_tensor_free(tu_ctx, all[t]);
+    float *host[] = {x, y, g, be, rm, rv};
+    for (size_t t = 0; t < sizeof host / sizeof host[0]; t++) free(host[t]);
+}
+
 START_TEST(test_bn_eval)
 {
     for (int i = 0; i < N3; i++)
         for (int j = 0; j < N3; j++)
-            for (int k = 0; k < N3; k++) {
-                const size_t B = BN_B[i], C = BN_C[j], S = BN_S[k], n = B * C * S;
-                const float eps = k % 2 ? 1e-5f : 1e-3f;
-                char cs[96];
-                snprintf(cs, sizeof cs, "eval B=%zu C=%zu S=%zu", B, C, S);
-                float *x = fbuf(n), *y = fbuf(n), *g = fbuf(C), *be = fbuf(C), *rm = fbuf(C),
-                      *rv = fbuf(C);
-                bn_fill(x, B, C, S, 7 * n + 1);
-                tu_fill_uniform(g, C, -2.0f, 2.0f, C + 11);
-                tu_fill_uniform(be, C, -1.0f, 1.0f, C + 12);
-                tu_fill_uniform(rm, C, -2.0f, 2.0f, C + 13);
-                tu_fill_uniform(rv, C, 0.0f, 3.0f, C + 14);
-                rv[0] = 0.0f; /* eps alone */
-                kdcl_tensor tx = tn(KDCL_F32, 2, B, C * S, 0, 0), ty = t1(KDCL_F32, n + 3);
-                kdcl_tensor tg = t1(KDCL_F32, C), tb = t1(KDCL_F32, C), trm = t1(KDCL_F32, C),
-                            trv = t1(KDCL_F32, C);
-                up(&tx, x, n);
-                up(&tg, g, C);
-                up(&tb, be, C);
-                up(&trm, rm, C);
-                up(&trv, rv, C);
-                OK(kdcl_op_batchnorm_forward_eval(tu_ctx, B, C, S, &tx, &tg, &tb, &trm, &trv, eps,
-                                                  &ty));
-                down(&ty, y, n);
-                for (size_t c = 0; c < C; c++) {
-                    bn_stat st = {rm[c], rv[c], 0, 0, 0, 0};
-                    bn_invstd(&st, eps);
-                    for (size_t b = 0; b < B; b++)
-                        for (size_t s = 0; s < S; s++) {
-                            double e;
-                            const double want = bn_ref_y(x[IDX(b, c, s)], g[c], be[c], &st, &e);
-                            check_close("y", cs, IDX(b, c, s), y[IDX(b, c, s)], want, e);
-                        }
-                }
-                kdcl_tensor *all[] = {&tx, &ty, &tg, &tb, &trm, &trv};
-                for (size_t t = 0; t < sizeof all / sizeof all[0]; t++)
-                    kdcl_tensor_free(tu_ctx, all[t]);
-                float *host[] = {x, y, g, be, rm, rv};
-                for (size_t t = 0; t < sizeof host / sizeof host[0]; t++) free(host[t]);
-            }
+            for (int k = 0; k < N3; k++) bn_eval_case(BN_B[i], BN_C[j], BN_S[k], k % 2 ? 1e-5f : 1e-3f);
 }
 END_TEST
 
@@ -609,7 +613,78 @@ START_TEST(test_bn_finite_differences)
 }
 END_TEST
 
+/* Shapes that cover the kernels' unit layout (cl/norm.cl; units of at most
+ * BN_UNIT = 4096 elements in src/core/ops_cnn.c), which the small shapes
+ * above (one unit per channel, no full float16 vector before S = 49) do not:
+ * several runs of images with a shorter last one (B*S > 4096, S < 4096),
+ * runs along S with a short last run (S > 4096), a single plane of exactly
+ * 4096, and planes of vectors plus a scalar tail. Training (two steps),
+ * evaluation and backward against the same double references and bounds. */
+START_TEST(test_bn_units)
+{
+    static const size_t shapes[][3] = {
+        /* B    C  S */
+        {5, 3, 1000}, /* 4 + 1 images per unit, 62 vectors + 8 */
+        {130, 2, 33}, /* 124 + 6 images per unit, 2 vectors + 1 */
+        {2, 2, 8229}, /* S in runs of 4096, 4096, 37 */
+        {1, 1, 4096}, /* one run of exactly 4096 */
+        {9, 4, 784},  /* 5 + 4 images of 28x28 */
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const size_t B = shapes[i][0], C = shapes[i][1], S = shapes[i][2];
+        bn_train_case(B, C, S, i % 2 ? 0.1f : 0.3f, i % 2 ? 1e-5f : 1e-3f);
+        bn_eval_case(B, C, S, i % 2 ? 1e-3f : 1e-5f);
+        bn_bwd_case(B, C, S, 1000 + i);
+    }
+}
+END_TEST
+
 /* ================= axpy, ReLU ================= */
+
+/* y = a + b: one rounding, so bit for bit the float sum; elements past n
+ * untouched; y may be a or b; n = 0 is a no-op and n past a tensor an error. */
+START_TEST(test_add)
+{
+    const size_t cap = 5003, n = 4999;
+    float *a = fbuf(cap), *b = fbuf(cap), *y = fbuf(cap), *out = fbuf(cap);
+    tu_fill_uniform(a, cap, -2.0f, 2.0f, 11);
+    tu_fill_uniform(b, cap, -2.0f, 2.0f, 12);
+    tu_fill_uniform(y, cap, -2.0f, 2.0f, 13);
+    a[3] = NAN, b[4] = INFINITY, a[5] = -0.0f, b[5] = -0.0f, a[6] = 1e30f, b[6] = -1e30f;
+    kdcl_tensor ta = t1(KDCL_F32, cap), tb = t1(KDCL_F32, cap), ty = t1(KDCL_F32, cap);
+    up(&ta, a, cap);
+    up(&tb, b, cap);
+    up(&ty, y, cap);
+    OK(kdcl_op_add(tu_ctx, &ty, &ta, &tb, n));
+    down(&ty, out, cap);
+    for (size_t i = 0; i < cap; i++) {
+        const float want = i < n ? a[i] + b[i] : y[i];
+        ck_assert_msg(memcmp(&out[i], &want, 4) == 0 || (isnan(out[i]) && isnan(want)),
+                      "add element %zu: %.9g, want %.9g", i, (double)out[i], (double)want);
+    }
+    /* in place: y = a (then y = b) */
+    OK(kdcl_op_add(tu_ctx, &ta, &ta, &tb, cap));
+    down(&ta, out, cap);
+    for (size_t i = 0; i < cap; i++) {
+        const float want = a[i] + b[i];
+        ck_assert(memcmp(&out[i], &want, 4) == 0 || (isnan(out[i]) && isnan(want)));
+    }
+    up(&ta, a, cap);
+    OK(kdcl_op_add(tu_ctx, &tb, &ta, &tb, cap));
+    down(&tb, out, cap);
+    for (size_t i = 0; i < cap; i++) {
+        const float want = a[i] + b[i];
+        ck_assert(memcmp(&out[i], &want, 4) == 0 || (isnan(out[i]) && isnan(want)));
+    }
+    OK(kdcl_op_add(tu_ctx, &ty, &ta, &tb, 0));
+    kdcl_tensor small = t1(KDCL_F32, cap - 1);
+    BAD(kdcl_op_add(tu_ctx, &ty, &small, &tb, cap), "a must hold at least");
+    BAD(kdcl_op_add(tu_ctx, &small, &ta, &tb, cap), "y must hold at least");
+    kdcl_tensor *all[] = {&ta, &tb, &ty, &small};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) kdcl_tensor_free(tu_ctx, all[i]);
+    free(a), free(b), free(y), free(out);
+}
+END_TEST
 
 START_TEST(test_axpy_relu)
 {
@@ -1120,7 +1195,9 @@ static Suite *cnn_ops_suite(void)
     tcase_add_test(tc, test_bn_eval);
     tcase_add_test(tc, test_bn_backward);
     tcase_add_test(tc, test_bn_finite_differences);
+    tcase_add_test(tc, test_bn_units);
     tcase_add_test(tc, test_axpy_relu);
+    tcase_add_test(tc, test_add);
     tcase_add_test(tc, test_adam);
     tcase_add_test(tc, test_sgd_nesterov);
     tcase_add_test(tc, test_input_u8);

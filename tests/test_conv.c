@@ -602,6 +602,13 @@ static const pshape pool_shapes[] = {
     {1, 3, 6, 6, 1, 1, 2, 2, 0, 0},     /* kernel 1, stride 2 */
     {7, 1, 10, 11, 5, 5, 3, 2, 2, 2},   /* 5x5, stride 3x2, padding 2 */
     {7, 3, 4, 5, 3, 3, 1, 2, 2, 1},     /* padding 2 on a 3x3 window */
+    /* tiled windows (no padding, no overlap: cl/pool.cl's *_tiled kernels),
+     * with rows and columns that no window covers */
+    {3, 2, 9, 7, 2, 2, 2, 2, 0, 0},     /* 2x2 / 2, last row and column uncovered */
+    {2, 3, 11, 10, 3, 3, 3, 3, 0, 0},   /* 3x3 / 3, two rows and one column uncovered */
+    {2, 2, 7, 9, 5, 2, 3, 2, 0, 0},     /* one window row (stride 3 unused), 2 / 2 */
+    {2, 2, 6, 7, 1, 3, 1, 3, 0, 0},     /* 1x3 / 1x3 */
+    {3, 5, 28, 28, 2, 2, 2, 2, 0, 0},   /* cnn-small's first pooling */
 };
 
 static kdcl_conv_geom pgeom(const pshape *s)
@@ -845,6 +852,66 @@ START_TEST(test_pool_nan)
 }
 END_TEST
 
+/* The tiled 2x2 / 2 kernels (cl/pool.cl) on NaN, infinities and ties: the
+ * first NaN of a window wins, whichever of the four it is and whether a
+ * finite maximum or another NaN comes before or after it; an all -inf window
+ * gives -inf at its first element, +inf beats finite values and ties keep
+ * the first; the gradient goes to the argmax alone and the uncovered last
+ * column gets 0. Average pooling of a NaN window is NaN. */
+START_TEST(test_pool_nan_tiled)
+{
+    const pshape s = {1, 1, 4, 7, 2, 2, 2, 2, 0, 0}; /* 2 x 3 windows, column 6 uncovered */
+    kdcl_conv_geom g = pgeom(&s);
+    const size_t nx = 28, ny = 6;
+    float x[28], y[6], ya[6], dx[28], dy[6];
+    int am[6];
+    for (size_t i = 0; i < nx; i++) x[i] = (float)(i % 5);
+    /* window (0, 0): rows 0-1, columns 0-1: elements 0, 1, 7, 8, all NaN */
+    x[0] = x[1] = x[7] = x[8] = NAN;
+    /* window (0, 1): elements 2, 3, 9, 10: a maximum (9), then NaN last */
+    x[2] = 1.0f, x[3] = 9.0f, x[9] = 2.0f, x[10] = NAN;
+    /* window (0, 2): elements 4, 5, 11, 12: all -inf */
+    x[4] = x[5] = x[11] = x[12] = -INFINITY;
+    /* window (1, 0): elements 14, 15, 21, 22: +inf after a tie */
+    x[14] = 3.0f, x[15] = 3.0f, x[21] = INFINITY, x[22] = INFINITY;
+    /* window (1, 1): elements 16, 17, 23, 24: NaN third, after a tie */
+    x[16] = 4.0f, x[17] = 4.0f, x[23] = NAN, x[24] = -1.0f;
+    /* window (1, 2): elements 18, 19, 25, 26: NaN second and fourth */
+    x[18] = 0.0f, x[19] = NAN, x[25] = 2.0f, x[26] = NAN;
+    for (size_t i = 0; i < ny; i++) dy[i] = (float)(1u << i);
+    kdcl_tensor tx = vec(KDCL_F32, nx), ty = vec(KDCL_F32, ny), tam = vec(KDCL_I32, ny),
+                tdy = vec(KDCL_F32, ny), tdx = vec(KDCL_F32, nx);
+    tu_put(&tx, x);
+    tu_put(&tdy, dy);
+    OK(kdcl_tensor_fill(tu_ctx, &tdx, NAN));
+    OK(kdcl_op_maxpool2d_forward(tu_ctx, &g, 1, &tx, &ty, &tam));
+    OK(kdcl_op_maxpool2d_backward(tu_ctx, &g, 1, &tdy, &tam, &tdx));
+    tu_get(&ty, y);
+    tu_get(&tam, am);
+    tu_get(&tdx, dx);
+    const int want_am[6] = {0, 10, 4, 21, 23, 19};
+    const int is_nan[6] = {1, 1, 0, 0, 1, 1};
+    for (size_t i = 0; i < ny; i++) {
+        ck_assert_msg(am[i] == want_am[i], "window %zu: argmax %d, want %d", i, am[i],
+                      want_am[i]);
+        ck_assert_msg(is_nan[i] ? isnan(y[i]) : y[i] == x[want_am[i]], "window %zu: y = %g", i,
+                      (double)y[i]);
+    }
+    float want_dx[28] = {0};
+    for (size_t i = 0; i < ny; i++) want_dx[want_am[i]] += dy[i];
+    for (size_t i = 0; i < nx; i++)
+        ck_assert_msg(dx[i] == want_dx[i], "dx[%zu] = %g, want %g", i, (double)dx[i],
+                      (double)want_dx[i]);
+    OK(kdcl_op_avgpool2d_forward(tu_ctx, &g, 1, &tx, &ty));
+    tu_get(&ty, ya);
+    for (size_t i = 0; i < ny; i++)
+        ck_assert_msg(is_nan[i] ? isnan(ya[i]) : !isnan(ya[i]), "avg window %zu: %g", i,
+                      (double)ya[i]);
+    kdcl_tensor *ts[] = {&tx, &ty, &tam, &tdy, &tdx};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) kdcl_tensor_free(tu_ctx, ts[i]);
+}
+END_TEST
+
 START_TEST(test_pool_bad_arguments)
 {
     kdcl_conv_geom g, gc;
@@ -900,6 +967,7 @@ static Suite *conv_suite(void)
     tcase_add_loop_test(tc, test_avgpool_vs_reference, 0, n_pool);
     tcase_add_test(tc, test_maxpool_ties_and_inf);
     tcase_add_test(tc, test_pool_nan);
+    tcase_add_test(tc, test_pool_nan_tiled);
     tcase_add_test(tc, test_pool_bad_arguments);
     suite_add_tcase(s, tc);
     return s;

@@ -148,6 +148,10 @@ kdcl_status kdcl_op_batchnorm_backward(kdcl_ctx *ctx, size_t B, size_t C, size_t
  * "add this gradient". */
 kdcl_status kdcl_op_axpy(kdcl_ctx *ctx, kdcl_tensor *y, const kdcl_tensor *x, size_t n,
                          float alpha);
+/* y[i] = a[i] + b[i] for i < n (all F32; y may be a or b): the residual sum
+ * in one pass. */
+kdcl_status kdcl_op_add(kdcl_ctx *ctx, kdcl_tensor *y, const kdcl_tensor *a,
+                        const kdcl_tensor *b, size_t n);
 /* y[i] = max(y[i], 0) in place (n elements; NaN stays NaN). */
 kdcl_status kdcl_op_relu(kdcl_ctx *ctx, kdcl_tensor *y, size_t n);
 

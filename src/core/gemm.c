@@ -379,7 +379,7 @@ typedef struct {
     cl_device_type type;
     const char *device_substr;   /* "" matches any device of that platform and type */
     const char *source;          /* where the numbers come from */
-    tuned_kernel kernels[2];
+    tuned_kernel kernels[3];
 } tuned_device;
 
 #include "core/gemm_tuned.h"
@@ -486,7 +486,7 @@ static kdcl_status apply_tuning(kdcl_ctx *ctx, const char **source)
         if (!strstr(ctx->dev.platform_name, t->platform_substr) || !(ctx->dev.type & t->type) ||
             !strstr(ctx->dev.name, t->device_substr))
             continue;
-        for (size_t k = 0; k < 2 && t->kernels[k].kernel; k++)
+        for (size_t k = 0; k < 3 && t->kernels[k].kernel; k++)
             if ((s = override_kernel(ctx, &t->kernels[k]))) return s;
         if (source) *source = t->source;
         return KDCL_OK;
@@ -519,13 +519,27 @@ kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source)
  * Forward: y_b = W col_b with col = im2col(x) ([K, P] per image, K = C*KH*KW,
  * P = OH*OW); weight gradient: dW = sum_b dy_b col_b^T; input gradient: dcol_b
  * = W^T dy_b, dx = col2im(dcol). im2col / col2im are kdcl's kernels
- * (cl/conv.cl), each one launch for the whole batch; the products run through
+ * (cl/conv.cl), each one launch for the whole batch with one work-item per
+ * row of an image; the products run through
  * kdcl_gemm_batched (one GEMM per image, "narrow") or, when kdcl's operand
  * packing works for the batch-wide product, as one packed GEMM over the batch
  * with the columns laid out [K, B*P] ("wide"), dy transposed to [OC, B*P] and
  * the output transposed back with the bias fused.
  *
- * Chosen by timing on PoCL 3.1 ("pthread-skylake-avx512-AMD EPYC", 2 cores,
+ * Per image the products run in the forms CLBlast's direct kernel (which
+ * runs every per-image product at these sizes) is fastest at, measured
+ * below: the forward as y_b = (W^T)^T col_b (TN, W^T [K, OC] transposed
+ * once per call), the weight gradient for K >= 64 as dW_b = (dy_b^T)^T
+ * col_b^T (TN, with the columns written transposed, [P, K] per image, and
+ * each image's dy transposed to [P, OC]), below that NT as before, the input
+ * gradient TN (W and dy as stored). With CLBlast's im2col
+ * (KDCL_CONV_CLBLAST_IM2COL, and the backward of _CONVGEMM: "Algorithms"
+ * below) the same routes and forms, but the weight gradient NT at every K:
+ * CLBlast writes no transposed columns.
+ *
+ * First measurements (before the row-wise im2col / col2im and the direct
+ * kernel's parameters; see "Since" below for the current ones). Chosen by
+ * timing on PoCL 3.1 ("pthread-skylake-avx512-AMD EPYC", 2 cores,
  * /proc/cpuinfo "AMD EPYC"), CLBlast 1.5.3, batch 128, best of 2-3 calls
  * after a warm-up, ms:
  *                                      forward               GEMM only
@@ -570,21 +584,85 @@ kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source)
  * (with packing off, i.e. per-image GEMMs throughout: 32x16x16 -> 64 58.5 /
  * 128.6, 64x8x8 27.4 / 65.5, 32x16x16 -> 32 33.3 / 73.2).
  *
- * Algorithms (kdcl_conv_set_algo, KDCL_CONV). The above is
+ * Since (same machine, now shared with another training job on both cores,
+ * so rates are lower than above and only same-run ratios count; batch 128,
+ * median of 5-7):
+ *  - im2col / col2im one work-item per row instead of per element (the
+ *    per-element kernels divided by OW / SH / SW per element, which PoCL
+ *    cannot vectorise): the data movement of an op (GEMMs skipped), per-image
+ *    route, forward / backward with dx: 16x32x32 -> 16 27.9 / 54.8 -> 5.4 /
+ *    12.2 ms, 1x28x28 -> 6 1.6 / 3.7 -> 0.45 / 0.9, 64x8x8 -> 64 5.7 / 21.1
+ *    -> 2.6 / 15.0 (the rest there: summing 128 per-image weight gradients).
+ *  - XgemmDirect parameters for PoCL (gemm_tuned.h): the per-image products
+ *    2-4x faster than with CLBlast's defaults. Then, per op (forward /
+ *    backward with dx / without), per-image vs wide: 1x28x28 -> 6 4.5 / 9.1 /
+ *    4.4 vs 23.2 / 48.0 / 23.2; 6x14x14 -> 16 7.2 / 8.5 / 3.9 vs 9.1 / 24.2 /
+ *    12.6; 1x28x28 -> 32 5.7 / 12.8 / 6.1 vs 27.9 / 47.4 / 24.8; 3x32x32 ->
+ *    16 7.8 / 16.8 / 8.2 vs 35.9 / 69.1 / 35.0; 16x32x32 -> 16 27.4 / 69.0 /
+ *    33.5 vs 88.8 / 186.3 / 95.8; 16x32x32 -> 32 s2 12.5 / 30.1 / 16.9 vs
+ *    24.4 / 49.4 / 25.8; 32x16x16 -> 32 25.8 / 62.8 / 35.5 vs 38.4 / 80.0 /
+ *    40.9; but 32x14x14 -> 64 35.2 / 81.2 / 49.6 vs 29.1 / 58.0 / 31.0;
+ *    32x16x16 -> 64 s2 10.6 / 29.9 / 20.3 vs 9.3 / 19.3 / 9.6; 64x8x8 -> 64
+ *    20.3 / 57.7 / 40.3 vs 16.8 / 34.1 / 17.0 (1x1 16 -> 32 s2 3.8 / 9.3 /
+ *    3.3 vs 10.7 / 17.7 / 10.9; 1x1 32 -> 64 s2 about even). Hence the wide
+ *    route only where the output channels fill a 64-wide tile (conv_wide).
+ *  - The direct kernel by orientation (kdcl_gemm_batched, 128 images, row-
+ *    major m x n x k, ms): forward 16 x 1024 x 144 NN 21.8, TN 18.0, NT 28.4;
+ *    32 x 256 x 288 NN 18.9, TN 13.4; 6 x 784 x 25 NN 3.5, TN 2.5 (TN ahead
+ *    at all 7 per-image forward shapes of the presets, 1.0-1.5x; as ops
+ *    1.1-1.5x). Weight gradient 16 x 144 x 1024: NT 35.6 (the form used
+ *    before), NN 18.2, TN 12.9; 32 x 288 x 256: NT 26.1, NN 19.5, TN 13.7.
+ *    As ops (backward without dx, TN vs NT, 3 runs each): 16x32x32 -> 16
+ *    27.1 vs 31.9, 32x16x16 -> 32 24.8 vs 33.8, 1x28x28 -> 6 3.7 vs 4.1, but
+ *    1x28x28 -> 32 (K = 9) 9.3 vs 5.8 and 3x32x32 -> 16 (K = 27) 11.4 vs 7.8,
+ *    where transposing dy and the strided column writes cost more than the
+ *    product gains: hence TN from K = 64 (CONV_DW_TN_MIN_K). The input
+ *    gradient's TN form (144 x 1024 x 16: 29.5) was the best of those tried
+ *    (NN on [B*P, K] 32.9, one TN over the batch 28.0).
+ * As implemented now, against the kernels and routes before these changes
+ * (same run, forward / backward with dx / without dx, ms):
+ *   1x28x28 -> 6@5 p2    5.2 / 13.3 /  5.8 ->  3.0 /  8.6 /  4.2
+ *   6x14x14 -> 16@5      4.3 / 11.3 /  4.7 ->  2.6 /  8.6 /  3.9
+ *   1x28x28 -> 32@3 p1   6.3 / 14.9 /  6.7 ->  4.2 / 12.3 /  6.1
+ *   32x14x14 -> 64@3 p1 49.7 / 84.4 / 51.1 -> 29.3 / 58.2 / 31.1
+ *   3x32x32 -> 16@3 p1  11.2 / 24.3 / 11.6 ->  5.9 / 16.2 /  7.9
+ *   16x32x32 -> 16@3 p1 48.6 / 109.7 / 57.3 -> 22.6 / 63.1 / 27.8
+ *   16x32x32 -> 32@3 s2 27.3 / 67.7 / 29.0 ->  9.9 / 26.2 / 12.8
+ *   32x16x16 -> 32@3 p1 43.0 / 89.9 / 45.5 -> 18.3 / 50.6 / 25.0
+ *   32x16x16 -> 64@3 s2  9.8 / 27.2 / 10.4 ->  9.7 / 19.9 / 10.0
+ *   64x8x8 -> 64@3 p1   18.0 / 37.6 / 18.2 -> 17.0 / 34.4 / 17.9
+ *   16x32x32 -> 32@1 s2  4.4 / 18.9 /  4.5 ->  3.4 /  5.3 /  3.7
+ *   32x16x16 -> 64@1 s2  3.3 / 11.2 /  4.0 ->  2.0 /  3.3 /  2.0
+ * (both sides with the XgemmDirect parameters; the transposed-convolution
+ * form of the input gradient, one GEMM of depth OC*KH*KW without col2im,
+ * would be faster still but sums OC*KH*KW products per element in one chain
+ * where col2im sums KH*KW dot products of OC terms, a different error
+ * bound than test_conv derives, so it is not used.)
+ *
+ * Algorithms (kdcl_conv_set_algo, KDCL_CONV). Everything above is
  * KDCL_CONV_KDCL_IM2COL. KDCL_CONV_CLBLAST_IM2COL takes the same routes
- * with CLBlast's im2col / col2im: its column layout is kdcl's per-image one,
- * used as is on the per-image route and transposed to / from [K, B*P] (kdcl's
- * conv_permute, through a context scratch buffer of B*K*P floats) on the
- * wide one; col2im adds into dx, which is zeroed first. Both run as one call
- * for the batch, the batch folded into the channels (see "CLBlast's im2col,
- * col2im and convgemm" below), which measured as fast as 128 per-image calls
- * or faster, by up to 1.5x (one run each, loaded machine as below: im2col
- * 2.5 vs 3.2 ms at 1x28x28, 39.0 vs 44.0 at 16x32x32, 20.1 vs 19.9 at
- * 32x16x16 -> 32, 8.6 vs 11.5 at 64x8x8; col2im 9.4 vs 10.1, 123.0 vs 128.0,
- * 59.8 vs 64.1, 34.5 vs 39.5, 17.4 vs 25.7 at 32x16x16 -> 64 s2).
- * KDCL_CONV_CLBLAST_CONVGEMM runs the forward as CLBlastSconvgemm + kdcl's
- * bias add and the backward as KDCL_CONV_CLBLAST_IM2COL (CLBlast has no
- * convgemm backward). Same machine, batch 128, default packing, one run each after a warm-up,
+ * (conv_wide) and the same product forms with CLBlast's im2col / col2im,
+ * except one: CLBlast's column layout is kdcl's per-image one, [K, P] per
+ * image, used as is on the per-image route and transposed to / from
+ * [K, B*P] (kdcl's conv_permute, through a context scratch buffer of B*K*P
+ * floats) on the wide one, so its per-image weight gradient stays NT
+ * (dy_b col_b^T) at every K: the TN form needs the columns transposed,
+ * [P, K] per image, which only kdcl's im2col writes. col2im adds into dx,
+ * which is zeroed first. Both run as one call for the batch, the batch
+ * folded into the channels (see "CLBlast's im2col, col2im and convgemm"
+ * below), which measured as fast as 128 per-image calls or faster, by up to
+ * 1.5x (one run each, loaded machine as below: im2col 2.5 vs 3.2 ms at
+ * 1x28x28, 39.0 vs 44.0 at 16x32x32, 20.1 vs 19.9 at 32x16x16 -> 32, 8.6 vs
+ * 11.5 at 64x8x8; col2im 9.4 vs 10.1, 123.0 vs 128.0, 59.8 vs 64.1, 34.5 vs
+ * 39.5, 17.4 vs 25.7 at 32x16x16 -> 64 s2). KDCL_CONV_CLBLAST_CONVGEMM runs
+ * the forward as CLBlastSconvgemm + kdcl's bias add and the backward as
+ * KDCL_CONV_CLBLAST_IM2COL (CLBlast has no convgemm backward).
+ * These measurements PREDATE the changes under "Since" above (they were
+ * taken with the per-element im2col / col2im, CLBlast's default XgemmDirect
+ * parameters, the wide route wherever packing allowed it and the per-image
+ * forms of the first table, the GEMMs alike for all three algorithms) and
+ * have not been repeated since. Same machine, batch 128, default packing,
+ * one run each after a warm-up,
  * wall ms (enqueue to clFinish) of forward (with bias) / backward with dx and
  * db / backward without dx, measured while a training job shared the 2 cores
  * (load average 3.4-3.7): absolute figures are 2-5x the table above and a
@@ -604,13 +682,16 @@ kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source)
  * second pass 0.99-1.37x); its backward with dx is 1.10-1.83x kdcl's
  * (CLBlastScol2im plus the zero fill against kdcl's gather col2im, and on the
  * wide route the transposes); convgemm's forward is 2.2-7.8x kdcl's. So
- * AUTO = KDCL_CONV_KDCL_IM2COL on CPU devices. On GPUs (not measurable here)
- * AUTO = KDCL_CONV_CLBLAST_IM2COL: CLBlast's kernels and its database are
+ * AUTO = KDCL_CONV_KDCL_IM2COL on CPU devices (the changes since sped up
+ * kdcl's im2col / col2im and its TN weight gradient, which CLBlast's paths
+ * do not use, so the gap is expected to have grown, unmeasured). On GPUs
+ * (not measurable here) AUTO = KDCL_CONV_CLBLAST_IM2COL: CLBlast's kernels and its database are
  * tuned for GPUs, and kdcl's im2col / col2im are not; that choice is
  * unmeasured and is worth timing (KDCL_CONV=kdcl vs clblast) on a GPU. */
 
 #define CONV_LIMIT ((size_t)1 << 31) /* every element count and index fits an int */
 #define CONV_MAX_WASTE 3.0           /* padded / true multiply-adds of a wide product */
+#define CONV_DW_TN_MIN_K 64          /* per-image weight gradient in the TN form from this K */
 
 /* a * b < 2^31 (a, b below 2^31 themselves), into *out. */
 static int conv_mul(size_t a, size_t b, size_t *out)
@@ -738,11 +819,14 @@ size_t kdcl_conv2d_workspace(const kdcl_conv_geom *g, size_t batch)
 }
 
 /* 1 when the batch-wide product C[m x n] = op(A) op(B) (k deep) runs faster
- * as one packed GEMM than as per-image ones: kdcl's packing is on (tile sizes
- * known) and padding to the tiles at most triples the work (see the table
- * above); Mp, Np, Kp as gemm_packed takes them. */
-static int conv_wide(const kdcl_ctx *ctx, size_t m, size_t n, size_t k, size_t *Mp, size_t *Np,
-                     size_t *Kp)
+ * as one packed GEMM than as per-image ones (see the table above): kdcl's
+ * packing is on (tile sizes known), the output channels fill at least one
+ * tile along the dimension they occupy (oc_in_k: k, else m; below that the
+ * per-image products on CLBlast's direct kernel won at every preset shape)
+ * and padding to the tiles at most triples the work; Mp, Np, Kp as
+ * gemm_packed takes them. */
+static int conv_wide(const kdcl_ctx *ctx, size_t m, size_t n, size_t k, int oc_in_k, size_t *Mp,
+                     size_t *Np, size_t *Kp)
 {
     const kdcl_gemm_pack_info *p = &ctx->gemm_pack;
     if (!p->enabled) return 0;
@@ -750,6 +834,7 @@ static int conv_wide(const kdcl_ctx *ctx, size_t m, size_t n, size_t k, size_t *
     *Np = round_up(m, p->nwg);
     *Kp = round_up(k, p->kwg);
     if (*Mp > UINT_MAX / 2 || *Np > UINT_MAX / 2 || *Kp > UINT_MAX / 2) return 0;
+    if (oc_in_k ? k < p->kwg : m < p->nwg) return 0;
     double vol = (double)m * (double)n * (double)k;
     double vol_p = (double)*Mp * (double)*Np * (double)*Kp;
     double t = (double)p->min_size;
@@ -769,15 +854,73 @@ static kdcl_status gemm_wide(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t
                        c, c_off, ldc, NULL);
 }
 
-/* Column layout strides: wide [K, B*P] or per image [B][K, P]. */
-static void col_strides(const conv_sizes *z, int wide, cl_ulong *sq, cl_ulong *sb)
+/* 1 when the per-image weight gradient takes the TN form (transposed
+ * columns and dy, see the table above): K >= CONV_DW_TN_MIN_K, with kdcl's
+ * im2col (CLBlast's writes the columns untransposed only). */
+static int conv_dw_tn(kdcl_conv_algo algo, size_t K)
 {
-    *sq = wide ? z->BP : z->P;
-    *sb = wide ? z->P : z->K * z->P;
+    return algo == KDCL_CONV_KDCL_IM2COL && K >= CONV_DW_TN_MIN_K;
+}
+
+/* The algorithm of the backward: convgemm has none, CLBlast's im2col /
+ * col2im stand in. */
+static kdcl_conv_algo conv_backward_algo(const kdcl_ctx *ctx)
+{
+    return kdcl_conv_algo_in_force(ctx) == KDCL_CONV_KDCL_IM2COL ? KDCL_CONV_KDCL_IM2COL
+                                                                 : KDCL_CONV_CLBLAST_IM2COL;
+}
+
+void kdcl_conv2d_products(const kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                          kdcl_conv_product p[3])
+{
+    const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, BP = batch * P, OC = g->oc;
+    const kdcl_conv_algo bwd = conv_backward_algo(ctx);
+    size_t Mp, Np, Kp;
+    if (kdcl_conv_algo_in_force(ctx) == KDCL_CONV_CLBLAST_CONVGEMM)
+        p[0] = (kdcl_conv_product){OC, P, K, 0, 0, 0}; /* CLBlastSconvgemm, no kdcl_gemm */
+    else if (conv_wide(ctx, OC, BP, K, 0, &Mp, &Np, &Kp))
+        p[0] = (kdcl_conv_product){OC, BP, K, 0, 0, 1};
+    else
+        p[0] = (kdcl_conv_product){OC, P, K, 1, 0, batch};
+    if (conv_wide(ctx, OC, K, BP, 0, &Mp, &Np, &Kp))
+        p[1] = (kdcl_conv_product){OC, K, BP, 0, 1, 1};
+    else if (conv_dw_tn(bwd, K))
+        p[1] = (kdcl_conv_product){OC, K, P, 1, 0, batch};
+    else
+        p[1] = (kdcl_conv_product){OC, K, P, 0, 1, batch};
+    if (conv_wide(ctx, K, BP, OC, 1, &Mp, &Np, &Kp))
+        p[2] = (kdcl_conv_product){K, BP, OC, 1, 0, 1};
+    else
+        p[2] = (kdcl_conv_product){K, P, OC, 1, 0, batch};
+}
+
+/* C_b = op(A_b) op(B_b) for b < batch (alpha 1, beta 0): one kdcl_gemm for a
+ * single image, else one kdcl_gemm_batched call. */
+static kdcl_status gemm_images(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, size_t n,
+                               size_t k, cl_mem a, size_t a_off, size_t lda, size_t a_stride,
+                               cl_mem b, size_t b_off, size_t ldb, size_t b_stride, cl_mem c,
+                               size_t c_off, size_t ldc, size_t c_stride, size_t batch)
+{
+    if (batch == 1)
+        return kdcl_gemm(ctx, ta, tb, m, n, k, 1.0f, a, a_off, lda, b, b_off, ldb, 0.0f, c,
+                         c_off, ldc, NULL);
+    return kdcl_gemm_batched(ctx, ta, tb, m, n, k, 1.0f, a, a_off, lda, a_stride, b, b_off, ldb,
+                             b_stride, 0.0f, c, c_off, ldc, c_stride, batch, NULL);
+}
+
+/* Column layouts (cl/conv.cl): per image [B][K, P], wide [K, B*P], per image
+ * transposed [B][P, K]. */
+enum { COL_IMAGE, COL_WIDE, COL_IMAGE_T };
+
+static void col_strides(const conv_sizes *z, int layout, cl_ulong *sq, cl_ulong *sb, cl_uint *sp)
+{
+    *sq = layout == COL_WIDE ? z->BP : layout == COL_IMAGE ? z->P : 1;
+    *sb = layout == COL_WIDE ? z->P : z->K * z->P;
+    *sp = layout == COL_IMAGE_T ? (cl_uint)z->K : 1;
 }
 
 static kdcl_status conv_cols(kdcl_ctx *ctx, const char *kname, const kdcl_conv_geom *g,
-                             size_t batch, const conv_sizes *z, int wide, cl_mem im, cl_mem col,
+                             size_t batch, const conv_sizes *z, int layout, cl_mem im, cl_mem col,
                              size_t col_off)
 {
     cl_kernel k;
@@ -787,32 +930,32 @@ static kdcl_status conv_cols(kdcl_ctx *ctx, const char *kname, const kdcl_conv_g
             KW = (cl_uint)g->kw, SH = (cl_uint)g->sh, SW = (cl_uint)g->sw, PH = (cl_uint)g->ph,
             PW = (cl_uint)g->pw, OH = (cl_uint)g->oh, OW = (cl_uint)g->ow;
     cl_ulong off = col_off, sq, sb;
-    col_strides(z, wide, &sq, &sb);
+    cl_uint sp;
+    col_strides(z, layout, &sq, &sb, &sp);
     int to_col = !strcmp(kname, "conv_im2col");
     const karg a[] = {to_col ? KA(im) : KA(col), to_col ? KA(col) : KA(im), KA(C), KA(H), KA(W),
                       KA(KH), KA(KW), KA(SH), KA(SW), KA(PH), KA(PW), KA(OH), KA(OW), KA(off),
-                      KA(sq), KA(sb)};
+                      KA(sq), KA(sb), KA(sp)};
     if ((s = kdcl_ops_set_args(k, kname, a, sizeof a / sizeof a[0]))) return s;
-    if (to_col) return kdcl_ops_launch3(ctx, k, kname, z->P, g->c, batch);
-    return kdcl_ops_launch3(ctx, k, kname, g->w, g->h, batch * g->c);
+    if (to_col) return kdcl_ops_launch3(ctx, k, kname, g->oh, g->c, batch);
+    return kdcl_ops_launch3(ctx, k, kname, g->h, g->c, batch);
 }
 
-/* Per image [B, R, P] <-> wide [R, B*P] (to per image: + bias[r] when
- * given). R = OC: NCHW outputs and their gradients; R = K: columns. */
-static kdcl_status conv_permute_rows(kdcl_ctx *ctx, size_t rows, size_t batch,
-                                     const conv_sizes *z, int to_wide, cl_mem src,
-                                     size_t src_off, cl_mem dst, size_t dst_off, cl_mem bias)
+/* [nb, no, np] <-> [no, nb, np] (cl/conv.cl's conv_permute; from the
+ * latter: + bias[o] when given). */
+static kdcl_status permute3(kdcl_ctx *ctx, size_t nb, size_t no, size_t np, int to_wide,
+                            cl_mem src, size_t src_off, cl_mem dst, size_t dst_off, cl_mem bias)
 {
     cl_kernel k;
     kdcl_status s = kdcl_kernel_get(ctx, "conv", "conv_permute", &k);
     if (s) return s;
     cl_ulong so = src_off, dof = dst_off;
-    cl_uint R = (cl_uint)rows, B = (cl_uint)batch, P = (cl_uint)z->P;
+    cl_uint OC = (cl_uint)no, B = (cl_uint)nb, P = (cl_uint)np;
     cl_int tw = to_wide, hb = bias != NULL;
-    const karg a[] = {KA(src), KA(so), KA(dst), KA(dof), KA(bias), KA(R), KA(B), KA(P),
+    const karg a[] = {KA(src), KA(so), KA(dst), KA(dof), KA(bias), KA(OC), KA(B), KA(P),
                       KA(tw), KA(hb)};
     if ((s = kdcl_ops_set_args(k, "conv_permute", a, sizeof a / sizeof a[0]))) return s;
-    return kdcl_ops_launch3(ctx, k, "conv_permute", z->P, rows, batch);
+    return kdcl_ops_launch3(ctx, k, "conv_permute", np, no, nb);
 }
 
 /* NCHW [B, OC, P] <-> wide [OC, B*P] (to NCHW: + bias when given). */
@@ -820,7 +963,22 @@ static kdcl_status conv_permute(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t b
                                 const conv_sizes *z, int to_wide, cl_mem src, size_t src_off,
                                 cl_mem dst, size_t dst_off, cl_mem bias)
 {
-    return conv_permute_rows(ctx, g->oc, batch, z, to_wide, src, src_off, dst, dst_off, bias);
+    return permute3(ctx, batch, g->oc, z->P, to_wide, src, src_off, dst, dst_off, bias);
+}
+
+/* dst[b, p, o] = src[b, o, p]: every image's [OC, P] transposed (cl/conv.cl). */
+static kdcl_status conv_transpose_images(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                                         const conv_sizes *z, cl_mem src, size_t src_off,
+                                         cl_mem dst, size_t dst_off)
+{
+    cl_kernel k;
+    kdcl_status s = kdcl_kernel_get(ctx, "conv", "conv_transpose_images", &k);
+    if (s) return s;
+    cl_ulong so = src_off, dof = dst_off;
+    cl_uint OC = (cl_uint)g->oc, P = (cl_uint)z->P;
+    const karg a[] = {KA(src), KA(so), KA(dst), KA(dof), KA(OC), KA(P)};
+    if ((s = kdcl_ops_set_args(k, "conv_transpose_images", a, sizeof a / sizeof a[0]))) return s;
+    return kdcl_ops_launch3(ctx, k, "conv_transpose_images", z->P, g->oc, batch);
 }
 
 /* ---- CLBlast's im2col, col2im and convgemm ----
@@ -888,36 +1046,39 @@ static kdcl_status clblast_convgemm(kdcl_ctx *ctx, const kdcl_conv_geom *g, size
     return st == CLBlastSuccess ? KDCL_OK : conv_clblast_fail(st, "Sconvgemm", g, batch);
 }
 
-/* ws[T, T + B*K*P) = the columns of x in the route's layout (wide or per
- * image), by kdcl's im2col or CLBlast's; CLBlast's per-image columns reach
- * the wide layout through the scratch slot and a transpose (for B = 1 the
- * two layouts are one). */
+/* ws[T, T + B*K*P) = the columns of x in the given layout, by kdcl's im2col
+ * (any layout) or CLBlast's (COL_IMAGE or COL_WIDE: CLBlast's per-image
+ * columns reach the wide layout through the scratch slot and a transpose;
+ * for B = 1 the two layouts are one). */
 static kdcl_status conv_to_cols(kdcl_ctx *ctx, kdcl_conv_algo algo, const kdcl_conv_geom *g,
-                                size_t batch, const conv_sizes *z, int wide, cl_mem x,
+                                size_t batch, const conv_sizes *z, int layout, cl_mem x,
                                 cl_mem ws)
 {
     if (algo == KDCL_CONV_KDCL_IM2COL)
-        return conv_cols(ctx, "conv_im2col", g, batch, z, wide, x, ws, z->T);
-    if (!wide || batch == 1) return clblast_im2col(ctx, g, batch, x, ws, z->T);
+        return conv_cols(ctx, "conv_im2col", g, batch, z, layout, x, ws, z->T);
+    if (layout == COL_IMAGE_T)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "conv: CLBlast's im2col has no transposed column layout");
+    if (layout == COL_IMAGE || batch == 1) return clblast_im2col(ctx, g, batch, x, ws, z->T);
     cl_mem tmp;
     kdcl_status s = scratch(ctx, CONV_SCRATCH, z->ncol, &tmp);
     if (!s) s = clblast_im2col(ctx, g, batch, x, tmp, 0);
-    return s ? s : conv_permute_rows(ctx, z->K, batch, z, 1, tmp, 0, ws, z->T, NULL);
+    return s ? s : permute3(ctx, batch, z->K, z->P, 1, tmp, 0, ws, z->T, NULL);
 }
 
-/* dx (overwritten) = col2im of the columns at ws[T, ...) in the route's
- * layout, by kdcl's kernel or CLBlast's (wide columns transposed to the
- * per-image layout in the scratch slot first). */
+/* dx (overwritten) = col2im of the columns at ws[T, ...) in the given layout
+ * (COL_IMAGE or COL_WIDE), by kdcl's kernel or CLBlast's (wide columns
+ * transposed to the per-image layout in the scratch slot first). */
 static kdcl_status conv_from_cols(kdcl_ctx *ctx, kdcl_conv_algo algo, const kdcl_conv_geom *g,
-                                  size_t batch, const conv_sizes *z, int wide, cl_mem ws,
+                                  size_t batch, const conv_sizes *z, int layout, cl_mem ws,
                                   cl_mem dx)
 {
     if (algo == KDCL_CONV_KDCL_IM2COL)
-        return conv_cols(ctx, "conv_col2im", g, batch, z, wide, dx, ws, z->T);
-    if (!wide || batch == 1) return clblast_col2im(ctx, g, batch, z, ws, z->T, dx);
+        return conv_cols(ctx, "conv_col2im", g, batch, z, layout, dx, ws, z->T);
+    if (layout == COL_IMAGE || batch == 1) return clblast_col2im(ctx, g, batch, z, ws, z->T, dx);
     cl_mem tmp;
     kdcl_status s = scratch(ctx, CONV_SCRATCH, z->ncol, &tmp);
-    if (!s) s = conv_permute_rows(ctx, z->K, batch, z, 0, ws, z->T, tmp, 0, NULL);
+    if (!s) s = permute3(ctx, batch, z->K, z->P, 0, ws, z->T, tmp, 0, NULL);
     return s ? s : clblast_col2im(ctx, g, batch, z, tmp, 0, dx);
 }
 
@@ -995,15 +1156,17 @@ static kdcl_status conv_bias_grad(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t
     return kdcl_ops_launch(ctx, k, "conv_bias_grad", lws * g->oc, lws);
 }
 
+/* dw = (accumulate ? dw : 0) + the batch's per-image products, b ascending. */
 static kdcl_status conv_sum_batches(kdcl_ctx *ctx, size_t batch, const conv_sizes *z,
-                                    cl_mem part, size_t part_off, cl_mem dw)
+                                    cl_mem part, size_t part_off, cl_mem dw, int accumulate)
 {
     cl_kernel k;
     kdcl_status s = kdcl_kernel_get(ctx, "conv", "conv_sum_batches", &k);
     if (s) return s;
     cl_ulong po = part_off;
     cl_uint n = (cl_uint)z->nw, B = (cl_uint)batch;
-    const karg a[] = {KA(part), KA(po), KA(dw), KA(n), KA(B)};
+    cl_int acc = accumulate;
+    const karg a[] = {KA(part), KA(po), KA(dw), KA(n), KA(B), KA(acc)};
     if ((s = kdcl_ops_set_args(k, "conv_sum_batches", a, sizeof a / sizeof a[0]))) return s;
     return kdcl_ops_launch_items(ctx, k, "conv_sum_batches", z->nw);
 }
@@ -1061,9 +1224,9 @@ kdcl_status kdcl_conv2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t b
         return bias ? conv_bias_add(ctx, g, batch, &z, y->buf, bb) : KDCL_OK;
     }
     size_t Mp, Np, Kp;
-    if (conv_wide(ctx, OC, BP, K, &Mp, &Np, &Kp)) {
+    if (conv_wide(ctx, OC, BP, K, 0, &Mp, &Np, &Kp)) {
         /* wide: Y' [OC, B*P] = W [OC, K] col [K, B*P]; y = Y' transposed + bias */
-        CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, 1, x->buf, ws->buf));
+        CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, COL_WIDE, x->buf, ws->buf));
         if (batch == 1) { /* Y' is y */
             CONV_TRY(gemm_wide(ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, OC, BP, K, Mp, Np, Kp, w->buf,
                                0, K, ws->buf, T, BP, y->buf, 0, BP));
@@ -1073,15 +1236,12 @@ kdcl_status kdcl_conv2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t b
                            ws->buf, T, BP, ws->buf, 0, BP));
         return conv_permute(ctx, g, batch, &z, 0, ws->buf, 0, y->buf, 0, bb);
     }
-    /* narrow: y_b [OC, P] = W [OC, K] col_b [K, P] for every image b */
-    CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, 0, x->buf, ws->buf));
-    if (batch == 1)
-        CONV_TRY(kdcl_gemm(ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, OC, P, K, 1.0f, w->buf, 0, K,
-                           ws->buf, T, P, 0.0f, y->buf, 0, P, NULL));
-    else
-        CONV_TRY(kdcl_gemm_batched(ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, OC, P, K, 1.0f, w->buf, 0,
-                                   K, 0, ws->buf, T, P, K * P, 0.0f, y->buf, 0, P, OC * P, batch,
-                                   NULL));
+    /* narrow: y_b [OC, P] = (W^T)^T col_b for every image b, W^T [K, OC] in
+     * ws[0, OC*K) (CLBlast's direct kernel runs the TN form fastest) */
+    CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, COL_IMAGE, x->buf, ws->buf));
+    CONV_TRY(permute3(ctx, OC, K, 1, 1, w->buf, 0, ws->buf, 0, NULL));
+    CONV_TRY(gemm_images(ctx, KDCL_TRANS, KDCL_NO_TRANS, OC, P, K, ws->buf, 0, OC, 0, ws->buf, T,
+                         P, K * P, y->buf, 0, P, OC * P, batch));
     return bias ? conv_bias_add(ctx, g, batch, &z, y->buf, bb) : KDCL_OK;
 }
 
@@ -1117,10 +1277,7 @@ kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t 
     if (dx) CONV_TRY(conv_no_alias(op, "dx", dx, in, in_n, 6));
 
     const size_t OC = g->oc, K = z.K, P = z.P, BP = z.BP, T = z.T;
-    /* convgemm has no backward: CLBlast's im2col / col2im there */
-    const kdcl_conv_algo algo = kdcl_conv_algo_in_force(ctx) == KDCL_CONV_KDCL_IM2COL
-                                    ? KDCL_CONV_KDCL_IM2COL
-                                    : KDCL_CONV_CLBLAST_IM2COL;
+    const kdcl_conv_algo algo = conv_backward_algo(ctx); /* convgemm has no backward */
     if (db) CONV_TRY(conv_bias_grad(ctx, g, batch, &z, dy->buf, db->buf));
 
     /* dy as [OC, B*P] for the wide products: ws[0, T) (dy itself when B = 1) */
@@ -1128,40 +1285,51 @@ kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t 
     cl_mem dyT = batch == 1 ? dy->buf : ws->buf;
     size_t Mp, Np, Kp;
     /* weight gradient: dW [OC, K] = sum_b dy_b [OC, P] col_b^T */
-    if (conv_wide(ctx, OC, K, BP, &Mp, &Np, &Kp)) {
-        CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, 1, x->buf, ws->buf));
+    if (conv_wide(ctx, OC, K, BP, 0, &Mp, &Np, &Kp)) {
+        CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, COL_WIDE, x->buf, ws->buf));
         if (batch > 1) CONV_TRY(conv_permute(ctx, g, batch, &z, 1, dy->buf, 0, ws->buf, 0, NULL));
         have_dyT = 1;
         CONV_TRY(gemm_wide(ctx, KDCL_NO_TRANS, KDCL_TRANS, OC, K, BP, Mp, Np, Kp, dyT, 0, BP,
                            ws->buf, T, BP, dw->buf, 0, K));
+    } else if (!conv_dw_tn(algo, K)) {
+        /* per image: dW_b = dy_b col_b^T into ws[0, B*OC*K), then their sum
+         * over b in order (B = 1: straight into dw) */
+        CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, COL_IMAGE, x->buf, ws->buf));
+        CONV_TRY(gemm_images(ctx, KDCL_NO_TRANS, KDCL_TRANS, OC, K, P, dy->buf, 0, P, OC * P,
+                             ws->buf, T, P, K * P, batch == 1 ? dw->buf : ws->buf, 0, K, OC * K,
+                             batch));
+        if (batch > 1) CONV_TRY(conv_sum_batches(ctx, batch, &z, ws->buf, 0, dw->buf, 0));
     } else {
-        CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, 0, x->buf, ws->buf));
-        if (batch == 1) {
-            CONV_TRY(kdcl_gemm(ctx, KDCL_NO_TRANS, KDCL_TRANS, OC, K, P, 1.0f, dy->buf, 0, P,
-                               ws->buf, T, P, 0.0f, dw->buf, 0, K, NULL));
-        } else { /* per-image products into ws[0, B*OC*K), then their sum */
-            CONV_TRY(kdcl_gemm_batched(ctx, KDCL_NO_TRANS, KDCL_TRANS, OC, K, P, 1.0f, dy->buf, 0,
-                                       P, OC * P, ws->buf, T, P, K * P, 0.0f, ws->buf, 0, K,
-                                       OC * K, batch, NULL));
-            CONV_TRY(conv_sum_batches(ctx, batch, &z, ws->buf, 0, dw->buf));
+        /* per image in the TN form (kdcl's im2col only: CLBlast's columns are
+         * [K, P] per image, conv_dw_tn): dW_b = (dy_b^T)^T col_b^T with col_b^T
+         * [P, K] at ws[T) and dy_b^T [P, OC]. B = 1: dy^T at ws[0), the
+         * product straight into dw. Else in chunks of bc images (bc >= B/2,
+         * as T = B*OC*max(P, K)): the chunk's products at ws[0, bc*OC*K),
+         * its dy^T behind them, then their sum over b in order, added to the
+         * previous chunks' */
+        CONV_TRY(conv_cols(ctx, "conv_im2col", g, batch, &z, COL_IMAGE_T, x->buf, ws->buf, T));
+        const size_t bc = batch == 1 ? 1 : T / (OC * (K + P));
+        for (size_t b0 = 0; b0 < batch; b0 += bc) {
+            const size_t nb = batch - b0 < bc ? batch - b0 : bc;
+            const size_t dyt = batch == 1 ? 0 : nb * OC * K;
+            CONV_TRY(conv_transpose_images(ctx, g, nb, &z, dy->buf, b0 * OC * P, ws->buf, dyt));
+            CONV_TRY(gemm_images(ctx, KDCL_TRANS, KDCL_NO_TRANS, OC, K, P, ws->buf, dyt, OC,
+                                 P * OC, ws->buf, T + b0 * P * K, K, P * K,
+                                 batch == 1 ? dw->buf : ws->buf, 0, K, OC * K, nb));
+            if (batch > 1) CONV_TRY(conv_sum_batches(ctx, nb, &z, ws->buf, 0, dw->buf, b0 > 0));
         }
     }
     if (!dx) return KDCL_OK;
 
     /* input gradient: dcol_b [K, P] = W^T dy_b, dx = col2im(dcol) (dcol over the columns) */
-    if (conv_wide(ctx, K, BP, OC, &Mp, &Np, &Kp)) {
+    if (conv_wide(ctx, K, BP, OC, 1, &Mp, &Np, &Kp)) {
         if (batch > 1 && !have_dyT)
             CONV_TRY(conv_permute(ctx, g, batch, &z, 1, dy->buf, 0, ws->buf, 0, NULL));
         CONV_TRY(gemm_wide(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, BP, OC, Mp, Np, Kp, w->buf, 0, K,
                            dyT, 0, BP, ws->buf, T, BP));
-        return conv_from_cols(ctx, algo, g, batch, &z, 1, ws->buf, dx->buf);
+        return conv_from_cols(ctx, algo, g, batch, &z, COL_WIDE, ws->buf, dx->buf);
     }
-    if (batch == 1)
-        CONV_TRY(kdcl_gemm(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, P, OC, 1.0f, w->buf, 0, K, dy->buf,
-                           0, P, 0.0f, ws->buf, T, P, NULL));
-    else
-        CONV_TRY(kdcl_gemm_batched(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, P, OC, 1.0f, w->buf, 0, K,
-                                   0, dy->buf, 0, P, OC * P, 0.0f, ws->buf, T, P, K * P, batch,
-                                   NULL));
-    return conv_from_cols(ctx, algo, g, batch, &z, 0, ws->buf, dx->buf);
+    CONV_TRY(gemm_images(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, P, OC, w->buf, 0, K, 0, dy->buf, 0, P,
+                         OC * P, ws->buf, T, P, K * P, batch));
+    return conv_from_cols(ctx, algo, g, batch, &z, COL_IMAGE, ws->buf, dx->buf);
 }

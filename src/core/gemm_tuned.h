@@ -21,7 +21,24 @@ static const tuned_device kdcl_gemm_tuned[] = {
      * clblast_tuner_xgemm result shipped before (VWM = VWN = 4, SA = SB = 0,
      * 16 xmm accumulators that spill); routine (with CLBlast's pad /
      * transpose copies): 25-32 GFLOP/s at the B = 128 shapes, 35 at B = 1024;
-     * with kdcl's operand packing (gemm.c) 34-38 and 38-39. */
+     * with kdcl's operand packing (gemm.c) 34-38 and 38-39.
+     *
+     * XgemmDirect (every product below XGEMM_MIN_INDIRECT_SIZE^3 = 256^3
+     * multiply-adds, among them the per-image convolution products of
+     * kdcl_gemm_batched): one work-item per 8 x 8 tile (WGD = 8, MDIMCD =
+     * NDIMCD = 1), float4 vectors. For the same reason as above PoCL runs
+     * best with few work-items per group: at the ResNet-20 product 16 x 1024
+     * x 144 (x 128 images) 21 ms against 43 with 2 x 2 work-items, 66 with
+     * 4 x 4 and 86 with CLBlast's default (2 x 8 x 8, 32-wide tiles); 8 x 8
+     * with float8 was within 5 % there but 1.4x slower at cnn-small's 64 x
+     * 196 x 288; 16 x 16 tiles per work-item did not finish compiling in 5
+     * minutes. Against CLBlast's default parameters (same run, batch 128, the
+     * forward / weight-gradient / input-gradient products of the presets'
+     * convolutions): LeNet 6 x 784 x 25 9.7 -> 3.5 ms, 16 x 150 x 100 (NT)
+     * 8.3 -> 2.8, 150 x 100 x 16 (TN) 7.6 -> 3.6; cnn-small 64 x 196 x 288
+     * 80 -> 30, 288 x 196 x 64 (TN) 82 -> 25; ResNet-20 16 x 144 x 1024 (NT)
+     * 60 -> 27, 64 x 64 x 576 53 -> 19; Linear 128 x 120 x 400 1.28 -> 0.50.
+     * Timed with another training job on both cores: ratios, not rates. */
     {"Portable Computing Language",
      CL_DEVICE_TYPE_CPU,
      "",
@@ -31,5 +48,9 @@ static const tuned_device kdcl_gemm_tuned[] = {
        {"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB", "NDIMC", "NWG", "SA",
         "SB", "STRM", "STRN", "VWM", "VWN"},
        {0, 1, 64, 2, 8, 8, 64, 8, 8, 64, 1, 1, 0, 0, 8, 8}},
-      {"GemmRoutine", 1, {"XGEMM_MIN_INDIRECT_SIZE"}, {256}}}},
+      {"GemmRoutine", 1, {"XGEMM_MIN_INDIRECT_SIZE"}, {256}},
+      {"XgemmDirect",
+       10,
+       {"KWID", "MDIMAD", "MDIMCD", "NDIMBD", "NDIMCD", "PADA", "PADB", "VWMD", "VWND", "WGD"},
+       {2, 1, 1, 1, 1, 1, 1, 4, 4, 8}}}},
 };

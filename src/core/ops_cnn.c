@@ -1,5 +1,5 @@
 /* Host wrappers of the CNN ops of include/kdcl/conv.h other than convolution
- * and pooling: batch normalisation (cl/norm.cl), axpy and ReLU
+ * and pooling: batch normalisation (cl/norm.cl), axpy, add and ReLU
  * (cl/elementwise.cl), Adam and Nesterov SGD (cl/optim.cl), and the CNN input
  * conversion (cl/augment.cl), plus the host copy of its flip decision.
  * Validation first (types, sizes against numel, overflow, finite
@@ -106,6 +106,64 @@ static kdcl_status need_eps(const char *op, float eps)
 
 /* ---- batch normalisation (cl/norm.cl) ---- */
 
+/* Elements a unit of the BatchNorm kernels covers at most (cl/norm.cl): a
+ * work-item streams about this many floats per pass, enough to amortise its
+ * per-unit set-up while leaving hundreds of units at CNN sizes. A multiple of
+ * 16 (the kernels' vector width) so that runs along S keep whole vectors. */
+#define BN_UNIT 4096
+
+/* The units of [B, C, S] (see cl/norm.cl), a function of (B, C, S) alone so
+ * that the reduction order is the same run to run. */
+typedef struct {
+    cl_uint bch, sch, nch, nj; /* images and positions per unit, runs along S, units per channel */
+    size_t units;
+} bn_units;
+
+static bn_units bn_plan(size_t B, size_t C, size_t S)
+{
+    bn_units u;
+    if (S >= BN_UNIT) { /* one image per unit, S cut into runs */
+        u.bch = 1;
+        u.sch = BN_UNIT;
+        u.nch = (cl_uint)((S + BN_UNIT - 1) / BN_UNIT);
+    } else {
+        size_t bch = BN_UNIT / S;
+        u.bch = (cl_uint)(bch < B ? bch : B);
+        u.sch = (cl_uint)S;
+        u.nch = 1;
+    }
+    u.nj = (cl_uint)((B + u.bch - 1) / u.bch * u.nch);
+    u.units = C * u.nj; /* <= B*C*S: every unit holds an element */
+    return u;
+}
+
+/* ctx's scratch for n floats of per-unit partials (grown on demand; kernels
+ * queued on the old buffer keep it until they finish). */
+static kdcl_status bn_scratch(kdcl_ctx *ctx, size_t n, cl_mem *out)
+{
+    kdcl_tensor *t = &ctx->op_scratch;
+    if (!t->buf || t->capacity < n) {
+        kdcl_tensor_free(ctx, t);
+        TRY(kdcl_tensor_alloc(ctx, t, KDCL_F32, 1, &n));
+    }
+    *out = t->buf;
+    return KDCL_OK;
+}
+
+/* One work-item per unit (or channel), in groups of up to 8: enough groups
+ * for PoCL to spread over its threads at the few hundred units of a CNN. */
+static kdcl_status bn_launch(kdcl_ctx *ctx, const char *name, const karg *a, size_t na,
+                             size_t n)
+{
+    cl_kernel k;
+    size_t cap = 1;
+    TRY(kdcl_kernel_get(ctx, "norm", name, &k));
+    TRY(kdcl_ops_set_args(k, name, a, na));
+    TRY(kdcl_ops_wg_cap(ctx, k, name, &cap));
+    const size_t local = kdcl_ops_pow2_at_most(cap < 8 ? cap : 8, n);
+    return kdcl_ops_launch(ctx, k, name, (n + local - 1) / local * local, local);
+}
+
 kdcl_status kdcl_op_batchnorm_forward_train(kdcl_ctx *ctx, size_t B, size_t C, size_t S,
                                             const kdcl_tensor *x, const kdcl_tensor *gamma,
                                             const kdcl_tensor *beta, kdcl_tensor *y,
@@ -136,41 +194,39 @@ kdcl_status kdcl_op_batchnorm_forward_train(kdcl_ctx *ctx, size_t B, size_t C, s
     TRY(need_eps(op, eps));
 
     const size_t n = B * S;
-    const cl_uint b32 = (cl_uint)B, c32 = (cl_uint)C, s32 = (cl_uint)S, tot = (cl_uint)total;
+    const bn_units u = bn_plan(B, C, S);
+    const cl_uint b32 = (cl_uint)B, c32 = (cl_uint)C, s32 = (cl_uint)S;
     const cl_float inv_n = (cl_float)(1.0 / (double)n);
     const cl_float unbias = n > 1 ? (cl_float)((double)n / (double)(n - 1)) : 1.0f;
-    const cl_int upd = update;
+    const cl_int upd = update, eval = 0;
     const cl_mem none = NULL;
-    cl_kernel k;
-    const char *name = "bn_stats";
-    size_t lws = 1;
-    TRY(kdcl_kernel_get(ctx, "norm", name, &k));
-    TRY(kdcl_ops_row_group_size(ctx, k, name, n, &lws)); /* one group per channel */
-    const karg a[] = {KA(x->buf),
-                      KA(mean->buf),
-                      KA(invstd->buf),
-                      update ? KA(running_mean->buf) : KA(none),
-                      update ? KA(running_var->buf) : KA(none),
-                      KA(b32),
-                      KA(c32),
-                      KA(s32),
-                      KA(inv_n),
-                      KA(eps),
-                      KA(momentum),
-                      KA(unbias),
-                      KA(upd),
-                      KA_LOCAL(lws * sizeof(cl_float))};
-    TRY(kdcl_ops_set_args(k, name, a, NARGS(a)));
-    TRY(kdcl_ops_launch(ctx, k, name, C * lws, lws));
-
-    name = "bn_apply";
-    TRY(kdcl_kernel_get(ctx, "norm", name, &k));
-    const cl_int eval = 0;
+    cl_mem part;
+    TRY(bn_scratch(ctx, u.units, &part));
+    for (cl_int centred = 0; centred < 2; centred++) {
+        /* sum x, then the mean; sum (x - mean)^2, then invstd and the running statistics */
+        const karg a[] = {KA(x->buf), KA(mean->buf), KA(part),  KA(b32),   KA(c32),   KA(s32),
+                          KA(u.bch),  KA(u.sch),     KA(u.nch), KA(u.nj),  KA(centred)};
+        TRY(bn_launch(ctx, "bn_part_stats", a, NARGS(a), u.units));
+        const karg f[] = {KA(part),
+                          KA(mean->buf),
+                          KA(invstd->buf),
+                          update ? KA(running_mean->buf) : KA(none),
+                          update ? KA(running_var->buf) : KA(none),
+                          KA(c32),
+                          KA(u.nj),
+                          KA(inv_n),
+                          KA(eps),
+                          KA(momentum),
+                          KA(unbias),
+                          KA(upd),
+                          KA(centred)};
+        TRY(bn_launch(ctx, "bn_finish_stats", f, NARGS(f), C));
+    }
     const karg b[] = {KA(x->buf),    KA(y->buf),      KA(gamma->buf), KA(beta->buf),
-                      KA(mean->buf), KA(invstd->buf), KA(tot),        KA(s32),
-                      KA(c32),       KA(eps),         KA(eval)};
-    TRY(kdcl_ops_set_args(k, name, b, NARGS(b)));
-    return kdcl_ops_launch_items(ctx, k, name, total);
+                      KA(mean->buf), KA(invstd->buf), KA(b32),        KA(c32),
+                      KA(s32),       KA(u.bch),       KA(u.sch),      KA(u.nch),
+                      KA(u.nj),      KA(eps),         KA(eval)};
+    return bn_launch(ctx, "bn_apply", b, NARGS(b), u.units);
 }
 
 kdcl_status kdcl_op_batchnorm_forward_eval(kdcl_ctx *ctx, size_t B, size_t C, size_t S,
@@ -190,17 +246,15 @@ kdcl_status kdcl_op_batchnorm_forward_eval(kdcl_ctx *ctx, size_t B, size_t C, si
     TRY(need_channels(op, "running_mean", running_mean, C));
     TRY(need_channels(op, "running_var", running_var, C));
     TRY(need_eps(op, eps));
-    const cl_uint c32 = (cl_uint)C, s32 = (cl_uint)S, tot = (cl_uint)total;
+    const bn_units u = bn_plan(B, C, S);
+    const cl_uint b32 = (cl_uint)B, c32 = (cl_uint)C, s32 = (cl_uint)S;
     const cl_int eval = 1;
-    cl_kernel k;
-    const char *name = "bn_apply";
-    TRY(kdcl_kernel_get(ctx, "norm", name, &k));
     const karg a[] = {KA(x->buf),           KA(y->buf),           KA(gamma->buf),
                       KA(beta->buf),        KA(running_mean->buf), KA(running_var->buf),
-                      KA(tot),              KA(s32),              KA(c32),
-                      KA(eps),              KA(eval)};
-    TRY(kdcl_ops_set_args(k, name, a, NARGS(a)));
-    return kdcl_ops_launch_items(ctx, k, name, total);
+                      KA(b32),              KA(c32),              KA(s32),
+                      KA(u.bch),            KA(u.sch),            KA(u.nch),
+                      KA(u.nj),             KA(eps),              KA(eval)};
+    return bn_launch(ctx, "bn_apply", a, NARGS(a), u.units);
 }
 
 kdcl_status kdcl_op_batchnorm_backward(kdcl_ctx *ctx, size_t B, size_t C, size_t S,
@@ -222,27 +276,24 @@ kdcl_status kdcl_op_batchnorm_backward(kdcl_ctx *ctx, size_t B, size_t C, size_t
     TRY(need_channels(op, "dbeta", dbeta, C));
 
     const size_t n = B * S;
-    const cl_uint b32 = (cl_uint)B, c32 = (cl_uint)C, s32 = (cl_uint)S, tot = (cl_uint)total;
-    cl_kernel k;
-    const char *name = "bn_backward_reduce";
-    size_t lws = 1;
-    TRY(kdcl_kernel_get(ctx, "norm", name, &k));
-    TRY(kdcl_ops_row_group_size(ctx, k, name, n, &lws)); /* one group per channel */
-    const karg a[] = {KA(x->buf),      KA(dy->buf),    KA(mean->buf), KA(invstd->buf),
-                      KA(dgamma->buf), KA(dbeta->buf), KA(b32),       KA(c32),
-                      KA(s32),         KA_LOCAL(lws * sizeof(cl_float))};
-    TRY(kdcl_ops_set_args(k, name, a, NARGS(a)));
-    TRY(kdcl_ops_launch(ctx, k, name, C * lws, lws));
+    const bn_units u = bn_plan(B, C, S);
+    const cl_uint b32 = (cl_uint)B, c32 = (cl_uint)C, s32 = (cl_uint)S;
+    cl_mem part;
+    TRY(bn_scratch(ctx, 2 * u.units, &part));
+    const karg a[] = {KA(x->buf), KA(dy->buf), KA(mean->buf), KA(part),  KA(b32),  KA(c32),
+                      KA(s32),    KA(u.bch),   KA(u.sch),     KA(u.nch), KA(u.nj)};
+    TRY(bn_launch(ctx, "bn_part_backward", a, NARGS(a), u.units));
+    const karg f[] = {KA(part), KA(invstd->buf), KA(dgamma->buf), KA(dbeta->buf), KA(c32),
+                      KA(u.nj)};
+    TRY(bn_launch(ctx, "bn_finish_backward", f, NARGS(f), C));
     if (!dx) return KDCL_OK;
 
-    name = "bn_backward_dx";
-    TRY(kdcl_kernel_get(ctx, "norm", name, &k));
     const cl_float inv_n = (cl_float)(1.0 / (double)n);
-    const karg b[] = {KA(x->buf),      KA(dy->buf),     KA(gamma->buf),  KA(mean->buf),
-                      KA(invstd->buf), KA(dgamma->buf), KA(dbeta->buf),  KA(dx->buf),
-                      KA(tot),         KA(s32),         KA(c32),         KA(inv_n)};
-    TRY(kdcl_ops_set_args(k, name, b, NARGS(b)));
-    return kdcl_ops_launch_items(ctx, k, name, total);
+    const karg b[] = {KA(x->buf),      KA(dy->buf),     KA(gamma->buf), KA(mean->buf),
+                      KA(invstd->buf), KA(dgamma->buf), KA(dbeta->buf), KA(dx->buf),
+                      KA(b32),         KA(c32),         KA(s32),        KA(u.bch),
+                      KA(u.sch),       KA(u.nch),       KA(u.nj),       KA(inv_n)};
+    return bn_launch(ctx, "bn_backward_dx", b, NARGS(b), u.units);
 }
 
 /* ---- axpy, ReLU (cl/elementwise.cl) ---- */
@@ -261,6 +312,23 @@ kdcl_status kdcl_op_axpy(kdcl_ctx *ctx, kdcl_tensor *y, const kdcl_tensor *x, si
     const cl_ulong n64 = n;
     const karg a[] = {KA(y->buf), KA(x->buf), KA(n64), KA(alpha)};
     TRY(kdcl_ops_set_args(k, name, a, NARGS(a)));
+    return kdcl_ops_launch_items(ctx, k, name, n);
+}
+
+kdcl_status kdcl_op_add(kdcl_ctx *ctx, kdcl_tensor *y, const kdcl_tensor *a,
+                        const kdcl_tensor *b, size_t n)
+{
+    static const char *op = "kdcl_op_add";
+    TRY(need_numel(op, "y", y, KDCL_F32, n));
+    TRY(need_numel(op, "a", a, KDCL_F32, n));
+    TRY(need_numel(op, "b", b, KDCL_F32, n));
+    if (n == 0) return KDCL_OK;
+    cl_kernel k;
+    const char *name = "add";
+    TRY(kdcl_kernel_get(ctx, "elementwise", name, &k));
+    const cl_ulong n64 = n;
+    const karg a_[] = {KA(y->buf), KA(a->buf), KA(b->buf), KA(n64)};
+    TRY(kdcl_ops_set_args(k, name, a_, NARGS(a_)));
     return kdcl_ops_launch_items(ctx, k, name, n);
 }
 

@@ -56,11 +56,40 @@ static kdcl_status distinct(const char *op, const char *a, const kdcl_tensor *ta
     return KDCL_OK;
 }
 
+/* No padding and windows that tile the plane without overlap (cl/pool.cl):
+ * stride == kernel along each axis, or a single window along it. */
+static int pool_tiled(const kdcl_conv_geom *g)
+{
+    return g->ph == 0 && g->pw == 0 && (g->sh == g->kh || g->oh == 1) &&
+           (g->sw == g->kw || g->ow == 1);
+}
+
+/* The *_tiled kernels: buffers, then H, W, KH, KW, OH, OW; over (OW, OH, batch*C). */
+static kdcl_status pool_launch_tiled(kdcl_ctx *ctx, const char *kname, const kdcl_conv_geom *g,
+                                     size_t batch, const cl_mem *bufs, size_t nbufs)
+{
+    cl_kernel k;
+    char name[64];
+    snprintf(name, sizeof name, "%s_tiled", kname);
+    TRY(kdcl_kernel_get(ctx, "pool", name, &k));
+    cl_uint v[6] = {(cl_uint)g->h,  (cl_uint)g->w,  (cl_uint)g->kh,
+                    (cl_uint)g->kw, (cl_uint)g->oh, (cl_uint)g->ow};
+    karg a[9];
+    size_t n = 0;
+    for (size_t i = 0; i < nbufs; i++) a[n++] = KA(bufs[i]);
+    for (size_t i = 0; i < 6; i++) a[n++] = KA(v[i]);
+    TRY(kdcl_ops_set_args(k, name, a, n));
+    return kdcl_ops_launch3(ctx, k, name, g->ow, g->oh, batch * g->c);
+}
+
 /* Set the buffers and the geometry (H, W, KH, KW, SH, SW, PH, PW, OH, OW)
- * and launch over (gx, gy, batch*C). */
+ * and launch over (gx, gy, batch*C); a tiled geometry takes the *_tiled
+ * kernel instead. */
 static kdcl_status pool_launch(kdcl_ctx *ctx, const char *kname, const kdcl_conv_geom *g,
                                size_t batch, const cl_mem *bufs, size_t nbufs, int per_input)
 {
+    if (pool_tiled(g))
+        return pool_launch_tiled(ctx, kname, g, batch, bufs, nbufs);
     cl_kernel k;
     TRY(kdcl_kernel_get(ctx, "pool", kname, &k));
     cl_uint v[10] = {(cl_uint)g->h,  (cl_uint)g->w,  (cl_uint)g->kh, (cl_uint)g->kw,

@@ -24,6 +24,21 @@ kdcl_status kdcl_ops_bad(const char *op, const char *what, const kdcl_tensor *t)
  * NULL, every field consistent); errors are prefixed with op (src/core/gemm.c). */
 kdcl_status kdcl_conv_geom_check(const char *op, const kdcl_conv_geom *g);
 
+/* The GEMMs kdcl_conv2d_forward / kdcl_conv2d_backward run for g at this
+ * batch, as kdcl_gemm's row-major (m, n, k, transposes): [0] the forward,
+ * [1] the weight gradient, [2] the input gradient. count = 1: one GEMM over
+ * the batch; count = batch: the per-image product, run for all images as one
+ * kdcl_gemm_batched call; count = 0: no kdcl_gemm (the forward under
+ * KDCL_CONV_CLBLAST_CONVGEMM is CLBlast's convgemm). As the conv algorithm in
+ * force runs them (src/core/gemm.c). */
+typedef struct {
+    size_t m, n, k;
+    int ta, tb;
+    size_t count;
+} kdcl_conv_product;
+void kdcl_conv2d_products(const kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                          kdcl_conv_product p[3]);
+
 /* t present, of the given type, with numel >= need (exact: == need); the
  * error quotes `what` (e.g. "batch*C*H*W = 7*3*9*6") and t's shape. */
 kdcl_status kdcl_ops_check_holds(const char *op, const char *name, const kdcl_tensor *t,

@@ -1,8 +1,9 @@
 /* Conv2d (torch.nn.Conv2d): NCHW input, weight [OC, C, KH, KW], stride,
  * zero padding, optional bias. The products go through CLBlast
  * (kdcl_conv2d_forward / kdcl_conv2d_backward in src/core/gemm.c:
- * im2col/convgemm + GEMM forward, im2col + GEMM for the weight gradient,
- * GEMM + col2im for the input gradient) with the model's shared workspace.
+ * kdcl's im2col + GEMM forward, im2col + GEMM for the weight gradient,
+ * GEMM + kdcl's col2im for the input gradient) with the model's shared
+ * workspace.
  * A following ReLU (and Dropout) is fused into one elementwise kernel as
  * for Linear; the bias is added by the conv call itself. */
 #include "kdcl/conv.h"

@@ -16,6 +16,7 @@
 #include "kdcl/conv.h"
 #include "kdcl/ops.h"
 #include "kdcl/profile.h"
+#include "core/ops_util.h"
 #include "nn/model_internal.h"
 #include "runtime/ctx.h"
 
@@ -831,13 +832,16 @@ static kdcl_status shapes_of(kdcl_model *m, kdcl_layer *l, void *user)
         add_shape(st, out, in, B, 1, 0, 1, "%.48s Linear dW", l->name);
         if (!first) add_shape(st, B, in, out, 0, 0, 1, "%.48s Linear dX", l->name);
     } else if (l->spec->kind == KDCL_LAYER_CONV2D) {
-        const kdcl_conv_geom *g = kdcl_conv2d_geom(l);
-        const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow;
-        /* per image: y_b [OC, P] = W [OC, K] col_b [K, P]; dW = sum_b dy_b col_b^T;
-           col_b = W^T dy_b */
-        add_shape(st, g->oc, P, K, 0, 0, B, "%.48s Conv2d forward", l->name);
-        add_shape(st, g->oc, K, P, 0, 1, B, "%.48s Conv2d dW", l->name);
-        if (!first) add_shape(st, K, P, g->oc, 1, 0, B, "%.48s Conv2d dX", l->name);
+        /* as kdcl_conv2d_forward / _backward run them at this batch: one GEMM
+           over the batch or one per image (src/core/gemm.c) */
+        kdcl_conv_product p[3];
+        kdcl_conv2d_products(m->ctx, kdcl_conv2d_geom(l), B, p);
+        static const char *what[3] = {"%.48s Conv2d forward", "%.48s Conv2d dW",
+                                      "%.48s Conv2d dX"};
+        for (int i = 0; i < (first ? 2 : 3); i++)
+            if (p[i].count) /* 0: no kdcl_gemm (CLBlast's convgemm forward) */
+                add_shape(st, p[i].m, p[i].n, p[i].k, p[i].ta, p[i].tb, p[i].count,
+                          what[i], l->name);
     }
     return KDCL_OK;
 }

@@ -3,8 +3,13 @@
  * a 1x1-conv + BatchNorm shortcut is option B). The body and the shortcut
  * are layer lists of their own (state_dict names "<i>.body.<j>.*",
  * "<i>.shortcut.<j>.*"); neither may run its first layer in place, since
- * both read x. Backward: the output gradient goes to both branches, the
- * body's input gradient is kept apart and added to the shortcut's. */
+ * both read x. Forward: y = body(x) + shortcut(x) in one kernel. Backward:
+ * the output gradient goes to both branches, the body's input gradient is
+ * kept apart and added to the shortcut's (with the identity shortcut, dx =
+ * dy + that in one kernel). A branch whose last layer is a BatchNorm (which
+ * only reads its output gradient) takes dy itself as its output gradient;
+ * other branches get a copy, since their last layer may change it in place
+ * (a fused ReLU / dropout). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -32,9 +37,17 @@ static kdcl_status res_create(kdcl_layer *l, kdcl_model *m)
                               l->top, 0, &stream)) ||
         (s = kdcl_list_create(m, &r->lists[1], sp->shortcut, sp->n_shortcut, l->in, l->x, l->dx,
                               ps, l->top, 0, &stream)) ||
-        (s = kdcl_layer_alloc_act(m, &l->y_own, l->out_dim)))
+        (s = kdcl_layer_alloc_act(m, &l->y_own, l->out_dim)) ||
+        (s = kdcl_layer_alloc_act(m, &l->dy_own, l->out_dim)))
         return s;
-    return kdcl_layer_alloc_act(m, &l->dy_own, l->out_dim);
+    /* branches ending in BatchNorm read dy where it is (l->dy is l->dy_own:
+     * a residual block never runs in place) */
+    for (int b = 0; b < 2; b++) {
+        kdcl_layer_list *list = &r->lists[b];
+        if (list->n && list->l[list->n - 1].spec->kind == KDCL_LAYER_BATCHNORM)
+            list->l[list->n - 1].dy = &l->dy_own;
+    }
+    return KDCL_OK;
 }
 
 static kdcl_status res_forward(kdcl_layer *l, kdcl_model *m, int train, uint64_t seed,
@@ -44,10 +57,16 @@ static kdcl_status res_forward(kdcl_layer *l, kdcl_model *m, int train, uint64_t
     const size_t n = m->batch * l->out_dim;
     kdcl_status s;
     if ((s = kdcl_list_forward(m, &r->lists[0], train, seed, step)) ||
-        (s = kdcl_list_forward(m, &r->lists[1], train, seed, step)) ||
-        (s = kdcl_layer_copy(m, kdcl_list_out(&r->lists[0], l->x), l->y, n)))
+        (s = kdcl_list_forward(m, &r->lists[1], train, seed, step)))
         return s;
-    return kdcl_op_axpy(m->ctx, l->y, kdcl_list_out(&r->lists[1], l->x), n, 1.0f);
+    return kdcl_op_add(m->ctx, l->y, kdcl_list_out(&r->lists[0], l->x),
+                       kdcl_list_out(&r->lists[1], l->x), n);
+}
+
+/* The branch's output gradient = dy: nothing to do when it reads dy itself. */
+static kdcl_status dy_to(kdcl_layer *l, kdcl_model *m, kdcl_tensor *dout, size_t n)
+{
+    return dout == l->dy ? KDCL_OK : kdcl_layer_copy(m, l->dy, dout, n);
 }
 
 static kdcl_status res_backward(kdcl_layer *l, kdcl_model *m, int need_dx)
@@ -56,16 +75,14 @@ static kdcl_status res_backward(kdcl_layer *l, kdcl_model *m, int need_dx)
     const size_t n = m->batch * l->out_dim, nin = m->batch * l->in_dim;
     kdcl_status s;
     /* body: its output gradient is dy */
-    if ((s = kdcl_layer_copy(m, l->dy, kdcl_list_dout(&r->lists[0], &r->dxb), n)) ||
+    if ((s = dy_to(l, m, kdcl_list_dout(&r->lists[0], &r->dxb), n)) ||
         (s = kdcl_list_backward(m, &r->lists[0], need_dx)))
         return s;
-    if (r->lists[1].n) {
-        if ((s = kdcl_layer_copy(m, l->dy, kdcl_list_dout(&r->lists[1], l->dx), n)) ||
-            (s = kdcl_list_backward(m, &r->lists[1], need_dx)))
-            return s;
-    } else if (need_dx && (s = kdcl_layer_copy(m, l->dy, l->dx, n))) {
+    if (!r->lists[1].n) /* identity: dx = dy + the body's input gradient */
+        return need_dx ? kdcl_op_add(m->ctx, l->dx, l->dy, &r->dxb, nin) : KDCL_OK;
+    if ((s = dy_to(l, m, kdcl_list_dout(&r->lists[1], l->dx), n)) ||
+        (s = kdcl_list_backward(m, &r->lists[1], need_dx)))
         return s;
-    }
     if (!need_dx) return KDCL_OK;
     return kdcl_op_axpy(m->ctx, l->dx, &r->dxb, nin, 1.0f);
 }

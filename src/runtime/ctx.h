@@ -35,6 +35,7 @@ struct kdcl_ctx {
                                                      B and C, then conv columns in CLBlast's
                                                      layout (src/core/gemm.c) */
     int conv_algo; /* kdcl_conv_algo as set (KDCL_CONV, kdcl_conv_set_algo) */
+    kdcl_tensor op_scratch; /* per-unit partial sums of the BatchNorm ops, grown on demand */
 };
 
 /* Read KDCL_CONV into ctx->conv_algo (kdcl_ctx_create). */

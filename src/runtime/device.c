@@ -313,6 +313,7 @@ void kdcl_ctx_destroy(kdcl_ctx *ctx)
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
     for (size_t i = 0; i < KDCL_SCRATCH_SLOTS; i++) kdcl_tensor_free(ctx, &ctx->gemm_scratch[i]);
+    kdcl_tensor_free(ctx, &ctx->op_scratch);
     for (size_t i = 0; i < ctx->n_kernels; i++) clReleaseKernel(ctx->kernels[i].k);
     for (size_t i = 0; i < ctx->n_programs; i++) clReleaseProgram(ctx->programs[i].p);
     free(ctx->kernels);
