@@ -29,9 +29,9 @@ static kdcl_status bn_create(kdcl_layer *l, kdcl_model *m)
     kdcl_status s;
     if ((s = kdcl_tensor_alloc(m->ctx, &b->mean, KDCL_F32, 1, cs)) ||
         (s = kdcl_tensor_alloc(m->ctx, &b->invstd, KDCL_F32, 1, cs)) ||
-        (s = kdcl_layer_alloc_act(m, &l->y_own, l->out_dim)))
+        (s = kdcl_layer_alloc_out(m, l)))
         return s;
-    return kdcl_layer_alloc_act(m, &l->dy_own, l->out_dim);
+    return KDCL_OK;
 }
 
 static kdcl_status bn_forward(kdcl_layer *l, kdcl_model *m, int train, uint64_t seed,

@@ -27,8 +27,7 @@ static kdcl_status conv_create(kdcl_layer *l, kdcl_model *m)
     kdcl_layer_param(l, "weight", 4, ws, sp->out, fan_in, fan_in, 0.0f);
     if (sp->bias) kdcl_layer_param(l, "bias", 1, bs, 0, 0, 0, 0.0f);
     l->ws_need = kdcl_conv2d_workspace(&c->g, m->max_batch);
-    if ((s = kdcl_layer_alloc_act(m, &l->y_own, l->out_dim))) return s;
-    return kdcl_layer_alloc_act(m, &l->dy_own, l->out_dim);
+    return kdcl_layer_alloc_out(m, l);
 }
 
 static kdcl_status conv_forward(kdcl_layer *l, kdcl_model *m, int train, uint64_t seed,

@@ -17,9 +17,7 @@ static kdcl_status linear_create(kdcl_layer *l, kdcl_model *m)
     size_t ws[2] = {out, in}, bs[1] = {out};
     kdcl_layer_param(l, "weight", 2, ws, out, in, in, 0.0f);
     if (l->spec->bias) kdcl_layer_param(l, "bias", 1, bs, 0, 0, 0, 0.0f);
-    kdcl_status s = kdcl_layer_alloc_act(m, &l->y_own, out);
-    if (!s) s = kdcl_layer_alloc_act(m, &l->dy_own, out);
-    return s;
+    return kdcl_layer_alloc_out(m, l);
 }
 
 /* The elementwise tail of a Linear / Conv2d output: bias, ReLU and dropout of

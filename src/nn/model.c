@@ -53,6 +53,13 @@ kdcl_status kdcl_layer_alloc_act(kdcl_model *m, kdcl_tensor *t, size_t per_examp
     return s;
 }
 
+kdcl_status kdcl_layer_alloc_out(kdcl_model *m, kdcl_layer *l)
+{
+    kdcl_status s = kdcl_layer_alloc_act(m, &l->y_own, l->out_dim);
+    if (!s) s = kdcl_layer_alloc_act(m, &l->dy_own, l->out_dim);
+    return s;
+}
+
 void kdcl_layer_param(kdcl_layer *l, const char *suffix, size_t ndim, const size_t *shape,
                       size_t rows, size_t cols, size_t fan_in, float init_value)
 {

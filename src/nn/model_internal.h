@@ -129,6 +129,9 @@ int kdcl_list_has_params(const kdcl_layer_list *list);
 
 /* An owned activation buffer of out_dim floats per example for max_batch rows. */
 kdcl_status kdcl_layer_alloc_act(kdcl_model *m, kdcl_tensor *t, size_t per_example);
+/* The layer's own output and output-gradient buffers (y_own, dy_own) of
+ * out_dim floats per example. */
+kdcl_status kdcl_layer_alloc_out(kdcl_model *m, kdcl_layer *l);
 /* Declare a trainable tensor / a statistics tensor of the layer. */
 void kdcl_layer_param(kdcl_layer *l, const char *suffix, size_t ndim, const size_t *shape,
                       size_t rows, size_t cols, size_t fan_in, float init_value);

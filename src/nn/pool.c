@@ -27,8 +27,7 @@ static kdcl_status pool_create(kdcl_layer *l, kdcl_model *m)
     if (sp->kind == KDCL_LAYER_MAXPOOL2D &&
         ((s = kdcl_tensor_alloc2(m->ctx, &p->argmax, KDCL_I32, m->max_batch, l->out_dim))))
         return s;
-    if ((s = kdcl_layer_alloc_act(m, &l->y_own, l->out_dim))) return s;
-    return kdcl_layer_alloc_act(m, &l->dy_own, l->out_dim);
+    return kdcl_layer_alloc_out(m, l);
 }
 
 static kdcl_status pool_forward(kdcl_layer *l, kdcl_model *m, int train, uint64_t seed,

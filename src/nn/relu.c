@@ -6,9 +6,7 @@
 static kdcl_status relu_create(kdcl_layer *l, kdcl_model *m)
 {
     if (l->inplace) return KDCL_OK;
-    kdcl_status s = kdcl_layer_alloc_act(m, &l->y_own, l->out_dim);
-    if (!s) s = kdcl_layer_alloc_act(m, &l->dy_own, l->out_dim);
-    return s;
+    return kdcl_layer_alloc_out(m, l);
 }
 
 static kdcl_status relu_forward(kdcl_layer *l, kdcl_model *m, int train, uint64_t seed,

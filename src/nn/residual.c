@@ -37,8 +37,7 @@ static kdcl_status res_create(kdcl_layer *l, kdcl_model *m)
                               l->top, 0, &stream)) ||
         (s = kdcl_list_create(m, &r->lists[1], sp->shortcut, sp->n_shortcut, l->in, l->x, l->dx,
                               ps, l->top, 0, &stream)) ||
-        (s = kdcl_layer_alloc_act(m, &l->y_own, l->out_dim)) ||
-        (s = kdcl_layer_alloc_act(m, &l->dy_own, l->out_dim)))
+        (s = kdcl_layer_alloc_out(m, l)))
         return s;
     /* branches ending in BatchNorm read dy where it is (l->dy is l->dy_own:
      * a residual block never runs in place) */
