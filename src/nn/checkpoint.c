@@ -261,16 +261,15 @@ static kdcl_status load_values(kdcl_model *m, const kdcl_st_file *f, const char 
         goto done;
     }
     if ((s = sd_collect(&m->top, &sd))) goto done;
-    size_t lin = 0; /* legacy: index of the Linear layer */
-    for (size_t i = 0; i < sd.n; i++) {
-        sd_entry *e = &sd.e[i];
-        char name[96];
-        snprintf(name, sizeof name, "%s", e->name);
-        if (legacy) {
-            /* Linear layers only: weight then bias */
-            snprintf(name, sizeof name, "layers.%zu.%s", lin, e->t->suffix);
+    if (legacy) /* Linear layers only, weight then bias: layers.<i>.weight / .bias */
+        for (size_t i = 0, lin = 0; i < sd.n; i++) {
+            sd_entry *e = &sd.e[i];
+            snprintf(e->name, sizeof e->name, "layers.%zu.%s", lin, e->t->suffix);
             if (!strcmp(e->t->suffix, "bias") || e->l->n_p == 1) lin++;
         }
+    for (size_t i = 0; i < sd.n; i++) {
+        sd_entry *e = &sd.e[i];
+        const char *name = e->name;
         if (!e->t) {
             const kdcl_st_tensor *t = kdcl_st_find(f, name);
             if (!t) {
@@ -300,19 +299,8 @@ static kdcl_status load_values(kdcl_model *m, const kdcl_st_file *f, const char 
         /* name the first tensor the architecture does not have */
         for (size_t i = 0; i < f->n_tensors; i++) {
             int known = 0;
-            for (size_t j = 0; j < sd.n && !known; j++) {
-                if (legacy) break;
+            for (size_t j = 0; j < sd.n && !known; j++)
                 known = !strcmp(sd.e[j].name, f->tensors[i].name);
-            }
-            if (legacy) {
-                char name[96];
-                size_t lin2 = 0;
-                for (size_t j = 0; j < sd.n && !known; j++) {
-                    snprintf(name, sizeof name, "layers.%zu.%s", lin2, sd.e[j].t->suffix);
-                    if (!strcmp(sd.e[j].t->suffix, "bias") || sd.e[j].l->n_p == 1) lin2++;
-                    known = !strcmp(name, f->tensors[i].name);
-                }
-            }
             if (!known) {
                 s = kdcl_set_error(KDCL_ERR_FORMAT,
                                    "%s: has '%s', which its architecture does not have", path,

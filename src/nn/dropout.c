@@ -7,8 +7,7 @@
 #include "nn/model_internal.h"
 
 typedef struct dropout_priv {
-    kdcl_tensor mask;  /* also used by a fusing Linear / Conv2d (via y_own) */
-    int train;         /* the last forward dropped */
+    int train; /* the last forward dropped (the mask itself is y_own, U8) */
 } dropout_priv;
 
 static kdcl_status dropout_create(kdcl_layer *l, kdcl_model *m)

@@ -563,20 +563,12 @@ const kdcl_tensor *kdcl_model_output(kdcl_model *m, size_t i)
 kdcl_tensor *kdcl_model_params(kdcl_model *m) { return &m->params; }
 kdcl_tensor *kdcl_model_grads(kdcl_model *m) { return &m->grads; }
 
-static kdcl_status rows_of_list(kdcl_layer_list *list, size_t batch)
+static kdcl_status rows_of_layer(kdcl_model *m, kdcl_layer *l, void *user)
 {
-    for (size_t i = 0; i < list->n; i++) {
-        kdcl_layer *l = &list->l[i];
-        kdcl_status s;
-        if ((s = kdcl_act_rows(&l->y_own, batch)) || (s = kdcl_act_rows(&l->dy_own, batch)))
-            return s;
-        if (l->spec->kind == KDCL_LAYER_RESIDUAL) {
-            kdcl_layer_list *lists = l->priv;
-            if ((s = rows_of_list(&lists[0], batch)) || (s = rows_of_list(&lists[1], batch)))
-                return s;
-        }
-    }
-    return KDCL_OK;
+    (void)m;
+    const size_t batch = *(const size_t *)user;
+    kdcl_status s = kdcl_act_rows(&l->y_own, batch);
+    return s ? s : kdcl_act_rows(&l->dy_own, batch);
 }
 
 kdcl_status kdcl_model_set_batch(kdcl_model *m, size_t batch)
@@ -586,7 +578,8 @@ kdcl_status kdcl_model_set_batch(kdcl_model *m, size_t batch)
                               m->max_batch);
     if (batch == m->batch) return KDCL_OK;
     kdcl_status s;
-    if ((s = kdcl_act_rows(&m->input, batch)) || (s = rows_of_list(&m->top, batch))) return s;
+    if ((s = kdcl_act_rows(&m->input, batch)) || (s = visit(m, &m->top, rows_of_layer, &batch)))
+        return s;
     m->batch = batch;
     return KDCL_OK;
 }
