@@ -21,6 +21,15 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 /* Open the context for --device (NULL: $KDCL_DEVICE / default); prints the error. */
 int cli_open_ctx(const char *cmd, const char *device, kdcl_ctx **ctx);
 
+/* Outputs are checked before any work starts, so that a run is not lost at its
+ * end: the path is not empty, not a directory (nor another non-file), and its
+ * directory exists and takes new files. Prints "kdcl <cmd>: <flag> '<path>':
+ * <problem>" and returns CLI_EXIT_USAGE, else 0. */
+int cli_check_output(const char *cmd, const char *flag, const char *path);
+/* An output directory (created if missing): an existing directory that takes
+ * new files, or a path whose parent does. */
+int cli_check_output_dir(const char *cmd, const char *flag, const char *dir);
+
 /* Strict number parsing: whole string must be a number in range. 0 on success. */
 int cli_parse_size(const char *s, size_t *out);
 int cli_parse_u64(const char *s, uint64_t *out);

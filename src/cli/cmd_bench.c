@@ -97,6 +97,7 @@
 
 #include "cli/bench_util.h"
 #include "cli/cli.h"
+#include "io/atomic_file.h"
 #include "kdcl/distill.h"
 #include "kdcl/profile.h"
 #include "kdcl/specialists.h"
@@ -1645,18 +1646,17 @@ static int write_json(const char *path, cJSON *root)
         fprintf(stderr, "kdcl bench: out of memory writing JSON\n");
         return CLI_EXIT_FAIL;
     }
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    if (f && fclose(f) != 0) ok = 0;
-    free(text);
-    if (!ok || rename(tmp, path) != 0) {
-        fprintf(stderr, "kdcl bench: cannot write %s\n", path);
-        remove(tmp);
+    size_t n = strlen(text);
+    char *buf = realloc(text, n + 2);
+    if (!buf) {
+        free(text);
+        fprintf(stderr, "kdcl bench: out of memory writing JSON\n");
         return CLI_EXIT_FAIL;
     }
-    return 0;
+    buf[n++] = '\n';
+    kdcl_status s = kdcl__write_file_atomic(path, buf, n);
+    free(buf);
+    return s ? cli_fail("bench", s) : 0;
 }
 
 int cmd_bench(int argc, char **argv)

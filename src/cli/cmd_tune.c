@@ -51,6 +51,7 @@
 
 #include "cli/bench_util.h"
 #include "cli/cli.h"
+#include "io/atomic_file.h"
 
 #define MAX_PARAMS 16
 
@@ -656,6 +657,31 @@ static int mkdir_p(const char *dir)
     return (mkdir(tmp, 0755) == 0 || errno == EEXIST) ? 0 : -1;
 }
 
+/* The whole text to path: temporary file, fsync, rename (a reader, kdcl_ctx_create
+ * included, sees the old file or the new one; a crash leaves no half file). */
+static int write_all(const char *path, const char *text)
+{
+    size_t n = strlen(text);
+    int nl = n == 0 || text[n - 1] != '\n';
+    char *buf = malloc(n + 2);
+    if (!buf) return -1;
+    memcpy(buf, text, n);
+    if (nl) buf[n++] = '\n';
+    kdcl_status s = kdcl__write_file_atomic(path, buf, n);
+    free(buf);
+    return s ? -1 : 0;
+}
+
+/* A previous tuning file worth putting back: JSON with a "kernels" object
+ * (kdcl_ctx_create ignores any other, so restoring it would restore nothing). */
+static int usable_tuning_text(const char *text)
+{
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    int ok = root && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "kernels"));
+    cJSON_Delete(root);
+    return ok;
+}
+
 static cJSON *config_json(const config *c)
 {
     cJSON *o = cJSON_CreateObject();
@@ -695,17 +721,9 @@ static int write_tuning(const char *path, const kdcl_device_info *d, const tuner
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) return -1;
-    char tmp[4500];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    if (f && fclose(f) != 0) ok = 0;
+    int rc = write_all(path, text);
     free(text);
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 static char *read_all(const char *path)
@@ -719,19 +737,6 @@ static char *read_all(const char *path)
     return buf;
 }
 
-static int write_all(const char *path, const char *text)
-{
-    char tmp[4500];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fputs(text, f) >= 0;
-    if (f && fclose(f) != 0) ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return -1;
-    }
-    return 0;
-}
 
 /* Set or unset an environment variable (value NULL: unset). */
 static void set_env(const char *name, const char *value)
@@ -1335,6 +1340,11 @@ int cmd_tune(int argc, char **argv)
 
     /* write the real file, then time the shapes as kdcl will run them */
     char *previous = read_all(path);
+    if (previous && !usable_tuning_text(previous)) {
+        printf("replacing the unusable tuning file %s\n", path);
+        free(previous);
+        previous = NULL;
+    }
     if (write_tuning(path, &d, &res[0], use_tuned_direct ? &res[1] : &none, T, info)) {
         fprintf(stderr, "kdcl tune: cannot write %s: %s\n", path, strerror(errno));
         free(previous);

@@ -1,10 +1,14 @@
 #include "cli/fit.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "io/atomic_file.h"
 
 void cli_fit_help(void) { fputs(CLI_FIT_HELP_TEXT, stdout); }
 
@@ -106,8 +110,8 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
     case 1015: f->device = arg; return 0;
     case 1016: f->quiet = 1; return 0;
     case 1002:
-        if (cli_parse_size(arg, &z) || z == 0)
-            return cli_usage_error(cmd, "--epochs needs a positive integer, got '%s'", arg);
+        if (cli_parse_size(arg, &z) || z == 0 || z > 1000000)
+            return cli_usage_error(cmd, "--epochs needs an integer in 1..1000000, got '%s'", arg);
         o->epochs = z;
         return 0;
     case 1003:
@@ -128,7 +132,7 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
     case 1006: {
         int k = cli_parse_list(arg, 3, &d, &d2, &d3);
         if (k < 1 || d < 0 || d >= 1 || (k >= 2 && (d2 < 0 || d2 >= 1)) ||
-            (k == 3 && (d3 < 0 || d3 != floor(d3))))
+            (k == 3 && (d3 < 0 || d3 > 1000000 || d3 != floor(d3))))
             return cli_usage_error(cmd, "--momentum needs A[,B[,EPOCHS]] with A, B in [0, 1), got '%s'", arg);
         o->momentum0 = (float)d;
         o->momentum1 = k >= 2 ? (float)d2 : (float)d;
@@ -218,6 +222,17 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
     const char *cmd = f->cmd;
     kdcl_train_opts *o = &f->o;
     if (!f->out) return cli_usage_error(cmd, "--out MODEL.safetensors is required");
+    char metrics_buf[4096], metrics_tmp[4200] = "", defarch[128];
+    if (!f->metrics) {
+        snprintf(metrics_buf, sizeof metrics_buf, "%s.metrics.jsonl", f->out);
+        f->metrics = metrics_buf;
+    }
+    int rc = 0;
+    if ((rc = cli_check_output(cmd, "--out", f->out)) ||
+        (rc = cli_check_output(cmd, "--metrics", f->metrics)))
+        return rc;
+    if (!strcmp(f->metrics, f->out))
+        return cli_usage_error(cmd, "--metrics and --out name the same file '%s'", f->out);
     if (f->n_omit && f->n_only)
         return cli_usage_error(cmd, "--omit-classes and --only-classes exclude each other");
     const int subset = f->n_omit || f->n_only || f->fraction < 1.0;
@@ -235,8 +250,6 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
     kdcl_model *m = NULL;
     kdcl_model_spec spec = {0};
     kdcl_status s = KDCL_OK;
-    int rc = 0;
-    char metrics_buf[4096], defarch[128];
     const char *data = cli_data_dir(f->data);
     if ((rc = cli_load_split(cmd, data, "train", &train)) ||
         (rc = cli_load_split(cmd, data, "test", &test)))
@@ -287,11 +300,12 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
             (s = kdcl_model_set_input_norm(m, mean, sd)))
             goto done;
     }
-    if (!f->metrics) {
-        snprintf(metrics_buf, sizeof metrics_buf, "%s.metrics.jsonl", f->out);
-        f->metrics = metrics_buf;
-    }
-    o->metrics_path = f->metrics;
+    /* the metrics of this run go beside the file and replace it only once the
+     * checkpoint is saved: a run that diverges or is killed leaves the metrics
+     * of the checkpoint already there */
+    kdcl__atomic_clean_stale(f->metrics);
+    snprintf(metrics_tmp, sizeof metrics_tmp, "%s.tmp.%ld", f->metrics, (long)getpid());
+    o->metrics_path = metrics_tmp;
     o->log = f->quiet ? NULL : stdout;
     o->progress = !f->quiet;
     o->tag = cmd;
@@ -357,8 +371,15 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
     }
     kdcl_eval_result_free(&r);
     if ((s = kdcl_model_save(m, f->out, keys, vals, n))) goto done;
+    if (rename(metrics_tmp, f->metrics) != 0) {
+        s = kdcl_set_error(KDCL_ERR_IO, "saved %s, but moving its metrics %s to %s failed: %s",
+                           f->out, metrics_tmp, f->metrics, strerror(errno));
+        goto done;
+    }
+    metrics_tmp[0] = '\0';
     if (!f->quiet) printf("saved %s (metrics: %s)\n", f->out, f->metrics);
 done:
+    if (metrics_tmp[0]) unlink(metrics_tmp);
     if (s) rc = cli_fail(cmd, s);
     kdcl_model_destroy(m);
     kdcl_model_spec_free(&spec);

@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -5,7 +6,9 @@
 #include <stdlib.h>
 
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "kdcl/data.h"
@@ -37,7 +40,8 @@ int cli_open_ctx(const char *cmd, const char *device, kdcl_ctx **ctx)
 
 int cli_parse_u64(const char *s, uint64_t *out)
 {
-    if (!s || !*s || *s == '-') return -1;
+    /* digits only: strtoull would skip spaces and wrap "-1" or " -1" around */
+    if (!s || !isdigit((unsigned char)*s)) return -1;
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
@@ -56,7 +60,8 @@ int cli_parse_size(const char *s, size_t *out)
 
 int cli_parse_double(const char *s, double *out)
 {
-    if (!s || !*s) return -1;
+    /* no leading spaces; strtod's "nan", "inf" and overflow (ERANGE) are refused */
+    if (!s || !*s || isspace((unsigned char)*s)) return -1;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
@@ -102,4 +107,80 @@ double kdcl_wall_seconds(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The directory part of path ("." for a bare name, "/" for "/x"). */
+static void parent_of(const char *path, char *dir, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, size, ".");
+    else if (slash == path)
+        snprintf(dir, size, "/");
+    else
+        snprintf(dir, size, "%.*s", (int)(slash - path), path);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+static int output_error(const char *cmd, const char *flag, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "kdcl %s: %s '%s': ", cmd, flag, path);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return CLI_EXIT_USAGE;
+}
+
+/* The directory an output goes into exists, is a directory and takes new files. */
+static int check_parent(const char *cmd, const char *flag, const char *path)
+{
+    char dir[4096];
+    parent_of(path, dir, sizeof dir);
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return output_error(cmd, flag, path, "its directory %s does not exist", dir);
+    if (!S_ISDIR(st.st_mode))
+        return output_error(cmd, flag, path, "%s is not a directory", dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return output_error(cmd, flag, path, "cannot create files in %s (%s)", dir,
+                            strerror(errno));
+    return 0;
+}
+
+int cli_check_output(const char *cmd, const char *flag, const char *path)
+{
+    if (!path || !*path) return output_error(cmd, flag, "", "needs a file name");
+    if (strlen(path) > 3900) return output_error(cmd, flag, path, "path too long");
+    if (path[strlen(path) - 1] == '/')
+        return output_error(cmd, flag, path, "needs a file name, not a directory");
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return output_error(cmd, flag, path, "is a directory; give a file name");
+        if (!S_ISREG(st.st_mode))
+            return output_error(cmd, flag, path, "exists and is not a regular file");
+    }
+    return check_parent(cmd, flag, path);
+}
+
+int cli_check_output_dir(const char *cmd, const char *flag, const char *dir)
+{
+    if (!dir || !*dir) return output_error(cmd, flag, "", "needs a directory name");
+    if (strlen(dir) > 3900) return output_error(cmd, flag, dir, "path too long");
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        char trimmed[4096];
+        snprintf(trimmed, sizeof trimmed, "%s", dir);
+        for (size_t n = strlen(trimmed); n > 1 && trimmed[n - 1] == '/'; n--) trimmed[n - 1] = '\0';
+        return check_parent(cmd, flag, trimmed);
+    }
+    if (!S_ISDIR(st.st_mode))
+        return output_error(cmd, flag, dir, "exists and is not a directory");
+    if (access(dir, W_OK | X_OK) != 0)
+        return output_error(cmd, flag, dir, "cannot create files in it (%s)", strerror(errno));
+    return 0;
 }

@@ -7,6 +7,7 @@
 #include <clblast_c.h>
 #include <cjson/cJSON.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,59 +426,123 @@ kdcl_status kdcl_gemm_tuning_path(const kdcl_device_info *dev, char *buf, size_t
     return KDCL_OK;
 }
 
-/* Parse {"kernels": {"Xgemm": {"MWG": 64, ...}, ...}} and apply each kernel. */
-static kdcl_status apply_tuning_file(kdcl_ctx *ctx, const char *path, int *applied)
+/* The kernels of a tuning file {"kernels": {"Xgemm": {"MWG": 64, ...}, ...}},
+ * parsed and checked whole before any is applied. */
+typedef struct tuning_file {
+    cJSON *root;
+    tuned_kernel k[8];
+    size_t n;
+} tuning_file;
+
+/* 0: parsed into *t; -1: no file; 1: unusable, why in `why`. */
+static int read_tuning_file(const char *path, tuning_file *t, char *why, size_t wsize)
 {
-    *applied = 0;
+    memset(t, 0, sizeof *t);
     FILE *f = fopen(path, "rb");
-    if (!f) return KDCL_OK; /* none: not an error */
+    if (!f) return -1;
     char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    size_t n = fread(buf, 1, sizeof buf, f);
+    int err = ferror(f);
     fclose(f);
-    buf[n] = '\0';
-    cJSON *root = cJSON_Parse(buf);
-    cJSON *kernels = root ? cJSON_GetObjectItemCaseSensitive(root, "kernels") : NULL;
-    if (!cJSON_IsObject(kernels)) {
-        cJSON_Delete(root);
-        return kdcl_set_error(KDCL_ERR_FORMAT,
-                              "%s: not a kdcl tuning file (no \"kernels\" object); delete it or "
-                              "run kdcl tune again",
-                              path);
+    if (err || n == sizeof buf) {
+        snprintf(why, wsize, "%s", err ? "unreadable" : "larger than 64 KiB");
+        return 1;
     }
-    kdcl_status s = KDCL_OK;
+    buf[n] = '\0';
+    t->root = cJSON_Parse(buf);
+    cJSON *kernels = t->root ? cJSON_GetObjectItemCaseSensitive(t->root, "kernels") : NULL;
+    if (!cJSON_IsObject(kernels)) {
+        snprintf(why, wsize, "%s", t->root ? "no \"kernels\" object" : "not JSON");
+        goto bad;
+    }
     cJSON *kern;
     cJSON_ArrayForEach(kern, kernels)
     {
-        tuned_kernel tk = {kern->string, 0, {0}, {0}};
+        if (t->n >= sizeof t->k / sizeof t->k[0] || !cJSON_IsObject(kern) || !kern->child) {
+            snprintf(why, wsize, "bad kernel entry '%.64s'", kern->string ? kern->string : "?");
+            goto bad;
+        }
+        /* the kernels kdcl tunes (CLBlast reports others on stderr itself) */
+        static const char *const known[] = {"Xgemm", "XgemmDirect", "GemmRoutine", "Copy",
+                                            "Pad", "Transpose", "Padtranspose"};
+        int ok = 0;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            ok |= !strcmp(kern->string, known[i]);
+        if (!ok) {
+            snprintf(why, wsize, "unknown kernel '%.64s'", kern->string);
+            goto bad;
+        }
+        tuned_kernel *tk = &t->k[t->n++];
+        tk->kernel = kern->string;
         cJSON *p;
         cJSON_ArrayForEach(p, kern)
         {
-            if (tk.n >= 16 || !cJSON_IsNumber(p) || p->valuedouble < 0) {
-                s = kdcl_set_error(KDCL_ERR_FORMAT, "%s: bad parameter '%s' of kernel %s", path,
-                                   p->string ? p->string : "?", kern->string);
-                break;
+            if (tk->n >= 16 || !cJSON_IsNumber(p) || !(p->valuedouble >= 0) ||
+                p->valuedouble > 1e9 || p->valuedouble != floor(p->valuedouble)) {
+                snprintf(why, wsize, "bad parameter '%.64s' of kernel %.64s",
+                         p->string ? p->string : "?", kern->string);
+                goto bad;
             }
-            tk.names[tk.n] = p->string;
-            tk.values[tk.n++] = (size_t)p->valuedouble;
+            tk->names[tk->n] = p->string;
+            tk->values[tk->n++] = (size_t)p->valuedouble;
         }
-        if (s || (s = override_kernel(ctx, &tk))) break;
+    }
+    if (t->n == 0) {
+        snprintf(why, wsize, "no kernels");
+        goto bad;
+    }
+    return 0;
+bad:
+    cJSON_Delete(t->root);
+    t->root = NULL;
+    return 1;
+}
+
+/* The tuning cache for this device, if any. A file kdcl cannot use (a crash
+ * while `kdcl tune` wrote it, an edit gone wrong) is not an error: it is
+ * ignored, the shipped parameters or CLBlast's apply instead, *note says so,
+ * and the next `kdcl tune` replaces the file. */
+static kdcl_status apply_tuning_file(kdcl_ctx *ctx, const char *path, int *applied, char *note,
+                                     size_t nsize)
+{
+    *applied = 0;
+    note[0] = '\0';
+    tuning_file t;
+    char why[160];
+    int r = read_tuning_file(path, &t, why, sizeof why);
+    if (r < 0) return KDCL_OK; /* none: not an error */
+    if (r > 0) {
+        snprintf(note, nsize, "tuning cache %.400s ignored (%s; kdcl tune rewrites it)", path, why);
+        return KDCL_OK;
+    }
+    for (size_t i = 0; i < t.n; i++) {
+        if (override_kernel(ctx, &t.k[i])) {
+            /* CLBlast checks each set before taking it; the kernels before this
+             * one stay applied */
+            snprintf(note, nsize, "tuning cache %.400s: %.300s (kdcl tune rewrites it)", path,
+                     kdcl_last_error());
+            break;
+        }
         (*applied)++;
     }
-    cJSON_Delete(root);
-    return s;
+    cJSON_Delete(t.root);
+    return KDCL_OK;
 }
 
 static kdcl_status apply_tuning(kdcl_ctx *ctx, const char **source)
 {
     if (source) *source = "CLBlast defaults";
+    ctx->gemm_tuning_note[0] = '\0';
     const char *off = getenv("KDCL_NO_TUNING");
     if (off && *off && strcmp(off, "0") != 0) return KDCL_OK;
     char path[4400];
     int applied = 0;
     kdcl_status s = kdcl_gemm_tuning_path(&ctx->dev, path, sizeof path);
-    if (!s) s = apply_tuning_file(ctx, path, &applied);
+    if (!s)
+        s = apply_tuning_file(ctx, path, &applied, ctx->gemm_tuning_note,
+                              sizeof ctx->gemm_tuning_note);
     if (s) return s;
-    if (applied) {
+    if (applied && !ctx->gemm_tuning_note[0]) {
         if (source) *source = "kdcl tune (cache)";
         return KDCL_OK;
     }

@@ -1,8 +1,10 @@
 /* Atomic file writes (see atomic_file.h). */
 #include "io/atomic_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +19,61 @@ void kdcl__atomic_abort(kdcl_atomic_file *f)
     f->fd = -1;
 }
 
+/* "<base>.tmp.<pid>": the pid, else 0. */
+static long tmp_pid(const char *name, const char *base, size_t nb)
+{
+    if (strncmp(name, base, nb) || strncmp(name + nb, ".tmp.", 5)) return 0;
+    const char *p = name + nb + 5;
+    if (*p < '1' || *p > '9' || strlen(p) > 9) return 0;
+    long pid = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9') return 0;
+        pid = pid * 10 + (*p - '0');
+    }
+    return pid;
+}
+
+int kdcl__atomic_clean_stale(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    const size_t nd = slash ? (size_t)(slash - path) : 0, nb = strlen(base);
+    if (!nb) return 0;
+    char *dir = malloc(nd + 2);
+    if (!dir) return 0;
+    if (!slash)
+        strcpy(dir, ".");
+    else if (nd == 0)
+        strcpy(dir, "/");
+    else {
+        memcpy(dir, path, nd);
+        dir[nd] = '\0';
+    }
+    int removed = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        long pid = tmp_pid(e->d_name, base, nb);
+        if (pid <= 0 || pid == (long)getpid()) continue;
+        /* only when that process is gone: a live one may be writing it now */
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        size_t n = strlen(dir) + strlen(e->d_name) + 2;
+        char *p = malloc(n);
+        if (!p) break;
+        snprintf(p, n, "%s/%s", dir, e->d_name);
+        removed += unlink(p) == 0;
+        free(p);
+    }
+    if (d) closedir(d);
+    free(dir);
+    return removed;
+}
+
 kdcl_status kdcl__atomic_open(kdcl_atomic_file *f, const char *path)
 {
     f->path = path;
     f->fd = -1;
+    kdcl__atomic_clean_stale(path);
     const size_t cap = strlen(path) + 48;
     if (!(f->tmp = malloc(cap))) return kdcl_set_error(KDCL_ERR_OOM, "%s: out of host memory", path);
     snprintf(f->tmp, cap, "%s.tmp.%ld", path, (long)getpid());

@@ -15,6 +15,10 @@ typedef struct kdcl_atomic_file {
     int fd;
 } kdcl_atomic_file;
 
+/* Remove the "<path>.tmp.<pid>" files left by processes that no longer exist
+ * (killed during a save); those of live processes stay. Returns how many were
+ * removed. kdcl__atomic_open does this first. */
+int kdcl__atomic_clean_stale(const char *path);
 /* Create the temporary file (KDCL_ERR_IO naming both paths on failure). */
 kdcl_status kdcl__atomic_open(kdcl_atomic_file *f, const char *path);
 /* Write n bytes; `what` names them in the error ("the header"). On failure

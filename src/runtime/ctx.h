@@ -27,7 +27,8 @@ struct kdcl_ctx {
     kdcl_kernel_entry *kernels;
     size_t n_kernels, cap_kernels;
     kdcl_build_stats stats;
-    char gemm_tuning[256]; /* which GEMM parameters were applied */
+    char gemm_tuning[1024]; /* which GEMM parameters were applied */
+    char gemm_tuning_note[768]; /* a tuning cache file that was ignored, and why */
     uint64_t mem_allocs, mem_live, mem_peak; /* device buffers (src/core/tensor.c) */
     kdcl_gemm_pack_info gemm_pack;           /* kdcl's operand packing (src/core/gemm.c) */
     int gemm_pack_gemmk;                     /* GEMMK of the Xgemm parameters applied */

@@ -181,13 +181,15 @@ static int parse_index_pair(const char *s, unsigned *p, unsigned *d)
     return 1;
 }
 
+/* One line (the CLI prints it as its one line on stderr): the spec and the
+ * devices there are. */
 static kdcl_status no_match(const char *spec, const kdcl_device_info *devs, size_t n)
 {
     char list[4096];
     size_t off = 0;
     list[0] = '\0';
     for (size_t i = 0; i < n && off < sizeof list - 1; i++) {
-        int w = snprintf(list + off, sizeof list - off, "\n  %u:%u  %s (%s, %s)",
+        int w = snprintf(list + off, sizeof list - off, "%s%u:%u %s (%s, %s)", i ? "; " : " ",
                          devs[i].platform_index, devs[i].device_index, devs[i].name,
                          devs[i].platform_name, kdcl_device_type_name(devs[i].type));
         if (w < 0) break;
@@ -296,12 +298,14 @@ kdcl_status kdcl_ctx_create(const char *spec, kdcl_ctx **out)
         return ts;
     }
     const kdcl_gemm_pack_info *pk = &ctx->gemm_pack;
+    const char *note = ctx->gemm_tuning_note;
     if (pk->enabled)
         snprintf(ctx->gemm_tuning, sizeof ctx->gemm_tuning,
-                 "%s; operands packed by kdcl (%zux%zux%zu tiles)", tuning, pk->mwg, pk->nwg,
-                 pk->kwg);
+                 "%s; operands packed by kdcl (%zux%zux%zu tiles)%s%s", tuning, pk->mwg, pk->nwg,
+                 pk->kwg, *note ? "; " : "", note);
     else
-        snprintf(ctx->gemm_tuning, sizeof ctx->gemm_tuning, "%s", tuning);
+        snprintf(ctx->gemm_tuning, sizeof ctx->gemm_tuning, "%s%s%s", tuning, *note ? "; " : "",
+                 note);
     *out = ctx;
     return KDCL_OK;
 }
