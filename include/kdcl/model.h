@@ -109,9 +109,29 @@ typedef struct kdcl_model kdcl_model;
 /* Build a model for inputs of shape [c, h, w] and batches of up to max_batch
  * rows; parameters zero (kdcl_model_init draws them). A spec that does not
  * fit the input (output size <= 0, Linear/Flatten size mismatch, BatchNorm on
- * a wrong rank) is refused naming the layer. */
+ * a wrong rank) is refused naming the layer; a batch whose estimated device
+ * memory (kdcl_model_check_memory) exceeds the device is refused with
+ * KDCL_ERR_OOM before its buffers are allocated. */
 kdcl_status kdcl_model_create(kdcl_ctx *ctx, const kdcl_model_spec *spec, size_t c, size_t h,
                               size_t w, size_t max_batch, kdcl_model **out);
+
+/* Device memory of a model at a batch size: what it holds besides the batch
+ * (parameters, gradients, BatchNorm statistics, plus two copies of the
+ * parameters for the optimiser's state: Adam's worst case) and per example
+ * (activations and their gradients, dropout masks, pooling indices, the
+ * convolution workspace). The data set, the batcher and the GEMM scratch
+ * buffers are not included. */
+typedef struct kdcl_model_mem {
+    uint64_t fixed;        /* parameters, gradients, statistics, optimiser state */
+    uint64_t per_example;  /* bytes per example of the batch */
+    uint64_t activations;  /* per_example * batch */
+    uint64_t total;        /* fixed + activations */
+    uint64_t largest;      /* the largest single buffer */
+} kdcl_model_mem;
+kdcl_status kdcl_model_memory(const kdcl_model *m, size_t batch, kdcl_model_mem *out);
+/* KDCL_ERR_OOM, with the sizes and the device's limits (global memory, largest
+ * buffer), when the model at `batch` does not fit the device. */
+kdcl_status kdcl_model_check_memory(const kdcl_model *m, size_t batch);
 void kdcl_model_destroy(kdcl_model *m);
 
 /* He initialisation, normal with std sqrt(2 / fan_in) (fan_in = in_features
@@ -159,7 +179,9 @@ kdcl_tensor *kdcl_model_dlogits(kdcl_model *m);
 const kdcl_tensor *kdcl_model_output(kdcl_model *m, size_t i);
 
 /* The input transform x = (u8 / 255 - mean[c]) / std[c], one entry per
- * channel (default mean 0, std 1). std must be > 0 and both finite. */
+ * channel (default mean 0, std 1). Both finite, std > 0 and
+ * (1 + |mean|) / std <= KDCL_INPUT_NORM_MAX, so that |x| stays below it. */
+#define KDCL_INPUT_NORM_MAX 1e9
 kdcl_status kdcl_model_set_input_norm(kdcl_model *m, const float *mean, const float *std);
 void kdcl_model_input_norm(const kdcl_model *m, float *mean, float *std);
 

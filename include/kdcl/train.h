@@ -124,6 +124,12 @@ typedef struct kdcl_eval_result {
     int32_t *confusion; /* [n_classes * n_classes], row = true class (malloc'ed; may be NULL) */
 } kdcl_eval_result;
 
+/* The examples of ds fit m: its input shape, and at most as many classes as
+ * the model has outputs (the check kdcl_evaluate, kdcl_train and the logits
+ * helpers make); rebinds an MLP to the data's image shape. Errors
+ * (KDCL_ERR_INVALID_ARG) start with `what`, e.g. the checkpoint's path. */
+kdcl_status kdcl_check_fit(kdcl_model *m, const kdcl_dataset *ds, const char *what);
+
 /* Test-mode (no dropout) evaluation; want_confusion allocates the matrix. */
 kdcl_status kdcl_evaluate(kdcl_model *m, const kdcl_dataset *ds, int want_confusion,
                           kdcl_eval_result *r);

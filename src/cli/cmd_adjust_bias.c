@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "kdcl/distill.h"
 #include "kdcl/safetensors.h"
+#include "kdcl/train.h"
 
 static size_t class_errors(const float *logits, const int32_t *labels, size_t n, size_t k,
                            const size_t *cls, size_t nc, float off, size_t *total_in_classes)
@@ -92,6 +93,8 @@ int cmd_adjust_bias(int argc, char **argv)
     if (!nc) return cli_usage_error("adjust-bias", "--classes is required");
     if (search == !isnan(offset))
         return cli_usage_error("adjust-bias", "give exactly one of --offset X and --search");
+    int rc = cli_check_output("adjust-bias", "--out", out);
+    if (rc) return rc;
     data = cli_data_dir(data);
     kdcl_dataset train = {0}, test = {0}, tr = {0}, va = {0};
     kdcl_ctx *ctx = NULL;
@@ -99,10 +102,13 @@ int cmd_adjust_bias(int argc, char **argv)
     kdcl_st_file meta = {0};
     float *vl = NULL, *tl = NULL;
     kdcl_status s = KDCL_OK;
-    int rc;
     if ((rc = cli_load_split("adjust-bias", data, "test", &test))) goto done;
+    if (search && (rc = cli_load_split("adjust-bias", data, "train", &train))) goto done;
     if ((rc = cli_open_ctx("adjust-bias", device, &ctx))) goto done;
     if ((s = kdcl_model_load(ctx, model, 1000, &m, &meta))) goto done;
+    /* the model must fit the data, as kdcl eval checks it, before any search */
+    if ((s = kdcl_check_fit(m, &test, model)) || (search && (s = kdcl_check_fit(m, &train, model))))
+        goto done;
     const size_t K = kdcl_model_classes(m);
     for (size_t i = 0; i < nc; i++)
         if (cls[i] >= K) {
@@ -110,7 +116,6 @@ int cmd_adjust_bias(int argc, char **argv)
             goto done;
         }
     if (search) {
-        if ((rc = cli_load_split("adjust-bias", data, "train", &train))) goto done;
         if (val >= train.n) {
             rc = cli_usage_error("adjust-bias", "--val %zu exceeds the %zu training examples", val, train.n);
             goto done;

@@ -1738,6 +1738,10 @@ int cmd_bench(int argc, char **argv)
         return cli_usage_error("bench", "--device and --all-devices exclude each other");
     if (o.quick && !reps_given) o.reps = 1;
     if (o.child) return bench_device(&o, o.device, NULL);
+    if (o.json) {
+        int rc = cli_check_output("bench", "--json", o.json);
+        if (rc) return rc;
+    }
 
     double t0 = kdcl_wall_seconds();
     cJSON *root = cJSON_CreateObject();

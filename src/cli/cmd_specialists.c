@@ -200,6 +200,8 @@ static int cmd_cluster(int argc, char **argv)
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!model || !out || !ko.M)
         return cli_usage_error(cmd, "--model, --clusters and --out are required");
+    int rc = cli_check_output(cmd, "--out", out);
+    if (rc) return rc;
     kdcl_dataset train = {0};
     kdcl_ctx *ctx = NULL;
     kdcl_model *g = NULL;
@@ -207,7 +209,6 @@ static int cmd_cluster(int argc, char **argv)
     double *cov = NULL, *mean = NULL;
     int32_t *conf = NULL;
     char **names = NULL;
-    int rc;
     kdcl_status s = KDCL_OK;
     if ((rc = cli_load_split(cmd, cli_data_dir(data), "train", &train)) ||
         (rc = cli_open_ctx(cmd, device, &ctx)) ||
@@ -470,6 +471,7 @@ static int cmd_spec_train(int argc, char **argv)
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!model || !clusters || !f.out)
         return cli_usage_error(cmd, "--model, --clusters and --out DIR are required");
+    if ((rc = cli_check_output_dir(cmd, "--out", f.out))) return rc;
     spec_pool p;
     memset(&p, 0, sizeof p);
     p.model = model;
@@ -837,6 +839,10 @@ static int cmd_spec_eval(int argc, char **argv)
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!model || !sdir) return cli_usage_error(cmd, "--model and --specialists are required");
+    if (json) {
+        int rc = cli_check_output(cmd, "--json", json);
+        if (rc) return rc;
+    }
     kdcl_dataset ds = {0};
     kdcl_ctx *ctx = NULL;
     kdcl_model *g = NULL, *specs[KDCL_MAX_CLUSTERS] = {0};

@@ -290,10 +290,12 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
     }
     if ((rc = cli_open_ctx(cmd, f->device, &ctx))) goto done;
     if (on_ctx && (rc = on_ctx(user, ctx, &train))) goto done;
-    if ((s = kdcl_model_create(ctx, &spec, train.c, train.h, train.w,
-                               o->batch > 1000 ? o->batch : 1000, &m)) ||
-        (s = kdcl_model_init(m, o->seed)))
-        goto done;
+    /* evaluation runs in batches of 1000 when they fit the device, else of --batch */
+    s = kdcl_model_create(ctx, &spec, train.c, train.h, train.w, o->batch > 1000 ? o->batch : 1000,
+                          &m);
+    if (s == KDCL_ERR_OOM && o->batch < 1000)
+        s = kdcl_model_create(ctx, &spec, train.c, train.h, train.w, o->batch, &m);
+    if (s || (s = kdcl_model_init(m, o->seed))) goto done;
     if (f->normalize) {
         float mean[4], sd[4];
         if ((s = kdcl_dataset_channel_stats(fit, mean, sd)) ||

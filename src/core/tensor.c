@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,17 @@ static kdcl_status shape_numel(size_t ndim, const size_t *shape, size_t *numel)
     return KDCL_OK;
 }
 
+/* "[128, 784]" for messages. */
+static const char *shape_str(char *buf, size_t ndim, const size_t *shape)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < ndim && i < KDCL_MAX_DIMS; i++)
+        off += (size_t)snprintf(buf + off, 32, "%s%zu", i ? ", " : "[", shape[i]);
+    snprintf(buf + off, 2, "]");
+    return buf;
+}
+
 kdcl_status kdcl_tensor_alloc(kdcl_ctx *ctx, kdcl_tensor *t, kdcl_elem type, size_t ndim,
                               const size_t *shape)
 {
@@ -37,15 +49,20 @@ kdcl_status kdcl_tensor_alloc(kdcl_ctx *ctx, kdcl_tensor *t, kdcl_elem type, siz
     size_t numel = 0, bytes = 0;
     kdcl_status s = shape_numel(ndim, shape, &numel);
     if (s) return s;
+    char sh[32 * KDCL_MAX_DIMS + 2];
     size_t es = kdcl_elem_size(type);
     if (!es) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "unknown tensor element type %d", type);
     if (__builtin_mul_overflow(numel, es, &bytes))
         return kdcl_set_error(KDCL_ERR_OVERFLOW, "tensor byte size overflows size_t");
     if (ctx->dev.max_alloc && bytes > ctx->dev.max_alloc)
         return kdcl_set_error(KDCL_ERR_OOM,
-                              "tensor of %zu bytes exceeds the largest buffer %s allows "
-                              "(%llu bytes)",
-                              bytes, ctx->dev.name, (unsigned long long)ctx->dev.max_alloc);
+                              "a tensor of %zu bytes (shape %s) exceeds the largest buffer %s "
+                              "allows (CL_DEVICE_MAX_MEM_ALLOC_SIZE %llu bytes; global memory "
+                              "%llu bytes, %llu in use)",
+                              bytes, shape_str(sh, ndim, shape), ctx->dev.name,
+                              (unsigned long long)ctx->dev.max_alloc,
+                              (unsigned long long)ctx->dev.global_mem,
+                              (unsigned long long)ctx->mem_live);
     cl_int e;
     t->buf = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &e);
     if (e != CL_SUCCESS) {
@@ -54,9 +71,12 @@ kdcl_status kdcl_tensor_alloc(kdcl_ctx *ctx, kdcl_tensor *t, kdcl_elem type, siz
                                       e == CL_INVALID_BUFFER_SIZE || e == CL_OUT_OF_RESOURCES
                                   ? KDCL_ERR_OOM
                                   : KDCL_ERR_OPENCL,
-                              "allocating %zu bytes on %s failed: %s (%llu bytes already in use)",
-                              bytes, ctx->dev.name, kdcl_cl_error_name(e),
-                              (unsigned long long)ctx->mem_live);
+                              "allocating %zu bytes (shape %s) on %s failed: %s (%llu bytes "
+                              "already in use; global memory %llu bytes, largest buffer %llu)",
+                              bytes, shape_str(sh, ndim, shape), ctx->dev.name, kdcl_cl_error_name(e),
+                              (unsigned long long)ctx->mem_live,
+                              (unsigned long long)ctx->dev.global_mem,
+                              (unsigned long long)ctx->dev.max_alloc);
     }
     t->type = type;
     t->ndim = ndim;

@@ -2,6 +2,7 @@
  * torch.nn.Sequential that the "kdcl.model" metadata describes, so PyTorch
  * can rebuild the network without kdcl (tools/torch_rebuild.py). Older MLP
  * checkpoints (layers.<i>.weight/bias, "arch") still load. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,9 +172,13 @@ static kdcl_status parse_floats(const char *path, const char *key, const char *j
         const cJSON *v;
         cJSON_ArrayForEach(v, a)
         {
-            if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
-                s = kdcl_set_error(KDCL_ERR_FORMAT, "%s: '%s' entry %zu is not a finite number",
-                                   path, key, i);
+            if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
+                fabs(v->valuedouble) > FLT_MAX) {
+                s = kdcl_set_error(KDCL_ERR_FORMAT,
+                                   "%s: '%s' entry %zu is not a finite float%s", path, key, i,
+                                   cJSON_IsNumber(v) && isfinite(v->valuedouble)
+                                       ? " (it overflows)"
+                                       : "");
                 break;
             }
             out[i++] = (float)v->valuedouble;
@@ -381,16 +386,27 @@ kdcl_status kdcl_model_load(kdcl_ctx *ctx, const char *path, size_t max_batch,
     } else {
         /* kdcl's earlier checkpoints: x = u8 * input_scale + input_shift */
         const char *sc = kdcl_st_meta(&f, "input_scale"), *sh = kdcl_st_meta(&f, "input_shift");
-        double scale = sc ? strtod(sc, NULL) : 1.0 / 255.0, shift = sh ? strtod(sh, NULL) : 0.0;
-        if (!(scale > 0) || !isfinite(scale) || !isfinite(shift)) {
-            s = kdcl_set_error(KDCL_ERR_FORMAT, "%s: bad input_scale / input_shift", path);
+        char *e1 = NULL, *e2 = NULL;
+        double scale = sc ? strtod(sc, &e1) : 1.0 / 255.0, shift = sh ? strtod(sh, &e2) : 0.0;
+        if ((sc && (e1 == sc || *e1)) || (sh && (e2 == sh || *e2)) || !(scale > 0) ||
+            !isfinite(scale) || !isfinite(shift)) {
+            s = kdcl_set_error(KDCL_ERR_FORMAT,
+                               "%s: bad input_scale '%s' / input_shift '%s' (need numbers, "
+                               "scale > 0)",
+                               path, sc ? sc : "", sh ? sh : "");
             goto done;
         }
         double svd = 1.0 / (255.0 * scale), mvd = -shift / (255.0 * scale);
         if (fabs(svd - 1.0) < 1e-6) svd = 1.0; /* the default 1/255 written with 9 digits */
         float sv = (float)svd, mv = (float)mvd;
         float mvs[4] = {mv, mv, mv, mv}, svs[4] = {sv, sv, sv, sv};
-        if ((s = kdcl_model_set_input_norm(m, mvs, svs))) goto done;
+        if ((s = kdcl_model_set_input_norm(m, mvs, svs))) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", kdcl_last_error());
+            s = kdcl_set_error(KDCL_ERR_FORMAT, "%s: input_scale %g / input_shift %g: %s", path,
+                               scale, shift, msg);
+            goto done;
+        }
     }
     if ((s = load_values(m, &f, path, legacy))) goto done;
     *out = m;

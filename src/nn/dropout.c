@@ -16,8 +16,7 @@ static kdcl_status dropout_create(kdcl_layer *l, kdcl_model *m)
     if (!l->inplace)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "Dropout cannot be the first layer of a residual block");
-    kdcl_status s = kdcl_tensor_alloc2(m->ctx, &l->y_own, KDCL_U8, m->max_batch, l->out_dim);
-    if (!s) s = kdcl_act_rows(&l->y_own, m->batch);
+    kdcl_status s = kdcl_model_alloc_rows(m, &l->y_own, KDCL_U8, l->out_dim);
     l->priv = calloc(1, sizeof(dropout_priv));
     if (!s && !l->priv) s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
     return s;

@@ -5,10 +5,6 @@
 
 #include "kdcl/train.h"
 
-/* The examples of ds fit m (input shape, at most as many classes); rebinds an
- * MLP to the data's image shape. Errors start with `what`. */
-kdcl_status kdcl_check_fit(kdcl_model *m, const kdcl_dataset *ds, const char *what);
-
 /* Fill the logits [count, K] for the batch just loaded into b (its current
  * slot) and point *logits at them. */
 typedef kdcl_status (*kdcl_eval_logits_fn)(void *user, const kdcl_batcher *b, size_t count,

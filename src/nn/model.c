@@ -46,11 +46,22 @@ kdcl_status kdcl_act_rows(kdcl_tensor *t, size_t batch)
     return kdcl_tensor_reshape(t, 2, sh);
 }
 
+kdcl_status kdcl_model_alloc_rows(kdcl_model *m, kdcl_tensor *t, kdcl_elem type,
+                                  size_t per_example)
+{
+    kdcl_status s = kdcl_tensor_alloc2(m->ctx, t, type, m->max_batch, per_example);
+    if (!s) s = kdcl_act_rows(t, m->batch);
+    if (!s) {
+        uint64_t row = (uint64_t)per_example * kdcl_elem_size(type);
+        m->row_bytes += row;
+        if (row > m->max_row_bytes) m->max_row_bytes = row;
+    }
+    return s;
+}
+
 kdcl_status kdcl_layer_alloc_act(kdcl_model *m, kdcl_tensor *t, size_t per_example)
 {
-    kdcl_status s = kdcl_tensor_alloc2(m->ctx, t, KDCL_F32, m->max_batch, per_example);
-    if (!s) s = kdcl_act_rows(t, m->batch);
-    return s;
+    return kdcl_model_alloc_rows(m, t, KDCL_F32, per_example);
 }
 
 kdcl_status kdcl_layer_alloc_out(kdcl_model *m, kdcl_layer *l)
@@ -371,10 +382,11 @@ static kdcl_status carve(kdcl_model *m, kdcl_layer *l, void *user)
     return KDCL_OK;
 }
 
-kdcl_status kdcl_model_create(kdcl_ctx *ctx, const kdcl_model_spec *spec, size_t c, size_t h,
-                              size_t w, size_t max_batch, kdcl_model **out)
+static kdcl_status model_create(kdcl_ctx *ctx, const kdcl_model_spec *spec, size_t c, size_t h,
+                                size_t w, size_t max_batch, kdcl_model **out)
 {
     *out = NULL;
+    const uint64_t live0 = kdcl_ctx_mem_stats(ctx).live_bytes;
     if (max_batch == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "batch size must be >= 1");
     if (c == 0 || h == 0 || w == 0)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "model input %zux%zux%zu has a zero size", c,
@@ -399,7 +411,7 @@ kdcl_status kdcl_model_create(kdcl_ctx *ctx, const kdcl_model_spec *spec, size_t
                            m->spec.in_features, m->in_dim, c, h, w);
         goto fail;
     }
-    if ((s = kdcl_tensor_alloc2(ctx, &m->input, KDCL_F32, max_batch, m->in_dim))) goto fail;
+    if ((s = kdcl_model_alloc_rows(m, &m->input, KDCL_F32, m->in_dim))) goto fail;
     uint32_t stream = 0;
     if ((s = kdcl_list_create(m, &m->top, m->spec.layers, m->spec.n, m->in, &m->input,
                               &m->dinput, "", 0, 1, &stream)))
@@ -440,11 +452,89 @@ kdcl_status kdcl_model_create(kdcl_ctx *ctx, const kdcl_model_spec *spec, size_t
     if (cs.ws && (s = kdcl_tensor_alloc(ctx, &m->ws, KDCL_F32, 1, wn))) goto fail;
     cs.pass = 1;
     if ((s = visit(m, &m->top, carve, &cs))) goto fail;
+    /* the workspace grows with the batch (columns of every image) */
+    m->ws_row_bytes = (uint64_t)((cs.ws + max_batch - 1) / max_batch) * sizeof(float);
+    m->mem_bytes = kdcl_ctx_mem_stats(ctx).live_bytes - live0;
     *out = m;
     return KDCL_OK;
 fail:
     kdcl_model_destroy(m);
     return s;
+}
+
+kdcl_status kdcl_model_memory(const kdcl_model *m, size_t batch, kdcl_model_mem *out)
+{
+    memset(out, 0, sizeof *out);
+    if (batch == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_model_memory: batch 0");
+    const uint64_t per = m->row_bytes + m->ws_row_bytes;
+    const uint64_t own_rows = per * (uint64_t)m->max_batch;
+    /* what the model holds apart from its rows, plus two more copies of the
+     * parameters for the optimiser's state (Adam's m and v; SGD needs one) */
+    const uint64_t pbytes = (uint64_t)m->params.capacity * sizeof(float);
+    out->fixed = (m->mem_bytes > own_rows ? m->mem_bytes - own_rows : 0) + 2 * pbytes;
+    out->per_example = per;
+    const long double act = (long double)per * (long double)batch;
+    const long double big = (long double)(m->max_row_bytes > m->ws_row_bytes ? m->max_row_bytes
+                                                                             : m->ws_row_bytes) *
+                            (long double)batch;
+    const long double cap = (long double)UINT64_MAX / 2;
+    out->activations = act > cap ? (uint64_t)cap : (uint64_t)act;
+    out->total = out->fixed + out->activations;
+    out->largest = big > cap ? (uint64_t)cap : (uint64_t)big;
+    if (pbytes > out->largest) out->largest = pbytes;
+    return KDCL_OK;
+}
+
+/* "1.5 GiB" */
+static void fmt_bytes(char *buf, size_t size, uint64_t b)
+{
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024 && u < 6) v /= 1024, u++;
+    if (u == 0)
+        snprintf(buf, size, "%llu B", (unsigned long long)b);
+    else
+        snprintf(buf, size, "%.1f %s", v, unit[u]);
+}
+
+kdcl_status kdcl_model_check_memory(const kdcl_model *m, size_t batch)
+{
+    kdcl_model_mem mm;
+    kdcl_status s = kdcl_model_memory(m, batch, &mm);
+    if (s) return s;
+    const kdcl_device_info *d = kdcl_ctx_device(m->ctx);
+    if ((!d->global_mem || mm.total <= d->global_mem) &&
+        (!d->max_alloc || mm.largest <= d->max_alloc))
+        return KDCL_OK;
+    char t[32], p[32], a[32], l[32], g[32], x[32];
+    fmt_bytes(t, sizeof t, mm.total);
+    fmt_bytes(p, sizeof p, mm.fixed);
+    fmt_bytes(a, sizeof a, mm.activations);
+    fmt_bytes(l, sizeof l, mm.largest);
+    fmt_bytes(g, sizeof g, d->global_mem);
+    fmt_bytes(x, sizeof x, d->max_alloc);
+    return kdcl_set_error(KDCL_ERR_OOM,
+                          "batch %zu needs %s of device memory (parameters, gradients and "
+                          "optimiser state %s, activations %s, largest buffer %s); %s has %s "
+                          "(largest buffer %s): use a smaller batch or model",
+                          batch, t, p, a, l, d->name, g, x);
+}
+
+kdcl_status kdcl_model_create(kdcl_ctx *ctx, const kdcl_model_spec *spec, size_t c, size_t h,
+                              size_t w, size_t max_batch, kdcl_model **out)
+{
+    *out = NULL;
+    if (max_batch > 1) {
+        /* the same model for one example tells what a batch needs, before
+         * anything that size is allocated */
+        kdcl_model *probe = NULL;
+        kdcl_status s = model_create(ctx, spec, c, h, w, 1, &probe);
+        if (!s) s = kdcl_model_check_memory(probe, max_batch);
+        kdcl_model_destroy(probe);
+        if (s) return s;
+    }
+    return model_create(ctx, spec, c, h, w, max_batch, out);
 }
 
 /* ---- init and parameters ---- */
@@ -586,12 +676,16 @@ kdcl_status kdcl_model_set_batch(kdcl_model *m, size_t batch)
 
 kdcl_status kdcl_model_set_input_norm(kdcl_model *m, const float *mean, const float *std)
 {
+    /* the normalised pixels (u8 / 255 - mean) / std stay within 1e9: a tiny std
+     * (or a huge mean) would overflow the input transform's coefficients and
+     * give NaN losses instead of an error */
     for (size_t c = 0; c < m->in.c && c < 4; c++)
-        if (!isfinite(mean[c]) || !isfinite(std[c]) || !(std[c] > 0))
+        if (!isfinite(mean[c]) || !isfinite(std[c]) || !(std[c] > 0) ||
+            !((1.0 + fabs((double)mean[c])) / (double)std[c] <= KDCL_INPUT_NORM_MAX))
             return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                                   "input normalisation of channel %zu: mean %g, std %g (need "
-                                  "finite values and std > 0)",
-                                  c, (double)mean[c], (double)std[c]);
+                                  "finite values, std > 0 and (1 + |mean|) / std <= %g)",
+                                  c, (double)mean[c], (double)std[c], KDCL_INPUT_NORM_MAX);
     for (size_t c = 0; c < m->in.c && c < 4; c++) {
         m->mean[c] = mean[c];
         m->std[c] = std[c];

@@ -104,7 +104,15 @@ struct kdcl_model {
     struct kdcl_profiler *prof;  /* per-layer sections (NULL: off) */
     kdcl_pending_grad pending[KDCL_MAX_PENDING_GRADS];
     size_t n_pending;
+    /* device memory (kdcl_model_memory): bytes the model allocated, of which
+     * per example (rows of activations, masks, workspace) and the largest row */
+    uint64_t mem_bytes, row_bytes, max_row_bytes, ws_row_bytes;
 };
+
+/* A [max_batch, per_example] tensor of the batch (counted per example for
+ * kdcl_model_memory), reshaped to the current batch. */
+kdcl_status kdcl_model_alloc_rows(kdcl_model *m, kdcl_tensor *t, kdcl_elem type,
+                                  size_t per_example);
 
 /* Layer types (one file each). */
 extern const kdcl_layer_ops kdcl_linear_ops, kdcl_conv2d_ops, kdcl_maxpool_ops,

@@ -25,7 +25,7 @@ static kdcl_status pool_create(kdcl_layer *l, kdcl_model *m)
                                sp->sh ? sp->sh : sp->kh, sp->sw ? sp->sw : sp->kw, sp->ph, sp->pw);
     if (s) return s;
     if (sp->kind == KDCL_LAYER_MAXPOOL2D &&
-        ((s = kdcl_tensor_alloc2(m->ctx, &p->argmax, KDCL_I32, m->max_batch, l->out_dim))))
+        ((s = kdcl_model_alloc_rows(m, &p->argmax, KDCL_I32, l->out_dim))))
         return s;
     return kdcl_layer_alloc_out(m, l);
 }

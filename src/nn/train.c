@@ -338,6 +338,15 @@ kdcl_status kdcl_eval_loop(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_bat
         goto done;
     double sum = 0;
     for (size_t i = 0; i < steps; i++) sum += host[i];
+    if (!isfinite(sum)) {
+        /* finite weights can still overflow (huge values, an extreme input
+         * transform): refuse rather than report a NaN loss */
+        s = kdcl_set_error(KDCL_ERR_NUMERIC,
+                           "evaluation: the loss over %zu examples is %s: the model's outputs "
+                           "are not finite (weights or input normalisation out of range)",
+                           ds->n, isnan(sum) ? "NaN" : "Inf");
+        goto done;
+    }
     r->n = ds->n;
     r->errors = (size_t)errs;
     r->loss = sum / (double)ds->n;
