@@ -6,102 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "kdcl/data.h"
 #include "kdcl/gemm.h"
 #include "kdcl/runtime.h"
 #include "testutil.h"
 
-static const char *exe;
 static char data_dir[4096];
-
-static void put_be32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-/* 8x8 images, 3 classes: which pair of columns is bright. */
-static void write_split(const char *prefix, size_t n, uint64_t seed)
-{
-    unsigned char *img = malloc(16 + n * 64), *lab = malloc(8 + n);
-    put_be32(img, 0x803);
-    put_be32(img + 4, (uint32_t)n);
-    put_be32(img + 8, 8);
-    put_be32(img + 12, 8);
-    put_be32(lab, 0x801);
-    put_be32(lab + 4, (uint32_t)n);
-    kdcl_rng r;
-    kdcl_rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++) {
-        int c = (int)kdcl_rng_below(&r, 3);
-        lab[8 + i] = (unsigned char)c;
-        for (int p = 0; p < 64; p++)
-            img[16 + i * 64 + p] =
-                (unsigned char)(kdcl_rng_below(&r, 100) + ((p % 8) / 3 == c ? 120 : 0));
-    }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte.gz", data_dir, prefix);
-    gzFile g = gzopen(path, "wb");
-    gzwrite(g, img, (unsigned)(16 + n * 64));
-    gzclose(g);
-    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", data_dir, prefix);
-    tu_write_file(path, lab, 8 + n);
-    free(img);
-    free(lab);
-}
 
 static void setup(void)
 {
-    exe = getenv("KDCL_EXE");
-    ck_assert_msg(exe && access(exe, X_OK) == 0, "KDCL_EXE not set to the kdcl binary");
+    tu_exe();
     snprintf(data_dir, sizeof data_dir, "%s", tu_path("tiny"));
     mkdir(data_dir, 0755);
-    write_split("train", 300, 1);
-    write_split("t10k", 150, 2);
-}
-
-typedef struct {
-    int status;
-    char out[65536];
-    char err[8192];
-    int err_lines;
-} run_result;
-
-static void run(run_result *r, const char *args)
-{
-    char cmd[16384];
-    const char *errf = tu_path("stderr.txt");
-    snprintf(cmd, sizeof cmd, "%s %s 2>%s", exe, args, errf);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t n = fread(r->out, 1, sizeof r->out - 1, p);
-    r->out[n] = '\0';
-    int st = pclose(p);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    FILE *e = fopen(errf, "r");
-    n = e ? fread(r->err, 1, sizeof r->err - 1, e) : 0;
-    r->err[n] = '\0';
-    if (e) fclose(e);
-    r->err_lines = 0;
-    for (char *c = r->err; *c; c++) r->err_lines += *c == '\n';
-}
-
-static void expect_fail(const char *args, int status, const char *needle)
-{
-    run_result r;
-    run(&r, args);
-    ck_assert_msg(r.status == status, "'kdcl %s' exited %d, expected %d; stderr: %s", args,
-                  r.status, status, r.err);
-    ck_assert_msg(r.err_lines == 1, "'kdcl %s' printed %d stderr lines: %s", args, r.err_lines,
-                  r.err);
-    ck_assert_msg(strstr(r.err, needle) != NULL, "'kdcl %s': '%s' not in: %s", args, needle,
-                  r.err);
+    tu_write_idx_split(data_dir, "train", 300, 1);
+    tu_write_idx_split(data_dir, "t10k", 150, 2);
 }
 
 START_TEST(test_train_eval_roundtrip)
@@ -112,13 +32,13 @@ START_TEST(test_train_eval_roundtrip)
              "train --data %s --arch 64-32-3 --epochs 3 --batch 25 --lr 0.05 --dropout 0.1,0.2 "
              "--max-norm 3 --jitter 1 --val 50 --seed 3 --out %s",
              data_dir, model);
-    run_result r;
-    run(&r, args);
+    tu_run_result r;
+    tu_run(&r, args);
     ck_assert_msg(r.status == 0, "train failed (%d): %s", r.status, r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "test errors:"));
     ck_assert_ptr_nonnull(strstr(r.out, "val err"));
     snprintf(args, sizeof args, "eval --model %s --data %s --json", model, data_dir);
-    run(&r, args);
+    tu_run(&r, args);
     ck_assert_msg(r.status == 0, "eval failed: %s", r.err);
     cJSON *j = cJSON_Parse(r.out);
     ck_assert_msg(j != NULL, "eval --json printed no JSON: %s", r.out);
@@ -139,7 +59,7 @@ START_TEST(test_train_eval_roundtrip)
     cJSON_Delete(j);
     /* the text report names the per-class errors */
     snprintf(args, sizeof args, "eval --model %s --data %s", model, data_dir);
-    run(&r, args);
+    tu_run(&r, args);
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "confusion"));
 }
@@ -150,23 +70,23 @@ START_TEST(test_bad_usage)
     char args[8192];
     snprintf(args, sizeof args, "train --data %s --arch 64-abc-3 --out %s", data_dir,
              tu_path("x.safetensors"));
-    expect_fail(args, 2, "architecture");
+    tu_expect_fail(args, 2, "architecture");
     snprintf(args, sizeof args, "train --data %s --batch 0 --out %s", data_dir,
              tu_path("x.safetensors"));
-    expect_fail(args, 2, "--batch");
+    tu_expect_fail(args, 2, "--batch");
     snprintf(args, sizeof args, "train --data %s --batch 1000 --out %s", data_dir,
              tu_path("x.safetensors"));
-    expect_fail(args, 2, "larger than");
+    tu_expect_fail(args, 2, "larger than");
     snprintf(args, sizeof args, "train --data %s --dropout 1.5 --out %s", data_dir,
              tu_path("x.safetensors"));
-    expect_fail(args, 2, "--dropout");
+    tu_expect_fail(args, 2, "--dropout");
     snprintf(args, sizeof args, "train --data %s --arch 65-8-3 --epochs 1 --out %s", data_dir,
              tu_path("x.safetensors"));
-    expect_fail(args, 2, "65 inputs");
-    expect_fail("train --no-such-option", 2, "unknown option");
-    expect_fail("train --data /nonexistent/dir --out /tmp/x.safetensors", 1, "/nonexistent/dir");
-    expect_fail("frobnicate", 2, "unknown command");
-    expect_fail("eval", 2, "--model");
+    tu_expect_fail(args, 2, "65 inputs");
+    tu_expect_fail("train --no-such-option", 2, "unknown option");
+    tu_expect_fail("train --data /nonexistent/dir --out /tmp/x.safetensors", 1, "/nonexistent/dir");
+    tu_expect_fail("frobnicate", 2, "unknown command");
+    tu_expect_fail("eval", 2, "--model");
     struct stat st;
     ck_assert_int_ne(stat(tu_path("x.safetensors"), &st), 0); /* nothing written */
 }
@@ -184,12 +104,12 @@ START_TEST(test_cnn_train_eval_and_bad_specs)
              "flatten,dropout(0.1),linear(K)' --normalize --flip --crop 1 --optimizer adamw --lr "
              "0.01 --weight-decay 0.01 --schedule cosine --warmup 1 --epochs 3 --batch 25 --out %s",
              data_dir, model);
-    run_result r;
-    run(&r, args);
+    tu_run_result r;
+    tu_run(&r, args);
     ck_assert_msg(r.status == 0, "CNN train failed (%d): %s", r.status, r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "test errors:"));
     snprintf(args, sizeof args, "eval --model %s --data %s --json", model, data_dir);
-    run(&r, args);
+    tu_run(&r, args);
     ck_assert_msg(r.status == 0, "eval failed: %s", r.err);
     cJSON *j = cJSON_Parse(r.out);
     ck_assert_ptr_nonnull(j);
@@ -207,12 +127,12 @@ START_TEST(test_cnn_train_eval_and_bad_specs)
              "distill --data %s --teacher %s --arch 64-16-3 --T 3 --flip --epochs 2 --batch 25 "
              "--out %s",
              data_dir, model, student);
-    run(&r, args);
+    tu_run(&r, args);
     ck_assert_msg(r.status == 0, "distill from the CNN failed: %s", r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "per batch"));
     /* an ensemble of mixed architectures: the CNN and the MLP student */
     snprintf(args, sizeof args, "eval --model %s,%s --data %s --json", model, student, data_dir);
-    run(&r, args);
+    tu_run(&r, args);
     ck_assert_msg(r.status == 0, "mixed ensemble eval failed: %s", r.err);
     j = cJSON_Parse(r.out);
     ck_assert_ptr_nonnull(j);
@@ -232,11 +152,11 @@ START_TEST(test_cnn_train_eval_and_bad_specs)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(args, sizeof args, "train --data %s --arch '%s' --epochs 1 --out %s", data_dir,
                  bad[i][0], x);
-        expect_fail(args, strncmp(bad[i][0], "@", 1) ? 2 : 1, bad[i][1]);
+        tu_expect_fail(args, strncmp(bad[i][0], "@", 1) ? 2 : 1, bad[i][1]);
     }
     snprintf(args, sizeof args, "train --data %s --arch 'conv(4,3),flatten,linear(K)' --dropout "
              "0.5 --epochs 1 --out %s", data_dir, x);
-    expect_fail(args, 2, "dropout(P)");
+    tu_expect_fail(args, 2, "dropout(P)");
     struct stat st;
     ck_assert_int_ne(stat(x, &st), 0);
 }
@@ -248,8 +168,8 @@ START_TEST(test_bad_checkpoints)
     const char *good = tu_path("good.safetensors");
     snprintf(args, sizeof args, "train --data %s --arch 64-8-3 --epochs 1 --batch 50 --quiet --out %s",
              data_dir, good);
-    run_result r;
-    run(&r, args);
+    tu_run_result r;
+    tu_run(&r, args);
     ck_assert_msg(r.status == 0, "%s", r.err);
     /* truncated copy */
     FILE *f = fopen(good, "rb");
@@ -258,33 +178,31 @@ START_TEST(test_bad_checkpoints)
     fclose(f);
     tu_write_file(tu_path("trunc.safetensors"), buf, n / 2);
     snprintf(args, sizeof args, "eval --model %s --data %s", tu_path("trunc.safetensors"), data_dir);
-    expect_fail(args, 1, "trunc.safetensors");
+    tu_expect_fail(args, 1, "trunc.safetensors");
     /* garbage header */
     tu_write_file(tu_path("junk.safetensors"), "\x10\0\0\0\0\0\0\0{not json at all", 24);
     snprintf(args, sizeof args, "eval --model %s --data %s", tu_path("junk.safetensors"), data_dir);
-    expect_fail(args, 1, "junk.safetensors");
+    tu_expect_fail(args, 1, "junk.safetensors");
     /* missing file */
     snprintf(args, sizeof args, "eval --model %s --data %s", tu_path("none.safetensors"), data_dir);
-    expect_fail(args, 1, "none.safetensors");
-    /* an output directory that does not exist: training fails at the save,
-     * with a message, and leaves nothing behind */
+    tu_expect_fail(args, 1, "none.safetensors");
+    /* an output directory that does not exist: refused before the training
+     * (tests/test_badinput.c has the other outputs) */
     snprintf(args, sizeof args,
              "train --data %s --arch 64-8-3 --epochs 1 --batch 50 --quiet --out %s/no/such/m.st",
              data_dir, tu_tmpdir());
-    run(&r, args);
-    ck_assert_int_ne(r.status, 0);
-    ck_assert_int_ge(r.err_lines, 1);
+    tu_expect_fail(args, 2, "does not exist");
 }
 END_TEST
 
 START_TEST(test_devices_lists_something)
 {
-    run_result r;
-    run(&r, "devices");
+    tu_run_result r;
+    tu_run(&r, "devices");
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "0:0"));
     ck_assert_ptr_nonnull(strstr(r.out, "driver"));
-    expect_fail("gemm --m 0", 2, "--m");
+    tu_expect_fail("gemm --m 0", 2, "--m");
 }
 END_TEST
 
@@ -296,28 +214,28 @@ START_TEST(test_specialists_pipeline)
     snprintf(gen, sizeof gen, "%s", tu_path("gen.safetensors"));
     snprintf(cl, sizeof cl, "%s", tu_path("clusters.json"));
     snprintf(dir, sizeof dir, "%s", tu_path("specs"));
-    run_result r;
+    tu_run_result r;
     snprintf(args, sizeof args,
              "train --data %s --arch 64-8-3 --epochs 2 --batch 25 --quiet --out %s", data_dir, gen);
-    run(&r, args);
+    tu_run(&r, args);
     ck_assert_msg(r.status == 0, "%s", r.err);
     snprintf(args, sizeof args, "specialists cluster --data %s --model %s --clusters 2 --out %s",
              data_dir, gen, cl);
-    run(&r, args);
+    tu_run(&r, args);
     ck_assert_msg(r.status == 0, "cluster: %s", r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "cluster 1:"));
     snprintf(args, sizeof args,
              "specialists train --data %s --model %s --clusters %s --min-size 1 --jobs 2 "
              "--epochs 1 --batch 20 --quiet --out %s",
              data_dir, gen, cl, dir);
-    run(&r, args);
+    tu_run(&r, args);
     ck_assert_msg(r.status == 0, "train: %s", r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "2 specialists in"));
     const char *js = tu_path("spec_eval.json");
     snprintf(args, sizeof args,
              "specialists eval --data %s --model %s --specialists %s --json %s", data_dir, gen,
              dir, js);
-    run(&r, args);
+    tu_run(&r, args);
     ck_assert_msg(r.status == 0, "eval: %s", r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "Table 4"));
     FILE *f = fopen(js, "r");
@@ -342,21 +260,21 @@ START_TEST(test_specialists_pipeline)
     /* bad input: one line, the right status, nothing crashes */
     snprintf(args, sizeof args, "specialists cluster --data %s --model %s --clusters 4 --out %s",
              data_dir, gen, tu_path("c4.json"));
-    expect_fail(args, 2, "more than the 3 classes");
-    expect_fail("specialists", 2, "usage");
-    expect_fail("specialists frobnicate", 2, "unknown subcommand");
+    tu_expect_fail(args, 2, "more than the 3 classes");
+    tu_expect_fail("specialists", 2, "usage");
+    tu_expect_fail("specialists frobnicate", 2, "unknown subcommand");
     tu_write_file(tu_path("bad.json"), "{\"format\": \"kdcl-clusters\", \"clus", 31);
     snprintf(args, sizeof args,
              "specialists train --data %s --model %s --clusters %s --quiet --out %s", data_dir,
              gen, tu_path("bad.json"), dir);
-    expect_fail(args, 1, "bad.json");
+    tu_expect_fail(args, 1, "bad.json");
     /* a second run into the same directory without the singleton cluster:
      * its old specialist would join the new ones at eval, so refuse */
     snprintf(args, sizeof args,
              "specialists train --data %s --model %s --clusters %s --min-size 2 --epochs 1 "
              "--quiet --out %s",
              data_dir, gen, cl, dir);
-    expect_fail(args, 2, "not one of this run's specialists");
+    tu_expect_fail(args, 2, "not one of this run's specialists");
     /* clusters over 5 classes for a 3-class generalist: one line, before any training */
     const char *k5 = "{\"format\": \"kdcl-clusters\", \"version\": 1, \"classes\": 5, "
                      "\"clusters\": [{\"id\": 0, \"classes\": [0, 1]}]}";
@@ -364,11 +282,11 @@ START_TEST(test_specialists_pipeline)
     snprintf(args, sizeof args,
              "specialists train --data %s --model %s --clusters %s --quiet --out %s", data_dir,
              gen, tu_path("k5.json"), tu_path("k5specs"));
-    expect_fail(args, 2, "over 5 classes");
+    tu_expect_fail(args, 2, "over 5 classes");
     mkdir(tu_path("nospecs"), 0755);
     snprintf(args, sizeof args, "specialists eval --data %s --model %s --specialists %s",
              data_dir, gen, tu_path("nospecs"));
-    expect_fail(args, 2, "no specialist_");
+    tu_expect_fail(args, 2, "no specialist_");
     /* a specialist file that is not a checkpoint */
     mkdir(tu_path("junkspecs"), 0755);
     char junk[4200];
@@ -376,7 +294,7 @@ START_TEST(test_specialists_pipeline)
     tu_write_file(junk, "garbage", 7);
     snprintf(args, sizeof args, "specialists eval --data %s --model %s --specialists %s",
              data_dir, gen, tu_path("junkspecs"));
-    expect_fail(args, 1, "specialist_0.safetensors");
+    tu_expect_fail(args, 1, "specialist_0.safetensors");
 }
 END_TEST
 
@@ -386,9 +304,9 @@ END_TEST
  * computes garbage on PoCL) must be refused, not timed. */
 START_TEST(test_tune_checks_products)
 {
-    expect_fail("tune --search everything", 2, "--search");
-    run_result r;
-    run(&r, "tune --child-measure --mask 1 --reps 1 --check");
+    tu_expect_fail("tune --search everything", 2, "--search");
+    tu_run_result r;
+    tu_run(&r, "tune --child-measure --mask 1 --reps 1 --check");
     ck_assert_msg(r.status == 0, "tune --child-measure --check exited %d: %s", r.status, r.err);
     ck_assert_msg(strstr(r.out, "S 0 ") != NULL, "no timing line in: %s", r.out);
 
@@ -412,7 +330,7 @@ START_TEST(test_tune_checks_products)
         "\"NDIMC\": 8, \"NWG\": 64, \"SA\": 0, \"SB\": 0, \"STRM\": 0, \"STRN\": 0, "
         "\"VWM\": 8, \"VWN\": 8}, \"GemmRoutine\": {\"XGEMM_MIN_INDIRECT_SIZE\": 1}}}\n";
     tu_write_file(path, bad, sizeof bad - 1);
-    run(&r, "tune --child-measure --mask 1 --reps 1 --check");
+    tu_run(&r, "tune --child-measure --mask 1 --reps 1 --check");
     if (old)
         setenv("KDCL_CACHE_DIR", saved, 1);
     else

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 const char *tu_tmpdir(void)
 {
@@ -137,6 +139,89 @@ kdcl_model *tu_model(const char *arch, size_t n_classes, size_t c, size_t h, siz
     kdcl_model_spec_free(&spec);
     tu_ok(kdcl_model_init(m, seed), "model init");
     return m;
+}
+
+const char *tu_exe(void)
+{
+    const char *exe = getenv("KDCL_EXE");
+    ck_assert_msg(exe && access(exe, X_OK) == 0, "KDCL_EXE not set to the kdcl binary");
+    return exe;
+}
+
+void tu_run(tu_run_result *r, const char *args)
+{
+    static char cmd[20000];
+    char errf[4200];
+    snprintf(errf, sizeof errf, "%s", tu_path("stderr.txt"));
+    int w = snprintf(cmd, sizeof cmd, "%s %s 2>%s", tu_exe(), args, errf);
+    ck_assert_msg(w > 0 && (size_t)w < sizeof cmd, "command too long: %s", args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(r->out, 1, sizeof r->out - 1, p);
+    r->out[n] = '\0';
+    while (fgetc(p) != EOF) { /* drain what did not fit */
+    }
+    int st = pclose(p);
+    /* the shell reports a command killed by signal S as 128 + S */
+    r->signaled = WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) > 128);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    FILE *e = fopen(errf, "r");
+    n = e ? fread(r->err, 1, sizeof r->err - 1, e) : 0;
+    r->err[n] = '\0';
+    if (e) fclose(e);
+    r->err_lines = 0;
+    for (char *c = r->err; *c; c++) r->err_lines += *c == '\n';
+}
+
+void tu_expect_fail(const char *args, int status, const char *needle)
+{
+    static tu_run_result r;
+    tu_run(&r, args);
+    ck_assert_msg(r.status == status, "'kdcl %s' exited %d, expected %d; stderr: %s", args,
+                  r.status, status, r.err);
+    ck_assert_msg(r.err_lines == 1, "'kdcl %s' printed %d stderr lines: %s", args, r.err_lines,
+                  r.err);
+    ck_assert_msg(strstr(r.err, needle) != NULL, "'kdcl %s': '%s' not in: %s", args, needle,
+                  r.err);
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+void tu_write_idx_split(const char *dir, const char *prefix, size_t n, uint64_t seed)
+{
+    unsigned char *img = malloc(16 + n * 64), *lab = malloc(8 + n);
+    ck_assert(img && lab);
+    put_be32(img, 0x803);
+    put_be32(img + 4, (uint32_t)n);
+    put_be32(img + 8, 8);
+    put_be32(img + 12, 8);
+    put_be32(lab, 0x801);
+    put_be32(lab + 4, (uint32_t)n);
+    kdcl_rng r;
+    kdcl_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) {
+        int c = (int)kdcl_rng_below(&r, 3);
+        lab[8 + i] = (unsigned char)c;
+        for (int p = 0; p < 64; p++)
+            img[16 + i * 64 + p] =
+                (unsigned char)(kdcl_rng_below(&r, 100) + ((p % 8) / 3 == c ? 120 : 0));
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
+    gzFile g = gzopen(path, "wb");
+    ck_assert_ptr_nonnull(g);
+    gzwrite(g, img, (unsigned)(16 + n * 64));
+    gzclose(g);
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    ck_assert_int_eq(tu_write_file(path, lab, 8 + n), 0);
+    free(img);
+    free(lab);
 }
 
 int tu_run_suite(Suite *s)

@@ -41,6 +41,28 @@ void tu_make_6x6(kdcl_dataset *d, size_t n, uint64_t seed, int n_classes,
  * batches of up to max_batch rows; parameters drawn from `seed`. */
 kdcl_model *tu_model(const char *arch, size_t n_classes, size_t c, size_t h, size_t w,
                      size_t max_batch, float drop_in, float drop_hidden, uint64_t seed);
+/* ---- the kdcl executable ($KDCL_EXE), for the command-line suites ---- */
+
+/* The executable (fails the test when $KDCL_EXE is not set to one). */
+const char *tu_exe(void);
+/* One run of `kdcl <args>` through the shell (args is shell text, quoted as
+ * needed): exit status (128 + signal number when a signal ended it),
+ * stdout, stderr and the number of stderr lines. */
+typedef struct {
+    int status, signaled;
+    char out[65536];
+    char err[8192];
+    int err_lines;
+} tu_run_result;
+void tu_run(tu_run_result *r, const char *args);
+/* Run and require exit status `status`, exactly one stderr line and `needle`
+ * in it. */
+void tu_expect_fail(const char *args, int status, const char *needle);
+/* A tiny IDX split in dir: <prefix>-images-idx3-ubyte.gz (8x8 images) and
+ * <prefix>-labels-idx1-ubyte, 3 classes (which pair of columns is bright),
+ * n examples drawn from seed. */
+void tu_write_idx_split(const char *dir, const char *prefix, size_t n, uint64_t seed);
+
 /* Run a suite with Check and return the number of failures (for main()). */
 int tu_run_suite(Suite *s);
 

@@ -25,10 +25,13 @@ static int on_ctx(void *user, kdcl_ctx *ctx, const kdcl_dataset *train)
     kdcl_status s = kdcl_ensemble_load(ctx, a->paths, a->n_teachers, maxb, a->ens, &a->e);
     if (s) return cli_fail("distill", s);
     a->loaded = 1;
-    if (a->e.dim != train->dim)
+    if (a->e.dim != train->dim || a->e.classes < train->n_classes)
         return cli_fail("distill", kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                                                  "the teachers take %zu inputs, the data has %zu",
-                                                  a->e.dim, train->dim));
+                                                  "the teachers take %zu inputs and have %zu "
+                                                  "classes; the data has %zu inputs and %zu "
+                                                  "classes",
+                                                  a->e.dim, a->e.classes, train->dim,
+                                                  train->n_classes));
     if (!a->f->quiet) {
         printf("kdcl distill: %zu teacher(s), %s averaging, T = %g, alpha = %g, loss %s\n",
                a->n_teachers, a->ens == KDCL_ENS_PROB ? "probability" : "logit",

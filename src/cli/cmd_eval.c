@@ -83,6 +83,7 @@ int cmd_eval(int argc, char **argv)
                  ens == KDCL_ENS_PROB ? "probability" : "logit");
     } else {
         s = kdcl_model_load(ctx, model, 1000, &m, &meta);
+        if (!s) s = kdcl_check_fit(m, &ds, model);
         if (!s) s = kdcl_evaluate(m, &ds, 1, &r);
         if (!s) kdcl_model_describe(m, arch, sizeof arch);
     }

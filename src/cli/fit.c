@@ -133,7 +133,10 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
         int k = cli_parse_list(arg, 3, &d, &d2, &d3);
         if (k < 1 || d < 0 || d >= 1 || (k >= 2 && (d2 < 0 || d2 >= 1)) ||
             (k == 3 && (d3 < 0 || d3 > 1000000 || d3 != floor(d3))))
-            return cli_usage_error(cmd, "--momentum needs A[,B[,EPOCHS]] with A, B in [0, 1), got '%s'", arg);
+            return cli_usage_error(cmd,
+                                   "--momentum needs A[,B[,EPOCHS]] with A, B in [0, 1) and "
+                                   "EPOCHS in 0..1000000, got '%s'",
+                                   arg);
         o->momentum0 = (float)d;
         o->momentum1 = k >= 2 ? (float)d2 : (float)d;
         o->momentum_epochs = k == 3 ? (size_t)d3 : (k == 2 ? o->momentum_epochs : 0);
@@ -296,6 +299,13 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
     if (s == KDCL_ERR_OOM && o->batch < 1000)
         s = kdcl_model_create(ctx, &spec, train.c, train.h, train.w, o->batch, &m);
     if (s || (s = kdcl_model_init(m, o->seed))) goto done;
+    { /* both splits fit the model before the training, not at the test after it */
+        char what[4200];
+        snprintf(what, sizeof what, "%s (training split)", data);
+        if ((s = kdcl_check_fit(m, fit, what))) goto done;
+        snprintf(what, sizeof what, "%s (test split)", data);
+        if ((s = kdcl_check_fit(m, &test, what))) goto done;
+    }
     if (f->normalize) {
         float mean[4], sd[4];
         if ((s = kdcl_dataset_channel_stats(fit, mean, sd)) ||
