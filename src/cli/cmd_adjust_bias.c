@@ -60,8 +60,10 @@ int cmd_adjust_bias(int argc, char **argv)
             break;
         }
         case 'x':
-            if (cli_parse_double(optarg, &offset))
-                return cli_usage_error("adjust-bias", "--offset needs a number, got '%s'", optarg);
+            if (cli_parse_double(optarg, &offset) || fabs(offset) > 1e4)
+                return cli_usage_error("adjust-bias",
+                                       "--offset needs a number in [-10000, 10000], got '%s'",
+                                       optarg);
             break;
         case 'v':
             if (cli_parse_size(optarg, &val) || val == 0)
@@ -73,8 +75,12 @@ int cmd_adjust_bias(int argc, char **argv)
             break;
         case 'r': {
             int k = cli_parse_list(optarg, 3, &lo, &hi, &step);
-            if (k != 3 || !(lo < hi) || !(step > 0) || (hi - lo) / step > 1e6)
-                return cli_usage_error("adjust-bias", "--range needs LO,HI,STEP, got '%s'", optarg);
+            if (k != 3 || !(lo < hi) || !(step > 0) || (hi - lo) / step > 1e6 || lo < -1e4 ||
+                hi > 1e4)
+                return cli_usage_error("adjust-bias",
+                                       "--range needs LO,HI,STEP with -10000 <= LO < HI <= 10000 "
+                                       "and at most 1e6 steps, got '%s'",
+                                       optarg);
             break;
         }
         case 'h':

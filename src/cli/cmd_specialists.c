@@ -184,8 +184,8 @@ static int cmd_cluster(int argc, char **argv)
         case 'M':
         case 'r':
         case 'v':
-            if (cli_parse_size(optarg, &z) || z == 0)
-                return cli_usage_error(cmd, "--%s needs a positive integer, got '%s'",
+            if (cli_parse_size(optarg, &z) || z == 0 || z > 1000000)
+                return cli_usage_error(cmd, "--%s needs an integer in 1..1000000, got '%s'",
                                        c == 'M' ? "clusters" : c == 'r' ? "restarts" : "overlap",
                                        optarg);
             *(c == 'M' ? &ko.M : c == 'r' ? &ko.restarts : &ko.overlap) = z;

@@ -1072,8 +1072,9 @@ int cmd_tune(int argc, char **argv)
                                        optarg);
             break;
         case 's':
-            if (cli_parse_double(optarg, &max_seconds) || !(max_seconds >= 10))
-                return cli_usage_error("tune", "--max-seconds needs a number >= 10, got '%s'",
+            if (cli_parse_double(optarg, &max_seconds) || !(max_seconds >= 10) ||
+                max_seconds > 1e6)
+                return cli_usage_error("tune", "--max-seconds needs a number in 10..1e6, got '%s'",
                                        optarg);
             break;
         case 'z':

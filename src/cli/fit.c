@@ -55,6 +55,13 @@ static int in_list(const size_t *l, size_t n, size_t v)
 /* The transfer set: classes left out or kept, then a seeded fraction. */
 static int transfer_set(const cli_fit *f, const kdcl_dataset *train, kdcl_dataset *out)
 {
+    const size_t nl = f->n_omit ? f->n_omit : f->n_only;
+    const size_t *cl = f->n_omit ? f->omit : f->only;
+    for (size_t i = 0; i < nl; i++)
+        if (cl[i] >= train->n_classes)
+            return cli_usage_error(f->cmd, "--%s lists class %zu, but the data has classes 0..%zu",
+                                   f->n_omit ? "omit-classes" : "only-classes", cl[i],
+                                   train->n_classes - 1);
     size_t *idx = malloc(train->n * sizeof *idx), n = 0;
     if (!idx) return cli_fail(f->cmd, kdcl_set_error(KDCL_ERR_OOM, "out of host memory"));
     for (size_t i = 0; i < train->n; i++) {
@@ -143,8 +150,8 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
         return 0;
     }
     case 1007:
-        if (cli_parse_double(arg, &d) || d < 0)
-            return cli_usage_error(cmd, "--weight-decay needs a number >= 0, got '%s'", arg);
+        if (cli_parse_double(arg, &d) || d < 0 || d > 1)
+            return cli_usage_error(cmd, "--weight-decay needs a number in [0, 1], got '%s'", arg);
         o->weight_decay = (float)d;
         return 0;
     case 1008: {
