@@ -210,7 +210,8 @@ static const char *images_variant(const char *name, const unsigned char *hdr, si
 }
 
 /* A checkpoint written by the library's safetensors writer from `src` with
- * changes: tensor `tname` gets `value` in its first element (op 'v'), loses
+ * changes: tensor `tname` gets `value` in its first element (op 'v') or in
+ * all (op 'a'), loses
  * its last column (op 's'), is dropped (op 'd'); op 'x' adds a tensor;
  * metadata `key` is set to `val` (key NULL: none). */
 static const char *ckpt_variant(const char *name, const char *src, const char *tname, char op,
@@ -231,10 +232,11 @@ static const char *ckpt_variant(const char *name, const char *src, const char *t
         t[n] = f.tensors[i];
         int hit = tname && !strcmp(f.tensors[i].name, tname);
         if (hit && op == 'd') continue;
-        if (hit && op == 'v') {
+        if (hit && (op == 'v' || op == 'a')) {
             copy = malloc(t[n].nbytes);
             memcpy(copy, t[n].data, t[n].nbytes);
-            copy[0] = value;
+            for (size_t e = 0; e < (op == 'a' ? t[n].nbytes / sizeof(float) : 1); e++)
+                copy[e] = value;
             t[n].data = copy;
         }
         if (hit && op == 's') {
@@ -394,6 +396,9 @@ START_TEST(test_bad_checkpoints)
     bad("NaN weight", 1, 0, w0, "eval --model %s --data %s", c, data);
     c = ckpt_variant("inf_weight", good, w0, 'v', INFINITY, NULL, NULL);
     bad("Inf weight", 1, 0, w0, "eval --model %s --data %s", c, data);
+    c = ckpt_variant("huge_weights", good, w0, 'a', 3e38f, NULL, NULL);
+    bad("finite weights whose outputs overflow", 1, 0, "huge_weights", "eval --model %s --data %s",
+        c, data);
     c = ckpt_variant("nan_running_var", good_bn, rv, 'v', NAN, NULL, NULL);
     bad("NaN BatchNorm variance", 1, 0, rv, "eval --model %s --data %s", c, data);
     c = ckpt_variant("neg_running_var", good_bn, rv, 'v', -1.0f, NULL, NULL);

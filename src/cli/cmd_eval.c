@@ -84,7 +84,11 @@ int cmd_eval(int argc, char **argv)
     } else {
         s = kdcl_model_load(ctx, model, 1000, &m, &meta);
         if (!s) s = kdcl_check_fit(m, &ds, model);
-        if (!s) s = kdcl_evaluate(m, &ds, 1, &r);
+        if (!s && (s = kdcl_evaluate(m, &ds, 1, &r))) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", kdcl_last_error());
+            kdcl_set_error(s, "%s: %s", model, msg);
+        }
         if (!s) kdcl_model_describe(m, arch, sizeof arch);
     }
     if (s) {

@@ -17,7 +17,9 @@ typedef struct kdcl_atomic_file {
 
 /* Remove the "<path>.tmp.<pid>" files left by processes that no longer exist
  * (killed during a save); those of live processes stay. Returns how many were
- * removed. kdcl__atomic_open does this first. */
+ * removed. kdcl__atomic_open does this first. "No longer exists" is asked of
+ * this machine's process table (kill(pid, 0) failing with ESRCH): a directory
+ * shared with other machines could lose a file another machine is writing. */
 int kdcl__atomic_clean_stale(const char *path);
 /* Create the temporary file (KDCL_ERR_IO naming both paths on failure). */
 kdcl_status kdcl__atomic_open(kdcl_atomic_file *f, const char *path);
