@@ -472,6 +472,52 @@ START_TEST(test_cli_specialists_resume_and_skip)
 }
 END_TEST
 
+
+/* distill: a kept state resumes to the same student; other teachers, or a
+ * train state, are refused */
+START_TEST(test_cli_distill_resume_checks_teachers)
+{
+    char t1[4200], t2[4200], st[4200], out[4200], ref[4200], args[32768], o[65536], e[8192];
+    snprintf(t1, sizeof t1, "%s", tu_path("teacher1.safetensors"));
+    snprintf(t2, sizeof t2, "%s", tu_path("teacher2.safetensors"));
+    snprintf(out, sizeof out, "%s", tu_path("student.safetensors"));
+    snprintf(ref, sizeof ref, "%s", tu_path("student_ref.safetensors"));
+    snprintf(st, sizeof st, "%s", tu_path("student.state.safetensors"));
+    remove(st);
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args,
+                 "train --data %s --arch 64-16-3 --epochs 1 --batch 50 --seed %d --quiet --out %s",
+                 data_dir, i + 1, i ? t2 : t1);
+        ck_assert_msg(kdcl(args, o, sizeof o, e, sizeof e) == 0, "%s", e);
+    }
+    const char *sa = "--arch 64-8-3 --epochs 2 --batch 50 --T 3 --alpha 0.2 --quiet";
+    snprintf(args, sizeof args, "distill --data %s --teacher %s %s --keep-state --out %s",
+             data_dir, t1, sa, ref);
+    ck_assert_msg(kdcl(args, o, sizeof o, e, sizeof e) == 0, "%s", e);
+    char refst[4200];
+    snprintf(refst, sizeof refst, "%s", tu_path("student_ref.state.safetensors"));
+    ck_assert_int_eq(rename(refst, st), 0);
+    snprintf(args, sizeof args, "distill --data %s --teacher %s %s --resume --out %s", data_dir,
+             t2, sa, out);
+    ck_assert_int_eq(kdcl(args, o, sizeof o, e, sizeof e), 2);
+    ck_assert_msg(strstr(e, "the run's teacher-files was") != NULL, "%s", e);
+    snprintf(args, sizeof args, "distill --data %s --teacher %s %s --T 4 --resume --out %s",
+             data_dir, t1, sa, out);
+    ck_assert_int_eq(kdcl(args, o, sizeof o, e, sizeof e), 2);
+    ck_assert_msg(strstr(e, "the run's distill_T was '3', now '4'") != NULL, "%s", e);
+    snprintf(args, sizeof args, "train --data %s --arch 64-8-3 --epochs 2 --batch 50 --quiet "
+                                "--resume --out %s",
+             data_dir, out);
+    ck_assert_int_eq(kdcl(args, o, sizeof o, e, sizeof e), 2);
+    ck_assert_msg(strstr(e, "the run's command was 'distill', now 'train'") != NULL, "%s", e);
+    snprintf(args, sizeof args, "distill --data %s --teacher %s %s --resume --out %s", data_dir,
+             t1, sa, out);
+    ck_assert_msg(kdcl(args, o, sizeof o, e, sizeof e) == 0, "%s", e);
+    same_tensors(ref, out);
+    ck_assert_int_eq(access(st, F_OK), -1);
+}
+END_TEST
+
 static Suite *resume_suite(void)
 {
     Suite *s = suite_create("resume");
@@ -488,6 +534,7 @@ static Suite *resume_suite(void)
     tcase_set_timeout(cli, 600);
     tcase_add_test(cli, test_cli_sigkill_mid_epoch_then_resume);
     tcase_add_test(cli, test_cli_specialists_resume_and_skip);
+    tcase_add_test(cli, test_cli_distill_resume_checks_teachers);
     suite_add_tcase(s, cli);
     return s;
 }
