@@ -769,7 +769,13 @@ START_TEST(test_killed_run_keeps_old_files)
     struct stat a;
     ck_assert_int_eq(stat(keep, &a), 0);
     ck_assert_int_eq((long)a.st_mtime, KEEP_MTIME);
-    /* the next run onto the same --out removes it (keep_check looks) */
+    /* the killed run's training state (for --resume; test_resume.c) holds
+     * back a new run onto the same --out; without it, the next run removes
+     * the stale metrics (keep_check looks) */
+    char state[4400];
+    snprintf(state, sizeof state, "%s.state.safetensors", keep);
+    ck_assert_msg(exists(state), "the killed run left no training state %s", state);
+    ck_assert_int_eq(unlink(state), 0);
     bad("after a killed run: diverging", 1, 0, "diverged",
         "train --data %s --arch 64-8-3 --lr 1e30 --epochs 1 --batch 10 --out %s", data, keep);
 }

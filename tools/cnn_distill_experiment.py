@@ -62,6 +62,8 @@ def main():
             return res[name]
         logp = os.path.join(a.out, name + ".log")
         cmd = [a.kdcl] + args + ["--data", a.data, "--out", path, "--quiet"] + dev
+        if os.path.exists(os.path.join(a.out, name + ".state.safetensors")):
+            cmd.append("--resume")  # an interrupted run left its training state: continue it
         print("==", name, ":", " ".join(cmd), flush=True)
         t0 = time.time()
         with open(logp, "w") as lf:

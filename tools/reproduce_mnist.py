@@ -78,7 +78,9 @@ def main():
     def fit(name, cmd, *args):
         p = path(name)
         if not os.path.exists(p):
-            _, secs = kdcl(cmd, "--data", a.data, "--quiet", "--out", p, *args)
+            # an interrupted run left its training state: continue it
+            resume = ["--resume"] if os.path.exists(p[:-len(".safetensors")] + ".state.safetensors") else []
+            _, secs = kdcl(cmd, "--data", a.data, "--quiet", "--out", p, *resume, *args)
             times[name] = secs
         return p
 

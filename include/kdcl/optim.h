@@ -35,6 +35,9 @@ void kdcl_optim_destroy(kdcl_optim *opt);
  * or Adam's first moment, i = 1 Adam's second moment (NULL for SGD). For
  * checkpoints that resume and for tests. */
 kdcl_tensor *kdcl_optim_state(kdcl_optim *opt, int i);
+/* Adam's step count (the bias corrections depend on it); resumed runs set it. */
+uint64_t kdcl_optim_steps(const kdcl_optim *opt);
+void kdcl_optim_set_steps(kdcl_optim *opt, uint64_t t);
 /* Zero the state (and Adam's step count). */
 kdcl_status kdcl_optim_reset(kdcl_optim *opt);
 

@@ -84,7 +84,33 @@ typedef struct kdcl_train_opts {
     /* The optimiser to use (its state carries over between calls); NULL:
      * kdcl_train makes one from the fields above for the call. */
     kdcl_optim *optim;
+    /* Resumable training (state_path NULL: off). The training state is
+     * written atomically to state_path after every epoch (the last included)
+     * and, with state_every > 0, every state_every steps within an epoch:
+     * parameters, BatchNorm statistics, optimiser state, progress, the
+     * epoch's example order, the metrics so far and the options that must
+     * not change (those above that shape the result, the model, a hash of
+     * the data, plus the caller's state_keys/state_vals). With resume set,
+     * training continues from state_path (which must exist) and ends with the
+     * weights an uninterrupted run gives on the same device, bit for bit; a
+     * state whose options differ is refused naming the option. The metrics
+     * file is rewritten with the saved epochs first. The caller removes the
+     * state when it has saved the model. */
+    const char *state_path;
+    size_t state_every;
+    int resume;
+    const char *const *state_keys;
+    const char *const *state_vals;
+    size_t n_state;
 } kdcl_train_opts;
+
+/* Progress of a training state file (checked for consistency, not against a
+ * run): epochs completed of `epochs`, steps of the next epoch completed of
+ * `steps` per epoch. */
+typedef struct kdcl_train_state_info {
+    size_t epoch, epochs, step, steps;
+} kdcl_train_state_info;
+kdcl_status kdcl_train_state_info_read(const char *path, kdcl_train_state_info *info);
 
 void kdcl_train_opts_default(kdcl_train_opts *o);
 

@@ -46,6 +46,9 @@ const char *cli_data_dir(const char *opt);
 struct kdcl_dataset;
 int cli_load_split(const char *cmd, const char *dir, const char *split, struct kdcl_dataset *ds);
 double kdcl_wall_seconds(void);
+/* A hash of a file's bytes (a resumed run must read the same teachers or
+ * generalist); -1 if it cannot be read. */
+int cli_file_hash(const char *path, uint64_t *h);
 
 int cmd_devices(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -182,6 +182,16 @@ int cmd_distill(int argc, char **argv)
     cli_fit_meta(&f, "distill_alpha", "%g", (double)a.d.alpha);
     cli_fit_meta(&f, "distill_loss", "%s", a.d.mode == KDCL_KD_KL ? "kl" : "logits");
     cli_fit_meta(&f, "ensemble", "%s", a.ens == KDCL_ENS_PROB ? "prob" : "logit");
+    cli_fit_meta(&f, "distill_targets", "%s",
+                 a.d.targets == KDCL_TARGETS_AUTO ? "auto"
+                 : a.d.targets == KDCL_TARGETS_CACHED ? "cached" : "batch");
+    uint64_t th = KDCL_HASH64_INIT;
+    for (size_t i = 0; i < a.n_teachers; i++) {
+        uint64_t h = 0;
+        if (cli_file_hash(a.paths[i], &h)) h = 0; /* the teachers' loader reports it */
+        th = kdcl_hash64(th, &h, sizeof h);
+    }
+    cli_fit_state(&f, "teacher-files", "%zu, hash %016llx", a.n_teachers, (unsigned long long)th);
     f.cleanup = cleanup;
     rc = cli_fit_run(&f, on_ctx, distill_fn, &a);
 out:

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -295,6 +296,9 @@ typedef struct {
     size_t special_examples;
     kdcl_epoch_stats last;
     size_t worker;
+    int skipped;        /* --resume: finished by an earlier run */
+    int resume;         /* --resume: continues from its training state */
+    char state[4096];   /* its training state's path */
 } spec_job;
 
 typedef struct {
@@ -306,7 +310,9 @@ typedef struct {
     spec_job *jobs;
     size_t n_jobs, next;
     pthread_mutex_t lock;
-    int quiet;
+    int quiet, keep_state;
+    size_t state_every;
+    char generalist_hash[64];
 } spec_pool;
 
 typedef struct {
@@ -338,6 +344,17 @@ static kdcl_status train_one(spec_pool *p, kdcl_ctx *ctx, kdcl_model *g, spec_jo
     o.tag = tag;
     o.val = p->val;
     o.metrics_path = NULL;
+    /* resumable: the state keys name what a resumed specialist must share */
+    char sv_cls[4096];
+    format_classes(sv_cls, sizeof sv_cls, j->cls, j->n);
+    const char *skeys[3] = {"command", "generalist", "specialist_classes"};
+    const char *svals[3] = {"specialists train", p->generalist_hash, sv_cls};
+    o.state_path = j->state;
+    o.resume = j->resume;
+    o.state_every = p->state_every;
+    o.state_keys = skeys;
+    o.state_vals = svals;
+    o.n_state = 3;
     double t0 = kdcl_wall_seconds();
     if ((s = kdcl_specialist_train(sm, p->train, j->cls, j->n, &o, &j->last, &j->offset)))
         goto done;
@@ -368,7 +385,7 @@ static kdcl_status train_one(spec_pool *p, kdcl_ctx *ctx, kdcl_model *g, spec_jo
     vals[0] = cls;
     for (int i = 1; i < 12; i++) vals[i] = v[i];
     job_path(p, j->cluster, path, sizeof path);
-    s = kdcl_model_save(sm, path, keys, vals, 12);
+    if (!(s = kdcl_model_save(sm, path, keys, vals, 12)) && !p->keep_state) remove(j->state);
 done:
     kdcl_model_destroy(sm);
     return s;
@@ -392,6 +409,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&p->lock);
         if (i == p->n_jobs) break;
         spec_job *j = &p->jobs[i];
+        if (j->skipped) continue;
         if ((j->status = train_one(p, ctx, g, j, w->id)))
             snprintf(j->error, sizeof j->error, "%s", kdcl_last_error());
     }
@@ -478,6 +496,8 @@ static int cmd_spec_train(int argc, char **argv)
     p.out_dir = f.out;
     p.o = f.o;
     p.quiet = f.quiet;
+    p.keep_state = f.keep_state;
+    p.state_every = f.state_every;
     char devbuf[1024];
     if (devlist) {
         snprintf(devbuf, sizeof devbuf, "%s", devlist);
@@ -553,6 +573,47 @@ static int cmd_spec_train(int argc, char **argv)
         if (d) closedir(d);
         if (rc) goto done;
     }
+    { /* resumable: an unfinished specialist is continued (--resume) or refused */
+        uint64_t gh = 0;
+        if (cli_file_hash(model, &gh)) {
+            s = kdcl_set_error(KDCL_ERR_IO, "cannot read the generalist %s: %s", model,
+                               strerror(errno));
+            goto done;
+        }
+        snprintf(p.generalist_hash, sizeof p.generalist_hash, "hash %016llx",
+                 (unsigned long long)gh);
+        size_t n_skip = 0, n_resume = 0;
+        for (size_t i = 0; i < p.n_jobs; i++) {
+            spec_job *j = &p.jobs[i];
+            char path[4096];
+            job_path(&p, j->cluster, path, sizeof path);
+            cli_state_path(path, j->state, sizeof j->state);
+            if (access(j->state, F_OK) == 0) {
+                kdcl_train_state_info si;
+                if (kdcl_train_state_info_read(j->state, &si)) {
+                    rc = cli_usage_error(cmd, "%s is not a usable training state (%s): remove it",
+                                         j->state, kdcl_last_error());
+                    goto done;
+                }
+                if (!f.resume) {
+                    rc = cli_usage_error(cmd, "%s holds an unfinished specialist (%zu of %zu "
+                                              "epochs done): add --resume to continue, or "
+                                              "remove it to start again",
+                                         j->state, si.epoch, si.epochs);
+                    goto done;
+                }
+                j->resume = 1;
+                n_resume++;
+            } else if (f.resume && access(path, F_OK) == 0) {
+                j->skipped = 1;
+                n_skip++;
+            }
+        }
+        if (f.resume)
+            printf("kdcl %s: --resume: %zu specialists finished before, %zu to continue, %zu to "
+                   "train\n",
+                   cmd, n_skip, n_resume, p.n_jobs - n_skip - n_resume);
+    }
     if (mkdir(f.out, 0777) && errno != EEXIST) {
         s = kdcl_set_error(KDCL_ERR_IO, "cannot create %s: %s", f.out, strerror(errno));
         goto done;
@@ -613,6 +674,12 @@ static int cmd_spec_train(int argc, char **argv)
            "| worker |\n|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < p.n_jobs; i++) {
         spec_job *j = &p.jobs[i];
+        if (j->skipped) {
+            char cls[256];
+            format_classes(cls, sizeof cls, j->cls, j->n);
+            printf("| %zu | %s | | finished before | | | |\n", j->cluster, cls);
+            continue;
+        }
         if (j->status) {
             fprintf(stderr, "kdcl %s: specialist %zu: %s\n", cmd, j->cluster, j->error);
             failed++;

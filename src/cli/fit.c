@@ -30,6 +30,26 @@ void cli_fit_meta(cli_fit *f, const char *key, const char *fmt, ...)
     f->meta_k[f->n_meta++] = key;
 }
 
+void cli_fit_state(cli_fit *f, const char *key, const char *fmt, ...)
+{
+    if (f->n_state >= 16) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->state_v[f->n_state], sizeof f->state_v[0], fmt, ap);
+    va_end(ap);
+    f->state_k[f->n_state++] = key;
+}
+
+void cli_state_path(const char *model, char *buf, size_t size)
+{
+    static const char ext[] = ".safetensors";
+    size_t n = strlen(model), e = sizeof ext - 1;
+    if (n > e && !strcmp(model + n - e, ext))
+        snprintf(buf, size, "%.*s.state%s", (int)(n - e), model, ext);
+    else
+        snprintf(buf, size, "%s.state%s", model, ext);
+}
+
 static int parse_classes(const char *s, size_t *out, size_t *n)
 {
     char buf[512];
@@ -201,6 +221,14 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
         o->warmup_epochs = z;
         return 0;
     case 1023: o->flip = 1; return 0;
+    case 1026: f->resume = 1; return 0;
+    case 1027: f->keep_state = 1; return 0;
+    case 1028:
+        if (cli_parse_size(arg, &z) || z == 0)
+            return cli_usage_error(cmd, "--state-every needs a positive number of steps, got '%s'",
+                                   arg);
+        f->state_every = z;
+        return 0;
     case 1024: f->normalize = 1; return 0;
     case 1011:
         if (cli_parse_size(arg, &z))
@@ -260,6 +288,52 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
     kdcl_model *m = NULL;
     kdcl_model_spec spec = {0};
     kdcl_status s = KDCL_OK;
+    char state[4096];
+    const char *skeys[40], *svals[40];
+    char sv_cmd[32];
+    /* resumable training: a run's state is never overwritten by a new run */
+    cli_state_path(f->out, state, sizeof state);
+    if (access(state, F_OK) == 0) {
+        kdcl_train_state_info si;
+        if (kdcl_train_state_info_read(state, &si)) {
+            return cli_usage_error(cmd, "%s is not a usable training state (%s): remove it to "
+                                        "train %s again",
+                                   state, kdcl_last_error(), f->out);
+        }
+        if (!f->resume)
+            return cli_usage_error(cmd, "%s holds an unfinished run (%zu of %zu epochs done): "
+                                        "add --resume to continue it, or remove it to start again",
+                                   state, si.epoch, si.epochs);
+        if (!f->quiet) {
+            if (si.step)
+                printf("kdcl %s: resuming from %s: epoch %zu of %zu, step %zu of %zu\n", cmd,
+                       state, si.epoch + 1, si.epochs, si.step, si.steps);
+            else
+                printf("kdcl %s: resuming from %s: %zu of %zu epochs done\n", cmd, state,
+                       si.epoch, si.epochs);
+        }
+        o->resume = 1;
+    } else if (f->resume) {
+        if (access(f->out, F_OK) == 0) {
+            if (!f->quiet)
+                printf("kdcl %s: %s is complete (no training state %s): nothing to resume\n",
+                       cmd, f->out, state);
+            return 0;
+        }
+        if (!f->quiet) printf("kdcl %s: no training state %s: a new run\n", cmd, state);
+        o->resume = 0;
+    }
+    o->state_path = state;
+    o->state_every = f->state_every;
+    snprintf(sv_cmd, sizeof sv_cmd, "%s", cmd);
+    size_t ns = 0;
+    skeys[ns] = "command", svals[ns++] = sv_cmd;
+    for (size_t i = 0; i < f->n_meta && ns < 40; i++) skeys[ns] = f->meta_k[i], svals[ns++] = f->meta_v[i];
+    for (size_t i = 0; i < f->n_state && ns < 40; i++)
+        skeys[ns] = f->state_k[i], svals[ns++] = f->state_v[i];
+    o->state_keys = skeys;
+    o->state_vals = svals;
+    o->n_state = ns;
     const char *data = cli_data_dir(f->data);
     if ((rc = cli_load_split(cmd, data, "train", &train)) ||
         (rc = cli_load_split(cmd, data, "test", &test)))
@@ -397,6 +471,8 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
     }
     metrics_tmp[0] = '\0';
     if (!f->quiet) printf("saved %s (metrics: %s)\n", f->out, f->metrics);
+    if (!f->keep_state && unlink(state) != 0 && !f->quiet)
+        printf("note: could not remove the training state %s\n", state);
 done:
     if (metrics_tmp[0]) unlink(metrics_tmp);
     if (s) rc = cli_fail(cmd, s);

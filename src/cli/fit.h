@@ -26,6 +26,13 @@ typedef struct cli_fit {
     const char *meta_k[16];
     char meta_v[16][256];
     size_t n_meta;
+    /* resumable training: --resume, --keep-state, --state-every; options a
+     * resumed run must share besides the training options (up to 16 pairs) */
+    int resume, keep_state;
+    size_t state_every;
+    const char *state_k[16];
+    char state_v[16][256];
+    size_t n_state;
     /* called before the context is destroyed (frees what on_ctx loaded) */
     void (*cleanup)(void *user);
 } cli_fit;
@@ -44,7 +51,9 @@ typedef struct cli_fit {
         {"only-classes", required_argument, 0, 1018}, {"fraction", required_argument, 0, 1019}, \
         {"optimizer", required_argument, 0, 1020}, {"schedule", required_argument, 0, 1021},  \
         {"warmup", required_argument, 0, 1022}, {"flip", no_argument, 0, 1023},                \
-        {"normalize", no_argument, 0, 1024}, {"crop", required_argument, 0, 1025}
+        {"normalize", no_argument, 0, 1024}, {"crop", required_argument, 0, 1025},           \
+        {"resume", no_argument, 0, 1026}, {"keep-state", no_argument, 0, 1027},                \
+        {"state-every", required_argument, 0, 1028}
 
 #define CLI_FIT_HELP_TEXT                                                                          \
     "  --data DIR          dataset directory (IDX/MNIST layout, CIFAR binary or image\n"          \
@@ -85,7 +94,12 @@ typedef struct cli_fit {
     "  --omit-classes L    leave these classes out of the training (transfer) set\n"               \
     "  --only-classes L    keep only these classes in the training (transfer) set\n"               \
     "  --fraction F        use a seeded fraction F of the training (transfer) set\n"                \
-    "                      (--val examples are held out first, from the whole split)\n"
+    "                      (--val examples are held out first, from the whole split)\n"        \
+    "  --resume            continue the run whose training state MODEL.state.safetensors\n"    \
+    "                      is (written after every epoch; the options must be the run's);\n"  \
+    "                      without a state: a new run, or nothing to do if MODEL exists\n"   \
+    "  --state-every N     also write the training state every N steps within an epoch\n"     \
+    "  --keep-state        keep the training state when the run completes (default: removed)\n"
 
 /* Print the shared options' help (CLI_FIT_HELP_TEXT) to stdout. */
 void cli_fit_help(void);
@@ -100,6 +114,15 @@ void cli_fit_meta(cli_fit *f, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* An option a resumed run must share (besides the training options). */
+void cli_fit_state(cli_fit *f, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* The training state's path for a model path: M.safetensors -> M.state.safetensors. */
+void cli_state_path(const char *model, char *buf, size_t size);
 
 /* The training function a command plugs in: train m on `fit` (the training
  * split less the validation examples), o->val set when --val was given. */

@@ -102,6 +102,19 @@ int cli_load_split(const char *cmd, const char *dir, const char *split, kdcl_dat
     return 0;
 }
 
+int cli_file_hash(const char *path, uint64_t *h)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return -1;
+    unsigned char buf[1 << 16];
+    size_t n;
+    *h = KDCL_HASH64_INIT;
+    while ((n = fread(buf, 1, sizeof buf, fp)) > 0) *h = kdcl_hash64(*h, buf, n);
+    int err = ferror(fp);
+    fclose(fp);
+    return err ? -1 : 0;
+}
+
 double kdcl_wall_seconds(void)
 {
     struct timespec ts;

@@ -340,6 +340,32 @@ static kdcl_status visit(kdcl_model *m, kdcl_layer_list *list, layer_visit f, vo
     return KDCL_OK;
 }
 
+typedef struct bn_counters {
+    int64_t *v;
+    size_t n, cap;
+    int set;
+} bn_counters;
+
+static kdcl_status bn_counter(kdcl_model *m, kdcl_layer *l, void *user)
+{
+    (void)m;
+    bn_counters *c = user;
+    if (l->spec->kind != KDCL_LAYER_BATCHNORM) return KDCL_OK;
+    if (c->n < c->cap) {
+        if (c->set) l->batches_tracked = c->v[c->n];
+        else c->v[c->n] = l->batches_tracked;
+    }
+    c->n++;
+    return KDCL_OK;
+}
+
+size_t kdcl_model_bn_counters(kdcl_model *m, int64_t *v, size_t cap, int set)
+{
+    bn_counters c = {v, 0, v ? cap : 0, set};
+    visit(m, &m->top, bn_counter, &c);
+    return c.n;
+}
+
 typedef struct carve_state {
     size_t align, poff, soff, ws, n_ranges, n_params;
     int pass; /* 0: sizes, 1: views */

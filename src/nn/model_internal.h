@@ -114,6 +114,11 @@ struct kdcl_model {
 kdcl_status kdcl_model_alloc_rows(kdcl_model *m, kdcl_tensor *t, kdcl_elem type,
                                   size_t per_example);
 
+/* The BatchNorm layers' num_batches_tracked counters in creation order: read
+ * into v (set = 0) or written from v (set = 1), at most cap; returns how many
+ * BatchNorm layers there are. */
+size_t kdcl_model_bn_counters(kdcl_model *m, int64_t *v, size_t cap, int set);
+
 /* Layer types (one file each). */
 extern const kdcl_layer_ops kdcl_linear_ops, kdcl_conv2d_ops, kdcl_maxpool_ops,
     kdcl_avgpool_ops, kdcl_gap_ops, kdcl_relu_ops, kdcl_dropout_ops, kdcl_flatten_ops,

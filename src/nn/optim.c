@@ -49,6 +49,10 @@ kdcl_tensor *kdcl_optim_state(kdcl_optim *opt, int i)
     return i == 1 && opt->s2.buf ? &opt->s2 : NULL;
 }
 
+uint64_t kdcl_optim_steps(const kdcl_optim *opt) { return opt->t; }
+
+void kdcl_optim_set_steps(kdcl_optim *opt, uint64_t t) { opt->t = t; }
+
 kdcl_status kdcl_optim_reset(kdcl_optim *opt)
 {
     kdcl_ctx *ctx = kdcl_model_ctx(opt->m);

@@ -11,6 +11,7 @@
 #include "kdcl/ops.h"
 #include "kdcl/train.h"
 #include "nn/eval_internal.h"
+#include "nn/train_state.h"
 #include "runtime/ctx.h"
 
 #define SYNC_STEPS 32
@@ -165,7 +166,11 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
     float *host = malloc(steps * sizeof *host);
     size_t *order = o->sample ? malloc(N * sizeof *order) : NULL;
     FILE *metrics = NULL;
+    kdcl_tstate ts;
+    size_t *saved_order = NULL, n_saved = 0, order_epoch = 0, *check = NULL;
+    size_t first_epoch = 1, first_step = 0;
     memset(&b, 0, sizeof b);
+    memset(&ts, 0, sizeof ts);
     if (!host || (o->sample && !order)) {
         s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
         goto done;
@@ -176,16 +181,53 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
         (s = kdcl_tensor_alloc(ctx, &loss_acc, KDCL_F32, 1, ns)) ||
         (s = kdcl_tensor_alloc(ctx, &err_acc, KDCL_I32, 1, one)))
         goto done;
-    if (o->metrics_path && !(metrics = fopen(o->metrics_path, "w"))) {
+    if (o->resume && !o->state_path) {
+        s = kdcl_set_error(KDCL_ERR_INVALID_ARG, "resuming needs the training state's path");
+        goto done;
+    }
+    if (o->state_path) {
+        if ((s = kdcl_tstate_init(&ts, m, ds, o, N, steps))) goto done;
+        if (o->resume) {
+            if ((s = kdcl_tstate_resume(&ts, o->state_path, m, opt, &saved_order, &n_saved,
+                                        &order_epoch)))
+                goto done;
+            /* the order saved for that epoch must be the one this run draws */
+            if (order_epoch > 0) {
+                if (!(check = malloc(N * sizeof *check))) {
+                    s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+                    goto done;
+                }
+                if (o->sample) {
+                    if ((s = o->sample(o->sample_user, order_epoch, check, N))) goto done;
+                } else {
+                    kdcl_shuffle_indices(check, N, o->seed, order_epoch);
+                }
+                if (n_saved != N || memcmp(check, saved_order, N * sizeof *check)) {
+                    s = kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                                       "cannot resume from %s: the example order of epoch %zu "
+                                       "differs from the run's (the data or the sampling changed)",
+                                       o->state_path, order_epoch);
+                    goto done;
+                }
+            }
+            first_epoch = ts.epoch + 1;
+            first_step = ts.step;
+            if (last && ts.epoch > 0) *last = ts.last;
+        }
+    }
+    if (o->metrics_path &&
+        (!(metrics = fopen(o->metrics_path, "w")) ||
+         (ts.metrics_len && fputs(ts.metrics, metrics) < 0) || fflush(metrics))) {
         s = kdcl_set_error(KDCL_ERR_IO, "cannot write metrics file %s", o->metrics_path);
         goto done;
     }
     int tty = o->progress && isatty(2);
-    for (size_t epoch = 1; epoch <= o->epochs; epoch++) {
+    for (size_t epoch = first_epoch; epoch <= o->epochs; epoch++) {
+        const int resumed = epoch == first_epoch && first_step > 0;
         double t0 = kdcl_now_seconds();
         const float mom = (float)kdcl_schedule_momentum(&sched, epoch - 1);
         float lr = (float)kdcl_schedule_lr(&sched, epoch - 1, 0, steps);
-        int32_t zero = 0;
+        int32_t zero = resumed ? ts.errors : 0;
         if (o->sample) {
             if ((s = o->sample(o->sample_user, epoch, order, N)) ||
                 (s = kdcl_batcher_set_order(&b, order, N)))
@@ -197,9 +239,9 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
             (s = kdcl_tensor_fill(ctx, &loss_acc, 0.0f)) ||
             (s = kdcl_tensor_upload(ctx, &err_acc, 0, 1, &zero)))
             goto done;
-        double loss_sum = 0;
-        size_t checked = 0;
-        for (size_t step = 0; step < steps; step++) {
+        double loss_sum = resumed ? ts.loss_sum : 0;
+        size_t checked = resumed ? first_step : 0;
+        for (size_t step = checked; step < steps; step++) {
             size_t start = step * o->batch, count = N - start < o->batch ? N - start : o->batch;
             uint64_t gstep = (uint64_t)(epoch - 1) * steps + step;
             size_t ls[1] = {count};
@@ -228,12 +270,31 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
                     progress_bar(o->tag, epoch, o->epochs, start + count, N, rate, eta);
                 }
             }
+            if (o->state_path && o->state_every && (step + 1) % o->state_every == 0 &&
+                step + 1 < steps) {
+                /* a state within the epoch: its losses so far checked and summed */
+                int32_t errs = 0;
+                if ((s = check_losses(ctx, &loss_acc, checked, step + 1, epoch, host,
+                                      &loss_sum)) ||
+                    (s = kdcl_tensor_download(ctx, &err_acc, 0, 1, &errs)))
+                    goto done;
+                checked = step + 1;
+                ts.epoch = epoch - 1;
+                ts.step = step + 1;
+                ts.loss_sum = loss_sum;
+                ts.errors = errs;
+                if ((s = kdcl_tstate_write(&ts, o->state_path, m, opt, b.order, b.n_order,
+                                           epoch)))
+                    goto done;
+            }
         }
         int32_t errs = 0;
         if ((s = kdcl_tensor_download(ctx, &err_acc, 0, 1, &errs))) goto done;
         double secs = kdcl_now_seconds() - t0;
+        /* a resumed epoch's rate counts the examples this run processed */
+        const size_t done_n = resumed ? N - first_step * o->batch : N;
         kdcl_epoch_stats st = {epoch, loss_sum / (double)N, (double)errs / (double)N,
-                               NAN, NAN, 0, lr, mom, secs, (double)N / secs};
+                               NAN, NAN, 0, lr, mom, secs, (double)done_n / secs};
         if (o->val) {
             kdcl_eval_result r;
             if ((s = kdcl_evaluate(m, o->val, 0, &r))) goto done;
@@ -253,22 +314,40 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
                     st.seconds, st.samples_per_s);
             fflush(o->log);
         }
-        if (metrics) {
-            fprintf(metrics,
-                    "{\"epoch\": %zu, \"loss\": %.6g, \"train_error\": %.6g, \"lr\": %.6g, "
-                    "\"momentum\": %.4g, \"seconds\": %.3f, \"samples_per_s\": %.1f",
-                    epoch, st.train_loss, st.train_error, st.lr, st.momentum, st.seconds,
-                    st.samples_per_s);
-            if (o->val)
-                fprintf(metrics, ", \"val_loss\": %.6g, \"val_error\": %.6g, \"val_errors\": %zu",
-                        st.val_loss, st.val_error, st.val_errors);
-            fprintf(metrics, "}\n");
-            fflush(metrics);
+        char line[512];
+        int len = snprintf(line, sizeof line,
+                           "{\"epoch\": %zu, \"loss\": %.6g, \"train_error\": %.6g, "
+                           "\"lr\": %.6g, \"momentum\": %.4g, \"seconds\": %.3f, "
+                           "\"samples_per_s\": %.1f",
+                           epoch, st.train_loss, st.train_error, st.lr, st.momentum, st.seconds,
+                           st.samples_per_s);
+        if (o->val && len > 0 && (size_t)len < sizeof line)
+            len += snprintf(line + len, sizeof line - (size_t)len,
+                            ", \"val_loss\": %.6g, \"val_error\": %.6g, \"val_errors\": %zu",
+                            st.val_loss, st.val_error, st.val_errors);
+        if (len > 0 && (size_t)len < sizeof line)
+            snprintf(line + len, sizeof line - (size_t)len, "}\n");
+        if (metrics && (fputs(line, metrics) < 0 || fflush(metrics))) {
+            s = kdcl_set_error(KDCL_ERR_IO, "cannot write metrics file %s", o->metrics_path);
+            goto done;
         }
         if (last) *last = st;
+        if (o->state_path) {
+            ts.epoch = epoch;
+            ts.step = 0;
+            ts.loss_sum = 0;
+            ts.errors = 0;
+            ts.last = st;
+            if ((s = kdcl_tstate_add_metrics(&ts, line)) ||
+                (s = kdcl_tstate_write(&ts, o->state_path, m, opt, b.order, b.n_order, epoch)))
+                goto done;
+        }
     }
 done:
     if (metrics) fclose(metrics);
+    kdcl_tstate_free(&ts);
+    free(saved_order);
+    free(check);
     kdcl_tensor_free(ctx, &loss);
     kdcl_tensor_free(ctx, &loss_acc);
     kdcl_tensor_free(ctx, &err_acc);
