@@ -594,6 +594,19 @@ START_TEST(test_bad_outputs)
     bad("specialists eval --json in a missing directory", 2, 1, "does not exist",
         "specialists eval --data %s --model %s --specialists %s --json %s/no/x.json", data, good,
         dir, dir);
+    { /* kdcl tune's file, before any tuning */
+        const char *old = getenv("KDCL_CACHE_DIR");
+        char saved[4400] = "", cache[4500];
+        if (old) snprintf(saved, sizeof saved, "%s", old);
+        snprintf(cache, sizeof cache, "%s/cache", file_dir);
+        setenv("KDCL_CACHE_DIR", cache, 1);
+        bad("tune: cache directory under a plain file", 2, 0, "tuning file",
+            "tune --search candidates");
+        if (old)
+            setenv("KDCL_CACHE_DIR", saved, 1);
+        else
+            unsetenv("KDCL_CACHE_DIR");
+    }
     if (access("/proc/1", W_OK) != 0) { /* a directory that takes no files (root: may not exist) */
         bad("--out in a directory without write access", 2, 1, "cannot create",
             "train --data %s --epochs 1 --out /proc/1/m.st", data);
@@ -752,12 +765,13 @@ START_TEST(test_killed_run_keeps_old_files)
         execl("/bin/sh", "sh", "-c", args, (char *)NULL);
         _exit(127);
     }
-    char tmp[4600];
+    char tmp[4600], state[4400];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", keep_metrics, (long)p);
+    snprintf(state, sizeof state, "%s.state.safetensors", keep);
     struct stat st;
     int seen = 0;
-    for (int i = 0; i < 600 && !seen; i++) { /* up to 60 s for the first epoch's line */
-        seen = stat(tmp, &st) == 0 && st.st_size > 0;
+    for (int i = 0; i < 600 && !seen; i++) { /* up to 60 s for the first epoch's line and state */
+        seen = stat(tmp, &st) == 0 && st.st_size > 0 && exists(state);
         if (!seen) usleep(100000);
     }
     kill(p, SIGKILL);
@@ -772,8 +786,6 @@ START_TEST(test_killed_run_keeps_old_files)
     /* the killed run's training state (for --resume; test_resume.c) holds
      * back a new run onto the same --out; without it, the next run removes
      * the stale metrics (keep_check looks) */
-    char state[4400];
-    snprintf(state, sizeof state, "%s.state.safetensors", keep);
     ck_assert_msg(exists(state), "the killed run left no training state %s", state);
     ck_assert_int_eq(unlink(state), 0);
     bad("after a killed run: diverging", 1, 0, "diverged",

@@ -1191,6 +1191,14 @@ int cmd_tune(int argc, char **argv)
     bench_self_exe(ce.exe, sizeof ce.exe, argv[0]);
     s = kdcl_gemm_tuning_path(&d, path, sizeof path);
     if (s) return cli_fail("tune", s);
+    { /* the file can be written, before minutes of tuning */
+        char cdir[4400];
+        snprintf(cdir, sizeof cdir, "%s", path);
+        char *slash = strrchr(cdir, '/');
+        if (slash) *slash = '\0';
+        if (slash) mkdir_p(cdir);
+        if ((rc = cli_check_output("tune", "the tuning file", path))) return rc;
+    }
     printf("device   %s %s (%s, driver %s)\n", spec, d.name, d.platform_name, d.driver_version);
     printf("file     %s\n", path);
     printf("model    %s on %zux%zux%zu inputs: %zu distinct GEMM shapes at B = 128 and 1024\n",

@@ -397,6 +397,8 @@ int cli_fit_run(cli_fit *f, cli_ctx_fn on_ctx, cli_fit_fn fn, void *user)
      * checkpoint is saved: a run that diverges or is killed leaves the metrics
      * of the checkpoint already there */
     kdcl__atomic_clean_stale(f->metrics);
+    kdcl__atomic_clean_stale(f->out); /* those of runs killed while saving */
+    kdcl__atomic_clean_stale(state);
     snprintf(metrics_tmp, sizeof metrics_tmp, "%s.tmp.%ld", f->metrics, (long)getpid());
     o->metrics_path = metrics_tmp;
     o->log = f->quiet ? NULL : stdout;
