@@ -268,71 +268,24 @@ END_TEST
 
 /* ---- the kdcl tool: SIGKILL mid-epoch, --resume ---- */
 
-static const char *exe;
 static char data_dir[4096];
-
-static void put_be32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-/* n 8x8 images of 3 classes (which pair of columns is bright), raw IDX. */
-static void write_split(const char *prefix, size_t n, uint64_t seed)
-{
-    unsigned char *img = malloc(16 + n * 64), *lab = malloc(8 + n);
-    put_be32(img, 0x803);
-    put_be32(img + 4, (uint32_t)n);
-    put_be32(img + 8, 8);
-    put_be32(img + 12, 8);
-    put_be32(lab, 0x801);
-    put_be32(lab + 4, (uint32_t)n);
-    kdcl_rng r;
-    kdcl_rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++) {
-        int c = (int)kdcl_rng_below(&r, 3);
-        lab[8 + i] = (unsigned char)c;
-        for (int p = 0; p < 64; p++)
-            img[16 + i * 64 + p] =
-                (unsigned char)(kdcl_rng_below(&r, 100) + ((p % 8) / 3 == c ? 120 : 0));
-    }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", data_dir, prefix);
-    tu_write_file(path, img, 16 + n * 64);
-    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", data_dir, prefix);
-    tu_write_file(path, lab, 8 + n);
-    free(img);
-    free(lab);
-}
 
 static void cli_setup(void)
 {
-    exe = getenv("KDCL_EXE");
-    ck_assert_msg(exe && access(exe, X_OK) == 0, "KDCL_EXE not set to the kdcl binary");
     snprintf(data_dir, sizeof data_dir, "%s", tu_path("data"));
     mkdir(data_dir, 0755);
-    write_split("train", 3000, 1);
-    write_split("t10k", 100, 2);
+    tu_write_idx_split(data_dir, "train", 3000, 1);
+    tu_write_idx_split(data_dir, "t10k", 100, 2);
 }
 
-/* Run kdcl with args (a shell word list); exit status, stdout and stderr. */
-static int kdcl(const char *args, char *out, size_t n_out, char *err, size_t n_err)
+/* Run kdcl with args (shell text): exit status; stdout into o, stderr into e. */
+static int kdcl(const char *args, char *o, size_t n_o, char *e, size_t n_e)
 {
-    char cmd[16384];
-    const char *errf = tu_path("stderr.txt");
-    snprintf(cmd, sizeof cmd, "%s %s 2>%s", exe, args, errf);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t n = fread(out, 1, n_out - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    FILE *e = fopen(errf, "r");
-    n = e ? fread(err, 1, n_err - 1, e) : 0;
-    err[n] = '\0';
-    if (e) fclose(e);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    static tu_run_result r;
+    tu_run(&r, args);
+    snprintf(o, n_o, "%s", r.out);
+    snprintf(e, n_e, "%s", r.err);
+    return r.status;
 }
 
 static long long mtime_ns(const char *path)
@@ -361,7 +314,7 @@ START_TEST(test_cli_sigkill_mid_epoch_then_resume)
         char dd[4300], cmdline[16384];
         snprintf(dd, sizeof dd, "%s", data_dir);
         snprintf(cmdline, sizeof cmdline, "exec %s train --data %s %s --state-every 1 --out %s",
-                 exe, dd, common, out);
+                 tu_exe(), dd, common, out);
         execl("/bin/sh", "sh", "-c", cmdline, (char *)NULL);
         _exit(127);
     }
