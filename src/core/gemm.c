@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gemm_internal.h"
 #include "core/ops_util.h"
 #include "kdcl/gemm.h"
 #include "kdcl/tensor.h"
@@ -367,12 +368,6 @@ kdcl_status kdcl_gemm_batched(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_
  *   2. the parameters shipped in kdcl_gemm_tuned[] for a matching device.
  * KDCL_NO_TUNING=1 keeps CLBlast's own choice. */
 
-typedef struct {
-    const char *kernel;
-    size_t n;
-    const char *names[16];
-    size_t values[16];
-} tuned_kernel;
 
 typedef struct {
     const char *platform_substr; /* matched case-sensitively */
@@ -425,17 +420,12 @@ kdcl_status kdcl_gemm_tuning_path(const kdcl_device_info *dev, char *buf, size_t
     return KDCL_OK;
 }
 
-/* Parse {"kernels": {"Xgemm": {"MWG": 64, ...}, ...}} and apply each kernel. */
-static kdcl_status apply_tuning_file(kdcl_ctx *ctx, const char *path, int *applied)
+kdcl_status kdcl__tuning_parse(const char *path, const char *text, size_t n,
+                               kdcl_status (*apply)(void *user, const tuned_kernel *k),
+                               void *user, int *applied)
 {
     *applied = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return KDCL_OK; /* none: not an error */
-    char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    cJSON *root = cJSON_Parse(buf);
+    cJSON *root = cJSON_ParseWithLength(text, n);
     cJSON *kernels = root ? cJSON_GetObjectItemCaseSensitive(root, "kernels") : NULL;
     if (!cJSON_IsObject(kernels)) {
         cJSON_Delete(root);
@@ -448,22 +438,67 @@ static kdcl_status apply_tuning_file(kdcl_ctx *ctx, const char *path, int *appli
     cJSON *kern;
     cJSON_ArrayForEach(kern, kernels)
     {
+        if (!cJSON_IsObject(kern) || !kern->child) {
+            s = kdcl_set_error(KDCL_ERR_FORMAT,
+                               "%s: kernel %s must be an object of its parameters", path,
+                               kern->string);
+            break;
+        }
         tuned_kernel tk = {kern->string, 0, {0}, {0}};
         cJSON *p;
         cJSON_ArrayForEach(p, kern)
         {
-            if (tk.n >= 16 || !cJSON_IsNumber(p) || p->valuedouble < 0) {
-                s = kdcl_set_error(KDCL_ERR_FORMAT, "%s: bad parameter '%s' of kernel %s", path,
-                                   p->string ? p->string : "?", kern->string);
+            double v = cJSON_IsNumber(p) ? p->valuedouble : -1;
+            if (tk.n >= KDCL_TUNING_MAX_PARAMS || !(v >= 0 && v <= 2147483647.0) ||
+                v != (double)(size_t)v) {
+                s = kdcl_set_error(KDCL_ERR_FORMAT,
+                                   "%s: bad parameter '%s' of kernel %s (at most %d, each an "
+                                   "integer in 0..2^31-1)",
+                                   path, p->string ? p->string : "?", kern->string,
+                                   KDCL_TUNING_MAX_PARAMS);
                 break;
             }
             tk.names[tk.n] = p->string;
-            tk.values[tk.n++] = (size_t)p->valuedouble;
+            tk.values[tk.n++] = (size_t)v;
         }
-        if (s || (s = override_kernel(ctx, &tk))) break;
+        if (s || (s = apply(user, &tk))) break;
         (*applied)++;
     }
     cJSON_Delete(root);
+    return s;
+}
+
+static kdcl_status apply_kernel(void *ctx, const tuned_kernel *k)
+{
+    return override_kernel((kdcl_ctx *)ctx, k);
+}
+
+/* Read the tuning file at path (absent: nothing applied, not an error) and
+ * apply each kernel. */
+static kdcl_status apply_tuning_file(kdcl_ctx *ctx, const char *path, int *applied)
+{
+    *applied = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return KDCL_OK; /* none: not an error */
+    char *buf = malloc(KDCL_TUNING_MAX_FILE + 1);
+    if (!buf) {
+        fclose(f);
+        return kdcl_set_error(KDCL_ERR_OOM, "%s: out of memory reading the tuning file", path);
+    }
+    size_t n = fread(buf, 1, KDCL_TUNING_MAX_FILE + 1, f);
+    int err = ferror(f);
+    fclose(f);
+    kdcl_status s;
+    if (err)
+        s = kdcl_set_error(KDCL_ERR_IO, "%s: cannot read the tuning file", path);
+    else if (n > KDCL_TUNING_MAX_FILE)
+        s = kdcl_set_error(KDCL_ERR_FORMAT,
+                           "%s: larger than %u bytes: not a kdcl tuning file; delete it or run "
+                           "kdcl tune again",
+                           path, KDCL_TUNING_MAX_FILE);
+    else
+        s = kdcl__tuning_parse(path, buf, n, apply_kernel, ctx, applied);
+    free(buf);
     return s;
 }
 
