@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *p = fz_write(0, "model.safetensors", data, size);
     kdcl_model *m = NULL;
     kdcl_st_file meta;
-    if (kdcl_model_load(ctx, p, 4, &m, &meta) == KDCL_OK) {
+    if (kdcl_model_load(ctx, p, 1, &m, &meta) == KDCL_OK) {
         kdcl_model_destroy(m);
         kdcl_st_free(&meta);
     }
