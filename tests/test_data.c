@@ -5,8 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 
+#include <jpeglib.h>
+#include <png.h>
 #include <zlib.h>
 
 #pragma GCC diagnostic push
@@ -313,6 +317,92 @@ START_TEST(idx_count_mismatch)
     EXPECT_ERR(kdcl_dataset_load_idx(ip, lp, &d), KDCL_ERR_FORMAT, "mm-labels");
     EXPECT_ERR(kdcl_dataset_load_idx(ip, lp, &d), KDCL_ERR_FORMAT, "6 images");
     assert_zeroed(&d);
+    free(im);
+    free(lb);
+}
+END_TEST
+
+/* Gzip IDX files are checked header-first: the stream is inflated into a
+ * buffer of the size the header promises and may hold neither less nor more,
+ * so a small file that inflates to far more than its header says is refused
+ * without inflating it all. */
+static struct rlimit idx_as_saved;
+START_TEST(idx_gz_bomb)
+{
+    size_t is, ls;
+    uint8_t *im = make_idx_images(10, 4, 4, &is), *lb = make_idx_labels(10, &ls);
+    const char *ip = tu_path("bomb-images.gz"), *lp = tu_path("bomb-labels");
+    ck_assert_int_eq(tu_write_file(lp, lb, ls), 0);
+    /* 10 images of 4x4, then 256 MiB of zeros in the same stream */
+    gzFile g = gzopen(ip, "wb1");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_int_eq(gzwrite(g, im, (unsigned)is), (int)is);
+    uint8_t *zeros = calloc(1u << 20, 1);
+    for (int i = 0; i < 256; i++) ck_assert_int_eq(gzwrite(g, zeros, 1u << 20), 1 << 20);
+    ck_assert_int_eq(gzclose(g), Z_OK);
+    free(zeros);
+    struct stat st;
+    ck_assert_int_eq(stat(ip, &st), 0);
+    ck_assert_int_lt(st.st_size, 2 << 20); /* a small file */
+
+    /* with the address space capped at what the process has plus 64 MiB, an
+     * inflate-everything-first loader runs out of memory instead */
+    kdcl_dataset d;
+    ck_assert_int_eq(getrlimit(RLIMIT_AS, &idx_as_saved), 0);
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    ck_assert_int_eq(fscanf(f, "%lu", &pages), 1);
+    fclose(f);
+    struct rlimit r = idx_as_saved;
+    r.rlim_cur = (rlim_t)pages * 4096u + ((rlim_t)64 << 20);
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &r), 0);
+    clock_t t0 = clock();
+    kdcl_status s = kdcl_dataset_load_idx(ip, lp, &d);
+    double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", kdcl_last_error());
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &idx_as_saved), 0);
+    ck_assert_msg(s == KDCL_ERR_FORMAT, "%s: %s", kdcl_status_name(s), msg);
+    ck_assert_msg(strstr(msg, "bomb-images.gz") && strstr(msg, "trailing") && strstr(msg, "176"),
+                  "%s", msg);
+    ck_assert_msg(secs < 1.0, "refusing took %.2f s", secs);
+    assert_zeroed(&d);
+
+    /* a header that promises far more than the stream holds: truncated, and
+     * the buffer grows only with the data */
+    uint8_t hdr[16 + 64];
+    memset(hdr, 7, sizeof hdr);
+    put_be32(hdr, 0x00000803u);
+    put_be32(hdr + 4, 10);
+    put_be32(hdr + 8, 0xFFFFFFu);
+    put_be32(hdr + 12, 0xFFFFFFu);
+    write_gz(ip, hdr, sizeof hdr);
+    EXPECT_ERR(kdcl_dataset_load_idx(ip, lp, &d), KDCL_ERR_FORMAT, "holds 64 data bytes");
+    /* the same raw: refused by its size on disk */
+    ck_assert_int_eq(tu_write_file(ip, hdr, sizeof hdr), 0);
+    EXPECT_ERR(kdcl_dataset_load_idx(ip, lp, &d), KDCL_ERR_FORMAT, "holds 64 data bytes");
+    /* exact: fine; one byte more or less: refused, raw and gzip */
+    uint8_t *big = malloc(is + 1);
+    memcpy(big, im, is);
+    big[is] = 0;
+    for (int gz = 0; gz < 2; gz++) {
+        for (int delta = -1; delta <= 1; delta++) {
+            if (gz)
+                write_gz(ip, big, (size_t)((long)is + delta));
+            else
+                ck_assert_int_eq(tu_write_file(ip, big, (size_t)((long)is + delta)), 0);
+            if (delta == 0) {
+                EXPECT_OK(kdcl_dataset_load_idx(ip, lp, &d));
+                check_idx_values(&d, 10, 4, 4);
+                kdcl_dataset_free(&d);
+            } else {
+                EXPECT_ERR(kdcl_dataset_load_idx(ip, lp, &d), KDCL_ERR_FORMAT,
+                           delta < 0 ? "truncated" : "1 unexpected trailing bytes");
+                assert_zeroed(&d);
+            }
+        }
+    }
+    free(big);
     free(im);
     free(lb);
 }
@@ -656,6 +746,509 @@ START_TEST(image_folder_errors)
 }
 END_TEST
 
+/* ---- image formats: PNG (libpng), JPEG (libjpeg-turbo), BMP (stb) ------- */
+
+/* A PNG file of w x h with `color` (PNG_COLOR_TYPE_*), `depth` bits, rows of
+ * packed samples as libpng takes them (16-bit big-endian), optional palette. */
+static void write_png(const char *path, unsigned w, unsigned h, int color, int depth,
+                      const uint8_t *px, size_t stride, const png_color *pal, int npal,
+                      int interlace)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    ck_assert_ptr_nonnull(info);
+    ck_assert_int_eq(setjmp(png_jmpbuf(png)), 0);
+    png_init_io(png, f);
+    png_set_IHDR(png, info, w, h, depth, color,
+                 interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    if (pal) png_set_PLTE(png, info, pal, npal);
+    png_write_info(png, info);
+    png_bytep *rows = malloc(h * sizeof *rows);
+    for (unsigned y = 0; y < h; y++) rows[y] = (png_bytep)(uintptr_t)(px + y * stride);
+    png_write_image(png, rows);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(rows);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* A JPEG in memory (malloc'd) of w x h x comps (1 grey, 3 RGB), 4:4:4. */
+static uint8_t *make_jpeg(unsigned w, unsigned h, int comps, const uint8_t *px, int quality,
+                          int progressive, size_t *size)
+{
+    struct jpeg_compress_struct ci;
+    struct jpeg_error_mgr err;
+    ci.err = jpeg_std_error(&err);
+    jpeg_create_compress(&ci);
+    unsigned char *out = NULL;
+    unsigned long n = 0;
+    jpeg_mem_dest(&ci, &out, &n);
+    ci.image_width = w;
+    ci.image_height = h;
+    ci.input_components = comps;
+    ci.in_color_space = comps == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&ci);
+    jpeg_set_quality(&ci, quality, TRUE);
+    for (int c = 0; c < ci.num_components; c++)
+        ci.comp_info[c].h_samp_factor = ci.comp_info[c].v_samp_factor = 1;
+    if (progressive) jpeg_simple_progression(&ci);
+    jpeg_start_compress(&ci, TRUE);
+    while (ci.next_scanline < h) {
+        JSAMPROW row = (JSAMPROW)(uintptr_t)(px + (size_t)ci.next_scanline * w * comps);
+        jpeg_write_scanlines(&ci, &row, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+    uint8_t *copy = malloc(n);
+    memcpy(copy, out, n);
+    free(out);
+    *size = n;
+    return copy;
+}
+
+/* An 8-bit paletted grey BMP (bottom-up), w x h. */
+static void write_bmp8(const char *path, unsigned w, unsigned h, const uint8_t *g)
+{
+    unsigned stride = (w + 3) & ~3u, off = 14 + 40 + 1024, size = off + stride * h;
+    uint8_t *b = calloc(size, 1);
+    b[0] = 'B', b[1] = 'M';
+    uint32_t v[] = {size, off, 40, w, h}; /* little-endian host assumed, as the loader's tests do */
+    memcpy(b + 2, &v[0], 4);              /* file header: size, pixel offset */
+    memcpy(b + 10, &v[1], 4);
+    memcpy(b + 14, &v[2], 4); /* info header: its size, width, height */
+    memcpy(b + 18, &v[3], 4);
+    memcpy(b + 22, &v[4], 4);
+    b[26] = 1;  /* planes */
+    b[28] = 8;  /* bits */
+    uint32_t ncol = 256;
+    memcpy(b + 46, &ncol, 4);
+    for (unsigned i = 0; i < 256; i++) b[54 + 4 * i] = b[55 + 4 * i] = b[56 + 4 * i] = (uint8_t)i;
+    for (unsigned y = 0; y < h; y++)
+        memcpy(b + off + (h - 1 - y) * stride, g + y * w, w);
+    ck_assert_int_eq(tu_write_file(path, b, size), 0);
+    free(b);
+}
+
+static uint8_t *slurp(const char *path, size_t *n) { return read_all(path, n); }
+
+/* Decode a file through the public from-memory entry point at its own size. */
+static kdcl_status decode_file(const char *path, size_t w, size_t h, size_t c, uint8_t *dst)
+{
+    size_t n;
+    uint8_t *b = slurp(path, &n);
+    kdcl_status s = kdcl_image_decode(b, n, path, w, h, c, dst);
+    free(b);
+    return s;
+}
+
+static uint8_t lum(const uint8_t *p) { return (uint8_t)((p[0] * 77u + p[1] * 150u + p[2] * 29u) >> 8); }
+
+START_TEST(image_formats_decode)
+{
+    enum { W = 16, H = 8 };
+    uint8_t g[W * H], rgb[W * H * 3], rgba[W * H * 4], g16[W * H * 2], out[W * H * 3];
+    /* 8x8 blocks of one colour each: exact through a quality-100 4:4:4 JPEG
+     * up to rounding */
+    for (size_t y = 0; y < H; y++)
+        for (size_t x = 0; x < W; x++) {
+            size_t i = y * W + x, blk = x / 8;
+            g[i] = (uint8_t)(60 + 120 * blk);
+            rgb[3 * i + 0] = (uint8_t)(blk ? 200 : 30);
+            rgb[3 * i + 1] = (uint8_t)(blk ? 40 : 180);
+            rgb[3 * i + 2] = (uint8_t)(blk ? 90 : 250);
+            for (int c = 0; c < 3; c++) rgba[4 * i + c] = rgb[3 * i + c];
+            rgba[4 * i + 3] = (uint8_t)(i * 2);
+            g16[2 * i] = (uint8_t)(i + 7), g16[2 * i + 1] = (uint8_t)(255 - i);
+        }
+    /* exact per-pixel tests use a non-block pattern too */
+    uint8_t pat[W * H * 3];
+    for (size_t i = 0; i < sizeof pat; i++) pat[i] = (uint8_t)(i * 37 + 11);
+
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", tu_path("fmts"));
+    mkd(dir);
+    /* PNG grey, RGB, RGBA, 16-bit grey, 4-bit palette, interlaced RGB */
+    write_png(pj(dir, "g.png"), W, H, PNG_COLOR_TYPE_GRAY, 8, g, W, NULL, 0, 0);
+    write_png(pj(dir, "rgb.png"), W, H, PNG_COLOR_TYPE_RGB, 8, pat, 3 * W, NULL, 0, 0);
+    write_png(pj(dir, "rgba.png"), W, H, PNG_COLOR_TYPE_RGB_ALPHA, 8, rgba, 4 * W, NULL, 0, 0);
+    write_png(pj(dir, "g16.png"), W, H, PNG_COLOR_TYPE_GRAY, 16, g16, 2 * W, NULL, 0, 0);
+    write_png(pj(dir, "il.png"), W, H, PNG_COLOR_TYPE_RGB, 8, pat, 3 * W, NULL, 0, 1);
+    png_color pal[3] = {{10, 20, 30}, {200, 100, 50}, {0, 255, 128}};
+    uint8_t idx4[W / 2 * H];
+    for (size_t i = 0; i < sizeof idx4; i++) idx4[i] = (uint8_t)(((i % 3) << 4) | ((i + 1) % 3));
+    write_png(pj(dir, "pal.png"), W, H, PNG_COLOR_TYPE_PALETTE, 4, idx4, W / 2, pal, 3, 0);
+
+    EXPECT_OK(decode_file(pj(dir, "g.png"), W, H, 1, out));
+    ck_assert_int_eq(memcmp(out, g, W * H), 0);
+    EXPECT_OK(decode_file(pj(dir, "g.png"), W, H, 3, out));
+    for (size_t i = 0; i < W * H; i++)
+        for (int c = 0; c < 3; c++) ck_assert_uint_eq(out[3 * i + c], g[i]);
+    EXPECT_OK(decode_file(pj(dir, "rgb.png"), W, H, 3, out));
+    ck_assert_int_eq(memcmp(out, pat, sizeof pat), 0);
+    EXPECT_OK(decode_file(pj(dir, "rgb.png"), W, H, 1, out));
+    for (size_t i = 0; i < W * H; i++) ck_assert_uint_eq(out[i], lum(pat + 3 * i));
+    EXPECT_OK(decode_file(pj(dir, "il.png"), W, H, 3, out));
+    ck_assert_int_eq(memcmp(out, pat, sizeof pat), 0);
+    EXPECT_OK(decode_file(pj(dir, "rgba.png"), W, H, 3, out)); /* alpha dropped */
+    ck_assert_int_eq(memcmp(out, rgb, sizeof rgb), 0);
+    EXPECT_OK(decode_file(pj(dir, "g16.png"), W, H, 1, out)); /* the high byte */
+    for (size_t i = 0; i < W * H; i++) ck_assert_uint_eq(out[i], g16[2 * i]);
+    EXPECT_OK(decode_file(pj(dir, "pal.png"), W, H, 3, out));
+    for (size_t i = 0; i < W * H; i++) {
+        uint8_t b = idx4[i / 2], k = (uint8_t)(i % 2 ? b & 15 : b >> 4);
+        ck_assert_uint_eq(out[3 * i + 0], pal[k].red);
+        ck_assert_uint_eq(out[3 * i + 1], pal[k].green);
+        ck_assert_uint_eq(out[3 * i + 2], pal[k].blue);
+    }
+
+    /* JPEG grey and RGB, baseline and progressive */
+    for (int prog = 0; prog < 2; prog++) {
+        size_t n;
+        uint8_t *j = make_jpeg(W, H, 1, g, 100, prog, &n);
+        EXPECT_OK(kdcl_image_decode(j, n, "g.jpg", W, H, 1, out));
+        for (size_t i = 0; i < W * H; i++) ck_assert_int_le(abs((int)out[i] - g[i]), 1);
+        free(j);
+        j = make_jpeg(W, H, 3, rgb, 100, prog, &n);
+        EXPECT_OK(kdcl_image_decode(j, n, "rgb.jpg", W, H, 3, out));
+        for (size_t i = 0; i < 3 * W * H; i++) ck_assert_int_le(abs((int)out[i] - rgb[i]), 3);
+        EXPECT_OK(kdcl_image_decode(j, n, "rgb.jpg", W, H, 1, out));
+        for (size_t i = 0; i < W * H; i++) ck_assert_int_le(abs((int)out[i] - lum(rgb + 3 * i)), 3);
+        /* written as a file under a misleading name: the content decides */
+        ck_assert_int_eq(tu_write_file(pj(dir, prog ? "p.bmp" : "b.png"), j, n), 0);
+        EXPECT_OK(decode_file(pj(dir, prog ? "p.bmp" : "b.png"), W, H, 3, out));
+        free(j);
+    }
+
+    /* BMP: 24-bit RGB (stb_image_write) and 8-bit paletted grey */
+    ck_assert(stbi_write_bmp(pj(dir, "rgb.bmp"), W, H, 3, pat));
+    EXPECT_OK(decode_file(pj(dir, "rgb.bmp"), W, H, 3, out));
+    ck_assert_int_eq(memcmp(out, pat, sizeof pat), 0);
+    EXPECT_OK(decode_file(pj(dir, "rgb.bmp"), W, H, 1, out));
+    for (size_t i = 0; i < W * H; i++) ck_assert_uint_eq(out[i], lum(pat + 3 * i));
+    write_bmp8(pj(dir, "g8.bmp"), W, H, pat);
+    EXPECT_OK(decode_file(pj(dir, "g8.bmp"), W, H, 1, out));
+    ck_assert_int_eq(memcmp(out, pat, W * H), 0);
+
+    /* resizing: a constant image stays constant */
+    uint8_t cst[4 * 4];
+    memset(cst, 77, sizeof cst);
+    write_png(pj(dir, "c.png"), 4, 4, PNG_COLOR_TYPE_GRAY, 8, cst, 4, NULL, 0, 0);
+    EXPECT_OK(decode_file(pj(dir, "c.png"), 9, 3, 3, out));
+    for (size_t i = 0; i < 27; i++) ck_assert_int_le(abs((int)out[i] - 77), 1);
+
+    /* bad arguments */
+    EXPECT_ERR(kdcl_image_decode(cst, 16, "x", 4, 4, 2, out), KDCL_ERR_INVALID_ARG, "channels");
+    EXPECT_ERR(kdcl_image_decode(cst, 16, "x", 0, 4, 3, out), KDCL_ERR_INVALID_ARG, "size");
+}
+END_TEST
+
+/* Run `expr` with the address space limited to what the process uses now plus
+ * 256 MiB: a decoder that allocated for the size a header claims would fail
+ * with an out-of-memory error instead of the expected message. */
+static struct rlimit as_saved;
+static void limit_as(void)
+{
+    ck_assert_int_eq(getrlimit(RLIMIT_AS, &as_saved), 0);
+    FILE *f = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(f);
+    unsigned long pages = 0;
+    ck_assert_int_eq(fscanf(f, "%lu", &pages), 1);
+    fclose(f);
+    struct rlimit r = as_saved;
+    rlim_t want = (rlim_t)pages * 4096u + ((rlim_t)256 << 20);
+    if (r.rlim_cur == RLIM_INFINITY || r.rlim_cur > want) r.rlim_cur = want;
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &r), 0);
+}
+static void unlimit_as(void) { ck_assert_int_eq(setrlimit(RLIMIT_AS, &as_saved), 0); }
+
+static void png_chunk(uint8_t **p, const char *type, const uint8_t *d, uint32_t n)
+{
+    put_be32(*p, n);
+    memcpy(*p + 4, type, 4);
+    if (n) memcpy(*p + 8, d, n);
+    uint32_t crc = (uint32_t)crc32(0, *p + 4, 4 + n);
+    put_be32(*p + 8 + n, crc);
+    *p += 12 + n;
+}
+
+/* A PNG that claims w x h (colour type ct, 8 bits) and holds `idat` bytes of
+ * zlib data for it. */
+static size_t png_claiming(uint8_t *buf, uint32_t w, uint32_t h, uint8_t ct, const uint8_t *idat,
+                           uint32_t n_idat)
+{
+    uint8_t *p = buf, ihdr[13] = {0};
+    memcpy(p, "\x89PNG\r\n\x1a\n", 8);
+    p += 8;
+    put_be32(ihdr, w);
+    put_be32(ihdr + 4, h);
+    ihdr[8] = 8;
+    ihdr[9] = ct;
+    png_chunk(&p, "IHDR", ihdr, 13);
+    png_chunk(&p, "IDAT", idat, n_idat);
+    png_chunk(&p, "IEND", NULL, 0);
+    return (size_t)(p - buf);
+}
+
+START_TEST(image_bad_files)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", tu_path("badfmts"));
+    mkd(dir);
+    uint8_t out[32 * 32 * 3];
+    /* unsupported formats, named; the 16-bit PGM is 8 MB like the one that
+     * crashed the stb build */
+    {
+        size_t n = 2048 * 2048 * 2;
+        char *pgm = malloc(n + 32);
+        int k = snprintf(pgm, 32, "P5\n2048 2048\n65535\n");
+        memset(pgm + k, 0xAB, n);
+        ck_assert_int_eq(tu_write_file(pj(dir, "big16.pgm"), pgm, n + (size_t)k), 0);
+        free(pgm);
+        EXPECT_ERR(decode_file(pj(dir, "big16.pgm"), 32, 32, 3, out), KDCL_ERR_FORMAT, "big16.pgm");
+        EXPECT_ERR(decode_file(pj(dir, "big16.pgm"), 32, 32, 3, out), KDCL_ERR_FORMAT,
+                   "unsupported image format (PNM");
+    }
+#define BYTES(lit) lit, sizeof(lit) - 1
+    static const struct {
+        const char *name, *what, *bytes;
+        size_t n;
+    } unsupported[] = {
+        /* 18-byte TGA header claiming 65535x10000, truncated: no magic at all */
+        {"bomb.tga", "unsupported image format", BYTES("\0\0\2\0\0\0\0\0\0\0\0\0\xff\xff\x10\x27\x18\0")},
+        {"bomb.gif", "(GIF)", BYTES("GIF89a\xff\xff\xff\xff\xf7\0\0\0\0\0\xff\xff\xff,\0\0\0\0\xff\xff\xff\xff\0\2\2D\1\0;")},
+        {"x.pic", "(PIC)", BYTES("\x53\x80\xf6\x34" "PICT\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0")},
+        {"x.psd", "(PSD)", BYTES("8BPS\0\1\0\0\0\0\0\0\0\3\0\0\0\4\0\0\0\4\0\x08\0\3")},
+        {"x.hdr", "(HDR)", BYTES("#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 4 +X 4\n")},
+        {"x.ppm", "(PNM", BYTES("P6\n4 4\n255\n")},
+        {"x.tif", "(TIFF)", BYTES("II*\0\x08\0\0\0")},
+        {"text.png", "unsupported image format", BYTES("hello, world")},
+    };
+#undef BYTES
+    for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
+        const char *p = pj(dir, unsupported[i].name);
+        ck_assert_int_eq(tu_write_file(p, unsupported[i].bytes, unsupported[i].n), 0);
+        EXPECT_ERR(decode_file(p, 32, 32, 3, out), KDCL_ERR_FORMAT, unsupported[i].name);
+        EXPECT_ERR(decode_file(p, 32, 32, 3, out), KDCL_ERR_FORMAT, unsupported[i].what);
+        EXPECT_ERR(decode_file(p, 32, 32, 3, out), KDCL_ERR_FORMAT, "PNG, JPEG and BMP");
+    }
+    EXPECT_ERR(kdcl_image_decode("", 0, "empty.png", 4, 4, 3, out), KDCL_ERR_FORMAT, "empty");
+
+    /* bombs: refused from the header, without allocating for the claimed size */
+    uint8_t buf[4096], z[64];
+    uLongf zn = sizeof z;
+    uint8_t rowz[16] = {0};
+    ck_assert_int_eq(compress(z, &zn, rowz, sizeof rowz), Z_OK);
+    size_t n;
+    limit_as();
+    clock_t t0 = clock();
+    n = png_claiming(buf, 100000, 100000, 2, z, (uint32_t)zn);
+    kdcl_status s1 = kdcl_image_decode(buf, n, "huge.png", 32, 32, 3, out);
+    char m1[512];
+    snprintf(m1, sizeof m1, "%s", kdcl_last_error());
+    n = png_claiming(buf, 5000, 5000, 2, z, (uint32_t)zn); /* 75 MB of RGB: over 64 MiB */
+    kdcl_status s2 = kdcl_image_decode(buf, n, "wide.png", 32, 32, 3, out);
+    char m2[512];
+    snprintf(m2, sizeof m2, "%s", kdcl_last_error());
+    /* a JPEG whose frame header claims 60000x60000 */
+    uint8_t px[64];
+    memset(px, 128, sizeof px);
+    size_t jn;
+    uint8_t *j = make_jpeg(8, 8, 1, px, 90, 0, &jn);
+    for (size_t i = 0; i + 8 < jn; i++)
+        if (j[i] == 0xFF && j[i + 1] == 0xC0) { /* SOF0: len(2) P(1) Y(2) X(2) */
+            j[i + 5] = 0xEA, j[i + 6] = 0x60, j[i + 7] = 0xEA, j[i + 8] = 0x60;
+            break;
+        }
+    kdcl_status s3 = kdcl_image_decode(j, jn, "huge.jpg", 32, 32, 3, out);
+    char m3[512];
+    snprintf(m3, sizeof m3, "%s", kdcl_last_error());
+    /* a BMP header claiming 20000x20000 */
+    uint8_t bmp[64] = {'B', 'M'};
+    uint32_t v = 54;
+    memcpy(bmp + 10, &v, 4);
+    v = 40;
+    memcpy(bmp + 14, &v, 4);
+    v = 20000;
+    memcpy(bmp + 18, &v, 4);
+    memcpy(bmp + 22, &v, 4);
+    bmp[26] = 1, bmp[28] = 24;
+    kdcl_status s4 = kdcl_image_decode(bmp, sizeof bmp, "huge.bmp", 32, 32, 3, out);
+    char m4[512];
+    snprintf(m4, sizeof m4, "%s", kdcl_last_error());
+    double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    unlimit_as();
+    ck_assert_msg(s1 == KDCL_ERR_FORMAT && strstr(m1, "huge.png") && strstr(m1, "16384"), "%s", m1);
+    ck_assert_msg(s2 == KDCL_ERR_FORMAT && strstr(m2, "wide.png") && strstr(m2, "limit"), "%s", m2);
+    ck_assert_msg(s3 == KDCL_ERR_FORMAT && strstr(m3, "huge.jpg") && strstr(m3, "16384"), "%s", m3);
+    ck_assert_msg(s4 == KDCL_ERR_FORMAT && strstr(m4, "huge.bmp") && strstr(m4, "16384"), "%s", m4);
+    ck_assert_msg(secs < 1.0, "refusing the bombs took %.2f s", secs);
+    free(j);
+
+    /* truncated and corrupt files of the accepted formats */
+    uint8_t img[16 * 16 * 3];
+    for (size_t i = 0; i < sizeof img; i++) img[i] = (uint8_t)(i * 13);
+    j = make_jpeg(16, 16, 3, img, 90, 0, &jn);
+    for (size_t cut = 0; cut + 16 < jn; cut += 7)
+        EXPECT_ERR(kdcl_image_decode(j, cut, "cut.jpg", 16, 16, 3, out), KDCL_ERR_FORMAT, "cut.jpg");
+    /* a 9-byte JPEG (a DQT segment cut short) */
+    EXPECT_ERR(kdcl_image_decode("\xff\xd8\xff\xdb\x00\x43\x00\x01\x02", 9, "nine.jpg", 8, 8, 1, out),
+               KDCL_ERR_FORMAT, "cannot decode JPEG");
+    free(j);
+    j = make_jpeg(16, 16, 3, img, 90, 1, &jn); /* progressive */
+    for (size_t cut = 0; cut + 16 < jn; cut += 11)
+        EXPECT_ERR(kdcl_image_decode(j, cut, "cutp.jpg", 16, 16, 3, out), KDCL_ERR_FORMAT, "cutp.jpg");
+    free(j);
+    write_png(pj(dir, "ok.png"), 16, 16, PNG_COLOR_TYPE_RGB, 8, img, 48, NULL, 0, 0);
+    uint8_t *pb = slurp(pj(dir, "ok.png"), &n);
+    for (size_t cut = 0; cut + 12 < n; cut += 5) /* everything but IEND is needed */
+        EXPECT_ERR(kdcl_image_decode(pb, cut, "cut.png", 16, 16, 3, out), KDCL_ERR_FORMAT, "cut.png");
+    pb[40] ^= 0x55; /* inside IDAT: the CRC catches it */
+    EXPECT_ERR(kdcl_image_decode(pb, n, "crc.png", 16, 16, 3, out), KDCL_ERR_FORMAT, "crc.png");
+    free(pb);
+    ck_assert(stbi_write_bmp(pj(dir, "ok.bmp"), 16, 16, 3, img));
+    pb = slurp(pj(dir, "ok.bmp"), &n);
+    for (size_t cut = 2; cut + 1 < n; cut += 37)
+        EXPECT_ERR(kdcl_image_decode(pb, cut, "cut.bmp", 16, 16, 3, out), KDCL_ERR_FORMAT, "cut.bmp");
+    free(pb);
+}
+END_TEST
+
+typedef struct {
+    char paths[8][4200];
+    int n;
+} skip_log;
+
+static void on_skip(void *user, const char *path, const char *reason)
+{
+    skip_log *l = user;
+    ck_assert_ptr_nonnull(strstr(reason, path)); /* the message names the file */
+    if (l->n < 8) snprintf(l->paths[l->n], sizeof l->paths[0], "%s", path);
+    l->n++;
+}
+
+/* root/a: bad.gif good1.png good2.bmp; root/b: only a 16-bit PGM; root/c: good.jpg */
+static void make_skip_folder(const char *root_in)
+{
+    char root[4096]; /* root_in may be a pj() buffer, which later pj() calls reuse */
+    snprintf(root, sizeof root, "%s", root_in);
+    mkd(root);
+    mkd(pj(root, "a"));
+    mkd(pj(root, "b"));
+    mkd(pj(root, "c"));
+    uint8_t px[8 * 8 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 5);
+    write_png(pj(pj(root, "a"), "good1.png"), 8, 8, PNG_COLOR_TYPE_RGB, 8, px, 24, NULL, 0, 0);
+    ck_assert(stbi_write_bmp(pj(pj(root, "a"), "good2.bmp"), 8, 8, 3, px));
+    ck_assert_int_eq(tu_write_file(pj(pj(root, "a"), "bad.gif"), "GIF89a\1\0\1\0\0\0\0;", 14), 0);
+    ck_assert_int_eq(tu_write_file(pj(pj(root, "b"), "x.pgm"), "P5\n2 2\n65535\n\0\0\0\0\0\0\0\0", 21), 0);
+    size_t jn;
+    uint8_t *j = make_jpeg(8, 8, 3, px, 95, 0, &jn);
+    ck_assert_int_eq(tu_write_file(pj(pj(root, "c"), "good.jpg"), j, jn), 0);
+    free(j);
+}
+
+START_TEST(image_folder_skip_bad)
+{
+    char root[4096];
+    snprintf(root, sizeof root, "%s", tu_path("skipimgs"));
+    make_skip_folder(root);
+    kdcl_dataset d;
+    /* default: the first bad file (in load order) is the error */
+    EXPECT_ERR(kdcl_dataset_load_images(root, 8, 8, 3, &d), KDCL_ERR_FORMAT, "a/bad.gif");
+    assert_zeroed(&d);
+    kdcl_image_opts o = {0};
+    EXPECT_ERR(kdcl_dataset_load_images_opts(root, 8, 8, 3, &o, &d), KDCL_ERR_FORMAT, "a/bad.gif");
+    /* skipping: counted, reported, the rest loaded */
+    skip_log log = {0};
+    o.skip_bad = 1;
+    o.on_skip = on_skip;
+    o.user = &log;
+    EXPECT_OK(kdcl_dataset_load_images_opts(root, 8, 8, 3, &o, &d));
+    ck_assert_uint_eq(o.n_skipped, 2);
+    ck_assert_int_eq(log.n, 2);
+    ck_assert_ptr_nonnull(strstr(log.paths[0], "a/bad.gif"));
+    ck_assert_ptr_nonnull(strstr(log.paths[1], "b/x.pgm"));
+    ck_assert_uint_eq(d.n, 3);
+    ck_assert_uint_eq(d.n_classes, 3);
+    ck_assert_str_eq(d.class_names[1], "b"); /* kept, with no examples */
+    ck_assert_int_eq(d.labels[0], 0);
+    ck_assert_int_eq(d.labels[1], 0);
+    ck_assert_int_eq(d.labels[2], 2);
+    for (size_t i = 0; i < 8 * 8 * 3; i++) {
+        ck_assert_uint_eq(d.images[i], (uint8_t)(i * 5));          /* a/good1.png */
+        ck_assert_uint_eq(d.images[192 + i], (uint8_t)(i * 5));    /* a/good2.bmp */
+    }
+    kdcl_dataset_free(&d);
+    /* without a callback; through load_split */
+    char top[4096];
+    snprintf(top, sizeof top, "%s", tu_path("skipsplit"));
+    mkd(top);
+    make_skip_folder(pj(top, "train"));
+    kdcl_image_opts o2 = {.skip_bad = 1};
+    EXPECT_OK(kdcl_dataset_load_split_opts(top, "train", &o2, &d));
+    ck_assert_uint_eq(o2.n_skipped, 2);
+    ck_assert_uint_eq(d.n, 3);
+    kdcl_dataset_free(&d);
+    EXPECT_ERR(kdcl_dataset_load_split(top, "train", &d), KDCL_ERR_FORMAT, "bad.gif");
+    /* nothing decodable at all */
+    char allbad[4096];
+    snprintf(allbad, sizeof allbad, "%s", tu_path("allbad"));
+    mkd(allbad);
+    mkd(pj(allbad, "k"));
+    ck_assert_int_eq(tu_write_file(pj(pj(allbad, "k"), "a.png"), "nope", 4), 0);
+    EXPECT_ERR(kdcl_dataset_load_images_opts(allbad, 8, 8, 3, &o2, &d), KDCL_ERR_FORMAT,
+               "none of the 1 image files");
+    ck_assert_uint_eq(o2.n_skipped, 1);
+    assert_zeroed(&d);
+}
+END_TEST
+
+/* The CLI: a bad image is one line naming it and exit 1; --skip-bad-images
+ * warns about each and trains on the rest. */
+START_TEST(image_folder_cli)
+{
+    const char *exe = getenv("KDCL_EXE");
+    ck_assert_msg(exe && *exe, "KDCL_EXE not set");
+    char top[4096], cmd[16384], err[8192];
+    snprintf(top, sizeof top, "%s", tu_path("clisplit"));
+    mkd(top);
+    make_skip_folder(pj(top, "train"));
+    make_skip_folder(pj(top, "test"));
+    const char *errf = tu_path("cli-stderr.txt"), *model = tu_path("cli-model.safetensors");
+    for (int skip = 0; skip < 2; skip++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s train --data %s --out %s --epochs 1 --batch 2 --arch 3072-8-3 --quiet%s "
+                 ">/dev/null 2>%s",
+                 exe, top, model, skip ? " --skip-bad-images" : "", errf);
+        int st = system(cmd);
+        ck_assert(WIFEXITED(st));
+        FILE *e = fopen(errf, "r");
+        ck_assert_ptr_nonnull(e);
+        size_t n = fread(err, 1, sizeof err - 1, e);
+        err[n] = '\0';
+        fclose(e);
+        int lines = 0;
+        for (char *c = err; *c; c++) lines += *c == '\n';
+        if (!skip) {
+            ck_assert_msg(WEXITSTATUS(st) == 1, "exit %d: %s", WEXITSTATUS(st), err);
+            ck_assert_msg(lines == 1, "%d lines: %s", lines, err);
+            ck_assert_msg(strstr(err, "kdcl train: ") == err && strstr(err, "train/a/bad.gif"),
+                          "%s", err);
+        } else {
+            ck_assert_msg(WEXITSTATUS(st) == 0, "exit %d: %s", WEXITSTATUS(st), err);
+            ck_assert_msg(strstr(err, "warning: skipped") && strstr(err, "train/a/bad.gif") &&
+                              strstr(err, "train/b/x.pgm") && strstr(err, "test/a/bad.gif"),
+                          "%s", err);
+            ck_assert_msg(strstr(err, "skipped 2 image files that could not be decoded, kept 3"),
+                          "%s", err);
+        }
+    }
+}
+END_TEST
+
 /* ---- subsets, splits, shuffling ---------------------------------------- */
 
 static void make_small(kdcl_dataset *d, size_t n)
@@ -954,11 +1547,16 @@ static Suite *data_suite(void)
     tcase_add_test(tc, idx_corrupt_gz);
     tcase_add_test(tc, idx_count_mismatch);
     tcase_add_test(tc, idx_overflow_and_zero_dims);
+    tcase_add_test(tc, idx_gz_bomb);
     tcase_add_test(tc, cifar10_convert);
     tcase_add_test(tc, cifar_bad_files);
     tcase_add_test(tc, cifar100_fine_coarse);
     tcase_add_test(tc, image_folder);
     tcase_add_test(tc, image_folder_errors);
+    tcase_add_test(tc, image_formats_decode);
+    tcase_add_test(tc, image_bad_files);
+    tcase_add_test(tc, image_folder_skip_bad);
+    tcase_add_test(tc, image_folder_cli);
     tcase_add_test(tc, subset_and_split);
     tcase_add_test(tc, shuffle_determinism);
     tcase_add_test(tc, load_split_detect);

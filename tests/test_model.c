@@ -424,6 +424,24 @@ START_TEST(test_bad_checkpoints)
     expect_bad(tu_path("badshape.safetensors"), "input_shape");
     rewrite(good, tu_path("badnorm.safetensors"), NULL, NULL, "kdcl.input_std", "[0]", NULL);
     expect_bad(tu_path("badnorm.safetensors"), "std");
+    /* a small file declaring a big model is refused before anything is
+     * allocated for it: 400M weights, or 5.8e8 activation values per example */
+    rewrite(good, tu_path("bigw.safetensors"), NULL, NULL, "kdcl.model",
+            "[{\"type\": \"Flatten\"}, {\"type\": \"Linear\", \"args\": {\"in_features\": "
+            "25, \"out_features\": 1000000, \"bias\": true}}, {\"type\": \"Linear\", \"args\": "
+            "{\"in_features\": 1000000, \"out_features\": 400, \"bias\": true}}]",
+            NULL);
+    expect_bad(tu_path("bigw.safetensors"), "parameters and statistics but the file holds only");
+    rewrite(good, tu_path("gap.safetensors"), NULL, NULL, "kdcl.model",
+            "[{\"type\": \"Conv2d\", \"args\": {\"in_channels\": 1, \"out_channels\": 3, "
+            "\"kernel_size\": [3, 3], \"stride\": [1, 1], \"padding\": [0, 0], \"bias\": true}}, "
+            "{\"type\": \"AdaptiveAvgPool2d\", \"args\": {\"output_size\": 1}}, "
+            "{\"type\": \"Flatten\"}, {\"type\": \"Linear\", \"args\": {\"in_features\": 3, "
+            "\"out_features\": 4, \"bias\": true}}]",
+            NULL);
+    rewrite(tu_path("gap.safetensors"), tu_path("bigin.safetensors"), NULL, NULL,
+            "kdcl.input_shape", "[1, 12000, 12000]", NULL);
+    expect_bad(tu_path("bigin.safetensors"), "activation values per example");
     kdcl_model_destroy(m);
 }
 END_TEST

@@ -16,7 +16,7 @@ demo | test) ;;
 esac
 
 packages=(build-essential meson ninja-build pkg-config python3 ocl-icd-opencl-dev opencl-headers
-    libclblast-dev pocl-opencl-icd check zlib1g-dev libcjson-dev libstb-dev
+    libclblast-dev pocl-opencl-icd check zlib1g-dev libpng-dev libjpeg62-turbo-dev libcjson-dev libstb-dev
     dataset-fashion-mnist clinfo)
 missing=()
 for p in "${packages[@]}"; do

@@ -19,6 +19,9 @@
 extern "C" {
 #endif
 
+/* Most bytes a gzip file of unknown length (CIFAR) may inflate to. */
+#define KDCL_GZIP_MAX ((size_t)1 << 30)
+
 typedef struct kdcl_dataset {
     size_t n;           /* number of examples */
     size_t h, w, c;     /* image height, width, channels (1 grey, 3 RGB); IDX: rows, cols, 1 */
@@ -30,13 +33,18 @@ typedef struct kdcl_dataset {
 } kdcl_dataset;
 
 /* IDX pair (images idx3-ubyte + labels idx1-ubyte), each raw or gzip
- * (detected by the gzip magic, not the name). n_classes = max label + 1. */
+ * (detected by the gzip magic, not the name). n_classes = max label + 1.
+ * The header is read and checked first; a raw file must then be exactly as
+ * long as its header says, and a gzip stream is inflated into a buffer of
+ * exactly that size, refused if it holds fewer or more bytes (so a small
+ * compressed file cannot inflate beyond what its header promises). */
 kdcl_status kdcl_dataset_load_idx(const char *images_path, const char *labels_path,
                                   kdcl_dataset *out);
 
 /* CIFAR binary batches. CIFAR-10 records: <label><3072 bytes CHW>; CIFAR-100
  * records: <coarse><fine><3072 bytes CHW>. Converted to HWC 32x32x3. Each file
- * size must be a non-zero multiple of the record size. fine_labels selects the
+ * size must be a non-zero multiple of the record size; a gzip file may inflate
+ * to at most KDCL_GZIP_MAX bytes. fine_labels selects the
  * CIFAR-100 fine label (100 classes) instead of the coarse one (20 classes).
  * Class names are read from batches.meta.txt (CIFAR-10) or
  * fine_label_names.txt / coarse_label_names.txt (CIFAR-100) next to files[0]
@@ -44,12 +52,56 @@ kdcl_status kdcl_dataset_load_idx(const char *images_path, const char *labels_pa
 kdcl_status kdcl_dataset_load_cifar(const char *const *files, size_t n_files, int cifar100,
                                     int fine_labels, kdcl_dataset *out);
 
+/* ---- images ----------------------------------------------------------
+ * Accepted formats, recognised by their content (not the file name):
+ *   PNG  (libpng): grey, grey+alpha, RGB, RGBA, palette; 1..16 bits; interlaced
+ *   JPEG (libjpeg-turbo): baseline and progressive; grey, YCbCr/RGB, CMYK/YCCK
+ *   BMP  (stb_image): 1/4/8/16/24/32 bits, uncompressed or bit fields (no RLE)
+ * Every other format (GIF, TGA, PSD, HDR, PIC, PNM, TIFF, WebP, ...) is refused
+ * as unsupported. Before any pixel is decoded the header is read and the image
+ * is refused unless width and height are 1..KDCL_IMAGE_MAX_SIDE and the decoded
+ * pixels (width x height x the file's own channels) take at most
+ * KDCL_IMAGE_MAX_BYTES; files larger than KDCL_IMAGE_MAX_FILE are refused
+ * unread. A truncated or corrupt file is an error, never a partly grey image.
+ * Channels: grey -> RGB replicates; RGB -> grey is (77 R + 150 G + 29 B) >> 8;
+ * alpha is dropped (not composited); 16-bit samples keep their high byte. */
+#define KDCL_IMAGE_MAX_SIDE 16384u
+#define KDCL_IMAGE_MAX_BYTES ((size_t)64 << 20)
+#define KDCL_IMAGE_MAX_FILE ((size_t)128 << 20)
+
+/* Decode one image file held in memory (data[0..size)) into dst: h x w x
+ * channels bytes, HWC row-major, channels 1 (grey) or 3 (RGB), resized to
+ * w x h (w, h in 1..65536) when the file's size differs. `name` (may be NULL)
+ * starts the error messages, e.g. the file's path. KDCL_ERR_FORMAT for an
+ * unsupported, corrupt, truncated or too large image. */
+kdcl_status kdcl_image_decode(const void *data, size_t size, const char *name, size_t w, size_t h,
+                              size_t channels, uint8_t *dst);
+
+/* Options of the image-folder loader (all zero: the defaults). */
+typedef struct kdcl_image_opts {
+    /* 0: the first file that cannot be read or decoded is an error naming it.
+     * 1: such files are skipped; each one is counted and reported to on_skip. */
+    int skip_bad;
+    /* Called (when not NULL) for each skipped file with its path and the error
+     * message, which names the file. */
+    void (*on_skip)(void *user, const char *path, const char *reason);
+    void *user;
+    size_t n_skipped; /* out: files skipped */
+} kdcl_image_opts;
+
 /* Image folder root/<class>/<file>: classes sorted by name (strcmp) give
  * labels 0..; files sorted within a class; hidden entries (".*") skipped.
- * Every file is decoded with stb_image forced to `channels` (1 or 3) and
- * resized to w x h. */
+ * Every file is decoded (kdcl_image_decode: PNG, JPEG or BMP), converted to
+ * `channels` (1 or 3) and resized to w x h. Any undecodable file is an error
+ * naming it. */
 kdcl_status kdcl_dataset_load_images(const char *root, size_t w, size_t h, size_t channels,
                                      kdcl_dataset *out);
+/* The same with options (opts may be NULL). With opts->skip_bad the dataset
+ * holds the files that decoded (an error if none did); a class whose files
+ * were all skipped keeps its label and name but has no examples. Running out
+ * of memory is never skipped. */
+kdcl_status kdcl_dataset_load_images_opts(const char *root, size_t w, size_t h, size_t channels,
+                                          kdcl_image_opts *opts, kdcl_dataset *out);
 
 /* Load a split ("train", "test"; image folders accept any split name) from a
  * directory, detecting the format:
@@ -60,6 +112,9 @@ kdcl_status kdcl_dataset_load_images(const char *root, size_t w, size_t h, size_
  *   images:     <dir>/<split>/<class>/<file> resized to 32x32 RGB
  * KDCL_ERR_IO with a message listing what was looked for if none matches. */
 kdcl_status kdcl_dataset_load_split(const char *dir, const char *split, kdcl_dataset *out);
+/* The same, with the options image folders are loaded with (may be NULL). */
+kdcl_status kdcl_dataset_load_split_opts(const char *dir, const char *split,
+                                         kdcl_image_opts *image_opts, kdcl_dataset *out);
 
 /* Free everything; safe on a zeroed struct or NULL; leaves it zeroed. */
 void kdcl_dataset_free(kdcl_dataset *d);

@@ -275,8 +275,13 @@ kdcl_status kdcl_model_save(kdcl_model *m, const char *path, const char *const *
  * a missing or extra tensor, NaN/Inf values or BatchNorm statistics with NaN
  * are refused. The input shape is [C, H, W] from the checkpoint
  * ("kdcl.input_shape"), or [in, 1, 1]-compatible for old MLPs (they accept
- * any data with C*H*W = in). meta (may be NULL) receives the file for its
- * metadata (free with kdcl_st_free). */
+ * any data with C*H*W = in). Before anything is allocated for the model, an
+ * architecture of more than 2^20 parameters and statistics must find at
+ * least as many F32 values in the file, and it may need at most
+ * KDCL_CHECKPOINT_MAX_ACTS activation values per example (so a small file
+ * cannot make kdcl allocate gigabytes). meta (may be NULL) receives the file
+ * for its metadata (free with kdcl_st_free). */
+#define KDCL_CHECKPOINT_MAX_ACTS ((size_t)1 << 28)
 struct kdcl_st_file;
 kdcl_status kdcl_model_load(kdcl_ctx *ctx, const char *path, size_t max_batch,
                             kdcl_model **out, struct kdcl_st_file *meta);

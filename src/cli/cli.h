@@ -45,6 +45,14 @@ const char *cli_data_dir(const char *opt);
 /* Load a split; prints the error and returns its exit code (0 on success). */
 struct kdcl_dataset;
 int cli_load_split(const char *cmd, const char *dir, const char *split, struct kdcl_dataset *ds);
+/* --skip-bad-images: image files that cannot be decoded are skipped by
+ * cli_load_split with a warning naming each, instead of stopping it. */
+extern int cli_skip_bad_images;
+#define CLI_OPT_SKIP_BAD_IMAGES 1099
+#define CLI_SKIP_BAD_IMAGES_OPTION {"skip-bad-images", no_argument, 0, CLI_OPT_SKIP_BAD_IMAGES}
+#define CLI_SKIP_BAD_IMAGES_HELP                                                               \
+    "  --skip-bad-images   image folders: skip files that cannot be decoded (a warning\n"   \
+    "                      names each) instead of stopping at the first\n"
 double kdcl_wall_seconds(void);
 /* A hash of a file's bytes (a resumed run must read the same teachers or
  * generalist); -1 if it cannot be read. */

@@ -35,7 +35,7 @@ int cmd_adjust_bias(int argc, char **argv)
         {"search", no_argument, 0, 's'},       {"val", required_argument, 0, 'v'},
         {"seed", required_argument, 0, 'S'},   {"range", required_argument, 0, 'r'},
         {"data", required_argument, 0, 'D'},   {"device", required_argument, 0, 'd'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},         CLI_SKIP_BAD_IMAGES_OPTION, {0, 0, 0, 0}};
     const char *model = NULL, *out = NULL, *data = NULL, *device = NULL;
     size_t cls[64], nc = 0, val = 5000;
     double offset = NAN, lo = -20, hi = 20, step = 0.1;
@@ -50,6 +50,7 @@ int cmd_adjust_bias(int argc, char **argv)
         case 'D': data = optarg; break;
         case 'd': device = optarg; break;
         case 's': search = 1; break;
+        case CLI_OPT_SKIP_BAD_IMAGES: cli_skip_bad_images = 1; break;
         case 'c': {
             char buf[512], *save = NULL;
             snprintf(buf, sizeof buf, "%s", optarg);
@@ -85,7 +86,8 @@ int cmd_adjust_bias(int argc, char **argv)
         }
         case 'h':
             printf("usage: kdcl adjust-bias --model IN --classes L (--offset X | --search) --out OUT\n"
-                   "       [--val N] [--seed S] [--range LO,HI,STEP] [--data DIR] [--device D]\n\n"
+                   "       [--val N] [--seed S] [--range LO,HI,STEP] [--data DIR] [--skip-bad-images]\n"
+                   "       [--device D]\n\n"
                    "Adds an offset to the output bias of the listed classes. --search picks the\n"
                    "offset with the fewest errors on N training examples held out with seed S\n"
                    "(the same examples `kdcl distill --val N --seed S` held out; default 5000, 1)\n"

@@ -19,7 +19,7 @@ int cmd_eval(int argc, char **argv)
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'D'},
         {"split", required_argument, 0, 'S'}, {"json", no_argument, 0, 'j'},
         {"device", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'},
-        {"ensemble", required_argument, 0, 'e'},
+        {"ensemble", required_argument, 0, 'e'}, CLI_SKIP_BAD_IMAGES_OPTION,
         {0, 0, 0, 0}};
     const char *model = NULL, *data = NULL, *split = "test", *device = NULL;
     int json = 0, c;
@@ -33,6 +33,7 @@ int cmd_eval(int argc, char **argv)
         case 'S': split = optarg; break;
         case 'd': device = optarg; break;
         case 'j': json = 1; break;
+        case CLI_OPT_SKIP_BAD_IMAGES: cli_skip_bad_images = 1; break;
         case 'e':
             if (!strcmp(optarg, "prob")) ens = KDCL_ENS_PROB;
             else if (!strcmp(optarg, "logit")) ens = KDCL_ENS_LOGIT;
@@ -40,12 +41,15 @@ int cmd_eval(int argc, char **argv)
             break;
         case 'h':
             printf("usage: kdcl eval --model MODEL.safetensors[,MORE...] [--data DIR] "
-                   "[--split test|train] [--ensemble prob|logit] [--json] [--device D]\n\n"
+                   "[--split test|train] [--ensemble prob|logit] [--json] [--device D]\n"
+                   "       [--skip-bad-images]\n\n"
                    "Evaluates a checkpoint in test mode (no dropout, T = 1): errors, accuracy,\n"
                    "mean cross-entropy, per-class errors and the confusion matrix\n"
                    "(rows: true class, columns: predicted). Several comma-separated models are\n"
                    "evaluated as an ensemble: the mean of their probabilities (default) or the\n"
-                   "softmax of their mean logits (--ensemble logit, a geometric mean).\n");
+                   "softmax of their mean logits (--ensemble logit, a geometric mean).\n"
+                   "--data DIR: as for kdcl train (image folders: PNG, JPEG or BMP files);\n"
+                   "--skip-bad-images skips image files that cannot be decoded, with a warning.\n");
             return 0;
         default: return cli_usage_error("eval", "unknown option or missing value: %s", argv[optind - 1]);
         }

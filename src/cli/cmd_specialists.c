@@ -132,6 +132,7 @@ static int cluster_help(void)
            "  --clusters M        number of clusters (1..classes)\n"
            "  --out FILE          clusters file (JSON) to write\n"
            "  --data DIR          dataset directory (default $KDCL_DATA or " CLI_DEFAULT_DATA ")\n"
+           CLI_SKIP_BAD_IMAGES_HELP
            "  --restarts R        K-means runs, the lowest inertia wins (default 100 up to\n"
            "                      1000 classes, else 10)\n"
            "  --overlap r         put each class in its r nearest clusters (default 1)\n"
@@ -154,7 +155,7 @@ static int cmd_cluster(int argc, char **argv)
         {"restarts", required_argument, 0, 'r'}, {"overlap", required_argument, 0, 'v'},
         {"seed", required_argument, 0, 's'},  {"class-names", required_argument, 0, 'n'},
         {"device", required_argument, 0, 'D'}, {"points", required_argument, 0, 'P'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},        CLI_SKIP_BAD_IMAGES_OPTION, {0, 0, 0, 0}};
     const char *model = NULL, *out = NULL, *data = NULL, *names_path = NULL, *device = NULL;
     kdcl_kmeans_opts ko;
     kdcl_kmeans_opts_default(&ko);
@@ -173,6 +174,7 @@ static int cmd_cluster(int argc, char **argv)
         case 'd': data = optarg; break;
         case 'n': names_path = optarg; break;
         case 'D': device = optarg; break;
+        case CLI_OPT_SKIP_BAD_IMAGES: cli_skip_bad_images = 1; break;
         case 'P':
             if (!strcmp(optarg, "correlation"))
                 ko.correlation = 1;
@@ -814,6 +816,7 @@ static int eval_help(void)
            "  --model FILE        the generalist checkpoint\n"
            "  --specialists DIR   directory of specialist_<n>.safetensors\n"
            "  --data DIR          dataset directory (default $KDCL_DATA or " CLI_DEFAULT_DATA ")\n"
+           CLI_SKIP_BAD_IMAGES_HELP
            "  --split S           split to evaluate (default test)\n"
            "  --top-n N           generalist's top-n classes select the specialists (default 1)\n"
            "  --iters N           gradient-descent steps (default %zu)\n"
@@ -866,7 +869,7 @@ static int cmd_spec_eval(int argc, char **argv)
         {"top-n", required_argument, 0, 't'},  {"iters", required_argument, 0, 'i'},
         {"lr", required_argument, 0, 'l'},     {"json", required_argument, 0, 'j'},
         {"class-names", required_argument, 0, 'n'}, {"device", required_argument, 0, 'D'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},         CLI_SKIP_BAD_IMAGES_OPTION, {0, 0, 0, 0}};
     const char *model = NULL, *sdir = NULL, *data = NULL, *split = "test", *json = NULL,
                *names_path = NULL, *device = NULL;
     kdcl_combine_opts co;
@@ -886,6 +889,7 @@ static int cmd_spec_eval(int argc, char **argv)
         case 'd': data = optarg; break;
         case 'p': split = optarg; break;
         case 'j': json = optarg; break;
+        case CLI_OPT_SKIP_BAD_IMAGES: cli_skip_bad_images = 1; break;
         case 'n': names_path = optarg; break;
         case 'D': device = optarg; break;
         case 't':

@@ -136,6 +136,7 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
     case 1014: f->metrics = arg; return 0;
     case 1015: f->device = arg; return 0;
     case 1016: f->quiet = 1; return 0;
+    case CLI_OPT_SKIP_BAD_IMAGES: cli_skip_bad_images = 1; return 0;
     case 1002:
         if (cli_parse_size(arg, &z) || z == 0 || z > 1000000)
             return cli_usage_error(cmd, "--epochs needs an integer in 1..1000000, got '%s'", arg);

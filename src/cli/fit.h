@@ -53,11 +53,14 @@ typedef struct cli_fit {
         {"warmup", required_argument, 0, 1022}, {"flip", no_argument, 0, 1023},                \
         {"normalize", no_argument, 0, 1024}, {"crop", required_argument, 0, 1025},           \
         {"resume", no_argument, 0, 1026}, {"keep-state", no_argument, 0, 1027},                \
-        {"state-every", required_argument, 0, 1028}
+        {"state-every", required_argument, 0, 1028}, CLI_SKIP_BAD_IMAGES_OPTION
 
 #define CLI_FIT_HELP_TEXT                                                                          \
     "  --data DIR          dataset directory (IDX/MNIST layout, CIFAR binary or image\n"          \
-    "                      folders; default $KDCL_DATA or " CLI_DEFAULT_DATA ")\n"                 \
+    "                      folders DIR/<split>/<class>/<image> of PNG, JPEG or BMP files,\n"   \
+    "                      at most 16384 pixels a side and 64 MiB decoded; default\n"          \
+    "                      $KDCL_DATA or " CLI_DEFAULT_DATA ")\n"                                \
+    CLI_SKIP_BAD_IMAGES_HELP                                                                       \
     "  --arch SPEC         the network (default <inputs>-800-800-<classes>):\n"                    \
     "                      A-B-...-K   Linear layers with ReLU between (A = C*H*W inputs)\n"     \
     "                      a layer list, e.g. conv(32,5,p=2),relu,maxpool(2),flatten,linear(K)\n" \

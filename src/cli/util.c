@@ -92,13 +92,37 @@ const char *cli_data_dir(const char *opt)
     return e && *e ? e : CLI_DEFAULT_DATA;
 }
 
+int cli_skip_bad_images;
+
+/* One line on stderr: control characters (a newline in a file name) as '?'. */
+static void print_line(const char *cmd, const char *what, const char *msg)
+{
+    fprintf(stderr, "kdcl %s: %s", cmd, what);
+    for (const char *p = msg; *p; p++) fputc((unsigned char)*p < 0x20 ? '?' : *p, stderr);
+    fputc('\n', stderr);
+}
+
+static void on_skip(void *user, const char *path, const char *reason)
+{
+    (void)path; /* the reason names it */
+    print_line((const char *)user, "warning: skipped ", reason);
+}
+
 int cli_load_split(const char *cmd, const char *dir, const char *split, kdcl_dataset *ds)
 {
-    kdcl_status s = kdcl_dataset_load_split(dir, split, ds);
+    kdcl_image_opts io = {0};
+    io.skip_bad = cli_skip_bad_images;
+    io.on_skip = on_skip;
+    io.user = (void *)(uintptr_t)cmd;
+    kdcl_status s = kdcl_dataset_load_split_opts(dir, split, &io, ds);
     if (s) {
-        fprintf(stderr, "kdcl %s: %s\n", cmd, kdcl_last_error());
+        print_line(cmd, "", kdcl_last_error());
         return CLI_EXIT_FAIL;
     }
+    if (io.n_skipped)
+        fprintf(stderr, "kdcl %s: %s/%s: skipped %zu image file%s that could not be decoded, "
+                        "kept %zu\n",
+                cmd, dir, split, io.n_skipped, io.n_skipped == 1 ? "" : "s", ds->n);
     return 0;
 }
 

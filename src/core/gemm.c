@@ -368,12 +368,7 @@ kdcl_status kdcl_gemm_batched(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_
  *   2. the parameters shipped in kdcl_gemm_tuned[] for a matching device.
  * KDCL_NO_TUNING=1 keeps CLBlast's own choice. */
 
-typedef struct {
-    const char *kernel;
-    size_t n;
-    const char *names[16];
-    size_t values[16];
-} tuned_kernel;
+#include "core/gemm_internal.h" /* tuned_kernel, the tuning-file parser */
 
 typedef struct {
     const char *platform_substr; /* matched case-sensitively */
@@ -434,22 +429,11 @@ typedef struct tuning_file {
     size_t n;
 } tuning_file;
 
-/* 0: parsed into *t; -1: no file; 1: unusable, why in `why`. */
-static int read_tuning_file(const char *path, tuning_file *t, char *why, size_t wsize)
+/* 0: the text parsed into *t; 1: unusable, why in `why`. */
+static int parse_tuning_text(const char *text, size_t n, tuning_file *t, char *why, size_t wsize)
 {
     memset(t, 0, sizeof *t);
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    int err = ferror(f);
-    fclose(f);
-    if (err || n == sizeof buf) {
-        snprintf(why, wsize, "%s", err ? "unreadable" : "larger than 64 KiB");
-        return 1;
-    }
-    buf[n] = '\0';
-    t->root = cJSON_Parse(buf);
+    t->root = cJSON_ParseWithLength(text, n);
     cJSON *kernels = t->root ? cJSON_GetObjectItemCaseSensitive(t->root, "kernels") : NULL;
     if (!cJSON_IsObject(kernels)) {
         snprintf(why, wsize, "%s", t->root ? "no \"kernels\" object" : "not JSON");
@@ -496,6 +480,47 @@ bad:
     cJSON_Delete(t->root);
     t->root = NULL;
     return 1;
+}
+
+/* 0: the file at path parsed into *t; -1: no file; 1: unusable, why in `why`. */
+static int read_tuning_file(const char *path, tuning_file *t, char *why, size_t wsize)
+{
+    memset(t, 0, sizeof *t);
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    char *buf = malloc(KDCL_TUNING_MAX_FILE + 1);
+    if (!buf) {
+        fclose(f);
+        snprintf(why, wsize, "out of host memory");
+        return 1;
+    }
+    size_t n = fread(buf, 1, KDCL_TUNING_MAX_FILE + 1, f);
+    int err = ferror(f);
+    fclose(f);
+    int r = 1;
+    if (err || n > KDCL_TUNING_MAX_FILE)
+        snprintf(why, wsize, "%s", err ? "unreadable" : "larger than 1 MiB");
+    else
+        r = parse_tuning_text(buf, n, t, why, wsize);
+    free(buf);
+    return r;
+}
+
+kdcl_status kdcl__tuning_parse(const char *path, const char *text, size_t n,
+                               kdcl_status (*apply)(void *user, const tuned_kernel *k),
+                               void *user, int *applied)
+{
+    *applied = 0;
+    tuning_file t;
+    char why[160];
+    if (parse_tuning_text(text, n, &t, why, sizeof why))
+        return kdcl_set_error(KDCL_ERR_FORMAT, "%s: not a usable kdcl tuning file (%s)", path,
+                              why);
+    kdcl_status s = KDCL_OK;
+    for (size_t i = 0; i < t.n && !s; i++)
+        if (!(s = apply(user, &t.k[i]))) (*applied)++;
+    cJSON_Delete(t.root);
+    return s;
 }
 
 /* The tuning cache for this device, if any. A file kdcl cannot use (a crash

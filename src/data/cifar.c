@@ -53,7 +53,7 @@ kdcl_status kdcl_dataset_load_cifar(const char *const *files, size_t n_files, in
     for (size_t f = 0; f < n_files; f++) {
         uint8_t *buf = NULL;
         size_t size = 0;
-        s = kdcl__read_file(files[f], 1, &buf, &size, NULL);
+        s = kdcl__read_file_max(files[f], 1, SIZE_MAX - 1, KDCL_GZIP_MAX, &buf, &size, NULL);
         if (s != KDCL_OK) goto fail;
         if (size == 0 || size % rec != 0) {
             size_t other = cifar100 ? 1 + CIFAR_IMG : 2 + CIFAR_IMG;

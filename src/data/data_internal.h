@@ -27,6 +27,30 @@ static inline int kdcl__add_overflow(size_t a, size_t b, size_t *out)
 kdcl_status kdcl__read_file(const char *path, int allow_gzip, uint8_t **data, size_t *size,
                             int *was_gzip);
 
+/* The same with limits: a raw file larger than max_raw bytes is refused
+ * unread, a gzip stream that inflates past max_inflated bytes is refused as
+ * soon as it does. */
+kdcl_status kdcl__read_file_max(const char *path, int allow_gzip, size_t max_raw,
+                                size_t max_inflated, uint8_t **data, size_t *size, int *was_gzip);
+
+/* A file read piece by piece, raw or gzip (by the gzip magic, when allowed),
+ * so that a header can be checked before the payload is read. */
+typedef struct kdcl__stream {
+    const char *path;
+    void *f;            /* FILE * of a raw file */
+    void *gz;           /* gzFile of a gzip file */
+    int is_gzip;
+    uint64_t file_size; /* raw files: the size on disk */
+    uint64_t pos;       /* bytes delivered so far (decompressed) */
+} kdcl__stream;
+
+kdcl_status kdcl__stream_open(kdcl__stream *r, const char *path, int allow_gzip);
+/* Read up to n bytes; *got < n only at the end of the data (a truncated or
+ * corrupt gzip stream is an error, KDCL_ERR_FORMAT; its CRC and length are
+ * checked when its end is read). */
+kdcl_status kdcl__stream_read(kdcl__stream *r, void *buf, size_t n, size_t *got);
+void kdcl__stream_close(kdcl__stream *r);
+
 /* 1 if path exists and is a regular file (following symlinks), 0 otherwise. */
 int kdcl__is_file(const char *path);
 /* 1 if path exists and is a directory. */

@@ -220,6 +220,13 @@ static kdcl_status load_cifar10_dir(const char *base, const char *split, kdcl_da
 
 kdcl_status kdcl_dataset_load_split(const char *dir, const char *split, kdcl_dataset *out)
 {
+    return kdcl_dataset_load_split_opts(dir, split, NULL, out);
+}
+
+kdcl_status kdcl_dataset_load_split_opts(const char *dir, const char *split,
+                                         kdcl_image_opts *image_opts, kdcl_dataset *out)
+{
+    if (image_opts) image_opts->n_skipped = 0;
     if (!out)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_dataset_load_split: out is NULL");
     memset(out, 0, sizeof *out);
@@ -277,7 +284,8 @@ kdcl_status kdcl_dataset_load_split(const char *dir, const char *split, kdcl_dat
     }
 
     /* Image folder <dir>/<split>/<class>/<image> */
-    if (fmt_path(sub, sizeof sub, "%s/%s", dir, split) && kdcl__is_dir(sub)) return kdcl_dataset_load_images(sub, 32, 32, 3, out);
+    if (fmt_path(sub, sizeof sub, "%s/%s", dir, split) && kdcl__is_dir(sub))
+        return kdcl_dataset_load_images_opts(sub, 32, 32, 3, image_opts, out);
 
     if (idx_prefix)
         return kdcl_set_error(

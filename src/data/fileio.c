@@ -48,12 +48,15 @@ void kdcl__free_names(char **names, size_t n)
     free(names);
 }
 
-static kdcl_status read_raw(const char *path, FILE *f, const struct stat *st, uint8_t **data,
-                            size_t *size)
+static kdcl_status read_raw(const char *path, FILE *f, const struct stat *st, size_t max,
+                            uint8_t **data, size_t *size)
 {
     if (st->st_size < 0 || (uintmax_t)st->st_size > (uintmax_t)SIZE_MAX)
         return kdcl_set_error(KDCL_ERR_OVERFLOW, "%s: file too large for this platform", path);
     size_t n = (size_t)st->st_size;
+    if (n > max)
+        return kdcl_set_error(KDCL_ERR_FORMAT, "%s: file of %zu bytes exceeds the limit of %zu",
+                              path, n, max);
     uint8_t *buf = NULL;
     if (n) {
         buf = malloc(n);
@@ -86,7 +89,7 @@ static const char *gz_msg(const char *path, const char *msg)
     return msg;
 }
 
-static kdcl_status read_gzip(const char *path, uint8_t **data, size_t *size)
+static kdcl_status read_gzip(const char *path, size_t max, uint8_t **data, size_t *size)
 {
     gzFile gz = gzopen(path, "rb");
     if (!gz)
@@ -100,6 +103,13 @@ static kdcl_status read_gzip(const char *path, uint8_t **data, size_t *size)
         return kdcl_set_error(KDCL_ERR_OOM, "%s: out of memory decompressing", path);
     }
     for (;;) {
+        if (n > max) {
+            free(buf);
+            gzclose(gz);
+            return kdcl_set_error(KDCL_ERR_FORMAT,
+                                  "%s: gzip stream inflates to more than the limit of %zu bytes",
+                                  path, max);
+        }
         if (n == cap) {
             size_t ncap;
             if (kdcl__mul_overflow(cap, 2, &ncap)) {
@@ -120,6 +130,7 @@ static kdcl_status read_gzip(const char *path, uint8_t **data, size_t *size)
             cap = ncap;
         }
         size_t want = cap - n;
+        if (want > max - n + 1) want = max - n + 1; /* one byte past the limit tells */
         if (want > (size_t)INT_MAX / 2) want = (size_t)INT_MAX / 2;
         int got = gzread(gz, buf + n, (unsigned)want);
         if (got < 0) {
@@ -169,6 +180,13 @@ static kdcl_status read_gzip(const char *path, uint8_t **data, size_t *size)
 kdcl_status kdcl__read_file(const char *path, int allow_gzip, uint8_t **data, size_t *size,
                             int *was_gzip)
 {
+    return kdcl__read_file_max(path, allow_gzip, SIZE_MAX - 1, SIZE_MAX - 1, data, size,
+                               was_gzip);
+}
+
+kdcl_status kdcl__read_file_max(const char *path, int allow_gzip, size_t max_raw,
+                                size_t max_inflated, uint8_t **data, size_t *size, int *was_gzip)
+{
     *data = NULL;
     *size = 0;
     if (was_gzip) *was_gzip = 0;
@@ -191,10 +209,10 @@ kdcl_status kdcl__read_file(const char *path, int allow_gzip, uint8_t **data, si
     kdcl_status s;
     if (is_gz) {
         fclose(f);
-        s = read_gzip(path, data, size);
+        s = read_gzip(path, max_inflated < SIZE_MAX ? max_inflated : SIZE_MAX - 1, data, size);
     } else {
         rewind(f);
-        s = read_raw(path, f, &st, data, size);
+        s = read_raw(path, f, &st, max_raw, data, size);
         fclose(f);
     }
     if (s == KDCL_OK && was_gzip) *was_gzip = is_gz;
@@ -207,7 +225,7 @@ kdcl_status kdcl__read_names(const char *path, size_t expected, char ***names)
     if (!kdcl__is_file(path) || expected == 0) return KDCL_OK;
     uint8_t *buf = NULL;
     size_t n = 0;
-    kdcl_status s = kdcl__read_file(path, 0, &buf, &n, NULL);
+    kdcl_status s = kdcl__read_file_max(path, 0, (size_t)1 << 20, 0, &buf, &n, NULL);
     if (s != KDCL_OK) return KDCL_OK; /* optional metadata: ignore */
     char **out = calloc(expected, sizeof *out);
     if (!out) {
@@ -249,4 +267,101 @@ kdcl_status kdcl__read_names(const char *path, size_t expected, char ***names)
     }
     *names = out;
     return KDCL_OK;
+}
+
+/* ---- header-first reading ------------------------------------------------ */
+
+kdcl_status kdcl__stream_open(kdcl__stream *r, const char *path, int allow_gzip)
+{
+    memset(r, 0, sizeof *r);
+    r->path = path;
+    if (!path) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "NULL file path");
+    FILE *f = fopen(path, "rb");
+    if (!f) return kdcl_set_error(KDCL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        int e = errno;
+        fclose(f);
+        return kdcl_set_error(KDCL_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fclose(f);
+        return kdcl_set_error(KDCL_ERR_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size < 0) {
+        fclose(f);
+        return kdcl_set_error(KDCL_ERR_IO, "%s: cannot tell its size", path);
+    }
+    unsigned char magic[2] = {0, 0};
+    size_t m = fread(magic, 1, 2, f);
+    if (allow_gzip && m == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+        fclose(f);
+        gzFile gz = gzopen(path, "rb");
+        if (!gz)
+            return kdcl_set_error(KDCL_ERR_IO, "%s: cannot open gzip stream: %s", path,
+                                  errno ? strerror(errno) : "out of memory");
+        gzbuffer(gz, 1u << 17);
+        r->gz = gz;
+        r->is_gzip = 1;
+        return KDCL_OK;
+    }
+    rewind(f);
+    r->f = f;
+    r->file_size = (uint64_t)st.st_size;
+    return KDCL_OK;
+}
+
+kdcl_status kdcl__stream_read(kdcl__stream *r, void *buf, size_t n, size_t *got)
+{
+    *got = 0;
+    uint8_t *p = buf;
+    while (*got < n) {
+        size_t want = n - *got;
+        if (r->is_gzip) {
+            if (want > (size_t)INT_MAX / 2) want = (size_t)INT_MAX / 2;
+            int k = gzread((gzFile)r->gz, p + *got, (unsigned)want);
+            if (k < 0) {
+                int errnum = Z_OK;
+                const char *msg = gzerror((gzFile)r->gz, &errnum);
+                if (errnum == Z_ERRNO)
+                    return kdcl_set_error(KDCL_ERR_IO, "%s: read error: %s", r->path,
+                                          strerror(errno));
+                return kdcl_set_error(KDCL_ERR_FORMAT,
+                                      "%s: corrupt gzip data after %llu decompressed bytes: %s",
+                                      r->path, (unsigned long long)(r->pos + *got),
+                                      gz_msg(r->path, msg));
+            }
+            if (k == 0) {
+                /* the end of the stream, or a truncated one */
+                int errnum = Z_OK;
+                const char *msg = gzerror((gzFile)r->gz, &errnum);
+                if (errnum != Z_OK)
+                    return kdcl_set_error(
+                        KDCL_ERR_FORMAT,
+                        "%s: truncated or corrupt gzip file (%s after %llu decompressed bytes)",
+                        r->path, gz_msg(r->path, msg), (unsigned long long)(r->pos + *got));
+                break;
+            }
+            *got += (size_t)k;
+        } else {
+            size_t k = fread(p + *got, 1, want, (FILE *)r->f);
+            if (k == 0) {
+                if (ferror((FILE *)r->f))
+                    return kdcl_set_error(KDCL_ERR_IO, "%s: read error: %s", r->path,
+                                          strerror(errno));
+                break;
+            }
+            *got += k;
+        }
+    }
+    r->pos += *got;
+    return KDCL_OK;
+}
+
+void kdcl__stream_close(kdcl__stream *r)
+{
+    if (r->gz) gzclose((gzFile)r->gz);
+    if (r->f) fclose((FILE *)r->f);
+    r->gz = NULL;
+    r->f = NULL;
 }

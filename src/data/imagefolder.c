@@ -1,5 +1,5 @@
-/* Image-folder loader (root/<class>/<image>) using stb_image + stb_image_resize.
- * This file holds the single stb implementation of the library. */
+/* Image-folder loader (root/<class>/<image>); each file is decoded by
+ * kdcl_image_decode (image.c). */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -13,25 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wpedantic"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wtype-limits"
-#pragma GCC diagnostic ignored "-Wshadow"
-#pragma GCC diagnostic ignored "-Wdouble-promotion"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wconversion"
-#pragma GCC diagnostic ignored "-Wcast-qual"
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_FAILURE_USERMSG
-#include "stb_image.h"
-#define STB_IMAGE_RESIZE_IMPLEMENTATION
-#include "stb_image_resize.h"
-#pragma GCC diagnostic pop
 
 typedef struct {
     char **v;
@@ -111,48 +92,28 @@ static kdcl_status list_dir(const char *path, int want_dirs, strvec *out, size_t
     return KDCL_OK;
 }
 
-/* Decode one image file into dst (w x h x channels). */
+/* Read and decode one image file into dst (w x h x channels). */
 static kdcl_status load_one(const char *path, size_t w, size_t h, size_t channels, uint8_t *dst)
 {
     uint8_t *buf = NULL;
     size_t size = 0;
-    kdcl_status s = kdcl__read_file(path, 0, &buf, &size, NULL);
+    kdcl_status s = kdcl__read_file_max(path, 0, KDCL_IMAGE_MAX_FILE, 0, &buf, &size, NULL);
     if (s != KDCL_OK) return s;
-    if (size == 0) {
-        free(buf);
-        return kdcl_set_error(KDCL_ERR_FORMAT, "%s: cannot decode image: empty file", path);
-    }
-    if (size > (size_t)INT_MAX) {
-        free(buf);
-        return kdcl_set_error(KDCL_ERR_FORMAT, "%s: image file too large (%zu bytes)", path,
-                              size);
-    }
-    int iw = 0, ih = 0, comp = 0;
-    unsigned char *px = stbi_load_from_memory(buf, (int)size, &iw, &ih, &comp, (int)channels);
+    s = kdcl_image_decode(buf, size, path, w, h, channels, dst);
     free(buf);
-    if (!px) {
-        const char *why = stbi_failure_reason();
-        return kdcl_set_error(KDCL_ERR_FORMAT, "%s: cannot decode image: %s", path,
-                              why ? why : "unknown error");
-    }
-    if (iw <= 0 || ih <= 0) {
-        stbi_image_free(px);
-        return kdcl_set_error(KDCL_ERR_FORMAT, "%s: image has invalid size %dx%d", path, iw, ih);
-    }
-    if ((size_t)iw == w && (size_t)ih == h) {
-        memcpy(dst, px, w * h * channels);
-    } else if (!stbir_resize_uint8(px, iw, ih, 0, dst, (int)w, (int)h, 0, (int)channels)) {
-        stbi_image_free(px);
-        return kdcl_set_error(KDCL_ERR_FORMAT, "%s: cannot resize %dx%d image to %zux%zu", path,
-                              iw, ih, w, h);
-    }
-    stbi_image_free(px);
-    return KDCL_OK;
+    return s;
 }
 
 kdcl_status kdcl_dataset_load_images(const char *root, size_t w, size_t h, size_t channels,
                                      kdcl_dataset *out)
 {
+    return kdcl_dataset_load_images_opts(root, w, h, channels, NULL, out);
+}
+
+kdcl_status kdcl_dataset_load_images_opts(const char *root, size_t w, size_t h, size_t channels,
+                                          kdcl_image_opts *opts, kdcl_dataset *out)
+{
+    if (opts) opts->n_skipped = 0;
     if (!out)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_dataset_load_images: out is NULL");
     memset(out, 0, sizeof *out);
@@ -229,22 +190,40 @@ kdcl_status kdcl_dataset_load_images(const char *root, size_t w, size_t h, size_
         goto done;
     }
     out->n_classes = classes.n;
+    const int skip = opts && opts->skip_bad;
     size_t k = 0;
     for (size_t c = 0; c < classes.n; c++) {
         s = kdcl__join(cdir, sizeof cdir, root, classes.v[c]);
         if (s != KDCL_OK) goto done;
-        for (size_t i = 0; i < files[c].n; i++, k++) {
+        for (size_t i = 0; i < files[c].n; i++) {
             s = kdcl__join(fpath, sizeof fpath, cdir, files[c].v[i]);
             if (s != KDCL_OK) goto done;
             s = load_one(fpath, w, h, channels, out->images + k * dim);
-            if (s != KDCL_OK) goto done;
-            out->labels[k] = (int32_t)c;
+            if (s != KDCL_OK) {
+                if (!skip || (s != KDCL_ERR_FORMAT && s != KDCL_ERR_IO)) goto done;
+                opts->n_skipped++;
+                if (opts->on_skip) opts->on_skip(opts->user, fpath, kdcl_last_error());
+                s = KDCL_OK;
+                continue;
+            }
+            out->labels[k++] = (int32_t)c;
         }
         /* Hand the name over to the dataset. */
         out->class_names[c] = classes.v[c];
         classes.v[c] = NULL;
     }
-    out->n = total;
+    if (k == 0) {
+        s = kdcl_set_error(KDCL_ERR_FORMAT, "%s: none of the %zu image files could be decoded",
+                           root, total);
+        goto done;
+    }
+    if (k < total) { /* give back what the skipped files would have taken */
+        uint8_t *ni = realloc(out->images, k * dim);
+        if (ni) out->images = ni;
+        int32_t *nl = realloc(out->labels, k * sizeof *nl);
+        if (nl) out->labels = nl;
+    }
+    out->n = k;
     out->h = h;
     out->w = w;
     out->c = channels;

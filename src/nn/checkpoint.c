@@ -324,6 +324,36 @@ done:
     return s;
 }
 
+/* Before allocating: one example's activations stay within
+ * KDCL_CHECKPOINT_MAX_ACTS, and an architecture of more than 2^20 values
+ * (small ones are cheap to build: load_values then names the first tensor
+ * that does not fit) finds at least that many F32 values in the file. */
+static kdcl_status check_footprint(const kdcl_st_file *f, const char *path,
+                                   const kdcl_model_spec *spec, kdcl_shape3 in)
+{
+    size_t need = 0, acts = 0, have = 0;
+    kdcl_status s = kdcl_spec_footprint(spec, in, &need, &acts);
+    if (s) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", kdcl_last_error());
+        return kdcl_set_error(KDCL_ERR_FORMAT, "%s: %s", path, msg);
+    }
+    for (size_t i = 0; i < f->n_tensors; i++)
+        if (f->tensors[i].dtype == KDCL_DT_F32) have += f->tensors[i].nbytes / sizeof(float);
+    if (acts > KDCL_CHECKPOINT_MAX_ACTS)
+        return kdcl_set_error(KDCL_ERR_FORMAT,
+                              "%s: its architecture needs %zu activation values per example for "
+                              "the input [%zu, %zu, %zu], more than the %zu a checkpoint may "
+                              "declare",
+                              path, acts, in.c, in.h, in.w, (size_t)KDCL_CHECKPOINT_MAX_ACTS);
+    if (need > have && need > ((size_t)1 << 20))
+        return kdcl_set_error(KDCL_ERR_FORMAT,
+                              "%s: its architecture has %zu parameters and statistics but the file "
+                              "holds only %zu F32 values",
+                              path, need, have);
+    return KDCL_OK;
+}
+
 kdcl_status kdcl_model_load(kdcl_ctx *ctx, const char *path, size_t max_batch,
                             kdcl_model **out, kdcl_st_file *meta)
 {
@@ -355,6 +385,7 @@ kdcl_status kdcl_model_load(kdcl_ctx *ctx, const char *path, size_t max_batch,
             goto done;
         }
     }
+    if ((s = check_footprint(&f, path, &spec, (kdcl_shape3){c, h, w, 0}))) goto done;
     if ((s = kdcl_model_create(ctx, &spec, c, h, w, max_batch, &m))) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", kdcl_last_error());

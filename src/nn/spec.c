@@ -580,6 +580,56 @@ kdcl_status kdcl_spec_infer_model(const kdcl_model_spec *s, kdcl_shape3 in, kdcl
     return KDCL_OK;
 }
 
+/* ---- what a spec will allocate ---- */
+
+static size_t sat_add(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+static size_t sat_mul(size_t a, size_t b) { return b && a > SIZE_MAX / b ? SIZE_MAX : a * b; }
+
+static kdcl_status footprint_list(const kdcl_layer_spec *L, size_t n, kdcl_shape3 in, int depth,
+                                  size_t *values, size_t *acts)
+{
+    kdcl_shape3 *outs = malloc((n ? n : 1) * sizeof *outs);
+    if (!outs) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+    kdcl_status st = depth ? kdcl_spec_infer_branch(L, n, in, outs) : kdcl_spec_infer(L, n, in, outs);
+    for (size_t i = 0; !st && i < n; i++) {
+        const kdcl_layer_spec *l = &L[i];
+        kdcl_shape3 x = i ? outs[i - 1] : in, y = outs[i];
+        int ok;
+        *acts = sat_add(*acts, shape_elems(y, &ok));
+        switch (l->kind) {
+        case KDCL_LAYER_LINEAR:
+            *values = sat_add(*values, sat_add(sat_mul(x.c, l->out), l->bias ? l->out : 0));
+            break;
+        case KDCL_LAYER_CONV2D:
+            *values = sat_add(*values, sat_add(sat_mul(sat_mul(x.c, l->kh * l->kw), l->out),
+                                               l->bias ? l->out : 0));
+            break;
+        case KDCL_LAYER_BATCHNORM: /* weight, bias, running mean and variance */
+            *values = sat_add(*values, sat_mul(4, x.c));
+            break;
+        case KDCL_LAYER_RESIDUAL:
+            st = footprint_list(l->body, l->n_body, x, depth + 1, values, acts);
+            if (!st && l->n_shortcut)
+                st = footprint_list(l->shortcut, l->n_shortcut, x, depth + 1, values, acts);
+            break;
+        default: break;
+        }
+    }
+    free(outs);
+    return st;
+}
+
+kdcl_status kdcl_spec_footprint(const kdcl_model_spec *s, kdcl_shape3 in, size_t *values,
+                                size_t *acts)
+{
+    *values = 0;
+    *acts = 0;
+    if (!s) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_spec_footprint: NULL spec");
+    int ok;
+    *acts = shape_elems(in, &ok);
+    return footprint_list(s->layers, s->n, in, 0, values, acts);
+}
+
 /* ---- the compact text grammar ---- */
 
 typedef struct {

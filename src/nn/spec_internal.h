@@ -49,6 +49,14 @@ kdcl_status kdcl_spec_infer_model(const kdcl_model_spec *s, kdcl_shape3 in, kdcl
 kdcl_status kdcl_spec_infer_branch(const kdcl_layer_spec *layers, size_t n, kdcl_shape3 in,
                                    kdcl_shape3 *outs);
 
+/* What a valid spec (kdcl_spec_infer) will hold for the input `in`: *values
+ * the F32 values of its state dict (Linear and Conv2d weights and biases,
+ * BatchNorm weight, bias, running mean and variance), *acts the activation
+ * values of one example (the input and every layer's output, those inside
+ * residual blocks included). Both saturate at SIZE_MAX. */
+kdcl_status kdcl_spec_footprint(const kdcl_model_spec *s, kdcl_shape3 in, size_t *values,
+                                size_t *acts);
+
 /* The kdcl.model JSON of a spec with input `in` (malloc'ed; NULL on
  * failure with the error set). Linear gets in_features/out_features/bias,
  * Conv2d in_channels/out_channels/kernel_size [kh, kw]/stride [sh, sw]/

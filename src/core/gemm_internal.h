@@ -1,0 +1,32 @@
+/* GEMM tuning files inside the library (src/core/gemm.c). */
+#ifndef KDCL_CORE_GEMM_INTERNAL_H
+#define KDCL_CORE_GEMM_INTERNAL_H
+
+#include <stddef.h>
+
+#include "kdcl/status.h"
+
+/* One CLBlast kernel's parameters: names and values as
+ * CLBlastOverrideParameters takes them. */
+#define KDCL_TUNING_MAX_PARAMS 16
+typedef struct {
+    const char *kernel;
+    size_t n;
+    const char *names[KDCL_TUNING_MAX_PARAMS];
+    size_t values[KDCL_TUNING_MAX_PARAMS];
+} tuned_kernel;
+
+/* Largest tuning file read (kdcl tune writes about 1 KiB). */
+#define KDCL_TUNING_MAX_FILE (1u << 20)
+
+/* Parse the text of a tuning file written by `kdcl tune`,
+ * {"kernels": {"Xgemm": {"MWG": 64, ...}, ...}}, and hand each kernel to
+ * `apply` (the names point into the parsed text: valid during the call).
+ * Every kernel must be an object of 1..16 parameters, each an integer in
+ * 0..2^31-1. `path` names the file in errors. *applied counts the kernels
+ * applied. Runs on the host only (apply may be a no-op). */
+kdcl_status kdcl__tuning_parse(const char *path, const char *text, size_t n,
+                               kdcl_status (*apply)(void *user, const tuned_kernel *k),
+                               void *user, int *applied);
+
+#endif
