@@ -25,7 +25,8 @@ case "$secs" in
     exit 2
     ;;
 esac
-all=(idx idx_gz cifar image imagefolder safetensors checkpoint clusters tuning spec spec_json)
+all=(idx idx_gz cifar image imagefolder safetensors checkpoint clusters tuning spec spec_json
+    train_state)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 

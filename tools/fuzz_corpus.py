@@ -25,7 +25,7 @@ import tempfile
 import zlib
 
 TARGETS = ["idx", "idx_gz", "cifar", "image", "imagefolder", "safetensors", "checkpoint",
-           "clusters", "tuning", "spec", "spec_json"]
+           "clusters", "tuning", "spec", "spec_json", "train_state"]
 
 
 def put(out, target, data):
@@ -252,6 +252,23 @@ def seeds_tuning(out):
     put(out, "tuning", json.dumps({"kernels": {"GemmRoutine": {"XGEMM_MIN_INDIRECT_SIZE": 0}}}).encode())
 
 
+def seeds_train_state(out, build):
+    """States of the harness's own tiny run (within an epoch and at the end),
+    written by the harness itself (KDCL_FUZZ_SEED), so that the fuzzer starts
+    from files that pass the option checks and reach the resume path."""
+    exe = os.path.join(build, "tests", "fuzz", "fuzz_train_state")
+    with tempfile.TemporaryDirectory() as work:
+        env = dict(os.environ, KDCL_FUZZ_SEED=work)
+        r = subprocess.run([exe, "-runs=0"], env=env, capture_output=True, text=True)
+        names = sorted(f for f in os.listdir(work) if f.endswith(".state.safetensors"))
+        if r.returncode != 0 or len(names) != 2:
+            print("fuzz_corpus: fuzz_train_state could not write its seeds (%s)"
+                  % r.stderr.strip()[-300:], file=sys.stderr)
+        for f in names:
+            with open(os.path.join(work, f), "rb") as fh:
+                put(out, "train_state", fh.read())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", required=True, help="the -Dfuzzing=true build directory")
@@ -272,6 +289,7 @@ def main():
     seeds_spec(a.out, cks)
     seeds_clusters(a.out)
     seeds_tuning(a.out)
+    seeds_train_state(a.out, a.build)
     for t in TARGETS:
         d = os.path.join(a.out, t)
         print("%-12s %4d seeds" % (t, len(os.listdir(d)) if os.path.isdir(d) else 0))
