@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# kdcl under AddressSanitizer, UndefinedBehaviorSanitizer and LeakSanitizer.
+#
+#   bash tools/sanitize.sh
+#
+# 1. installs what is missing (Debian 12, as root: the build's packages; the
+#    sanitizer runtimes come with gcc),
+# 2. builds build-asan/ (debugoptimized, -Db_sanitize=address,undefined,
+#    -fno-sanitize-recover=all so undefined behaviour ends the process), apart
+#    from build/, which it leaves alone,
+# 3. runs the whole Check suite there (the CLI suite runs build-asan's kdcl),
+# 4. runs the kdcl CLI on a tiny IDX data set with leak detection: train (MLP
+#    and CNN), eval (one model and an ensemble), distill (cached and per-batch
+#    targets), adjust-bias, specialists cluster / train / eval, and a few
+#    commands that must fail cleanly (error paths leak most easily); twice:
+#    with cold caches (suppressions on) and warm (no suppressions at all),
+# then prints a summary. Exit status 0 only when every test passed and no
+# sanitizer reported anything.
+#
+# Bounded in time: every step runs under `timeout` (build 20 min, suite 25 min,
+# each CLI command 5 min). Measured on 2 shared CPU cores: build about 4 min
+# (-j1), suite about 2.5 min, CLI about 1 min. SANITIZE_JOBS sets the build's
+# parallelism (default: all cores). Reports go to build-asan/sanitize/.
+#
+# Sanitizer options are below; suppressions (LeakSanitizer only, and only for
+# leaks inside the OpenCL stack: PoCL, LLVM, CLBlast, ocl-icd) live in
+# tools/sanitizers/lsan.supp with the reason for each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+t_start=$SECONDS
+
+packages=(build-essential meson ninja-build pkg-config python3 ocl-icd-opencl-dev opencl-headers
+    libclblast-dev pocl-opencl-icd check zlib1g-dev libcjson-dev libstb-dev)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing: ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+bdir=build-asan
+out=$bdir/sanitize
+if [ ! -f $bdir/build.ninja ]; then
+    echo "== configuring $bdir (address,undefined; UB not recoverable)"
+    meson setup $bdir --buildtype=debugoptimized -Db_sanitize=address,undefined \
+        -Dc_args="-fno-sanitize-recover=all -fno-omit-frame-pointer" \
+        -Dc_link_args=-fno-sanitize-recover=all >/dev/null
+fi
+echo "== building $bdir"
+t0=$SECONDS
+timeout 1200 ninja -C $bdir -j"${SANITIZE_JOBS:-$(nproc)}" >/dev/null
+t_build=$((SECONDS - t0))
+rm -rf "$out"
+mkdir -p "$out"
+
+# The options, for every process below (meson test keeps options already set).
+#  detect_leaks=1                 LeakSanitizer at exit (the default on x86-64 Linux; said
+#                                 here so that it is never off by accident)
+#  detect_stack_use_after_return, check_initialization_order, strict_init_order,
+#  strict_string_checks           stricter than the defaults; PoCL's LLVM-compiled kernels
+#                                 are not instrumented, so they do not change its behaviour
+#  halt_on_error, exitcode=66     the first report ends the process with status 66
+# PoCL and its LLVM JIT need no option here (no protect_shadow_gap=0, no
+# use_sigaltstack=0): the whole suite runs with these settings.
+export ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:strict_string_checks=1:halt_on_error=1:exitcode=66:print_summary=1"
+export LSAN_OPTIONS="suppressions=$root/tools/sanitizers/lsan.supp:print_suppressions=0:exitcode=66"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:print_summary=1:exitcode=66"
+report_re='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: (Address|Leak|UndefinedBehavior)Sanitizer'
+
+echo "== the whole suite under the sanitizers"
+t0=$SECONDS
+set +e
+timeout 1500 meson test -C $bdir --num-processes 1 --print-errorlogs >"$out/meson-test.out" 2>&1
+suite_rc=$?
+set -e
+t_suite=$((SECONDS - t0))
+grep -E "^ *[0-9]+/[0-9]+ " "$out/meson-test.out" || true
+log=$bdir/meson-logs/testlog.txt
+suite_reports=$(grep -cE "$report_re" "$log" || true)
+suite_line=$(awk '/^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+/ {
+        gsub(",", ""); c += $3; f += $5 + $7 }
+     END { printf "%d passed, %d failed", c - f, f }' "$log")
+
+echo "== the kdcl CLI on a tiny data set (leak detection on)"
+t0=$SECONDS
+kdcl=$bdir/src/cli/kdcl
+data=$out/tiny
+python3 tools/make_tiny_idx.py "$data"
+cli_ok=0
+cli_fail=0
+cli_supp=0
+cli_failed=()
+# cli NAME WANT ARGS...: WANT 0 = must succeed, 1 = must fail with status 1 or 2
+cli() {
+    local name=$pass-$1 want=$2
+    shift 2
+    local rc=0 t=$SECONDS
+    timeout 300 "$kdcl" "$@" >"$out/$name.out" 2>"$out/$name.err" || rc=$?
+    if grep -q "^Suppressions used:" "$out/$name.err"; then cli_supp=$((cli_supp + 1)); fi
+    local bad=""
+    if grep -qE "$report_re" "$out/$name.err"; then
+        bad="sanitizer report"
+    elif [ "$want" = 0 ] && [ $rc -ne 0 ]; then
+        bad="exit status $rc"
+    elif [ "$want" = 1 ] && [ $rc -ne 1 ] && [ $rc -ne 2 ]; then
+        bad="exit status $rc (expected 1 or 2)"
+    fi
+    if [ -n "$bad" ]; then
+        cli_fail=$((cli_fail + 1))
+        cli_failed+=("$name")
+        printf '  FAIL %-28s %s (%s.err)\n' "$name" "$bad" "$out/$name"
+        grep -E -A12 "$report_re" "$out/$name.err" | head -40 | sed 's/^/       /' || true
+    else
+        cli_ok=$((cli_ok + 1))
+        printf '  ok   %-24s %4ss  %s\n' "$name" "$((SECONDS - t))" "kdcl $*" | cut -c1-150
+    fi
+}
+cli_paths() {
+    local m=$out/$pass-mlp.safetensors c=$out/$pass-cnn.safetensors
+    local s=$out/$pass-student.safetensors x=$out/$pass-x.safetensors
+    cli train-mlp 0 train --data "$data" --arch 64-16-3 --epochs 2 --batch 20 --lr 0.05 \
+        --dropout 0.1,0.2 --max-norm 3 --jitter 1 --val 20 --seed 3 \
+        --metrics "$out/$pass-mlp.jsonl" --out "$m"
+    cli train-cnn 0 train --data "$data" \
+        --arch 'conv(4,3,p=1),bn,relu,maxpool(2),res(conv(4,3,p=1),bn),relu,avgpool(2),flatten,linear(K)' \
+        --epochs 1 --batch 20 --optimizer adam --lr 0.01 --quiet --out "$c"
+    cli eval 0 eval --model "$m" --data "$data" --json
+    cli eval-ensemble 0 eval --model "$m,$c" --data "$data"
+    cli distill-cached 0 distill --data "$data" --teacher "$m" --arch 64-8-3 --T 3 --epochs 1 \
+        --batch 20 --targets cached --quiet --out "$s"
+    cli distill-batch 0 distill --data "$data" --teacher "$m,$c" --arch 64-8-3 --T 2 --flip \
+        --epochs 1 --batch 20 --targets batch --quiet --out "$s"
+    cli adjust-bias 0 adjust-bias --model "$s" --data "$data" --classes 0 --search --val 20 \
+        --range -1,1,0.5 --out "$out/$pass-adjusted.safetensors"
+    cli spec-cluster 0 specialists cluster --data "$data" --model "$m" --clusters 2 \
+        --out "$out/$pass-clusters.json"
+    cli spec-train 0 specialists train --data "$data" --model "$m" \
+        --clusters "$out/$pass-clusters.json" --min-size 1 --jobs 2 --epochs 1 --batch 20 --quiet \
+        --out "$out/$pass-specs"
+    cli spec-eval 0 specialists eval --data "$data" --model "$m" --specialists "$out/$pass-specs" \
+        --json "$out/$pass-spec_eval.json"
+    head -c 100 "$m" >"$out/$pass-truncated.safetensors"
+    cli fail-truncated 1 eval --model "$out/$pass-truncated.safetensors" --data "$data"
+    cli fail-arch 1 train --data "$data" --arch 64-abc-3 --out "$x"
+    cli fail-input-size 1 train --data "$data" --arch 65-8-3 --epochs 1 --out "$x"
+    cli fail-no-data 1 train --data "$out/no/such/dir" --out "$x"
+    cli fail-teacher 1 distill --data "$data" --teacher "$out/$pass-truncated.safetensors" \
+        --out "$x"
+}
+# Two passes over the same commands, with kdcl's program cache and PoCL's
+# kernel cache in fresh folders: "cold" (PoCL compiles every kernel; its
+# compiler's leaks suppressed by lsan.supp) and "warm" (nothing left to
+# compile) with no suppressions at all, so that an OpenCL object kdcl fails
+# to release (allocated inside PoCL, which lsan.supp's entries would hide)
+# still shows.
+export KDCL_CACHE_DIR=$PWD/$out/kdcl-cache POCL_CACHE_DIR=$PWD/$out/pocl-cache
+mkdir -p "$KDCL_CACHE_DIR" "$POCL_CACHE_DIR"
+pass=cold
+lsan_supp=$LSAN_OPTIONS
+export LSAN_OPTIONS="${lsan_supp/print_suppressions=0/print_suppressions=1}"
+cli_paths
+pass=warm
+export LSAN_OPTIONS="print_suppressions=0:exitcode=66"
+cli_paths
+export LSAN_OPTIONS=$lsan_supp
+unset KDCL_CACHE_DIR POCL_CACHE_DIR
+t_cli=$((SECONDS - t0))
+
+echo "== summary"
+echo "  build:  ${t_build}s ($bdir, address+undefined+leak)"
+printf '  suite:  %s (%s tests), %s sanitizer report lines, %ss\n' "$suite_line" \
+    "$(grep -cE '^ *[0-9]+/[0-9]+ ' "$out/meson-test.out" || true)" "$suite_reports" "$t_suite"
+printf '  CLI:    %d ok, %d failed%s, %ss\n' "$cli_ok" "$cli_fail" \
+    "${cli_failed[*]:+ (${cli_failed[*]})}" "$t_cli"
+printf '          %d cold runs had leaks of the OpenCL stack suppressed (tools/sanitizers/lsan.supp)\n' \
+    "$cli_supp"
+echo "  total:  $((SECONDS - t_start))s; reports and logs in $out/ and $log"
+if [ $suite_rc -ne 0 ] || [ "$suite_reports" != 0 ] || [ $cli_fail -ne 0 ]; then
+    [ $suite_rc -ne 0 ] && grep -E "FAIL|TIMEOUT" "$out/meson-test.out" | sed 's/^/  /' || true
+    echo "sanitize: FAILED"
+    exit 1
+fi
+echo "sanitize: clean"
