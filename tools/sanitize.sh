@@ -75,6 +75,14 @@ export ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:check_initia
 export LSAN_OPTIONS="suppressions=$root/tools/sanitizers/lsan.supp:print_suppressions=0:exitcode=66"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:print_summary=1:exitcode=66"
 report_re='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: (Address|Leak|UndefinedBehavior)Sanitizer'
+# LeakSanitizer's own failure, not a report about kdcl: its tracer thread
+# sometimes crashes while it stops the process's threads at exit ("Tracer
+# caught signal 11 ... LeakSanitizer has encountered a fatal error";
+# intermittent, seen about once in 30 kdcl runs here, and a known open issue
+# of the sanitizers, google/sanitizers#1353). A run that ends so with no
+# report is run once more; the summary counts these reruns.
+tracer_re='LeakSanitizer has encountered a fatal error'
+reruns=0
 
 echo "== the whole suite under the sanitizers"
 t0=$SECONDS
@@ -82,10 +90,33 @@ set +e
 timeout 1500 meson test -C $bdir --num-processes 1 --print-errorlogs >"$out/meson-test.out" 2>&1
 suite_rc=$?
 set -e
-t_suite=$((SECONDS - t0))
 grep -E "^ *[0-9]+/[0-9]+ " "$out/meson-test.out" || true
 log=$bdir/meson-logs/testlog.txt
-suite_reports=$(grep -cE "$report_re" "$log" || true)
+# Failed tests whose log holds LeakSanitizer's tracer crash and no report: run again.
+tracer_only=$(awk -v rre="$report_re" -v tre="$tracer_re" '
+    function flush() { if (name != "" && failed && tracer && !report) print name }
+    /^test: / { flush(); name = $2; failed = 0; tracer = 0; report = 0; next }
+    /^result: / { failed = ($0 !~ /exit status 0$/) }
+    $0 ~ tre { tracer = 1 }
+    $0 ~ rre { report = 1 }
+    END { flush() }' "$log")
+if [ $suite_rc -ne 0 ] && [ -n "$tracer_only" ]; then
+    echo "== LeakSanitizer's tracer crashed in: $tracer_only; running them again"
+    reruns=$((reruns + $(echo "$tracer_only" | wc -w)))
+    mkdir -p "$out/rerun"
+    # shellcheck disable=SC2086
+    timeout 1500 meson test -C $bdir --num-processes 1 --print-errorlogs --logbase rerun \
+        $tracer_only >"$out/meson-rerun.out" 2>&1 || true
+    # the suite passes when every failure was such a crash and the reruns pass
+    n_failed=$(grep -cE "^ *[0-9]+/[0-9]+ .* (FAIL|TIMEOUT)" "$out/meson-test.out" || true)
+    if [ "$n_failed" = "$(echo "$tracer_only" | wc -w)" ] &&
+        ! grep -qE "^ *[0-9]+/[0-9]+ .* (FAIL|TIMEOUT)" "$out/meson-rerun.out"; then
+        suite_rc=0
+    fi
+    grep -E "^ *[0-9]+/[0-9]+ " "$out/meson-rerun.out" | sed 's/^/  rerun /' || true
+fi
+t_suite=$((SECONDS - t0))
+suite_reports=$(cat "$log" $bdir/meson-logs/rerun.txt 2>/dev/null | grep -cE "$report_re" || true)
 suite_line=$(awk '/^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+/ {
         gsub(",", ""); c += $3; f += $5 + $7 }
      END { printf "%d passed, %d failed", c - f, f }' "$log")
@@ -105,6 +136,13 @@ cli() {
     shift 2
     local rc=0 t=$SECONDS
     timeout 300 "$kdcl" "$@" >"$out/$name.out" 2>"$out/$name.err" || rc=$?
+    if [ $rc -ne 0 ] && grep -q "$tracer_re" "$out/$name.err" &&
+        ! grep -qE "$report_re" "$out/$name.err"; then
+        mv "$out/$name.err" "$out/$name.tracer-crash.err"
+        reruns=$((reruns + 1))
+        rc=0
+        timeout 300 "$kdcl" "$@" >"$out/$name.out" 2>"$out/$name.err" || rc=$?
+    fi
     if grep -q "^Suppressions used:" "$out/$name.err"; then cli_supp=$((cli_supp + 1)); fi
     local bad=""
     if grep -qE "$report_re" "$out/$name.err"; then
@@ -183,6 +221,7 @@ printf '  CLI:    %d ok, %d failed%s, %ss\n' "$cli_ok" "$cli_fail" \
     "${cli_failed[*]:+ (${cli_failed[*]})}" "$t_cli"
 printf '          %d cold runs had leaks of the OpenCL stack suppressed (tools/sanitizers/lsan.supp)\n' \
     "$cli_supp"
+echo "  reruns after LeakSanitizer's tracer crashed (no report): $reruns"
 echo "  total:  $((SECONDS - t_start))s; reports and logs in $out/ and $log"
 if [ $suite_rc -ne 0 ] || [ "$suite_reports" != 0 ] || [ $cli_fail -ne 0 ]; then
     [ $suite_rc -ne 0 ] && grep -E "FAIL|TIMEOUT" "$out/meson-test.out" | sed 's/^/  /' || true
