@@ -13,13 +13,16 @@
 #    and CNN), eval (one model and an ensemble), distill (cached and per-batch
 #    targets), adjust-bias, specialists cluster / train / eval, and a few
 #    commands that must fail cleanly (error paths leak most easily); twice:
-#    with cold caches (suppressions on) and warm (no suppressions at all),
+#    kdcl's program cache empty (suppressions on), then full (no suppressions),
 # then prints a summary. Exit status 0 only when every test passed and no
 # sanitizer reported anything.
 #
-# Bounded in time: every step runs under `timeout` (build 20 min, suite 25 min,
-# each CLI command 5 min). Measured on 2 shared CPU cores: build about 4 min
-# (-j1), suite about 2.5 min, CLI about 1 min. SANITIZE_JOBS sets the build's
+# Bounded in time: every step runs under `timeout` (build 20 min, suite 30 min
+# plus as much for reruns, each CLI command 10 min). Measured on 2 shared CPU
+# cores: build 45 s (-j1); suite 75 s when PoCL's kernel cache
+# (~/.cache/pocl) already holds the kernels (after `meson test` of build/),
+# 7 min when it is empty (CLBlast's kernels compiled under the sanitizers);
+# CLI about 1 min: 6 to 10 min in all. SANITIZE_JOBS sets the build's
 # parallelism (default: all cores). Reports go to build-asan/sanitize/.
 #
 # Sanitizer options are below; suppressions (LeakSanitizer only, and only for
@@ -87,7 +90,7 @@ reruns=0
 echo "== the whole suite under the sanitizers"
 t0=$SECONDS
 set +e
-timeout 1500 meson test -C $bdir --num-processes 1 --print-errorlogs >"$out/meson-test.out" 2>&1
+timeout 1800 meson test -C $bdir --num-processes 1 --print-errorlogs >"$out/meson-test.out" 2>&1
 suite_rc=$?
 set -e
 grep -E "^ *[0-9]+/[0-9]+ " "$out/meson-test.out" || true
@@ -105,7 +108,7 @@ if [ $suite_rc -ne 0 ] && [ -n "$tracer_only" ]; then
     reruns=$((reruns + $(echo "$tracer_only" | wc -w)))
     mkdir -p "$out/rerun"
     # shellcheck disable=SC2086
-    timeout 1500 meson test -C $bdir --num-processes 1 --print-errorlogs --logbase rerun \
+    timeout 1800 meson test -C $bdir --num-processes 1 --print-errorlogs --logbase rerun \
         $tracer_only >"$out/meson-rerun.out" 2>&1 || true
     # the suite passes when every failure was such a crash and the reruns pass
     n_failed=$(grep -cE "^ *[0-9]+/[0-9]+ .* (FAIL|TIMEOUT)" "$out/meson-test.out" || true)
@@ -135,13 +138,13 @@ cli() {
     local name=$pass-$1 want=$2
     shift 2
     local rc=0 t=$SECONDS
-    timeout 300 "$kdcl" "$@" >"$out/$name.out" 2>"$out/$name.err" || rc=$?
+    timeout 600 "$kdcl" "$@" >"$out/$name.out" 2>"$out/$name.err" || rc=$?
     if [ $rc -ne 0 ] && grep -q "$tracer_re" "$out/$name.err" &&
         ! grep -qE "$report_re" "$out/$name.err"; then
         mv "$out/$name.err" "$out/$name.tracer-crash.err"
         reruns=$((reruns + 1))
         rc=0
-        timeout 300 "$kdcl" "$@" >"$out/$name.out" 2>"$out/$name.err" || rc=$?
+        timeout 600 "$kdcl" "$@" >"$out/$name.out" 2>"$out/$name.err" || rc=$?
     fi
     if grep -q "^Suppressions used:" "$out/$name.err"; then cli_supp=$((cli_supp + 1)); fi
     local bad=""
@@ -194,23 +197,24 @@ cli_paths() {
     cli fail-teacher 1 distill --data "$data" --teacher "$out/$pass-truncated.safetensors" \
         --out "$x"
 }
-# Two passes over the same commands, with kdcl's program cache and PoCL's
-# kernel cache in fresh folders: "cold" (PoCL compiles every kernel; its
-# compiler's leaks suppressed by lsan.supp) and "warm" (nothing left to
-# compile) with no suppressions at all, so that an OpenCL object kdcl fails
-# to release (allocated inside PoCL, which lsan.supp's entries would hide)
-# still shows.
-export KDCL_CACHE_DIR=$PWD/$out/kdcl-cache POCL_CACHE_DIR=$PWD/$out/pocl-cache
-mkdir -p "$KDCL_CACHE_DIR" "$POCL_CACHE_DIR"
-pass=cold
+# Two passes over the same commands, with kdcl's program binary cache in a
+# fresh folder: "first" (kdcl builds every program from source and stores
+# it; where PoCL compiles a kernel its compiler leaks, suppressed by
+# lsan.supp) and "again" (kdcl loads its cached binaries and PoCL has every
+# kernel in its own cache, so nothing is compiled) with no suppressions at
+# all, so that an OpenCL object kdcl fails to release (allocated inside PoCL,
+# which lsan.supp's entries would hide) still shows.
+export KDCL_CACHE_DIR=$PWD/$out/kdcl-cache
+mkdir -p "$KDCL_CACHE_DIR"
+pass=first
 lsan_supp=$LSAN_OPTIONS
 export LSAN_OPTIONS="${lsan_supp/print_suppressions=0/print_suppressions=1}"
 cli_paths
-pass=warm
+pass=again
 export LSAN_OPTIONS="print_suppressions=0:exitcode=66"
 cli_paths
 export LSAN_OPTIONS=$lsan_supp
-unset KDCL_CACHE_DIR POCL_CACHE_DIR
+unset KDCL_CACHE_DIR
 t_cli=$((SECONDS - t0))
 
 echo "== summary"
@@ -219,7 +223,7 @@ printf '  suite:  %s (%s tests), %s sanitizer report lines, %ss\n' "$suite_line"
     "$(grep -cE '^ *[0-9]+/[0-9]+ ' "$out/meson-test.out" || true)" "$suite_reports" "$t_suite"
 printf '  CLI:    %d ok, %d failed%s, %ss\n' "$cli_ok" "$cli_fail" \
     "${cli_failed[*]:+ (${cli_failed[*]})}" "$t_cli"
-printf '          %d cold runs had leaks of the OpenCL stack suppressed (tools/sanitizers/lsan.supp)\n' \
+printf '          %d first-pass runs had leaks of the OpenCL stack suppressed (tools/sanitizers/lsan.supp)\n' \
     "$cli_supp"
 echo "  reruns after LeakSanitizer's tracer crashed (no report): $reruns"
 echo "  total:  $((SECONDS - t_start))s; reports and logs in $out/ and $log"
