@@ -88,7 +88,7 @@ programs=()
 for f in cl/*.cl; do
     p=$(basename "$f")
     programs+=("$p")
-    for k in $(sed -n 's/.*__kernel void \([A-Za-z_0-9]*\)(.*/\1/p' "$f"); do prog_of[$k]=$p; done
+    while read -r k; do prog_of[$k]=$p; done < <(sed -n 's/.*__kernel void \([A-Za-z_0-9]*\)(.*/\1/p' "$f")
 done
 n_kernels=${#prog_of[@]}
 
