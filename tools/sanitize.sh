@@ -21,8 +21,8 @@
 # plus as much for reruns, each CLI command 10 min). Measured on 2 shared CPU
 # cores: build 45 s (-j1); suite 75 s when PoCL's kernel cache
 # (~/.cache/pocl) already holds the kernels (after `meson test` of build/),
-# 7 min when it is empty (CLBlast's kernels compiled under the sanitizers);
-# CLI about 1 min: 6 to 10 min in all. SANITIZE_JOBS sets the build's
+# 6 min when it is empty (CLBlast's kernels compiled under the sanitizers);
+# CLI 10-15 s: 2 to 7 min in all. SANITIZE_JOBS sets the build's
 # parallelism (default: all cores). Reports go to build-asan/sanitize/.
 #
 # Sanitizer options are below; suppressions (LeakSanitizer only, and only for
