@@ -674,6 +674,7 @@ START_TEST(image_folder)
         if (first[i] >= 0)
             for (int q = 0; q < 48; q++)
                 ck_assert_int_le(abs((int)d.images[i * 48 + q] - first[i]), 1);
+    kdcl_dataset_free(&d);
     /* grey */
     EXPECT_OK(kdcl_dataset_load_images(root, 4, 4, 1, &d));
     ck_assert_uint_eq(d.c, 1);

@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,30 @@
 #include "kdcl/gemm.h"
 #include "kdcl/tensor.h"
 #include "runtime/ctx.h"
+
+/* CLBlast keeps compiled programs in a process-wide cache (per context and
+ * device) that nothing releases before exit, where its static destructors
+ * release programs whose OpenCL implementation may already be gone (oclgrind
+ * crashes there). kdcl counts its live contexts and clears that cache when
+ * the last one is destroyed. While other contexts live, a destroyed
+ * context's entries stay cached (clearing them too would only cost the live
+ * ones a recompile; CLBlast has no per-context clear). */
+static pthread_mutex_t clblast_users_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t clblast_users;
+
+void kdcl_gemm_ctx_acquire(void)
+{
+    pthread_mutex_lock(&clblast_users_lock);
+    clblast_users++;
+    pthread_mutex_unlock(&clblast_users_lock);
+}
+
+void kdcl_gemm_ctx_release(void)
+{
+    pthread_mutex_lock(&clblast_users_lock);
+    if (clblast_users > 0 && --clblast_users == 0) CLBlastClearCache();
+    pthread_mutex_unlock(&clblast_users_lock);
+}
 
 const char *kdcl_clblast_status_name(int st)
 {

@@ -37,7 +37,14 @@ struct kdcl_ctx {
                                                      layout (src/core/gemm.c) */
     int conv_algo; /* kdcl_conv_algo as set (KDCL_CONV, kdcl_conv_set_algo) */
     kdcl_tensor op_scratch; /* per-unit partial sums of the BatchNorm ops, grown on demand */
+    int counted;            /* counted in kdcl_gemm_ctx_acquire (src/core/gemm.c) */
 };
+
+/* Live kdcl contexts, counted for CLBlast's program cache (src/core/gemm.c):
+ * kdcl_ctx_create acquires, kdcl_ctx_destroy releases; the last release
+ * clears the cache (CLBlastClearCache). */
+void kdcl_gemm_ctx_acquire(void);
+void kdcl_gemm_ctx_release(void);
 
 /* Read KDCL_CONV into ctx->conv_algo (kdcl_ctx_create). */
 kdcl_status kdcl_conv_algo_from_env(kdcl_ctx *ctx);

@@ -290,6 +290,8 @@ kdcl_status kdcl_ctx_create(const char *spec, kdcl_ctx **out)
         free(ctx);
         return st;
     }
+    kdcl_gemm_ctx_acquire(); /* released by kdcl_ctx_destroy, also on the failures below */
+    ctx->counted = 1;
     const char *tuning;
     kdcl_status ts = kdcl_gemm_apply_tuning(ctx, &tuning);
     if (!ts) ts = kdcl_conv_algo_from_env(ctx);
@@ -322,6 +324,7 @@ void kdcl_ctx_destroy(kdcl_ctx *ctx)
     for (size_t i = 0; i < ctx->n_programs; i++) clReleaseProgram(ctx->programs[i].p);
     free(ctx->kernels);
     free(ctx->programs);
+    if (ctx->counted) kdcl_gemm_ctx_release(); /* the last context clears CLBlast's cache */
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->cl) clReleaseContext(ctx->cl);
     free(ctx);
