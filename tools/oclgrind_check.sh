@@ -52,7 +52,7 @@ case "${1:-}" in
 esac
 
 packages=(build-essential meson ninja-build pkg-config python3 ocl-icd-opencl-dev opencl-headers
-    libclblast-dev check zlib1g-dev libcjson-dev libstb-dev oclgrind)
+    libclblast-dev check zlib1g-dev libpng-dev libjpeg62-turbo-dev libcjson-dev libstb-dev oclgrind)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

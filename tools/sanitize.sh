@@ -34,7 +34,8 @@ root=$PWD
 t_start=$SECONDS
 
 packages=(build-essential meson ninja-build pkg-config python3 ocl-icd-opencl-dev opencl-headers
-    libclblast-dev pocl-opencl-icd check zlib1g-dev libcjson-dev libstb-dev)
+    libclblast-dev pocl-opencl-icd check zlib1g-dev libpng-dev libjpeg62-turbo-dev libcjson-dev
+    libstb-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -183,6 +184,12 @@ cli_paths() {
     cli train-cnn 0 train --data "$data" \
         --arch 'conv(4,3,p=1),bn,relu,maxpool(2),res(conv(4,3,p=1),bn),relu,avgpool(2),flatten,linear(K)' \
         --epochs 1 --batch 20 --optimizer adam --lr 0.01 --quiet --out "$c"
+    local r=$out/$pass-resumed.safetensors
+    local ra=(--data "$data" --arch 64-16-3 --epochs 2 --batch 20 --optimizer adam --lr 0.01
+        --state-every 2 --quiet)
+    cli train-keep-state 0 train "${ra[@]}" --keep-state --out "$r"
+    cli fail-resume-option 1 train "${ra[@]}" --lr 0.02 --resume --out "$r"
+    cli train-resume 0 train "${ra[@]}" --resume --out "$r"
     cli eval 0 eval --model "$m" --data "$data" --json
     cli eval-ensemble 0 eval --model "$m,$c" --data "$data"
     cli distill-cached 0 distill --data "$data" --teacher "$m" --arch 64-8-3 --T 3 --epochs 1 \
@@ -196,6 +203,9 @@ cli_paths() {
     cli spec-train 0 specialists train --data "$data" --model "$m" \
         --clusters "$out/$pass-clusters.json" --min-size 1 --jobs 2 --epochs 1 --batch 20 --quiet \
         --out "$out/$pass-specs"
+    cli spec-train-resume 0 specialists train --data "$data" --model "$m" \
+        --clusters "$out/$pass-clusters.json" --min-size 1 --jobs 2 --epochs 1 --batch 20 --quiet \
+        --resume --out "$out/$pass-specs"
     cli spec-eval 0 specialists eval --data "$data" --model "$m" --specialists "$out/$pass-specs" \
         --json "$out/$pass-spec_eval.json"
     head -c 100 "$m" >"$out/$pass-truncated.safetensors"
