@@ -53,20 +53,7 @@ esac
 
 packages=(build-essential meson ninja-build pkg-config python3 ocl-icd-opencl-dev opencl-headers
     libclblast-dev check zlib1g-dev libpng-dev libjpeg62-turbo-dev libcjson-dev libstb-dev oclgrind)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "== installing: ${missing[*]}"
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
-        exit 1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash tools/ensure_packages.sh "${packages[@]}"
 
 bdir=build-oclgrind
 out=$bdir/oclgrind

@@ -48,6 +48,26 @@ void kdcl__free_names(char **names, size_t n)
     free(names);
 }
 
+/* Open path for reading; it must be a regular file (*st: its status). */
+static kdcl_status open_regular(const char *path, FILE **out, struct stat *st)
+{
+    *out = NULL;
+    if (!path) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "NULL file path");
+    FILE *f = fopen(path, "rb");
+    if (!f) return kdcl_set_error(KDCL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fileno(f), st) != 0) {
+        int e = errno;
+        fclose(f);
+        return kdcl_set_error(KDCL_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st->st_mode)) {
+        fclose(f);
+        return kdcl_set_error(KDCL_ERR_IO, "%s: not a regular file", path);
+    }
+    *out = f;
+    return KDCL_OK;
+}
+
 static kdcl_status read_raw(const char *path, FILE *f, const struct stat *st, size_t max,
                             uint8_t **data, size_t *size)
 {
@@ -190,19 +210,10 @@ kdcl_status kdcl__read_file_max(const char *path, int allow_gzip, size_t max_raw
     *data = NULL;
     *size = 0;
     if (was_gzip) *was_gzip = 0;
-    if (!path) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "NULL file path");
-    FILE *f = fopen(path, "rb");
-    if (!f) return kdcl_set_error(KDCL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = NULL;
     struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        int e = errno;
-        fclose(f);
-        return kdcl_set_error(KDCL_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        fclose(f);
-        return kdcl_set_error(KDCL_ERR_IO, "%s: not a regular file", path);
-    }
+    kdcl_status os = open_regular(path, &f, &st);
+    if (os) return os;
     unsigned char magic[2] = {0, 0};
     size_t m = fread(magic, 1, 2, f);
     int is_gz = allow_gzip && m == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
@@ -275,19 +286,10 @@ kdcl_status kdcl__stream_open(kdcl__stream *r, const char *path, int allow_gzip)
 {
     memset(r, 0, sizeof *r);
     r->path = path;
-    if (!path) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "NULL file path");
-    FILE *f = fopen(path, "rb");
-    if (!f) return kdcl_set_error(KDCL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = NULL;
     struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        int e = errno;
-        fclose(f);
-        return kdcl_set_error(KDCL_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        fclose(f);
-        return kdcl_set_error(KDCL_ERR_IO, "%s: not a regular file", path);
-    }
+    kdcl_status os = open_regular(path, &f, &st);
+    if (os) return os;
     if (st.st_size < 0) {
         fclose(f);
         return kdcl_set_error(KDCL_ERR_IO, "%s: cannot tell its size", path);
