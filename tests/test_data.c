@@ -1093,6 +1093,17 @@ START_TEST(image_bad_files)
     j = make_jpeg(16, 16, 3, img, 90, 0, &jn);
     for (size_t cut = 0; cut + 16 < jn; cut += 7)
         EXPECT_ERR(kdcl_image_decode(j, cut, "cut.jpg", 16, 16, 3, out), KDCL_ERR_FORMAT, "cut.jpg");
+    /* cut inside the scan but closed with an EOI marker: libjpeg would fill
+     * the rest of the image with grey; refused */
+    {
+        uint8_t *c = malloc(jn);
+        size_t cut = jn * 3 / 4;
+        memcpy(c, j, cut);
+        c[cut] = 0xFF, c[cut + 1] = 0xD9;
+        EXPECT_ERR(kdcl_image_decode(c, cut + 2, "eoi.jpg", 16, 16, 3, out), KDCL_ERR_FORMAT,
+                   "premature end of data segment");
+        free(c);
+    }
     /* a 9-byte JPEG (a DQT segment cut short) */
     EXPECT_ERR(kdcl_image_decode("\xff\xd8\xff\xdb\x00\x43\x00\x01\x02", 9, "nine.jpg", 8, 8, 1, out),
                KDCL_ERR_FORMAT, "cannot decode JPEG");

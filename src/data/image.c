@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jerror.h>
 #include <jpeglib.h>
+#include <jerror.h> /* after jpeglib.h: its message list depends on jconfig.h */
 #include <png.h>
 
 #pragma GCC diagnostic push
@@ -208,14 +208,27 @@ static void jpeg_on_error(j_common_ptr ci)
     longjmp(c->jb, 1);
 }
 
-/* Warnings: a file that ends early (libjpeg would pad it with grey) is an
- * error; other corrupt-data warnings leave a decodable image. Nothing is
+/* Warnings about the entropy-coded data (the file ends early, a marker cuts
+ * a scan short, a bad Huffman or arithmetic code, a lost restart marker) mean
+ * libjpeg would fill the rest of the image with grey or garbage: errors.
+ * Other warnings (extraneous bytes between markers, an unknown JFIF version or
+ * Adobe transform, a bad ICC profile) leave the pixels intact. Nothing is
  * printed. */
 static void jpeg_on_message(j_common_ptr ci, int level)
 {
     if (level >= 0) return; /* trace messages */
-    if (ci->err->msg_code == JWRN_JPEG_EOF) jpeg_on_error(ci);
-    ci->err->num_warnings++;
+    switch (ci->err->msg_code) {
+    case JWRN_JPEG_EOF:
+    case JWRN_HIT_MARKER:
+    case JWRN_HUFF_BAD_CODE:
+#if JPEG_LIB_VERSION >= 70 || defined(D_ARITH_CODING_SUPPORTED)
+    case JWRN_ARITH_BAD_CODE:
+#endif
+    case JWRN_MUST_RESYNC:
+    case JWRN_NOT_SEQUENTIAL:
+    case JWRN_BOGUS_PROGRESSION: jpeg_on_error(ci); break;
+    default: ci->err->num_warnings++;
+    }
 }
 
 static void jpeg_on_progress(j_common_ptr ci)
