@@ -1123,6 +1123,12 @@ START_TEST(image_bad_files)
     pb = slurp(pj(dir, "ok.bmp"), &n);
     for (size_t cut = 2; cut + 1 < n; cut += 37)
         EXPECT_ERR(kdcl_image_decode(pb, cut, "cut.bmp", 16, 16, 3, out), KDCL_ERR_FORMAT, "cut.bmp");
+    /* a compression value that is negative as an int, which stb reads as
+     * uncompressed rows */
+    pb[30] = 0x34, pb[31] = 0x12, pb[32] = 0x00, pb[33] = 0x80;
+    EXPECT_OK(kdcl_image_decode(pb, n, "odd.bmp", 16, 16, 3, out));
+    EXPECT_ERR(kdcl_image_decode(pb, n - 100, "odd.bmp", 16, 16, 3, out), KDCL_ERR_FORMAT,
+               "truncated BMP");
     free(pb);
 }
 END_TEST

@@ -348,8 +348,9 @@ static kdcl_status decode_bmp(const char *name, const uint8_t *data, size_t size
     kdcl_status s = check_size(name, "BMP", w < 0 ? 0 : (uint64_t)w, h < 0 ? 0 : (uint64_t)h, 4);
     if (s != KDCL_OK) return s;
     /* stb reads zeros past the end of the data: refuse a file too short for
-     * the pixel rows its header describes (uncompressed and bit-field BMPs;
-     * stb refuses the RLE ones) */
+     * the pixel rows its header describes (stb refuses RLE, compression 1 and
+     * 2, and 4.. as an int; it reads every other value, negative ones too, as
+     * uncompressed rows) */
     uint64_t off = le32(data + 10), hsz = le32(data + 14), bpp, compression = 0;
     if (hsz == 12) {
         bpp = le16(data + 24);
@@ -359,7 +360,7 @@ static kdcl_status decode_bmp(const char *name, const uint8_t *data, size_t size
         bpp = le16(data + 28);
         compression = le32(data + 30);
     }
-    if (compression == 0 || compression == 3 || compression == 6) {
+    if (compression != 1 && compression != 2) {
         uint64_t stride = ((uint64_t)w * bpp + 31) / 32 * 4, need = off + stride * (uint64_t)h;
         if (need > size)
             return kdcl_set_error(KDCL_ERR_FORMAT,
