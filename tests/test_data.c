@@ -1123,6 +1123,12 @@ START_TEST(image_bad_files)
     pb = slurp(pj(dir, "ok.bmp"), &n);
     for (size_t cut = 2; cut + 1 < n; cut += 37)
         EXPECT_ERR(kdcl_image_decode(pb, cut, "cut.bmp", 16, 16, 3, out), KDCL_ERR_FORMAT, "cut.bmp");
+    /* a BMP core header (12 bytes) cut short, and headers cut at each byte */
+    EXPECT_ERR(kdcl_image_decode("BM\xba\0\0\0\x1a" "MV\08\0\xc8\0\x0c\0\0\0\0\x03>B\0\x01\0\x08",
+                                 25, "core.bmp", 16, 16, 3, out),
+               KDCL_ERR_FORMAT, "core.bmp");
+    for (size_t cut = 2; cut < 60; cut++)
+        EXPECT_ERR(kdcl_image_decode(pb, cut, "hdr.bmp", 16, 16, 3, out), KDCL_ERR_FORMAT, "hdr.bmp");
     /* a compression value that is negative as an int, which stb reads as
      * uncompressed rows */
     pb[30] = 0x34, pb[31] = 0x12, pb[32] = 0x00, pb[33] = 0x80;

@@ -351,12 +351,15 @@ static kdcl_status decode_bmp(const char *name, const uint8_t *data, size_t size
      * the pixel rows its header describes (stb refuses RLE, compression 1 and
      * 2, and 4.. as an int; it reads every other value, negative ones too, as
      * uncompressed rows) */
+    /* (stb's info read zeros for a header cut short too) */
+    if (size < 18)
+        return kdcl_set_error(KDCL_ERR_FORMAT, "%s: truncated BMP header", nm(name));
     uint64_t off = le32(data + 10), hsz = le32(data + 14), bpp, compression = 0;
+    if (size < (hsz == 12 ? 26u : 34u))
+        return kdcl_set_error(KDCL_ERR_FORMAT, "%s: truncated BMP header", nm(name));
     if (hsz == 12) {
         bpp = le16(data + 24);
     } else {
-        if (size < 34)
-            return kdcl_set_error(KDCL_ERR_FORMAT, "%s: truncated BMP header", nm(name));
         bpp = le16(data + 28);
         compression = le32(data + 30);
     }
