@@ -1094,6 +1094,17 @@ START_TEST(image_bad_files)
     j = make_jpeg(16, 16, 3, img, 90, 0, &jn);
     for (size_t cut = 0; cut + 16 < jn; cut += 7)
         EXPECT_ERR(kdcl_image_decode(j, cut, "cut.jpg", 16, 16, 3, out), KDCL_ERR_FORMAT, "cut.jpg");
+    /* cut inside the scan but closed with an EOI marker: libjpeg would fill
+     * the rest of the image with grey; refused */
+    {
+        uint8_t *c = malloc(jn);
+        size_t cut = jn * 3 / 4;
+        memcpy(c, j, cut);
+        c[cut] = 0xFF, c[cut + 1] = 0xD9;
+        EXPECT_ERR(kdcl_image_decode(c, cut + 2, "eoi.jpg", 16, 16, 3, out), KDCL_ERR_FORMAT,
+                   "premature end of data segment");
+        free(c);
+    }
     /* a 9-byte JPEG (a DQT segment cut short) */
     EXPECT_ERR(kdcl_image_decode("\xff\xd8\xff\xdb\x00\x43\x00\x01\x02", 9, "nine.jpg", 8, 8, 1, out),
                KDCL_ERR_FORMAT, "cannot decode JPEG");
@@ -1113,6 +1124,18 @@ START_TEST(image_bad_files)
     pb = slurp(pj(dir, "ok.bmp"), &n);
     for (size_t cut = 2; cut + 1 < n; cut += 37)
         EXPECT_ERR(kdcl_image_decode(pb, cut, "cut.bmp", 16, 16, 3, out), KDCL_ERR_FORMAT, "cut.bmp");
+    /* a BMP core header (12 bytes) cut short, and headers cut at each byte */
+    EXPECT_ERR(kdcl_image_decode("BM\xba\0\0\0\x1a" "MV\08\0\xc8\0\x0c\0\0\0\0\x03>B\0\x01\0\x08",
+                                 25, "core.bmp", 16, 16, 3, out),
+               KDCL_ERR_FORMAT, "core.bmp");
+    for (size_t cut = 2; cut < 60; cut++)
+        EXPECT_ERR(kdcl_image_decode(pb, cut, "hdr.bmp", 16, 16, 3, out), KDCL_ERR_FORMAT, "hdr.bmp");
+    /* a compression value that is negative as an int, which stb reads as
+     * uncompressed rows */
+    pb[30] = 0x34, pb[31] = 0x12, pb[32] = 0x00, pb[33] = 0x80;
+    EXPECT_OK(kdcl_image_decode(pb, n, "odd.bmp", 16, 16, 3, out));
+    EXPECT_ERR(kdcl_image_decode(pb, n - 100, "odd.bmp", 16, 16, 3, out), KDCL_ERR_FORMAT,
+               "truncated BMP");
     free(pb);
 }
 END_TEST

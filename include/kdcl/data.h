@@ -62,7 +62,10 @@ kdcl_status kdcl_dataset_load_cifar(const char *const *files, size_t n_files, in
  * is refused unless width and height are 1..KDCL_IMAGE_MAX_SIDE and the decoded
  * pixels (width x height x the file's own channels) take at most
  * KDCL_IMAGE_MAX_BYTES; files larger than KDCL_IMAGE_MAX_FILE are refused
- * unread. A truncated or corrupt file is an error, never a partly grey image.
+ * unread. A truncated or corrupt file is an error, never a partly grey image
+ * (JPEG: the file ending early, a scan cut short by a marker, a bad Huffman
+ * or arithmetic code, a lost restart marker; extraneous bytes between markers
+ * are tolerated).
  * Channels: grey -> RGB replicates; RGB -> grey is (77 R + 150 G + 29 B) >> 8;
  * alpha is dropped (not composited); 16-bit samples keep their high byte. */
 #define KDCL_IMAGE_MAX_SIDE 16384u

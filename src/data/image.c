@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jerror.h>
 #include <jpeglib.h>
+#include <jerror.h> /* after jpeglib.h: its message list depends on jconfig.h */
 #include <png.h>
 
 #pragma GCC diagnostic push
@@ -208,14 +208,27 @@ static void jpeg_on_error(j_common_ptr ci)
     longjmp(c->jb, 1);
 }
 
-/* Warnings: a file that ends early (libjpeg would pad it with grey) is an
- * error; other corrupt-data warnings leave a decodable image. Nothing is
+/* Warnings about the entropy-coded data (the file ends early, a marker cuts
+ * a scan short, a bad Huffman or arithmetic code, a lost restart marker) mean
+ * libjpeg would fill the rest of the image with grey or garbage: errors.
+ * Other warnings (extraneous bytes between markers, an unknown JFIF version or
+ * Adobe transform, a bad ICC profile) leave the pixels intact. Nothing is
  * printed. */
 static void jpeg_on_message(j_common_ptr ci, int level)
 {
     if (level >= 0) return; /* trace messages */
-    if (ci->err->msg_code == JWRN_JPEG_EOF) jpeg_on_error(ci);
-    ci->err->num_warnings++;
+    switch (ci->err->msg_code) {
+    case JWRN_JPEG_EOF:
+    case JWRN_HIT_MARKER:
+    case JWRN_HUFF_BAD_CODE:
+#if JPEG_LIB_VERSION >= 70 || defined(D_ARITH_CODING_SUPPORTED)
+    case JWRN_ARITH_BAD_CODE:
+#endif
+    case JWRN_MUST_RESYNC:
+    case JWRN_NOT_SEQUENTIAL:
+    case JWRN_BOGUS_PROGRESSION: jpeg_on_error(ci); break;
+    default: ci->err->num_warnings++;
+    }
 }
 
 static void jpeg_on_progress(j_common_ptr ci)
@@ -335,18 +348,22 @@ static kdcl_status decode_bmp(const char *name, const uint8_t *data, size_t size
     kdcl_status s = check_size(name, "BMP", w < 0 ? 0 : (uint64_t)w, h < 0 ? 0 : (uint64_t)h, 4);
     if (s != KDCL_OK) return s;
     /* stb reads zeros past the end of the data: refuse a file too short for
-     * the pixel rows its header describes (uncompressed and bit-field BMPs;
-     * stb refuses the RLE ones) */
+     * the pixel rows its header describes (stb refuses RLE, compression 1 and
+     * 2, and 4.. as an int; it reads every other value, negative ones too, as
+     * uncompressed rows) */
+    /* (stb's info read zeros for a header cut short too) */
+    if (size < 18)
+        return kdcl_set_error(KDCL_ERR_FORMAT, "%s: truncated BMP header", nm(name));
     uint64_t off = le32(data + 10), hsz = le32(data + 14), bpp, compression = 0;
+    if (size < (hsz == 12 ? 26u : 34u))
+        return kdcl_set_error(KDCL_ERR_FORMAT, "%s: truncated BMP header", nm(name));
     if (hsz == 12) {
         bpp = le16(data + 24);
     } else {
-        if (size < 34)
-            return kdcl_set_error(KDCL_ERR_FORMAT, "%s: truncated BMP header", nm(name));
         bpp = le16(data + 28);
         compression = le32(data + 30);
     }
-    if (compression == 0 || compression == 3 || compression == 6) {
+    if (compression != 1 && compression != 2) {
         uint64_t stride = ((uint64_t)w * bpp + 31) / 32 * 4, need = off + stride * (uint64_t)h;
         if (need > size)
             return kdcl_set_error(KDCL_ERR_FORMAT,

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-
 typedef struct {
     char **v;
     size_t n, cap;
