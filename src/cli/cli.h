@@ -67,5 +67,6 @@ int cmd_gemm(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_specialists(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

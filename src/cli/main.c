@@ -20,6 +20,7 @@ static const command commands[] = {
     {"bench", cmd_bench, "benchmark GEMMs, kernels, training and inference (table, --json)"},
     {"specialists", cmd_specialists, "class clusters, specialists with a dustbin class, KL combination"},
     {"tune", cmd_tune, "tune CLBlast's GEMM kernels for a device (clblast-utils) and cache them"},
+    {"export", cmd_export, "write a checkpoint as an ONNX model (--onnx OUT.onnx)"},
 };
 
 static void usage(FILE *f)
