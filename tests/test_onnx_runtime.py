@@ -6,8 +6,8 @@ onnxruntime's logits (float and uint8 input) and softmax(logits / T) equal
 `kdcl eval --logits`' within float32 rounding, with the same predictions.
 
 Skipped (exit 77, meson's skip) when numpy, onnx or onnxruntime cannot be
-imported, here or in $KDCL_TEST_PYTHON (meson points it at build/onnx-venv,
-which tools/onnx_venv.sh makes), or when kdcl was built without ONNX support.
+imported, here or in $KDCL_TEST_PYTHON / $KDCL_TEST_VENV_PYTHON
+(tests/python_env.py), or when kdcl was built without ONNX support.
 Needs $KDCL_EXE (the kdcl executable) and $KDCL_TEST_TMP.
 """
 import json
@@ -18,21 +18,15 @@ import subprocess
 import sys
 import unittest
 
-SKIP = 77
+from python_env import SKIP, reexec_or_skip  # noqa: E402
 
 try:
     import numpy as np
     import onnx
     import onnxruntime as ort
 except ImportError as e:
-    alt = os.environ.get("KDCL_TEST_PYTHON")
-    if alt and os.path.exists(alt) and os.path.realpath(alt) != os.path.realpath(sys.executable) \
-            and not os.environ.get("KDCL_TEST_PYTHON_TRIED"):
-        os.environ["KDCL_TEST_PYTHON_TRIED"] = "1"
-        os.execv(alt, [alt] + sys.argv)
-    print(f"skipped: needs numpy, onnx and onnxruntime ({e}); tools/onnx_venv.sh makes "
-          "build/onnx-venv with them")
-    sys.exit(SKIP)
+    reexec_or_skip(f"needs numpy, onnx and onnxruntime ({e}); tools/onnx_venv.sh makes "
+                   "build/onnx-venv with them")
 
 from tiny_data import test_images, write_cifar, write_idx, read  # noqa: E402
 

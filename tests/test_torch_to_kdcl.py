@@ -7,7 +7,7 @@ original network on the same images; unsupported layers and arguments are
 refused with one line and no file; the command-line form on a saved module.
 
 Skipped (exit 77) when torch or safetensors cannot be imported, here or in
-$KDCL_TEST_PYTHON, or when $KDCL_EXE is not set.
+$KDCL_TEST_PYTHON / $KDCL_TEST_VENV_PYTHON (tests/python_env.py), or when $KDCL_EXE is not set.
 """
 import os
 import shutil
@@ -15,20 +15,15 @@ import subprocess
 import sys
 import unittest
 
-SKIP = 77
+from python_env import SKIP, reexec_or_skip  # noqa: E402
+
 try:
     import numpy as np
     import torch
     import safetensors  # noqa: F401
 except ImportError as e:
-    alt = os.environ.get("KDCL_TEST_PYTHON")
-    if alt and os.path.exists(alt) and os.path.realpath(alt) != os.path.realpath(sys.executable) \
-            and not os.environ.get("KDCL_TEST_PYTHON_TRIED"):
-        os.environ["KDCL_TEST_PYTHON_TRIED"] = "1"
-        os.execv(alt, [alt] + sys.argv)
-    print(f"skipped: needs numpy, torch and safetensors ({e}); tools/onnx_venv.sh --torch "
-          "makes build/onnx-venv with them")
-    sys.exit(SKIP)
+    reexec_or_skip(f"needs numpy, torch and safetensors ({e}); tools/onnx_venv.sh --torch "
+                   "makes build/onnx-venv with them")
 
 ROOT = os.environ.get("KDCL_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), ".."))
 TOOLS = os.path.join(ROOT, "tools")
