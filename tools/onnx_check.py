@@ -191,7 +191,8 @@ def main():
                 print(f"onnx_check: {model}: {e}", file=sys.stderr)
                 return 2
             results.append(r)
-            print(f"\n{model} ({r['arch']}), {r['examples']} examples, kdcl on {r['device']}: "
+            arch = r["arch"] if len(r["arch"]) <= 60 else r["arch"][:57] + "..."
+            print(f"\n{model} ({arch}), {r['examples']} examples, kdcl on {r['device']}: "
                   f"{r['kdcl_errors']} errors")
             for name in [k for k in r if isinstance(r[k], dict)]:
                 v = r[name]

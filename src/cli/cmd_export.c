@@ -96,10 +96,16 @@ int cmd_export(int argc, char **argv)
         rc = cli_fail("export", kdcl_set_error(s, "%s: %s", model, msg));
         goto done;
     }
-    char arch[256];
-    kdcl_model_describe(m, arch, sizeof arch);
-    printf("wrote %s: %s, %zu parameters, output %s\n", out, arch, kdcl_model_n_params(m),
-           o.softmax_T > 0 ? "softmax(logits / T)" : "logits");
+    size_t C, H, W;
+    char in[96];
+    kdcl_model_input_shape(m, &C, &H, &W);
+    if (kdcl_model_layer_kind(m, 0) == KDCL_LAYER_FLATTEN)
+        snprintf(in, sizeof in, "[N, %zu]", kdcl_model_in_dim(m));
+    else
+        snprintf(in, sizeof in, "[N, %zu, %zu, %zu]", C, H, W);
+    printf("wrote %s: %zu layers, %zu parameters; input pixels %s %s, output %s [N, %zu]\n", out,
+           kdcl_model_n_layers(m), kdcl_model_n_params(m),
+           o.input == KDCL_ONNX_INPUT_U8 ? "uint8" : "float", in, o.softmax_T > 0 ? "probabilities" : "logits", kdcl_model_classes(m));
 done:
     free(keys);
     free(vals);
