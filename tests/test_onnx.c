@@ -387,6 +387,47 @@ START_TEST(test_options)
 }
 END_TEST
 
+/* kdcl's earlier MLP checkpoints (layers.<i>.weight, HWC inputs) export too. */
+START_TEST(test_legacy_mlp)
+{
+    const char *root = getenv("KDCL_SOURCE_ROOT");
+    ck_assert_msg(root != NULL, "KDCL_SOURCE_ROOT is not set");
+    char ckpt[4096], out[1024];
+    snprintf(ckpt, sizeof ckpt, "%s/tests/data/legacy_mlp_trained.safetensors", root);
+    snprintf(out, sizeof out, "%s", tu_path("legacy.onnx"));
+    kdcl_model *m = NULL;
+    tu_ok(kdcl_model_load(tu_ctx, ckpt, 4, &m, NULL), "load the legacy checkpoint");
+    tu_ok(kdcl_model_export_onnx(m, out, NULL), "export");
+    Onnx__ModelProto *mp = load_onnx(out);
+    const Onnx__GraphProto *g = mp->graph;
+    char ops[512], dims[64];
+    check_graph(g, ops, sizeof ops);
+    ck_assert_str_eq(ops, "Mul,Add,Flatten,Gemm,Relu,Gemm,Relu,Gemm");
+    int32_t elem;
+    value_dims(g->input[0], &elem, dims, sizeof dims);
+    ck_assert_str_eq(dims, "N,36");
+    ck_assert_str_eq(meta_of(mp, "kdcl.input_layout"), "HWC");
+    ck_assert_str_eq(meta_of(mp, "kdcl.arch"), "36-24-16-3");
+    kdcl_st_file f;
+    tu_ok(kdcl_st_read(ckpt, &f), "read");
+    const char *pairs[][2] = {{"layers.0.weight", "1.weight"}, {"layers.1.bias", "3.bias"},
+                              {"layers.2.weight", "5.weight"}};
+    for (size_t i = 0; i < 3; i++) {
+        const kdcl_st_tensor *t = kdcl_st_find(&f, pairs[i][0]);
+        const Onnx__TensorProto *x = init_of(g, pairs[i][1]);
+        ck_assert_msg(t && x, "%s / %s", pairs[i][0], pairs[i][1]);
+        ck_assert(x->n_float_data * sizeof(float) == t->nbytes &&
+                  !memcmp(x->float_data, t->data, t->nbytes));
+    }
+    const Onnx__TensorProto *sc = init_of(g, "kdcl.input_scale");
+    ck_assert(sc && sc->n_float_data == 1);
+    ck_assert_float_eq(sc->float_data[0], (float)(1.0 / 255.0));
+    kdcl_st_free(&f);
+    onnx__model_proto__free_unpacked(mp, NULL);
+    kdcl_model_destroy(m);
+}
+END_TEST
+
 /* The command: a checkpoint in, an ONNX file out, carrying its metadata. */
 START_TEST(test_cli_export)
 {
@@ -558,6 +599,7 @@ int main(void)
     tcase_add_loop_test(tc, test_every_layer_type, 0, (int)(sizeof cases / sizeof cases[0]));
     tcase_add_test(tc, test_attributes);
     tcase_add_test(tc, test_options);
+    tcase_add_test(tc, test_legacy_mlp);
     tcase_add_test(tc, test_cli_export);
 #endif
     tcase_add_test(tc, test_bad_input_library);
