@@ -572,6 +572,11 @@ START_TEST(test_bad_input_cli)
         tu_expect_fail(args, 2, "--onnx");
         snprintf(args, sizeof args, "export --onnx '%s' --model '%s'", nodir, ckpt);
         tu_expect_fail(args, 2, "--onnx");
+        snprintf(args, sizeof args, "export --onnx '%s' --model '%s'", ckpt, ckpt);
+        tu_expect_fail(args, 2, "is the checkpoint itself");
+        kdcl_st_file f;
+        tu_ok(kdcl_st_read(ckpt, &f), "the checkpoint is still there");
+        kdcl_st_free(&f);
     } else {
         snprintf(args, sizeof args, "export --onnx '%s' --model '%s'", out, ckpt);
         tu_expect_fail(args, 1, "without ONNX support");

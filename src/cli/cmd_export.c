@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "kdcl/onnx.h"
@@ -66,6 +67,10 @@ int cmd_export(int argc, char **argv)
     }
     int rc;
     if ((rc = cli_check_output("export", "--onnx", out))) return rc;
+    struct stat so, sm;
+    if (stat(out, &so) == 0 && stat(model, &sm) == 0 && so.st_dev == sm.st_dev &&
+        so.st_ino == sm.st_ino)
+        return cli_usage_error("export", "--onnx '%s' is the checkpoint itself", out);
     kdcl_ctx *ctx = NULL;
     kdcl_model *m = NULL;
     kdcl_st_file meta = {0};
