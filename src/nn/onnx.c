@@ -373,11 +373,9 @@ static char *json_floats(const float *v, size_t n)
     return s;
 }
 
-#define MAX_META 48
-
 typedef struct meta_list {
-    Onnx__StringStringEntryProto *e[MAX_META];
-    size_t n;
+    Onnx__StringStringEntryProto **e;
+    size_t n, cap;
 } meta_list;
 
 static void meta_add(ob *b, meta_list *ml, const char *key, const char *value)
@@ -385,7 +383,10 @@ static void meta_add(ob *b, meta_list *ml, const char *key, const char *value)
     if (b->err || !key || !value) return;
     for (size_t i = 0; i < ml->n; i++)
         if (!strcmp(ml->e[i]->key, key)) return; /* the exporter's own keys come first */
-    if (ml->n == MAX_META) return;
+    if (ml->n == ml->cap) {
+        b->err = kdcl_set_error(KDCL_ERR_INTERNAL, "ONNX export: more metadata than planned");
+        return;
+    }
     Onnx__StringStringEntryProto *e = ob_alloc(b, sizeof *e);
     if (!e) return;
     onnx__string_string_entry_proto__init(e);
@@ -507,7 +508,8 @@ static kdcl_status export_onnx(kdcl_model *m, const char *path, const kdcl_onnx_
     kdcl_model_describe(m, arch, sizeof arch);
     snprintf(shape, sizeof shape, "[%zu, %zu, %zu]", C, H, W);
     snprintf(tbuf, sizeof tbuf, "%.9g", soft ? o->softmax_T : 0.0);
-    meta_list ml = {.n = 0};
+    meta_list ml = {.e = NULL, .n = 0, .cap = 16 + o->n_meta}; /* kdcl's keys, the caller's */
+    ml.e = ob_alloc(&b, ml.cap * sizeof *ml.e);
     meta_add(&b, &ml, "kdcl.version", KDCL_VERSION);
     meta_add(&b, &ml, "kdcl.model", model_json);
     meta_add(&b, &ml, "kdcl.arch", arch);
