@@ -13,6 +13,7 @@ if [ "${1:-}" = --torch ]; then
     shift
 fi
 dir=${1:-build/onnx-venv}
+bash tools/ensure_packages.sh python3-venv python3-pip
 if [ ! -x "$dir/bin/python" ]; then
     echo "== creating $dir"
     python3 -m venv "$dir"
