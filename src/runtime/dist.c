@@ -17,9 +17,11 @@
 #include <mpi.h>
 #endif
 
-static int g_active;      /* MPI started by kdcl_dist_init */
 static int g_rank, g_size = 1, g_local;
+#ifdef KDCL_HAVE_MPI
+static int g_active;      /* MPI started by kdcl_dist_init */
 static int g_serialized;  /* MPI_THREAD_SERIALIZED or better: any thread may call MPI */
+#endif
 static char g_host[256];
 
 int kdcl_dist_compiled(void)
