@@ -413,7 +413,7 @@ static kdcl_status fit_one(const fit_env *env, const char *out, const char *metr
     res->test_errors = r.errors;
     res->test_n = r.n;
     res->test_loss = r.loss;
-    if (!quiet || env->dp)
+    if (!quiet || !strcmp(tag, cmd)) /* a member's are in the table */
         printf("%s%stest errors: %zu / %zu (%.2f%%), test loss %.4f, training %.1f s\n",
                strcmp(tag, cmd) ? tag : "", strcmp(tag, cmd) ? ": " : "", r.errors, r.n,
                100.0 * (double)r.errors / (double)r.n, r.loss, secs);

@@ -98,11 +98,18 @@ kdcl_status kdcl_dist_init(int *argc, char ***argv)
     return KDCL_OK;
 }
 
+static int wait_polite(MPI_Request *req, MPI_Status *st);
+
 void kdcl_dist_finalize(void)
 {
     if (!g_active) return;
     fflush(stdout);
     fflush(stderr);
+    /* the ranks that finish first (rank 0 still testing and saving) wait
+     * without spinning; MPI_Finalize then has nothing left to wait for */
+    MPI_Request req;
+    if (g_size > 1 && MPI_Ibarrier(MPI_COMM_WORLD, &req) == MPI_SUCCESS)
+        wait_polite(&req, MPI_STATUS_IGNORE);
     MPI_Finalize();
     g_active = 0;
 }
@@ -248,6 +255,27 @@ static void fail_job_protocol(const char *what, int rc)
     kdcl_dist_abort(1);
 }
 
+/* Wait for a request without spinning: MPI's blocking calls poll the
+ * network at full speed, and a rank waiting for jobs (rank 0's server thread,
+ * a rank done with its jobs) would take a core from the ranks still training.
+ * Jobs last seconds to days; a millisecond of latency is nothing. */
+static int wait_polite(MPI_Request *req, MPI_Status *st)
+{
+    struct timespec ts = {0, 1000 * 1000};
+    for (;;) {
+        int done = 0, rc = MPI_Test(req, &done, st);
+        if (rc != MPI_SUCCESS || done) return rc;
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int recv_polite(void *buf, int n, int src, int tag, MPI_Status *st)
+{
+    MPI_Request req;
+    int rc = MPI_Irecv(buf, n, MPI_BYTE, src, tag, MPI_COMM_WORLD, &req);
+    return rc == MPI_SUCCESS ? wait_polite(&req, st) : rc;
+}
+
 /* rank 0: answer the other ranks' workers until each has been told "done" */
 static void *serve(void *arg)
 {
@@ -260,7 +288,7 @@ static void *serve(void *arg)
     }
     while (s->remote > 0) {
         MPI_Status st;
-        int rc = MPI_Recv(buf, (int)msg, MPI_BYTE, MPI_ANY_SOURCE, TAG_REQ, MPI_COMM_WORLD, &st);
+        int rc = recv_polite(buf, (int)msg, MPI_ANY_SOURCE, TAG_REQ, &st);
         if (rc != MPI_SUCCESS) fail_job_protocol("MPI_Recv (job request)", rc);
         int64_t done, job = -1;
         memcpy(&done, buf, sizeof done);
@@ -320,8 +348,7 @@ static void *remote_worker(void *arg)
         pthread_mutex_lock(&s->lock);
         int rc = MPI_Send(buf, (int)msg, MPI_BYTE, 0, TAG_REQ, MPI_COMM_WORLD);
         if (rc == MPI_SUCCESS)
-            rc = MPI_Recv(&job, (int)sizeof job, MPI_BYTE, 0, TAG_JOB, MPI_COMM_WORLD,
-                          MPI_STATUS_IGNORE);
+            rc = recv_polite(&job, (int)sizeof job, 0, TAG_JOB, MPI_STATUS_IGNORE);
         pthread_mutex_unlock(&s->lock);
         if (rc != MPI_SUCCESS) fail_job_protocol("the job exchange with rank 0", rc);
         if (job < 0 || (size_t)job >= s->n) break;
@@ -366,14 +393,14 @@ kdcl_status kdcl_dist_schedule(size_t n, size_t threads, size_t result_bytes, vo
     void *(*body)(void *) = g_rank == 0 ? local_worker : remote_worker;
     if (g_rank == 0 && !rank0_trains) {
         serve(&s);
-        goto out;
+        goto barrier;
     }
     size_t started = 0;
     int server = 0;
     if (g_rank == 0 && multi) {
         if (pthread_create(&th[threads], NULL, serve, &s)) {
-            st = kdcl_set_error(KDCL_ERR_OOM, "cannot start the scheduler's thread");
-            goto out;
+            serve(&s); /* no thread for it: rank 0 serves and trains nothing */
+            goto barrier;
         }
         server = 1;
     }
@@ -392,6 +419,13 @@ kdcl_status kdcl_dist_schedule(size_t n, size_t threads, size_t result_bytes, vo
         for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
     }
     if (server) pthread_join(th[threads], NULL);
+barrier:
+    if (multi) { /* a rank out of jobs waits for the others without taking a core */
+        MPI_Request req;
+        int rc = MPI_Ibarrier(MPI_COMM_WORLD, &req);
+        if (rc == MPI_SUCCESS) rc = wait_polite(&req, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) st = mpi_error("MPI_Ibarrier (end of the jobs)", rc);
+    }
 out:
     free(wa);
     free(th);
