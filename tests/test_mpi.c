@@ -160,6 +160,7 @@ static void dp_equivalence(const char *cmd, const char *arch, const char *extra)
                   "%s", r->out);
     ck_assert_uint_eq(count(r->out, "test errors:"), 1); /* rank 0 speaks for the job */
     double d = rel_diff(a, b);
+    printf("data-parallel %s %s: largest relative difference of a tensor %.3g\n", cmd, arch, d);
     ck_assert_msg(d <= 1e-4, "%s %s: relative difference %g", cmd, arch, d);
     char e1[64], e2[64];
     ck_assert_str_eq(meta(a, "test_errors", e1, sizeof e1), meta(b, "test_errors", e2, sizeof e2));
