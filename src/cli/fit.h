@@ -72,7 +72,7 @@ typedef struct cli_fit {
     "                        linear(OUT[,bias=0])  relu  dropout(P)  flatten  bn[(eps=E,m=M)]\n" \
     "                        res(BODY[;SHORTCUT])  residual block (no SHORTCUT: identity)\n"   \
     "                        OUT may be K: the number of classes\n"                            \
-    "                      a preset: lenet5, cnn-small, resnet20\n"                             \
+    "                      a preset: lenet5, cnn-small, cnn-medium, resnet20\n"                             \
     "                      @FILE.json: a layer list in the checkpoints' kdcl.model format\n"    \
     "  --epochs N          (default 10)\n"                                                         \
     "  --batch B           (default 128)\n"                                                        \
