@@ -159,6 +159,7 @@ static void dp_equivalence(const char *cmd, const char *arch, const char *extra)
     ck_assert_msg(strstr(r->out, "2 ranks, data-parallel SGD, global batch 50 (25 per rank)"),
                   "%s", r->out);
     ck_assert_uint_eq(count(r->out, "test errors:"), 1); /* rank 0 speaks for the job */
+    ck_assert_ptr_null(strstr(r->out, "parameters differed")); /* bit-identical updates */
     double d = rel_diff(a, b);
     printf("data-parallel %s %s: largest relative difference of a tensor %.3g\n", cmd, arch, d);
     ck_assert_msg(d <= 1e-4, "%s %s: relative difference %g", cmd, arch, d);
@@ -390,6 +391,36 @@ START_TEST(test_failing_rank_mid_run_aborts_the_job)
 }
 END_TEST
 
+START_TEST(test_ranks_rounding_differently_are_resynchronised)
+{
+    /* rank 1's update kernel rounds differently (as a GPU's fused multiply-add
+     * against a CPU's): after each epoch rank 0's parameters are copied to
+     * rank 1, with a note, and the job completes */
+    char out[1024], kdir[1024], args[16384];
+    static char cmd[65536];
+    tu_run_result *r = malloc(sizeof *r);
+    snprintf(out, sizeof out, "%s", tu_path("resync.safetensors"));
+    snprintf(kdir, sizeof kdir, "%s", tu_path("kernels_other_rounding"));
+    remove(out);
+    snprintf(args, sizeof args,
+             "rm -rf %s && mkdir -p %s && cp %s/cl/*.cl %s/cl/*.clh %s && "
+             "sed -i 's/w\\[i\\] = wi + vi;/w[i] = wi + vi * 1.000001f;/' %s/optim.cl && "
+             "grep -q 'vi [*] 1.000001f' %s/optim.cl",
+             kdir, kdir, getenv("KDCL_SOURCE_ROOT"), getenv("KDCL_SOURCE_ROOT"), kdir, kdir, kdir);
+    ck_assert_int_eq(system(args), 0);
+    snprintf(args, sizeof args, "train --data %s --arch 64-32-3 --epochs 2 --batch 20 --out %s",
+             data_dir, out);
+    snprintf(cmd, sizeof cmd, "%s -np 1 %s %s : -np 1 -x KDCL_KERNEL_DIR=%s %s %s", mpirun(),
+             tu_exe(), args, kdir, tu_exe(), args);
+    sh(r, cmd);
+    ok(r, "ranks rounding differently");
+    ck_assert_msg(count(r->out, "note: after epoch ") == 2, "%s", r->out);
+    ck_assert_ptr_nonnull(strstr(r->out, "the ranks' parameters differed (rank 1 from rank 0's by "));
+    ck_assert_int_eq(access(out, F_OK), 0);
+    free(r);
+}
+END_TEST
+
 START_TEST(test_dp_killed_then_resumed)
 {
     char ref[1024], out[1024], st[1024], args[16384];
@@ -515,6 +546,7 @@ int main(void)
     tcase_add_test(tc, test_specialists_each_once);
     tcase_add_test(tc, test_failing_rank_at_setup);
     tcase_add_test(tc, test_failing_rank_mid_run_aborts_the_job);
+    tcase_add_test(tc, test_ranks_rounding_differently_are_resynchronised);
     tcase_add_test(tc, test_dp_killed_then_resumed);
     suite_add_tcase(s, tc);
     return tu_run_suite(s) ? 1 : 0;

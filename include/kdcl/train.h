@@ -116,7 +116,9 @@ typedef struct kdcl_train_opts {
      * those of the whole batch; only rank 0 writes the training state and
      * evaluates the validation set; every rank must pass metrics_path NULL
      * but rank 0. After every epoch the ranks' parameters are compared (a
-     * hash) and a difference is an error. A loss that becomes NaN or Inf is
+     * hash): ranks on devices that round differently drift apart, and then
+     * rank 0's parameters are copied to every rank (noted in rank 0's log,
+     * with the largest relative difference). A loss that becomes NaN or Inf is
      * reported by the lowest rank that saw it, the others wait to be ended
      * (the caller ends the job: MPI_Abort). */
     int data_parallel;
