@@ -358,9 +358,6 @@ static kdcl_status train_one(spec_pool *p, kdcl_ctx *ctx, kdcl_model *g, spec_jo
         goto done;
     j->seconds = kdcl_wall_seconds() - t0;
     j->worker = worker;
-    for (size_t e = 0; e < p->train->n; e++)
-        for (size_t i = 0; i < j->n; i++)
-            if (p->train->labels[e] == j->cls[i]) j->special_examples++;
     format_classes(cls, sizeof cls, j->cls, j->n);
     const char *keys[12] = {"specialist_classes", "specialist_cluster", "dustbin_offset",
                             "generalist",         "optimizer",          "max_norm",
@@ -401,7 +398,20 @@ typedef struct {
 typedef struct {
     spec_pool *p;
     spec_worker *w;
+    const size_t *order; /* hand-out position -> index in p->jobs */
 } spec_sched;
+
+/* Specialists are handed out largest first (an epoch is twice the special
+ * examples, so the time grows with them): the last to finish is then a
+ * small one, and the ranks end close together. */
+static const spec_pool *sort_pool;
+static int by_size_desc(const void *a, const void *b)
+{
+    const spec_job *x = &sort_pool->jobs[*(const size_t *)a], *y = &sort_pool->jobs[*(const size_t *)b];
+    if (x->special_examples != y->special_examples)
+        return x->special_examples > y->special_examples ? -1 : 1;
+    return x->cluster < y->cluster ? -1 : x->cluster > y->cluster;
+}
 
 /* One specialist on this rank's worker `worker` (its context; the generalist
  * loaded there on its first job). */
@@ -410,7 +420,7 @@ static void spec_run(void *user, size_t job, size_t worker, void *result)
     spec_sched *sc = user;
     spec_pool *p = sc->p;
     spec_worker *w = &sc->w[worker];
-    spec_job *j = &p->jobs[job];
+    spec_job *j = &p->jobs[sc->order[job]];
     spec_result *r = result;
     r->rank = kdcl_dist_rank();
     r->worker = worker;
@@ -456,7 +466,8 @@ static int train_help(void)
            "                      l * N + i; default $KDCL_DEVICES, else --device / \n"
            "                      $KDCL_DEVICE for all)\n"
            "Under mpirun, the ranks' workers ask rank 0 for the next specialist as they\n"
-           "finish one; each writes its own file; rank 0 prints the table.\n"
+           "finish one (the largest first); each writes its own file; rank 0 prints the\n"
+           "table.\n"
            "training options (as kdcl train; --arch, --out, --metrics and the class/fraction\n"
            "options do not apply):\n");
     cli_fit_help();
@@ -527,6 +538,7 @@ static int cmd_spec_train(int argc, char **argv)
     kdcl_status s = KDCL_OK;
     spec_worker *w = NULL;
     spec_result *results = NULL;
+    size_t *order = NULL, *pos = NULL;
     const int rank = kdcl_dist_rank();
     rc = 0;
     const char *data = cli_data_dir(f.data);
@@ -684,7 +696,23 @@ static int cmd_spec_train(int argc, char **argv)
         fflush(stdout);
     }
     double t0 = kdcl_wall_seconds();
-    spec_sched sc = {&p, w};
+    for (size_t i = 0; i < p.n_jobs; i++) { /* each specialist's special examples */
+        spec_job *j = &p.jobs[i];
+        for (size_t e = 0; e < fit->n; e++)
+            for (size_t k = 0; k < j->n; k++)
+                if (fit->labels[e] == j->cls[k]) j->special_examples++;
+    }
+    order = malloc(p.n_jobs * sizeof *order);
+    pos = malloc(p.n_jobs * sizeof *pos);
+    if (!order || !pos) {
+        s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        goto done_lock;
+    }
+    for (size_t i = 0; i < p.n_jobs; i++) order[i] = i;
+    sort_pool = &p;
+    qsort(order, p.n_jobs, sizeof *order, by_size_desc);
+    for (size_t i = 0; i < p.n_jobs; i++) pos[order[i]] = i;
+    spec_sched sc = {&p, w, order};
     if ((s = kdcl_dist_schedule(p.n_jobs, jobs, sizeof *results, results, spec_run, &sc)))
         goto done_lock;
     const double wall = kdcl_wall_seconds() - t0;
@@ -695,7 +723,7 @@ static int cmd_spec_train(int argc, char **argv)
            "| rank | worker |\n|---|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < p.n_jobs; i++) {
         spec_job *j = &p.jobs[i];
-        spec_result *r = &results[i];
+        spec_result *r = &results[pos[i]];
         if (j->skipped) {
             char cls[256];
             format_classes(cls, sizeof cls, j->cls, j->n);
@@ -729,6 +757,8 @@ done:
     if (s) rc = cli_fail(cmd, s);
     free(w);
     free(results);
+    free(order);
+    free(pos);
     free(p.jobs);
     kdcl_clusters_free(&cl);
     kdcl_dataset_free(&train);
