@@ -34,14 +34,20 @@ typedef struct kdcl_device_info {
     unsigned clock_mhz;
     uint64_t global_mem;
     uint64_t local_mem;
-    uint64_t max_alloc;
+    uint64_t max_alloc;  /* CL_DEVICE_MAX_MEM_ALLOC_SIZE, or KDCL_MAX_ALLOC when that is lower */
+    int max_alloc_capped; /* 1: max_alloc is KDCL_MAX_ALLOC's */
     size_t max_work_group;
     int fp64;
     int fp16;
 } kdcl_device_info;
 
 /* Every device of every platform. *out is malloc'ed (free with free()). No
- * platform at all -> KDCL_ERR_NO_DEVICE with a message naming pocl-opencl-icd. */
+ * platform at all -> KDCL_ERR_NO_DEVICE with a message naming pocl-opencl-icd.
+ * KDCL_MAX_ALLOC (bytes, or with K / M / G) lowers every device's max_alloc to
+ * that, as on a device with small buffers: whatever kdcl keeps on the device
+ * stays under max_alloc per buffer, and falls back (streamed data, soft targets
+ * per batch, GEMMs without packing) where a buffer would not fit. A malformed
+ * value -> KDCL_ERR_INVALID_ARG. */
 kdcl_status kdcl_list_devices(kdcl_device_info **out, size_t *n);
 
 /* "GPU", "CPU", "ACCELERATOR", ... for a device type bitfield. */

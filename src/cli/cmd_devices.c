@@ -7,12 +7,12 @@
 
 #include "cli/cli.h"
 
-static void print_mem(const char *label, uint64_t b)
+static void print_mem(const char *label, uint64_t b, const char *note)
 {
     if (b >= (1ull << 30))
-        printf("    %-18s %.1f GiB\n", label, (double)b / (1ull << 30));
+        printf("    %-18s %.1f GiB%s\n", label, (double)b / (1ull << 30), note);
     else
-        printf("    %-18s %.1f KiB\n", label, (double)b / 1024.0);
+        printf("    %-18s %.1f KiB%s\n", label, (double)b / 1024.0, note);
 }
 
 /* The .icd files of dir on stderr, each with the library it names. */
@@ -66,12 +66,12 @@ static void explain_icd_loader(void)
     }
     fprintf(stderr,
             "Drivers (Debian 12 packages) and the --device name that selects them:\n"
-            "  any CPU            pocl-opencl-icd                            pocl\n"
-            "  Intel's CPU runtime  PyPI intel-opencl-rt, see tools/intel_ocl.sh  intel\n"
-            "  Intel GPUs         intel-opencl-icd                           intel\n"
-            "  AMD GPUs           mesa-opencl-icd (Mesa), or AMD's ROCm      amd, rusticl\n"
-            "  NVIDIA GPUs        nvidia-opencl-icd (non-free)               nvidia\n"
-            "  the loader         ocl-icd-libopencl1 (clinfo -l lists what it finds)\n");
+            "  any CPU              pocl-opencl-icd                           pocl\n"
+            "  Intel's CPU runtime  PyPI intel-opencl-rt: tools/intel_ocl.sh  intel\n"
+            "  Intel GPUs           intel-opencl-icd                          intel\n"
+            "  AMD GPUs             mesa-opencl-icd (Mesa), or AMD's ROCm     amd, rusticl\n"
+            "  NVIDIA GPUs          nvidia-opencl-icd (non-free)              nvidia\n"
+            "  the loader           ocl-icd-libopencl1 (clinfo -l lists what it finds)\n");
 }
 
 int cmd_devices(int argc, char **argv)
@@ -131,9 +131,10 @@ int cmd_devices(int argc, char **argv)
         printf("    %-18s %s\n", "type", kdcl_device_type_name(d->type));
         printf("    %-18s %u\n", "compute units", d->compute_units);
         printf("    %-18s %u MHz\n", "clock", d->clock_mhz);
-        print_mem("global memory", d->global_mem);
-        print_mem("local memory", d->local_mem);
-        print_mem("max allocation", d->max_alloc);
+        print_mem("global memory", d->global_mem, "");
+        print_mem("local memory", d->local_mem, "");
+        print_mem("max allocation", d->max_alloc,
+                  d->max_alloc_capped ? " (capped by KDCL_MAX_ALLOC)" : "");
         printf("    %-18s %zu\n", "max work-group", d->max_work_group);
         printf("    %-18s %s\n", "OpenCL C", d->opencl_c_version);
         printf("    %-18s %s\n", "device version", d->device_version);

@@ -330,9 +330,20 @@ static kdcl_status unpack(kdcl_ctx *ctx, cl_mem src, size_t src_ld, size_t rows,
     return launch2(ctx, k, "gemm_unpack", (cols + 7) / 8, rows, event);
 }
 
+/* 1 when the packed operands of an Mp x Np x Kp product fit the device's
+ * largest buffer (each is a scratch buffer of its own); else the product
+ * runs unpacked. */
+static int pack_fits(const kdcl_ctx *ctx, size_t Mp, size_t Np, size_t Kp)
+{
+    const double cap = (double)ctx->dev.max_alloc / sizeof(float);
+    if (!ctx->dev.max_alloc) return 1;
+    return (double)Kp * (double)Mp <= cap && (double)Kp * (double)Np <= cap &&
+           (double)Np * (double)Mp <= cap;
+}
+
 /* 1 when kdcl_gemm should pack this call (see kdcl_gemm_pack_info). */
-static int pack_wanted(const gemm_state *g, size_t M, size_t N, size_t K, size_t *Mp,
-                       size_t *Np, size_t *Kp)
+static int pack_wanted(const kdcl_ctx *ctx, const gemm_state *g, size_t M, size_t N, size_t K,
+                       size_t *Mp, size_t *Np, size_t *Kp)
 {
     const kdcl_gemm_pack_info *p = &g->pack;
     if (!p->enabled) return 0; /* enabled implies known tile sizes */
@@ -340,6 +351,7 @@ static int pack_wanted(const gemm_state *g, size_t M, size_t N, size_t K, size_t
     *Np = round_up(N, p->nwg);
     *Kp = round_up(K, p->kwg);
     if (*Mp > UINT_MAX / 2 || *Np > UINT_MAX / 2 || *Kp > UINT_MAX / 2) return 0;
+    if (!pack_fits(ctx, *Mp, *Np, *Kp)) return 0;
     double vol = (double)M * (double)N * (double)K;
     double vol_p = (double)*Mp * (double)*Np * (double)*Kp;
     if (vol_p > p->max_waste * vol) return 0;
@@ -425,7 +437,7 @@ kdcl_status kdcl_gemm(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, siz
                  "Sgemm");
     if (s) return s;
     size_t Mp, Np, Kp;
-    if (pack_wanted(g, n, m, k, &Mp, &Np, &Kp))
+    if (pack_wanted(ctx, g, n, m, k, &Mp, &Np, &Kp))
         return gemm_packed(ctx, ta, tb, m, n, k, Mp, Np, Kp, alpha, a, a_off, lda, b, b_off, ldb,
                            beta, c, c_off, ldc, event);
     cl_command_queue q = ctx->queue;
@@ -1152,6 +1164,7 @@ static int conv_wide(const kdcl_ctx *ctx, size_t m, size_t n, size_t k, int oc_i
     *Np = round_up(m, p->nwg);
     *Kp = round_up(k, p->kwg);
     if (*Mp > UINT_MAX / 2 || *Np > UINT_MAX / 2 || *Kp > UINT_MAX / 2) return 0;
+    if (!pack_fits(ctx, *Mp, *Np, *Kp)) return 0; /* per image instead */
     if (oc_in_k ? k < p->kwg : m < p->nwg) return 0;
     double vol = (double)m * (double)n * (double)k;
     double vol_p = (double)*Mp * (double)*Np * (double)*Kp;

@@ -1,5 +1,6 @@
 /* Platform/device enumeration, device selection and the kdcl context. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,26 @@ static void fill_device(kdcl_device_info *di, cl_device_id d)
     }
 }
 
+/* KDCL_MAX_ALLOC: bytes, with an optional K, M or G (powers of 1024). 0 and
+ * *cap unchanged when unset or empty; -1 when malformed. */
+static int max_alloc_env(uint64_t *cap)
+{
+    const char *env = getenv("KDCL_MAX_ALLOC");
+    if (!env || !*env) return 0;
+    if (!isdigit((unsigned char)env[0])) return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(env, &end, 10);
+    if (errno) return -1;
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k') shift = 10, end++;
+    else if (*end == 'M' || *end == 'm') shift = 20, end++;
+    else if (*end == 'G' || *end == 'g') shift = 30, end++;
+    if (*end != '\0' || v == 0 || v > (UINT64_MAX >> shift)) return -1;
+    *cap = (uint64_t)v << shift;
+    return 0;
+}
+
 #define NO_PLATFORM_MSG                                                                   \
     "no OpenCL platform found (%s): install an OpenCL driver; for the CPU, "              \
     "`apt-get install pocl-opencl-icd` gives a portable fallback"
@@ -150,6 +171,20 @@ kdcl_status kdcl_list_devices(kdcl_device_info **out, size_t *n)
         free(devs);
         return kdcl_set_error(KDCL_ERR_NO_DEVICE, NO_PLATFORM_MSG, "platforms have no devices");
     }
+    /* an artificial cap on the largest buffer (tests of small devices) */
+    uint64_t cap = 0;
+    if (max_alloc_env(&cap)) {
+        free(devs);
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "KDCL_MAX_ALLOC=%s: expected a positive number of bytes, optionally "
+                              "with K, M or G",
+                              getenv("KDCL_MAX_ALLOC"));
+    }
+    for (size_t i = 0; cap && i < count; i++)
+        if (!devs[i].max_alloc || devs[i].max_alloc > cap) {
+            devs[i].max_alloc = cap;
+            devs[i].max_alloc_capped = 1;
+        }
     *out = devs;
     *n = count;
     return KDCL_OK;
