@@ -64,6 +64,11 @@ kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source);
  * "kdcl tune (cache)", a shipped set; packing; a cache file ignored and why).
  * Sets the GEMM layer up if need be; if that fails, says so and why. */
 const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx);
+/* Where the GEMM parameters in force came from, in one word: "cache" (kdcl
+ * tune's file for this device and driver), "shipped" (kdcl's table for known
+ * devices), "defaults" (CLBlast's own), "unknown" (the GEMM layer could not
+ * be set up). */
+const char *kdcl_gemm_params_source(const kdcl_ctx *ctx);
 /* Where `kdcl tune` stores the parameters of a device + driver. */
 kdcl_status kdcl_gemm_tuning_path(const kdcl_device_info *dev, char *buf, size_t size);
 

@@ -57,6 +57,7 @@ typedef struct gemm_state {
     char tuning[1024];          /* which GEMM parameters were applied (kdcl_ctx_gemm_tuning) */
     char note[768];             /* a tuning cache file that was ignored, and why */
     const char *source;         /* "CLBlast defaults", "kdcl tune (cache)", a shipped set */
+    const char *source_kind;    /* "defaults", "cache", "shipped" (kdcl_gemm_params_source) */
     kdcl_gemm_pack_info pack;   /* kdcl's operand packing */
     int gemmk;                  /* GEMMK of the Xgemm parameters applied */
     int conv_algo;              /* kdcl_conv_algo as set (KDCL_CONV, kdcl_conv_set_algo) */
@@ -766,6 +767,7 @@ static kdcl_status apply_tuning_file(kdcl_ctx *ctx, gemm_state *g, const char *p
 static kdcl_status apply_tuning(kdcl_ctx *ctx, gemm_state *g)
 {
     g->source = "CLBlast defaults";
+    g->source_kind = "defaults";
     g->note[0] = '\0';
     const char *off = getenv("KDCL_NO_TUNING");
     if (off && *off && strcmp(off, "0") != 0) return KDCL_OK;
@@ -777,6 +779,7 @@ static kdcl_status apply_tuning(kdcl_ctx *ctx, gemm_state *g)
     if (s) return s;
     if (applied && !g->note[0]) {
         g->source = "kdcl tune (cache)";
+        g->source_kind = "cache";
         return KDCL_OK;
     }
     for (size_t i = 0; i < sizeof kdcl_gemm_tuned / sizeof kdcl_gemm_tuned[0]; i++) {
@@ -787,6 +790,7 @@ static kdcl_status apply_tuning(kdcl_ctx *ctx, gemm_state *g)
         for (size_t k = 0; k < 3 && t->kernels[k].kernel; k++)
             if ((s = override_kernel(ctx, g, &t->kernels[k]))) return s;
         g->source = t->source;
+        g->source_kind = "shipped";
         return KDCL_OK;
     }
     return KDCL_OK;
@@ -832,6 +836,12 @@ kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source)
     kdcl_status s = gemm_state_get(ctx, &g);
     if (source) *source = s ? NULL : g->source;
     return s;
+}
+
+const char *kdcl_gemm_params_source(const kdcl_ctx *ctx)
+{
+    const gemm_state *g = gemm_state_peek(ctx);
+    return g ? g->source_kind : "unknown";
 }
 
 const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx)
