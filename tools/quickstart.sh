@@ -47,7 +47,7 @@ skipped=""
 
 # the device a spec selects, as "name (platform)"
 device_of() {
-    "$kdcl" devices ${1:+--device "$1"} 2>/dev/null |
+    { "$kdcl" devices ${1:+--device "$1"} 2>/dev/null || true; } |
         awk '/^\*/ { sub(/^\* [0-9]+:[0-9]+  /, ""); name = $0; want = 1; next }
              want && /^    platform / { sub(/^    platform +/, ""); sub(/ \(.*/, "");
                                         print name " (" $0 ")"; exit }'
