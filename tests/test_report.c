@@ -156,7 +156,7 @@ static void check_png(const char *path)
 
 START_TEST(test_report_files)
 {
-    char in[4200], dir[4200], cmd[9000], path[4400];
+    char in[4200], dir[4200], cmd[20000], path[4400];
     snprintf(in, sizeof in, "%s", tu_path("bench-in.json"));
     snprintf(dir, sizeof dir, "%s", tu_path("report"));
     ck_assert_int_eq(tu_write_file(in, doc, sizeof doc - 1), 0);
@@ -229,6 +229,25 @@ START_TEST(test_report_files)
     ck_assert_int_ne(stat(path, &st), 0);
     cJSON_Delete(a);
     cJSON_Delete(b);
+
+    /* tools/bench_compare.py --compare: the document against its report directory */
+    const char *root = getenv("KDCL_SOURCE_ROOT");
+    if (root && system("python3 -c 'import json' >/dev/null 2>&1") == 0) {
+        char out[4400];
+        snprintf(out, sizeof out, "%s", tu_path("compare.md"));
+        snprintf(cmd, sizeof cmd, "python3 %s/tools/bench_compare.py --compare %s %s --md %s",
+                 root, in, dir, out);
+        ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+        t = slurp(out, &n);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_msg(strstr(t, "| teacher fwd | GFLOP/s | 60.0 [55.0-62.0] | 60.0 [55.0-62.0] | "
+                                "1.00x | within noise |") &&
+                          strstr(t, "| teacher out | GFLOP/s | 3.00 | 3.00 | 1.00x | one "
+                                    "repetition") &&
+                          strstr(t, "## AMD EPYC (Intel(R) OpenCL 2026)"),
+                      "compare:\n%s", t);
+        free(t);
+    }
 
     /* bad input: one line, exit 2 */
     snprintf(cmd, sizeof cmd, "bench --report %s --from %s/report.md", dir, dir);

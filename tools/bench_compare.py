@@ -273,7 +273,10 @@ def compare(old_path, new_path):
                 continue
             change = ratio(q, r)
             verdict = ""
-            if change is not None:
+            reps = min(r.get("reps") or 0, q.get("reps") or 0)
+            if change is not None and reps < 2:
+                verdict = "one repetition: no noise estimate"
+            elif change is not None:
                 lo_o, hi_o, lo_n, hi_n = (r.get("min"), r.get("max"), q.get("min"), q.get("max"))
                 if all(num(v) for v in (lo_o, hi_o, lo_n, hi_n)) and (lo_n > hi_o or hi_n < lo_o):
                     verdict = "better" if change > 1 else "worse"

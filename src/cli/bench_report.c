@@ -314,7 +314,7 @@ static int series_png(const series *s, const char *const *dev_labels, const char
     for (int g = 0; g <= 5; g++) {
         int x = x0 + (int)lround(plot_w * g / 5.0);
         rect(&c, x, top - 4, x + 1, top + plot_h, grey);
-        snprintf(buf, sizeof buf, "%.4g", top_v * g / 5.0);
+        snprintf(buf, sizeof buf, "%.6g", top_v * g / 5.0);
         text(&c, x - text_width(buf) / 2, top + plot_h + 6, buf, black);
     }
     rect(&c, x0, top - 4, x0 + 1, top + plot_h, black);
@@ -341,7 +341,7 @@ static int series_png(const series *s, const char *const *dev_labels, const char
                 rect(&c, xh, y + 4, xh + 1, y + bar - 4, black);
                 if (xh > xe) xe = xh;
             }
-            snprintf(buf, sizeof buf, "%.3g", m);
+            snprintf(buf, sizeof buf, m >= 1000 ? "%.0f" : "%.3g", m);
             text(&c, xe + 5, y + 1, buf, black);
         }
     }
