@@ -2,7 +2,8 @@
  * (--from, so that nothing is measured): bench.json as given, bench.csv one
  * valid RFC 4180 row per device and result, report.md with every metadata
  * field of every device, PNG plots that decode and show a bar per device;
- * and the metadata fields of a real (quick) run. */
+ * tools/bench_compare.py --compare; and every metadata field of a real
+ * (quick, GEMMs only) run on the suite's device. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,12 +263,84 @@ START_TEST(test_report_files)
 }
 END_TEST
 
+/* A real run (quick, GEMMs only) on the suite's device: every metadata
+ * field the report shows is in bench.json, with a value of its type, and
+ * the report's files are there. */
+START_TEST(test_report_real_run)
+{
+    char dir[4200], cmd[9000], path[4400];
+    snprintf(dir, sizeof dir, "%s", tu_path("report-real"));
+    tu_run_result *r = malloc(sizeof *r);
+    snprintf(cmd, sizeof cmd, "bench --quick --gemm-only --report %s", dir);
+    tu_run(r, cmd);
+    ck_assert_msg(r->status == 0, "exit %d: %s%s", r->status, r->out, r->err);
+    free(r);
+    size_t n;
+    snprintf(path, sizeof path, "%s/bench.json", dir);
+    char *t = slurp(path, &n);
+    ck_assert_ptr_nonnull(t);
+    cJSON *root = cJSON_Parse(t);
+    ck_assert_ptr_nonnull(root);
+    free(t);
+    static const char *const top[] = {"schema", "kdcl_version", "git", "command_line", "date"};
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+        ck_assert_msg(cJSON_IsString(cJSON_GetObjectItem(root, top[i])) &&
+                          *cJSON_GetObjectItem(root, top[i])->valuestring,
+                      "no \"%s\"", top[i]);
+    ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(root, "command_line")->valuestring,
+                                 "kdcl bench --quick --gemm-only --report"));
+    cJSON *devs = cJSON_GetObjectItem(root, "devices");
+    ck_assert_int_eq(cJSON_GetArraySize(devs), 1);
+    cJSON *d = cJSON_GetArrayItem(devs, 0);
+    static const char *const strings[] = {
+        "label", "device", "vendor", "platform", "platform_vendor", "platform_version", "driver",
+        "opencl_version", "opencl_c_version", "type", "clblast_version", "gemm_params_source",
+        "gemm_tuning", "conv_algo"};
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
+        ck_assert_msg(cJSON_IsString(cJSON_GetObjectItem(d, strings[i])) &&
+                          *cJSON_GetObjectItem(d, strings[i])->valuestring,
+                      "device has no \"%s\"", strings[i]);
+    const char *src = cJSON_GetObjectItem(d, "gemm_params_source")->valuestring;
+    ck_assert_msg(!strcmp(src, "cache") || !strcmp(src, "shipped") || !strcmp(src, "defaults"),
+                  "gemm_params_source %s", src);
+    static const char *const numbers[] = {"compute_units", "clock_mhz", "global_mem_bytes",
+                                          "max_alloc_bytes", "local_mem_bytes"};
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
+        ck_assert_msg(cJSON_IsNumber(cJSON_GetObjectItem(d, numbers[i])), "device has no \"%s\"",
+                      numbers[i]);
+    ck_assert(cJSON_GetObjectItem(d, "max_alloc_bytes")->valuedouble > 0);
+    static const char *const bools[] = {"fp16", "fp64", "max_alloc_capped"};
+    for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
+        ck_assert_msg(cJSON_IsBool(cJSON_GetObjectItem(d, bools[i])), "device has no \"%s\"",
+                      bools[i]);
+    static const char *const build[] = {"context_seconds", "clblast_first_call_seconds",
+                                        "build_seconds", "builds", "cache_hits"};
+    cJSON *b = cJSON_GetObjectItem(d, "build");
+    for (size_t i = 0; i < sizeof build / sizeof build[0]; i++)
+        ck_assert_msg(cJSON_IsNumber(cJSON_GetObjectItem(b, build[i])), "build has no \"%s\"",
+                      build[i]);
+    int gemms = 0;
+    cJSON *res;
+    cJSON_ArrayForEach(res, cJSON_GetObjectItem(d, "results"))
+        gemms += !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(res, "kind")), "gemm");
+    ck_assert_int_ge(gemms, 8); /* the teacher's products at B = 128 */
+    cJSON_Delete(root);
+    static const char *const files[] = {"bench.csv", "report.md", "gemm.png"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        struct stat st;
+        ck_assert_msg(stat(path, &st) == 0 && st.st_size > 100, "%s missing", path);
+    }
+}
+END_TEST
+
 static Suite *report_suite(void)
 {
     Suite *s = suite_create("report");
     TCase *tc = tcase_create("report");
     tcase_set_timeout(tc, 900);
     tcase_add_test(tc, test_report_files);
+    tcase_add_test(tc, test_report_real_run);
     suite_add_tcase(s, tc);
     return s;
 }

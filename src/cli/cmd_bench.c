@@ -91,7 +91,7 @@ static void cfg_regime(const model_cfg *cfg, char *buf, size_t size)
 
 typedef struct {
     const char *json, *device;
-    int all, quick, full, child;
+    int all, quick, full, child, gemm_only;
     size_t reps;
     const char *exe;
     const char *report, *from; /* --report DIR, --from FILE */
@@ -1376,6 +1376,7 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
     if (!big && !o->quick)
         printf("  (4096^3 skipped on a CPU device; --full runs it)\n");
     fflush(stdout);
+    if (o->gemm_only) goto finish;
 
     /* --- synthetic data */
     bench_data data;
@@ -1674,9 +1675,10 @@ int cmd_bench(int argc, char **argv)
                                          {"child-gemm", no_argument, 0, 'c'},
                                          {"report", required_argument, 0, 'R'},
                                          {"from", required_argument, 0, 'F'},
+                                         {"gemm-only", no_argument, 0, 'G'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    bench_opts o = {NULL, NULL, 0, 0, 0, 0, 5, argv[0], NULL, NULL};
+    bench_opts o = {NULL, NULL, 0, 0, 0, 0, 0, 5, argv[0], NULL, NULL};
     int reps_given = 0, o_c;
     optind = 1;
     opterr = 0;
@@ -1685,6 +1687,7 @@ int cmd_bench(int argc, char **argv)
         case 'j': o.json = optarg; break;
         case 'R': o.report = optarg; break;
         case 'F': o.from = optarg; break;
+        case 'G': o.gemm_only = 1; break;
         case 'd': o.device = optarg; break;
         case 'a': o.all = 1; break;
         case 'q': o.quick = 1; break;
@@ -1737,7 +1740,8 @@ int cmd_bench(int argc, char **argv)
                 "                  repetition (seconds to a few minutes)\n"
                 "  --full          also the long workloads skipped on CPU devices (4096^3,\n"
                 "                  the B = 1024 teacher step profile)\n"
-                "  --reps N        repetitions per workload (default 5, quick 1)\n\n"
+                "  --reps N        repetitions per workload (default 5, quick 1)\n"
+                "  --gemm-only     the GEMM tables only (with --quick: seconds per device)\n\n"
                 "environment: KDCL_BENCH_NO_GATE=1 profiles steps without holding the queue\n"
                 "until the whole step is enqueued (the sections then include enqueue gaps);\n"
                 "KDCL_CONV=kdcl|clblast|convgemm picks the convolution algorithm (default\n"
