@@ -64,7 +64,10 @@ static const char doc[] =
     "     \"max\": 95000, \"reps\": 3},"
     "    {\"id\": \"step.teacher.b128\", \"label\": \"teacher step\", \"kind\": \"step\","
     "     \"unit\": \"ms\", \"better\": \"lower\", \"median\": 20, \"min\": 19, \"max\": 22, "
-    "\"reps\": 3}]},"
+    "\"reps\": 3},"
+    "    {\"id\": \"tte.fashion.mlp100\", \"label\": \"time to 18%\", \"kind\": \"time\","
+    "     \"unit\": \"s\", \"better\": \"lower\", \"median\": 3.1, \"min\": 3.1, \"max\": 3.1, "
+    "\"reps\": 1}]},"
     "  {\"label\": \"AMD EPYC (Intel(R) OpenCL 2026)\", \"device\": \"AMD EPYC\", \"platform\":"
     " \"Intel(R) OpenCL\", \"platform_vendor\": \"Intel(R) Corporation\", \"platform_version\":"
     " \"OpenCL 3.0 LINUX\", \"vendor\": \"Intel(R) Corporation\", \"driver\": \"2026.22\","
@@ -87,6 +90,9 @@ static const char doc[] =
     "     \"min\": 690, \"max\": 720, \"reps\": 3},"
     "    {\"id\": \"step.teacher.b128\", \"label\": \"teacher step\", \"kind\": \"step\","
     "     \"unit\": \"ms\", \"better\": \"lower\", \"median\": 150, \"min\": null, \"max\": null, "
+    "\"reps\": 1},"
+    "    {\"id\": \"tte.fashion.mlp100\", \"label\": \"time to 18%\", \"kind\": \"time\","
+    "     \"unit\": \"s\", \"better\": \"lower\", \"median\": 40, \"min\": 40, \"max\": 40, "
     "\"reps\": 1}]}]}";
 
 /* RFC 4180 fields of one record starting at *p (advanced past its CRLF). */
@@ -193,7 +199,7 @@ START_TEST(test_report_files)
         if (!strcmp(f[4], "step.teacher.b128") && !strcmp(f[0], "AMD EPYC"))
             nulls += f[10][0] == '\0' && f[11][0] == '\0' && !strcmp(f[9], "150");
     }
-    ck_assert_int_eq(rows, 6 + 4);
+    ck_assert_int_eq(rows, 7 + 5);
     ck_assert_int_eq(quoted, 2);
     ck_assert_int_eq(nulls, 1);
     free(t);
@@ -212,16 +218,17 @@ START_TEST(test_report_files)
         "The pocl project", "Intel(R) Corporation", "| shipped |", "| defaults |", "| 1.5.3 |",
         "abc1234", "kdcl bench --quick --all-devices", "## GEMM (GFLOP/s)",
         "## Training (samples/s)", "## Inference (images/s)", "## Training step, device time (ms)",
+        "## Time to a test error (s)", "![Time to a test error](time.png)",
         "60 [55-62]", "| n/a |", "![GEMM](gemm.png)", "![Training](train.png)",
         "![Inference](infer.png)", "## Failures on AMD EPYC", "infer: something failed"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         ck_assert_msg(strstr(t, want[i]), "report.md has no '%s':\n%s", want[i], t);
     ck_assert_msg(!strstr(t, "(defaults) ("), "the CLBlast-default GEMM rows are in the tables");
     free(t);
-    static const char *const pngs[] = {"gemm.png", "train.png", "infer.png"};
-    for (size_t i = 0; i < 3; i++) {
+    static const char *const pngs[] = {"gemm.png", "train.png", "time.png", "infer.png"};
+    for (size_t i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, pngs[i]);
-        if (i < 2) check_png(path); /* infer: one device only */
+        if (i < 3) check_png(path); /* infer: one device only */
         struct stat st;
         ck_assert_int_eq(stat(path, &st), 0);
     }

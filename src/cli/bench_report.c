@@ -523,6 +523,7 @@ int bench_report_write(const char *dir, const cJSON *root)
     } kinds[] = {{"gemm", "GEMM", "gemm.png"},
                  {"train", "Training", "train.png"},
                  {"infer", "Inference", "infer.png"},
+                 {"time", "Time to a test error", "time.png"},
                  {"step", "Training step, device time", NULL},
                  {"combine", "Specialists' combination", NULL}};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {

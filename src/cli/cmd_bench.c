@@ -95,6 +95,7 @@ typedef struct {
     size_t reps;
     const char *exe;
     const char *report, *from; /* --report DIR, --from FILE */
+    const char *data;          /* --data DIR: Fashion-MNIST for the time to a test error */
 } bench_opts;
 
 /* Time caps: a measurement stops after min_reps when it has used cap seconds. */
@@ -928,6 +929,60 @@ done:
     return s;
 }
 
+/* ------------------------------------------------------------------ time to a test error */
+
+/* The time-to-error workload: the MLP below, SGD with momentum, trained
+ * epoch by epoch on Fashion-MNIST's training split until its test error is
+ * at most TTE_TARGET; the time counts training only (evaluations apart). */
+#define TTE_TARGET 0.18
+#define TTE_ARCH "784-100-10"
+#define TTE_BATCH 128
+#define TTE_DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+
+static kdcl_status bench_tte(kdcl_ctx *ctx, const kdcl_dataset *train, const kdcl_dataset *test,
+                             size_t max_epochs, double *secs, size_t *epochs, double *err)
+{
+    static const model_cfg cfg = {"mlp100", TTE_ARCH, 0.0f, 0.0f, 0.0f, 1, 28, 28};
+    kdcl_model *m = NULL;
+    kdcl_optim *opt = NULL;
+    *secs = NAN;
+    *epochs = 0;
+    *err = NAN;
+    kdcl_train_opts to;
+    kdcl_train_opts_default(&to);
+    to.epochs = 1;
+    to.batch = TTE_BATCH;
+    to.lr = 0.1f;
+    to.momentum0 = to.momentum1 = 0.9f;
+    kdcl_optim_opts oo = kdcl_train_optim_opts(&to);
+    kdcl_status s;
+    if ((s = cfg_model(ctx, &cfg, 0, TTE_BATCH, &m)) || (s = kdcl_model_init(m, 1)) ||
+        (s = kdcl_optim_create(m, &oo, &opt)))
+        goto done;
+    to.optim = opt;
+    double total = 0;
+    for (size_t e = 1; e <= max_epochs; e++) {
+        to.seed = 1000 + e; /* a new order every epoch */
+        double t0 = kdcl_wall_seconds();
+        if ((s = kdcl_train(m, train, &to, NULL, NULL, NULL)) || (s = kdcl_ctx_finish(ctx)))
+            goto done;
+        total += kdcl_wall_seconds() - t0;
+        kdcl_eval_result r;
+        if ((s = kdcl_evaluate(m, test, 0, &r))) goto done;
+        *err = (double)r.errors / (double)r.n;
+        kdcl_eval_result_free(&r);
+        *epochs = e;
+        if (*err <= TTE_TARGET) {
+            *secs = total;
+            break;
+        }
+    }
+done:
+    kdcl_optim_destroy(opt);
+    kdcl_model_destroy(m);
+    return s;
+}
+
 /* ------------------------------------------------------------------ inference */
 
 static kdcl_status eval_once(void *arg, size_t n, uint64_t seed, double *rate)
@@ -1548,6 +1603,51 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
     peak[3] = kdcl_ctx_mem_stats(ctx).peak_bytes;
     bench_data_free(&data);
 
+    /* --- time to a test error on Fashion-MNIST */
+    {
+        const char *dir = o->data ? o->data : TTE_DEFAULT_DATA;
+        printf("\nTime to %.0f%% test error on Fashion-MNIST (%s, SGD lr 0.1 momentum 0.9, "
+               "B=%d; training time, evaluations apart)\n",
+               100 * TTE_TARGET, TTE_ARCH, TTE_BATCH);
+        kdcl_dataset tr, te;
+        memset(&tr, 0, sizeof tr);
+        memset(&te, 0, sizeof te);
+        int have = kdcl_dataset_load_split(dir, "train", &tr) == KDCL_OK &&
+                   kdcl_dataset_load_split(dir, "test", &te) == KDCL_OK;
+        if (!have) {
+            printf("  skipped: no Fashion-MNIST in %s (%s)%s\n", dir, kdcl_last_error(),
+                   o->data ? "" : "; --data DIR names it");
+            if (o->data) workload_failed(&rep, "time to error: --data", KDCL_ERR_IO);
+        } else {
+            double secs, err;
+            size_t ep;
+            size_t max_ep = o->quick ? 5 : 10;
+            if ((s = bench_tte(ctx, &tr, &te, max_ep, &secs, &ep, &err))) {
+                workload_failed(&rep, "time to error", s);
+            } else {
+                if (isfinite(secs))
+                    printf("  %-10s %.1f s (%zu epochs; test error %.2f%%)\n", TTE_ARCH, secs,
+                           ep, 100 * err);
+                else
+                    printf("  %-10s not reached in %zu epochs (test error %.2f%%)\n", TTE_ARCH,
+                           ep, 100 * err);
+                char lab[160];
+                snprintf(lab, sizeof lab, "time to %.0f%% test error, Fashion-MNIST %s B=%d",
+                         100 * TTE_TARGET, TTE_ARCH, TTE_BATCH);
+                stat_t st = {secs, secs, secs, 1};
+                cJSON *r = add_result(&rep, "tte.fashion.mlp100", lab, "time", "s", 0, st);
+                cJSON_AddStringToObject(r, "arch", TTE_ARCH);
+                cJSON_AddNumberToObject(r, "batch", TTE_BATCH);
+                cJSON_AddNumberToObject(r, "target_error", TTE_TARGET);
+                cJSON_AddNumberToObject(r, "epochs", (double)ep);
+                cJSON_AddNumberToObject(r, "test_error", err);
+            }
+        }
+        kdcl_dataset_free(&tr);
+        kdcl_dataset_free(&te);
+        fflush(stdout);
+    }
+
 finish:;
     /* --- memory, builds */
     kdcl_mem_stats ms = kdcl_ctx_mem_stats(ctx);
@@ -1676,9 +1776,10 @@ int cmd_bench(int argc, char **argv)
                                          {"report", required_argument, 0, 'R'},
                                          {"from", required_argument, 0, 'F'},
                                          {"gemm-only", no_argument, 0, 'G'},
+                                         {"data", required_argument, 0, 'D'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    bench_opts o = {NULL, NULL, 0, 0, 0, 0, 0, 5, argv[0], NULL, NULL};
+    bench_opts o = {NULL, NULL, 0, 0, 0, 0, 0, 5, argv[0], NULL, NULL, NULL};
     int reps_given = 0, o_c;
     optind = 1;
     opterr = 0;
@@ -1688,6 +1789,7 @@ int cmd_bench(int argc, char **argv)
         case 'R': o.report = optarg; break;
         case 'F': o.from = optarg; break;
         case 'G': o.gemm_only = 1; break;
+        case 'D': o.data = optarg; break;
         case 'd': o.device = optarg; break;
         case 'a': o.all = 1; break;
         case 'q': o.quick = 1; break;
@@ -1741,7 +1843,12 @@ int cmd_bench(int argc, char **argv)
                 "  --full          also the long workloads skipped on CPU devices (4096^3,\n"
                 "                  the B = 1024 teacher step profile)\n"
                 "  --reps N        repetitions per workload (default 5, quick 1)\n"
-                "  --gemm-only     the GEMM tables only (with --quick: seconds per device)\n\n"
+                "  --gemm-only     the GEMM tables only (with --quick: seconds per device)\n"
+                "  --data DIR      Fashion-MNIST (IDX files) for the time to reach "
+                "18%% test error\n"
+                "                  with " TTE_ARCH " (default " TTE_DEFAULT_DATA
+                ";\n"
+                "                  skipped with a note when it is not there)\n\n"
                 "environment: KDCL_BENCH_NO_GATE=1 profiles steps without holding the queue\n"
                 "until the whole step is enqueued (the sections then include enqueue gaps);\n"
                 "KDCL_CONV=kdcl|clblast|convgemm picks the convolution algorithm (default\n"
