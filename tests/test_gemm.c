@@ -13,7 +13,9 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/gemm_internal.h"
 #include "kdcl/kdcl.h"
@@ -349,6 +351,78 @@ START_TEST(test_tuning_file_writer)
 }
 END_TEST
 
+/* Contexts used from several threads (kdcl specialists train --jobs): each
+ * context sets its GEMM layer up on its first product (CLBlast parameter
+ * overrides, process-wide) while other threads' contexts compute. Each round
+ * makes two fresh contexts in this thread (the only ones: CLBlast compiles
+ * its kernels again, the widest window) and runs their products in two
+ * threads, the second starting a little later; every product is checked.
+ * Without the lock in gemm.c, `kdcl specialists train --jobs 2` failed in 2
+ * of 25 runs here ("CLBlast (unexpected): basic_string::_M_create"; with it,
+ * 0 of 65); this test rarely meets that race (0 of 10 runs without the
+ * lock), so it stands as a check of concurrent first use, not a proof. */
+typedef struct {
+    kdcl_ctx *ctx;
+    int delay_us, reps;
+    kdcl_status s;
+    char err[512];
+    int wrong;
+} first_use;
+
+static void *first_products(void *arg)
+{
+    first_use *f = arg;
+    enum { M = 24, N = 40, K = 33 };
+    float a[M * K], b[K * N], c[M * N];
+    for (int i = 0; i < M * K; i++) a[i] = (float)((i * 7) % 11) - 5.0f;
+    for (int i = 0; i < K * N; i++) b[i] = (float)((i * 5) % 13) - 6.0f;
+    kdcl_tensor ta = {0}, tb = {0}, tc = {0};
+    kdcl_status s;
+    if (f->delay_us) usleep((useconds_t)f->delay_us);
+    if (!(s = kdcl_tensor_alloc2(f->ctx, &ta, KDCL_F32, M, K)) &&
+        !(s = kdcl_tensor_alloc2(f->ctx, &tb, KDCL_F32, K, N)) &&
+        !(s = kdcl_tensor_alloc2(f->ctx, &tc, KDCL_F32, M, N)) &&
+        !(s = kdcl_tensor_upload(f->ctx, &ta, 0, M * K, a)) &&
+        !(s = kdcl_tensor_upload(f->ctx, &tb, 0, K * N, b)))
+        for (int rep = 0; rep < f->reps && !s; rep++)
+            if (!(s = kdcl_gemm(f->ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, M, N, K, 1.0f, ta.buf, 0, K,
+                                tb.buf, 0, N, 0.0f, tc.buf, 0, N, NULL)) &&
+                !(s = kdcl_tensor_download(f->ctx, &tc, 0, M * N, c)))
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) {
+                        double ref = 0; /* small integers: exact in fp32 */
+                        for (int p = 0; p < K; p++) ref += (double)a[i * K + p] * b[p * N + j];
+                        f->wrong += c[i * N + j] != (float)ref;
+                    }
+    if (s) snprintf(f->err, sizeof f->err, "%s", kdcl_last_error());
+    f->s = s;
+    kdcl_tensor_free(f->ctx, &ta);
+    kdcl_tensor_free(f->ctx, &tb);
+    kdcl_tensor_free(f->ctx, &tc);
+    return NULL;
+}
+
+START_TEST(test_concurrent_first_use)
+{
+    const char *spec = getenv("KDCL_DEVICE");
+    for (int round = 0; round < 6; round++) {
+        /* the second context's setup lands among the first one's products */
+        first_use f[2] = {{.reps = 40}, {.reps = 2, .delay_us = 500 * (round % 6)}};
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++) tu_ok(kdcl_ctx_create(spec, &f[i].ctx), "context");
+        for (int i = 0; i < 2; i++)
+            ck_assert_int_eq(pthread_create(&th[i], NULL, first_products, &f[i]), 0);
+        for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+        for (int i = 0; i < 2; i++) {
+            ck_assert_msg(f[i].s == KDCL_OK, "round %d, thread %d: %s", round, i, f[i].err);
+            ck_assert_msg(f[i].wrong == 0, "round %d, thread %d: %d wrong elements", round, i,
+                          f[i].wrong);
+            kdcl_ctx_destroy(f[i].ctx);
+        }
+    }
+}
+END_TEST
+
 /* kdcl's operand packing (gemm.h): forced on for every call with small tile
  * sizes, so each shape below runs through gemm_pack / gemm_unpack with edge
  * blocks, padding in all three dimensions, transposed and plain operands,
@@ -426,6 +500,12 @@ static Suite *gemm_suite(void)
     tcase_add_test(tc, test_packed_path);
     tcase_add_test(tc, test_tuning_file_writer);
     suite_add_tcase(s, tc);
+    /* without the suite's context, so that CLBlast's caches are cleared
+     * between rounds (the last context destroyed) and each round compiles */
+    TCase *th = tcase_create("threads");
+    tcase_set_timeout(th, 1200);
+    tcase_add_test(th, test_concurrent_first_use);
+    suite_add_tcase(s, th);
     return s;
 }
 

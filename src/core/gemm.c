@@ -32,6 +32,23 @@
 static pthread_mutex_t clblast_users_lock = PTHREAD_MUTEX_INITIALIZER;
 static size_t clblast_users;
 
+/* CLBlast's parameter overrides (CLBlastOverrideParameters, made when a
+ * context's GEMM layer is set up on its first use) change a process-wide
+ * database that CLBlast's routines read while they run. With contexts used
+ * from several threads (kdcl specialists train --jobs: one context per
+ * worker), one context's setup can meet another context's products, which
+ * CLBlast does not guard against (a torn std::string in its database). So
+ * overrides and the cache clear take this lock for writing, and every CLBlast
+ * routine for reading: products still run concurrently, never beside a
+ * change of parameters. */
+static pthread_rwlock_t clblast_params = PTHREAD_RWLOCK_INITIALIZER;
+#define CLBLAST_READ(st, call)                    \
+    do {                                          \
+        pthread_rwlock_rdlock(&clblast_params);   \
+        (st) = (call);                            \
+        pthread_rwlock_unlock(&clblast_params);   \
+    } while (0)
+
 static void clblast_users_acquire(void)
 {
     pthread_mutex_lock(&clblast_users_lock);
@@ -42,7 +59,11 @@ static void clblast_users_acquire(void)
 static void clblast_users_release(void)
 {
     pthread_mutex_lock(&clblast_users_lock);
-    if (clblast_users > 0 && --clblast_users == 0) CLBlastClearCache();
+    if (clblast_users > 0 && --clblast_users == 0) {
+        pthread_rwlock_wrlock(&clblast_params);
+        CLBlastClearCache();
+        pthread_rwlock_unlock(&clblast_params);
+    }
     pthread_mutex_unlock(&clblast_users_lock);
 }
 
@@ -89,7 +110,9 @@ static kdcl_status gemm_state_get(kdcl_ctx *ctx, gemm_state **out)
     if (!g) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory setting up GEMM");
     clblast_users_acquire(); /* released by gemm_state_destroy */
     kdcl__ctx_ext_set(ctx, KDCL_EXT_GEMM, g, gemm_state_destroy);
+    pthread_rwlock_wrlock(&clblast_params); /* the overrides, apart from every product */
     kdcl_status s = gemm_setup(ctx, g);
+    pthread_rwlock_unlock(&clblast_params);
     if (s) {
         kdcl__ctx_ext_set(ctx, KDCL_EXT_GEMM, NULL, NULL);
         gemm_state_destroy(ctx, g);
@@ -256,9 +279,10 @@ static kdcl_status scale_only(kdcl_ctx *ctx, size_t m, size_t n, float beta, cl_
                               size_t c_off, size_t ldc, cl_event *event)
 {
     cl_command_queue q = ctx->queue;
-    CLBlastStatusCode st = CLBlastSgemm(CLBlastLayoutColMajor, CLBlastTransposeNo,
-                                        CLBlastTransposeNo, n, m, 1, 0.0f, c, c_off, n, c, c_off, 1,
-                                        beta, c, c_off, ldc, &q, event);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastSgemm(CLBlastLayoutColMajor, CLBlastTransposeNo, CLBlastTransposeNo, n,
+                                  m, 1, 0.0f, c, c_off, n, c, c_off, 1, beta, c, c_off, ldc, &q,
+                                  event));
     if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", 0, 0, m, n, 0, 1);
     return KDCL_OK;
 }
@@ -391,10 +415,11 @@ static kdcl_status gemm_packed(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size
         pc_off = 0;
     }
     cl_command_queue q = ctx->queue;
-    CLBlastStatusCode st = CLBlastSgemm(
-        CLBlastLayoutColMajor, CLBlastTransposeNo, CLBlastTransposeYes, Mp, Np, Kp, alpha, pa,
-        pa_off, Mp, pb, pb_off, Np, need_c ? 0.0f : beta, pc, pc_off, Mp, &q,
-        need_c ? NULL : event);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastSgemm(CLBlastLayoutColMajor, CLBlastTransposeNo, CLBlastTransposeYes,
+                                  Mp, Np, Kp, alpha, pa, pa_off, Mp, pb, pb_off, Np,
+                                  need_c ? 0.0f : beta, pc, pc_off, Mp, &q,
+                                  need_c ? NULL : event));
     if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", ta, tb, m, n, k, 1);
     if (need_c) return unpack(ctx, pc, Mp, m, n, c, c_off, ldc, beta, event);
     return KDCL_OK;
@@ -449,10 +474,11 @@ kdcl_status kdcl_gemm(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, siz
      * through a transposed temporary on every call, and transposes one operand
      * more than this form does (forward NT: 3 copy kernels -> 2, weight
      * gradients TN: 1 -> 0 beyond padding, input gradients NN: 2 -> 1). */
-    CLBlastStatusCode st =
-        CLBlastSgemm(CLBlastLayoutColMajor, tb ? CLBlastTransposeYes : CLBlastTransposeNo,
-                     ta ? CLBlastTransposeYes : CLBlastTransposeNo, n, m, k, alpha, b, b_off, ldb,
-                     a, a_off, lda, beta, c, c_off, ldc, &q, event);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastSgemm(CLBlastLayoutColMajor,
+                                  tb ? CLBlastTransposeYes : CLBlastTransposeNo,
+                                  ta ? CLBlastTransposeYes : CLBlastTransposeNo, n, m, k, alpha, b,
+                                  b_off, ldb, a, a_off, lda, beta, c, c_off, ldc, &q, event));
     if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", ta, tb, m, n, k, 1);
     return KDCL_OK;
 }
@@ -475,10 +501,12 @@ kdcl_status kdcl_gemm_batched(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_
                  c_stride, batch, "SgemmStridedBatched");
     if (s) return s;
     cl_command_queue q = ctx->queue;
-    CLBlastStatusCode st = CLBlastSgemmStridedBatched(
-        CLBlastLayoutColMajor, tb ? CLBlastTransposeYes : CLBlastTransposeNo,
-        ta ? CLBlastTransposeYes : CLBlastTransposeNo, n, m, k, alpha, b, b_off, ldb, b_stride, a,
-        a_off, lda, a_stride, beta, c, c_off, ldc, c_stride, batch, &q, event);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastSgemmStridedBatched(
+                         CLBlastLayoutColMajor, tb ? CLBlastTransposeYes : CLBlastTransposeNo,
+                         ta ? CLBlastTransposeYes : CLBlastTransposeNo, n, m, k, alpha, b, b_off,
+                         ldb, b_stride, a, a_off, lda, a_stride, beta, c, c_off, ldc, c_stride,
+                         batch, &q, event));
     if (st != CLBlastSuccess)
         return clblast_fail(st, "SgemmStridedBatched", ta, tb, m, n, k, batch);
     return KDCL_OK;
@@ -1355,9 +1383,10 @@ static kdcl_status clblast_im2col(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t
                                   cl_mem x, cl_mem col, size_t col_off)
 {
     cl_command_queue q = ctx->queue;
-    CLBlastStatusCode st =
-        CLBlastSim2col(CLBlastKernelModeCrossCorrelation, batch * g->c, g->h, g->w, g->kh, g->kw,
-                       g->ph, g->pw, g->sh, g->sw, 1, 1, x, 0, col, col_off, &q, NULL);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastSim2col(CLBlastKernelModeCrossCorrelation, batch * g->c, g->h, g->w,
+                                    g->kh, g->kw, g->ph, g->pw, g->sh, g->sw, 1, 1, x, 0, col,
+                                    col_off, &q, NULL));
     return st == CLBlastSuccess ? KDCL_OK : conv_clblast_fail(st, "Sim2col", g, batch);
 }
 
@@ -1371,9 +1400,10 @@ static kdcl_status clblast_col2im(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t
                                       z->nx * sizeof(cl_float), 0, NULL, NULL),
                   "clEnqueueFillBuffer(dx = 0 for CLBlastScol2im)");
     cl_command_queue q = ctx->queue;
-    CLBlastStatusCode st =
-        CLBlastScol2im(CLBlastKernelModeCrossCorrelation, batch * g->c, g->h, g->w, g->kh, g->kw,
-                       g->ph, g->pw, g->sh, g->sw, 1, 1, col, col_off, dx, 0, &q, NULL);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastScol2im(CLBlastKernelModeCrossCorrelation, batch * g->c, g->h, g->w,
+                                    g->kh, g->kw, g->ph, g->pw, g->sh, g->sw, 1, 1, col, col_off,
+                                    dx, 0, &q, NULL));
     return st == CLBlastSuccess ? KDCL_OK : conv_clblast_fail(st, "Scol2im", g, batch);
 }
 
@@ -1381,9 +1411,10 @@ static kdcl_status clblast_convgemm(kdcl_ctx *ctx, const kdcl_conv_geom *g, size
                                     cl_mem x, cl_mem w, cl_mem y)
 {
     cl_command_queue q = ctx->queue;
-    CLBlastStatusCode st = CLBlastSconvgemm(CLBlastKernelModeCrossCorrelation, g->c, g->h, g->w,
-                                            g->kh, g->kw, g->ph, g->pw, g->sh, g->sw, 1, 1,
-                                            g->oc, batch, x, 0, w, 0, y, 0, &q, NULL);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastSconvgemm(CLBlastKernelModeCrossCorrelation, g->c, g->h, g->w, g->kh,
+                                      g->kw, g->ph, g->pw, g->sh, g->sw, 1, 1, g->oc, batch, x, 0,
+                                      w, 0, y, 0, &q, NULL));
     return st == CLBlastSuccess ? KDCL_OK : conv_clblast_fail(st, "Sconvgemm", g, batch);
 }
 
