@@ -11,6 +11,7 @@
 #include "kdcl/data.h"
 #include "kdcl/gemm.h"
 #include "kdcl/runtime.h"
+#include "kdcl/safetensors.h"
 #include "testutil.h"
 
 static char data_dir[4096];
@@ -342,6 +343,71 @@ START_TEST(test_tune_checks_products)
 }
 END_TEST
 
+/* --members M in one process: the members in sequence, member i the model
+ * `kdcl train --seed S+i` makes (tensor for tensor), a table, --resume
+ * skipping finished members; --metrics and a file as --out refused. */
+START_TEST(test_members_in_one_process)
+{
+    char args[16384], dir[1024], p[1100], ref[1100];
+    snprintf(dir, sizeof dir, "%s", tu_path("members"));
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    ck_assert_int_eq(system(args), 0);
+    snprintf(args, sizeof args,
+             "train --data %s --arch 64-16-3 --epochs 2 --batch 25 --members 3 --seed 5 --out %s",
+             data_dir, dir);
+    tu_run_result r;
+    tu_run(&r, args);
+    ck_assert_msg(r.status == 0, "members failed (%d): %s", r.status, r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "| member | seed | test errors |"));
+    ck_assert_ptr_nonnull(strstr(r.out, "3 members in"));
+    ck_assert_ptr_nonnull(strstr(r.out, "--teacher "));
+    for (int i = 0; i < 3; i++) {
+        char needle[64];
+        snprintf(needle, sizeof needle, "\n| %d | %d | ", i, 5 + i);
+        ck_assert_msg(strstr(r.out, needle) != NULL, "no row for member %d: %s", i, r.out);
+        snprintf(p, sizeof p, "%s/member_%d.safetensors.metrics.jsonl", dir, i);
+        ck_assert_int_eq(access(p, F_OK), 0);
+    }
+    snprintf(ref, sizeof ref, "%s", tu_path("member_ref.safetensors"));
+    snprintf(args, sizeof args,
+             "train --data %s --arch 64-16-3 --epochs 2 --batch 25 --seed 7 --quiet --out %s",
+             data_dir, ref);
+    tu_run(&r, args);
+    ck_assert_msg(r.status == 0, "reference failed: %s", r.err);
+    snprintf(p, sizeof p, "%s/member_2.safetensors", dir);
+    kdcl_st_file a, b;
+    tu_ok(kdcl_st_read(ref, &a), ref);
+    tu_ok(kdcl_st_read(p, &b), p);
+    ck_assert_uint_eq(a.n_tensors, b.n_tensors);
+    for (size_t i = 0; i < a.n_tensors; i++) {
+        const kdcl_st_tensor *t = kdcl_st_find(&b, a.tensors[i].name);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_uint_eq(t->nbytes, a.tensors[i].nbytes);
+        ck_assert_msg(!memcmp(t->data, a.tensors[i].data, t->nbytes), "member 2: %s differs",
+                      t->name);
+    }
+    kdcl_st_free(&a);
+    kdcl_st_free(&b);
+    /* --resume: the finished members are not trained again */
+    snprintf(args, sizeof args,
+             "train --data %s --arch 64-16-3 --epochs 2 --batch 25 --members 3 --seed 5 "
+             "--resume --out %s",
+             data_dir, dir);
+    tu_run(&r, args);
+    ck_assert_msg(r.status == 0, "resume failed: %s", r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "3 of 3 members finished before"));
+    ck_assert_ptr_null(strstr(r.out, "epoch   1/2"));
+    snprintf(args, sizeof args,
+             "train --data %s --members 2 --metrics %s/m.jsonl --out %s", data_dir, dir, dir);
+    tu_expect_fail(args, 2, "--metrics does not apply to --members");
+    snprintf(args, sizeof args, "train --data %s --members 2 --out %s/member_0.safetensors",
+             data_dir, dir);
+    tu_expect_fail(args, 2, "--out");
+    snprintf(args, sizeof args, "train --data %s --members 0 --out %s", data_dir, dir);
+    tu_expect_fail(args, 2, "--members needs an integer in 1..10000");
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -355,6 +421,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_train_eval_roundtrip);
     tcase_add_test(tc, test_specialists_pipeline);
     tcase_add_test(tc, test_tune_checks_products);
+    tcase_add_test(tc, test_members_in_one_process);
     suite_add_tcase(s, tc);
     return s;
 }

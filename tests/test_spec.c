@@ -318,6 +318,16 @@ START_TEST(test_presets)
     roundtrip(&s, shp(1, 28, 28), "cnn-small");
     kdcl_model_spec_free(&s);
 
+    s = parse_ok("cnn-medium", 10);
+    ck_assert_uint_eq(s.n, 16);
+    ck_assert_int_eq(kdcl_spec_infer(s.layers, s.n, shp(1, 28, 28), o), KDCL_OK);
+    ck_assert(o[11].flat && o[11].c == 64 * 7 * 7);
+    ck_assert(s.layers[14].kind == KDCL_LAYER_DROPOUT && s.layers[14].p == 0.4f);
+    ck_assert_uint_eq(count_params(s.layers, s.n, shp(1, 28, 28)),
+                      32 * 9 + 64 + 64 * 32 * 9 + 128 + 64 * 64 * 9 + 128 + 3136 * 256 + 256 + 256 * 10 + 10);
+    roundtrip(&s, shp(1, 28, 28), "cnn-medium");
+    kdcl_model_spec_free(&s);
+
     s = parse_ok("resnet20", 10);
     ck_assert_uint_eq(s.n, 3 + 9 * 2 + 3);
     size_t res = 0, proj = 0;

@@ -2,13 +2,15 @@
 """CNN teachers -> distilled students on Fashion-MNIST (or MNIST) with kdcl.
 
     python3 tools/cnn_distill_experiment.py [--data DIR] [--out DIR] [--device D]
-        [--teacher-epochs N] [--student-epochs N] [--seeds 1,2,3] [--members 3]
+        [--teacher-arch A] [--teacher-aug "--flip --crop 2"] [--teacher-epochs N]
+        [--student-epochs N] [--seeds 1,2,3] [--members 3]
         [--steps teacher,students,ensemble]
 
 Runs, through the kdcl CLI:
-  teacher    cnn-small (two 3x3 conv + BatchNorm blocks, 128 hidden units,
-             dropout 0.3), --normalize --flip --crop 2, SGD momentum 0.9, cosine
-             schedule from lr 0.05, weight decay 5e-4
+  teacher    --teacher-arch (default cnn-medium: three 3x3 conv + BatchNorm
+             layers, 256 hidden units, dropout 0.4), --normalize and
+             --teacher-aug (default --flip), SGD momentum 0.9, cosine schedule
+             from lr 0.05, weight decay 5e-4
   students   on the FULL training set, for each seed: a small CNN
              (conv 8@3x3, max-pool, conv 16@3x3, max-pool, linear) and the
              784-100-10 MLP, each trained on the hard labels and distilled from
@@ -28,7 +30,6 @@ import subprocess
 import sys
 import time
 
-TEACHER = "cnn-small"
 SMALL_CNN = "conv(8,3,p=1),relu,maxpool(2),conv(16,3,p=1),relu,maxpool(2),flatten,linear(K)"
 MLP = "784-100-10"
 
@@ -41,6 +42,9 @@ def main():
     ap.add_argument("--out", default="build/cnn-distill")
     ap.add_argument("--kdcl", default="build/src/cli/kdcl")
     ap.add_argument("--device")
+    ap.add_argument("--teacher-arch", default="cnn-medium")
+    ap.add_argument("--teacher-aug", default="--flip",
+                    help="the teachers' augmentation options (one string)")
     ap.add_argument("--teacher-epochs", type=int, default=15)
     ap.add_argument("--student-epochs", type=int, default=15)
     ap.add_argument("--seeds", default="1,2,3")
@@ -90,7 +94,8 @@ def main():
         json.dump(res, open(res_path, "w"), indent=1)
         return res[name]
 
-    teacher_args = ["train", "--arch", TEACHER, "--normalize", "--flip", "--crop", "2",
+    aug = a.teacher_aug.split()
+    teacher_args = ["train", "--arch", a.teacher_arch, "--normalize"] + aug + [
                     "--epochs", str(a.teacher_epochs), "--lr", "0.05", "--momentum", "0.9",
                     "--weight-decay", "5e-4", "--schedule", "cosine"]
     small_args = ["--epochs", str(a.student_epochs), "--lr", "0.02", "--warmup", "1", "--momentum", "0.9",
@@ -117,8 +122,8 @@ def main():
         # the members' own augmentation (teachers' targets per batch on the same
         # flipped / cropped images): without it the distilled cnn-small made 1019
         # errors against the members' 870 (the members' regularisation is missing)
-        run("member-size-kd-aug", ["distill", "--teacher", ens, "--arch", TEACHER, "--normalize",
-                                   "--flip", "--crop", "2", "--epochs", str(a.teacher_epochs),
+        run("member-size-kd-aug", ["distill", "--teacher", ens, "--arch", a.teacher_arch, "--normalize"]
+            + aug + ["--epochs", str(a.teacher_epochs),
                                    "--lr", "0.05", "--momentum", "0.9", "--weight-decay", "5e-4",
                                    "--schedule", "cosine", "--seed", "11"] + kd)
         for s in seeds:
@@ -140,11 +145,11 @@ def write_md(a, res, seeds):
                      f"{statistics.mean(vals):.1f} |")
 
     for k in range(1, a.members + 1):
-        row(f"teacher {TEACHER} (seed {k})", "hard labels, augmented", [f"teacher{k}"])
+        row(f"teacher {a.teacher_arch} (seed {k})", "hard labels, augmented", [f"teacher{k}"])
     row("ensemble of the teachers", "mean of probabilities", ["ensemble"])
-    row(f"{TEACHER} (members' size)", "distilled from the ensemble, no augmentation",
+    row(f"{a.teacher_arch} (members' size)", "distilled from the ensemble, no augmentation",
         ["member-size-kd"])
-    row(f"{TEACHER} (members' size)", "distilled from the ensemble, members' augmentation",
+    row(f"{a.teacher_arch} (members' size)", "distilled from the ensemble, members' augmentation",
         ["member-size-kd-aug"])
     for kind, label in (("small", "small CNN"), ("mlp", MLP)):
         row(label, "hard labels", [f"{kind}-hard-s{s}" for s in seeds])

@@ -39,7 +39,8 @@ bash tools/ensure_packages.sh "${packages[@]}"
 dir=${FUZZ_DIR:-build-fuzz}
 if [ ! -f "$dir/build.ninja" ]; then
     echo "== configuring $dir (clang-14, -Dfuzzing=true)"
-    CC=clang-14 meson setup "$dir" -Dfuzzing=true -Db_lundef=false -Dtests=false \
+    # -Dmpi=disabled: the harnesses never start MPI; its library stays out of them
+    CC=clang-14 meson setup "$dir" -Dfuzzing=true -Db_lundef=false -Dtests=false -Dmpi=disabled \
         --buildtype=debugoptimized -Dwerror=true >/dev/null
 fi
 echo "== building $dir"

@@ -194,7 +194,7 @@ def seeds_checkpoint(out, kdcl, work):
 
 def seeds_spec(out, cks):
     shapes = [(1, 6, 6), (1, 28, 28), (3, 32, 32), (1, 1, 36)]
-    texts = ARCHS + ["lenet5", "cnn-small", "resnet20", "784-1200-1200-10",
+    texts = ARCHS + ["lenet5", "cnn-small", "cnn-medium", "resnet20", "784-1200-1200-10",
                      "conv(6,5,p=2),relu,maxpool(2),conv(16,5),relu,maxpool(2),flatten,"
                      "linear(120),relu,linear(84),relu,linear(K)",
                      "conv(8,3x5,s=1x2,p=1x2),bn(eps=0.001,m=0.2),relu,avgpool(3,s=2,p=1),gap,"

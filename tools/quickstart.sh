@@ -17,7 +17,9 @@ esac
 
 packages=(build-essential meson ninja-build pkg-config python3 ocl-icd-opencl-dev opencl-headers
     libclblast-dev pocl-opencl-icd check zlib1g-dev libpng-dev libjpeg62-turbo-dev libcjson-dev libstb-dev
-    dataset-fashion-mnist clinfo)
+    dataset-fashion-mnist clinfo libopenmpi-dev openmpi-bin)
+# ONNX export (kdcl export --onnx): protobuf-c on ONNX's onnx.proto
+packages+=(libprotobuf-c-dev protobuf-c-compiler)
 bash tools/ensure_packages.sh "${packages[@]}"
 
 if [ ! -f build/build.ninja ]; then

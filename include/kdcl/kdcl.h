@@ -19,5 +19,6 @@
 #include "kdcl/kd.h"
 #include "kdcl/distill.h"
 #include "kdcl/specialists.h"
+#include "kdcl/onnx.h"
 
 #endif

@@ -78,7 +78,7 @@ kdcl_layer_spec kdcl_layer_spec_default(kdcl_layer_kind kind);
  *                             layer lists; without SHORTCUT the identity
  *     e.g. "conv(32,5,p=2),relu,maxpool(2),flatten,linear(10)";
  *     OUT may be written K (or classes): the number of classes;
- *   a preset: "lenet5", "cnn-small", "resnet20" (n_classes outputs);
+ *   a preset: "lenet5", "cnn-small", "cnn-medium", "resnet20" (n_classes outputs);
  *   "@file.json": a JSON list of layers in the kdcl.model format.
  * n_classes (>= 1) gives K and the presets' output size. Errors name the bad
  * token and its 1-based character position. */

@@ -102,6 +102,29 @@ typedef struct kdcl_train_opts {
     const char *const *state_keys;
     const char *const *state_vals;
     size_t n_state;
+    /* Data-parallel SGD over the ranks of an mpirun job (ignored in one
+     * process): every rank makes this call with the same options, data and
+     * initial model. Each global batch of `batch` examples is split into
+     * contiguous shares, one per rank; each rank computes the gradient of its
+     * share, the gradients are summed over the ranks (one allreduce of the
+     * flat gradient buffer per step) so that every rank makes the update of
+     * the whole batch. Dropout masks and jitter are drawn per rank. BatchNorm
+     * layers normalise with their rank's share of the batch (per-rank batch
+     * statistics, as PyTorch's DistributedDataParallel without SyncBatchNorm);
+     * after every epoch rank 0's running statistics are copied to every rank
+     * (DDP's broadcast of buffers from rank 0). The epoch statistics are
+     * those of the whole batch; only rank 0 writes the training state and
+     * evaluates the validation set; every rank must pass metrics_path NULL
+     * but rank 0. After every epoch the ranks' parameters are compared (a
+     * hash): ranks on devices that round differently drift apart, and then
+     * rank 0's parameters are copied to every rank (noted in rank 0's log,
+     * with the largest relative difference). A loss that becomes NaN or Inf is
+     * reported by the lowest rank that saw it, the others wait to be ended
+     * (the caller ends the job: MPI_Abort). */
+    int data_parallel;
+    /* JSON members appended to every line of the metrics file (e.g.
+     * "\"world_size\": 2"), or NULL. */
+    const char *metrics_extra;
 } kdcl_train_opts;
 
 /* Progress of a training state file (checked for consistency, not against a

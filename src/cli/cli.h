@@ -18,6 +18,31 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 #endif
     ;
 
+/* ---- jobs started by mpirun (src/runtime/dist.h) ----
+ * Every rank runs the command. Errors before cli_dist_ready are kept; there
+ * (or in cli_dist_end, called by main with the command's exit code) the ranks
+ * agree, and the lowest rank that failed prints its line naming itself.
+ * cli_dist_ready, called by every rank whose set-up succeeded, also prints on
+ * rank 0 the table of ranks, hosts and devices (`what` describes the job).
+ * After it, cli_fail and cli_usage_error print the line with the rank and end
+ * the job on every rank (MPI_Abort). In one process these do nothing. */
+int cli_dist_ready(const char *cmd, const char *what, const char *device, uint64_t fingerprint);
+/* The command line every rank must share (main, for cli_dist_ready's check
+ * that the ranks run the same command; fingerprint: a hash of the data). */
+void cli_dist_args(int argc, char **argv);
+int cli_dist_phase(void);
+/* After cli_dist_ready: "host/device" of every rank, as JSON strings
+ * separated by ", " or as plain text separated by "; ". */
+void cli_dist_devices(char *buf, size_t size);
+void cli_dist_devices_plain(char *buf, size_t size);
+int cli_dist_end(int rc);
+/* Placement: entry `index` mod n of the comma-separated device list
+ * (--devices, else $KDCL_DEVICES), else `device` (--device; NULL:
+ * $KDCL_DEVICE / default). index is the node-local rank (times the workers
+ * per rank, plus the worker, for specialists). */
+const char *cli_rank_device(const char *list, const char *device, size_t index, char *buf,
+                            size_t size);
+
 /* Open the context for --device (NULL: $KDCL_DEVICE / default); prints the error. */
 int cli_open_ctx(const char *cmd, const char *device, kdcl_ctx **ctx);
 
@@ -67,5 +92,6 @@ int cmd_gemm(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_specialists(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -1,6 +1,7 @@
 /* kdcl eval: test errors, accuracy, per-class errors and the confusion matrix
  * of a checkpoint (text or --json). */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,10 +9,48 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli.h"
+#include "io/atomic_file.h"
 #include "kdcl/data.h"
 #include "kdcl/distill.h"
 #include "kdcl/safetensors.h"
 #include "kdcl/train.h"
+
+/* The test-mode logits of every example as a NumPy .npy file: float32
+ * [n, K], little-endian, rows in the split's order. */
+static kdcl_status write_logits_npy(kdcl_model *m, const kdcl_dataset *ds, const char *path)
+{
+    float *logits = NULL;
+    kdcl_status s = kdcl_model_logits_all(m, ds, &logits);
+    if (s) return s;
+    const size_t K = kdcl_model_classes(m), n = ds->n;
+    char hdr[128];
+    int h = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }",
+                     n, K);
+    size_t hl = (size_t)h, total = 10 + hl + 1;
+    size_t pad = (64 - total % 64) % 64, data = n * K * sizeof(float);
+    unsigned char *buf = malloc(total + pad + data);
+    if (!buf) {
+        free(logits);
+        return kdcl_set_error(KDCL_ERR_OOM, "--logits: out of host memory");
+    }
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    const size_t len = hl + pad + 1;
+    buf[8] = (unsigned char)(len & 0xff);
+    buf[9] = (unsigned char)(len >> 8);
+    memcpy(buf + 10, hdr, hl);
+    memset(buf + 10 + hl, ' ', pad);
+    buf[10 + hl + pad] = '\n';
+    unsigned char *d = buf + total + pad;
+    for (size_t i = 0; i < n * K; i++) { /* little-endian whatever the host */
+        uint32_t u;
+        memcpy(&u, &logits[i], 4);
+        for (int b = 0; b < 4; b++) d[4 * i + (size_t)b] = (unsigned char)(u >> (8 * b));
+    }
+    s = kdcl__write_file_atomic(path, buf, total + pad + data);
+    free(buf);
+    free(logits);
+    return s;
+}
 
 int cmd_eval(int argc, char **argv)
 {
@@ -19,10 +58,10 @@ int cmd_eval(int argc, char **argv)
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'D'},
         {"split", required_argument, 0, 'S'}, {"json", no_argument, 0, 'j'},
         {"device", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'},
-        {"ensemble", required_argument, 0, 'e'}, CLI_SKIP_BAD_IMAGES_OPTION,
-        {0, 0, 0, 0}};
-    const char *model = NULL, *data = NULL, *split = "test", *device = NULL;
-    int json = 0, c;
+        {"ensemble", required_argument, 0, 'e'}, {"logits", required_argument, 0, 'l'},
+        CLI_SKIP_BAD_IMAGES_OPTION, {0, 0, 0, 0}};
+    const char *model = NULL, *data = NULL, *split = "test", *device = NULL, *logits = NULL;
+    int json = 0, c, rc;
     kdcl_ens_mode ens = KDCL_ENS_PROB;
     optind = 1;
     opterr = 0;
@@ -33,6 +72,7 @@ int cmd_eval(int argc, char **argv)
         case 'S': split = optarg; break;
         case 'd': device = optarg; break;
         case 'j': json = 1; break;
+        case 'l': logits = optarg; break;
         case CLI_OPT_SKIP_BAD_IMAGES: cli_skip_bad_images = 1; break;
         case 'e':
             if (!strcmp(optarg, "prob")) ens = KDCL_ENS_PROB;
@@ -42,20 +82,25 @@ int cmd_eval(int argc, char **argv)
         case 'h':
             printf("usage: kdcl eval --model MODEL.safetensors[,MORE...] [--data DIR] "
                    "[--split test|train] [--ensemble prob|logit] [--json] [--device D]\n"
-                   "       [--skip-bad-images]\n\n"
+                   "       [--logits FILE.npy] [--skip-bad-images]\n\n"
                    "Evaluates a checkpoint in test mode (no dropout, T = 1): errors, accuracy,\n"
                    "mean cross-entropy, per-class errors and the confusion matrix\n"
                    "(rows: true class, columns: predicted). Several comma-separated models are\n"
                    "evaluated as an ensemble: the mean of their probabilities (default) or the\n"
                    "softmax of their mean logits (--ensemble logit, a geometric mean).\n"
                    "--data DIR: as for kdcl train (image folders: PNG, JPEG or BMP files);\n"
-                   "--skip-bad-images skips image files that cannot be decoded, with a warning.\n");
+                   "--skip-bad-images skips image files that cannot be decoded, with a warning.\n"
+                   "--logits FILE.npy also writes one model's test-mode logits of every example\n"
+                   "(NumPy float32 [examples, classes], in the split's order).\n");
             return 0;
         default: return cli_usage_error("eval", "unknown option or missing value: %s", argv[optind - 1]);
         }
     }
     if (optind < argc) return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);
     if (!model) return cli_usage_error("eval", "--model is required");
+    if (logits && strchr(model, ','))
+        return cli_usage_error("eval", "--logits takes one model, not an ensemble");
+    if (logits && (rc = cli_check_output("eval", "--logits", logits))) return rc;
     if (strcmp(split, "test") && strcmp(split, "train"))
         return cli_usage_error("eval", "--split must be test or train, got '%s'", split);
     data = cli_data_dir(data);
@@ -67,7 +112,6 @@ int cmd_eval(int argc, char **argv)
     kdcl_ensemble e;
     int loaded = 0;
     kdcl_status s;
-    int rc;
     if ((rc = cli_load_split("eval", data, split, &ds))) return rc;
     if ((rc = cli_open_ctx("eval", device, &ctx))) goto done;
     char arch[256];
@@ -94,6 +138,7 @@ int cmd_eval(int argc, char **argv)
             kdcl_set_error(s, "%s: %s", model, msg);
         }
         if (!s) kdcl_model_describe(m, arch, sizeof arch);
+        if (!s && logits) s = write_logits_npy(m, &ds, logits);
     }
     if (s) {
         rc = cli_fail("eval", s);

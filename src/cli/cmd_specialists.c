@@ -8,7 +8,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/fit.h"
+#include "runtime/dist.h"
 #include "io/atomic_file.h"
 #include "kdcl/specialists.h"
 
@@ -305,13 +305,10 @@ typedef struct {
 
 typedef struct {
     const char *model, *out_dir;
-    const char *devices[MAX_DEVICES];
-    size_t n_devices;
     const kdcl_dataset *train, *val;
     kdcl_train_opts o;
     spec_job *jobs;
-    size_t n_jobs, next;
-    pthread_mutex_t lock;
+    size_t n_jobs;
     int quiet, keep_state;
     size_t state_every;
     char generalist_hash[64];
@@ -321,8 +318,7 @@ typedef struct {
     spec_pool *p;
     size_t id;
     kdcl_ctx *ctx; /* created by the main thread: platform discovery is not thread-safe */
-    kdcl_status status;
-    char error[1024];
+    kdcl_model *g; /* the generalist on ctx */
 } spec_worker;
 
 static void job_path(const spec_pool *p, size_t cluster, char *buf, size_t size)
@@ -362,9 +358,6 @@ static kdcl_status train_one(spec_pool *p, kdcl_ctx *ctx, kdcl_model *g, spec_jo
         goto done;
     j->seconds = kdcl_wall_seconds() - t0;
     j->worker = worker;
-    for (size_t e = 0; e < p->train->n; e++)
-        for (size_t i = 0; i < j->n; i++)
-            if (p->train->labels[e] == j->cls[i]) j->special_examples++;
     format_classes(cls, sizeof cls, j->cls, j->n);
     const char *keys[12] = {"specialist_classes", "specialist_cluster", "dustbin_offset",
                             "generalist",         "optimizer",          "max_norm",
@@ -393,30 +386,62 @@ done:
     return s;
 }
 
-static void *worker_main(void *arg)
+/* What a job sends back to rank 0 (the table's row). */
+typedef struct {
+    int status, ran;
+    char error[1024];
+    double seconds, offset, train_error;
+    size_t special_examples, worker;
+    int rank;
+} spec_result;
+
+typedef struct {
+    spec_pool *p;
+    spec_worker *w;
+    const size_t *order; /* hand-out position -> index in p->jobs */
+} spec_sched;
+
+/* Specialists are handed out largest first (an epoch is twice the special
+ * examples, so the time grows with them): the last to finish is then a
+ * small one, and the ranks end close together. */
+static const spec_pool *sort_pool;
+static int by_size_desc(const void *a, const void *b)
 {
-    spec_worker *w = arg;
-    spec_pool *p = w->p;
-    kdcl_ctx *ctx = w->ctx;
-    kdcl_model *g = NULL;
-    kdcl_status s = kdcl_model_load(ctx, p->model, 1024, &g, NULL);
-    if (!s) s = kdcl_model_fit_input(g, p->train->c, p->train->h, p->train->w);
-    if (s) {
-        w->status = s;
-        snprintf(w->error, sizeof w->error, "%s", kdcl_last_error());
+    const spec_job *x = &sort_pool->jobs[*(const size_t *)a], *y = &sort_pool->jobs[*(const size_t *)b];
+    if (x->special_examples != y->special_examples)
+        return x->special_examples > y->special_examples ? -1 : 1;
+    return x->cluster < y->cluster ? -1 : x->cluster > y->cluster;
+}
+
+/* One specialist on this rank's worker `worker` (its context; the generalist
+ * loaded there on its first job). */
+static void spec_run(void *user, size_t job, size_t worker, void *result)
+{
+    spec_sched *sc = user;
+    spec_pool *p = sc->p;
+    spec_worker *w = &sc->w[worker];
+    spec_job *j = &p->jobs[sc->order[job]];
+    spec_result *r = result;
+    r->rank = kdcl_dist_rank();
+    r->worker = worker;
+    if (j->skipped) return;
+    r->ran = 1;
+    kdcl_status s = KDCL_OK;
+    if (!w->g) {
+        s = kdcl_model_load(w->ctx, p->model, 1024, &w->g, NULL);
+        if (!s) s = kdcl_model_fit_input(w->g, p->train->c, p->train->h, p->train->w);
+        if (s) {
+            kdcl_model_destroy(w->g);
+            w->g = NULL;
+        }
     }
-    while (!s) {
-        pthread_mutex_lock(&p->lock);
-        size_t i = p->next < p->n_jobs ? p->next++ : p->n_jobs;
-        pthread_mutex_unlock(&p->lock);
-        if (i == p->n_jobs) break;
-        spec_job *j = &p->jobs[i];
-        if (j->skipped) continue;
-        if ((j->status = train_one(p, ctx, g, j, w->id)))
-            snprintf(j->error, sizeof j->error, "%s", kdcl_last_error());
-    }
-    kdcl_model_destroy(g);
-    return NULL;
+    if (!s) s = train_one(p, w->ctx, w->g, j, worker);
+    r->status = s;
+    if (s) snprintf(r->error, sizeof r->error, "%s", kdcl_last_error());
+    r->seconds = j->seconds;
+    r->offset = j->offset;
+    r->train_error = j->last.train_error;
+    r->special_examples = j->special_examples;
 }
 
 static int train_help(void)
@@ -435,9 +460,14 @@ static int train_help(void)
            "  --clusters FILE     clusters file from `kdcl specialists cluster`\n"
            "  --out DIR           output directory (created if missing)\n"
            "  --min-size N        skip clusters of fewer than N classes (default 2)\n"
-           "  --jobs N            specialists trained at once (default 1)\n"
+           "  --jobs N            specialists trained at once (default 1; per rank under mpirun)\n"
            "  --devices LIST      comma-separated devices for the workers, round robin\n"
-           "                      (default --device / $KDCL_DEVICE for all)\n"
+           "                      (under mpirun: worker i of node-local rank l takes entry\n"
+           "                      l * N + i; default $KDCL_DEVICES, else --device / \n"
+           "                      $KDCL_DEVICE for all)\n"
+           "Under mpirun, the ranks' workers ask rank 0 for the next specialist as they\n"
+           "finish one (the largest first); each writes its own file; rank 0 prints the\n"
+           "table.\n"
            "training options (as kdcl train; --arch, --out, --metrics and the class/fraction\n"
            "options do not apply):\n");
     cli_fit_help();
@@ -453,13 +483,11 @@ static int cmd_spec_train(int argc, char **argv)
         {"clusters", required_argument, 0, 'c'},
         {"min-size", required_argument, 0, 'n'},
         {"jobs", required_argument, 0, 'j'},
-        {"devices", required_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     cli_fit f;
     cli_fit_init(&f, cmd);
     const char *model = NULL, *clusters = NULL;
-    char *devlist = NULL;
     size_t min_size = 2, jobs = 1, z;
     int c, rc;
     optind = 1;
@@ -469,7 +497,6 @@ static int cmd_spec_train(int argc, char **argv)
         case 'h': return train_help();
         case 'm': model = optarg; continue;
         case 'c': clusters = optarg; continue;
-        case 'D': devlist = optarg; continue;
         case 'n':
         case 'j':
             if (cli_parse_size(optarg, &z) || z == 0 || (c == 'j' && z > 64))
@@ -500,23 +527,19 @@ static int cmd_spec_train(int argc, char **argv)
     p.quiet = f.quiet;
     p.keep_state = f.keep_state;
     p.state_every = f.state_every;
-    char devbuf[1024];
-    if (devlist) {
-        snprintf(devbuf, sizeof devbuf, "%s", devlist);
-        char *save = NULL;
-        for (char *t = strtok_r(devbuf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            if (p.n_devices == MAX_DEVICES)
-                return cli_usage_error(cmd, "--devices lists more than %d devices", MAX_DEVICES);
-            p.devices[p.n_devices++] = t;
-        }
-    } else if (f.device) {
-        p.devices[p.n_devices++] = f.device;
+    if (f.devices) {
+        size_t nd = 1;
+        for (const char *c2 = f.devices; *c2; c2++) nd += *c2 == ',';
+        if (nd > MAX_DEVICES)
+            return cli_usage_error(cmd, "--devices lists more than %d devices", MAX_DEVICES);
     }
     kdcl_dataset train = {0}, tr = {0}, va = {0};
     kdcl_clusters cl = {0};
     kdcl_status s = KDCL_OK;
     spec_worker *w = NULL;
-    pthread_t *th = NULL;
+    spec_result *results = NULL;
+    size_t *order = NULL, *pos = NULL;
+    const int rank = kdcl_dist_rank();
     rc = 0;
     const char *data = cli_data_dir(f.data);
     if ((rc = cli_load_split(cmd, data, "train", &train))) goto done;
@@ -611,7 +634,7 @@ static int cmd_spec_train(int argc, char **argv)
                 n_skip++;
             }
         }
-        if (f.resume)
+        if (f.resume && rank == 0)
             printf("kdcl %s: --resume: %zu specialists finished before, %zu to continue, %zu to "
                    "train\n",
                    cmd, n_skip, n_resume, p.n_jobs - n_skip - n_resume);
@@ -622,22 +645,19 @@ static int cmd_spec_train(int argc, char **argv)
     }
     if (jobs > p.n_jobs) jobs = p.n_jobs;
     p.o.log = f.quiet ? NULL : stdout;
-    p.o.progress = !f.quiet && jobs == 1;
-    pthread_mutex_init(&p.lock, NULL);
+    p.o.progress = !f.quiet && jobs == 1 && kdcl_dist_size() < 2;
     w = calloc(jobs, sizeof *w);
-    th = calloc(jobs, sizeof *th);
-    if (!w || !th) {
+    results = calloc(p.n_jobs, sizeof *results);
+    if (!w || !results) {
         s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
         goto done_lock;
     }
-    printf("kdcl %s: %zu specialists from %s, %zu at a time, %zu training examples, "
-           "%zu epochs each\n",
-           cmd, p.n_jobs, clusters, jobs, fit->n, p.o.epochs);
-    fflush(stdout);
     for (size_t i = 0; i < jobs; i++) {
         w[i].p = &p;
         w[i].id = i;
-        const char *dev = p.n_devices ? p.devices[i % p.n_devices] : NULL;
+        char db[256];
+        const char *dev = cli_rank_device(f.devices, f.device,
+                                          (size_t)kdcl_dist_local_rank() * jobs + i, db, sizeof db);
         if ((rc = cli_open_ctx(cmd, dev, &w[i].ctx))) goto done_lock;
     }
     { /* the generalist must fit the clusters and the data before any worker starts */
@@ -653,61 +673,92 @@ static int cmd_spec_train(int argc, char **argv)
             goto done_lock;
         }
     }
-    double t0 = kdcl_wall_seconds();
-    size_t started = 0;
-    for (size_t i = 0; i < jobs; i++) {
-        if (pthread_create(&th[i], NULL, worker_main, &w[i])) break;
-        started++;
+    {
+        char what[256], devs[1024] = "";
+        size_t off = 0;
+        for (size_t i = 0; i < jobs && off < sizeof devs; i++)
+            off += (size_t)snprintf(devs + off, sizeof devs - off, "%s%s", i ? ", " : "",
+                                    kdcl_ctx_device(w[i].ctx)->name);
+        snprintf(what, sizeof what, "%zu specialists handed out one at a time, %zu worker%s "
+                                    "per rank",
+                 p.n_jobs, jobs, jobs > 1 ? "s" : "");
+        uint64_t fp = kdcl_hash64(KDCL_HASH64_INIT, &fit->n, sizeof fit->n);
+        fp = kdcl_hash64(fp, fit->labels, fit->n * sizeof *fit->labels);
+        fp = kdcl_hash64(fp, fit->images, fit->n * fit->dim);
+        fp = kdcl_hash64(fp, p.generalist_hash, strlen(p.generalist_hash));
+        if ((rc = cli_dist_ready(cmd, what, devs, fp))) goto done_lock;
     }
-    for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
-    const double wall = kdcl_wall_seconds() - t0;
-    if (started == 0) {
-        s = kdcl_set_error(KDCL_ERR_OOM, "cannot start a worker thread");
+    if (rank == 0) {
+        printf("kdcl %s: %zu specialists from %s, %zu at a time%s, %zu training examples, "
+               "%zu epochs each\n",
+               cmd, p.n_jobs, clusters, jobs, kdcl_dist_size() > 1 ? " per rank" : "", fit->n,
+               p.o.epochs);
+        fflush(stdout);
+    }
+    double t0 = kdcl_wall_seconds();
+    for (size_t i = 0; i < p.n_jobs; i++) { /* each specialist's special examples */
+        spec_job *j = &p.jobs[i];
+        for (size_t e = 0; e < fit->n; e++)
+            for (size_t k = 0; k < j->n; k++)
+                if (fit->labels[e] == j->cls[k]) j->special_examples++;
+    }
+    order = malloc(p.n_jobs * sizeof *order);
+    pos = malloc(p.n_jobs * sizeof *pos);
+    if (!order || !pos) {
+        s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
         goto done_lock;
     }
-    for (size_t i = 0; i < started; i++)
-        if (w[i].status) {
-            fprintf(stderr, "kdcl %s: worker %zu: %s\n", cmd, i, w[i].error);
-            rc = w[i].status == KDCL_ERR_NO_DEVICE ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
-        }
+    for (size_t i = 0; i < p.n_jobs; i++) order[i] = i;
+    sort_pool = &p;
+    qsort(order, p.n_jobs, sizeof *order, by_size_desc);
+    for (size_t i = 0; i < p.n_jobs; i++) pos[order[i]] = i;
+    spec_sched sc = {&p, w, order};
+    if ((s = kdcl_dist_schedule(p.n_jobs, jobs, sizeof *results, results, spec_run, &sc)))
+        goto done_lock;
+    const double wall = kdcl_wall_seconds() - t0;
+    if (rank != 0) goto done_lock; /* rank 0 has every result */
     double sum = 0;
     size_t failed = 0;
     printf("\n| cluster | classes | special examples | last train err | dustbin offset | seconds "
-           "| worker |\n|---|---|---|---|---|---|---|\n");
+           "| rank | worker |\n|---|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < p.n_jobs; i++) {
         spec_job *j = &p.jobs[i];
+        spec_result *r = &results[pos[i]];
         if (j->skipped) {
             char cls[256];
             format_classes(cls, sizeof cls, j->cls, j->n);
-            printf("| %zu | %s | | finished before | | | |\n", j->cluster, cls);
+            printf("| %zu | %s | | finished before | | | | |\n", j->cluster, cls);
             continue;
         }
-        if (j->status) {
-            fprintf(stderr, "kdcl %s: specialist %zu: %s\n", cmd, j->cluster, j->error);
+        if (r->status || !r->ran) {
+            fprintf(stderr, "kdcl %s: specialist %zu (rank %d, worker %zu): %s\n", cmd,
+                    j->cluster, r->rank, r->worker, r->ran ? r->error : "never ran");
             failed++;
-            continue;
-        }
-        if (j->seconds == 0) {
-            failed++; /* never ran: its worker failed to start */
             continue;
         }
         char cls[256];
         format_classes(cls, sizeof cls, j->cls, j->n);
-        printf("| %zu | %s | %zu | %.2f%% | %.3f | %.1f | %zu |\n", j->cluster, cls,
-               j->special_examples, 100 * j->last.train_error, j->offset, j->seconds, j->worker);
-        sum += j->seconds;
+        printf("| %zu | %s | %zu | %.2f%% | %.3f | %.1f | %d | %zu |\n", j->cluster, cls,
+               r->special_examples, 100 * r->train_error, r->offset, r->seconds, r->rank,
+               r->worker);
+        sum += r->seconds;
     }
-    printf("\n%zu specialists in %.1f s wall with %zu at a time (sum of their own times %.1f s); "
-           "saved in %s\n",
-           p.n_jobs - failed, wall, jobs, sum, f.out);
+    printf("\n%zu specialists in %.1f s wall with %zu at a time on %d rank%s (sum of their own "
+           "times %.1f s); saved in %s\n",
+           p.n_jobs - failed, wall, jobs, kdcl_dist_size(), kdcl_dist_size() > 1 ? "s" : "",
+           sum, f.out);
     if (failed && !rc) rc = CLI_EXIT_FAIL;
 done_lock:
-    for (size_t i = 0; w && i < jobs; i++) kdcl_ctx_destroy(w[i].ctx);
-    pthread_mutex_destroy(&p.lock);
+    for (size_t i = 0; w && i < jobs; i++) {
+        kdcl_model_destroy(w[i].g);
+        kdcl_ctx_destroy(w[i].ctx);
+    }
 done:
     if (s) rc = cli_fail(cmd, s);
     free(w);
-    free(th);
+    free(results);
+    free(order);
+    free(pos);
     free(p.jobs);
     kdcl_clusters_free(&cl);
     kdcl_dataset_free(&train);
@@ -1092,6 +1143,11 @@ int cmd_specialists(int argc, char **argv)
                "  eval      generalist vs generalist + specialists (KL combination)\n");
         return 0;
     }
+    if (kdcl_dist_size() > 1 && strcmp(sub, "train") && strcmp(sub, "--help") && strcmp(sub, "-h"))
+        return cli_usage_error("specialists", "'specialists %s' runs in one process, but mpirun "
+                                              "started %d ranks (specialists train runs across "
+                                              "ranks)",
+                               sub, kdcl_dist_size());
     if (!strcmp(sub, "cluster")) return cmd_cluster(argc - 1, argv + 1);
     if (!strcmp(sub, "train")) return cmd_spec_train(argc - 1, argv + 1);
     if (!strcmp(sub, "eval")) return cmd_spec_eval(argc - 1, argv + 1);

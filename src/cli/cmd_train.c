@@ -14,7 +14,10 @@ static kdcl_status train_fn(void *user, kdcl_ctx *ctx, kdcl_model *m, const kdcl
 
 int cmd_train(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_FIT_OPTIONS, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {CLI_FIT_OPTIONS,
+                                         {"members", required_argument, 0, 1030},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     cli_fit f;
     cli_fit_init(&f, "train");
     int c, rc;
@@ -25,7 +28,11 @@ int cmd_train(int argc, char **argv)
             printf("usage: kdcl train --out MODEL.safetensors [options]\n\n"
                    "Trains a network (--arch) with SGD + momentum or Adam on the training split,\n"
                    "then reports the test error and writes the LAST epoch's weights to --out\n"
-                   "(with --val, the held-out error is printed every epoch).\n\n");
+                   "(with --val, the held-out error is printed every epoch).\n\n"
+                   "  --members M         an ensemble: M models with seeds S, S+1, ... (--seed S)\n"
+                   "                      written to DIR/member_<i>.safetensors (--out DIR);\n"
+                   "                      under mpirun the ranks take members one at a time as\n"
+                   "                      they finish (rank 0 hands them out and prints the table)\n");
             cli_fit_help();
             return 0;
         }

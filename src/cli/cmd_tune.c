@@ -1128,7 +1128,8 @@ int cmd_tune(int argc, char **argv)
                 "                    model's shapes than the ones used before (default: put the\n"
                 "                    previous state back)\n"
                 "  --arch SPEC       the model whose GEMMs are timed (default " DEFAULT_ARCH "):\n"
-                "                    A-B-...-K, a layer list, lenet5, cnn-small, resnet20 or\n"
+                "                    A-B-...-K, a layer list, a preset (lenet5, cnn-small,\n"
+                "                    cnn-medium, resnet20) or\n"
                 "                    @FILE.json, as kdcl train --arch (10 classes)\n"
                 "  --input CxHxW     its input shape (default 1x28x28; resnet20: 3x32x32)\n");
             return 0;

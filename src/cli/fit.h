@@ -13,6 +13,8 @@
 typedef struct cli_fit {
     const char *cmd;
     const char *data, *arch_s, *out, *metrics, *device;
+    const char *devices; /* --devices: by node-local rank (mpirun) */
+    size_t members;      /* --members M: an ensemble (train) */
     size_t val;
     int quiet;
     /* transfer-set control, applied to the training split after --val */
@@ -53,7 +55,8 @@ typedef struct cli_fit {
         {"warmup", required_argument, 0, 1022}, {"flip", no_argument, 0, 1023},                \
         {"normalize", no_argument, 0, 1024}, {"crop", required_argument, 0, 1025},           \
         {"resume", no_argument, 0, 1026}, {"keep-state", no_argument, 0, 1027},                \
-        {"state-every", required_argument, 0, 1028}, CLI_SKIP_BAD_IMAGES_OPTION
+        {"state-every", required_argument, 0, 1028}, {"devices", required_argument, 0, 1029}, \
+        CLI_SKIP_BAD_IMAGES_OPTION
 
 #define CLI_FIT_HELP_TEXT                                                                          \
     "  --data DIR          dataset directory (IDX/MNIST layout, CIFAR binary or image\n"          \
@@ -69,7 +72,7 @@ typedef struct cli_fit {
     "                        linear(OUT[,bias=0])  relu  dropout(P)  flatten  bn[(eps=E,m=M)]\n" \
     "                        res(BODY[;SHORTCUT])  residual block (no SHORTCUT: identity)\n"   \
     "                        OUT may be K: the number of classes\n"                            \
-    "                      a preset: lenet5, cnn-small, resnet20\n"                             \
+    "                      a preset: lenet5, cnn-small, cnn-medium, resnet20\n"                             \
     "                      @FILE.json: a layer list in the checkpoints' kdcl.model format\n"    \
     "  --epochs N          (default 10)\n"                                                         \
     "  --batch B           (default 128)\n"                                                        \
@@ -93,6 +96,8 @@ typedef struct cli_fit {
     "  --seed S            drives init, shuffling, dropout and jitter (default 1)\n"               \
     "  --metrics FILE      JSONL metrics, one line per epoch (default MODEL.metrics.jsonl)\n"      \
     "  --device D          OpenCL device: P:D, cpu, gpu or a name substring\n"                     \
+    "  --devices LIST      devices by node-local rank under mpirun (comma-separated, as\n"      \
+    "                      --device; default $KDCL_DEVICES, else --device for every rank)\n"  \
     "  --quiet             no per-epoch lines, no progress bar\n"                                  \
     "  --omit-classes L    leave these classes out of the training (transfer) set\n"               \
     "  --only-classes L    keep only these classes in the training (transfer) set\n"               \
@@ -102,7 +107,9 @@ typedef struct cli_fit {
     "                      is (written after every epoch; the options must be the run's);\n"  \
     "                      without a state: a new run, or nothing to do if MODEL exists\n"   \
     "  --state-every N     also write the training state every N steps within an epoch\n"     \
-    "  --keep-state        keep the training state when the run completes (default: removed)\n"
+    "  --keep-state        keep the training state when the run completes (default: removed)\n" \
+    "under mpirun -np N (Open MPI): data-parallel SGD, --batch the global batch split\n"      \
+    "  over the ranks, one allreduce of the gradients per step; rank 0 writes the files\n"
 
 /* Print the shared options' help (CLI_FIT_HELP_TEXT) to stdout. */
 void cli_fit_help(void);

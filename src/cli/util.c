@@ -12,23 +12,191 @@
 
 #include "cli/cli.h"
 #include "kdcl/data.h"
+#include "runtime/dist.h"
+
+/* ---- errors in an mpirun job ----
+ * Before the ranks have agreed that their set-up succeeded (cli_dist_ready),
+ * an error is kept, not printed: the agreement (there, or in cli_dist_end for
+ * a rank that stopped early) lets the lowest failing rank print its one line
+ * and every rank exit. After it, a rank that fails prints its line naming
+ * itself and ends the job on every rank (MPI_Abort). */
+static int dist_phase;  /* the set-up agreement succeeded */
+static int dist_agreed; /* an agreement took place (after it, no more) */
+static char dist_msg[4096];
+typedef struct place {
+    int rank, local;
+    char host[64];
+    char device[176];
+} place;
+static place *dist_places; /* every rank's, after cli_dist_ready */
+
+static void report(const char *line, int code)
+{
+    if (kdcl_dist_size() < 2) {
+        fprintf(stderr, "%s\n", line);
+        return;
+    }
+    if (!dist_phase) {
+        if (!dist_msg[0]) snprintf(dist_msg, sizeof dist_msg, "%s", line);
+        return;
+    }
+    fprintf(stderr, "%s [rank %d of %d on %s: ending the job]\n", line, kdcl_dist_rank(),
+            kdcl_dist_size(), kdcl_dist_host());
+    kdcl_dist_abort(code);
+}
 
 int cli_fail(const char *cmd, kdcl_status s)
 {
     const char *msg = kdcl_last_error();
-    fprintf(stderr, "kdcl %s: %s\n", cmd, msg && *msg ? msg : kdcl_status_name(s));
-    return (s == KDCL_ERR_NO_DEVICE || s == KDCL_ERR_INVALID_ARG) ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+    char line[4096];
+    snprintf(line, sizeof line, "kdcl %s: %s", cmd, msg && *msg ? msg : kdcl_status_name(s));
+    int code = (s == KDCL_ERR_NO_DEVICE || s == KDCL_ERR_INVALID_ARG) ? CLI_EXIT_USAGE
+                                                                      : CLI_EXIT_FAIL;
+    report(line, code);
+    return code;
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "kdcl %s: ", cmd);
+    char msg[3000], line[4096];
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (see: kdcl %s --help)\n", cmd);
+    snprintf(line, sizeof line, "kdcl %s: %s (see: kdcl %s --help)", cmd, msg, cmd);
+    report(line, CLI_EXIT_USAGE);
     return CLI_EXIT_USAGE;
+}
+
+/* the agreement; prints the kept line on the lowest failing rank */
+static int dist_agree(int rc)
+{
+    int first;
+    int worst = kdcl_dist_agree(rc, &first);
+    dist_agreed = 1;
+    if (first >= 0 && first == kdcl_dist_rank()) {
+        fprintf(stderr, "%s [rank %d of %d on %s]\n", dist_msg[0] ? dist_msg : "kdcl: failed",
+                kdcl_dist_rank(), kdcl_dist_size(), kdcl_dist_host());
+    }
+    return worst;
+}
+
+static uint64_t dist_args_hash = KDCL_HASH64_INIT;
+
+void cli_dist_args(int argc, char **argv)
+{
+    uint64_t h = KDCL_HASH64_INIT;
+    for (int i = 0; i < argc; i++) h = kdcl_hash64(h, argv[i], strlen(argv[i]) + 1);
+    dist_args_hash = h;
+}
+
+int cli_dist_ready(const char *cmd, const char *what, const char *device, uint64_t fingerprint)
+{
+    if (kdcl_dist_size() < 2) return 0;
+    int worst = dist_agree(0);
+    if (worst) return worst; /* another rank failed and said why */
+    /* the ranks must run the same command on the same data */
+    uint64_t mine[2] = {dist_args_hash, fingerprint};
+    uint64_t *fp = calloc((size_t)kdcl_dist_size() * 2, sizeof *fp);
+    if (!fp) return cli_fail(cmd, kdcl_set_error(KDCL_ERR_OOM, "out of host memory"));
+    kdcl_status st = kdcl_dist_allgather(mine, sizeof mine, fp);
+    if (st) {
+        free(fp);
+        dist_phase = 1;
+        return cli_fail(cmd, st);
+    }
+    for (int r = 1; r < kdcl_dist_size(); r++)
+        if (fp[2 * r] != fp[0] || fp[2 * r + 1] != fp[1]) {
+            if (kdcl_dist_rank() == 0)
+                fprintf(stderr,
+                        "kdcl %s: rank %d was started with %s than rank 0: every rank of an "
+                        "mpirun job must run the same command on the same data\n",
+                        cmd, r, fp[2 * r] != fp[0] ? "other arguments" : "other data");
+            free(fp);
+            return CLI_EXIT_USAGE;
+        }
+    free(fp);
+    dist_phase = 1;
+    /* the placement table */
+    place me, *all = calloc((size_t)kdcl_dist_size(), sizeof *all);
+    memset(&me, 0, sizeof me);
+    me.rank = kdcl_dist_rank();
+    me.local = kdcl_dist_local_rank();
+    snprintf(me.host, sizeof me.host, "%s", kdcl_dist_host());
+    snprintf(me.device, sizeof me.device, "%s", device ? device : "");
+    if (!all) return cli_fail(cmd, kdcl_set_error(KDCL_ERR_OOM, "out of host memory"));
+    kdcl_status s = kdcl_dist_allgather(&me, sizeof me, all);
+    if (s) {
+        free(all);
+        return cli_fail(cmd, s);
+    }
+    dist_places = all;
+    if (kdcl_dist_rank() == 0) {
+        printf("kdcl %s: %d ranks, %s\n| rank | host | local rank | device |\n|---|---|---|---|\n",
+               cmd, kdcl_dist_size(), what);
+        for (int r = 0; r < kdcl_dist_size(); r++)
+            printf("| %d | %s | %d | %s |\n", all[r].rank, all[r].host, all[r].local,
+                   all[r].device);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+void cli_dist_devices(char *buf, size_t size)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int r = 0; dist_places && r < kdcl_dist_size() && off < size; r++) {
+        char dev[256], *d = dev;
+        snprintf(dev, sizeof dev, "%s", dist_places[r].device);
+        for (; *d; d++)
+            if (*d == '"' || *d == '\\' || (unsigned char)*d < 0x20) *d = ' ';
+        off += (size_t)snprintf(buf + off, size - off, "%s\"%s/%s\"", r ? ", " : "",
+                                dist_places[r].host, dev);
+    }
+}
+
+void cli_dist_devices_plain(char *buf, size_t size)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int r = 0; dist_places && r < kdcl_dist_size() && off < size; r++)
+        off += (size_t)snprintf(buf + off, size - off, "%s%s/%s", r ? "; " : "",
+                                dist_places[r].host, dist_places[r].device);
+}
+
+int cli_dist_phase(void) { return dist_phase; }
+
+int cli_dist_end(int rc)
+{
+    if (kdcl_dist_size() < 2) return rc;
+    if (!dist_agreed) {
+        int worst = dist_agree(rc);
+        if (!rc) rc = worst;
+    }
+    return rc;
+}
+
+const char *cli_rank_device(const char *list, const char *device, size_t index, char *buf,
+                            size_t size)
+{
+    if (!list || !*list) list = getenv("KDCL_DEVICES");
+    if (!list || !*list) return device;
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", list);
+    size_t n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save)) n++;
+    if (n == 0) return device;
+    size_t want = index % n, i = 0;
+    snprintf(tmp, sizeof tmp, "%s", list);
+    save = NULL;
+    for (char *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save), i++)
+        if (i == want) {
+            snprintf(buf, size, "%s", t);
+            return buf;
+        }
+    return device;
 }
 
 int cli_open_ctx(const char *cmd, const char *device, kdcl_ctx **ctx)

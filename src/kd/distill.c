@@ -10,6 +10,7 @@
 #include "kdcl/safetensors.h"
 #include "nn/eval_internal.h"
 #include "runtime/ctx.h"
+#include "runtime/dist.h"
 
 void kdcl_ensemble_free(kdcl_ensemble *e)
 {
@@ -244,8 +245,13 @@ kdcl_status kdcl_distill(kdcl_model *student, kdcl_ensemble *e, const kdcl_datas
             }
             if (s || (s = kdcl_tensor_alloc2(ctx, &st.targets, KDCL_F32, o->batch, K)))
                 goto cached_done;
-            for (size_t start = 0; start < transfer->n; start += B) {
-                size_t count = transfer->n - start < B ? transfer->n - start : B;
+            /* data-parallel: each rank computes its share of the rows, then
+             * they are gathered so that every rank holds them all */
+            const int dp = o->data_parallel && kdcl_dist_size() > 1;
+            size_t lo = 0, hi = transfer->n;
+            if (dp) kdcl_dist_share(transfer->n, kdcl_dist_rank(), kdcl_dist_size(), &lo, &hi);
+            for (size_t start = lo; start < hi; start += B) {
+                size_t count = hi - start < B ? hi - start : B;
                 if ((s = kdcl_batcher_load(&b, start, count)) ||
                     (s = kdcl_ensemble_forward(e, &b.batch_u8[b.cur], count, transfer->h,
                                                transfer->w, transfer->c, 0, 0, 0, 0, d->T,
@@ -255,6 +261,19 @@ kdcl_status kdcl_distill(kdcl_model *student, kdcl_ensemble *e, const kdcl_datas
                                                   start * K * sizeof(float),
                                                   count * K * sizeof(float), 0, NULL, NULL),
                               "clEnqueueCopyBuffer (soft targets)");
+            }
+            if (dp) {
+                float *h = malloc(transfer->n * K * sizeof *h + 1);
+                if (!h) {
+                    s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+                    goto cached_done;
+                }
+                if (hi > lo)
+                    s = kdcl_tensor_download(ctx, &st.cache, lo * K, (hi - lo) * K, h + lo * K);
+                if (!s) s = kdcl_dist_allgather_rows(h, transfer->n, K);
+                if (!s) s = kdcl_tensor_upload(ctx, &st.cache, 0, transfer->n * K, h);
+                free(h);
+                if (s) goto cached_done;
             }
             st.cached = 1;
         }

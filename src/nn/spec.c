@@ -676,9 +676,9 @@ static const struct {
     [L_BN] = {"bn", KDCL_LAYER_BATCHNORM, 0, {"eps", "m", NULL}, "bn[(eps=E,m=M)]"},
     [L_RES] = {"res", KDCL_LAYER_RESIDUAL, 0, {NULL, NULL, NULL}, "res(BODY[;SHORTCUT])"},
 };
-static const char *const g_presets[] = {"lenet5", "cnn-small", "resnet20"};
+static const char *const g_presets[] = {"lenet5", "cnn-small", "resnet20", "cnn-medium"};
 #define LAYER_NAMES "conv, maxpool, avgpool, gap, linear, relu, dropout, flatten, bn, res"
-#define PRESET_NAMES "lenet5, cnn-small, resnet20"
+#define PRESET_NAMES "lenet5, cnn-small, cnn-medium, resnet20"
 
 typedef struct {
     const char *key; /* NULL: positional */
@@ -1179,7 +1179,11 @@ static kdcl_status parse_preset(int which, size_t n_classes, kdcl_model_spec *ou
         ADD("conv(32,3,p=1,bias=0),bn,relu,maxpool(2),conv(64,3,p=1,bias=0),bn,relu,maxpool(2),"
             "flatten,linear(128),relu,dropout(0.3),linear(K)");
         break;
-    default: /* He et al. 2016, CIFAR ResNet-20 with projection shortcuts (option B) */
+    case 3: /* cnn-small with a second 64-channel conv and 256 hidden units: the Fashion-MNIST teacher */
+        ADD("conv(32,3,p=1,bias=0),bn,relu,maxpool(2),conv(64,3,p=1,bias=0),bn,relu,"
+            "conv(64,3,p=1,bias=0),bn,relu,maxpool(2),flatten,linear(256),relu,dropout(0.4),linear(K)");
+        break;
+    case 2: /* He et al. 2016, CIFAR ResNet-20 with projection shortcuts (option B) */
         ADD("conv(16,3,p=1,bias=0),bn,relu");
         for (int stage = 0; stage < 3; stage++) {
             int c = 16 << stage;
@@ -1221,7 +1225,7 @@ kdcl_status kdcl_model_spec_parse(const char *text, size_t n_classes, kdcl_model
         return st;
     }
     if (is_digit(*b)) return parse_legacy(text, b, e, out);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < (int)(sizeof g_presets / sizeof g_presets[0]); i++)
         if (strlen(g_presets[i]) == (size_t)(e - b) && !memcmp(g_presets[i], b, (size_t)(e - b)))
             return parse_preset(i, n_classes, out);
     return parse_compact(text, n_classes, out);

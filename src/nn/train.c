@@ -11,8 +11,10 @@
 #include "kdcl/ops.h"
 #include "kdcl/train.h"
 #include "nn/eval_internal.h"
+#include "nn/model_internal.h"
 #include "nn/train_state.h"
 #include "runtime/ctx.h"
+#include "runtime/dist.h"
 
 #define SYNC_STEPS 32
 
@@ -124,6 +126,104 @@ static kdcl_status check_losses(kdcl_ctx *ctx, const kdcl_tensor *acc, size_t fr
     return KDCL_OK;
 }
 
+/* Data-parallel step: the gradient of this rank's `mine` of the batch's
+ * `count` rows, averaged over its rows by the loss, becomes the average over
+ * the whole batch once scaled by mine / count and summed over the ranks. */
+static kdcl_status allreduce_grads(kdcl_model *m, float *host, size_t mine, size_t count)
+{
+    kdcl_ctx *ctx = kdcl_model_ctx(m);
+    kdcl_tensor *g = kdcl_model_grads(m);
+    /* the blocking read waits for this rank's device to finish the step's
+     * forward and backward: the host's only wait on the device in a step */
+    kdcl_status s = kdcl_tensor_download(ctx, g, 0, g->numel, host);
+    if (s) return s;
+    const float scale = (float)mine / (float)count;
+    if (mine != count)
+        for (size_t i = 0; i < g->numel; i++) host[i] *= scale;
+    /* one MPI_Allreduce (sum) of the flat buffer: the same result on every rank */
+    if ((s = kdcl_dist_allreduce_f32(host, g->numel))) return s;
+    return kdcl_tensor_upload(ctx, g, 0, g->numel, host);
+}
+
+/* After an epoch of data-parallel training: rank 0's BatchNorm running
+ * statistics to every rank, then the ranks compare their parameters (a hash
+ * of their bits). Ranks on the same kind of device make bit-identical
+ * updates (the same summed gradient into the same update kernel); devices
+ * that round differently (a CPU and a GPU contract a * b + c differently)
+ * drift apart by rounding: then rank 0's parameters are copied to every
+ * rank and rank 0 notes the largest relative difference in `log`. */
+static kdcl_status sync_ranks(kdcl_model *m, float *host, size_t epoch, FILE *log)
+{
+    kdcl_ctx *ctx = kdcl_model_ctx(m);
+    kdcl_status s;
+    if (m->stats.buf && m->stats.numel) {
+        if ((s = kdcl_tensor_download(ctx, &m->stats, 0, m->stats.numel, host)) ||
+            (s = kdcl_dist_bcast(host, m->stats.numel * sizeof(float), 0)) ||
+            (s = kdcl_tensor_upload(ctx, &m->stats, 0, m->stats.numel, host)))
+            return s;
+    }
+    kdcl_tensor *p = kdcl_model_params(m);
+    if ((s = kdcl_tensor_download(ctx, p, 0, p->numel, host))) return s;
+    const int W = kdcl_dist_size(), rank = kdcl_dist_rank();
+    uint64_t h = kdcl_hash64(KDCL_HASH64_INIT, host, p->numel * sizeof(float));
+    uint64_t *all = malloc((size_t)W * sizeof *all);
+    double *diff = calloc((size_t)W, sizeof *diff);
+    float *ref = malloc(p->numel * sizeof *ref + 1);
+    if (!all || !diff || !ref) {
+        s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        goto out;
+    }
+    if ((s = kdcl_dist_allgather(&h, sizeof h, all))) goto out;
+    int same = 1;
+    for (int r = 1; r < W; r++) same &= all[r] == all[0];
+    if (same) goto out;
+    /* rank 0's parameters to every rank, and how far each rank was from them */
+    memcpy(ref, host, p->numel * sizeof *ref);
+    if ((s = kdcl_dist_bcast(ref, p->numel * sizeof *ref, 0))) goto out;
+    double num = 0, den = 0;
+    for (size_t i = 0; i < p->numel; i++) {
+        const double d = (double)host[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    diff[rank] = den > 0 ? sqrt(num / den) : sqrt(num);
+    if ((s = kdcl_dist_allreduce_f64(diff, (size_t)W))) goto out;
+    if (!isfinite(diff[rank])) {
+        s = kdcl_set_error(KDCL_ERR_NUMERIC, "data-parallel training: the parameters of rank %d "
+                                             "are not finite after epoch %zu",
+                           rank, epoch);
+        goto out;
+    }
+    if ((s = kdcl_tensor_upload(ctx, p, 0, p->numel, ref))) goto out;
+    if (rank == 0 && log) {
+        int worst = 1;
+        for (int r = 2; r < W; r++)
+            if (diff[r] > diff[worst]) worst = r;
+        fprintf(log,
+                "note: after epoch %zu the ranks' parameters differed (rank %d from rank 0's by "
+                "%.3g, relative): rank 0's were copied to every rank (devices that round "
+                "differently)\n",
+                epoch, worst, diff[worst]);
+        fflush(log);
+    }
+out:
+    free(all);
+    free(diff);
+    free(ref);
+    return s;
+}
+
+/* Data-parallel: agree on a failed loss check; the lowest rank that failed
+ * returns its error, the others wait for it to end the job. */
+static kdcl_status agree_losses(kdcl_status s, int dp)
+{
+    if (!dp) return s;
+    int first;
+    kdcl_dist_agree(s ? 1 : 0, &first);
+    if (first >= 0 && first != kdcl_dist_rank()) kdcl_dist_wait_abort(1, 120);
+    return s;
+}
+
 kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_opts *o,
                        kdcl_loss_fn loss_fn, void *loss_user, kdcl_epoch_stats *last)
 {
@@ -161,6 +261,10 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
     if (!loss_fn) loss_fn = xent_loss;
 
     const size_t steps = (N + o->batch - 1) / o->batch;
+    const int dp = o->data_parallel && kdcl_dist_size() > 1;
+    const int rank = dp ? kdcl_dist_rank() : 0, W = dp ? kdcl_dist_size() : 1;
+    const int writer = rank == 0; /* data-parallel: rank 0 writes the state */
+    float *ghost = NULL;          /* host copy of the gradients (data-parallel) */
     kdcl_batcher b;
     kdcl_tensor loss = {0}, loss_acc = {0}, err_acc = {0};
     float *host = malloc(steps * sizeof *host);
@@ -171,7 +275,11 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
     size_t first_epoch = 1, first_step = 0;
     memset(&b, 0, sizeof b);
     memset(&ts, 0, sizeof ts);
-    if (!host || (o->sample && !order)) {
+    if (dp) {
+        size_t gn = kdcl_model_grads(m)->numel, sn = m->stats.numel, pn = kdcl_model_params(m)->numel;
+        ghost = malloc((gn > sn ? (gn > pn ? gn : pn) : (sn > pn ? sn : pn)) * sizeof *ghost + 1);
+    }
+    if (!host || (o->sample && !order) || (dp && !ghost)) {
         s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
         goto done;
     }
@@ -212,6 +320,11 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
             }
             first_epoch = ts.epoch + 1;
             first_step = ts.step;
+            if (dp && rank != 0) {
+                /* the saved partial sums are the whole batch's: rank 0 carries them */
+                ts.loss_sum = 0;
+                ts.errors = 0;
+            }
             if (last && ts.epoch > 0) *last = ts.last;
         }
     }
@@ -247,19 +360,36 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
             size_t ls[1] = {count};
             if (sched.kind != KDCL_SCHED_EXP || sched.warmup_epochs)
                 lr = (float)kdcl_schedule_lr(&sched, epoch - 1, step, steps);
-            if ((s = kdcl_batcher_load(&b, start, count)) ||
-                (s = kdcl_tensor_reshape(&loss, 1, ls)) ||
-                (s = kdcl_model_load_u8(m, &b.batch_u8[b.cur], count, o->jitter, o->flip, o->seed,
-                                        gstep)) ||
-                (s = kdcl_model_forward(m, 1, o->seed, gstep)) ||
-                (s = loss_fn(loss_user, m, &b, start, count, gstep, &b.batch_labels[b.cur], &loss,
-                             &err_acc)) ||
-                (s = kdcl_op_reduce_add(ctx, &loss, count, &loss_acc, step)) ||
-                (s = kdcl_model_backward(m)) || (s = kdcl_optim_step(opt, lr, mom)))
+            /* data-parallel: this rank's share [lo, hi) of the global batch,
+             * with dropout and jitter drawn from a step number of its own */
+            size_t lo = 0, hi = count;
+            uint64_t rstep = gstep;
+            if (dp) {
+                kdcl_dist_share(count, rank, W, &lo, &hi);
+                rstep = gstep * (uint64_t)W + (uint64_t)rank;
+            }
+            const size_t mine = hi - lo;
+            ls[0] = mine ? mine : 1;
+            if (mine == 0) {
+                /* fewer rows than ranks: this rank adds a zero gradient */
+                if ((s = kdcl_tensor_fill(ctx, kdcl_model_grads(m), 0.0f))) goto done;
+            } else if ((s = kdcl_batcher_load(&b, start + lo, mine)) ||
+                       (s = kdcl_tensor_reshape(&loss, 1, ls)) ||
+                       (s = kdcl_model_load_u8(m, &b.batch_u8[b.cur], mine, o->jitter, o->flip,
+                                               o->seed, rstep)) ||
+                       (s = kdcl_model_forward(m, 1, o->seed, rstep)) ||
+                       (s = loss_fn(loss_user, m, &b, start + lo, mine, rstep,
+                                    &b.batch_labels[b.cur], &loss, &err_acc)) ||
+                       (s = kdcl_op_reduce_add(ctx, &loss, mine, &loss_acc, step)) ||
+                       (s = kdcl_model_backward(m))) {
+                goto done;
+            }
+            if ((dp && (s = allreduce_grads(m, ghost, mine, count))) ||
+                (s = kdcl_optim_step(opt, lr, mom)))
                 goto done;
             if ((step + 1) % SYNC_STEPS == 0 || step + 1 == steps) {
-                if ((s = check_losses(ctx, &loss_acc, checked, step + 1, epoch, host, &loss_sum)))
-                    goto done;
+                s = check_losses(ctx, &loss_acc, checked, step + 1, epoch, host, &loss_sum);
+                if ((s = agree_losses(s, dp))) goto done;
                 checked = step + 1;
                 if (tty) {
                     double el = kdcl_now_seconds() - t0;
@@ -274,28 +404,37 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
                 step + 1 < steps) {
                 /* a state within the epoch: its losses so far checked and summed */
                 int32_t errs = 0;
-                if ((s = check_losses(ctx, &loss_acc, checked, step + 1, epoch, host,
-                                      &loss_sum)) ||
+                s = check_losses(ctx, &loss_acc, checked, step + 1, epoch, host, &loss_sum);
+                if ((s = agree_losses(s, dp)) ||
                     (s = kdcl_tensor_download(ctx, &err_acc, 0, 1, &errs)))
                     goto done;
                 checked = step + 1;
+                double sums[2] = {loss_sum, (double)errs}; /* the whole batch's */
+                if (dp && (s = kdcl_dist_allreduce_f64(sums, 2))) goto done;
                 ts.epoch = epoch - 1;
                 ts.step = step + 1;
-                ts.loss_sum = loss_sum;
-                ts.errors = errs;
-                if ((s = kdcl_tstate_write(&ts, o->state_path, m, opt, b.order, b.n_order,
-                                           epoch)))
+                ts.loss_sum = sums[0];
+                ts.errors = (int32_t)sums[1];
+                if (writer && (s = kdcl_tstate_write(&ts, o->state_path, m, opt, b.order,
+                                                     b.n_order, epoch)))
                     goto done;
             }
         }
         int32_t errs = 0;
         if ((s = kdcl_tensor_download(ctx, &err_acc, 0, 1, &errs))) goto done;
+        if (dp) {
+            double sums[2] = {loss_sum, (double)errs};
+            if ((s = kdcl_dist_allreduce_f64(sums, 2)) || (s = sync_ranks(m, ghost, epoch, o->log)))
+                goto done;
+            loss_sum = sums[0];
+            errs = (int32_t)sums[1];
+        }
         double secs = kdcl_now_seconds() - t0;
         /* a resumed epoch's rate counts the examples this run processed */
         const size_t done_n = resumed ? N - first_step * o->batch : N;
         kdcl_epoch_stats st = {epoch, loss_sum / (double)N, (double)errs / (double)N,
                                NAN, NAN, 0, lr, mom, secs, (double)done_n / secs};
-        if (o->val) {
+        if (o->val && writer) {
             kdcl_eval_result r;
             if ((s = kdcl_evaluate(m, o->val, 0, &r))) goto done;
             st.val_loss = r.loss;
@@ -314,17 +453,19 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
                     st.seconds, st.samples_per_s);
             fflush(o->log);
         }
-        char line[512];
+        char line[2048];
         int len = snprintf(line, sizeof line,
                            "{\"epoch\": %zu, \"loss\": %.6g, \"train_error\": %.6g, "
                            "\"lr\": %.6g, \"momentum\": %.4g, \"seconds\": %.3f, "
                            "\"samples_per_s\": %.1f",
                            epoch, st.train_loss, st.train_error, st.lr, st.momentum, st.seconds,
                            st.samples_per_s);
-        if (o->val && len > 0 && (size_t)len < sizeof line)
+        if (o->val && writer && len > 0 && (size_t)len < sizeof line)
             len += snprintf(line + len, sizeof line - (size_t)len,
                             ", \"val_loss\": %.6g, \"val_error\": %.6g, \"val_errors\": %zu",
                             st.val_loss, st.val_error, st.val_errors);
+        if (o->metrics_extra && len > 0 && (size_t)len < sizeof line)
+            len += snprintf(line + len, sizeof line - (size_t)len, ", %s", o->metrics_extra);
         if (len > 0 && (size_t)len < sizeof line)
             snprintf(line + len, sizeof line - (size_t)len, "}\n");
         if (metrics && (fputs(line, metrics) < 0 || fflush(metrics))) {
@@ -339,7 +480,8 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
             ts.errors = 0;
             ts.last = st;
             if ((s = kdcl_tstate_add_metrics(&ts, line)) ||
-                (s = kdcl_tstate_write(&ts, o->state_path, m, opt, b.order, b.n_order, epoch)))
+                (writer &&
+                 (s = kdcl_tstate_write(&ts, o->state_path, m, opt, b.order, b.n_order, epoch))))
                 goto done;
         }
     }
@@ -353,6 +495,7 @@ done:
     kdcl_tensor_free(ctx, &err_acc);
     kdcl_batcher_destroy(&b);
     free(host);
+    free(ghost);
     free(order);
     if (opt != o->optim) kdcl_optim_destroy(opt);
     return s;
