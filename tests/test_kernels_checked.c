@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gemm_internal.h"
+#include "core/ops_util.h"
 #include "kdcl/kdcl.h"
 #include "runtime/ctx.h"
 #include "runtime/embedded.h"
@@ -135,9 +137,10 @@ static kdcl_tensor nan_t(size_t ndim, const size_t *shape)
  * did not write in the same call makes NaN results. */
 static void poison_scratch(void)
 {
-    for (size_t i = 0; i < KDCL_SCRATCH_SLOTS; i++)
-        if (tu_ctx->gemm_scratch[i].buf) poison(&tu_ctx->gemm_scratch[i]);
-    if (tu_ctx->op_scratch.buf) poison(&tu_ctx->op_scratch);
+    kdcl_tensor *t;
+    for (size_t i = 0; (t = kdcl__gemm_scratch(tu_ctx, i)); i++)
+        if (t->buf) poison(t);
+    if ((t = kdcl__ops_scratch(tu_ctx)) && t->buf) poison(t);
 }
 /* I32 tensor of n elements, every one `v`. */
 static kdcl_tensor ifill(size_t n, int32_t v)

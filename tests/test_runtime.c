@@ -10,55 +10,161 @@
 #include "kdcl/kdcl.h"
 #include "testutil.h"
 
-static kdcl_device_info fake[4];
+static kdcl_device_info fake[7];
 
+/* A machine with one of each: PoCL on the CPU, two GPUs under NVIDIA's CUDA
+ * platform, Intel's GPU and CPU runtimes (the CPU one on an AMD CPU), a Radeon
+ * under Rusticl and the same Radeon under AMD's ROCm. Names, platforms and
+ * vendors as these implementations report them. */
 static void make_fake(void)
 {
     memset(fake, 0, sizeof fake);
-    const char *names[] = {"pthread-haswell-AMD EPYC", "NVIDIA H100 80GB HBM3", "Intel(R) UHD 770",
-                           "gfx1100"};
-    const char *plats[] = {"Portable Computing Language", "NVIDIA CUDA", "Intel(R) OpenCL Graphics",
-                           "AMD Accelerated Parallel Processing"};
-    const unsigned pi[] = {0, 1, 2, 2};
-    const unsigned di[] = {0, 0, 0, 1};
-    const cl_device_type ty[] = {CL_DEVICE_TYPE_CPU, CL_DEVICE_TYPE_GPU, CL_DEVICE_TYPE_GPU,
-                                 CL_DEVICE_TYPE_GPU};
-    for (int i = 0; i < 4; i++) {
-        snprintf(fake[i].name, sizeof fake[i].name, "%s", names[i]);
-        snprintf(fake[i].platform_name, sizeof fake[i].platform_name, "%s", plats[i]);
-        snprintf(fake[i].vendor, sizeof fake[i].vendor, "vendor%d", i);
-        fake[i].platform_index = pi[i];
-        fake[i].device_index = di[i];
-        fake[i].type = ty[i];
+    static const struct {
+        const char *name, *plat, *pvendor, *vendor;
+        unsigned p, d;
+        cl_device_type type;
+    } f[7] = {
+        {"pthread-skylake-avx512-AMD EPYC 7B13", "Portable Computing Language", "The pocl project",
+         "AuthenticAMD", 0, 0, CL_DEVICE_TYPE_CPU},
+        {"NVIDIA H100 80GB HBM3", "NVIDIA CUDA", "NVIDIA Corporation", "NVIDIA Corporation", 1, 0,
+         CL_DEVICE_TYPE_GPU},
+        {"NVIDIA GeForce RTX 4090", "NVIDIA CUDA", "NVIDIA Corporation", "NVIDIA Corporation", 1, 1,
+         CL_DEVICE_TYPE_GPU},
+        {"Intel(R) UHD Graphics 770", "Intel(R) OpenCL Graphics", "Intel(R) Corporation",
+         "Intel(R) Corporation", 2, 0, CL_DEVICE_TYPE_GPU},
+        {"AMD EPYC 7B13 64-Core Processor", "Intel(R) OpenCL", "Intel(R) Corporation",
+         "Intel(R) Corporation", 3, 0, CL_DEVICE_TYPE_CPU},
+        {"AMD Radeon RX 7900 XTX (radeonsi, navi31, LLVM 15.0.7)", "rusticl", "Mesa/X.org", "AMD",
+         4, 0, CL_DEVICE_TYPE_GPU},
+        {"gfx1100", "AMD Accelerated Parallel Processing", "Advanced Micro Devices, Inc.",
+         "Advanced Micro Devices, Inc.", 5, 0, CL_DEVICE_TYPE_GPU},
+    };
+    for (int i = 0; i < 7; i++) {
+        snprintf(fake[i].name, sizeof fake[i].name, "%s", f[i].name);
+        snprintf(fake[i].platform_name, sizeof fake[i].platform_name, "%s", f[i].plat);
+        snprintf(fake[i].platform_vendor, sizeof fake[i].platform_vendor, "%s", f[i].pvendor);
+        snprintf(fake[i].vendor, sizeof fake[i].vendor, "%s", f[i].vendor);
+        fake[i].platform_index = f[i].p;
+        fake[i].device_index = f[i].d;
+        fake[i].type = f[i].type;
     }
+}
+
+/* kdcl_select_device(spec) over the first n fake devices: the index chosen,
+ * or -1 (then the error must be KDCL_ERR_NO_DEVICE). */
+static long pick(const char *spec, size_t n)
+{
+    size_t c = 99;
+    kdcl_status s = kdcl_select_device(spec, fake, n, &c);
+    if (s) {
+        ck_assert_int_eq(s, KDCL_ERR_NO_DEVICE);
+        return -1;
+    }
+    ck_assert_uint_lt(c, n);
+    return (long)c;
 }
 
 START_TEST(test_select_rules)
 {
     make_fake();
+    ck_assert_int_eq(pick(NULL, 7), 1); /* first GPU */
+    ck_assert_int_eq(pick("", 7), 1);
+    ck_assert_int_eq(pick("", 1), 0); /* no GPU: first device */
+    ck_assert_int_eq(pick("1:1", 7), 2);
+    ck_assert_int_eq(pick("3:0", 7), 4);
+    /* types: the first device of the type, whatever its platform */
+    ck_assert_int_eq(pick("cpu", 7), 0);
+    ck_assert_int_eq(pick("CPU", 7), 0);
+    ck_assert_int_eq(pick("GPU", 7), 1);
+    ck_assert_int_eq(pick("gpu", 1), -1);
+    ck_assert_int_eq(pick("accelerator", 7), -1);
+}
+END_TEST
+
+START_TEST(test_select_aliases)
+{
+    make_fake();
+    /* implementations, by their platform name or vendor */
+    ck_assert_int_eq(pick("pocl", 7), 0);
+    ck_assert_int_eq(pick("PoCL", 7), 0);
+    ck_assert_int_eq(pick("rusticl", 7), 5);
+    ck_assert_int_eq(pick("clover", 7), -1);
+    ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "no OpenCL device matches 'clover'"));
+    /* the vendor's own platform: two GPUs on one platform give the first */
+    ck_assert_int_eq(pick("nvidia", 7), 1);
+    ck_assert_int_eq(pick("NVIDIA:gpu", 7), 1);
+    ck_assert_int_eq(pick("nvidia:cpu", 7), -1);
+    /* AMD's platform, not the Radeon under Rusticl nor the AMD CPUs */
+    ck_assert_int_eq(pick("amd", 7), 6);
+    /* Intel's CPU runtime on an AMD CPU is "intel", never "amd" */
+    ck_assert_int_eq(pick("intel:cpu", 7), 4);
+    ck_assert_int_eq(pick("intel:gpu", 7), 3);
+    ck_assert_int_eq(pick("intel:GPU", 7), 3);
+    /* PoCL alone */
+    ck_assert_int_eq(pick("pocl", 1), 0);
+    ck_assert_int_eq(pick("intel", 1), -1); /* an AMD CPU under PoCL is no Intel device */
+}
+END_TEST
+
+START_TEST(test_select_vendor_fallback)
+{
+    make_fake();
+    /* Without AMD's platform (the first 6 devices): devices whose vendor is
+     * AMD, PoCL's CPU ("AuthenticAMD") and the Radeon under Rusticl ("AMD"),
+     * on two platforms: ambiguous, unless narrowed by type. */
+    ck_assert_int_eq(pick("amd", 6), -1);
+    ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "ambiguous"));
+    ck_assert_int_eq(pick("amd:gpu", 6), 5);
+    ck_assert_int_eq(pick("amd:cpu", 6), 0);
+    /* PoCL on an Intel CPU is an Intel device when no Intel platform exists */
+    kdcl_device_info d = fake[0];
+    snprintf(d.vendor, sizeof d.vendor, "GenuineIntel");
+    snprintf(d.name, sizeof d.name, "pthread-alderlake-12th Gen Core i7-1270P");
     size_t c = 99;
-    ck_assert_int_eq(kdcl_select_device(NULL, fake, 4, &c), KDCL_OK);
-    ck_assert_uint_eq(c, 1); /* first GPU */
-    ck_assert_int_eq(kdcl_select_device("", fake, 1, &c), KDCL_OK);
-    ck_assert_uint_eq(c, 0); /* no GPU: first device */
-    ck_assert_int_eq(kdcl_select_device("2:1", fake, 4, &c), KDCL_OK);
-    ck_assert_uint_eq(c, 3);
-    ck_assert_int_eq(kdcl_select_device("cpu", fake, 4, &c), KDCL_OK);
+    ck_assert_int_eq(kdcl_select_device("intel", &d, 1, &c), KDCL_OK);
     ck_assert_uint_eq(c, 0);
-    ck_assert_int_eq(kdcl_select_device("GPU", fake, 4, &c), KDCL_OK);
+    ck_assert_int_eq(kdcl_select_device("amd", &d, 1, &c), KDCL_ERR_NO_DEVICE);
+    /* NVIDIA's GPU under PoCL's CUDA driver: vendor NVIDIA, platform PoCL */
+    snprintf(d.vendor, sizeof d.vendor, "NVIDIA Corporation");
+    snprintf(d.name, sizeof d.name, "NVIDIA A100-SXM4-40GB");
+    d.type = CL_DEVICE_TYPE_GPU;
+    ck_assert_int_eq(kdcl_select_device("nvidia", &d, 1, &c), KDCL_OK);
+    ck_assert_int_eq(kdcl_select_device("pocl", &d, 1, &c), KDCL_OK);
+}
+END_TEST
+
+START_TEST(test_select_names)
+{
+    make_fake();
+    ck_assert_int_eq(pick("RTX", 7), 2);       /* device name */
+    ck_assert_int_eq(pick("radeon", 7), 5);
+    ck_assert_int_eq(pick("GFX1100", 7), 6);
+    ck_assert_int_eq(pick("Mesa", 7), 5);      /* platform vendor */
+    ck_assert_int_eq(pick("Graphics", 7), 3);  /* device name before platform name */
+    ck_assert_int_eq(pick("portable", 7), 0);  /* platform name */
+    ck_assert_int_eq(pick("cuda", 7), 1);      /* platform name, two GPUs: the first */
+    /* a name on two platforms: ambiguous, the message lists both as P:D */
+    ck_assert_int_eq(pick("EPYC", 7), -1);
+    const char *msg = kdcl_last_error();
+    ck_assert_ptr_nonnull(strstr(msg, "'EPYC' is ambiguous"));
+    ck_assert_ptr_nonnull(strstr(msg, "0:0 pthread-skylake"));
+    ck_assert_ptr_nonnull(strstr(msg, "3:0 AMD EPYC 7B13 64-Core"));
+    ck_assert_ptr_null(strstr(msg, "H100"));   /* only the candidates */
+    ck_assert_int_eq(pick("EPYC:cpu", 7), -1); /* both CPUs */
+    ck_assert_int_eq(pick("EPYC:gpu", 7), -1);
+    /* an exact name wins over names that contain it */
+    kdcl_device_info two[2];
+    memset(two, 0, sizeof two);
+    snprintf(two[0].name, sizeof two[0].name, "Tesla T4 (nouveau)");
+    snprintf(two[0].platform_name, sizeof two[0].platform_name, "rusticl");
+    snprintf(two[1].name, sizeof two[1].name, "Tesla T4");
+    snprintf(two[1].platform_name, sizeof two[1].platform_name, "NVIDIA CUDA");
+    two[1].platform_index = 1;
+    two[0].type = two[1].type = CL_DEVICE_TYPE_GPU;
+    size_t c = 99;
+    ck_assert_int_eq(kdcl_select_device("tesla t4", two, 2, &c), KDCL_OK);
     ck_assert_uint_eq(c, 1);
-    ck_assert_int_eq(kdcl_select_device("nvidia", fake, 4, &c), KDCL_OK);
-    ck_assert_uint_eq(c, 1);
-    ck_assert_int_eq(kdcl_select_device("PoCL", fake, 4, &c), KDCL_ERR_NO_DEVICE);
-    ck_assert_int_eq(kdcl_select_device("portable", fake, 4, &c), KDCL_OK);
-    ck_assert_uint_eq(c, 0);
-    ck_assert_int_eq(kdcl_select_device("GFX11", fake, 4, &c), KDCL_OK);
-    ck_assert_uint_eq(c, 3);
-    ck_assert_int_eq(kdcl_select_device("vendor2", fake, 4, &c), KDCL_OK);
-    ck_assert_uint_eq(c, 2);
-    /* name matches win over platform matches: "intel" is in device 2's name */
-    ck_assert_int_eq(kdcl_select_device("intel", fake, 4, &c), KDCL_OK);
-    ck_assert_uint_eq(c, 2);
+    ck_assert_int_eq(kdcl_select_device("tesla", two, 2, &c), KDCL_ERR_NO_DEVICE);
 }
 END_TEST
 
@@ -66,15 +172,22 @@ START_TEST(test_select_errors)
 {
     make_fake();
     size_t c;
-    ck_assert_int_eq(kdcl_select_device("3:0", fake, 4, &c), KDCL_ERR_NO_DEVICE);
-    ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "3:0"));
+    ck_assert_int_eq(kdcl_select_device("7:0", fake, 7, &c), KDCL_ERR_NO_DEVICE);
+    ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "'7:0'"));
     ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "NVIDIA H100")); /* lists devices */
-    ck_assert_int_eq(kdcl_select_device("accelerator", fake, 4, &c), KDCL_ERR_NO_DEVICE);
-    ck_assert_int_eq(kdcl_select_device("radeon", fake, 4, &c), KDCL_ERR_NO_DEVICE);
+    ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "pocl, intel, nvidia, amd")); /* and forms */
+    ck_assert_int_eq(kdcl_select_device("geforce 5090", fake, 7, &c), KDCL_ERR_NO_DEVICE);
     /* malformed index pairs are names, which then match nothing */
-    ck_assert_int_eq(kdcl_select_device("1:", fake, 4, &c), KDCL_ERR_NO_DEVICE);
-    ck_assert_int_eq(kdcl_select_device("1:0x", fake, 4, &c), KDCL_ERR_NO_DEVICE);
+    ck_assert_int_eq(kdcl_select_device("1:", fake, 7, &c), KDCL_ERR_NO_DEVICE);
+    ck_assert_int_eq(kdcl_select_device("1:0x", fake, 7, &c), KDCL_ERR_NO_DEVICE);
+    ck_assert_int_eq(kdcl_select_device(":gpu", fake, 7, &c), KDCL_ERR_NO_DEVICE);
+    ck_assert_int_eq(kdcl_select_device("nvidia:", fake, 7, &c), KDCL_ERR_NO_DEVICE);
+    ck_assert_int_eq(kdcl_select_device("nvidia:tpu", fake, 7, &c), KDCL_ERR_NO_DEVICE);
     ck_assert_int_eq(kdcl_select_device(NULL, fake, 0, &c), KDCL_ERR_NO_DEVICE);
+    char longname[600];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    ck_assert_int_eq(kdcl_select_device(longname, fake, 7, &c), KDCL_ERR_NO_DEVICE);
 }
 END_TEST
 
@@ -356,13 +469,34 @@ START_TEST(test_no_platform_message)
     char cmd[8400];
     snprintf(cmd, sizeof cmd, "OCL_ICD_VENDORS=%s OCL_ICD_FILENAMES= %s devices 2>&1", empty, exe);
     FILE *f = popen(cmd, "r");
-    char out[4096] = "";
+    char out[8192] = "";
     size_t n = fread(out, 1, sizeof out - 1, f);
     out[n] = '\0';
     int st = pclose(f);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 2, "exit status %d, output: %s", st, out);
     ck_assert_msg(strstr(out, "pocl-opencl-icd") != NULL, "output: %s", out);
     ck_assert_msg(strstr(out, "no OpenCL platform") != NULL, "output: %s", out);
+    /* kdcl devices explains the loader and names a package per vendor */
+    static const char *const want[] = {"/etc/OpenCL/vendors", "OCL_ICD_VENDORS", "-1001",
+                                       "(no .icd file there)", "intel-opencl-icd",
+                                       "intel-opencl-rt", "mesa-opencl-icd", "nvidia-opencl-icd",
+                                       "ocl-icd-libopencl1"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ck_assert_msg(strstr(out, want[i]) != NULL, "no '%s' in: %s", want[i], out);
+    /* an .icd file whose library does not load: still no platform, and the
+     * file is listed with the library it names */
+    char icd[8300];
+    snprintf(icd, sizeof icd, "%s/broken.icd", empty);
+    static const char lib[] = "/nonexistent/libOpenCL-driver.so\n";
+    ck_assert_int_eq(tu_write_file(icd, lib, sizeof lib - 1), 0);
+    f = popen(cmd, "r");
+    n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    st = pclose(f);
+    remove(icd);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 2, "exit status %d, output: %s", st, out);
+    ck_assert_msg(strstr(out, "broken.icd -> /nonexistent/libOpenCL-driver.so"), "output: %s",
+                  out);
 }
 END_TEST
 
@@ -384,6 +518,9 @@ static Suite *runtime_suite(void)
     Suite *s = suite_create("runtime");
     TCase *pure = tcase_create("pure");
     tcase_add_test(pure, test_select_rules);
+    tcase_add_test(pure, test_select_aliases);
+    tcase_add_test(pure, test_select_vendor_fallback);
+    tcase_add_test(pure, test_select_names);
     tcase_add_test(pure, test_select_errors);
     tcase_add_test(pure, test_cache_key);
     tcase_add_test(pure, test_error_names);

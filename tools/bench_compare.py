@@ -3,6 +3,9 @@
 or tools/pytorch_bench.py) into one markdown table and a bar chart.
 
     tools/bench_compare.py run1.json run2.json ... [--md OUT.md] [--png OUT.png]
+    tools/bench_compare.py --compare OLD.json NEW.json [--md OUT.md]
+
+The schema: tools/kdcl-bench-1.md.
 
 Every device of every file becomes a column (in the order given); rows are
 the workloads (result ids) in order of first appearance. Each cell shows the
@@ -11,6 +14,14 @@ median and, from the second column on, the ratio to the first column
 "ms" rows). --no-defaults hides the CLBlast-default GEMM rows. Without --md
 the table goes to stdout. The chart (one panel per unit, bars per column)
 needs matplotlib; without it the chart is skipped with a message.
+
+--compare pairs each device of OLD with the device of NEW that has the same
+device and platform names, and lists for every workload both have the old
+and the new median [min-max], the change (> 1 = better in NEW) and whether it
+is outside the noise (the min-max ranges do not overlap); then what changed
+in the devices' metadata (driver, GEMM parameters, ...) and the devices found
+in only one run. A file given as a directory means its bench.json (the
+output of kdcl bench --report DIR).
 
 GEMM rows are keyed by the product (gemm.<m>x<n>x<k>.<trans>); files written
 before kdcl bench took its shapes from the models (gemm.fwd_in.b128, ...) are
@@ -48,6 +59,8 @@ def result_id(rid):
 
 
 def load(path):
+    if os.path.isdir(path):
+        path = os.path.join(path, "bench.json")
     try:
         with open(path) as f:
             d = json.load(f)
@@ -216,15 +229,111 @@ def chart(cols, order, meta, path):
     return True
 
 
+META_KEYS = ("driver", "platform_version", "opencl_c_version", "clblast_version",
+             "gemm_params_source", "gemm_tuning", "conv_algo", "max_alloc_bytes",
+             "compute_units", "clock_mhz")
+
+
+def compare(old_path, new_path):
+    """Markdown: the change from OLD to NEW, device by device."""
+    old, new = load(old_path), load(new_path)
+
+    def key(dev):
+        return (dev.get("device", ""), dev.get("platform", ""))
+
+    new_devs = {}
+    for dev in new.get("devices", []):
+        new_devs.setdefault(key(dev), []).append(dev)
+    out = [f"# {os.path.basename(old_path)} -> {os.path.basename(new_path)}", ""]
+    for d, name in ((old, "old"), (new, "new")):
+        out.append(f"- {name}: kdcl {d.get('kdcl_version', '?')} {d.get('git', '')}, "
+                   f"{d.get('date', '?')}, `{d.get('command_line', '')}`")
+    out.append("")
+    only_old = []
+    for dev in old.get("devices", []):
+        cands = new_devs.get(key(dev), [])
+        if not cands:
+            only_old.append(dev.get("label", "?"))
+            continue
+        nd = cands.pop(0)
+        out.append(f"## {dev.get('label', '?')}")
+        out.append("")
+        changed = [(k, dev.get(k), nd.get(k)) for k in META_KEYS if dev.get(k) != nd.get(k)]
+        for k, a, b in changed:
+            out.append(f"- {k}: {a!r} -> {b!r}")
+        if changed:
+            out.append("")
+        out.append("| workload | unit | old | new | change | |")
+        out.append("|---|---|---:|---:|---:|---|")
+        olds = {result_id(r["id"]): r for r in dev.get("results", []) if "id" in r}
+        news = {result_id(r["id"]): r for r in nd.get("results", []) if "id" in r}
+        for rid, r in olds.items():
+            q = news.get(rid)
+            if q is None:
+                continue
+            change = ratio(q, r)
+            verdict = ""
+            reps = min(r.get("reps") or 0, q.get("reps") or 0)
+            if change is not None and reps < 2:
+                verdict = "one repetition: no noise estimate"
+            elif change is not None:
+                lo_o, hi_o, lo_n, hi_n = (r.get("min"), r.get("max"), q.get("min"), q.get("max"))
+                if all(num(v) for v in (lo_o, hi_o, lo_n, hi_n)) and (lo_n > hi_o or hi_n < lo_o):
+                    verdict = "better" if change > 1 else "worse"
+                else:
+                    verdict = "within noise"
+
+            def cell(x):
+                s = fmt(x.get("median"))
+                if num(x.get("min")) and num(x.get("max")) and x["max"] > x["min"]:
+                    s += f" [{fmt(x['min'])}-{fmt(x['max'])}]"
+                return s
+            unit = r.get("unit", "")
+            if r.get("better") == "lower":
+                unit += " (lower is better)"
+            out.append(f"| {r.get('label', rid)} | {unit} | {cell(r)} | {cell(q)} | "
+                       f"{'-' if change is None else f'{change:.2f}x'} | {verdict} |")
+        gone = [rid for rid in olds if rid not in news]
+        added = [rid for rid in news if rid not in olds]
+        if gone:
+            out.append("")
+            out.append("Only in the old run: " + ", ".join(gone))
+        if added:
+            out.append("")
+            out.append("Only in the new run: " + ", ".join(added))
+        out.append("")
+    only_new = [d.get("label", "?") for ds in new_devs.values() for d in ds]
+    if only_old:
+        out.append("Devices only in the old run: " + "; ".join(only_old))
+    if only_new:
+        out.append("Devices only in the new run: " + "; ".join(only_new))
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("files", nargs="+", help="kdcl-bench-1 JSON files")
+    ap.add_argument("files", nargs="*", help="kdcl-bench-1 JSON files")
+    ap.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"),
+                    help="the change from one run to another, device by device")
     ap.add_argument("--md", help="write the markdown table here (default: stdout)")
     ap.add_argument("--png", help="write a bar chart here (needs matplotlib)")
     ap.add_argument("--no-defaults", action="store_true",
                     help="leave out the CLBlast-default GEMM rows")
     a = ap.parse_args()
+    if a.compare:
+        if a.files or a.png:
+            ap.error("--compare takes exactly two runs and no other files or --png")
+        md = compare(*a.compare)
+        if a.md:
+            with open(a.md, "w") as f:
+                f.write(md)
+            print(f"wrote {a.md}")
+        else:
+            sys.stdout.write(md)
+        return 0
+    if not a.files:
+        ap.error("no files (or --compare OLD NEW)")
     cols = columns(a.files)
     if not cols:
         sys.exit("bench_compare.py: no devices in the given files")

@@ -28,6 +28,13 @@ typedef struct kdcl_ensemble {
 
 kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n,
                                size_t max_batch, kdcl_ens_mode mode, kdcl_ensemble *e);
+/* kdcl_ensemble_load at the largest batch in [min_batch, max_batch] whose
+ * buffers fit the device (max_batch, halved while a member's largest buffer
+ * exceeds the device's largest allocation or memory runs out); e->max_batch
+ * says which. */
+kdcl_status kdcl_ensemble_load_fit(kdcl_ctx *ctx, const char *const *paths, size_t n,
+                                   size_t max_batch, size_t min_batch, kdcl_ens_mode mode,
+                                   kdcl_ensemble *e);
 void kdcl_ensemble_free(kdcl_ensemble *e);
 
 /* Combined teacher output for a batch of u8 inputs (count rows of h x w x c
@@ -53,7 +60,10 @@ typedef struct kdcl_distill_opts {
 } kdcl_distill_opts;
 
 /* Train `student` on the transfer set with the ensemble's soft targets.
- * *used (may be NULL) tells which target path ran (CACHED or BATCH). */
+ * *used (may be NULL) tells which target path ran (CACHED or BATCH): cached
+ * targets (asked for, or AUTO) fall back to per-batch ones when the transfer
+ * set is streamed from the host or the [n, classes] cache would exceed the
+ * device's largest buffer or memory. */
 kdcl_status kdcl_distill(kdcl_model *student, kdcl_ensemble *teachers, const kdcl_dataset *transfer,
                          const kdcl_train_opts *o, const kdcl_distill_opts *d,
                          kdcl_epoch_stats *last, kdcl_targets *used);

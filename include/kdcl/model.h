@@ -285,6 +285,12 @@ kdcl_status kdcl_model_save(kdcl_model *m, const char *path, const char *const *
 struct kdcl_st_file;
 kdcl_status kdcl_model_load(kdcl_ctx *ctx, const char *path, size_t max_batch,
                             kdcl_model **out, struct kdcl_st_file *meta);
+/* kdcl_model_load at the largest batch in [min_batch, max_batch] whose buffers
+ * fit the device: max_batch, halved while the activations exceed the device's
+ * largest allocation (or its memory); kdcl_model_max_batch says which. For
+ * evaluation, where the batch is only a matter of speed. */
+kdcl_status kdcl_model_load_fit(kdcl_ctx *ctx, const char *path, size_t max_batch,
+                                size_t min_batch, kdcl_model **out, struct kdcl_st_file *meta);
 
 /* A new model of the same architecture and input with the output layer
  * replaced by one of n_out classes (a specialist of a generalist): every

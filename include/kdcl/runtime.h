@@ -22,6 +22,7 @@ typedef struct kdcl_device_info {
     cl_platform_id platform;
     cl_device_id device;
     char platform_name[256];
+    char platform_vendor[256]; /* "The pocl project", "Intel(R) Corporation", ... */
     char platform_version[128];
     char name[256];
     char vendor[256];
@@ -33,25 +34,42 @@ typedef struct kdcl_device_info {
     unsigned clock_mhz;
     uint64_t global_mem;
     uint64_t local_mem;
-    uint64_t max_alloc;
+    uint64_t max_alloc;  /* CL_DEVICE_MAX_MEM_ALLOC_SIZE, or KDCL_MAX_ALLOC when that is lower */
+    int max_alloc_capped; /* 1: max_alloc is KDCL_MAX_ALLOC's */
     size_t max_work_group;
     int fp64;
     int fp16;
 } kdcl_device_info;
 
 /* Every device of every platform. *out is malloc'ed (free with free()). No
- * platform at all -> KDCL_ERR_NO_DEVICE with a message naming pocl-opencl-icd. */
+ * platform at all -> KDCL_ERR_NO_DEVICE with a message naming pocl-opencl-icd.
+ * KDCL_MAX_ALLOC (bytes, or with K / M / G) lowers every device's max_alloc to
+ * that, as on a device with small buffers: whatever kdcl keeps on the device
+ * stays under max_alloc per buffer, and falls back (streamed data, soft targets
+ * per batch, GEMMs without packing) where a buffer would not fit. A malformed
+ * value -> KDCL_ERR_INVALID_ARG. */
 kdcl_status kdcl_list_devices(kdcl_device_info **out, size_t *n);
 
 /* "GPU", "CPU", "ACCELERATOR", ... for a device type bitfield. */
 const char *kdcl_device_type_name(cl_device_type t);
 
-/* Pick a device by spec (pure function, no OpenCL calls):
+/* Pick a device by spec (pure function, no OpenCL calls; case-insensitive):
  *   NULL or ""          first GPU, else the first device
- *   "P:D"               platform index P, device index D
+ *   "P:D"               platform index P, device index D (as `kdcl devices` lists)
  *   "cpu" / "gpu" / "accelerator"   first device of that type
- *   anything else       first device whose name, platform name or vendor
- *                       contains it (case-insensitive)
+ *   "NAME:cpu", "NAME:gpu", "NAME:accelerator"   NAME (below) among devices of that type
+ *   NAME                the devices of the first rule below that matches any:
+ *     1. an implementation or vendor: "pocl" (PoCL), "rusticl", "clover" (Mesa),
+ *        "intel", "nvidia", "amd" (the vendor's own platform: Intel's CPU or GPU
+ *        runtime, NVIDIA's CUDA platform, AMD's ROCm / APP platform)
+ *     2. for "intel", "nvidia", "amd" with no such platform: devices whose
+ *        vendor is that (a Radeon under Rusticl, an AMD CPU under PoCL)
+ *     3. a device whose name equals NAME
+ *     4. devices whose name contains NAME
+ *     5. devices whose platform name, platform vendor or vendor contains NAME
+ *   One device: that one. Several on one platform: the first GPU among them,
+ *   else the first. Several on different platforms: KDCL_ERR_NO_DEVICE listing
+ *   the candidates (name one as P:D or NAME:cpu / NAME:gpu).
  * No match -> KDCL_ERR_NO_DEVICE listing the devices. */
 kdcl_status kdcl_select_device(const char *spec, const kdcl_device_info *devs, size_t n,
                                size_t *chosen);
@@ -67,8 +85,6 @@ const kdcl_device_info *kdcl_ctx_device(const kdcl_ctx *ctx);
 cl_context kdcl_ctx_cl(const kdcl_ctx *ctx);
 cl_command_queue kdcl_ctx_queue(const kdcl_ctx *ctx);
 kdcl_status kdcl_ctx_finish(kdcl_ctx *ctx);
-/* Which CLBlast GEMM parameters the context applied ("CLBlast defaults", ...). */
-const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx);
 
 /* Program-cache statistics of this context (for benchmarks). */
 typedef struct kdcl_build_stats {

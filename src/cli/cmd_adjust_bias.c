@@ -113,7 +113,7 @@ int cmd_adjust_bias(int argc, char **argv)
     if ((rc = cli_load_split("adjust-bias", data, "test", &test))) goto done;
     if (search && (rc = cli_load_split("adjust-bias", data, "train", &train))) goto done;
     if ((rc = cli_open_ctx("adjust-bias", device, &ctx))) goto done;
-    if ((s = kdcl_model_load(ctx, model, 1000, &m, &meta))) goto done;
+    if ((s = kdcl_model_load_fit(ctx, model, 1000, 1, &m, &meta))) goto done;
     /* the model must fit the data, as kdcl eval checks it, before any search */
     if ((s = kdcl_check_fit(m, &test, model)) || (search && (s = kdcl_check_fit(m, &train, model))))
         goto done;

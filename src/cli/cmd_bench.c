@@ -10,80 +10,16 @@
  *   resnet20  the "resnet20" preset (CIFAR ResNet-20, projection shortcuts) on 3x32x32 inputs
  * all on synthetic u8 data of their input shape.
  *
- * JSON (--json FILE), schema "kdcl-bench-1": one object
- *   {
- *     "schema": "kdcl-bench-1",
- *     "tool": "kdcl", "kdcl_version": "0.1.0",
- *     "date": "2025-01-01T12:00:00Z",            UTC, start of the run
- *     "host": {"hostname", "cpu_model", "cpus", "os", "loadavg_start", "loadavg_end"},
- *     "options": {"quick", "full", "reps"},
- *     "seconds": wall time of the whole run,
- *     "devices": [ one object per device measured:
- *       {
- *         "label": "<device> (<platform short>)",   column title for tools/bench_compare.py
- *         "device", "platform", "platform_version", "vendor", "driver",
- *         "opencl_version", "opencl_c_version", "type", "compute_units", "clock_mhz",
- *         "global_mem_bytes",
- *         "gemm_tuning": what kdcl_ctx_gemm_tuning() reported,
- *         "conv_algo": the convolution algorithm in force (kdcl_conv_algo_in_force:
- *                      "kdcl"|"clblast"|"convgemm"), "conv_algo_set": as set ("auto" unless
- *                      KDCL_CONV chose),
- *         "gemm_default_tuning": tuning string of the KDCL_NO_TUNING=1 child (null: not run),
- *         "results": [ flat list, one entry per measured workload:
- *           {"id", "label", "kind": "gemm"|"train"|"infer"|"step"|"combine",
- *            "unit": "GFLOP/s"|"samples/s"|"images/s"|"examples/s"|"ms",
- *            "better": "higher"|"lower",
- *            "median", "min", "max", "reps",
- *            gemm:  "m","n","k","trans" ("NT": A as stored, B transposed), "batch" (null for
- *                   the square ones), "variant": "tuned"|"clblast-defaults",
- *                   "model", "what" (the first model / product of kdcl_model_gemm_shapes
- *                   with this shape), "calls" (such products per training step of that model)
- *            train: "arch","batch","examples" (per timed epoch),"dropout","max_norm",
- *                   "input" ([C, H, W]), "macs" (multiply-adds of one example's forward)
- *            infer: "arch","batch","examples","members"
- *            combine: "classes","clusters","batch","iters")
- *           ids: gemm.<m>x<n>x<k>.<NT|TN|NN|TT>[.default] (every distinct product of the
- *                models' steps: the teacher at B = 128 (and 1024), LeNet-5 and ResNet-20 at
- *                B = 128 without --quick), gemm.sq1024[.default], gemm.sq4096[.default],
- *                train.{teacher,student}.b{128,1024}, train.{lenet5,resnet20}.b128,
- *                infer.{teacher,ensemble10,student}.b1024
- *                (.b128 with --quick; "batch" is the batch really used: a slow device runs the
- *                ensemble on fewer images per repetition),
- *                step.<model>.b<B> (device ms of one training step, the sum of its sections:
- *                teacher B = 128 (and 1024), lenet5 and resnet20 B = 128),
- *                combine.k{10,100}.b<B> (examples/s of the specialists' KL combination:
- *                K classes in K/10 clusters of 10 (K = 10: 4 clusters), every row with an
- *                active specialist, default steps)
- *         ],
- *         "kernel_profile": [ {"model", "arch", "batch", "steps", "gated",
- *             "sections": [{"name", "kind": "data"|"forward"|"loss"|"backward"|"optimizer",
- *                           "median_ms", "min_ms", "max_ms", "share"}]
- *               (the model's per-layer sections "<i> <Type> fwd" / "<i> <Type> bwd" from
- *               kdcl_model_set_profiler, between the batch gather / input conversion, the
- *               loss and kdcl_optim_step),
- *             "queue_start_ms": the device's start-up after the gate (not in the step),
- *             "sum_ms", "data_ms", "forward_ms", "loss_ms", "backward_ms", "optimizer_ms",
- *             "layer_types_ms": {"Linear": ms, "Conv2d": ms, ...} (forward + backward),
- *             "phases_ms": {"data", "forward", "loss", "backward", "optimizer", "total"}
- *               (the same step profiled in these five sections only, without per-layer
- *               markers),
- *             "host_enqueue_ms": host time to enqueue that step} ],
- *         "distill": ids of the distillation results (student 784-800-800-10 on a
- *                    1200-1200 teacher's soft targets at T = 4, alpha 0.5, B = 128: per-batch
- *                    teacher forward, and cached targets including the teachers' pass)
- *         "memory": {"peak_bytes", "peak_after": {"gemm", "profile", "train", "infer"}},
- *         "build": {"context_seconds", "clblast_first_call_seconds", "builds",
- *                   "cache_hits", "cache_rejects", "build_seconds"},
- *         "seconds": wall time for this device,
- *         "errors": [messages of workloads that failed]
- *       } ]
- *   }
+ * JSON (--json FILE, and bench.json of --report DIR): the schema
+ * "kdcl-bench-1", described in tools/kdcl-bench-1.md; --report DIR also
+ * writes bench.csv, report.md and PNG plots (src/cli/bench_report.c).
  * Every statistic is the median / min / max over "reps" timed repetitions
  * after a warm-up; NaN is written as null. A workload that fails (e.g. a
  * layer type this build cannot run) is reported in its table, on stderr and
  * in "errors"; the others still run, and the exit status is then 1. */
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -95,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "build_info.h" /* KDCL_GIT, KDCL_CLBLAST_VERSION */
+#include "cli/bench_report.h"
 #include "cli/bench_util.h"
 #include "cli/cli.h"
 #include "io/atomic_file.h"
@@ -153,9 +91,11 @@ static void cfg_regime(const model_cfg *cfg, char *buf, size_t size)
 
 typedef struct {
     const char *json, *device;
-    int all, quick, full, child;
+    int all, quick, full, child, gemm_only;
     size_t reps;
     const char *exe;
+    const char *report, *from; /* --report DIR, --from FILE */
+    const char *data;          /* --data DIR: Fashion-MNIST for the time to a test error */
 } bench_opts;
 
 /* Time caps: a measurement stops after min_reps when it has used cap seconds. */
@@ -989,6 +929,60 @@ done:
     return s;
 }
 
+/* ------------------------------------------------------------------ time to a test error */
+
+/* The time-to-error workload: the MLP below, SGD with momentum, trained
+ * epoch by epoch on Fashion-MNIST's training split until its test error is
+ * at most TTE_TARGET; the time counts training only (evaluations apart). */
+#define TTE_TARGET 0.18
+#define TTE_ARCH "784-100-10"
+#define TTE_BATCH 128
+#define TTE_DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+
+static kdcl_status bench_tte(kdcl_ctx *ctx, const kdcl_dataset *train, const kdcl_dataset *test,
+                             size_t max_epochs, double *secs, size_t *epochs, double *err)
+{
+    static const model_cfg cfg = {"mlp100", TTE_ARCH, 0.0f, 0.0f, 0.0f, 1, 28, 28};
+    kdcl_model *m = NULL;
+    kdcl_optim *opt = NULL;
+    *secs = NAN;
+    *epochs = 0;
+    *err = NAN;
+    kdcl_train_opts to;
+    kdcl_train_opts_default(&to);
+    to.epochs = 1;
+    to.batch = TTE_BATCH;
+    to.lr = 0.1f;
+    to.momentum0 = to.momentum1 = 0.9f;
+    kdcl_optim_opts oo = kdcl_train_optim_opts(&to);
+    kdcl_status s;
+    if ((s = cfg_model(ctx, &cfg, 0, TTE_BATCH, &m)) || (s = kdcl_model_init(m, 1)) ||
+        (s = kdcl_optim_create(m, &oo, &opt)))
+        goto done;
+    to.optim = opt;
+    double total = 0;
+    for (size_t e = 1; e <= max_epochs; e++) {
+        to.seed = 1000 + e; /* a new order every epoch */
+        double t0 = kdcl_wall_seconds();
+        if ((s = kdcl_train(m, train, &to, NULL, NULL, NULL)) || (s = kdcl_ctx_finish(ctx)))
+            goto done;
+        total += kdcl_wall_seconds() - t0;
+        kdcl_eval_result r;
+        if ((s = kdcl_evaluate(m, test, 0, &r))) goto done;
+        *err = (double)r.errors / (double)r.n;
+        kdcl_eval_result_free(&r);
+        *epochs = e;
+        if (*err <= TTE_TARGET) {
+            *secs = total;
+            break;
+        }
+    }
+done:
+    kdcl_optim_destroy(opt);
+    kdcl_model_destroy(m);
+    return s;
+}
+
 /* ------------------------------------------------------------------ inference */
 
 static kdcl_status eval_once(void *arg, size_t n, uint64_t seed, double *rate)
@@ -1345,6 +1339,14 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
     cJSON_AddNumberToObject(dj, "compute_units", d->compute_units);
     cJSON_AddNumberToObject(dj, "clock_mhz", d->clock_mhz);
     cJSON_AddNumberToObject(dj, "global_mem_bytes", (double)d->global_mem);
+    cJSON_AddStringToObject(dj, "platform_vendor", d->platform_vendor);
+    cJSON_AddNumberToObject(dj, "max_alloc_bytes", (double)d->max_alloc);
+    cJSON_AddBoolToObject(dj, "max_alloc_capped", d->max_alloc_capped);
+    cJSON_AddNumberToObject(dj, "local_mem_bytes", (double)d->local_mem);
+    cJSON_AddBoolToObject(dj, "fp16", d->fp16);
+    cJSON_AddBoolToObject(dj, "fp64", d->fp64);
+    cJSON_AddStringToObject(dj, "clblast_version", KDCL_CLBLAST_VERSION);
+    cJSON_AddStringToObject(dj, "gemm_params_source", kdcl_gemm_params_source(ctx));
     cJSON_AddStringToObject(dj, "gemm_tuning", tuning);
     const char *conv_algo = kdcl_conv_algo_name(kdcl_conv_algo_in_force(ctx)),
                *conv_set = kdcl_conv_algo_name(kdcl_conv_get_algo(ctx));
@@ -1429,6 +1431,7 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
     if (!big && !o->quick)
         printf("  (4096^3 skipped on a CPU device; --full runs it)\n");
     fflush(stdout);
+    if (o->gemm_only) goto finish;
 
     /* --- synthetic data */
     bench_data data;
@@ -1600,6 +1603,51 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
     peak[3] = kdcl_ctx_mem_stats(ctx).peak_bytes;
     bench_data_free(&data);
 
+    /* --- time to a test error on Fashion-MNIST */
+    {
+        const char *dir = o->data ? o->data : TTE_DEFAULT_DATA;
+        printf("\nTime to %.0f%% test error on Fashion-MNIST (%s, SGD lr 0.1 momentum 0.9, "
+               "B=%d; training time, evaluations apart)\n",
+               100 * TTE_TARGET, TTE_ARCH, TTE_BATCH);
+        kdcl_dataset tr, te;
+        memset(&tr, 0, sizeof tr);
+        memset(&te, 0, sizeof te);
+        int have = kdcl_dataset_load_split(dir, "train", &tr) == KDCL_OK &&
+                   kdcl_dataset_load_split(dir, "test", &te) == KDCL_OK;
+        if (!have) {
+            printf("  skipped: no Fashion-MNIST in %s (%s)%s\n", dir, kdcl_last_error(),
+                   o->data ? "" : "; --data DIR names it");
+            if (o->data) workload_failed(&rep, "time to error: --data", KDCL_ERR_IO);
+        } else {
+            double secs, err;
+            size_t ep;
+            size_t max_ep = o->quick ? 5 : 10;
+            if ((s = bench_tte(ctx, &tr, &te, max_ep, &secs, &ep, &err))) {
+                workload_failed(&rep, "time to error", s);
+            } else {
+                if (isfinite(secs))
+                    printf("  %-10s %.1f s (%zu epochs; test error %.2f%%)\n", TTE_ARCH, secs,
+                           ep, 100 * err);
+                else
+                    printf("  %-10s not reached in %zu epochs (test error %.2f%%)\n", TTE_ARCH,
+                           ep, 100 * err);
+                char lab[160];
+                snprintf(lab, sizeof lab, "time to %.0f%% test error, Fashion-MNIST %s B=%d",
+                         100 * TTE_TARGET, TTE_ARCH, TTE_BATCH);
+                stat_t st = {secs, secs, secs, 1};
+                cJSON *r = add_result(&rep, "tte.fashion.mlp100", lab, "time", "s", 0, st);
+                cJSON_AddStringToObject(r, "arch", TTE_ARCH);
+                cJSON_AddNumberToObject(r, "batch", TTE_BATCH);
+                cJSON_AddNumberToObject(r, "target_error", TTE_TARGET);
+                cJSON_AddNumberToObject(r, "epochs", (double)ep);
+                cJSON_AddNumberToObject(r, "test_error", err);
+            }
+        }
+        kdcl_dataset_free(&tr);
+        kdcl_dataset_free(&te);
+        fflush(stdout);
+    }
+
 finish:;
     /* --- memory, builds */
     kdcl_mem_stats ms = kdcl_ctx_mem_stats(ctx);
@@ -1659,6 +1707,63 @@ static int write_json(const char *path, cJSON *root)
     return s ? cli_fail("bench", s) : 0;
 }
 
+/* "kdcl bench ARGS" as run, each argument shell-quoted where it needs it. */
+static void command_line(int argc, char **argv, char *buf, size_t size)
+{
+    size_t off = (size_t)snprintf(buf, size, "kdcl");
+    for (int i = 0; i < argc && off < size; i++) {
+        const char *a = argv[i];
+        int plain = *a != '\0';
+        for (const char *p = a; *p; p++)
+            plain &= isalnum((unsigned char)*p) || strchr("-_./:=,@+%", *p) != NULL;
+        int w = plain ? snprintf(buf + off, size - off, " %s", a)
+                      : snprintf(buf + off, size - off, " '%s'", a);
+        if (w < 0) break;
+        off += (size_t)w;
+    }
+}
+
+/* --report DIR --from FILE: the report of an earlier run. */
+static int report_from(const char *from, const char *dir)
+{
+    FILE *f = fopen(from, "rb");
+    if (!f) {
+        fprintf(stderr, "kdcl bench: cannot open %s: %s\n", from, strerror(errno));
+        return CLI_EXIT_USAGE;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *text = malloc(cap);
+    for (;;) {
+        if (!text) break;
+        n += fread(text + n, 1, cap - n, f);
+        if (n < cap || cap >= (64u << 20)) break;
+        char *t = realloc(text, cap * 2);
+        if (!t) {
+            free(text);
+            text = NULL;
+            break;
+        }
+        text = t;
+        cap *= 2;
+    }
+    fclose(f);
+    if (!text) {
+        fprintf(stderr, "kdcl bench: out of memory reading %s\n", from);
+        return CLI_EXIT_FAIL;
+    }
+    cJSON *root = cJSON_ParseWithLength(text, n);
+    free(text);
+    const char *schema = root ? cJSON_GetStringValue(cJSON_GetObjectItem(root, "schema")) : NULL;
+    if (!schema || strcmp(schema, "kdcl-bench-1") != 0) {
+        fprintf(stderr, "kdcl bench: %s is not a kdcl-bench-1 JSON file\n", from);
+        cJSON_Delete(root);
+        return CLI_EXIT_USAGE;
+    }
+    int rc = bench_report_write(dir, root) ? CLI_EXIT_FAIL : 0;
+    cJSON_Delete(root);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     static const struct option opts[] = {{"json", required_argument, 0, 'j'},
@@ -1668,15 +1773,23 @@ int cmd_bench(int argc, char **argv)
                                          {"full", no_argument, 0, 'f'},
                                          {"reps", required_argument, 0, 'r'},
                                          {"child-gemm", no_argument, 0, 'c'},
+                                         {"report", required_argument, 0, 'R'},
+                                         {"from", required_argument, 0, 'F'},
+                                         {"gemm-only", no_argument, 0, 'G'},
+                                         {"data", required_argument, 0, 'D'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    bench_opts o = {NULL, NULL, 0, 0, 0, 0, 5, argv[0]};
+    bench_opts o = {NULL, NULL, 0, 0, 0, 0, 0, 5, argv[0], NULL, NULL, NULL};
     int reps_given = 0, o_c;
     optind = 1;
     opterr = 0;
     while ((o_c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o_c) {
         case 'j': o.json = optarg; break;
+        case 'R': o.report = optarg; break;
+        case 'F': o.from = optarg; break;
+        case 'G': o.gemm_only = 1; break;
+        case 'D': o.data = optarg; break;
         case 'd': o.device = optarg; break;
         case 'a': o.all = 1; break;
         case 'q': o.quick = 1; break;
@@ -1690,8 +1803,9 @@ int cmd_bench(int argc, char **argv)
             break;
         case 'h':
             printf(
-                "usage: kdcl bench [--json FILE] [--device D | --all-devices] [--quick] [--full]\n"
-                "                  [--reps N]\n\n"
+                "usage: kdcl bench [--json FILE] [--report DIR] [--device D | --all-devices]\n"
+                "                  [--quick] [--full] [--reps N]\n"
+                "       kdcl bench --report DIR --from FILE\n\n"
                 "Measures on the device (default: $KDCL_DEVICE, else the first GPU, else the\n"
                 "first device), on synthetic data (1x28x28, and 3x32x32 for ResNet-20):\n"
                 "  - GEMM GFLOP/s at every distinct product of the models' training steps\n"
@@ -1714,15 +1828,27 @@ int cmd_bench(int argc, char **argv)
                 "Each figure is the median [min-max] over up to N repetitions after a warm-up\n"
                 "(fewer when a workload has used its time budget).\n\n"
                 "options:\n"
-                "  --json FILE     also write the results as JSON (schema kdcl-bench-1; see the\n"
-                "                  top of src/cli/cmd_bench.c; tools/bench_compare.py merges them)\n"
+                "  --json FILE     also write the results as JSON (schema kdcl-bench-1:\n"
+                "                  tools/kdcl-bench-1.md; tools/bench_compare.py merges and\n"
+                "                  compares them)\n"
+                "  --report DIR    a vendor-comparison report in DIR (created if missing):\n"
+                "                  bench.json, bench.csv, report.md (every device's metadata, a\n"
+                "                  table per kind of result) and gemm.png, train.png, infer.png\n"
+                "  --from FILE     with --report: the report of an earlier run's JSON, measuring\n"
+                "                  nothing\n"
                 "  --device D      P:D, cpu, gpu or a name substring\n"
                 "  --all-devices   every OpenCL device in turn\n"
                 "  --quick         smoke run: B = 128 only, the teacher's GEMMs only, one\n"
                 "                  repetition (seconds to a few minutes)\n"
                 "  --full          also the long workloads skipped on CPU devices (4096^3,\n"
                 "                  the B = 1024 teacher step profile)\n"
-                "  --reps N        repetitions per workload (default 5, quick 1)\n\n"
+                "  --reps N        repetitions per workload (default 5, quick 1)\n"
+                "  --gemm-only     the GEMM tables only (with --quick: seconds per device)\n"
+                "  --data DIR      Fashion-MNIST (IDX files) for the time to reach "
+                "18%% test error\n"
+                "                  with " TTE_ARCH " (default " TTE_DEFAULT_DATA
+                ";\n"
+                "                  skipped with a note when it is not there)\n\n"
                 "environment: KDCL_BENCH_NO_GATE=1 profiles steps without holding the queue\n"
                 "until the whole step is enqueued (the sections then include enqueue gaps);\n"
                 "KDCL_CONV=kdcl|clblast|convgemm picks the convolution algorithm (default\n"
@@ -1738,10 +1864,17 @@ int cmd_bench(int argc, char **argv)
         return cli_usage_error("bench", "--device and --all-devices exclude each other");
     if (o.quick && !reps_given) o.reps = 1;
     if (o.child) return bench_device(&o, o.device, NULL);
+    if (o.from && !o.report)
+        return cli_usage_error("bench", "--from needs --report DIR (where the report goes)");
     if (o.json) {
         int rc = cli_check_output("bench", "--json", o.json);
         if (rc) return rc;
     }
+    if (o.report) {
+        int rc = cli_check_output_dir("bench", "--report", o.report);
+        if (rc) return rc;
+    }
+    if (o.from) return report_from(o.from, o.report);
 
     double t0 = kdcl_wall_seconds();
     cJSON *root = cJSON_CreateObject();
@@ -1753,6 +1886,10 @@ int cmd_bench(int argc, char **argv)
     cJSON_AddStringToObject(root, "tool", "kdcl");
     cJSON_AddStringToObject(root, "kdcl_version", KDCL_VERSION);
     cJSON_AddStringToObject(root, "date", date);
+    cJSON_AddStringToObject(root, "git", KDCL_GIT);
+    char cmdline[4096];
+    command_line(argc, argv, cmdline, sizeof cmdline);
+    cJSON_AddStringToObject(root, "command_line", cmdline);
     cJSON *host = host_json();
     cJSON_AddItemToObject(root, "host", host);
     cJSON *oj = cJSON_CreateObject();
@@ -1796,6 +1933,10 @@ int cmd_bench(int argc, char **argv)
         int w = write_json(o.json, root);
         if (w && !rc) rc = w;
         if (!w) printf("wrote %s\n", o.json);
+    }
+    if (o.report && cJSON_GetArraySize(devices) > 0) {
+        int w = bench_report_write(o.report, root);
+        if (w && !rc) rc = CLI_EXIT_FAIL;
     }
     cJSON_Delete(root);
     return rc;

@@ -22,7 +22,8 @@ static int on_ctx(void *user, kdcl_ctx *ctx, const kdcl_dataset *train)
 {
     distill_args *a = user;
     size_t maxb = a->f->o.batch > 1000 ? a->f->o.batch : 1000;
-    kdcl_status s = kdcl_ensemble_load(ctx, a->paths, a->n_teachers, maxb, a->ens, &a->e);
+    kdcl_status s = kdcl_ensemble_load_fit(ctx, a->paths, a->n_teachers, maxb, a->f->o.batch,
+                                           a->ens, &a->e);
     if (s) return cli_fail("distill", s);
     a->loaded = 1;
     if (a->e.dim != train->dim || a->e.classes < train->n_classes)

@@ -121,7 +121,7 @@ int cmd_eval(int argc, char **argv)
         size_t n = 0;
         for (char *t = strtok_r(list, ",", &save); t && n < KDCL_MAX_MEMBERS; t = strtok_r(NULL, ",", &save))
             paths[n++] = t;
-        s = kdcl_ensemble_load(ctx, paths, n, 1000, ens, &e);
+        s = kdcl_ensemble_load_fit(ctx, paths, n, 1000, 1, ens, &e);
         if (!s) {
             loaded = 1;
             s = kdcl_ensemble_evaluate(&e, &ds, &r);
@@ -130,7 +130,7 @@ int cmd_eval(int argc, char **argv)
         snprintf(arch, sizeof arch, "ensemble of %zu, %s averaging", n,
                  ens == KDCL_ENS_PROB ? "probability" : "logit");
     } else {
-        s = kdcl_model_load(ctx, model, 1000, &m, &meta);
+        s = kdcl_model_load_fit(ctx, model, 1000, 1, &m, &meta);
         if (!s) s = kdcl_check_fit(m, &ds, model);
         if (!s && (s = kdcl_evaluate(m, &ds, 1, &r))) {
             char msg[1024];

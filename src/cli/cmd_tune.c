@@ -51,6 +51,7 @@
 
 #include "cli/bench_util.h"
 #include "cli/cli.h"
+#include "core/gemm_internal.h"
 #include "io/atomic_file.h"
 
 #define MAX_PARAMS 16
@@ -672,58 +673,31 @@ static int write_all(const char *path, const char *text)
     return s ? -1 : 0;
 }
 
-/* A previous tuning file worth putting back: JSON with a "kernels" object
- * (kdcl_ctx_create ignores any other, so restoring it would restore nothing). */
-static int usable_tuning_text(const char *text)
+/* A config as the tuning file's writer takes it (names point into c). */
+static tuned_kernel as_tuned(const char *kernel, const config *c)
 {
-    cJSON *root = text ? cJSON_Parse(text) : NULL;
-    int ok = root && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "kernels"));
-    cJSON_Delete(root);
-    return ok;
+    tuned_kernel k = {.kernel = kernel, .n = c->n <= KDCL_TUNING_MAX_PARAMS ? c->n : 0};
+    for (size_t i = 0; i < k.n; i++) {
+        k.names[i] = c->names[i];
+        k.values[i] = c->values[i];
+    }
+    return k;
 }
 
-static cJSON *config_json(const config *c)
-{
-    cJSON *o = cJSON_CreateObject();
-    for (size_t i = 0; i < c->n; i++) cJSON_AddNumberToObject(o, c->names[i], (double)c->values[i]);
-    return o;
-}
-
-/* Write the tuning file for d at `path` (directory created; atomic rename). */
+/* Write the tuning file for d at `path` (kdcl__tuning_write: directory
+ * created, atomic rename). Prints nothing; kdcl_last_error() says why on -1. */
 static int write_tuning(const char *path, const kdcl_device_info *d, const tuner_result *xg,
                         const tuner_result *xd, size_t min_indirect, cJSON *tuner_info)
 {
-    char dir[4400];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) {
-        *slash = '\0';
-        if (mkdir_p(dir)) return -1;
-    }
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "device", d->name);
-    cJSON_AddStringToObject(root, "platform", d->platform_name);
-    cJSON_AddStringToObject(root, "driver", d->driver_version);
-    cJSON_AddStringToObject(root, "source", "kdcl tune");
-    char date[64] = "";
-    time_t now = time(NULL);
-    struct tm tmv;
-    if (gmtime_r(&now, &tmv)) strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    cJSON_AddStringToObject(root, "date", date);
-    if (tuner_info) cJSON_AddItemToObject(root, "tuner", cJSON_Duplicate(tuner_info, 1));
-    cJSON *k = cJSON_CreateObject();
-    cJSON_AddItemToObject(k, "Xgemm", config_json(&xg->best));
-    if (xd->best.valid) cJSON_AddItemToObject(k, "XgemmDirect", config_json(&xd->best));
-    cJSON *gr = cJSON_CreateObject();
-    cJSON_AddNumberToObject(gr, "XGEMM_MIN_INDIRECT_SIZE", (double)min_indirect);
-    cJSON_AddItemToObject(k, "GemmRoutine", gr);
-    cJSON_AddItemToObject(root, "kernels", k);
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text) return -1;
-    int rc = write_all(path, text);
-    free(text);
-    return rc;
+    tuned_kernel k[3];
+    size_t nk = 0;
+    k[nk++] = as_tuned("Xgemm", &xg->best);
+    if (xd->best.valid) k[nk++] = as_tuned("XgemmDirect", &xd->best);
+    tuned_kernel gr = {.kernel = "GemmRoutine", .n = 1};
+    gr.names[0] = "XGEMM_MIN_INDIRECT_SIZE";
+    gr.values[0] = min_indirect;
+    k[nk++] = gr;
+    return kdcl__tuning_write(path, d, "kdcl tune", k, nk, tuner_info) ? -1 : 0;
 }
 
 static char *read_all(const char *path)
@@ -985,8 +959,11 @@ static size_t choose_xgemm(const child_env *ce, const kdcl_device_info *d, const
         printf("  %-44s", what);
         fflush(stdout);
         double t[MAX_SHAPES];
-        if (write_tuning(scratch_file, d, &cur, &none, 1, NULL) ||
-            measure_child(ce, scratch, 0, 2, mask, 1, t, NULL, 0)) {
+        if (write_tuning(scratch_file, d, &cur, &none, 1, NULL)) {
+            printf(" not written: %s\n", kdcl_last_error());
+            continue;
+        }
+        if (measure_child(ce, scratch, 0, 2, mask, 1, t, NULL, 0)) {
             printf(" failed (does not run on this device, or computes a wrong product)\n");
             continue;
         }
@@ -1350,13 +1327,13 @@ int cmd_tune(int argc, char **argv)
 
     /* write the real file, then time the shapes as kdcl will run them */
     char *previous = read_all(path);
-    if (previous && !usable_tuning_text(previous)) {
+    if (previous && !kdcl__tuning_text_usable(previous, strlen(previous))) {
         printf("replacing the unusable tuning file %s\n", path);
         free(previous);
         previous = NULL;
     }
     if (write_tuning(path, &d, &res[0], use_tuned_direct ? &res[1] : &none, T, info)) {
-        fprintf(stderr, "kdcl tune: cannot write %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "kdcl tune: cannot write %s: %s\n", path, kdcl_last_error());
         free(previous);
         cJSON_Delete(info);
         return CLI_EXIT_FAIL;

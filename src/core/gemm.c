@@ -6,14 +6,18 @@
  * selected per context (kdcl_conv_set_algo, KDCL_CONV). */
 #include <clblast_c.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "core/ops_util.h"
+#include "io/atomic_file.h"
 #include "kdcl/gemm.h"
 #include "kdcl/tensor.h"
 #include "runtime/ctx.h"
@@ -28,18 +32,108 @@
 static pthread_mutex_t clblast_users_lock = PTHREAD_MUTEX_INITIALIZER;
 static size_t clblast_users;
 
-void kdcl_gemm_ctx_acquire(void)
+/* CLBlast's parameter overrides (CLBlastOverrideParameters, made when a
+ * context's GEMM layer is set up on its first use) change a process-wide
+ * database that CLBlast's routines read while they run. With contexts used
+ * from several threads (kdcl specialists train --jobs: one context per
+ * worker), one context's setup can meet another context's products, which
+ * CLBlast does not guard against (a torn std::string in its database). So
+ * overrides and the cache clear take this lock for writing, and every CLBlast
+ * routine for reading: products still run concurrently, never beside a
+ * change of parameters. */
+static pthread_rwlock_t clblast_params = PTHREAD_RWLOCK_INITIALIZER;
+#define CLBLAST_READ(st, call)                    \
+    do {                                          \
+        pthread_rwlock_rdlock(&clblast_params);   \
+        (st) = (call);                            \
+        pthread_rwlock_unlock(&clblast_params);   \
+    } while (0)
+
+static void clblast_users_acquire(void)
 {
     pthread_mutex_lock(&clblast_users_lock);
     clblast_users++;
     pthread_mutex_unlock(&clblast_users_lock);
 }
 
-void kdcl_gemm_ctx_release(void)
+static void clblast_users_release(void)
 {
     pthread_mutex_lock(&clblast_users_lock);
-    if (clblast_users > 0 && --clblast_users == 0) CLBlastClearCache();
+    if (clblast_users > 0 && --clblast_users == 0) {
+        pthread_rwlock_wrlock(&clblast_params);
+        CLBlastClearCache();
+        pthread_rwlock_unlock(&clblast_params);
+    }
     pthread_mutex_unlock(&clblast_users_lock);
+}
+
+/* ---- the GEMM layer's state of a context -----------------------------------
+ * Created on the context's first GEMM, convolution or query (gemm_state_get),
+ * kept in the context's extension slot KDCL_EXT_GEMM and destroyed with it:
+ * the CLBlast parameters applied (cache, shipped, defaults) and the packing
+ * they allow, the convolution algorithm, and scratch buffers grown on demand.
+ * A context counts as a CLBlast user from then until it is destroyed. */
+#define GEMM_SCRATCH_SLOTS 4
+typedef struct gemm_state {
+    char tuning[1024];          /* which GEMM parameters were applied (kdcl_ctx_gemm_tuning) */
+    char note[768];             /* a tuning cache file that was ignored, and why */
+    const char *source;         /* "CLBlast defaults", "kdcl tune (cache)", a shipped set */
+    const char *source_kind;    /* "defaults", "cache", "shipped" (kdcl_gemm_params_source) */
+    kdcl_gemm_pack_info pack;   /* kdcl's operand packing */
+    int gemmk;                  /* GEMMK of the Xgemm parameters applied */
+    int conv_algo;              /* kdcl_conv_algo as set (KDCL_CONV, kdcl_conv_set_algo) */
+    kdcl_tensor scratch[GEMM_SCRATCH_SLOTS]; /* kdcl_gemm's packed A, B and C, then conv
+                                                columns in CLBlast's layout */
+} gemm_state;
+
+static kdcl_status gemm_setup(kdcl_ctx *ctx, gemm_state *g);
+
+static void gemm_state_destroy(kdcl_ctx *ctx, void *state)
+{
+    gemm_state *g = state;
+    for (size_t i = 0; i < GEMM_SCRATCH_SLOTS; i++) kdcl_tensor_free(ctx, &g->scratch[i]);
+    free(g);
+    clblast_users_release(); /* the last context clears CLBlast's cache */
+}
+
+/* The context's GEMM state, set up on first use. A failed setup (shipped
+ * parameters CLBlast refuses, a bad KDCL_CONV) leaves none: each later call
+ * tries again and fails the same way. */
+static kdcl_status gemm_state_get(kdcl_ctx *ctx, gemm_state **out)
+{
+    gemm_state *g = kdcl__ctx_ext(ctx, KDCL_EXT_GEMM);
+    if (g) {
+        *out = g;
+        return KDCL_OK;
+    }
+    g = calloc(1, sizeof *g);
+    if (!g) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory setting up GEMM");
+    clblast_users_acquire(); /* released by gemm_state_destroy */
+    kdcl__ctx_ext_set(ctx, KDCL_EXT_GEMM, g, gemm_state_destroy);
+    pthread_rwlock_wrlock(&clblast_params); /* the overrides, apart from every product */
+    kdcl_status s = gemm_setup(ctx, g);
+    pthread_rwlock_unlock(&clblast_params);
+    if (s) {
+        kdcl__ctx_ext_set(ctx, KDCL_EXT_GEMM, NULL, NULL);
+        gemm_state_destroy(ctx, g);
+        return s;
+    }
+    *out = g;
+    return KDCL_OK;
+}
+
+/* For the const queries: the state, set up if need be (setting up changes
+ * no result of the context, only when CLBlast's parameters are applied). */
+static gemm_state *gemm_state_peek(const kdcl_ctx *ctx)
+{
+    gemm_state *g = NULL;
+    return gemm_state_get((kdcl_ctx *)ctx, &g) ? NULL : g;
+}
+
+kdcl_tensor *kdcl__gemm_scratch(kdcl_ctx *ctx, size_t i)
+{
+    gemm_state *g = kdcl__ctx_ext(ctx, KDCL_EXT_GEMM);
+    return g && i < GEMM_SCRATCH_SLOTS ? &g->scratch[i] : NULL;
 }
 
 const char *kdcl_clblast_status_name(int st)
@@ -185,9 +279,10 @@ static kdcl_status scale_only(kdcl_ctx *ctx, size_t m, size_t n, float beta, cl_
                               size_t c_off, size_t ldc, cl_event *event)
 {
     cl_command_queue q = ctx->queue;
-    CLBlastStatusCode st = CLBlastSgemm(CLBlastLayoutColMajor, CLBlastTransposeNo,
-                                        CLBlastTransposeNo, n, m, 1, 0.0f, c, c_off, n, c, c_off, 1,
-                                        beta, c, c_off, ldc, &q, event);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastSgemm(CLBlastLayoutColMajor, CLBlastTransposeNo, CLBlastTransposeNo, n,
+                                  m, 1, 0.0f, c, c_off, n, c, c_off, 1, beta, c, c_off, ldc, &q,
+                                  event));
     if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", 0, 0, m, n, 0, 1);
     return KDCL_OK;
 }
@@ -204,7 +299,10 @@ static size_t round_up(size_t x, size_t t) { return (x + t - 1) / t * t; }
 
 static kdcl_status scratch(kdcl_ctx *ctx, int i, size_t numel, cl_mem *out)
 {
-    kdcl_tensor *t = &ctx->gemm_scratch[i];
+    gemm_state *g;
+    kdcl_status gs = gemm_state_get(ctx, &g);
+    if (gs) return gs;
+    kdcl_tensor *t = &g->scratch[i];
     if (!t->buf || t->capacity < numel) {
         kdcl_tensor_free(ctx, t);
         kdcl_status s = kdcl_tensor_alloc(ctx, t, KDCL_F32, 1, &numel);
@@ -257,16 +355,28 @@ static kdcl_status unpack(kdcl_ctx *ctx, cl_mem src, size_t src_ld, size_t rows,
     return launch2(ctx, k, "gemm_unpack", (cols + 7) / 8, rows, event);
 }
 
-/* 1 when kdcl_gemm should pack this call (see kdcl_gemm_pack_info). */
-static int pack_wanted(const kdcl_ctx *ctx, size_t M, size_t N, size_t K, size_t *Mp, size_t *Np,
-                       size_t *Kp)
+/* 1 when the packed operands of an Mp x Np x Kp product fit the device's
+ * largest buffer (each is a scratch buffer of its own); else the product
+ * runs unpacked. */
+static int pack_fits(const kdcl_ctx *ctx, size_t Mp, size_t Np, size_t Kp)
 {
-    const kdcl_gemm_pack_info *p = &ctx->gemm_pack;
+    const double cap = (double)ctx->dev.max_alloc / sizeof(float);
+    if (!ctx->dev.max_alloc) return 1;
+    return (double)Kp * (double)Mp <= cap && (double)Kp * (double)Np <= cap &&
+           (double)Np * (double)Mp <= cap;
+}
+
+/* 1 when kdcl_gemm should pack this call (see kdcl_gemm_pack_info). */
+static int pack_wanted(const kdcl_ctx *ctx, const gemm_state *g, size_t M, size_t N, size_t K,
+                       size_t *Mp, size_t *Np, size_t *Kp)
+{
+    const kdcl_gemm_pack_info *p = &g->pack;
     if (!p->enabled) return 0; /* enabled implies known tile sizes */
     *Mp = round_up(M, p->mwg);
     *Np = round_up(N, p->nwg);
     *Kp = round_up(K, p->kwg);
     if (*Mp > UINT_MAX / 2 || *Np > UINT_MAX / 2 || *Kp > UINT_MAX / 2) return 0;
+    if (!pack_fits(ctx, *Mp, *Np, *Kp)) return 0;
     double vol = (double)M * (double)N * (double)K;
     double vol_p = (double)*Mp * (double)*Np * (double)*Kp;
     if (vol_p > p->max_waste * vol) return 0;
@@ -305,16 +415,21 @@ static kdcl_status gemm_packed(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size
         pc_off = 0;
     }
     cl_command_queue q = ctx->queue;
-    CLBlastStatusCode st = CLBlastSgemm(
-        CLBlastLayoutColMajor, CLBlastTransposeNo, CLBlastTransposeYes, Mp, Np, Kp, alpha, pa,
-        pa_off, Mp, pb, pb_off, Np, need_c ? 0.0f : beta, pc, pc_off, Mp, &q,
-        need_c ? NULL : event);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastSgemm(CLBlastLayoutColMajor, CLBlastTransposeNo, CLBlastTransposeYes,
+                                  Mp, Np, Kp, alpha, pa, pa_off, Mp, pb, pb_off, Np,
+                                  need_c ? 0.0f : beta, pc, pc_off, Mp, &q,
+                                  need_c ? NULL : event));
     if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", ta, tb, m, n, k, 1);
     if (need_c) return unpack(ctx, pc, Mp, m, n, c, c_off, ldc, beta, event);
     return KDCL_OK;
 }
 
-kdcl_gemm_pack_info kdcl_gemm_packing(const kdcl_ctx *ctx) { return ctx->gemm_pack; }
+kdcl_gemm_pack_info kdcl_gemm_packing(const kdcl_ctx *ctx)
+{
+    const gemm_state *g = gemm_state_peek(ctx);
+    return g ? g->pack : (kdcl_gemm_pack_info){0};
+}
 
 kdcl_status kdcl_gemm_set_packing(kdcl_ctx *ctx, const kdcl_gemm_pack_info *p)
 {
@@ -324,7 +439,10 @@ kdcl_status kdcl_gemm_set_packing(kdcl_ctx *ctx, const kdcl_gemm_pack_info *p)
                               "GEMM packing needs tile sizes in 1..4096 (got %zu, %zu, %zu) and "
                               "max_waste >= 1",
                               p->mwg, p->nwg, p->kwg);
-    ctx->gemm_pack = *p;
+    gemm_state *g;
+    kdcl_status s = gemm_state_get(ctx, &g);
+    if (s) return s;
+    g->pack = *p;
     return KDCL_OK;
 }
 
@@ -334,15 +452,18 @@ kdcl_status kdcl_gemm(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, siz
 {
     if (event) *event = NULL;
     if (m == 0 || n == 0) return KDCL_OK;
+    gemm_state *g;
+    kdcl_status s = gemm_state_get(ctx, &g);
+    if (s) return s;
     if (k == 0) {
-        kdcl_status s = check_operand("C", c, m, n, ldc, c_off, 0, 1, m, n, k, "Sgemm");
+        s = check_operand("C", c, m, n, ldc, c_off, 0, 1, m, n, k, "Sgemm");
         return s ? s : scale_only(ctx, m, n, beta, c, c_off, ldc, event);
     }
-    kdcl_status s = validate(ta, tb, m, n, k, a, a_off, lda, 0, b, b_off, ldb, 0, c, c_off, ldc,
-                             0, 1, "Sgemm");
+    s = validate(ta, tb, m, n, k, a, a_off, lda, 0, b, b_off, ldb, 0, c, c_off, ldc, 0, 1,
+                 "Sgemm");
     if (s) return s;
     size_t Mp, Np, Kp;
-    if (pack_wanted(ctx, n, m, k, &Mp, &Np, &Kp))
+    if (pack_wanted(ctx, g, n, m, k, &Mp, &Np, &Kp))
         return gemm_packed(ctx, ta, tb, m, n, k, Mp, Np, Kp, alpha, a, a_off, lda, b, b_off, ldb,
                            beta, c, c_off, ldc, event);
     cl_command_queue q = ctx->queue;
@@ -353,10 +474,11 @@ kdcl_status kdcl_gemm(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, siz
      * through a transposed temporary on every call, and transposes one operand
      * more than this form does (forward NT: 3 copy kernels -> 2, weight
      * gradients TN: 1 -> 0 beyond padding, input gradients NN: 2 -> 1). */
-    CLBlastStatusCode st =
-        CLBlastSgemm(CLBlastLayoutColMajor, tb ? CLBlastTransposeYes : CLBlastTransposeNo,
-                     ta ? CLBlastTransposeYes : CLBlastTransposeNo, n, m, k, alpha, b, b_off, ldb,
-                     a, a_off, lda, beta, c, c_off, ldc, &q, event);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastSgemm(CLBlastLayoutColMajor,
+                                  tb ? CLBlastTransposeYes : CLBlastTransposeNo,
+                                  ta ? CLBlastTransposeYes : CLBlastTransposeNo, n, m, k, alpha, b,
+                                  b_off, ldb, a, a_off, lda, beta, c, c_off, ldc, &q, event));
     if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", ta, tb, m, n, k, 1);
     return KDCL_OK;
 }
@@ -372,14 +494,19 @@ kdcl_status kdcl_gemm_batched(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_
     if (k == 0)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "SgemmStridedBatched(m=%zu n=%zu k=0): k must be positive", m, n);
-    kdcl_status s = validate(ta, tb, m, n, k, a, a_off, lda, a_stride, b, b_off, ldb, b_stride, c,
-                             c_off, ldc, c_stride, batch, "SgemmStridedBatched");
+    gemm_state *g;
+    kdcl_status s = gemm_state_get(ctx, &g);
+    if (s) return s;
+    s = validate(ta, tb, m, n, k, a, a_off, lda, a_stride, b, b_off, ldb, b_stride, c, c_off, ldc,
+                 c_stride, batch, "SgemmStridedBatched");
     if (s) return s;
     cl_command_queue q = ctx->queue;
-    CLBlastStatusCode st = CLBlastSgemmStridedBatched(
-        CLBlastLayoutColMajor, tb ? CLBlastTransposeYes : CLBlastTransposeNo,
-        ta ? CLBlastTransposeYes : CLBlastTransposeNo, n, m, k, alpha, b, b_off, ldb, b_stride, a,
-        a_off, lda, a_stride, beta, c, c_off, ldc, c_stride, batch, &q, event);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastSgemmStridedBatched(
+                         CLBlastLayoutColMajor, tb ? CLBlastTransposeYes : CLBlastTransposeNo,
+                         ta ? CLBlastTransposeYes : CLBlastTransposeNo, n, m, k, alpha, b, b_off,
+                         ldb, b_stride, a, a_off, lda, a_stride, beta, c, c_off, ldc, c_stride,
+                         batch, &q, event));
     if (st != CLBlastSuccess)
         return clblast_fail(st, "SgemmStridedBatched", ta, tb, m, n, k, batch);
     return KDCL_OK;
@@ -406,21 +533,21 @@ typedef struct {
 #include "core/gemm_tuned.h"
 
 /* Remember the tile sizes and switch size kdcl applies (for packing). */
-static void note_params(kdcl_ctx *ctx, const tuned_kernel *k)
+static void note_params(gemm_state *g, const tuned_kernel *k)
 {
-    kdcl_gemm_pack_info *p = &ctx->gemm_pack;
+    kdcl_gemm_pack_info *p = &g->pack;
     int xgemm = !strcmp(k->kernel, "Xgemm"), routine = !strcmp(k->kernel, "GemmRoutine");
     for (size_t i = 0; i < k->n; i++) {
         if (xgemm && !strcmp(k->names[i], "MWG")) p->mwg = k->values[i];
         if (xgemm && !strcmp(k->names[i], "NWG")) p->nwg = k->values[i];
         if (xgemm && !strcmp(k->names[i], "KWG")) p->kwg = k->values[i];
-        if (xgemm && !strcmp(k->names[i], "GEMMK")) ctx->gemm_pack_gemmk = (int)k->values[i];
+        if (xgemm && !strcmp(k->names[i], "GEMMK")) g->gemmk = (int)k->values[i];
         if (routine && !strcmp(k->names[i], "XGEMM_MIN_INDIRECT_SIZE"))
             p->min_size = k->values[i];
     }
 }
 
-static kdcl_status override_kernel(kdcl_ctx *ctx, const tuned_kernel *k)
+static kdcl_status override_kernel(kdcl_ctx *ctx, gemm_state *g, const tuned_kernel *k)
 {
     CLBlastStatusCode st = CLBlastOverrideParameters(ctx->dev.device, k->kernel,
                                                      CLBlastPrecisionSingle, k->n, (const char **)k->names,
@@ -428,7 +555,7 @@ static kdcl_status override_kernel(kdcl_ctx *ctx, const tuned_kernel *k)
     if (st != CLBlastSuccess)
         return kdcl_set_error(KDCL_ERR_CLBLAST, "CLBlastOverrideParameters(%s) on %s failed: %s",
                               k->kernel, ctx->dev.name, kdcl_clblast_status_name(st));
-    note_params(ctx, k);
+    note_params(g, k);
     return KDCL_OK;
 }
 
@@ -548,12 +675,98 @@ kdcl_status kdcl__tuning_parse(const char *path, const char *text, size_t n,
     return s;
 }
 
+int kdcl__tuning_text_usable(const char *text, size_t n)
+{
+    tuning_file t;
+    char why[160];
+    if (!text || parse_tuning_text(text, n, &t, why, sizeof why)) return 0;
+    cJSON_Delete(t.root);
+    return 1;
+}
+
+/* The directories above path, created where missing. */
+static kdcl_status mkdir_parents(const char *path)
+{
+    char tmp[4600];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return kdcl_set_error(KDCL_ERR_IO, "tuning path too long");
+    char *slash = strrchr(tmp, '/');
+    if (!slash || slash == tmp) return KDCL_OK;
+    *slash = '\0';
+    for (char *p = tmp + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+                return kdcl_set_error(KDCL_ERR_IO, "cannot create directory %s: %s", tmp,
+                                      strerror(errno));
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return KDCL_OK;
+}
+
+kdcl_status kdcl__tuning_write(const char *path, const kdcl_device_info *d, const char *source,
+                               const tuned_kernel *k, size_t nk, const struct cJSON *tuner_info)
+{
+    cJSON *root = cJSON_CreateObject(), *kernels = cJSON_CreateObject();
+    if (!root || !kernels) {
+        cJSON_Delete(root);
+        cJSON_Delete(kernels);
+        return kdcl_set_error(KDCL_ERR_OOM, "out of host memory writing %s", path);
+    }
+    cJSON_AddStringToObject(root, "device", d->name);
+    cJSON_AddStringToObject(root, "platform", d->platform_name);
+    cJSON_AddStringToObject(root, "driver", d->driver_version);
+    cJSON_AddStringToObject(root, "source", source ? source : "kdcl tune");
+    char date[64] = "";
+    time_t now = time(NULL);
+    struct tm tmv;
+    if (gmtime_r(&now, &tmv)) strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    cJSON_AddStringToObject(root, "date", date);
+    if (tuner_info) cJSON_AddItemToObject(root, "tuner", cJSON_Duplicate(tuner_info, 1));
+    for (size_t i = 0; i < nk; i++) {
+        cJSON *o = cJSON_CreateObject();
+        for (size_t j = 0; o && j < k[i].n && j < KDCL_TUNING_MAX_PARAMS; j++)
+            cJSON_AddNumberToObject(o, k[i].names[j], (double)k[i].values[j]);
+        cJSON_AddItemToObject(kernels, k[i].kernel, o);
+    }
+    cJSON_AddItemToObject(root, "kernels", kernels);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory writing %s", path);
+    size_t n = strlen(text);
+    tuning_file t;
+    char why[160];
+    if (parse_tuning_text(text, n, &t, why, sizeof why)) {
+        free(text);
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: refusing to write a tuning file kdcl "
+                              "would not read (%s)", path, why);
+    }
+    cJSON_Delete(t.root);
+    kdcl_status s = mkdir_parents(path);
+    if (!s) {
+        char *withnl = realloc(text, n + 2);
+        if (!withnl) {
+            free(text);
+            return kdcl_set_error(KDCL_ERR_OOM, "out of host memory writing %s", path);
+        }
+        text = withnl;
+        text[n++] = '\n';
+        text[n] = '\0';
+        s = kdcl__write_file_atomic(path, text, n);
+    }
+    free(text);
+    return s;
+}
+
 /* The tuning cache for this device, if any. A file kdcl cannot use (a crash
  * while `kdcl tune` wrote it, an edit gone wrong) is not an error: it is
  * ignored, the shipped parameters or CLBlast's apply instead, *note says so,
  * and the next `kdcl tune` replaces the file. */
-static kdcl_status apply_tuning_file(kdcl_ctx *ctx, const char *path, int *applied, char *note,
-                                     size_t nsize)
+static kdcl_status apply_tuning_file(kdcl_ctx *ctx, gemm_state *g, const char *path,
+                                     int *applied, char *note, size_t nsize)
 {
     *applied = 0;
     note[0] = '\0';
@@ -566,7 +779,7 @@ static kdcl_status apply_tuning_file(kdcl_ctx *ctx, const char *path, int *appli
         return KDCL_OK;
     }
     for (size_t i = 0; i < t.n; i++) {
-        if (override_kernel(ctx, &t.k[i])) {
+        if (override_kernel(ctx, g, &t.k[i])) {
             /* CLBlast checks each set before taking it; the kernels before this
              * one stay applied */
             snprintf(note, nsize, "tuning cache %.400s: %.300s (kdcl tune rewrites it)", path,
@@ -579,21 +792,22 @@ static kdcl_status apply_tuning_file(kdcl_ctx *ctx, const char *path, int *appli
     return KDCL_OK;
 }
 
-static kdcl_status apply_tuning(kdcl_ctx *ctx, const char **source)
+static kdcl_status apply_tuning(kdcl_ctx *ctx, gemm_state *g)
 {
-    if (source) *source = "CLBlast defaults";
-    ctx->gemm_tuning_note[0] = '\0';
+    g->source = "CLBlast defaults";
+    g->source_kind = "defaults";
+    g->note[0] = '\0';
     const char *off = getenv("KDCL_NO_TUNING");
     if (off && *off && strcmp(off, "0") != 0) return KDCL_OK;
     char path[4400];
     int applied = 0;
     kdcl_status s = kdcl_gemm_tuning_path(&ctx->dev, path, sizeof path);
     if (!s)
-        s = apply_tuning_file(ctx, path, &applied, ctx->gemm_tuning_note,
-                              sizeof ctx->gemm_tuning_note);
+        s = apply_tuning_file(ctx, g, path, &applied, g->note, sizeof g->note);
     if (s) return s;
-    if (applied && !ctx->gemm_tuning_note[0]) {
-        if (source) *source = "kdcl tune (cache)";
+    if (applied && !g->note[0]) {
+        g->source = "kdcl tune (cache)";
+        g->source_kind = "cache";
         return KDCL_OK;
     }
     for (size_t i = 0; i < sizeof kdcl_gemm_tuned / sizeof kdcl_gemm_tuned[0]; i++) {
@@ -602,8 +816,9 @@ static kdcl_status apply_tuning(kdcl_ctx *ctx, const char **source)
             !strstr(ctx->dev.name, t->device_substr))
             continue;
         for (size_t k = 0; k < 3 && t->kernels[k].kernel; k++)
-            if ((s = override_kernel(ctx, &t->kernels[k]))) return s;
-        if (source) *source = t->source;
+            if ((s = override_kernel(ctx, g, &t->kernels[k]))) return s;
+        g->source = t->source;
+        g->source_kind = "shipped";
         return KDCL_OK;
     }
     return KDCL_OK;
@@ -611,11 +826,11 @@ static kdcl_status apply_tuning(kdcl_ctx *ctx, const char **source)
 
 /* Packing on for CPUs whose Xgemm tiles kdcl set (GEMMK = 0 only: the other
  * kernel wants other orientations); KDCL_GEMM_PACK=0/1 overrides. */
-static void decide_packing(kdcl_ctx *ctx)
+static void decide_packing(kdcl_ctx *ctx, gemm_state *g)
 {
-    kdcl_gemm_pack_info *p = &ctx->gemm_pack;
+    kdcl_gemm_pack_info *p = &g->pack;
     p->max_waste = 1.35;
-    int known = p->mwg && p->nwg && p->kwg && ctx->gemm_pack_gemmk == 0;
+    int known = p->mwg && p->nwg && p->kwg && g->gemmk == 0;
     const char *env = getenv("KDCL_GEMM_PACK");
     if (env && *env)
         p->enabled = known && strcmp(env, "0") != 0;
@@ -623,11 +838,47 @@ static void decide_packing(kdcl_ctx *ctx)
         p->enabled = known && (ctx->dev.type & CL_DEVICE_TYPE_CPU);
 }
 
+static kdcl_status conv_algo_from_env(gemm_state *g);
+
+/* The state's setup (gemm_state_get): CLBlast's parameters, packing,
+ * KDCL_CONV, the tuning string. */
+static kdcl_status gemm_setup(kdcl_ctx *ctx, gemm_state *g)
+{
+    kdcl_status s = apply_tuning(ctx, g);
+    if (s) return s;
+    decide_packing(ctx, g);
+    if ((s = conv_algo_from_env(g))) return s;
+    const kdcl_gemm_pack_info *pk = &g->pack;
+    const char *note = g->note;
+    if (pk->enabled)
+        snprintf(g->tuning, sizeof g->tuning, "%s; operands packed by kdcl (%zux%zux%zu tiles)%s%s",
+                 g->source, pk->mwg, pk->nwg, pk->kwg, *note ? "; " : "", note);
+    else
+        snprintf(g->tuning, sizeof g->tuning, "%s%s%s", g->source, *note ? "; " : "", note);
+    return KDCL_OK;
+}
+
 kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source)
 {
-    kdcl_status r = apply_tuning(ctx, source);
-    if (!r) decide_packing(ctx);
-    return r;
+    gemm_state *g = NULL;
+    kdcl_status s = gemm_state_get(ctx, &g);
+    if (source) *source = s ? NULL : g->source;
+    return s;
+}
+
+const char *kdcl_gemm_params_source(const kdcl_ctx *ctx)
+{
+    const gemm_state *g = gemm_state_peek(ctx);
+    return g ? g->source_kind : "unknown";
+}
+
+const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx)
+{
+    static _Thread_local char failed[1024];
+    const gemm_state *g = gemm_state_peek(ctx);
+    if (g) return g->tuning;
+    snprintf(failed, sizeof failed, "GEMM not set up: %s", kdcl_last_error());
+    return failed;
 }
 
 /* ---- 2-D convolution (kdcl/conv.h) -------------------------------------------
@@ -943,12 +1194,15 @@ size_t kdcl_conv2d_workspace(const kdcl_conv_geom *g, size_t batch)
 static int conv_wide(const kdcl_ctx *ctx, size_t m, size_t n, size_t k, int oc_in_k, size_t *Mp,
                      size_t *Np, size_t *Kp)
 {
-    const kdcl_gemm_pack_info *p = &ctx->gemm_pack;
+    const gemm_state *g = gemm_state_peek(ctx);
+    if (!g) return 0;
+    const kdcl_gemm_pack_info *p = &g->pack;
     if (!p->enabled) return 0;
     *Mp = round_up(n, p->mwg);
     *Np = round_up(m, p->nwg);
     *Kp = round_up(k, p->kwg);
     if (*Mp > UINT_MAX / 2 || *Np > UINT_MAX / 2 || *Kp > UINT_MAX / 2) return 0;
+    if (!pack_fits(ctx, *Mp, *Np, *Kp)) return 0; /* per image instead */
     if (oc_in_k ? k < p->kwg : m < p->nwg) return 0;
     double vol = (double)m * (double)n * (double)k;
     double vol_p = (double)*Mp * (double)*Np * (double)*Kp;
@@ -1107,7 +1361,7 @@ static kdcl_status conv_transpose_images(kdcl_ctx *ctx, const kdcl_conv_geom *g,
  * is below 2^31). CLBlastScol2im likewise; it ADDS into the image.
  * CLBlastSconvgemm takes the image NCHW, the kernel [OC, C*KH*KW] (kdcl's
  * weights) and writes [B, OC, OH*OW] (NCHW), without a bias. */
-#define CONV_SCRATCH 3 /* ctx->gemm_scratch slot of CLBlast-layout columns */
+#define CONV_SCRATCH 3 /* the gemm_state scratch slot of CLBlast-layout columns */
 
 static kdcl_status conv_clblast_fail(CLBlastStatusCode st, const char *routine,
                                      const kdcl_conv_geom *g, size_t batch)
@@ -1129,9 +1383,10 @@ static kdcl_status clblast_im2col(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t
                                   cl_mem x, cl_mem col, size_t col_off)
 {
     cl_command_queue q = ctx->queue;
-    CLBlastStatusCode st =
-        CLBlastSim2col(CLBlastKernelModeCrossCorrelation, batch * g->c, g->h, g->w, g->kh, g->kw,
-                       g->ph, g->pw, g->sh, g->sw, 1, 1, x, 0, col, col_off, &q, NULL);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastSim2col(CLBlastKernelModeCrossCorrelation, batch * g->c, g->h, g->w,
+                                    g->kh, g->kw, g->ph, g->pw, g->sh, g->sw, 1, 1, x, 0, col,
+                                    col_off, &q, NULL));
     return st == CLBlastSuccess ? KDCL_OK : conv_clblast_fail(st, "Sim2col", g, batch);
 }
 
@@ -1145,9 +1400,10 @@ static kdcl_status clblast_col2im(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t
                                       z->nx * sizeof(cl_float), 0, NULL, NULL),
                   "clEnqueueFillBuffer(dx = 0 for CLBlastScol2im)");
     cl_command_queue q = ctx->queue;
-    CLBlastStatusCode st =
-        CLBlastScol2im(CLBlastKernelModeCrossCorrelation, batch * g->c, g->h, g->w, g->kh, g->kw,
-                       g->ph, g->pw, g->sh, g->sw, 1, 1, col, col_off, dx, 0, &q, NULL);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastScol2im(CLBlastKernelModeCrossCorrelation, batch * g->c, g->h, g->w,
+                                    g->kh, g->kw, g->ph, g->pw, g->sh, g->sw, 1, 1, col, col_off,
+                                    dx, 0, &q, NULL));
     return st == CLBlastSuccess ? KDCL_OK : conv_clblast_fail(st, "Scol2im", g, batch);
 }
 
@@ -1155,9 +1411,10 @@ static kdcl_status clblast_convgemm(kdcl_ctx *ctx, const kdcl_conv_geom *g, size
                                     cl_mem x, cl_mem w, cl_mem y)
 {
     cl_command_queue q = ctx->queue;
-    CLBlastStatusCode st = CLBlastSconvgemm(CLBlastKernelModeCrossCorrelation, g->c, g->h, g->w,
-                                            g->kh, g->kw, g->ph, g->pw, g->sh, g->sw, 1, 1,
-                                            g->oc, batch, x, 0, w, 0, y, 0, &q, NULL);
+    CLBlastStatusCode st;
+    CLBLAST_READ(st, CLBlastSconvgemm(CLBlastKernelModeCrossCorrelation, g->c, g->h, g->w, g->kh,
+                                      g->kw, g->ph, g->pw, g->sh, g->sw, 1, 1, g->oc, batch, x, 0,
+                                      w, 0, y, 0, &q, NULL));
     return st == CLBlastSuccess ? KDCL_OK : conv_clblast_fail(st, "Sconvgemm", g, batch);
 }
 
@@ -1218,28 +1475,35 @@ kdcl_status kdcl_conv_set_algo(kdcl_ctx *ctx, kdcl_conv_algo algo)
                               "kdcl_conv_set_algo: unknown algorithm %d (KDCL_CONV_AUTO, "
                               "_KDCL_IM2COL, _CLBLAST_IM2COL or _CLBLAST_CONVGEMM)",
                               (int)algo);
-    ctx->conv_algo = (int)algo;
+    gemm_state *g;
+    kdcl_status s = gemm_state_get(ctx, &g);
+    if (s) return s;
+    g->conv_algo = (int)algo;
     return KDCL_OK;
 }
 
-kdcl_conv_algo kdcl_conv_get_algo(const kdcl_ctx *ctx) { return (kdcl_conv_algo)ctx->conv_algo; }
+kdcl_conv_algo kdcl_conv_get_algo(const kdcl_ctx *ctx)
+{
+    const gemm_state *g = gemm_state_peek(ctx);
+    return g ? (kdcl_conv_algo)g->conv_algo : KDCL_CONV_AUTO;
+}
 
 kdcl_conv_algo kdcl_conv_algo_in_force(const kdcl_ctx *ctx)
 {
-    kdcl_conv_algo a = (kdcl_conv_algo)ctx->conv_algo;
+    kdcl_conv_algo a = kdcl_conv_get_algo(ctx);
     if (a != KDCL_CONV_AUTO) return a;
     return (ctx->dev.type & CL_DEVICE_TYPE_CPU) ? KDCL_CONV_KDCL_IM2COL
                                                 : KDCL_CONV_CLBLAST_IM2COL;
 }
 
-kdcl_status kdcl_conv_algo_from_env(kdcl_ctx *ctx)
+static kdcl_status conv_algo_from_env(gemm_state *g)
 {
-    ctx->conv_algo = KDCL_CONV_AUTO;
+    g->conv_algo = KDCL_CONV_AUTO;
     const char *env = getenv("KDCL_CONV");
     if (!env || !*env) return KDCL_OK;
     for (int a = KDCL_CONV_AUTO; a <= KDCL_CONV_CLBLAST_CONVGEMM; a++)
         if (!strcmp(env, kdcl_conv_algo_name((kdcl_conv_algo)a))) {
-            ctx->conv_algo = a;
+            g->conv_algo = a;
             return KDCL_OK;
         }
     return kdcl_set_error(KDCL_ERR_INVALID_ARG,
@@ -1311,6 +1575,8 @@ kdcl_status kdcl_conv2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t b
 {
     static const char *op = "kdcl_conv2d_forward";
     if (!ctx) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: ctx is NULL", op);
+    gemm_state *gs;
+    CONV_TRY(gemm_state_get(ctx, &gs)); /* CLBlast's parameters before its first kernel */
     conv_sizes z;
     CONV_TRY(conv_size(op, g, batch, &z));
     char what[160];
@@ -1367,6 +1633,8 @@ kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t 
 {
     static const char *op = "kdcl_conv2d_backward";
     if (!ctx) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: ctx is NULL", op);
+    gemm_state *gs;
+    CONV_TRY(gemm_state_get(ctx, &gs)); /* CLBlast's parameters before its first kernel */
     conv_sizes z;
     CONV_TRY(conv_size(op, g, batch, &z));
     char what[160];

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "kdcl/status.h"
+#include "kdcl/tensor.h"
 
 /* One CLBlast kernel's parameters: names and values as
  * CLBlastOverrideParameters takes them. */
@@ -28,5 +29,24 @@ typedef struct {
 kdcl_status kdcl__tuning_parse(const char *path, const char *text, size_t n,
                                kdcl_status (*apply)(void *user, const tuned_kernel *k),
                                void *user, int *applied);
+
+/* Write the tuning file of device d at path, the format kdcl__tuning_parse
+ * reads: {"device", "platform", "driver", "source", "date", "tuner": a copy
+ * of tuner_info (when not NULL), "kernels": {"Xgemm": {...}, ...}}. The
+ * directory is created; the file is written whole or not at all (temporary
+ * file, fsync, rename: a context being created meanwhile reads the old file
+ * or the new one). Kernels the reader would refuse are refused here
+ * (KDCL_ERR_INVALID_ARG), so every file written is one the reader applies. */
+struct cJSON;
+kdcl_status kdcl__tuning_write(const char *path, const kdcl_device_info *d, const char *source,
+                               const tuned_kernel *k, size_t nk, const struct cJSON *tuner_info);
+
+/* 1 when text (n bytes) is a tuning file kdcl__tuning_parse takes. */
+int kdcl__tuning_text_usable(const char *text, size_t n);
+
+/* Scratch buffer i of kdcl_gemm / convolution (src/core/gemm.c; NULL while
+ * the context has no GEMM state or i is out of range); for tests that poison
+ * scratch. */
+kdcl_tensor *kdcl__gemm_scratch(kdcl_ctx *ctx, size_t i);
 
 #endif

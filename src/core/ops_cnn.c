@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "kdcl/conv.h"
 #include "kdcl/ops.h"
@@ -139,9 +140,22 @@ static bn_units bn_plan(size_t B, size_t C, size_t S)
 
 /* ctx's scratch for n floats of per-unit partials (grown on demand; kernels
  * queued on the old buffer keep it until they finish). */
+static void ops_scratch_destroy(kdcl_ctx *ctx, void *state)
+{
+    kdcl_tensor_free(ctx, state);
+    free(state);
+}
+
+kdcl_tensor *kdcl__ops_scratch(kdcl_ctx *ctx) { return kdcl__ctx_ext(ctx, KDCL_EXT_OPS); }
+
 static kdcl_status bn_scratch(kdcl_ctx *ctx, size_t n, cl_mem *out)
 {
-    kdcl_tensor *t = &ctx->op_scratch;
+    kdcl_tensor *t = kdcl__ctx_ext(ctx, KDCL_EXT_OPS);
+    if (!t) {
+        if (!(t = calloc(1, sizeof *t)))
+            return kdcl_set_error(KDCL_ERR_OOM, "out of host memory for BatchNorm scratch");
+        kdcl__ctx_ext_set(ctx, KDCL_EXT_OPS, t, ops_scratch_destroy);
+    }
     if (!t->buf || t->capacity < n) {
         kdcl_tensor_free(ctx, t);
         TRY(kdcl_tensor_alloc(ctx, t, KDCL_F32, 1, &n));

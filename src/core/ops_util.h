@@ -109,6 +109,10 @@ kdcl_status kdcl_ops_launch3(kdcl_ctx *ctx, cl_kernel k, const char *name, size_
 kdcl_status kdcl_ops_launch_items(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t n);
 
 /* One work-group per row: lws = power of two <= min(cap, K). */
+/* The BatchNorm ops' scratch of ctx (src/core/ops_cnn.c), NULL before their
+ * first use; for tests that poison scratch. */
+kdcl_tensor *kdcl__ops_scratch(kdcl_ctx *ctx);
+
 kdcl_status kdcl_ops_row_group_size(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t K,
                                     size_t *lws);
 #endif

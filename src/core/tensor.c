@@ -57,9 +57,10 @@ kdcl_status kdcl_tensor_alloc(kdcl_ctx *ctx, kdcl_tensor *t, kdcl_elem type, siz
     if (ctx->dev.max_alloc && bytes > ctx->dev.max_alloc)
         return kdcl_set_error(KDCL_ERR_OOM,
                               "a tensor of %zu bytes (shape %s) exceeds the largest buffer %s "
-                              "allows (CL_DEVICE_MAX_MEM_ALLOC_SIZE %llu bytes; global memory "
-                              "%llu bytes, %llu in use)",
+                              "allows (%s %llu bytes; global memory %llu bytes, %llu in use)",
                               bytes, shape_str(sh, ndim, shape), ctx->dev.name,
+                              ctx->dev.max_alloc_capped ? "KDCL_MAX_ALLOC"
+                                                        : "CL_DEVICE_MAX_MEM_ALLOC_SIZE",
                               (unsigned long long)ctx->dev.max_alloc,
                               (unsigned long long)ctx->dev.global_mem,
                               (unsigned long long)ctx->mem_live);

@@ -52,6 +52,20 @@ fail:
     return s;
 }
 
+kdcl_status kdcl_ensemble_load_fit(kdcl_ctx *ctx, const char *const *paths, size_t n,
+                                   size_t max_batch, size_t min_batch, kdcl_ens_mode mode,
+                                   kdcl_ensemble *e)
+{
+    if (min_batch == 0 || min_batch > max_batch)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "ensemble batch range %zu..%zu: need 1 <= min <= max", min_batch,
+                              max_batch);
+    for (size_t b = max_batch;; b = b / 2 > min_batch ? b / 2 : min_batch) {
+        kdcl_status s = kdcl_ensemble_load(ctx, paths, n, b, mode, e);
+        if (s != KDCL_ERR_OOM || b == min_batch) return s;
+    }
+}
+
 kdcl_status kdcl_ensemble_forward(kdcl_ensemble *e, const kdcl_tensor *batch_u8, size_t count,
                                   size_t h, size_t w, size_t c, int jitter, int flip,
                                   uint64_t seed, uint64_t step, float T, int as_logits)
@@ -216,12 +230,20 @@ kdcl_status kdcl_distill(kdcl_model *student, kdcl_ensemble *e, const kdcl_datas
          * gathers its rows through the batcher's device permutation */
         kdcl_batcher b;
         if ((s = kdcl_batcher_create(ctx, transfer, e->max_batch, &b))) return s;
-        if (!b.resident) {
-            mode = KDCL_TARGETS_BATCH; /* no device permutation to gather with */
+        /* the cache is one [n, classes] buffer: where that exceeds the
+         * device's largest buffer, the targets are computed per batch */
+        const uint64_t cache_bytes = (uint64_t)transfer->n * e->classes * sizeof(float);
+        if (!b.resident || cache_bytes > kdcl_ctx_device(ctx)->max_alloc) {
+            mode = KDCL_TARGETS_BATCH; /* no device permutation to gather with, or no room */
         } else {
             size_t K = e->classes, B = b.max_batch;
-            if ((s = kdcl_tensor_alloc2(ctx, &st.cache, KDCL_F32, transfer->n, K)) ||
-                (s = kdcl_tensor_alloc2(ctx, &st.targets, KDCL_F32, o->batch, K)))
+            s = kdcl_tensor_alloc2(ctx, &st.cache, KDCL_F32, transfer->n, K);
+            if (s == KDCL_ERR_OOM) {
+                mode = KDCL_TARGETS_BATCH; /* the device is full: per batch instead */
+                s = KDCL_OK;
+                goto cached_done;
+            }
+            if (s || (s = kdcl_tensor_alloc2(ctx, &st.targets, KDCL_F32, o->batch, K)))
                 goto cached_done;
             /* data-parallel: each rank computes its share of the rows, then
              * they are gathered so that every rank holds them all */

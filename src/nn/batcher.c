@@ -46,8 +46,12 @@ kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t ma
     for (size_t i = 0; i < ds->n; i++) b->order[i] = i;
     b->n_order = b->order_cap = ds->n;
     const kdcl_device_info *d = kdcl_ctx_device(ctx);
-    size_t bytes = ds->n * ds->dim;
-    b->resident = bytes <= d->max_alloc && bytes <= d->global_mem / 4 &&
+    /* the whole set on the device when each of its buffers fits (images,
+     * labels, permutation: max_alloc) and all take at most a quarter of the
+     * device's memory; else batches are streamed from the host */
+    size_t bytes = ds->n * ds->dim, ibytes = ds->n * sizeof(int32_t);
+    b->resident = bytes <= d->max_alloc && ibytes <= d->max_alloc &&
+                  bytes + 2 * ibytes <= d->global_mem / 4 &&
                   !(getenv("KDCL_NO_RESIDENT") && *getenv("KDCL_NO_RESIDENT") == '1');
     if (b->resident) {
         size_t sh[2] = {ds->n, ds->dim}, n1[1] = {ds->n};

@@ -451,3 +451,17 @@ done:
         kdcl_st_free(&f);
     return s;
 }
+
+kdcl_status kdcl_model_load_fit(kdcl_ctx *ctx, const char *path, size_t max_batch,
+                                size_t min_batch, kdcl_model **out, kdcl_st_file *meta)
+{
+    *out = NULL;
+    if (min_batch == 0 || min_batch > max_batch)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "%s: batch range %zu..%zu: need 1 <= min <= max", path, min_batch,
+                              max_batch);
+    for (size_t b = max_batch;; b = b / 2 > min_batch ? b / 2 : min_batch) {
+        kdcl_status s = kdcl_model_load(ctx, path, b, out, meta);
+        if (s != KDCL_ERR_OOM || b == min_batch) return s;
+    }
+}

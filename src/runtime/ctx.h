@@ -1,11 +1,25 @@
 /* Internal: the context structure, visible to the library's own modules. */
 #ifndef KDCL_RUNTIME_CTX_H
 #define KDCL_RUNTIME_CTX_H
-#include "kdcl/gemm.h"
 #include "kdcl/runtime.h"
 #include "kdcl/tensor.h"
 
-#define KDCL_SCRATCH_SLOTS 4
+/* Extension slots: state that a module above the runtime keeps per context
+ * (src/core/gemm.c: CLBlast's parameters, packing, scratch; src/core/ops_cnn.c:
+ * the BatchNorm partial sums), created by that module on its first use and
+ * destroyed by kdcl_ctx_destroy, in reverse slot order, after the queue has
+ * finished and before the queue, programs and context are released. */
+enum { KDCL_EXT_GEMM, KDCL_EXT_OPS, KDCL_EXT_SLOTS };
+typedef void (*kdcl_ext_destroy_fn)(kdcl_ctx *ctx, void *state);
+typedef struct kdcl_ctx_ext {
+    void *state;
+    kdcl_ext_destroy_fn destroy;
+} kdcl_ctx_ext;
+/* The state in a slot (NULL: none yet). */
+void *kdcl__ctx_ext(const kdcl_ctx *ctx, int slot);
+/* Put state (with its destructor) in a slot; NULL empties it without calling
+ * the old destructor. */
+void kdcl__ctx_ext_set(kdcl_ctx *ctx, int slot, void *state, kdcl_ext_destroy_fn destroy);
 
 typedef struct kdcl_kernel_entry {
     char program[64];
@@ -27,27 +41,9 @@ struct kdcl_ctx {
     kdcl_kernel_entry *kernels;
     size_t n_kernels, cap_kernels;
     kdcl_build_stats stats;
-    char gemm_tuning[1024]; /* which GEMM parameters were applied */
-    char gemm_tuning_note[768]; /* a tuning cache file that was ignored, and why */
     uint64_t mem_allocs, mem_live, mem_peak; /* device buffers (src/core/tensor.c) */
-    kdcl_gemm_pack_info gemm_pack;           /* kdcl's operand packing (src/core/gemm.c) */
-    int gemm_pack_gemmk;                     /* GEMMK of the Xgemm parameters applied */
-    kdcl_tensor gemm_scratch[KDCL_SCRATCH_SLOTS]; /* grown on demand: kdcl_gemm's packed A,
-                                                     B and C, then conv columns in CLBlast's
-                                                     layout (src/core/gemm.c) */
-    int conv_algo; /* kdcl_conv_algo as set (KDCL_CONV, kdcl_conv_set_algo) */
-    kdcl_tensor op_scratch; /* per-unit partial sums of the BatchNorm ops, grown on demand */
-    int counted;            /* counted in kdcl_gemm_ctx_acquire (src/core/gemm.c) */
+    kdcl_ctx_ext ext[KDCL_EXT_SLOTS];
 };
-
-/* Live kdcl contexts, counted for CLBlast's program cache (src/core/gemm.c):
- * kdcl_ctx_create acquires, kdcl_ctx_destroy releases; the last release
- * clears the cache (CLBlastClearCache). */
-void kdcl_gemm_ctx_acquire(void);
-void kdcl_gemm_ctx_release(void);
-
-/* Read KDCL_CONV into ctx->conv_algo (kdcl_ctx_create). */
-kdcl_status kdcl_conv_algo_from_env(kdcl_ctx *ctx);
 
 /* Set an OpenCL error with call site: returns KDCL_ERR_OPENCL, or KDCL_ERR_OOM
  * for allocation failures. */

@@ -1,11 +1,11 @@
 /* Platform/device enumeration, device selection and the kdcl context. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "kdcl/gemm.h"
 #include "runtime/ctx.h"
 
 #ifndef CL_PLATFORM_NOT_FOUND_KHR
@@ -88,6 +88,26 @@ static void fill_device(kdcl_device_info *di, cl_device_id d)
     }
 }
 
+/* KDCL_MAX_ALLOC: bytes, with an optional K, M or G (powers of 1024). 0 and
+ * *cap unchanged when unset or empty; -1 when malformed. */
+static int max_alloc_env(uint64_t *cap)
+{
+    const char *env = getenv("KDCL_MAX_ALLOC");
+    if (!env || !*env) return 0;
+    if (!isdigit((unsigned char)env[0])) return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(env, &end, 10);
+    if (errno) return -1;
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k') shift = 10, end++;
+    else if (*end == 'M' || *end == 'm') shift = 20, end++;
+    else if (*end == 'G' || *end == 'g') shift = 30, end++;
+    if (*end != '\0' || v == 0 || v > (UINT64_MAX >> shift)) return -1;
+    *cap = (uint64_t)v << shift;
+    return 0;
+}
+
 #define NO_PLATFORM_MSG                                                                   \
     "no OpenCL platform found (%s): install an OpenCL driver; for the CPU, "              \
     "`apt-get install pocl-opencl-icd` gives a portable fallback"
@@ -128,10 +148,11 @@ kdcl_status kdcl_list_devices(kdcl_device_info **out, size_t *n)
             free(ids);
             continue;
         }
-        char pname[256] = "", pver[128] = "";
+        char pname[256] = "", pvendor[256] = "", pver[128] = "";
         clGetPlatformInfo(plats[p], CL_PLATFORM_NAME, sizeof pname, pname, NULL);
+        clGetPlatformInfo(plats[p], CL_PLATFORM_VENDOR, sizeof pvendor, pvendor, NULL);
         clGetPlatformInfo(plats[p], CL_PLATFORM_VERSION, sizeof pver, pver, NULL);
-        pname[sizeof pname - 1] = pver[sizeof pver - 1] = '\0';
+        pname[sizeof pname - 1] = pvendor[sizeof pvendor - 1] = pver[sizeof pver - 1] = '\0';
         for (cl_uint d = 0; d < nd; d++) {
             kdcl_device_info *di = &devs[count++];
             memset(di, 0, sizeof *di);
@@ -139,6 +160,7 @@ kdcl_status kdcl_list_devices(kdcl_device_info **out, size_t *n)
             di->device_index = d;
             di->platform = plats[p];
             memcpy(di->platform_name, pname, sizeof pname);
+            memcpy(di->platform_vendor, pvendor, sizeof pvendor);
             memcpy(di->platform_version, pver, sizeof pver);
             fill_device(di, ids[d]);
         }
@@ -149,6 +171,20 @@ kdcl_status kdcl_list_devices(kdcl_device_info **out, size_t *n)
         free(devs);
         return kdcl_set_error(KDCL_ERR_NO_DEVICE, NO_PLATFORM_MSG, "platforms have no devices");
     }
+    /* an artificial cap on the largest buffer (tests of small devices) */
+    uint64_t cap = 0;
+    if (max_alloc_env(&cap)) {
+        free(devs);
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "KDCL_MAX_ALLOC=%s: expected a positive number of bytes, optionally "
+                              "with K, M or G",
+                              getenv("KDCL_MAX_ALLOC"));
+    }
+    for (size_t i = 0; cap && i < count; i++)
+        if (!devs[i].max_alloc || devs[i].max_alloc > cap) {
+            devs[i].max_alloc = cap;
+            devs[i].max_alloc_capped = 1;
+        }
     *out = devs;
     *n = count;
     return KDCL_OK;
@@ -168,6 +204,12 @@ static int icontains(const char *hay, const char *needle)
     return 0;
 }
 
+static int iequal(const char *a, const char *b)
+{
+    while (*a && *b && tolower((unsigned char)*a) == tolower((unsigned char)*b)) a++, b++;
+    return *a == '\0' && *b == '\0';
+}
+
 static int parse_index_pair(const char *s, unsigned *p, unsigned *d)
 {
     char *end;
@@ -181,24 +223,104 @@ static int parse_index_pair(const char *s, unsigned *p, unsigned *d)
     return 1;
 }
 
+/* "P:D name (platform, TYPE)" entries of the devices idx[0..n) (all when idx
+ * is NULL), "; "-separated, into list. */
+static void list_devices(char *list, size_t size, const kdcl_device_info *devs, const size_t *idx,
+                         size_t n)
+{
+    size_t off = 0;
+    list[0] = '\0';
+    for (size_t j = 0; j < n && off < size - 1; j++) {
+        const kdcl_device_info *d = &devs[idx ? idx[j] : j];
+        int w = snprintf(list + off, size - off, "%s%u:%u %s (%s, %s)", j ? "; " : " ",
+                         d->platform_index, d->device_index, d->name, d->platform_name,
+                         kdcl_device_type_name(d->type));
+        if (w < 0) break;
+        off += (size_t)w;
+    }
+}
+
+#define SPEC_FORMS "P:D, cpu, gpu, pocl, intel, nvidia, amd, rusticl, NAME:cpu, NAME:gpu or a name substring"
+
 /* One line (the CLI prints it as its one line on stderr): the spec and the
  * devices there are. */
 static kdcl_status no_match(const char *spec, const kdcl_device_info *devs, size_t n)
 {
     char list[4096];
-    size_t off = 0;
-    list[0] = '\0';
-    for (size_t i = 0; i < n && off < sizeof list - 1; i++) {
-        int w = snprintf(list + off, sizeof list - off, "%s%u:%u %s (%s, %s)", i ? "; " : " ",
-                         devs[i].platform_index, devs[i].device_index, devs[i].name,
-                         devs[i].platform_name, kdcl_device_type_name(devs[i].type));
-        if (w < 0) break;
-        off += (size_t)w;
-    }
+    list_devices(list, sizeof list, devs, NULL, n);
     return kdcl_set_error(KDCL_ERR_NO_DEVICE,
-                          "no OpenCL device matches '%s' (use P:D, cpu, gpu or a name substring); "
-                          "available:%s",
-                          spec, list);
+                          "no OpenCL device matches '%s' (use " SPEC_FORMS "); available:%s", spec,
+                          list);
+}
+
+/* ---- names people use for implementations and vendors ----------------------
+ * Rule 1 (kdcl/runtime.h) matches the platform's name or vendor: PoCL's are
+ * "Portable Computing Language" / "The pocl project", Mesa's "rusticl" and
+ * "Clover", Intel's CPU and GPU runtimes "Intel(R) OpenCL" and "Intel(R)
+ * OpenCL Graphics" / "Intel(R) Corporation", NVIDIA's "NVIDIA CUDA", AMD's
+ * "AMD Accelerated Parallel Processing" / "Advanced Micro Devices, Inc.".
+ * Rule 2 matches the device vendor of other implementations' devices: NVIDIA
+ * or AMD GPUs under Rusticl or PoCL, and CPUs under PoCL, which reports
+ * "AuthenticAMD" or "GenuineIntel" (an AMD CPU is an AMD device). */
+typedef struct device_alias {
+    const char *name;
+    const char *platform[3]; /* substrings of the platform name or platform vendor */
+    const char *vendor[3];   /* substrings of the device vendor (rule 2), if any */
+} device_alias;
+
+static const device_alias aliases[] = {
+    {"pocl", {"Portable Computing Language", "pocl", NULL}, {NULL}},
+    {"rusticl", {"rusticl", NULL, NULL}, {NULL}},
+    {"clover", {"Clover", NULL, NULL}, {NULL}},
+    {"intel", {"Intel", NULL, NULL}, {"Intel", NULL, NULL}},
+    {"nvidia", {"NVIDIA", NULL, NULL}, {"NVIDIA", NULL, NULL}},
+    {"amd", {"Advanced Micro Devices", "AMD Accelerated Parallel Processing", NULL},
+     {"Advanced Micro Devices", "AMD", NULL}},
+};
+
+static int any_contains(const char *hay, const char *const *needles, size_t n)
+{
+    for (size_t i = 0; i < n && needles[i]; i++)
+        if (icontains(hay, needles[i])) return 1;
+    return 0;
+}
+
+enum { RULE_ALIAS_PLATFORM, RULE_ALIAS_VENDOR, RULE_EXACT, RULE_NAME, RULE_PLATFORM, N_RULES };
+
+static int rule_matches(int rule, const device_alias *al, const char *name,
+                        const kdcl_device_info *d)
+{
+    switch (rule) {
+    case RULE_ALIAS_PLATFORM:
+        return al && (any_contains(d->platform_name, al->platform, 3) ||
+                      any_contains(d->platform_vendor, al->platform, 3));
+    case RULE_ALIAS_VENDOR:
+        return al && any_contains(d->vendor, al->vendor, 3);
+    case RULE_EXACT:
+        return iequal(d->name, name);
+    case RULE_NAME:
+        return icontains(d->name, name);
+    default:
+        return icontains(d->platform_name, name) || icontains(d->platform_vendor, name) ||
+               icontains(d->vendor, name);
+    }
+}
+
+static const struct {
+    const char *name;
+    cl_device_type type;
+} type_words[] = {{"gpu", CL_DEVICE_TYPE_GPU},
+                  {"cpu", CL_DEVICE_TYPE_CPU},
+                  {"accelerator", CL_DEVICE_TYPE_ACCELERATOR}};
+
+static int type_word(const char *s, cl_device_type *t)
+{
+    for (size_t i = 0; i < sizeof type_words / sizeof type_words[0]; i++)
+        if (iequal(s, type_words[i].name)) {
+            *t = type_words[i].type;
+            return 1;
+        }
+    return 0;
 }
 
 kdcl_status kdcl_select_device(const char *spec, const kdcl_device_info *devs, size_t n,
@@ -223,33 +345,55 @@ kdcl_status kdcl_select_device(const char *spec, const kdcl_device_info *devs, s
             }
         return no_match(spec, devs, n);
     }
-    static const struct {
-        const char *name;
-        cl_device_type type;
-    } types[] = {{"gpu", CL_DEVICE_TYPE_GPU},
-                 {"cpu", CL_DEVICE_TYPE_CPU},
-                 {"accelerator", CL_DEVICE_TYPE_ACCELERATOR}};
-    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
-        if (strlen(spec) == strlen(types[t].name) && icontains(types[t].name, spec)) {
-            for (size_t i = 0; i < n; i++)
-                if (devs[i].type & types[t].type) {
-                    *chosen = i;
-                    return KDCL_OK;
-                }
-            return no_match(spec, devs, n);
-        }
+    cl_device_type type = 0;
+    if (type_word(spec, &type)) { /* the first device of that type */
+        for (size_t i = 0; i < n; i++)
+            if (devs[i].type & type) {
+                *chosen = i;
+                return KDCL_OK;
+            }
+        return no_match(spec, devs, n);
     }
-    for (size_t i = 0; i < n; i++)
-        if (icontains(devs[i].name, spec)) {
-            *chosen = i;
-            return KDCL_OK;
+    /* NAME or NAME:TYPE */
+    char name[256];
+    if (strlen(spec) >= sizeof name) return no_match(spec, devs, n);
+    snprintf(name, sizeof name, "%s", spec);
+    char *colon = strrchr(name, ':');
+    if (colon && colon != name && type_word(colon + 1, &type)) *colon = '\0';
+    const device_alias *al = NULL;
+    for (size_t a = 0; a < sizeof aliases / sizeof aliases[0]; a++)
+        if (iequal(name, aliases[a].name)) al = &aliases[a];
+    size_t *idx = malloc(n * sizeof *idx);
+    if (!idx) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory choosing a device");
+    size_t m = 0;
+    for (int rule = 0; rule < N_RULES && m == 0; rule++)
+        for (size_t i = 0; i < n; i++)
+            if ((!type || (devs[i].type & type)) && rule_matches(rule, al, name, &devs[i]))
+                idx[m++] = i;
+    if (m == 0) {
+        free(idx);
+        return no_match(spec, devs, n);
+    }
+    int one_platform = 1;
+    for (size_t j = 1; j < m; j++)
+        one_platform &= devs[idx[j]].platform_index == devs[idx[0]].platform_index;
+    if (!one_platform) {
+        char list[4096];
+        list_devices(list, sizeof list, devs, idx, m);
+        free(idx);
+        return kdcl_set_error(KDCL_ERR_NO_DEVICE,
+                              "'%s' is ambiguous: it matches devices of several platforms (name "
+                              "one as P:D%s):%s",
+                              spec, type ? "" : ", or add :cpu or :gpu", list);
+    }
+    *chosen = idx[0];
+    for (size_t j = 0; j < m; j++)
+        if (devs[idx[j]].type & CL_DEVICE_TYPE_GPU) {
+            *chosen = idx[j];
+            break;
         }
-    for (size_t i = 0; i < n; i++)
-        if (icontains(devs[i].platform_name, spec) || icontains(devs[i].vendor, spec)) {
-            *chosen = i;
-            return KDCL_OK;
-        }
-    return no_match(spec, devs, n);
+    free(idx);
+    return KDCL_OK;
 }
 
 kdcl_status kdcl_ctx_create(const char *spec, kdcl_ctx **out)
@@ -290,41 +434,35 @@ kdcl_status kdcl_ctx_create(const char *spec, kdcl_ctx **out)
         free(ctx);
         return st;
     }
-    kdcl_gemm_ctx_acquire(); /* released by kdcl_ctx_destroy, also on the failures below */
-    ctx->counted = 1;
-    const char *tuning;
-    kdcl_status ts = kdcl_gemm_apply_tuning(ctx, &tuning);
-    if (!ts) ts = kdcl_conv_algo_from_env(ctx);
-    if (ts) {
-        kdcl_ctx_destroy(ctx);
-        return ts;
-    }
-    const kdcl_gemm_pack_info *pk = &ctx->gemm_pack;
-    const char *note = ctx->gemm_tuning_note;
-    if (pk->enabled)
-        snprintf(ctx->gemm_tuning, sizeof ctx->gemm_tuning,
-                 "%s; operands packed by kdcl (%zux%zux%zu tiles)%s%s", tuning, pk->mwg, pk->nwg,
-                 pk->kwg, *note ? "; " : "", note);
-    else
-        snprintf(ctx->gemm_tuning, sizeof ctx->gemm_tuning, "%s%s%s", tuning, *note ? "; " : "",
-                 note);
     *out = ctx;
     return KDCL_OK;
 }
 
-const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx) { return ctx->gemm_tuning; }
+void *kdcl__ctx_ext(const kdcl_ctx *ctx, int slot)
+{
+    return slot >= 0 && slot < KDCL_EXT_SLOTS ? ctx->ext[slot].state : NULL;
+}
+
+void kdcl__ctx_ext_set(kdcl_ctx *ctx, int slot, void *state, kdcl_ext_destroy_fn destroy)
+{
+    if (slot < 0 || slot >= KDCL_EXT_SLOTS) return;
+    ctx->ext[slot].state = state;
+    ctx->ext[slot].destroy = state ? destroy : NULL;
+}
 
 void kdcl_ctx_destroy(kdcl_ctx *ctx)
 {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
-    for (size_t i = 0; i < KDCL_SCRATCH_SLOTS; i++) kdcl_tensor_free(ctx, &ctx->gemm_scratch[i]);
-    kdcl_tensor_free(ctx, &ctx->op_scratch);
+    for (int i = KDCL_EXT_SLOTS - 1; i >= 0; i--) {
+        kdcl_ctx_ext e = ctx->ext[i];
+        ctx->ext[i] = (kdcl_ctx_ext){0};
+        if (e.state && e.destroy) e.destroy(ctx, e.state);
+    }
     for (size_t i = 0; i < ctx->n_kernels; i++) clReleaseKernel(ctx->kernels[i].k);
     for (size_t i = 0; i < ctx->n_programs; i++) clReleaseProgram(ctx->programs[i].p);
     free(ctx->kernels);
     free(ctx->programs);
-    if (ctx->counted) kdcl_gemm_ctx_release(); /* the last context clears CLBlast's cache */
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->cl) clReleaseContext(ctx->cl);
     free(ctx);
