@@ -12,7 +12,6 @@ Needs $KDCL_EXE (the kdcl executable) and $KDCL_TEST_TMP.
 """
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -28,7 +27,7 @@ except ImportError as e:
     reexec_or_skip(f"needs numpy, onnx and onnxruntime ({e}); tools/onnx_venv.sh makes "
                    "build/onnx-venv with them")
 
-from tiny_data import test_images, write_cifar, write_idx, read  # noqa: E402
+from tiny_data import make_datasets, test_images, read  # noqa: E402
 
 KDCL = os.environ.get("KDCL_EXE")
 TMP = os.path.join(os.environ.get("KDCL_TEST_TMP", "/tmp"), "onnx_runtime")
@@ -66,13 +65,7 @@ class OnnxRuntimeParity(unittest.TestCase):
     def setUpClass(cls):
         if not KDCL or not os.path.exists(KDCL):
             raise unittest.SkipTest("KDCL_EXE is not set to the kdcl executable")
-        shutil.rmtree(TMP, ignore_errors=True)
-        os.makedirs(TMP)
-        cls.data = {"idx": os.path.join(TMP, "idx"), "cifar": os.path.join(TMP, "cifar")}
-        for d in cls.data.values():
-            os.makedirs(d)
-        write_idx(cls.data["idx"])
-        write_cifar(cls.data["cifar"])
+        cls.data = make_datasets(TMP)
 
     def run_case(self, name, data, arch, opts):
         d = self.data[data]

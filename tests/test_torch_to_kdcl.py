@@ -10,7 +10,6 @@ Skipped (exit 77) when torch or safetensors cannot be imported, here or in
 $KDCL_TEST_PYTHON / $KDCL_TEST_VENV_PYTHON (tests/python_env.py), or when $KDCL_EXE is not set.
 """
 import os
-import shutil
 import subprocess
 import sys
 import unittest
@@ -69,13 +68,7 @@ class TorchToKdcl(unittest.TestCase):
     def setUpClass(cls):
         if not KDCL or not os.path.exists(KDCL):
             raise unittest.SkipTest("KDCL_EXE is not set to the kdcl executable")
-        shutil.rmtree(TMP, ignore_errors=True)
-        os.makedirs(TMP)
-        cls.dirs = {"idx": os.path.join(TMP, "idx"), "cifar": os.path.join(TMP, "cifar")}
-        for d in cls.dirs.values():
-            os.makedirs(d)
-        data.write_idx(cls.dirs["idx"])
-        data.write_cifar(cls.dirs["cifar"])
+        cls.dirs = data.make_datasets(TMP)
 
     def kdcl(self, *args):
         r = subprocess.run([KDCL] + [str(a) for a in args], capture_output=True, text=True)

@@ -2,6 +2,7 @@
 IDX (3 classes) and 32x32 colour CIFAR-10 binary batches (10 classes), with
 labels the pixels carry, so a short training learns something."""
 import os
+import shutil
 import struct
 
 import numpy as np
@@ -42,6 +43,17 @@ def write_cifar(d, per_batch=8, n_test=24, seed=2):
             f.write(records(per_batch))
     with open(os.path.join(d, "test_batch.bin"), "wb") as f:
         f.write(records(n_test))
+
+
+def make_datasets(tmp):
+    """A fresh directory tmp with the two tiny datasets: {"idx": dir, "cifar": dir}."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    dirs = {"idx": os.path.join(tmp, "idx"), "cifar": os.path.join(tmp, "cifar")}
+    for d in dirs.values():
+        os.makedirs(d)
+    write_idx(dirs["idx"])
+    write_cifar(dirs["cifar"])
+    return dirs
 
 
 def read(path):
