@@ -55,6 +55,8 @@ typedef struct {
 
 static const model_cfg TEACHER = {"teacher", "784-1200-1200-10", 0.2f, 0.5f, 3.5f, 1, 28, 28};
 static const model_cfg STUDENT = {"student", "784-800-800-10", 0.0f, 0.0f, 0.0f, 1, 28, 28};
+/* the small student whose steps are bound by launches, not arithmetic */
+static const model_cfg SMALL = {"small", "784-100-10", 0.0f, 0.0f, 0.0f, 1, 28, 28};
 static const model_cfg LENET5 = {"lenet5", "lenet5", 0.0f, 0.0f, 0.0f, 1, 28, 28};
 static const model_cfg RESNET20 = {"resnet20", "resnet20", 0.0f, 0.0f, 0.0f, 3, 32, 32};
 
@@ -1479,8 +1481,9 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
         struct {
             const model_cfg *cfg;
             size_t B;
-        } prof[4] = {{&TEACHER, 128}, {&TEACHER, 1024}, {&LENET5, 128}, {&RESNET20, 128}};
-        for (size_t i = 0; i < 4; i++) {
+        } prof[5] = {{&TEACHER, 128}, {&TEACHER, 1024}, {&SMALL, 128}, {&LENET5, 128},
+                     {&RESNET20, 128}};
+        for (size_t i = 0; i < 5; i++) {
             /* the B = 1024 teacher: not with --quick, on CPUs only with --full */
             if (i == 1 && (o->quick || (is_cpu && !o->full))) continue;
             if ((s = profile_step(ctx, o, data_for(&data, prof[i].cfg), prof[i].cfg, prof[i].B,
@@ -1504,9 +1507,9 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
         struct {
             const model_cfg *cfg;
             size_t B;
-        } runs[6] = {{&TEACHER, 128},  {&TEACHER, 1024}, {&STUDENT, 128},
-                     {&STUDENT, 1024}, {&LENET5, 128},   {&RESNET20, 128}};
-        for (size_t i = 0; i < 6; i++) {
+        } runs[7] = {{&TEACHER, 128}, {&TEACHER, 1024}, {&STUDENT, 128}, {&STUDENT, 1024},
+                     {&SMALL, 128},   {&LENET5, 128},   {&RESNET20, 128}};
+        for (size_t i = 0; i < 7; i++) {
             const model_cfg *cfg = runs[i].cfg;
             size_t B = runs[i].B, n = 0;
             if (o->quick && B > 128) continue;
