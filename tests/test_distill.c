@@ -52,10 +52,10 @@ START_TEST(test_ensemble_targets_match_reference)
     for (int mode = 0; mode < 2; mode++) {
         ck_assert_int_eq(kdcl_ensemble_load(tu_ctx, paths, 2, 64, (kdcl_ens_mode)mode, &e),
                          KDCL_OK);
-        kdcl_batcher b;
+        kdcl_batcher *b = NULL;
         ck_assert_int_eq(kdcl_batcher_create(tu_ctx, &tr, 64, &b), KDCL_OK);
-        ck_assert_int_eq(kdcl_batcher_load(&b, 0, 64), KDCL_OK);
-        ck_assert_int_eq(kdcl_ensemble_forward(&e, &b.batch_u8[b.cur], 64, 6, 6, 1, 0, 0, 0, 0, T, 0),
+        ck_assert_int_eq(kdcl_batcher_load(b, 0, 64), KDCL_OK);
+        ck_assert_int_eq(kdcl_ensemble_forward(&e, kdcl_batcher_images(b), 64, 6, 6, 1, 0, 0, 0, 0, T, 0),
                          KDCL_OK);
         float out[64 * 4];
         ck_assert_int_eq(kdcl_tensor_download(tu_ctx, &e.out, 0, 64 * 4, out), KDCL_OK);
@@ -88,7 +88,7 @@ START_TEST(test_ensemble_targets_match_reference)
         for (int i = 0; i < 16; i++) tot += er.confusion[i];
         ck_assert_int_eq(tot, 256);
         kdcl_eval_result_free(&er);
-        kdcl_batcher_destroy(&b);
+        kdcl_batcher_destroy(b);
         kdcl_ensemble_free(&e);
     }
     free(l1);

@@ -178,13 +178,13 @@ START_TEST(test_streamed_distillation)
     tu_make_6x6(&te, 400, 22, 4, quadrant, 140, 90);
     kdcl_ctx *c;
     tu_ok(capped_ctx("32K", &c), "capped context");
-    kdcl_batcher b;
+    kdcl_batcher *b = NULL;
     tu_ok(kdcl_batcher_create(c, &tr, 64, &b), "batcher (capped)");
-    ck_assert_int_eq(b.resident, 0);
-    kdcl_batcher_destroy(&b);
+    ck_assert_int_eq(kdcl_batcher_resident(b), 0);
+    kdcl_batcher_destroy(b);
     tu_ok(kdcl_batcher_create(tu_ctx, &tr, 64, &b), "batcher");
-    ck_assert_int_eq(b.resident, 1);
-    kdcl_batcher_destroy(&b);
+    ck_assert_int_eq(kdcl_batcher_resident(b), 1);
+    kdcl_batcher_destroy(b);
 
     /* a teacher and a student's initial weights, saved */
     char tp[4200], sp[4200];
@@ -291,10 +291,10 @@ START_TEST(test_soft_target_cache_cap)
     }
     kdcl_ctx *c;
     tu_ok(capped_ctx("32K", &c), "capped context");
-    kdcl_batcher b;
+    kdcl_batcher *b = NULL;
     tu_ok(kdcl_batcher_create(c, &tr, 64, &b), "batcher (capped)");
-    ck_assert_int_eq(b.resident, 1);
-    kdcl_batcher_destroy(&b);
+    ck_assert_int_eq(kdcl_batcher_resident(b), 1);
+    kdcl_batcher_destroy(b);
     char tp[4200], sp[4200];
     snprintf(tp, sizeof tp, "%s", tu_path("memcap-teacher10.safetensors"));
     snprintf(sp, sizeof sp, "%s", tu_path("memcap-student10.safetensors"));

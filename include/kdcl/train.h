@@ -18,33 +18,24 @@ extern "C" {
  * batches are gathered on the device from an uploaded permutation; otherwise
  * each batch is gathered on the host into one of two staging buffers and
  * uploaded asynchronously while the previous step runs. */
-typedef struct kdcl_batcher {
-    kdcl_ctx *ctx;
-    const kdcl_dataset *ds;
-    size_t max_batch;
-    int resident;
-    size_t *order;                 /* host permutation of 0..n-1 */
-    kdcl_tensor images, labels;    /* resident copies (U8 [n, dim], I32 [n]) */
-    kdcl_tensor perm;              /* I32 [n] */
-    kdcl_tensor batch_u8[2];       /* U8 [max_batch, dim] */
-    kdcl_tensor batch_labels[2];   /* I32 [max_batch] */
-    uint8_t *stage[2];
-    int32_t *stage_labels[2];
-    struct _cl_event *pending[2]; /* cl_event */
-    int cur;                       /* index of the buffer filled by the last load */
-    size_t n_order;                /* entries of order in use (ds->n unless set_order) */
-    size_t order_cap;              /* entries allocated in order / perm */
-} kdcl_batcher;
+typedef struct kdcl_batcher kdcl_batcher;
 
 KDCL_API kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_batch,
-                                kdcl_batcher *b);
+                                         kdcl_batcher **out);
 /* Order for an epoch: shuffled by (seed, epoch), or identity when shuffle == 0. */
 KDCL_API kdcl_status kdcl_batcher_epoch(kdcl_batcher *b, int shuffle, uint64_t seed, uint64_t epoch);
 /* Use an explicit order: n indices into the dataset (repeats allowed, any n
  * >= 1); batches then cover order[0..n). */
 KDCL_API kdcl_status kdcl_batcher_set_order(kdcl_batcher *b, const size_t *order, size_t n);
-/* Assemble rows order[start .. start+count) into batch_u8[cur]/batch_labels[cur]. */
+/* Assemble rows order[start .. start+count) into the batch tensors below. */
 KDCL_API kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count);
+/* The last load's batch: images U8 [max_batch, dim] (rows 0..count used) and
+ * labels I32 [max_batch]; valid until the next load. */
+KDCL_API const kdcl_tensor *kdcl_batcher_images(const kdcl_batcher *b);
+KDCL_API const kdcl_tensor *kdcl_batcher_labels(const kdcl_batcher *b);
+/* 1 when the dataset lives on the device (loads never wait on the host). */
+KDCL_API int kdcl_batcher_resident(const kdcl_batcher *b);
+/* NULL is allowed. */
 KDCL_API void kdcl_batcher_destroy(kdcl_batcher *b);
 
 typedef struct kdcl_train_opts {

@@ -1105,12 +1105,12 @@ static kdcl_status ensemble_run(void *arg, size_t n, uint64_t seed, double *rate
     kdcl_ctx *ctx = e->ctx;
     kdcl_dataset ds = ds_view(e->full, n);
     size_t B = e->B < ds.n ? e->B : ds.n;
-    kdcl_batcher b;
+    kdcl_batcher *b = NULL;
     kdcl_status s = kdcl_batcher_create(ctx, &ds, B, &b);
     if (s) return s;
     int32_t *conf = calloc(e->K * e->K, sizeof *conf);
     if (!conf) {
-        kdcl_batcher_destroy(&b);
+        kdcl_batcher_destroy(b);
         return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
     }
     if ((s = kdcl_tensor_upload(ctx, &e->conf, 0, e->K * e->K, conf))) goto done;
@@ -1118,10 +1118,10 @@ static kdcl_status ensemble_run(void *arg, size_t n, uint64_t seed, double *rate
     for (size_t start = 0; start < ds.n; start += B) {
         size_t count = ds.n - start < B ? ds.n - start : B;
         size_t vs[2] = {count, e->K};
-        if ((s = kdcl_batcher_load(&b, start, count))) goto done;
+        if ((s = kdcl_batcher_load(b, start, count))) goto done;
         for (size_t i = 0; i < e->M; i++) {
             kdcl_model *m = e->mem[i];
-            if ((s = kdcl_model_forward_u8(m, &b.batch_u8[b.cur], count)) ||
+            if ((s = kdcl_model_forward_u8(m, kdcl_batcher_images(b), count)) ||
                 (s = kdcl_tensor_reshape(&e->views[i], 2, vs)) ||
                 (s = kdcl_op_softmax(ctx, kdcl_model_logits(m), &e->views[i], 1.0f, 0)))
                 goto done;
@@ -1131,14 +1131,14 @@ static kdcl_status ensemble_run(void *arg, size_t n, uint64_t seed, double *rate
                            e->ones.buf, 0, e->M, e->P.buf, 0, e->stride, 0.0f, e->avg.buf, 0,
                            count * e->K, NULL)) ||
             (s = kdcl_tensor_reshape(&e->avg, 2, vs)) ||
-            (s = kdcl_op_confusion(ctx, &e->avg, &b.batch_labels[b.cur], &e->conf)))
+            (s = kdcl_op_confusion(ctx, &e->avg, kdcl_batcher_labels(b), &e->conf)))
             goto done;
     }
     if ((s = kdcl_tensor_download(ctx, &e->conf, 0, e->K * e->K, conf))) goto done;
     *rate = (double)ds.n / (kdcl_wall_seconds() - t0);
 done:
     free(conf);
-    kdcl_batcher_destroy(&b);
+    kdcl_batcher_destroy(b);
     return s;
 }
 

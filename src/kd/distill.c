@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/batcher_internal.h"
 #include "kdcl/distill.h"
 #include "kdcl/loss.h"
 #include "kdcl/ops.h"
@@ -238,7 +239,7 @@ kdcl_status kdcl_distill(kdcl_model *student, kdcl_ensemble *e, const kdcl_datas
         /* teachers run once over the transfer set in dataset order; each step
          * gathers its rows through the batcher's device permutation */
         kdcl_batcher b;
-        if ((s = kdcl_batcher_create(ctx, transfer, e->max_batch, &b))) return s;
+        if ((s = kdcl__batcher_init(ctx, transfer, e->max_batch, &b))) return s;
         /* the cache is one [n, classes] buffer: where that exceeds the
          * device's largest buffer, the targets are computed per batch */
         const uint64_t cache_bytes = (uint64_t)transfer->n * e->classes * sizeof(float);
@@ -287,7 +288,7 @@ kdcl_status kdcl_distill(kdcl_model *student, kdcl_ensemble *e, const kdcl_datas
             st.cached = 1;
         }
     cached_done:
-        kdcl_batcher_destroy(&b);
+        kdcl__batcher_release(&b);
         if (s) goto done;
     }
     if (used) *used = mode;
@@ -305,11 +306,11 @@ kdcl_status kdcl_model_logits_all(kdcl_model *m, const kdcl_dataset *ds, float *
     if (s) return s;
     const size_t K = kdcl_model_classes(m);
     kdcl_batcher b;
-    s = kdcl_batcher_create(kdcl_model_ctx(m), ds, kdcl_model_max_batch(m), &b);
+    s = kdcl__batcher_init(kdcl_model_ctx(m), ds, kdcl_model_max_batch(m), &b);
     if (s) return s;
     float *h = malloc(ds->n * K * sizeof *h);
     if (!h) {
-        kdcl_batcher_destroy(&b);
+        kdcl__batcher_release(&b);
         return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
     }
     for (size_t start = 0; start < ds->n && !s; start += b.max_batch) {
@@ -320,7 +321,7 @@ kdcl_status kdcl_model_logits_all(kdcl_model *m, const kdcl_dataset *ds, float *
         s = kdcl_tensor_download(kdcl_model_ctx(m), kdcl_model_logits(m), 0, count * K,
                                  h + start * K);
     }
-    kdcl_batcher_destroy(&b);
+    kdcl__batcher_release(&b);
     if (s) {
         free(h);
         return s;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/batcher_internal.h"
 #include "kdcl/loss.h"
 #include "kdcl/specialists.h"
 #include "nn/eval_internal.h"
@@ -42,7 +43,7 @@ kdcl_status kdcl_specialists_predict(kdcl_model *g, kdcl_model *const *specs,
     kdcl_combiner cb;
     kdcl_tensor gi = {0}, ci = {0};
     memset(&cb, 0, sizeof cb);
-    s = kdcl_batcher_create(ctx, ds, B, &b);
+    s = kdcl__batcher_init(ctx, ds, B, &b);
     if (s) return s;
     B = b.max_batch;
     size_t n1[1] = {B};
@@ -77,6 +78,6 @@ done:
     kdcl_tensor_free(ctx, &gi);
     kdcl_tensor_free(ctx, &ci);
     kdcl_combiner_destroy(&cb);
-    kdcl_batcher_destroy(&b);
+    kdcl__batcher_release(&b);
     return s;
 }

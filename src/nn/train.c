@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nn/batcher_internal.h"
 #include "kdcl/loss.h"
 #include "kdcl/ops.h"
 #include "kdcl/profile.h"
@@ -322,7 +323,7 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
         s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
         goto done;
     }
-    if ((s = kdcl_batcher_create(ctx, ds, o->batch, &b))) goto done;
+    if ((s = kdcl__batcher_init(ctx, ds, o->batch, &b))) goto done;
     size_t n1[1] = {o->batch}, ns[1] = {steps}, one[1] = {1};
     if ((s = kdcl_tensor_alloc(ctx, &loss, KDCL_F32, 1, n1)) ||
         (s = kdcl_tensor_alloc(ctx, &loss_acc, KDCL_F32, 1, ns)) ||
@@ -524,7 +525,7 @@ done:
     kdcl_tensor_free(ctx, &loss);
     kdcl_tensor_free(ctx, &loss_acc);
     kdcl_tensor_free(ctx, &err_acc);
-    kdcl_batcher_destroy(&b);
+    kdcl__batcher_release(&b);
     free(host);
     free(ghost);
     free(order);
@@ -544,7 +545,7 @@ kdcl_status kdcl_eval_loop(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_bat
 {
     kdcl_batcher b;
     kdcl_tensor loss = {0}, loss_acc = {0}, err_acc = {0}, conf = {0};
-    kdcl_status s = kdcl_batcher_create(ctx, ds, max_batch, &b);
+    kdcl_status s = kdcl__batcher_init(ctx, ds, max_batch, &b);
     if (s) return s;
     const size_t B = b.max_batch, steps = (ds->n + B - 1) / B;
     size_t n1[1] = {B}, ns[1] = {steps}, one[1] = {1}, kk[1] = {K * K};
@@ -619,7 +620,7 @@ done:
     kdcl_tensor_free(ctx, &loss_acc);
     kdcl_tensor_free(ctx, &err_acc);
     kdcl_tensor_free(ctx, &conf);
-    kdcl_batcher_destroy(&b);
+    kdcl__batcher_release(&b);
     return s;
 }
 
@@ -690,7 +691,7 @@ kdcl_status kdcl_trainer_create(kdcl_model *m, const kdcl_dataset *ds, const kdc
         if ((s = kdcl_optim_create(m, &oo, &t->opt))) goto fail;
         t->own_opt = 1;
     }
-    if ((s = kdcl_batcher_create(ctx, ds, o->batch, &t->b))) goto fail;
+    if ((s = kdcl__batcher_init(ctx, ds, o->batch, &t->b))) goto fail;
     t->have_b = 1;
     if ((s = kdcl_tensor_alloc(ctx, &t->loss, KDCL_F32, 1, n1)) ||
         (s = kdcl_tensor_alloc(ctx, &t->loss_acc, KDCL_F32, 1, ns)) ||
@@ -769,7 +770,7 @@ void kdcl_trainer_destroy(kdcl_trainer *t)
     kdcl_tensor_free(ctx, &t->loss);
     kdcl_tensor_free(ctx, &t->loss_acc);
     kdcl_tensor_free(ctx, &t->err_acc);
-    if (t->have_b) kdcl_batcher_destroy(&t->b);
+    if (t->have_b) kdcl__batcher_release(&t->b);
     if (t->own_opt) kdcl_optim_destroy(t->opt);
     free(t);
 }
