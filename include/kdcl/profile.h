@@ -41,30 +41,30 @@ typedef struct kdcl_profiler {
 
 /* Start a profile: zeroes *p and enqueues the start marker (with gate != 0:
  * behind a new user event and the opening fill). */
-kdcl_status kdcl_profiler_begin(kdcl_profiler *p, kdcl_ctx *ctx, int gate);
+KDCL_API kdcl_status kdcl_profiler_begin(kdcl_profiler *p, kdcl_ctx *ctx, int gate);
 
 /* End the current section (everything enqueued since the previous marker)
  * and name it (truncated to KDCL_PROF_NAME - 1 characters). */
-kdcl_status kdcl_profiler_mark(kdcl_profiler *p, const char *name);
+KDCL_API kdcl_status kdcl_profiler_mark(kdcl_profiler *p, const char *name);
 
 /* Number of sections marked so far. */
-size_t kdcl_profiler_sections(const kdcl_profiler *p);
+KDCL_API size_t kdcl_profiler_sections(const kdcl_profiler *p);
 
 /* Release the gate, wait for the queue and write each section's device time
  * in seconds into secs[0 .. kdcl_profiler_sections()) (section i: end of
  * marker i+1 minus end of marker i). The markers stay readable until free. */
-kdcl_status kdcl_profiler_end(kdcl_profiler *p, double *secs);
+KDCL_API kdcl_status kdcl_profiler_end(kdcl_profiler *p, double *secs);
 
 /* Name of section i (0-based), "" when out of range. */
-const char *kdcl_profiler_name(const kdcl_profiler *p, size_t i);
+KDCL_API const char *kdcl_profiler_name(const kdcl_profiler *p, size_t i);
 
 /* Release everything (also releases a gate that end() was never called for,
  * after which the queue runs on). Safe on a zeroed profiler. */
-void kdcl_profiler_free(kdcl_profiler *p);
+KDCL_API void kdcl_profiler_free(kdcl_profiler *p);
 
 /* Seconds between two profiling points of one event (e.g. CL_PROFILING_COMMAND_START
  * and CL_PROFILING_COMMAND_END); the event must have completed. */
-kdcl_status kdcl_event_seconds(cl_event e, cl_profiling_info from, cl_profiling_info to,
+KDCL_API kdcl_status kdcl_event_seconds(cl_event e, cl_profiling_info from, cl_profiling_info to,
                                double *secs);
 
 #ifdef __cplusplus

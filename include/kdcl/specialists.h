@@ -23,17 +23,17 @@ typedef struct kdcl_clusters {
     int32_t *cls; /* off[M] entries */
 } kdcl_clusters;
 
-void kdcl_clusters_free(kdcl_clusters *c);
+KDCL_API void kdcl_clusters_free(kdcl_clusters *c);
 /* Build from explicit lists (validated: non-empty, in range, no repeats within
  * a cluster, sorted on output). */
-kdcl_status kdcl_clusters_from_lists(size_t K, size_t M, const size_t *sizes,
+KDCL_API kdcl_status kdcl_clusters_from_lists(size_t K, size_t M, const size_t *sizes,
                                      const int32_t *const *lists, kdcl_clusters *out);
 /* Structural check: K in 1..2^31-1, M in 1..KDCL_MAX_CLUSTERS, off[0] = 0,
  * every cluster 1..K classes, each in [0, K), strictly ascending. Errors
  * (KDCL_ERR_INVALID_ARG) start with `who`. */
-kdcl_status kdcl_clusters_check(const char *who, const kdcl_clusters *c);
+KDCL_API kdcl_status kdcl_clusters_check(const char *who, const kdcl_clusters *c);
 /* Number of clusters containing class k. */
-size_t kdcl_clusters_count_of(const kdcl_clusters *c, size_t k);
+KDCL_API size_t kdcl_clusters_count_of(const kdcl_clusters *c, size_t k);
 
 /* ---- 1. clusters ---------------------------------------------------------- */
 
@@ -43,7 +43,7 @@ size_t kdcl_clusters_count_of(const kdcl_clusters *c, size_t k);
  * confusion counts (row = true label, column = argmax). The second moments
  * are GEMMs (P^T P, accumulated over batches on the device through CLBlast).
  * mean and confusion may be NULL; K <= 46340. */
-kdcl_status kdcl_prob_covariance(kdcl_model *m, const kdcl_dataset *ds, double *cov,
+KDCL_API kdcl_status kdcl_prob_covariance(kdcl_model *m, const kdcl_dataset *ds, double *cov,
                                  double *mean, int32_t *confusion);
 
 typedef struct kdcl_kmeans_opts {
@@ -57,7 +57,7 @@ typedef struct kdcl_kmeans_opts {
 } kdcl_kmeans_opts;
 /* restarts 10, max_iter 100, overlap 1, seed 1, covariance columns, and M = 0,
  * which kdcl_cluster_classes rejects: the number of clusters must be chosen. */
-void kdcl_kmeans_opts_default(kdcl_kmeans_opts *o);
+KDCL_API void kdcl_kmeans_opts_default(kdcl_kmeans_opts *o);
 
 /* K-means of the K columns of cov (points in R^K), or of the correlation
  * matrix with o->correlation (a class with zero variance correlates with
@@ -67,7 +67,7 @@ void kdcl_kmeans_opts_default(kdcl_kmeans_opts *o);
  * nearest other ones (so it is in exactly r, and none is empty). Every
  * cluster is non-empty and every class is in at least one cluster. *inertia
  * (may be NULL) receives the within-cluster sum of squares of the best run. */
-kdcl_status kdcl_cluster_classes(const double *cov, size_t K, const kdcl_kmeans_opts *o,
+KDCL_API kdcl_status kdcl_cluster_classes(const double *cov, size_t K, const kdcl_kmeans_opts *o,
                                  kdcl_clusters *out, double *inertia);
 
 /* What a clusters file records besides the clusters. */
@@ -82,12 +82,12 @@ typedef struct kdcl_cluster_info {
 
 /* JSON clusters file (atomic write): for each cluster its classes, names, and
  * the generalist's confusion within the cluster. */
-kdcl_status kdcl_clusters_save_json(const char *path, const kdcl_clusters *c,
+KDCL_API kdcl_status kdcl_clusters_save_json(const char *path, const kdcl_clusters *c,
                                     const kdcl_cluster_info *info);
 /* Load and validate; K must match expect_K unless expect_K == 0. Bad contents
  * (a K mismatch included): KDCL_ERR_FORMAT naming the file; unreadable:
  * KDCL_ERR_IO. */
-kdcl_status kdcl_clusters_load_json(const char *path, size_t expect_K, kdcl_clusters *out);
+KDCL_API kdcl_status kdcl_clusters_load_json(const char *path, size_t expect_K, kdcl_clusters *out);
 
 /* ---- 2. specialists --------------------------------------------------------- */
 
@@ -97,19 +97,19 @@ kdcl_status kdcl_clusters_load_json(const char *path, size_t expect_K, kdcl_clus
  * rows and its bias the mean of their biases + log(K - |S|) (the dustbin
  * logit is then mean_j z_j + log n, a lower bound of log sum_j exp z_j over
  * the n other classes, exact when they agree). */
-kdcl_status kdcl_specialist_init(kdcl_model *generalist, const int32_t *cls, size_t n,
+KDCL_API kdcl_status kdcl_specialist_init(kdcl_model *generalist, const int32_t *cls, size_t n,
                                  kdcl_model *spec);
 
 /* Labels of a specialist: class cls[i] -> i, any other class -> n (dustbin).
  * Writes ds->n labels into out. */
-void kdcl_specialist_relabel(const kdcl_dataset *ds, const int32_t *cls, size_t n,
+KDCL_API void kdcl_specialist_relabel(const kdcl_dataset *ds, const int32_t *cls, size_t n,
                              int32_t *out);
 
 /* Oversampling correction added to the dustbin logit after training on
  * half-special batches: log((N - n_special) / n_special), the log of the
  * factor by which the special classes' odds were raised (0.5 : 0.5 in training
  * against n_special : N - n_special in the data). */
-double kdcl_specialist_dustbin_offset(size_t n_special, size_t n_total);
+KDCL_API double kdcl_specialist_dustbin_offset(size_t n_special, size_t n_total);
 
 /* The example order of one specialist epoch, given labels relabelled by
  * kdcl_specialist_relabel (rel[e] < n: special): 2 * (special examples)
@@ -117,7 +117,7 @@ double kdcl_specialist_dustbin_offset(size_t n_special, size_t n_total);
  * others drawn without replacement from a shuffle (reshuffled when used up).
  * Deterministic in (seed, epoch). order must hold 2 * N entries; *len gets
  * the count. */
-kdcl_status kdcl_specialist_epoch_order(const int32_t *rel, size_t N, size_t n, uint64_t seed,
+KDCL_API kdcl_status kdcl_specialist_epoch_order(const int32_t *rel, size_t N, size_t n, uint64_t seed,
                                         uint64_t epoch, size_t *order, size_t *len);
 
 /* Train one specialist on ds (original labels): each epoch has 2 * n_special
@@ -125,7 +125,7 @@ kdcl_status kdcl_specialist_epoch_order(const int32_t *rel, size_t N, size_t n, 
  * and half others drawn at random (without replacement while they last),
  * relabelled as dustbin. Afterwards the dustbin bias is raised by the
  * oversampling correction; *offset (may be NULL) receives it. */
-kdcl_status kdcl_specialist_train(kdcl_model *spec, const kdcl_dataset *ds, const int32_t *cls,
+KDCL_API kdcl_status kdcl_specialist_train(kdcl_model *spec, const kdcl_dataset *ds, const int32_t *cls,
                                   size_t n, const kdcl_train_opts *o, kdcl_epoch_stats *last,
                                   double *offset);
 
@@ -136,7 +136,7 @@ typedef struct kdcl_combine_opts {
     size_t iters;  /* gradient-descent steps on w */
     float lr;      /* step size (scaled by 1 / (1 + number of active specialists)) */
 } kdcl_combine_opts;
-void kdcl_combine_opts_default(kdcl_combine_opts *o);
+KDCL_API void kdcl_combine_opts_default(kdcl_combine_opts *o);
 
 /* Device state of the combination for a set of clusters. */
 typedef struct kdcl_combiner {
@@ -155,13 +155,13 @@ typedef struct kdcl_combiner {
 /* 0 when the OpenCL platform (its CL_PLATFORM_VERSION) is known to break the
  * combination kernel: PoCL 5.0 aborts while compiling it. kdcl_combiner_create
  * refuses such a platform with KDCL_ERR_BUILD instead of letting it abort. */
-int kdcl_combine_compiler_ok(const char *platform_version);
+KDCL_API int kdcl_combine_compiler_ok(const char *platform_version);
 
-kdcl_status kdcl_combiner_create(kdcl_ctx *ctx, const kdcl_clusters *c, size_t max_batch,
+KDCL_API kdcl_status kdcl_combiner_create(kdcl_ctx *ctx, const kdcl_clusters *c, size_t max_batch,
                                  kdcl_combiner *cb);
-void kdcl_combiner_destroy(kdcl_combiner *cb);
+KDCL_API void kdcl_combiner_destroy(kdcl_combiner *cb);
 /* Copy specialist m's logits ([rows, |S_m| + 1], rows <= max_batch) into its block. */
-kdcl_status kdcl_combiner_put(kdcl_combiner *cb, size_t m, const kdcl_tensor *logits,
+KDCL_API kdcl_status kdcl_combiner_put(kdcl_combiner *cb, size_t m, const kdcl_tensor *logits,
                               size_t rows);
 /* For rows b < rows: the active specialists (those whose cluster meets the
  * generalist's top-n classes), then q = softmax(w) minimising
@@ -171,7 +171,7 @@ kdcl_status kdcl_combiner_put(kdcl_combiner *cb, size_t m, const kdcl_tensor *lo
  * classes has no dustbin to match: its term is -sum_c p_m,c log q_c. A
  * specialist never put reads as zero logits (uniform). Limits: K <= 2^24,
  * iters <= 10^6, about 16 M bytes of local memory. */
-kdcl_status kdcl_combine(kdcl_combiner *cb, const kdcl_tensor *gen_logits, size_t rows,
+KDCL_API kdcl_status kdcl_combine(kdcl_combiner *cb, const kdcl_tensor *gen_logits, size_t rows,
                          const kdcl_combine_opts *o);
 
 /* ---- 4. prediction ----------------------------------------------------------- */
@@ -182,7 +182,7 @@ kdcl_status kdcl_combine(kdcl_combiner *cb, const kdcl_tensor *gen_logits, size_
  * (gen_pred), the combination's argmax (comb_pred) and the active set
  * (active[i * M + m], may be NULL). Batches of up to max_batch rows (capped
  * by the models' own maximum). */
-kdcl_status kdcl_specialists_predict(kdcl_model *g, kdcl_model *const *specs,
+KDCL_API kdcl_status kdcl_specialists_predict(kdcl_model *g, kdcl_model *const *specs,
                                      const kdcl_clusters *c,
                                      const kdcl_dataset *ds, const kdcl_combine_opts *o,
                                      size_t max_batch, int32_t *gen_pred, int32_t *comb_pred,

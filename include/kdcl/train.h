@@ -36,16 +36,16 @@ typedef struct kdcl_batcher {
     size_t order_cap;              /* entries allocated in order / perm */
 } kdcl_batcher;
 
-kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_batch,
+KDCL_API kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_batch,
                                 kdcl_batcher *b);
 /* Order for an epoch: shuffled by (seed, epoch), or identity when shuffle == 0. */
-kdcl_status kdcl_batcher_epoch(kdcl_batcher *b, int shuffle, uint64_t seed, uint64_t epoch);
+KDCL_API kdcl_status kdcl_batcher_epoch(kdcl_batcher *b, int shuffle, uint64_t seed, uint64_t epoch);
 /* Use an explicit order: n indices into the dataset (repeats allowed, any n
  * >= 1); batches then cover order[0..n). */
-kdcl_status kdcl_batcher_set_order(kdcl_batcher *b, const size_t *order, size_t n);
+KDCL_API kdcl_status kdcl_batcher_set_order(kdcl_batcher *b, const size_t *order, size_t n);
 /* Assemble rows order[start .. start+count) into batch_u8[cur]/batch_labels[cur]. */
-kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count);
-void kdcl_batcher_destroy(kdcl_batcher *b);
+KDCL_API kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count);
+KDCL_API void kdcl_batcher_destroy(kdcl_batcher *b);
 
 struct kdcl_epoch_stats;
 
@@ -143,9 +143,9 @@ typedef struct kdcl_train_opts {
 typedef struct kdcl_train_state_info {
     size_t epoch, epochs, step, steps;
 } kdcl_train_state_info;
-kdcl_status kdcl_train_state_info_read(const char *path, kdcl_train_state_info *info);
+KDCL_API kdcl_status kdcl_train_state_info_read(const char *path, kdcl_train_state_info *info);
 
-void kdcl_train_opts_default(kdcl_train_opts *o);
+KDCL_API void kdcl_train_opts_default(kdcl_train_opts *o);
 
 /* Options on the heap, for bindings that do not mirror the struct (Python's
  * ctypes): created with the defaults, NULL when out of memory. */
@@ -172,8 +172,8 @@ KDCL_API void kdcl_train_opts_set_on_epoch(kdcl_train_opts *o,
                                            void *user);
 
 /* The schedule and optimiser settings of a set of options. */
-kdcl_schedule kdcl_train_schedule(const kdcl_train_opts *o);
-kdcl_optim_opts kdcl_train_optim_opts(const kdcl_train_opts *o);
+KDCL_API kdcl_schedule kdcl_train_schedule(const kdcl_train_opts *o);
+KDCL_API kdcl_optim_opts kdcl_train_optim_opts(const kdcl_train_opts *o);
 
 /* Loss of a training step: fill kdcl_model_dlogits(m) with dL/dlogits (divided by the
  * batch size), write the per-example loss into loss (F32 [B]) and add this
@@ -197,7 +197,7 @@ typedef struct kdcl_epoch_stats {
 /* Train m on ds. loss_fn NULL: cross-entropy. `last` (may be NULL) receives
  * the last epoch's statistics. Stops with KDCL_ERR_NUMERIC naming the epoch
  * and step if the loss becomes NaN/Inf. */
-kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_opts *o,
+KDCL_API kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_opts *o,
                        kdcl_loss_fn loss_fn, void *loss_user, kdcl_epoch_stats *last);
 
 typedef struct kdcl_eval_result {
@@ -211,12 +211,12 @@ typedef struct kdcl_eval_result {
  * the model has outputs (the check kdcl_evaluate, kdcl_train and the logits
  * helpers make); rebinds an MLP to the data's image shape. Errors
  * (KDCL_ERR_INVALID_ARG) start with `what`, e.g. the checkpoint's path. */
-kdcl_status kdcl_check_fit(kdcl_model *m, const kdcl_dataset *ds, const char *what);
+KDCL_API kdcl_status kdcl_check_fit(kdcl_model *m, const kdcl_dataset *ds, const char *what);
 
 /* Test-mode (no dropout) evaluation; want_confusion allocates the matrix. */
-kdcl_status kdcl_evaluate(kdcl_model *m, const kdcl_dataset *ds, int want_confusion,
+KDCL_API kdcl_status kdcl_evaluate(kdcl_model *m, const kdcl_dataset *ds, int want_confusion,
                           kdcl_eval_result *r);
-void kdcl_eval_result_free(kdcl_eval_result *r);
+KDCL_API void kdcl_eval_result_free(kdcl_eval_result *r);
 
 #ifdef __cplusplus
 }

@@ -35,7 +35,7 @@
 #include "cli/bench_report.h"
 #include "cli/bench_util.h"
 #include "cli/cli.h"
-#include "io/atomic_file.h"
+#include "kdcl/file.h"
 #include "kdcl/distill.h"
 #include "kdcl/profile.h"
 #include "kdcl/specialists.h"
@@ -1702,7 +1702,7 @@ static int write_json(const char *path, cJSON *root)
         return CLI_EXIT_FAIL;
     }
     buf[n++] = '\n';
-    kdcl_status s = kdcl__write_file_atomic(path, buf, n);
+    kdcl_status s = kdcl_write_file_atomic(path, buf, n);
     free(buf);
     return s ? cli_fail("bench", s) : 0;
 }

@@ -17,8 +17,8 @@
 #include <cjson/cJSON.h>
 
 #include "cli/fit.h"
-#include "runtime/dist.h"
-#include "io/atomic_file.h"
+#include "kdcl/dist.h"
+#include "kdcl/file.h"
 #include "kdcl/specialists.h"
 
 #define MAX_NAMES 4096
@@ -1108,7 +1108,7 @@ static int cmd_spec_eval(int argc, char **argv)
             s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
             goto done;
         }
-        s = kdcl__write_file_atomic(json, text, strlen(text));
+        s = kdcl_write_file_atomic(json, text, strlen(text));
         free(text);
         if (s) goto done;
     }

@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "core/ops_util.h"
-#include "io/atomic_file.h"
+#include "kdcl/file.h"
 #include "kdcl/gemm.h"
 #include "kdcl/tensor.h"
 #include "runtime/ctx.h"
@@ -675,7 +675,7 @@ kdcl_status kdcl__tuning_parse(const char *path, const char *text, size_t n,
     return s;
 }
 
-int kdcl__tuning_text_usable(const char *text, size_t n)
+int kdcl_gemm_tuning_text_usable(const char *text, size_t n)
 {
     tuning_file t;
     char why[160];
@@ -707,7 +707,7 @@ static kdcl_status mkdir_parents(const char *path)
     return KDCL_OK;
 }
 
-kdcl_status kdcl__tuning_write(const char *path, const kdcl_device_info *d, const char *source,
+kdcl_status kdcl_gemm_tuning_write(const char *path, const kdcl_device_info *d, const char *source,
                                const tuned_kernel *k, size_t nk, const struct cJSON *tuner_info)
 {
     cJSON *root = cJSON_CreateObject(), *kernels = cJSON_CreateObject();
@@ -755,7 +755,7 @@ kdcl_status kdcl__tuning_write(const char *path, const kdcl_device_info *d, cons
         text = withnl;
         text[n++] = '\n';
         text[n] = '\0';
-        s = kdcl__write_file_atomic(path, text, n);
+        s = kdcl_write_file_atomic(path, text, n);
     }
     free(text);
     return s;

@@ -10,7 +10,7 @@
 #include "kdcl/safetensors.h"
 #include "nn/eval_internal.h"
 #include "runtime/ctx.h"
-#include "runtime/dist.h"
+#include "kdcl/dist.h"
 
 void kdcl_ensemble_free(kdcl_ensemble *e)
 {

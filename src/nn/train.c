@@ -14,7 +14,7 @@
 #include "nn/model_internal.h"
 #include "nn/train_state.h"
 #include "runtime/ctx.h"
-#include "runtime/dist.h"
+#include "kdcl/dist.h"
 
 #define SYNC_STEPS 32
 
