@@ -27,11 +27,6 @@
 extern "C" {
 #endif
 
-/* Marks the library's public functions (exported from the shared library). */
-#ifndef KDCL_API
-#define KDCL_API __attribute__((visibility("default")))
-#endif
-
 typedef enum kdcl_status {
     KDCL_OK = 0,
     KDCL_ERR_INVALID_ARG = 1, /* bad argument, shape or option */
