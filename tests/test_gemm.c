@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kdcl/opencl.h"
 #include "core/gemm_internal.h"
 #include "kdcl/kdcl.h"
 #include "testutil.h"

@@ -15,19 +15,20 @@ typedef enum kdcl_trans { KDCL_NO_TRANS = 0, KDCL_TRANS = 1 } kdcl_trans;
  * Offsets and leading dimensions are in elements. Every shape, leading
  * dimension and buffer extent is checked before CLBlast runs; CLBlast's
  * failures come back as KDCL_ERR_CLBLAST naming the routine and shape.
- * `event` may be NULL. m or n == 0 is a no-op; k == 0 computes C = beta*C. */
+ * a, b, c are cl_mem and event a cl_event * (kdcl/opencl.h), which may be
+ * NULL. m or n == 0 is a no-op; k == 0 computes C = beta*C. */
 KDCL_API kdcl_status kdcl_gemm(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, size_t n, size_t k,
-                      float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
-                      size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc,
-                      cl_event *event);
+                      float alpha, struct _cl_mem *a, size_t a_off, size_t lda, struct _cl_mem *b, size_t b_off,
+                      size_t ldb, float beta, struct _cl_mem *c, size_t c_off, size_t ldc,
+                      struct _cl_event **event);
 
 /* Strided-batched form: for i < batch, C_i = alpha*op(A_i)*op(B_i) + beta*C_i
  * with X_i starting at x_off + i * x_stride. */
 KDCL_API kdcl_status kdcl_gemm_batched(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, size_t n,
-                              size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
-                              size_t a_stride, cl_mem b, size_t b_off, size_t ldb, size_t b_stride,
-                              float beta, cl_mem c, size_t c_off, size_t ldc, size_t c_stride,
-                              size_t batch, cl_event *event);
+                              size_t k, float alpha, struct _cl_mem *a, size_t a_off, size_t lda,
+                              size_t a_stride, struct _cl_mem *b, size_t b_off, size_t ldb, size_t b_stride,
+                              float beta, struct _cl_mem *c, size_t c_off, size_t ldc, size_t c_stride,
+                              size_t batch, struct _cl_event **event);
 
 /* Operand packing. CLBlast's indirect GEMM kernel needs every dimension a
  * multiple of its tile sizes (MWG, NWG, KWG) and its operands in one

@@ -219,12 +219,9 @@ KDCL_API kdcl_status kdcl_model_add_grad(kdcl_model *m, size_t i, const kdcl_ten
  * activations and masks of the last forward) into the gradient buffer. */
 KDCL_API kdcl_status kdcl_model_backward(kdcl_model *m);
 
-/* Per-layer device time: with a profiler set (NULL: off), every top-level
- * layer's forward and backward ends a section of it named like
- * "3 Conv2d fwd" / "3 Conv2d bwd" (layers fused into a Linear / Conv2d are
- * timed with it). See profile.h. */
-struct kdcl_profiler;
-KDCL_API void kdcl_model_set_profiler(kdcl_model *m, struct kdcl_profiler *p);
+/* Per-layer device time: a profiler on the model's context
+ * (kdcl_ctx_set_profiler, kdcl/profile.h) sees the top-level layers as
+ * scopes "<name> <Type> fwd" / "<name> <Type> bwd". */
 
 /* ---- parameters ---- */
 

@@ -4,10 +4,6 @@
 #ifndef KDCL_RUNTIME_H
 #define KDCL_RUNTIME_H
 
-#ifndef CL_TARGET_OPENCL_VERSION
-#define CL_TARGET_OPENCL_VERSION 120
-#endif
-#include <CL/cl.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,10 +13,18 @@
 extern "C" {
 #endif
 
+/* OpenCL's handles, declared without the OpenCL headers: struct _cl_mem * is
+ * cl_mem, and so on. The public headers need nothing of OpenCL; the calls
+ * that take or return OpenCL objects are in kdcl/opencl.h. */
+struct _cl_platform_id;
+struct _cl_device_id;
+struct _cl_mem;
+struct _cl_event;
+
 typedef struct kdcl_device_info {
     unsigned platform_index, device_index;  /* "P:D" */
-    cl_platform_id platform;
-    cl_device_id device;
+    struct _cl_platform_id *platform; /* cl_platform_id */
+    struct _cl_device_id *device;     /* cl_device_id */
     char platform_name[256];
     char platform_vendor[256]; /* "The pocl project", "Intel(R) Corporation", ... */
     char platform_version[128];
@@ -29,7 +33,7 @@ typedef struct kdcl_device_info {
     char driver_version[128];
     char device_version[128];
     char opencl_c_version[128];
-    cl_device_type type;
+    uint64_t type;       /* cl_device_type: CL_DEVICE_TYPE_* bits */
     unsigned compute_units;
     unsigned clock_mhz;
     uint64_t global_mem;
@@ -51,7 +55,7 @@ typedef struct kdcl_device_info {
 KDCL_API kdcl_status kdcl_list_devices(kdcl_device_info **out, size_t *n);
 
 /* "GPU", "CPU", "ACCELERATOR", ... for a device type bitfield. */
-KDCL_API const char *kdcl_device_type_name(cl_device_type t);
+KDCL_API const char *kdcl_device_type_name(uint64_t t);
 
 /* Pick a device by spec (pure function, no OpenCL calls; case-insensitive):
  *   NULL or ""          first GPU, else the first device
@@ -82,8 +86,6 @@ KDCL_API kdcl_status kdcl_ctx_create(const char *spec, kdcl_ctx **out);
 KDCL_API void kdcl_ctx_destroy(kdcl_ctx *ctx);
 
 KDCL_API const kdcl_device_info *kdcl_ctx_device(const kdcl_ctx *ctx);
-KDCL_API cl_context kdcl_ctx_cl(const kdcl_ctx *ctx);
-KDCL_API cl_command_queue kdcl_ctx_queue(const kdcl_ctx *ctx);
 KDCL_API kdcl_status kdcl_ctx_finish(kdcl_ctx *ctx);
 
 /* Devices as JSON text, for bindings that do not mirror kdcl_device_info:
@@ -108,20 +110,6 @@ typedef struct kdcl_build_stats {
     double build_seconds;   /* wall time spent in building/loading */
 } kdcl_build_stats;
 KDCL_API kdcl_build_stats kdcl_ctx_build_stats(const kdcl_ctx *ctx);
-
-/* Build (or load from the cache) a program from source text. `name` is used
- * in messages. A build failure returns KDCL_ERR_BUILD with the device name
- * and the full build log in the message. The caller owns *out. */
-KDCL_API kdcl_status kdcl_program_build(kdcl_ctx *ctx, const char *name, const char *source,
-                               size_t len, const char *options, cl_program *out);
-
-/* The program built from cl/<program>.cl (embedded; or $KDCL_KERNEL_DIR/<program>.cl
- * when that variable is set), built once per context and kept. */
-KDCL_API kdcl_status kdcl_program_get(kdcl_ctx *ctx, const char *program, cl_program *out);
-
-/* A kernel of cl/<program>.cl, created once per context and kept (owned by ctx). */
-KDCL_API kdcl_status kdcl_kernel_get(kdcl_ctx *ctx, const char *program, const char *kernel,
-                            cl_kernel *out);
 
 /* The source text of cl/<program>.cl as kdcl sees it (embedded or from
  * $KDCL_KERNEL_DIR). *out is malloc'ed, NUL-terminated. */

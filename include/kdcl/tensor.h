@@ -15,7 +15,7 @@ typedef enum kdcl_elem { KDCL_F32 = 0, KDCL_U8 = 1, KDCL_I32 = 2 } kdcl_elem;
 #define KDCL_MAX_DIMS 4
 
 typedef struct kdcl_tensor {
-    cl_mem buf;
+    struct _cl_mem *buf; /* cl_mem (kdcl/opencl.h) */
     kdcl_elem type;
     size_t ndim;
     size_t shape[KDCL_MAX_DIMS];

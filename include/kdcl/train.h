@@ -30,7 +30,7 @@ typedef struct kdcl_batcher {
     kdcl_tensor batch_labels[2];   /* I32 [max_batch] */
     uint8_t *stage[2];
     int32_t *stage_labels[2];
-    cl_event pending[2];
+    struct _cl_event *pending[2]; /* cl_event */
     int cur;                       /* index of the buffer filled by the last load */
     size_t n_order;                /* entries of order in use (ds->n unless set_order) */
     size_t order_cap;              /* entries allocated in order / perm */
@@ -199,6 +199,36 @@ typedef struct kdcl_epoch_stats {
  * and step if the loss becomes NaN/Inf. */
 KDCL_API kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_opts *o,
                        kdcl_loss_fn loss_fn, void *loss_user, kdcl_epoch_stats *last);
+
+/* One step at a time: the steps kdcl_train runs, for a caller that drives
+ * or times them itself (kdcl bench profiles the library's own step this
+ * way). A trainer owns a batcher over ds (resident or streaming as
+ * kdcl_train's), the loss accumulators and, unless o->optim is given, an
+ * optimiser made from the options; the model, the data and the options'
+ * pointers must outlive it. Custom sampling (o->sample), validation,
+ * metrics, logging and training states are kdcl_train's alone. */
+typedef struct kdcl_trainer kdcl_trainer;
+KDCL_API kdcl_status kdcl_trainer_create(kdcl_model *m, const kdcl_dataset *ds,
+                                         const kdcl_train_opts *o, kdcl_loss_fn loss_fn,
+                                         void *loss_user, kdcl_trainer **out);
+/* Start epoch `epoch` (from 1): the example order shuffled by (o->seed,
+ * epoch) as kdcl_train draws it; the epoch's loss and error sums reset. */
+KDCL_API kdcl_status kdcl_trainer_epoch(kdcl_trainer *t, size_t epoch);
+/* Steps per epoch: ceil(examples / batch). */
+KDCL_API size_t kdcl_trainer_steps(const kdcl_trainer *t);
+/* 1 when the data lives on the device (a step then never waits on the host:
+ * it may be enqueued behind a gated profiler). */
+KDCL_API int kdcl_trainer_resident(const kdcl_trainer *t);
+/* Enqueue step `step` (0-based) of the current epoch with this learning rate
+ * and momentum: exactly kdcl_train's step (jitter and dropout drawn from the
+ * global step number). Returns without waiting for the device. With a
+ * profile open on the context, its scopes are the phases "data", "forward",
+ * "loss", "backward", "optimizer" (and the layers, at KDCL_PROF_LAYERS). */
+KDCL_API kdcl_status kdcl_trainer_step(kdcl_trainer *t, size_t step, float lr, float momentum);
+/* Mean loss and error rate over the epoch's examples so far, divided by the
+ * epoch's size (waits for the device). */
+KDCL_API kdcl_status kdcl_trainer_stats(kdcl_trainer *t, double *loss, double *error);
+KDCL_API void kdcl_trainer_destroy(kdcl_trainer *t);
 
 typedef struct kdcl_eval_result {
     size_t n, errors;
