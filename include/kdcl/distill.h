@@ -68,6 +68,16 @@ KDCL_API kdcl_status kdcl_distill(kdcl_model *student, kdcl_ensemble *teachers, 
                          const kdcl_train_opts *o, const kdcl_distill_opts *d,
                          kdcl_epoch_stats *last, kdcl_targets *used);
 
+/* kdcl_distill with teachers the caller holds (models of the student's
+ * context, with the same inputs and classes; at most KDCL_MAX_MEMBERS),
+ * combined as `mode` says (a kdcl_ens_mode: 0 probabilities, 1 logits); the
+ * teachers are used, not kept or freed. d may be NULL: T 20, alpha 0.1, KL,
+ * targets AUTO (the kdcl distill defaults). */
+KDCL_API kdcl_status kdcl_distill_models(kdcl_model *student, kdcl_model *const *teachers,
+                                         size_t n_teachers, int mode,
+                                         const kdcl_dataset *transfer, const kdcl_train_opts *o,
+                                         const kdcl_distill_opts *d, kdcl_epoch_stats *last);
+
 /* Test-mode logits (F32 [n, classes], host, malloc'ed) of a model over a dataset. */
 KDCL_API kdcl_status kdcl_model_logits_all(kdcl_model *m, const kdcl_dataset *ds, float **out);
 

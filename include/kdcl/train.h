@@ -38,6 +38,8 @@ KDCL_API int kdcl_batcher_resident(const kdcl_batcher *b);
 /* NULL is allowed. */
 KDCL_API void kdcl_batcher_destroy(kdcl_batcher *b);
 
+struct kdcl_epoch_stats;
+
 typedef struct kdcl_train_opts {
     size_t epochs;
     size_t batch;
@@ -116,6 +118,14 @@ typedef struct kdcl_train_opts {
     /* JSON members appended to every line of the metrics file (e.g.
      * "\"world_size\": 2"), or NULL. */
     const char *metrics_extra;
+    /* Called after every epoch (NULL: not called) with that epoch's
+     * statistics, once its metrics line and training state are written. A
+     * non-zero return stops the training there: kdcl_train returns KDCL_OK
+     * with `last` holding that epoch (a training state then says how far the
+     * run got, and resuming it continues). Distillation (kdcl_distill) calls
+     * it too. Data-parallel: called on every rank, rank 0's return decides. */
+    int (*on_epoch)(void *user, const struct kdcl_epoch_stats *st);
+    void *on_epoch_user;
 } kdcl_train_opts;
 
 /* Progress of a training state file (checked for consistency, not against a
@@ -127,6 +137,30 @@ typedef struct kdcl_train_state_info {
 KDCL_API kdcl_status kdcl_train_state_info_read(const char *path, kdcl_train_state_info *info);
 
 KDCL_API void kdcl_train_opts_default(kdcl_train_opts *o);
+
+/* Options on the heap, for bindings that do not mirror the struct (Python's
+ * ctypes): created with the defaults, NULL when out of memory. */
+KDCL_API kdcl_train_opts *kdcl_train_opts_create(void);
+KDCL_API void kdcl_train_opts_destroy(kdcl_train_opts *o);
+
+/* Set one option by its name, as the command line's flag without the dashes
+ * ("lr", "weight-decay"; '_' may stand for '-'), from its text; the kdcl
+ * train / distill flags parse their values with this:
+ *   epochs N (1..1000000)   batch N (>= 1)   lr X (> 0)   lr-decay X (0, 1]
+ *   momentum A[,B[,EPOCHS]] (A, B in [0, 1); one value: constant)
+ *   weight-decay X [0, 1]   max-norm X (> 0)   jitter N / crop N (0..16 pixels)
+ *   flip 0|1   optimizer sgd|nesterov|adam|adamw   schedule (kdcl_schedule_parse:
+ *   exp, step:EPOCHS[:GAMMA], cosine[:MIN])   warmup N   seed S
+ * A bad name or value: KDCL_ERR_INVALID_ARG, the message starting with the
+ * name ("lr needs a positive number, got 'x'"); the options are unchanged. */
+KDCL_API kdcl_status kdcl_train_opts_set(kdcl_train_opts *o, const char *name, const char *value);
+/* The validation set (evaluated after every epoch; NULL: none) and the
+ * per-epoch callback (kdcl_train_opts.on_epoch). */
+KDCL_API void kdcl_train_opts_set_val(kdcl_train_opts *o, const kdcl_dataset *val);
+KDCL_API void kdcl_train_opts_set_on_epoch(kdcl_train_opts *o,
+                                           int (*on_epoch)(void *user,
+                                                           const struct kdcl_epoch_stats *st),
+                                           void *user);
 
 /* The schedule and optimiser settings of a set of options. */
 KDCL_API kdcl_schedule kdcl_train_schedule(const kdcl_train_opts *o);

@@ -299,6 +299,52 @@ done:
     return s;
 }
 
+kdcl_status kdcl_distill_models(kdcl_model *student, kdcl_model *const *teachers,
+                                size_t n_teachers, int mode, const kdcl_dataset *transfer,
+                                const kdcl_train_opts *o, const kdcl_distill_opts *d,
+                                kdcl_epoch_stats *last)
+{
+    if (!student || !transfer || !o || (n_teachers && !teachers))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "distill: no student, data or options");
+    if (n_teachers == 0 || n_teachers > KDCL_MAX_MEMBERS)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "distill: 1..%d teachers, got %zu",
+                              KDCL_MAX_MEMBERS, n_teachers);
+    if (mode != KDCL_ENS_PROB && mode != KDCL_ENS_LOGIT)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "distill: unknown ensemble mode %d", mode);
+    kdcl_ctx *ctx = kdcl_model_ctx(student);
+    kdcl_ensemble e;
+    memset(&e, 0, sizeof e);
+    e.ctx = ctx;
+    e.mode = (kdcl_ens_mode)mode;
+    for (size_t i = 0; i < n_teachers; i++) {
+        kdcl_model *t = teachers[i];
+        if (!t || t == student || kdcl_model_ctx(t) != ctx)
+            return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                                  "distill: teacher %zu is %s", i,
+                                  !t ? "missing" : t == student ? "the student"
+                                                                : "on another context");
+        size_t dim = kdcl_model_in_dim(t), k = kdcl_model_classes(t), mb = kdcl_model_max_batch(t);
+        if (i == 0) {
+            e.dim = dim;
+            e.classes = k;
+            e.max_batch = mb;
+        } else if (dim != e.dim || k != e.classes) {
+            return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                                  "distill: teacher 0 has %zu inputs and %zu classes, teacher %zu "
+                                  "%zu and %zu",
+                                  e.dim, e.classes, i, dim, k);
+        }
+        if (mb < e.max_batch) e.max_batch = mb;
+        e.m[i] = t;
+    }
+    e.n = n_teachers;
+    kdcl_distill_opts dd = {20.0f, 0.1f, KDCL_KD_KL, KDCL_TARGETS_AUTO};
+    kdcl_status s = kdcl_tensor_alloc2(ctx, &e.out, KDCL_F32, e.max_batch, e.classes);
+    if (!s) s = kdcl_distill(student, &e, transfer, o, d ? d : &dd, last, NULL);
+    kdcl_tensor_free(ctx, &e.out); /* the teachers stay the caller's */
+    return s;
+}
+
 kdcl_status kdcl_model_logits_all(kdcl_model *m, const kdcl_dataset *ds, float **out)
 {
     *out = NULL;
