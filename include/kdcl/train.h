@@ -3,7 +3,6 @@
 #ifndef KDCL_TRAIN_H
 #define KDCL_TRAIN_H
 
-#include <stdio.h>
 
 #include "kdcl/data.h"
 #include "kdcl/model.h"
@@ -39,6 +38,7 @@ KDCL_API int kdcl_batcher_resident(const kdcl_batcher *b);
 KDCL_API void kdcl_batcher_destroy(kdcl_batcher *b);
 
 struct kdcl_epoch_stats;
+struct kdcl_progress;
 
 typedef struct kdcl_train_opts {
     size_t epochs;
@@ -64,9 +64,7 @@ typedef struct kdcl_train_opts {
     uint64_t seed;
     const kdcl_dataset *val;   /* evaluated after each epoch (may be NULL) */
     const char *metrics_path;  /* JSONL, one line per epoch (may be NULL) */
-    FILE *log;                 /* one summary line per epoch (may be NULL) */
-    int progress;              /* progress bar on stderr */
-    const char *tag;           /* name shown in log lines */
+    const char *tag;           /* the run's name, handed to the callbacks */
     /* Custom sampling (sample NULL: every example once per epoch, shuffled):
      * each epoch has epoch_n examples, order[0..epoch_n) filled by
      * sample(sample_user, epoch, order, epoch_n) with indices into the
@@ -126,6 +124,10 @@ typedef struct kdcl_train_opts {
      * it too. Data-parallel: called on every rank, rank 0's return decides. */
     int (*on_epoch)(void *user, const struct kdcl_epoch_stats *st);
     void *on_epoch_user;
+    /* Called every few dozen steps (NULL: not called): where the epoch is,
+     * for a progress display (the command line's bar). */
+    void (*on_progress)(void *user, const struct kdcl_progress *p);
+    void *on_progress_user;
 } kdcl_train_opts;
 
 /* Progress of a training state file (checked for consistency, not against a
@@ -177,13 +179,31 @@ typedef kdcl_status (*kdcl_loss_fn)(void *user, kdcl_model *m, const kdcl_batche
                                     const kdcl_tensor *labels, kdcl_tensor *loss,
                                     kdcl_tensor *errors);
 
+/* (The Python package mirrors this struct: src/python/kdcl/_lib.py.) */
 typedef struct kdcl_epoch_stats {
     size_t epoch;
     double train_loss, train_error; /* training-mode (dropout) running values */
     double val_loss, val_error;     /* NAN without a validation set */
     size_t val_errors;
     double lr, momentum, seconds, samples_per_s;
+    size_t epochs;        /* of the run (kdcl_train_opts.epochs) */
+    const char *tag;      /* kdcl_train_opts.tag */
+    double resync_diff;   /* data-parallel, rank 0: > 0 when the ranks' parameters had drifted
+                           * apart (largest relative difference from rank 0's, that of rank
+                           * resync_rank) and rank 0's were copied to every rank after this
+                           * epoch; else 0 */
+    int resync_rank;
 } kdcl_epoch_stats;
+
+/* Progress within an epoch (kdcl_train_opts.on_progress), every few dozen
+ * steps and at the epoch's end. */
+typedef struct kdcl_progress {
+    const char *tag;
+    size_t epoch, epochs;  /* from 1 */
+    size_t done, total;    /* examples of this epoch */
+    double samples_per_s;  /* this epoch so far */
+    double eta_s;          /* to the end of the run, at that rate */
+} kdcl_progress;
 
 /* Train m on ds. loss_fn NULL: cross-entropy. `last` (may be NULL) receives
  * the last epoch's statistics. Stops with KDCL_ERR_NUMERIC naming the epoch

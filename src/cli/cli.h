@@ -83,6 +83,16 @@ double kdcl_wall_seconds(void);
  * generalist); -1 if it cannot be read. */
 int cli_file_hash(const char *path, uint64_t *h);
 
+/* The command line's training output through kdcl_train's callbacks: a line
+ * per epoch on stdout (cli_on_epoch) and, on a terminal, a progress bar on
+ * stderr (cli_on_progress); quiet: neither; progress 0: no bar. */
+struct kdcl_train_opts;
+struct kdcl_epoch_stats;
+struct kdcl_progress;
+int cli_on_epoch(void *user, const struct kdcl_epoch_stats *st);
+void cli_on_progress(void *user, const struct kdcl_progress *p);
+void cli_train_output(struct kdcl_train_opts *o, int quiet, int progress);
+
 int cmd_devices(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

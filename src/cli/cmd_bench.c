@@ -940,7 +940,6 @@ static kdcl_status bench_distill(kdcl_ctx *ctx, const bench_opts *o, const kdcl_
                                  kdcl_targets tg, stat_t *out, size_t *n_used)
 {
     kdcl_model *t = NULL;
-    kdcl_ensemble e;
     job j = {.tg = tg, .full = full, .B = B};
     char path[] = "/tmp/kdcl-bench-teacher-XXXXXX";
     int fd = mkstemp(path);
@@ -951,8 +950,7 @@ static kdcl_status bench_distill(kdcl_ctx *ctx, const bench_opts *o, const kdcl_
         (s = kdcl_model_save(t, path, NULL, NULL, 0)))
         goto done;
     const char *paths[1] = {path};
-    if ((s = kdcl_ensemble_load(ctx, paths, 1, B, KDCL_ENS_PROB, &e))) goto done;
-    j.e = &e;
+    if ((s = kdcl_ensemble_load(ctx, paths, 1, B, KDCL_ENS_PROB, &j.e))) goto done;
     s = time_model(ctx, o, student, 0, 3, distill_epoch, &j, out, n_used);
 done:
     if (j.e) kdcl_ensemble_free(j.e);
@@ -1169,7 +1167,7 @@ done:
  * `rows` rows (each a kdcl_combine of B rows, then one clFinish). */
 typedef struct {
     kdcl_ctx *ctx;
-    kdcl_combiner cb;
+    kdcl_combiner *cb;
     kdcl_tensor z;
     kdcl_combine_opts co;
     size_t B;
@@ -1182,7 +1180,7 @@ static kdcl_status combine_pass(void *arg, size_t rows, uint64_t seed, double *r
     double t0 = kdcl_wall_seconds();
     kdcl_status s;
     for (size_t done = 0; done < rows; done += j->B)
-        if ((s = kdcl_combine(&j->cb, &j->z, j->B, &j->co))) return s;
+        if ((s = kdcl_combine(j->cb, &j->z, j->B, &j->co))) return s;
     if ((s = kdcl_ctx_finish(j->ctx))) return s;
     *rate = (double)rows / (kdcl_wall_seconds() - t0);
     return KDCL_OK;
@@ -1228,7 +1226,7 @@ static kdcl_status bench_combine(kdcl_ctx *ctx, const bench_opts *o, size_t K, s
         size_t ts[2] = {B, sizes[m] + 1};
         if ((s = kdcl_tensor_alloc(ctx, &t, KDCL_F32, 2, ts)) ||
             (s = kdcl_tensor_upload(ctx, &t, 0, B * (sizes[m] + 1), h)) ||
-            (s = kdcl_combiner_put(&j.cb, m, &t, B)) || (s = kdcl_ctx_finish(ctx))) {
+            (s = kdcl_combiner_put(j.cb, m, &t, B)) || (s = kdcl_ctx_finish(ctx))) {
             kdcl_tensor_free(ctx, &t);
             goto done;
         }
@@ -1245,7 +1243,7 @@ done:
     free(cls);
     free(h);
     kdcl_clusters_free(&c);
-    kdcl_combiner_destroy(&j.cb);
+    kdcl_combiner_destroy(j.cb);
     kdcl_tensor_free(ctx, &j.z);
     return s;
 }

@@ -401,8 +401,8 @@ static int cmd_spec_train(int argc, char **argv)
     if ((s = kdcl_clusters_load_json(clusters, 0, &cl)) ||
         (s = kdcl_clusters_check_data(clusters, &cl, &train)))
         goto done;
-    so.train.log = f.quiet ? NULL : stdout;
-    so.train.progress = !f.quiet; /* the library keeps it to one worker in one process */
+    /* the library keeps the bar to one worker in one process */
+    cli_train_output(&so.train, f.quiet, 1);
     /* the plan: which clusters, what --out holds, unfinished specialists */
     if ((s = kdcl_specialists_trainer_create(model, &cl, fit, f.out, &so, &t))) {
         if (s == KDCL_ERR_INVALID_ARG) {

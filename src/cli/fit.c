@@ -325,8 +325,7 @@ static kdcl_status fit_one(const fit_env *env, const char *out, const char *metr
     } else {
         o.metrics_path = NULL;
     }
-    o.log = quiet ? NULL : stdout;
-    o.progress = !quiet && kdcl_dist_size() < 2;
+    cli_train_output(&o, quiet, kdcl_dist_size() < 2);
     o.tag = tag;
     const kdcl_device_info *di = kdcl_ctx_device(ctx);
     snprintf(res->device, sizeof res->device, "%.120s", di->name);

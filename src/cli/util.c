@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "kdcl/data.h"
 #include "kdcl/dist.h"
+#include "kdcl/train.h"
 
 /* ---- errors in an mpirun job ----
  * Before the ranks have agreed that their set-up succeeded (cli_dist_ready),
@@ -388,4 +389,54 @@ int cli_check_output_dir(const char *cmd, const char *flag, const char *dir)
     if (access(dir, W_OK | X_OK) != 0)
         return output_error(cmd, flag, dir, "cannot create files in it (%s)", strerror(errno));
     return 0;
+}
+
+/* ---- training output: kdcl_train's callbacks ---- */
+
+static _Thread_local int g_bar_drawn;
+
+void cli_on_progress(void *user, const kdcl_progress *p)
+{
+    (void)user;
+    if (!isatty(2)) return;
+    int width = 30;
+    int fill = p->total ? (int)((double)width * (double)p->done / (double)p->total) : width;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "\r%s epoch %zu/%zu [%s] %zu/%zu  %.0f samples/s  ETA %.0fs   ", p->tag,
+            p->epoch, p->epochs, bar, p->done, p->total, p->samples_per_s, p->eta_s);
+    fflush(stderr);
+    g_bar_drawn = 1;
+}
+
+int cli_on_epoch(void *user, const kdcl_epoch_stats *st)
+{
+    (void)user;
+    if (g_bar_drawn) {
+        fprintf(stderr, "\r%*s\r", 100, "");
+        g_bar_drawn = 0;
+    }
+    if (st->resync_diff > 0)
+        printf("note: after epoch %zu the ranks' parameters differed (rank %d from rank 0's by "
+               "%.3g, relative): rank 0's were copied to every rank (devices that round "
+               "differently)\n",
+               st->epoch, st->resync_rank, st->resync_diff);
+    printf("%s epoch %3zu/%zu  loss %.4f  train err %.2f%%", st->tag ? st->tag : "train",
+           st->epoch, st->epochs, st->train_loss, 100 * st->train_error);
+    if (!isnan(st->val_error))
+        printf("  val loss %.4f  val err %.2f%% (%zu)", st->val_loss, 100 * st->val_error,
+               st->val_errors);
+    printf("  lr %.4g  mom %.3f  %.1fs  %.0f samples/s\n", st->lr, st->momentum, st->seconds,
+           st->samples_per_s);
+    fflush(stdout);
+    return 0;
+}
+
+void cli_train_output(kdcl_train_opts *o, int quiet, int progress)
+{
+    o->on_epoch = quiet ? NULL : cli_on_epoch;
+    o->on_epoch_user = NULL;
+    o->on_progress = quiet || !progress ? NULL : cli_on_progress;
+    o->on_progress_user = NULL;
 }

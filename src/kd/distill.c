@@ -14,15 +14,26 @@
 #include "runtime/ctx.h"
 #include "kdcl/dist.h"
 
-void kdcl_ensemble_free(kdcl_ensemble *e)
+/* A set of models (kdcl/distill.h); kdcl_distill_models keeps one on its
+ * stack over the caller's models. */
+struct kdcl_ensemble {
+    kdcl_ctx *ctx;
+    size_t n;
+    kdcl_model *m[KDCL_MAX_MEMBERS]; /* each with its own input transform */
+    kdcl_ens_mode mode;
+    size_t dim, classes, max_batch;
+    kdcl_tensor out; /* F32 [max_batch, classes]: the last batch's combined output */
+};
+
+static void ensemble_release(kdcl_ensemble *e)
 {
     for (size_t i = 0; i < e->n; i++) kdcl_model_destroy(e->m[i]);
     if (e->ctx) kdcl_tensor_free(e->ctx, &e->out);
     memset(e, 0, sizeof *e);
 }
 
-kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n,
-                               size_t max_batch, kdcl_ens_mode mode, kdcl_ensemble *e)
+static kdcl_status ensemble_init(kdcl_ctx *ctx, const char *const *paths, size_t n,
+                                 size_t max_batch, kdcl_ens_mode mode, kdcl_ensemble *e)
 {
     memset(e, 0, sizeof *e);
     if (n == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "an ensemble needs at least one model");
@@ -50,23 +61,57 @@ kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n
     if ((s = kdcl_tensor_alloc2(ctx, &e->out, KDCL_F32, max_batch, e->classes))) goto fail;
     return KDCL_OK;
 fail:
-    kdcl_ensemble_free(e);
+    ensemble_release(e);
     return s;
 }
 
 kdcl_status kdcl_ensemble_load_fit(kdcl_ctx *ctx, const char *const *paths, size_t n,
                                    size_t max_batch, size_t min_batch, kdcl_ens_mode mode,
-                                   kdcl_ensemble *e)
+                                   kdcl_ensemble **out)
 {
+    if (!out) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_ensemble_load: out is NULL");
+    *out = NULL;
     if (min_batch == 0 || min_batch > max_batch)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "ensemble batch range %zu..%zu: need 1 <= min <= max", min_batch,
                               max_batch);
+    kdcl_ensemble *e = calloc(1, sizeof *e);
+    if (!e) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
     for (size_t b = max_batch;; b = b / 2 > min_batch ? b / 2 : min_batch) {
-        kdcl_status s = kdcl_ensemble_load(ctx, paths, n, b, mode, e);
-        if (s != KDCL_ERR_OOM || b == min_batch) return s;
+        kdcl_status s = ensemble_init(ctx, paths, n, b, mode, e);
+        if (!s) {
+            *out = e;
+            return KDCL_OK;
+        }
+        if (s != KDCL_ERR_OOM || b == min_batch) {
+            free(e);
+            return s;
+        }
     }
 }
+
+kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n,
+                               size_t max_batch, kdcl_ens_mode mode, kdcl_ensemble **out)
+{
+    return kdcl_ensemble_load_fit(ctx, paths, n, max_batch, max_batch, mode, out);
+}
+
+void kdcl_ensemble_free(kdcl_ensemble *e)
+{
+    if (!e) return;
+    ensemble_release(e);
+    free(e);
+}
+
+size_t kdcl_ensemble_size(const kdcl_ensemble *e) { return e ? e->n : 0; }
+size_t kdcl_ensemble_dim(const kdcl_ensemble *e) { return e ? e->dim : 0; }
+size_t kdcl_ensemble_classes(const kdcl_ensemble *e) { return e ? e->classes : 0; }
+size_t kdcl_ensemble_max_batch(const kdcl_ensemble *e) { return e ? e->max_batch : 0; }
+kdcl_model *kdcl_ensemble_member(const kdcl_ensemble *e, size_t i)
+{
+    return e && i < e->n ? e->m[i] : NULL;
+}
+const kdcl_tensor *kdcl_ensemble_output(const kdcl_ensemble *e) { return e ? &e->out : NULL; }
 
 kdcl_status kdcl_ensemble_forward(kdcl_ensemble *e, const kdcl_tensor *batch_u8, size_t count,
                                   size_t h, size_t w, size_t c, int jitter, int flip,

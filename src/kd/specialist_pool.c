@@ -280,7 +280,7 @@ kdcl_status kdcl_specialists_trainer_create(const char *generalist, const kdcl_c
     for (size_t i = 0; i < t->n_jobs; i++) t->order[i] = keys[i].job;
     free(keys);
     t->workers = o->jobs < t->n_jobs ? o->jobs : t->n_jobs;
-    if (t->workers > 1 || kdcl_dist_size() > 1) t->o.train.progress = 0;
+    if (t->workers > 1 || kdcl_dist_size() > 1) t->o.train.on_progress = NULL;
     *out = t;
     return KDCL_OK;
 fail:

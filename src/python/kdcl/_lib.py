@@ -44,10 +44,12 @@ lib = _load()
 
 
 class EpochStats(ctypes.Structure):
+    # kdcl_epoch_stats of include/kdcl/train.h, field for field (the library writes it whole)
     _fields_ = [("epoch", c_size), ("train_loss", c_double), ("train_error", c_double),
                 ("val_loss", c_double), ("val_error", c_double), ("val_errors", c_size),
                 ("lr", c_double), ("momentum", c_double), ("seconds", c_double),
-                ("samples_per_s", c_double)]
+                ("samples_per_s", c_double), ("epochs", c_size), ("tag", c_char_p),
+                ("resync_diff", c_double), ("resync_rank", c_int)]
 
 
 class EvalResult(ctypes.Structure):
