@@ -497,9 +497,10 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
                  (s = kdcl_tstate_write(&ts, o->state_path, m, opt, b.order, b.n_order, epoch))))
                 goto done;
         }
-        if (o->on_epoch) {
-            /* the caller may stop here; data-parallel: rank 0's word for every rank */
-            int32_t stop = o->on_epoch(o->on_epoch_user, &st) != 0;
+        {
+            /* the caller may stop here; data-parallel: rank 0's word for every rank (a rank
+             * without a callback, one that prints nothing, still takes part) */
+            int32_t stop = o->on_epoch ? o->on_epoch(o->on_epoch_user, &st) != 0 : 0;
             if (dp && (s = kdcl_dist_bcast(&stop, sizeof stop, 0))) goto done;
             if (stop) break;
         }
