@@ -1828,7 +1828,7 @@ int cmd_bench(int argc, char **argv)
         case 'f': o.full = 1; break;
         case 'c': o.child = 1; break;
         case 'r':
-            if (cli_parse_size(optarg, &o.reps) || o.reps == 0 || o.reps > 64)
+            if (kdcl_parse_size(optarg, &o.reps) || o.reps == 0 || o.reps > 64)
                 return cli_usage_error("bench", "--reps needs an integer in 1..64, got '%s'",
                                        optarg);
             reps_given = 1;

@@ -124,14 +124,14 @@ int cmd_distill(int argc, char **argv)
             break;
         }
         case 'T':
-            if (cli_parse_double(optarg, &d) || d <= 0 || d > 1000) {
+            if (kdcl_parse_double(optarg, &d) || d <= 0 || d > 1000) {
                 rc = cli_usage_error("distill", "--T needs a temperature in (0, 1000], got '%s'", optarg);
                 goto out;
             }
             a.d.T = (float)d;
             break;
         case 'a':
-            if (cli_parse_double(optarg, &d) || d < 0 || d > 1) {
+            if (kdcl_parse_double(optarg, &d) || d < 0 || d > 1) {
                 rc = cli_usage_error("distill", "--alpha needs a number in [0, 1], got '%s'", optarg);
                 goto out;
             }
@@ -189,7 +189,7 @@ int cmd_distill(int argc, char **argv)
     uint64_t th = KDCL_HASH64_INIT;
     for (size_t i = 0; i < a.n_teachers; i++) {
         uint64_t h = 0;
-        if (cli_file_hash(a.paths[i], &h)) h = 0; /* the teachers' loader reports it */
+        if (kdcl_file_hash(a.paths[i], &h)) h = 0; /* the teachers' loader reports it */
         th = kdcl_hash64(th, &h, sizeof h);
     }
     cli_fit_state(&f, "teacher-files", "%zu, hash %016llx", a.n_teachers, (unsigned long long)th);

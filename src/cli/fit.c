@@ -61,7 +61,7 @@ static int parse_classes(const char *s, size_t *out, size_t *n)
     char *save = NULL;
     for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         size_t v;
-        if (*n >= 64 || cli_parse_size(t, &v) || v > 100000) return -1;
+        if (*n >= 64 || kdcl_parse_size(t, &v) || v > 100000) return -1;
         out[(*n)++] = v;
     }
     return *n ? 0 : -1;
@@ -170,7 +170,7 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
     case 1026: f->resume = 1; return 0;
     case 1027: f->keep_state = 1; return 0;
     case 1028:
-        if (cli_parse_size(arg, &z) || z == 0)
+        if (kdcl_parse_size(arg, &z) || z == 0)
             return cli_usage_error(cmd, "--state-every needs a positive number of steps, got '%s'",
                                    arg);
         f->state_every = z;
@@ -178,12 +178,12 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
     case 1024: f->normalize = 1; return 0;
     case 1029: f->devices = arg; return 0;
     case 1030:
-        if (cli_parse_size(arg, &z) || z == 0 || z > 10000)
+        if (kdcl_parse_size(arg, &z) || z == 0 || z > 10000)
             return cli_usage_error(cmd, "--members needs an integer in 1..10000, got '%s'", arg);
         f->members = z;
         return 0;
     case 1011:
-        if (cli_parse_size(arg, &z))
+        if (kdcl_parse_size(arg, &z))
             return cli_usage_error(cmd, "--val needs a count, got '%s'", arg);
         f->val = z;
         return 0;
@@ -194,7 +194,7 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
                                    c == 1017 ? "omit-classes" : "only-classes", arg);
         return 0;
     case 1019:
-        if (cli_parse_double(arg, &d) || d <= 0 || d > 1)
+        if (kdcl_parse_double(arg, &d) || d <= 0 || d > 1)
             return cli_usage_error(cmd, "--fraction needs a number in (0, 1], got '%s'", arg);
         f->fraction = d;
         return 0;

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "kdcl/data.h"
 #include "kdcl/dist.h"
+#include "kdcl/parse.h"
 #include "kdcl/train.h"
 
 /* ---- errors in an mpirun job ----
@@ -207,49 +208,14 @@ int cli_open_ctx(const char *cmd, const char *device, kdcl_ctx **ctx)
     return 0;
 }
 
-int cli_parse_u64(const char *s, uint64_t *out)
-{
-    /* digits only: strtoull would skip spaces and wrap "-1" or " -1" around */
-    if (!s || !isdigit((unsigned char)*s)) return -1;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end) return -1;
-    *out = v;
-    return 0;
-}
-
-int cli_parse_size(const char *s, size_t *out)
-{
-    uint64_t v;
-    if (cli_parse_u64(s, &v) || v > SIZE_MAX) return -1;
-    *out = (size_t)v;
-    return 0;
-}
-
-int cli_parse_double(const char *s, double *out)
-{
-    /* no leading spaces; strtod's "nan", "inf" and overflow (ERANGE) are refused */
-    if (!s || !*s || isspace((unsigned char)*s)) return -1;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || !isfinite(v)) return -1;
-    *out = v;
-    return 0;
-}
-
 int cli_parse_list(const char *s, int max, double *d1, double *d2, double *d3)
 {
-    double *dst[3] = {d1, d2, d3};
-    char buf[256];
-    if (!s || strlen(s) >= sizeof buf) return -1;
-    snprintf(buf, sizeof buf, "%s", s);
-    int n = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n >= max || !dst[n] || cli_parse_double(tok, dst[n])) return -1;
-        n++;
+    double *dst[3] = {d1, d2, d3}, v[3];
+    if (max > 3) max = 3;
+    int n = kdcl_parse_list(s, max, v);
+    for (int i = 0; i < n; i++) {
+        if (!dst[i]) return -1;
+        *dst[i] = v[i];
     }
     return n;
 }
@@ -293,19 +259,6 @@ int cli_load_split(const char *cmd, const char *dir, const char *split, kdcl_dat
                         "kept %zu\n",
                 cmd, dir, split, io.n_skipped, io.n_skipped == 1 ? "" : "s", ds->n);
     return 0;
-}
-
-int cli_file_hash(const char *path, uint64_t *h)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return -1;
-    unsigned char buf[1 << 16];
-    size_t n;
-    *h = KDCL_HASH64_INIT;
-    while ((n = fread(buf, 1, sizeof buf, fp)) > 0) *h = kdcl_hash64(*h, buf, n);
-    int err = ferror(fp);
-    fclose(fp);
-    return err ? -1 : 0;
 }
 
 double kdcl_wall_seconds(void)

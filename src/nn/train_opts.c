@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kdcl/parse.h"
 #include "kdcl/train.h"
 
 kdcl_train_opts *kdcl_train_opts_create(void)
@@ -31,7 +32,7 @@ void kdcl_train_opts_set_on_epoch(kdcl_train_opts *o,
 
 /* Strict numbers: the whole text, digits only for integers (no sign, no
  * spaces), finite doubles. */
-static int parse_u64(const char *s, uint64_t *out)
+int kdcl_parse_u64(const char *s, uint64_t *out)
 {
     if (!s || !isdigit((unsigned char)*s)) return -1;
     char *end;
@@ -42,15 +43,15 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-static int parse_size(const char *s, size_t *out)
+int kdcl_parse_size(const char *s, size_t *out)
 {
     uint64_t v;
-    if (parse_u64(s, &v) || v > SIZE_MAX) return -1;
+    if (kdcl_parse_u64(s, &v) || v > SIZE_MAX) return -1;
     *out = (size_t)v;
     return 0;
 }
 
-static int parse_double(const char *s, double *out)
+int kdcl_parse_double(const char *s, double *out)
 {
     if (!s || !*s || isspace((unsigned char)*s)) return -1;
     char *end;
@@ -62,15 +63,15 @@ static int parse_double(const char *s, double *out)
 }
 
 /* Up to 3 comma-separated numbers; how many, or -1. */
-static int parse_list(const char *s, int max, double *d)
+int kdcl_parse_list(const char *s, int max, double *d)
 {
     char buf[256];
-    if (!s || strlen(s) >= sizeof buf) return -1;
+    if (!s || max < 0 || max > 8 || strlen(s) >= sizeof buf) return -1;
     snprintf(buf, sizeof buf, "%s", s);
     int n = 0;
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n >= max || parse_double(tok, &d[n])) return -1;
+        if (n >= max || kdcl_parse_double(tok, &d[n])) return -1;
         n++;
     }
     return n;
@@ -90,23 +91,23 @@ kdcl_status kdcl_train_opts_set(kdcl_train_opts *o, const char *name, const char
     size_t z;
     uint64_t u;
     if (!strcmp(key, "epochs")) {
-        if (parse_size(v, &z) || z == 0 || z > 1000000)
+        if (kdcl_parse_size(v, &z) || z == 0 || z > 1000000)
             return BAD("epochs needs an integer in 1..1000000, got '%s'", v);
         o->epochs = z;
     } else if (!strcmp(key, "batch")) {
-        if (parse_size(v, &z) || z == 0)
+        if (kdcl_parse_size(v, &z) || z == 0)
             return BAD("batch needs a positive integer, got '%s'", v);
         o->batch = z;
     } else if (!strcmp(key, "lr")) {
-        if (parse_double(v, &d) || d <= 0)
+        if (kdcl_parse_double(v, &d) || d <= 0)
             return BAD("lr needs a positive number, got '%s'", v);
         o->lr = (float)d;
     } else if (!strcmp(key, "lr-decay")) {
-        if (parse_double(v, &d) || d <= 0 || d > 1)
+        if (kdcl_parse_double(v, &d) || d <= 0 || d > 1)
             return BAD("lr-decay needs a number in (0, 1], got '%s'", v);
         o->lr_decay = (float)d;
     } else if (!strcmp(key, "momentum")) {
-        int k = parse_list(v, 3, l);
+        int k = kdcl_parse_list(v, 3, l);
         if (k < 1 || l[0] < 0 || l[0] >= 1 || (k >= 2 && (l[1] < 0 || l[1] >= 1)) ||
             (k == 3 && (l[2] < 0 || l[2] > 1000000 || l[2] != floor(l[2]))))
             return BAD("momentum needs A[,B[,EPOCHS]] with A, B in [0, 1) and EPOCHS in "
@@ -116,15 +117,15 @@ kdcl_status kdcl_train_opts_set(kdcl_train_opts *o, const char *name, const char
         o->momentum1 = k >= 2 ? (float)l[1] : (float)l[0];
         o->momentum_epochs = k == 3 ? (size_t)l[2] : (k == 2 ? o->momentum_epochs : 0);
     } else if (!strcmp(key, "weight-decay")) {
-        if (parse_double(v, &d) || d < 0 || d > 1)
+        if (kdcl_parse_double(v, &d) || d < 0 || d > 1)
             return BAD("weight-decay needs a number in [0, 1], got '%s'", v);
         o->weight_decay = (float)d;
     } else if (!strcmp(key, "max-norm")) {
-        if (parse_double(v, &d) || d <= 0)
+        if (kdcl_parse_double(v, &d) || d <= 0)
             return BAD("max-norm needs a positive number, got '%s'", v);
         o->max_norm = (float)d;
     } else if (!strcmp(key, "jitter") || !strcmp(key, "crop")) {
-        if (parse_size(v, &z) || z > 16) return BAD("%s needs 0..16 pixels, got '%s'", key, v);
+        if (kdcl_parse_size(v, &z) || z > 16) return BAD("%s needs 0..16 pixels, got '%s'", key, v);
         o->jitter = (int)z;
     } else if (!strcmp(key, "flip")) {
         if (strcmp(v, "0") && strcmp(v, "1")) return BAD("flip needs 0 or 1, got '%s'", v);
@@ -148,11 +149,11 @@ kdcl_status kdcl_train_opts_set(kdcl_train_opts *o, const char *name, const char
         }
         if (sc.kind == KDCL_SCHED_COSINE) o->lr_min = sc.lr_min;
     } else if (!strcmp(key, "warmup")) {
-        if (parse_size(v, &z) || z > 100000)
+        if (kdcl_parse_size(v, &z) || z > 100000)
             return BAD("warmup needs a number of epochs, got '%s'", v);
         o->warmup_epochs = z;
     } else if (!strcmp(key, "seed")) {
-        if (parse_u64(v, &u)) return BAD("seed needs a non-negative integer, got '%s'", v);
+        if (kdcl_parse_u64(v, &u)) return BAD("seed needs a non-negative integer, got '%s'", v);
         o->seed = u;
     } else {
         return BAD("unknown training option '%s' (epochs, batch, lr, lr-decay, momentum, "

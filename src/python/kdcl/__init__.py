@@ -95,7 +95,31 @@ def onnx_available():
     return bool(lib.kdcl_onnx_available())
 
 
-class Context:
+class _Owned:
+    """A library object this Python object owns (its handle _h): freed by
+    close(), at the end of a with block, or when it is garbage-collected."""
+
+    _h = None
+
+    @property
+    def closed(self):
+        return self._h is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._h is not None:
+                self.close()
+        except Exception:
+            pass
+
+
+class Context(_Owned):
     """An OpenCL device with its queue and kernels. device: as kdcl's
     --device ("pocl", "intel", "cpu", "gpu", "0:0", a name; None: $KDCL_DEVICE,
     else the first GPU, else the first device). close() (or a with block)
@@ -118,10 +142,6 @@ class Context:
             raise Error("the context is closed", "KDCL_ERR_INVALID_ARG")
         return self._h
 
-    @property
-    def closed(self):
-        return self._h is None
-
     def close(self):
         """Free the context; models made on it are closed first."""
         if self._h is None:
@@ -130,18 +150,6 @@ class Context:
             m._close("its context was closed")
         lib.kdcl_ctx_destroy(self._h)
         self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self):
         if self._h is None:
@@ -179,7 +187,7 @@ def _as_u8_images(x, what):
     return n, c, h, w
 
 
-class Dataset:
+class Dataset(_Owned):
     """Examples held on the host: uint8 images and int32 labels (kdcl's
     kdcl_dataset). Independent of any context."""
 
@@ -290,12 +298,6 @@ class Dataset:
             lib.kdcl_dataset_destroy(self._h)
             self._h = None
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
     def __repr__(self):
         if self._h is None:
             return "<kdcl.Dataset closed>"
@@ -316,7 +318,7 @@ class EvalResult:
                 f"error_rate={self.error_rate:.4f}, loss={self.loss:.4f})")
 
 
-class Model:
+class Model(_Owned):
     """A network on a context. Model(arch, input_shape, classes): arch as
     kdcl's --arch ("784-800-800-10", "lenet5", "cnn-small", "resnet20", a
     layer list such as "conv(32,5,p=2),relu,maxpool(2),flatten,linear(K)",
@@ -395,23 +397,6 @@ class Model:
     def close(self):
         """Free the model's device memory; using it afterwards raises kdcl.Error."""
         self._close("close() was called")
-
-    @property
-    def closed(self):
-        return self._h is None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            if self._h is not None and not self.context.closed:
-                self.close()
-        except Exception:
-            pass
 
     @property
     def input_shape(self):
