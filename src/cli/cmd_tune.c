@@ -745,6 +745,7 @@ static int measure_child(const child_env *ce, const char *cache_dir, int keep_no
         bench_shell_quote(cmd, sizeof cmd, cache_dir);
         strcat(cmd, " ");
     }
+    strcat(cmd, "KDCL_AUTOTUNE=0 "); /* no automatic search in a measuring child */
     if (!keep_notune) strcat(cmd, "KDCL_NO_TUNING= ");
     bench_shell_quote(cmd, sizeof cmd, ce->exe);
     size_t len = strlen(cmd);
