@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kdcl/opencl.h"
 #include "kdcl/conv.h"
 #include "kdcl/gemm.h"
 #include "kdcl/kdcl.h"

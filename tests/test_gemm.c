@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kdcl/opencl.h"
 #include "core/gemm_internal.h"
 #include "kdcl/kdcl.h"
 #include "testutil.h"
@@ -287,12 +288,12 @@ START_TEST(test_tuning_file_writer)
     snprintf(path, sizeof path, "%s/a/b/tuning.json", tu_path("tunewrite"));
     cJSON *info = cJSON_CreateObject();
     cJSON_AddStringToObject(info, "search", "test");
-    ck_assert_msg(kdcl__tuning_write(path, &d, "test source", k, 3, info) == KDCL_OK, "%s",
+    ck_assert_msg(kdcl_gemm_tuning_write(path, &d, "test source", k, 3, info) == KDCL_OK, "%s",
                   kdcl_last_error());
     size_t n;
     char *text = slurp_text(path, &n);
     ck_assert_ptr_nonnull(text);
-    ck_assert_int_eq(kdcl__tuning_text_usable(text, n), 1);
+    ck_assert_int_eq(kdcl_gemm_tuning_text_usable(text, n), 1);
     collected c = {0};
     int applied = -1;
     ck_assert_int_eq(kdcl__tuning_parse(path, text, n, collect, &c, &applied), KDCL_OK);
@@ -323,31 +324,31 @@ START_TEST(test_tuning_file_writer)
      * a value out of the reader's range; the file written before stays */
     tuned_kernel bad = {.kernel = "Frobnicate", .n = 1};
     bad.names[0] = "X", bad.values[0] = 1;
-    ck_assert_int_eq(kdcl__tuning_write(path, &d, NULL, &bad, 1, NULL), KDCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kdcl_gemm_tuning_write(path, &d, NULL, &bad, 1, NULL), KDCL_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "unknown kernel 'Frobnicate'"));
     tuned_kernel empty = {.kernel = "Xgemm", .n = 0};
-    ck_assert_int_eq(kdcl__tuning_write(path, &d, NULL, &empty, 1, NULL), KDCL_ERR_INVALID_ARG);
-    ck_assert_int_eq(kdcl__tuning_write(path, &d, NULL, k, 0, NULL), KDCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kdcl_gemm_tuning_write(path, &d, NULL, &empty, 1, NULL), KDCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kdcl_gemm_tuning_write(path, &d, NULL, k, 0, NULL), KDCL_ERR_INVALID_ARG);
     tuned_kernel big = {.kernel = "Xgemm", .n = 1};
     big.names[0] = "MWG", big.values[0] = (size_t)4e9;
-    ck_assert_int_eq(kdcl__tuning_write(path, &d, NULL, &big, 1, NULL), KDCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kdcl_gemm_tuning_write(path, &d, NULL, &big, 1, NULL), KDCL_ERR_INVALID_ARG);
     text = slurp_text(path, &n);
     ck_assert_ptr_nonnull(strstr(text, "test source"));
     free(text);
     char fresh[4600];
     snprintf(fresh, sizeof fresh, "%s/never.json", tu_path("tunewrite"));
-    ck_assert_int_eq(kdcl__tuning_write(fresh, &d, NULL, &bad, 1, NULL), KDCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kdcl_gemm_tuning_write(fresh, &d, NULL, &bad, 1, NULL), KDCL_ERR_INVALID_ARG);
     struct stat st;
     ck_assert_int_ne(stat(fresh, &st), 0);
     /* a directory that cannot be made: an I/O error naming it */
     snprintf(fresh, sizeof fresh, "%s/sub/x.json", path);
-    ck_assert_int_eq(kdcl__tuning_write(fresh, &d, NULL, k, 3, NULL), KDCL_ERR_IO);
+    ck_assert_int_eq(kdcl_gemm_tuning_write(fresh, &d, NULL, k, 3, NULL), KDCL_ERR_IO);
     ck_assert_ptr_nonnull(strstr(kdcl_last_error(), "cannot create directory"));
     /* what the reader refuses is not "usable" */
-    ck_assert_int_eq(kdcl__tuning_text_usable("{\"kernels\": {}}", 15), 0);
-    ck_assert_int_eq(kdcl__tuning_text_usable("{\"kernels\": {\"Xgemm\": {\"MWG\": -1}}}", 35),
+    ck_assert_int_eq(kdcl_gemm_tuning_text_usable("{\"kernels\": {}}", 15), 0);
+    ck_assert_int_eq(kdcl_gemm_tuning_text_usable("{\"kernels\": {\"Xgemm\": {\"MWG\": -1}}}", 35),
                      0);
-    ck_assert_int_eq(kdcl__tuning_text_usable(NULL, 0), 0);
+    ck_assert_int_eq(kdcl_gemm_tuning_text_usable(NULL, 0), 0);
 }
 END_TEST
 

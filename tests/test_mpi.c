@@ -18,7 +18,7 @@
 #include "kdcl/safetensors.h"
 #include "kdcl/specialists.h"
 #include "kdcl/train.h"
-#include "runtime/dist.h"
+#include "kdcl/dist.h"
 #include "testutil.h"
 
 static char data_dir[1024], data6[1024];

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kdcl/opencl.h"
 #include "kdcl/kdcl.h"
 #include "kdcl/data.h"
 #include "kdcl/loss.h"

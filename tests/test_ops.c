@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kdcl/opencl.h"
 #include "kdcl/kdcl.h"
 #include "kdcl/ops.h"
 #include "testutil.h"

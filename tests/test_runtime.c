@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kdcl/opencl.h"
 #include "kdcl/kdcl.h"
 #include "testutil.h"
 

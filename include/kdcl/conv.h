@@ -35,7 +35,7 @@ typedef struct kdcl_conv_geom {
 /* Fill g and check it: every size >= 1, padding < kernel size, output size
  * >= 1, every product below 2^31. The error message says which (e.g. "kernel
  * 5x5 does not fit a 2x2 input with padding 0"). */
-kdcl_status kdcl_conv_geom_set(kdcl_conv_geom *g, size_t c, size_t h, size_t w, size_t oc,
+KDCL_API kdcl_status kdcl_conv_geom_set(kdcl_conv_geom *g, size_t c, size_t h, size_t w, size_t oc,
                                size_t kh, size_t kw, size_t sh, size_t sw, size_t ph, size_t pw);
 
 /* How kdcl_conv2d_forward / kdcl_conv2d_backward compute (every algorithm
@@ -62,32 +62,32 @@ typedef enum kdcl_conv_algo {
     KDCL_CONV_CLBLAST_IM2COL = 2,
     KDCL_CONV_CLBLAST_CONVGEMM = 3,
 } kdcl_conv_algo;
-kdcl_status kdcl_conv_set_algo(kdcl_ctx *ctx, kdcl_conv_algo algo);
+KDCL_API kdcl_status kdcl_conv_set_algo(kdcl_ctx *ctx, kdcl_conv_algo algo);
 /* The setting (KDCL_CONV_AUTO included). */
-kdcl_conv_algo kdcl_conv_get_algo(const kdcl_ctx *ctx);
+KDCL_API kdcl_conv_algo kdcl_conv_get_algo(const kdcl_ctx *ctx);
 /* The algorithm the conv calls use now: the setting with AUTO resolved for
  * the context's device. */
-kdcl_conv_algo kdcl_conv_algo_in_force(const kdcl_ctx *ctx);
+KDCL_API kdcl_conv_algo kdcl_conv_algo_in_force(const kdcl_ctx *ctx);
 /* "auto", "kdcl", "clblast", "convgemm" (KDCL_CONV's values); NULL for
  * anything else. */
-const char *kdcl_conv_algo_name(kdcl_conv_algo algo);
+KDCL_API const char *kdcl_conv_algo_name(kdcl_conv_algo algo);
 
 /* F32 elements of scratch the conv calls below need for `batch` images
  * (im2col columns and any transposed copies). */
-size_t kdcl_conv2d_workspace(const kdcl_conv_geom *g, size_t batch);
+KDCL_API size_t kdcl_conv2d_workspace(const kdcl_conv_geom *g, size_t batch);
 
 /* y[b, o] = bias[o] + sum_{c, i, j} w[o, c, i, j] * x[b, c, y*SH - PH + i, x*SW - PW + j]
  * (cross-correlation as in PyTorch; out-of-range x reads 0). x F32 holding
  * batch*C*H*W, w F32 OC*C*KH*KW, bias F32 OC or NULL, y F32 batch*OC*OH*OW,
  * ws F32 with at least kdcl_conv2d_workspace(g, batch) elements. */
-kdcl_status kdcl_conv2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+KDCL_API kdcl_status kdcl_conv2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
                                 const kdcl_tensor *x, const kdcl_tensor *w,
                                 const kdcl_tensor *bias, kdcl_tensor *y, kdcl_tensor *ws);
 
 /* Gradients of the above from dy (F32 batch*OC*OH*OW): dw (overwritten),
  * db = sum over b, y, x of dy (overwritten; NULL: not computed), dx
  * (overwritten; NULL: not computed). */
-kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+KDCL_API kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
                                  const kdcl_tensor *x, const kdcl_tensor *w,
                                  const kdcl_tensor *dy, kdcl_tensor *dw, kdcl_tensor *db,
                                  kdcl_tensor *dx, kdcl_tensor *ws);
@@ -96,19 +96,19 @@ kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t 
  * -inf; NaN in a window gives NaN. argmax (I32, batch*C*OH*OW) receives the
  * index within the input plane (y*W + x) of the first maximum in row-major
  * window order (PyTorch's choice on ties). */
-kdcl_status kdcl_op_maxpool2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+KDCL_API kdcl_status kdcl_op_maxpool2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
                                       const kdcl_tensor *x, kdcl_tensor *y, kdcl_tensor *argmax);
 /* dx (overwritten) = dy routed to each window's argmax, summed where windows overlap. */
-kdcl_status kdcl_op_maxpool2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+KDCL_API kdcl_status kdcl_op_maxpool2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
                                        const kdcl_tensor *dy, const kdcl_tensor *argmax,
                                        kdcl_tensor *dx);
 
 /* Average pooling, padding counted in the divisor (PyTorch's
  * count_include_pad=True): y = sum over the window / (KH*KW). A global
  * average pool is the window KH = H, KW = W, stride 1, padding 0. */
-kdcl_status kdcl_op_avgpool2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+KDCL_API kdcl_status kdcl_op_avgpool2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
                                       const kdcl_tensor *x, kdcl_tensor *y);
-kdcl_status kdcl_op_avgpool2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+KDCL_API kdcl_status kdcl_op_avgpool2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
                                        const kdcl_tensor *dy, kdcl_tensor *dx);
 
 /* Batch normalisation over x viewed as [B, C, S] (BatchNorm2d: S = H*W;
@@ -122,14 +122,14 @@ kdcl_status kdcl_op_avgpool2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, s
  * [0, 1], eps finite and >= 0 (also for the evaluation mode). The per-channel
  * sums are fixed-order work-group reductions (no atomics): reproducible run to
  * run on a device. y may be x. */
-kdcl_status kdcl_op_batchnorm_forward_train(kdcl_ctx *ctx, size_t B, size_t C, size_t S,
+KDCL_API kdcl_status kdcl_op_batchnorm_forward_train(kdcl_ctx *ctx, size_t B, size_t C, size_t S,
                                             const kdcl_tensor *x, const kdcl_tensor *gamma,
                                             const kdcl_tensor *beta, kdcl_tensor *y,
                                             kdcl_tensor *mean, kdcl_tensor *invstd,
                                             kdcl_tensor *running_mean,
                                             kdcl_tensor *running_var, float momentum, float eps);
 /* Evaluation mode: y = gamma * (x - r_mean) / sqrt(r_var + eps) + beta. */
-kdcl_status kdcl_op_batchnorm_forward_eval(kdcl_ctx *ctx, size_t B, size_t C, size_t S,
+KDCL_API kdcl_status kdcl_op_batchnorm_forward_eval(kdcl_ctx *ctx, size_t B, size_t C, size_t S,
                                            const kdcl_tensor *x, const kdcl_tensor *gamma,
                                            const kdcl_tensor *beta,
                                            const kdcl_tensor *running_mean,
@@ -138,7 +138,7 @@ kdcl_status kdcl_op_batchnorm_forward_eval(kdcl_ctx *ctx, size_t B, size_t C, si
 /* Backward of the training mode from dy: dgamma, dbeta (F32 C, overwritten)
  * and dx (overwritten; NULL: not computed), using the mean and invstd the
  * forward wrote. */
-kdcl_status kdcl_op_batchnorm_backward(kdcl_ctx *ctx, size_t B, size_t C, size_t S,
+KDCL_API kdcl_status kdcl_op_batchnorm_backward(kdcl_ctx *ctx, size_t B, size_t C, size_t S,
                                        const kdcl_tensor *x, const kdcl_tensor *dy,
                                        const kdcl_tensor *gamma, const kdcl_tensor *mean,
                                        const kdcl_tensor *invstd, kdcl_tensor *dx,
@@ -146,14 +146,14 @@ kdcl_status kdcl_op_batchnorm_backward(kdcl_ctx *ctx, size_t B, size_t C, size_t
 
 /* y[i] = y[i] + alpha * x[i] for i < n (both F32): the residual add and
  * "add this gradient". */
-kdcl_status kdcl_op_axpy(kdcl_ctx *ctx, kdcl_tensor *y, const kdcl_tensor *x, size_t n,
+KDCL_API kdcl_status kdcl_op_axpy(kdcl_ctx *ctx, kdcl_tensor *y, const kdcl_tensor *x, size_t n,
                          float alpha);
 /* y[i] = a[i] + b[i] for i < n (all F32; y may be a or b): the residual sum
  * in one pass. */
-kdcl_status kdcl_op_add(kdcl_ctx *ctx, kdcl_tensor *y, const kdcl_tensor *a,
+KDCL_API kdcl_status kdcl_op_add(kdcl_ctx *ctx, kdcl_tensor *y, const kdcl_tensor *a,
                         const kdcl_tensor *b, size_t n);
 /* y[i] = max(y[i], 0) in place (n elements; NaN stays NaN). */
-kdcl_status kdcl_op_relu(kdcl_ctx *ctx, kdcl_tensor *y, size_t n);
+KDCL_API kdcl_status kdcl_op_relu(kdcl_ctx *ctx, kdcl_tensor *y, size_t n);
 
 /* Adam over elements [offset, offset + n) of w, g, m, v (all F32), step t >= 1
  * (PyTorch's torch.optim.Adam / AdamW):
@@ -164,14 +164,14 @@ kdcl_status kdcl_op_relu(kdcl_ctx *ctx, kdcl_tensor *y, size_t n);
  * r = 1 / sqrt(1 - b2^t) evaluated on the host in double and rounded to float
  * once (so is 1 - lr * wd). Requires lr, eps, weight_decay finite and >= 0,
  * beta1, beta2 in [0, 1) (PyTorch's checks) and s finite. */
-kdcl_status kdcl_op_adam(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g, kdcl_tensor *m,
+KDCL_API kdcl_status kdcl_op_adam(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g, kdcl_tensor *m,
                          kdcl_tensor *v, size_t offset, size_t n, float lr, float beta1,
                          float beta2, float eps, float weight_decay, int decoupled, uint64_t t);
 
 /* SGD with Nesterov momentum in kdcl's velocity form (kdcl_op_sgd's
  * convention): d = g + wd * w;  v = momentum * v - lr * d;
  * w = w + momentum * v - lr * d. */
-kdcl_status kdcl_op_sgd_nesterov(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g,
+KDCL_API kdcl_status kdcl_op_sgd_nesterov(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g,
                                  kdcl_tensor *v, size_t offset, size_t n, float lr,
                                  float momentum, float weight_decay);
 
@@ -184,12 +184,12 @@ kdcl_status kdcl_op_sgd_nesterov(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tenso
  * flip this equals kdcl_op_jitter bit for bit. A random crop with zero
  * padding P (CIFAR style) is max_shift = P: the padded pixels are raw 0, i.e.
  * shift[c] after normalisation. */
-kdcl_status kdcl_op_input_u8(kdcl_ctx *ctx, const kdcl_tensor *src, kdcl_tensor *dst,
+KDCL_API kdcl_status kdcl_op_input_u8(kdcl_ctx *ctx, const kdcl_tensor *src, kdcl_tensor *dst,
                              size_t batch, size_t h, size_t w, size_t c, int max_shift, int flip,
                              uint64_t seed, uint64_t step, const float *scale, const float *shift);
 /* The flip decision of example b: bit 31 of word 2 of the Philox output that
  * kdcl_jitter_shift uses for b (1 = mirror horizontally). */
-int kdcl_augment_flip(uint64_t seed, uint64_t step, size_t b);
+KDCL_API int kdcl_augment_flip(uint64_t seed, uint64_t step, size_t b);
 
 #ifdef __cplusplus
 }

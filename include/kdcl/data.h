@@ -38,7 +38,7 @@ typedef struct kdcl_dataset {
  * long as its header says, and a gzip stream is inflated into a buffer of
  * exactly that size, refused if it holds fewer or more bytes (so a small
  * compressed file cannot inflate beyond what its header promises). */
-kdcl_status kdcl_dataset_load_idx(const char *images_path, const char *labels_path,
+KDCL_API kdcl_status kdcl_dataset_load_idx(const char *images_path, const char *labels_path,
                                   kdcl_dataset *out);
 
 /* CIFAR binary batches. CIFAR-10 records: <label><3072 bytes CHW>; CIFAR-100
@@ -49,7 +49,7 @@ kdcl_status kdcl_dataset_load_idx(const char *images_path, const char *labels_pa
  * Class names are read from batches.meta.txt (CIFAR-10) or
  * fine_label_names.txt / coarse_label_names.txt (CIFAR-100) next to files[0]
  * when present. */
-kdcl_status kdcl_dataset_load_cifar(const char *const *files, size_t n_files, int cifar100,
+KDCL_API kdcl_status kdcl_dataset_load_cifar(const char *const *files, size_t n_files, int cifar100,
                                     int fine_labels, kdcl_dataset *out);
 
 /* ---- images ----------------------------------------------------------
@@ -77,7 +77,7 @@ kdcl_status kdcl_dataset_load_cifar(const char *const *files, size_t n_files, in
  * w x h (w, h in 1..65536) when the file's size differs. `name` (may be NULL)
  * starts the error messages, e.g. the file's path. KDCL_ERR_FORMAT for an
  * unsupported, corrupt, truncated or too large image. */
-kdcl_status kdcl_image_decode(const void *data, size_t size, const char *name, size_t w, size_t h,
+KDCL_API kdcl_status kdcl_image_decode(const void *data, size_t size, const char *name, size_t w, size_t h,
                               size_t channels, uint8_t *dst);
 
 /* Options of the image-folder loader (all zero: the defaults). */
@@ -97,13 +97,13 @@ typedef struct kdcl_image_opts {
  * Every file is decoded (kdcl_image_decode: PNG, JPEG or BMP), converted to
  * `channels` (1 or 3) and resized to w x h. Any undecodable file is an error
  * naming it. */
-kdcl_status kdcl_dataset_load_images(const char *root, size_t w, size_t h, size_t channels,
+KDCL_API kdcl_status kdcl_dataset_load_images(const char *root, size_t w, size_t h, size_t channels,
                                      kdcl_dataset *out);
 /* The same with options (opts may be NULL). With opts->skip_bad the dataset
  * holds the files that decoded (an error if none did); a class whose files
  * were all skipped keeps its label and name but has no examples. Running out
  * of memory is never skipped. */
-kdcl_status kdcl_dataset_load_images_opts(const char *root, size_t w, size_t h, size_t channels,
+KDCL_API kdcl_status kdcl_dataset_load_images_opts(const char *root, size_t w, size_t h, size_t channels,
                                           kdcl_image_opts *opts, kdcl_dataset *out);
 
 /* Load a split ("train", "test"; image folders accept any split name) from a
@@ -114,46 +114,46 @@ kdcl_status kdcl_dataset_load_images_opts(const char *root, size_t w, size_t h, 
  *   CIFAR-100:  <dir>[/cifar-100-binary]/train.bin | test.bin (fine labels)
  *   images:     <dir>/<split>/<class>/<file> resized to 32x32 RGB
  * KDCL_ERR_IO with a message listing what was looked for if none matches. */
-kdcl_status kdcl_dataset_load_split(const char *dir, const char *split, kdcl_dataset *out);
+KDCL_API kdcl_status kdcl_dataset_load_split(const char *dir, const char *split, kdcl_dataset *out);
 /* The same, with the options image folders are loaded with (may be NULL). */
-kdcl_status kdcl_dataset_load_split_opts(const char *dir, const char *split,
+KDCL_API kdcl_status kdcl_dataset_load_split_opts(const char *dir, const char *split,
                                          kdcl_image_opts *image_opts, kdcl_dataset *out);
 
 /* Free everything; safe on a zeroed struct or NULL; leaves it zeroed. */
-void kdcl_dataset_free(kdcl_dataset *d);
+KDCL_API void kdcl_dataset_free(kdcl_dataset *d);
 
 /* New dataset with copies of the examples idx[0..n) (n may be 0). Class names
  * and n_classes are copied unchanged. */
-kdcl_status kdcl_dataset_subset(const kdcl_dataset *d, const size_t *idx, size_t n,
+KDCL_API kdcl_status kdcl_dataset_subset(const kdcl_dataset *d, const size_t *idx, size_t n,
                                 kdcl_dataset *out);
 
 /* Split off the last n_val examples of a seeded permutation as a validation
  * set; train gets the rest. Both keep the original relative order. */
-kdcl_status kdcl_dataset_split_val(const kdcl_dataset *d, size_t n_val, uint64_t seed,
+KDCL_API kdcl_status kdcl_dataset_split_val(const kdcl_dataset *d, size_t n_val, uint64_t seed,
                                    kdcl_dataset *train, kdcl_dataset *val);
 
 /* Deep copy. */
-kdcl_status kdcl_dataset_copy(const kdcl_dataset *d, kdcl_dataset *out);
+KDCL_API kdcl_status kdcl_dataset_copy(const kdcl_dataset *d, kdcl_dataset *out);
 
 /* Per-channel mean and standard deviation (population) of the pixels / 255
  * over every example (d->c <= 4 channels; a constant channel gets std 1). */
-kdcl_status kdcl_dataset_channel_stats(const kdcl_dataset *d, float *mean, float *std);
+KDCL_API kdcl_status kdcl_dataset_channel_stats(const kdcl_dataset *d, float *mean, float *std);
 
 /* Number of examples of each class: counts[0..d->n_classes). */
-void kdcl_dataset_class_counts(const kdcl_dataset *d, size_t *counts);
+KDCL_API void kdcl_dataset_class_counts(const kdcl_dataset *d, size_t *counts);
 
 /* Deterministic RNG: xoshiro256** seeded with splitmix64. */
 typedef struct kdcl_rng {
     uint64_t s[4];
 } kdcl_rng;
-void kdcl_rng_seed(kdcl_rng *r, uint64_t seed);
-uint64_t kdcl_rng_next(kdcl_rng *r);
+KDCL_API void kdcl_rng_seed(kdcl_rng *r, uint64_t seed);
+KDCL_API uint64_t kdcl_rng_next(kdcl_rng *r);
 /* Uniform integer in [0, n) without modulo bias (0 when n == 0). */
-uint64_t kdcl_rng_below(kdcl_rng *r, uint64_t n);
+KDCL_API uint64_t kdcl_rng_below(kdcl_rng *r, uint64_t n);
 /* Uniform double in [0, 1) (53 bits). */
-double kdcl_rng_uniform(kdcl_rng *r);
+KDCL_API double kdcl_rng_uniform(kdcl_rng *r);
 /* Fisher-Yates permutation of 0..n-1 determined by (seed, epoch). */
-void kdcl_shuffle_indices(size_t *idx, size_t n, uint64_t seed, uint64_t epoch);
+KDCL_API void kdcl_shuffle_indices(size_t *idx, size_t n, uint64_t seed, uint64_t epoch);
 
 #ifdef __cplusplus
 }

@@ -26,16 +26,16 @@ typedef struct kdcl_ensemble {
     kdcl_tensor out; /* F32 [max_batch, classes]: the last batch's combined output */
 } kdcl_ensemble;
 
-kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n,
+KDCL_API kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n,
                                size_t max_batch, kdcl_ens_mode mode, kdcl_ensemble *e);
 /* kdcl_ensemble_load at the largest batch in [min_batch, max_batch] whose
  * buffers fit the device (max_batch, halved while a member's largest buffer
  * exceeds the device's largest allocation or memory runs out); e->max_batch
  * says which. */
-kdcl_status kdcl_ensemble_load_fit(kdcl_ctx *ctx, const char *const *paths, size_t n,
+KDCL_API kdcl_status kdcl_ensemble_load_fit(kdcl_ctx *ctx, const char *const *paths, size_t n,
                                    size_t max_batch, size_t min_batch, kdcl_ens_mode mode,
                                    kdcl_ensemble *e);
-void kdcl_ensemble_free(kdcl_ensemble *e);
+KDCL_API void kdcl_ensemble_free(kdcl_ensemble *e);
 
 /* Combined teacher output for a batch of u8 inputs (count rows of h x w x c
  * images), each member seeing the same augmentation (jitter and flips drawn
@@ -43,12 +43,12 @@ void kdcl_ensemble_free(kdcl_ensemble *e);
  * softmax(v/T), or softmax of the averaged v/T in logit mode) into e->out.
  * as_logits = 1: the members' averaged raw logits (for logit matching and for
  * logit-mode ensembles whose temperature the loss applies). */
-kdcl_status kdcl_ensemble_forward(kdcl_ensemble *e, const kdcl_tensor *batch_u8, size_t count,
+KDCL_API kdcl_status kdcl_ensemble_forward(kdcl_ensemble *e, const kdcl_tensor *batch_u8, size_t count,
                                   size_t h, size_t w, size_t c, int jitter, int flip,
                                   uint64_t seed, uint64_t step, float T, int as_logits);
 
 /* Test-mode errors and cross-entropy of the ensemble at T = 1. */
-kdcl_status kdcl_ensemble_evaluate(kdcl_ensemble *e, const kdcl_dataset *ds, kdcl_eval_result *r);
+KDCL_API kdcl_status kdcl_ensemble_evaluate(kdcl_ensemble *e, const kdcl_dataset *ds, kdcl_eval_result *r);
 
 typedef enum { KDCL_TARGETS_AUTO = 0, KDCL_TARGETS_CACHED = 1, KDCL_TARGETS_BATCH = 2 } kdcl_targets;
 
@@ -64,20 +64,20 @@ typedef struct kdcl_distill_opts {
  * targets (asked for, or AUTO) fall back to per-batch ones when the transfer
  * set is streamed from the host or the [n, classes] cache would exceed the
  * device's largest buffer or memory. */
-kdcl_status kdcl_distill(kdcl_model *student, kdcl_ensemble *teachers, const kdcl_dataset *transfer,
+KDCL_API kdcl_status kdcl_distill(kdcl_model *student, kdcl_ensemble *teachers, const kdcl_dataset *transfer,
                          const kdcl_train_opts *o, const kdcl_distill_opts *d,
                          kdcl_epoch_stats *last, kdcl_targets *used);
 
 /* Test-mode logits (F32 [n, classes], host, malloc'ed) of a model over a dataset. */
-kdcl_status kdcl_model_logits_all(kdcl_model *m, const kdcl_dataset *ds, float **out);
+KDCL_API kdcl_status kdcl_model_logits_all(kdcl_model *m, const kdcl_dataset *ds, float **out);
 
 /* Bias adjustment: the offset added to the output bias of `classes` that
  * minimises the errors on (logits, labels), searched over [lo, hi] in steps.
  * Ties go to the offset nearest 0. */
-size_t kdcl_count_errors_with_offset(const float *logits, const int32_t *labels, size_t n,
+KDCL_API size_t kdcl_count_errors_with_offset(const float *logits, const int32_t *labels, size_t n,
                                      size_t k, const size_t *classes, size_t n_classes,
                                      float offset);
-float kdcl_search_bias_offset(const float *logits, const int32_t *labels, size_t n, size_t k,
+KDCL_API float kdcl_search_bias_offset(const float *logits, const int32_t *labels, size_t n, size_t k,
                               const size_t *classes, size_t n_classes, float lo, float hi,
                               float step, size_t *best_errors);
 /* Adding an offset to the output-layer bias of chosen classes: kdcl_model_adjust_bias. */

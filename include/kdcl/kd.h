@@ -54,7 +54,7 @@ typedef enum { KDCL_KD_KL = 0, KDCL_KD_LOGITS = 1 } kdcl_kd_mode;
  * the KL term is exactly 0; in general it is >= 0 up to rounding (not clamped).
  * Probability targets whose rows do not sum to 1 give the formula's value,
  * which may be negative. */
-kdcl_status kdcl_op_kd_loss(kdcl_ctx *ctx, kdcl_kd_mode mode, const kdcl_tensor *z,
+KDCL_API kdcl_status kdcl_op_kd_loss(kdcl_ctx *ctx, kdcl_kd_mode mode, const kdcl_tensor *z,
                             const kdcl_tensor *targets, int targets_are_logits,
                             const kdcl_tensor *labels, float T, float alpha, kdcl_tensor *loss,
                             kdcl_tensor *dz, float grad_scale, kdcl_tensor *errors);
@@ -76,7 +76,7 @@ typedef enum { KDCL_ENS_PROB = 0, KDCL_ENS_LOGIT = 1 } kdcl_ens_mode;
  *                  disagree); offered as an option, not the default.
  * beta = 0 (the first member) overwrites acc without reading it (acc may be
  * uninitialised); beta = 1 accumulates. T > 0 finite; w and beta finite. */
-kdcl_status kdcl_op_ensemble_accumulate(kdcl_ctx *ctx, kdcl_ens_mode mode, const kdcl_tensor *v,
+KDCL_API kdcl_status kdcl_op_ensemble_accumulate(kdcl_ctx *ctx, kdcl_ens_mode mode, const kdcl_tensor *v,
                                         float T, float w, float beta, kdcl_tensor *acc);
 
 #ifdef __cplusplus

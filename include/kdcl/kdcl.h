@@ -1,8 +1,8 @@
-/* kdcl: knowledge distillation on any OpenCL device. Umbrella header. */
+/* kdcl: knowledge distillation on any OpenCL device. Umbrella header: the
+ * whole public interface but kdcl/opencl.h (OpenCL's own objects), which
+ * needs the OpenCL headers; nothing here does. */
 #ifndef KDCL_H
 #define KDCL_H
-
-#define KDCL_VERSION "0.1.0"
 
 #include "kdcl/status.h"
 #include "kdcl/runtime.h"
@@ -20,5 +20,8 @@
 #include "kdcl/distill.h"
 #include "kdcl/specialists.h"
 #include "kdcl/onnx.h"
+#include "kdcl/profile.h"
+#include "kdcl/file.h"
+#include "kdcl/dist.h"
 
 #endif

@@ -34,7 +34,7 @@ extern "C" {
  * before exp, softmax outputs lie in [0, 1], log-softmax is computed as
  * (z/T - max) - log(sum exp(z/T - max)). out may be the same tensor as z
  * (in place); otherwise the two must not overlap. */
-kdcl_status kdcl_op_softmax(kdcl_ctx *ctx, const kdcl_tensor *z, kdcl_tensor *out, float T,
+KDCL_API kdcl_status kdcl_op_softmax(kdcl_ctx *ctx, const kdcl_tensor *z, kdcl_tensor *out, float T,
                             int log_out);
 
 /* Cross-entropy at T = 1 with integer labels (I32, numel B, each in [0, K)):
@@ -46,25 +46,25 @@ kdcl_status kdcl_op_softmax(kdcl_ctx *ctx, const kdcl_tensor *z, kdcl_tensor *ou
  * A label outside [0, K) is never used as an index: that row's loss and
  * whole dz row are NaN (so a NaN check on the loss catches bad labels) and
  * the row counts as an error. */
-kdcl_status kdcl_op_softmax_xent(kdcl_ctx *ctx, const kdcl_tensor *z, const kdcl_tensor *labels,
+KDCL_API kdcl_status kdcl_op_softmax_xent(kdcl_ctx *ctx, const kdcl_tensor *z, const kdcl_tensor *labels,
                                  kdcl_tensor *loss, kdcl_tensor *dz, float grad_scale,
                                  kdcl_tensor *errors);
 
 /* idx[b] = argmax_k z[b, k] (first index on ties); idx: I32 numel B. */
-kdcl_status kdcl_op_argmax(kdcl_ctx *ctx, const kdcl_tensor *z, kdcl_tensor *idx);
+KDCL_API kdcl_status kdcl_op_argmax(kdcl_ctx *ctx, const kdcl_tensor *z, kdcl_tensor *idx);
 
 /* acc[acc_index] += sum(x[0..n)) for F32 x (n <= numel, n < 2^32) and F32 acc
  * (acc_index < numel). Done by one work-group in a fixed order, so the result
  * is deterministic for a given device and n; used to accumulate per-step
  * losses on the device so the host reads one scalar per logging interval.
  * n == 0 enqueues nothing. */
-kdcl_status kdcl_op_reduce_add(kdcl_ctx *ctx, const kdcl_tensor *x, size_t n, kdcl_tensor *acc,
+KDCL_API kdcl_status kdcl_op_reduce_add(kdcl_ctx *ctx, const kdcl_tensor *x, size_t n, kdcl_tensor *acc,
                                size_t acc_index);
 
 /* Confusion counts: conf[y_b * K + argmax_k z[b, k]] += 1 for each row b
  * (conf: I32 numel K*K, an accumulator: zero it before the first batch).
  * Rows whose label lies outside [0, K) are skipped. */
-kdcl_status kdcl_op_confusion(kdcl_ctx *ctx, const kdcl_tensor *z, const kdcl_tensor *labels,
+KDCL_API kdcl_status kdcl_op_confusion(kdcl_ctx *ctx, const kdcl_tensor *z, const kdcl_tensor *labels,
                               kdcl_tensor *conf);
 
 #ifdef __cplusplus

@@ -65,7 +65,7 @@ typedef struct kdcl_model_spec {
 
 /* A layer spec with PyTorch's defaults for `kind` (bias on, stride 0 =
  * kernel for pools, BatchNorm eps 1e-5 and momentum 0.1). */
-kdcl_layer_spec kdcl_layer_spec_default(kdcl_layer_kind kind);
+KDCL_API kdcl_layer_spec kdcl_layer_spec_default(kdcl_layer_kind kind);
 
 /* Parse an architecture:
  *   "784-1200-1200-10"  Linear layers with ReLU between them (the input size
@@ -82,25 +82,25 @@ kdcl_layer_spec kdcl_layer_spec_default(kdcl_layer_kind kind);
  *   "@file.json": a JSON list of layers in the kdcl.model format.
  * n_classes (>= 1) gives K and the presets' output size. Errors name the bad
  * token and its 1-based character position. */
-kdcl_status kdcl_model_spec_parse(const char *text, size_t n_classes, kdcl_model_spec *out);
-void kdcl_model_spec_free(kdcl_model_spec *s);
+KDCL_API kdcl_status kdcl_model_spec_parse(const char *text, size_t n_classes, kdcl_model_spec *out);
+KDCL_API void kdcl_model_spec_free(kdcl_model_spec *s);
 /* Deep copy. */
-kdcl_status kdcl_model_spec_copy(const kdcl_model_spec *s, kdcl_model_spec *out);
+KDCL_API kdcl_status kdcl_model_spec_copy(const kdcl_model_spec *s, kdcl_model_spec *out);
 /* The kdcl.model JSON of a spec (malloc'ed string) and back. The JSON is a
  * list of {"type": <PyTorch class>, "args": {<constructor keyword args>}}
  * (residual blocks: {"type": "Residual", "body": [...], "shortcut": [...] or
  * null}); in_features of Linear, in_channels of Conv2d and num_features of
  * BatchNorm are written, so input shapes are needed: see kdcl_model_to_json. */
-kdcl_status kdcl_model_spec_from_json(const char *json, kdcl_model_spec *out);
+KDCL_API kdcl_status kdcl_model_spec_from_json(const char *json, kdcl_model_spec *out);
 /* A spec as the multi-layer perceptron "A-B-...-K" of the past: Flatten,
  * then Linear layers with ReLU between, Dropout(drop_in) before the first
  * and Dropout(drop_hidden) after each hidden ReLU when those are > 0. */
-kdcl_status kdcl_model_spec_mlp(const size_t *sizes, size_t n_sizes, float drop_in,
+KDCL_API kdcl_status kdcl_model_spec_mlp(const size_t *sizes, size_t n_sizes, float drop_in,
                                 float drop_hidden, kdcl_model_spec *out);
 /* Set the rate of every Dropout layer of a spec whose "A-B-...-K" form had
  * none: inserts Dropout(drop_in) first and Dropout(drop_hidden) after every
  * ReLU that follows a Linear (used by --dropout). */
-kdcl_status kdcl_model_spec_add_dropout(kdcl_model_spec *s, float drop_in, float drop_hidden);
+KDCL_API kdcl_status kdcl_model_spec_add_dropout(kdcl_model_spec *s, float drop_in, float drop_hidden);
 
 /* ---- the model ---- */
 
@@ -112,7 +112,7 @@ typedef struct kdcl_model kdcl_model;
  * a wrong rank) is refused naming the layer; a batch whose estimated device
  * memory (kdcl_model_check_memory) exceeds the device is refused with
  * KDCL_ERR_OOM before its buffers are allocated. */
-kdcl_status kdcl_model_create(kdcl_ctx *ctx, const kdcl_model_spec *spec, size_t c, size_t h,
+KDCL_API kdcl_status kdcl_model_create(kdcl_ctx *ctx, const kdcl_model_spec *spec, size_t c, size_t h,
                               size_t w, size_t max_batch, kdcl_model **out);
 
 /* Device memory of a model at a batch size: what it holds besides the batch
@@ -128,99 +128,96 @@ typedef struct kdcl_model_mem {
     uint64_t total;        /* fixed + activations */
     uint64_t largest;      /* the largest single buffer */
 } kdcl_model_mem;
-kdcl_status kdcl_model_memory(const kdcl_model *m, size_t batch, kdcl_model_mem *out);
+KDCL_API kdcl_status kdcl_model_memory(const kdcl_model *m, size_t batch, kdcl_model_mem *out);
 /* KDCL_ERR_OOM, with the sizes and the device's limits (global memory, largest
  * buffer), when the model at `batch` does not fit the device. */
-kdcl_status kdcl_model_check_memory(const kdcl_model *m, size_t batch);
-void kdcl_model_destroy(kdcl_model *m);
+KDCL_API kdcl_status kdcl_model_check_memory(const kdcl_model *m, size_t batch);
+KDCL_API void kdcl_model_destroy(kdcl_model *m);
 
 /* He initialisation, normal with std sqrt(2 / fan_in) (fan_in = in_features
  * or C*KH*KW), biases 0, BatchNorm weight 1 / bias 0 / running mean 0 / var 1,
  * drawn layer by layer in order from one seeded generator: the weights of a
  * Linear-only model equal those of kdcl's earlier MLP for the same seed. */
-kdcl_status kdcl_model_init(kdcl_model *m, uint64_t seed);
+KDCL_API kdcl_status kdcl_model_init(kdcl_model *m, uint64_t seed);
 
-kdcl_ctx *kdcl_model_ctx(const kdcl_model *m);
-const kdcl_model_spec *kdcl_model_spec_of(const kdcl_model *m);
+KDCL_API kdcl_ctx *kdcl_model_ctx(const kdcl_model *m);
+KDCL_API const kdcl_model_spec *kdcl_model_spec_of(const kdcl_model *m);
 /* Input shape; input elements per example (C*H*W); classes (logit width). */
-void kdcl_model_input_shape(const kdcl_model *m, size_t *c, size_t *h, size_t *w);
-size_t kdcl_model_in_dim(const kdcl_model *m);
-size_t kdcl_model_classes(const kdcl_model *m);
-size_t kdcl_model_max_batch(const kdcl_model *m);
-size_t kdcl_model_batch(const kdcl_model *m);
+KDCL_API void kdcl_model_input_shape(const kdcl_model *m, size_t *c, size_t *h, size_t *w);
+KDCL_API size_t kdcl_model_in_dim(const kdcl_model *m);
+KDCL_API size_t kdcl_model_classes(const kdcl_model *m);
+KDCL_API size_t kdcl_model_max_batch(const kdcl_model *m);
+KDCL_API size_t kdcl_model_batch(const kdcl_model *m);
 /* Number of top-level layers, and layer i's kind and output elements per example. */
-size_t kdcl_model_n_layers(const kdcl_model *m);
-kdcl_layer_kind kdcl_model_layer_kind(const kdcl_model *m, size_t i);
-size_t kdcl_model_layer_out_dim(const kdcl_model *m, size_t i);
+KDCL_API size_t kdcl_model_n_layers(const kdcl_model *m);
+KDCL_API kdcl_layer_kind kdcl_model_layer_kind(const kdcl_model *m, size_t i);
+KDCL_API size_t kdcl_model_layer_out_dim(const kdcl_model *m, size_t i);
 /* Check that examples of shape [c, h, w] fit the model. A model that starts
  * with Flatten (an MLP) takes any shape with the same C*H*W and is rebound to
  * it (for translations of the right image size); others need the exact shape. */
-kdcl_status kdcl_model_fit_input(kdcl_model *m, size_t c, size_t h, size_t w);
+KDCL_API kdcl_status kdcl_model_fit_input(kdcl_model *m, size_t c, size_t h, size_t w);
 /* "784-1200-10" for a model made of Flatten/Linear/ReLU/Dropout only, else
  * the compact spec; written into buf. */
-void kdcl_model_describe(const kdcl_model *m, char *buf, size_t size);
+KDCL_API void kdcl_model_describe(const kdcl_model *m, char *buf, size_t size);
 /* Trainable parameters (weights + biases + BatchNorm affine). */
-size_t kdcl_model_n_params(const kdcl_model *m);
+KDCL_API size_t kdcl_model_n_params(const kdcl_model *m);
 /* Multiply-adds of one example's forward pass. */
-double kdcl_model_macs(const kdcl_model *m);
+KDCL_API double kdcl_model_macs(const kdcl_model *m);
 
 /* Rows of the next forward/backward (1..max_batch); reshapes the activations. */
-kdcl_status kdcl_model_set_batch(kdcl_model *m, size_t batch);
+KDCL_API kdcl_status kdcl_model_set_batch(kdcl_model *m, size_t batch);
 
 /* The input batch (F32 [batch, C*H*W], NCHW per example): fill it, or use
  * kdcl_model_load_u8. */
-kdcl_tensor *kdcl_model_input(kdcl_model *m);
+KDCL_API kdcl_tensor *kdcl_model_input(kdcl_model *m);
 /* Logits (F32 [batch, classes]) of the last forward, and their gradient,
  * which the loss fills (already divided by the batch size) before
  * kdcl_model_backward. */
-kdcl_tensor *kdcl_model_logits(kdcl_model *m);
-kdcl_tensor *kdcl_model_dlogits(kdcl_model *m);
+KDCL_API kdcl_tensor *kdcl_model_logits(kdcl_model *m);
+KDCL_API kdcl_tensor *kdcl_model_dlogits(kdcl_model *m);
 /* Output of top-level layer i of the last forward (F32 [batch, out_dim]). */
-const kdcl_tensor *kdcl_model_output(kdcl_model *m, size_t i);
+KDCL_API const kdcl_tensor *kdcl_model_output(kdcl_model *m, size_t i);
 
 /* The input transform x = (u8 / 255 - mean[c]) / std[c], one entry per
  * channel (default mean 0, std 1). Both finite, std > 0 and
  * (1 + |mean|) / std <= KDCL_INPUT_NORM_MAX, so that |x| stays below it. */
 #define KDCL_INPUT_NORM_MAX 1e9
-kdcl_status kdcl_model_set_input_norm(kdcl_model *m, const float *mean, const float *std);
-void kdcl_model_input_norm(const kdcl_model *m, float *mean, float *std);
+KDCL_API kdcl_status kdcl_model_set_input_norm(kdcl_model *m, const float *mean, const float *std);
+KDCL_API void kdcl_model_input_norm(const kdcl_model *m, float *mean, float *std);
 
 /* Fill the input batch from `count` u8 examples in HWC order (a dataset's
  * layout) with the model's input transform, translated by up to max_shift
  * pixels and (flip != 0) mirrored per example as drawn from (seed, step). */
-kdcl_status kdcl_model_load_u8(kdcl_model *m, const kdcl_tensor *u8, size_t count, int max_shift,
+KDCL_API kdcl_status kdcl_model_load_u8(kdcl_model *m, const kdcl_tensor *u8, size_t count, int max_shift,
                                int flip, uint64_t seed, uint64_t step);
 
 /* Forward of the input batch to the logits. train != 0: dropout masks drawn
  * from (seed, step), BatchNorm on batch statistics (and its running
  * statistics updated); train == 0: no dropout, running statistics. */
-kdcl_status kdcl_model_forward(kdcl_model *m, int train, uint64_t seed, uint64_t step);
+KDCL_API kdcl_status kdcl_model_forward(kdcl_model *m, int train, uint64_t seed, uint64_t step);
 /* Test-mode forward of `count` u8 examples (set_batch + load_u8 + forward). */
-kdcl_status kdcl_model_forward_u8(kdcl_model *m, const kdcl_tensor *u8, size_t count);
+KDCL_API kdcl_status kdcl_model_forward_u8(kdcl_model *m, const kdcl_tensor *u8, size_t count);
 
 /* Add alpha * g (F32, batch * out_dim(i) elements) to the gradient that
  * reaches the output of top-level layer i in the next kdcl_model_backward
  * (e.g. a hint loss on an intermediate layer). Pending additions are used
  * once and cleared by kdcl_model_backward. At most 8 at a time. */
-kdcl_status kdcl_model_add_grad(kdcl_model *m, size_t i, const kdcl_tensor *g, float alpha);
+KDCL_API kdcl_status kdcl_model_add_grad(kdcl_model *m, size_t i, const kdcl_tensor *g, float alpha);
 
 /* Backward from the logits' gradient through every layer (with the
  * activations and masks of the last forward) into the gradient buffer. */
-kdcl_status kdcl_model_backward(kdcl_model *m);
+KDCL_API kdcl_status kdcl_model_backward(kdcl_model *m);
 
-/* Per-layer device time: with a profiler set (NULL: off), every top-level
- * layer's forward and backward ends a section of it named like
- * "3 Conv2d fwd" / "3 Conv2d bwd" (layers fused into a Linear / Conv2d are
- * timed with it). See profile.h. */
-struct kdcl_profiler;
-void kdcl_model_set_profiler(kdcl_model *m, struct kdcl_profiler *p);
+/* Per-layer device time: a profiler on the model's context
+ * (kdcl_ctx_set_profiler, kdcl/profile.h) sees the top-level layers as
+ * scopes "<name> <Type> fwd" / "<name> <Type> bwd". */
 
 /* ---- parameters ---- */
 
 /* The flat parameter and gradient buffers (F32; the tensors start at aligned
  * offsets, gaps are zero and stay zero). */
-kdcl_tensor *kdcl_model_params(kdcl_model *m);
-kdcl_tensor *kdcl_model_grads(kdcl_model *m);
+KDCL_API kdcl_tensor *kdcl_model_params(kdcl_model *m);
+KDCL_API kdcl_tensor *kdcl_model_grads(kdcl_model *m);
 
 /* One trainable tensor of the flat buffer. rows x cols is the matrix whose
  * rows max-norm constrains (Linear: out x in, Conv2d: OC x C*KH*KW); rows = 0
@@ -233,19 +230,19 @@ typedef struct kdcl_param_range {
 } kdcl_param_range;
 /* The model's trainable tensors in state_dict order (the array stays valid
  * for the model's lifetime). */
-const kdcl_param_range *kdcl_model_param_ranges(const kdcl_model *m, size_t *n);
+KDCL_API const kdcl_param_range *kdcl_model_param_ranges(const kdcl_model *m, size_t *n);
 
 /* Host copies of the trainable parameters, packed in kdcl_model_param_ranges
  * order (kdcl_model_n_params floats): for an MLP, W0, b0, W1, b1, ... as
  * before. */
-kdcl_status kdcl_model_get_params(kdcl_model *m, float *host);
-kdcl_status kdcl_model_set_params(kdcl_model *m, const float *host);
+KDCL_API kdcl_status kdcl_model_get_params(kdcl_model *m, float *host);
+KDCL_API kdcl_status kdcl_model_set_params(kdcl_model *m, const float *host);
 
 /* The output layer (the last Linear): its weight and bias ranges. */
-kdcl_status kdcl_model_output_layer(const kdcl_model *m, kdcl_param_range *weight,
+KDCL_API kdcl_status kdcl_model_output_layer(const kdcl_model *m, kdcl_param_range *weight,
                                     kdcl_param_range *bias);
 /* Add `offset` to the output layer's bias of each class in classes[0..n). */
-kdcl_status kdcl_model_adjust_bias(kdcl_model *m, const size_t *classes, size_t n_classes,
+KDCL_API kdcl_status kdcl_model_adjust_bias(kdcl_model *m, const size_t *classes, size_t n_classes,
                                    float offset);
 
 /* The GEMMs of one training step (forward + backward) at batch B, as
@@ -258,7 +255,7 @@ typedef struct kdcl_gemm_shape {
     size_t count;
     char what[80]; /* "1 Linear forward", ... */
 } kdcl_gemm_shape;
-size_t kdcl_model_gemm_shapes(const kdcl_model *m, size_t B, kdcl_gemm_shape *out, size_t cap);
+KDCL_API size_t kdcl_model_gemm_shapes(const kdcl_model *m, size_t B, kdcl_gemm_shape *out, size_t cap);
 
 /* ---- checkpoints ---- */
 
@@ -266,7 +263,7 @@ size_t kdcl_model_gemm_shapes(const kdcl_model *m, size_t B, kdcl_gemm_shape *ou
  * torch.nn.Sequential in "kdcl.model" (with BatchNorm running statistics and
  * num_batches_tracked), the input transform as "kdcl.input_mean" and
  * "kdcl.input_std", plus meta key/value pairs. NaN/Inf parameters are refused. */
-kdcl_status kdcl_model_save(kdcl_model *m, const char *path, const char *const *meta_keys,
+KDCL_API kdcl_status kdcl_model_save(kdcl_model *m, const char *path, const char *const *meta_keys,
                             const char *const *meta_values, size_t n_meta);
 
 /* Load a checkpoint: from its "kdcl.model" metadata, or an older MLP file
@@ -283,19 +280,19 @@ kdcl_status kdcl_model_save(kdcl_model *m, const char *path, const char *const *
  * for its metadata (free with kdcl_st_free). */
 #define KDCL_CHECKPOINT_MAX_ACTS ((size_t)1 << 28)
 struct kdcl_st_file;
-kdcl_status kdcl_model_load(kdcl_ctx *ctx, const char *path, size_t max_batch,
+KDCL_API kdcl_status kdcl_model_load(kdcl_ctx *ctx, const char *path, size_t max_batch,
                             kdcl_model **out, struct kdcl_st_file *meta);
 /* kdcl_model_load at the largest batch in [min_batch, max_batch] whose buffers
  * fit the device: max_batch, halved while the activations exceed the device's
  * largest allocation (or its memory); kdcl_model_max_batch says which. For
  * evaluation, where the batch is only a matter of speed. */
-kdcl_status kdcl_model_load_fit(kdcl_ctx *ctx, const char *path, size_t max_batch,
+KDCL_API kdcl_status kdcl_model_load_fit(kdcl_ctx *ctx, const char *path, size_t max_batch,
                                 size_t min_batch, kdcl_model **out, struct kdcl_st_file *meta);
 
 /* A new model of the same architecture and input with the output layer
  * replaced by one of n_out classes (a specialist of a generalist): every
  * other parameter copied, the new output layer initialised from `seed`. */
-kdcl_status kdcl_model_replace_output(kdcl_model *src, size_t n_out, size_t max_batch,
+KDCL_API kdcl_status kdcl_model_replace_output(kdcl_model *src, size_t n_out, size_t max_batch,
                                       uint64_t seed, kdcl_model **out);
 
 #ifdef __cplusplus

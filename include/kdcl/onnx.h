@@ -66,7 +66,7 @@ typedef struct kdcl_onnx_opts {
 } kdcl_onnx_opts;
 
 /* 1 when the library was built with ONNX export (protobuf-c), else 0. */
-int kdcl_onnx_available(void);
+KDCL_API int kdcl_onnx_available(void);
 
 /* Write the model as an ONNX file at `path` (opts may be NULL: logits, float
  * input). The file is written atomically (a temporary file renamed over
@@ -74,7 +74,7 @@ int kdcl_onnx_available(void);
  * model over protobuf's 2 GiB limit, an I/O error) nothing is left at
  * `path` and an existing file there is untouched. Parameters are read from
  * the device (the model's last uploaded or trained values). */
-kdcl_status kdcl_model_export_onnx(kdcl_model *m, const char *path, const kdcl_onnx_opts *opts);
+KDCL_API kdcl_status kdcl_model_export_onnx(kdcl_model *m, const char *path, const kdcl_onnx_opts *opts);
 
 #ifdef __cplusplus
 }

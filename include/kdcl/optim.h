@@ -22,31 +22,31 @@ typedef struct kdcl_optim_opts {
     float max_norm;         /* <= 0: off */
 } kdcl_optim_opts;
 
-void kdcl_optim_opts_default(kdcl_optim_opts *o);
+KDCL_API void kdcl_optim_opts_default(kdcl_optim_opts *o);
 /* "sgd", "nesterov", "adam", "adamw" -> kind (+ nesterov); -1 if unknown. */
-int kdcl_optim_parse(const char *name, kdcl_optim_opts *o);
+KDCL_API int kdcl_optim_parse(const char *name, kdcl_optim_opts *o);
 
 typedef struct kdcl_optim kdcl_optim;
 
 /* State (velocity, or Adam's two moments) for m's parameter buffer, zero. */
-kdcl_status kdcl_optim_create(kdcl_model *m, const kdcl_optim_opts *o, kdcl_optim **out);
-void kdcl_optim_destroy(kdcl_optim *opt);
+KDCL_API kdcl_status kdcl_optim_create(kdcl_model *m, const kdcl_optim_opts *o, kdcl_optim **out);
+KDCL_API void kdcl_optim_destroy(kdcl_optim *opt);
 /* The state buffers (same layout as the parameters): i = 0 the SGD velocity
  * or Adam's first moment, i = 1 Adam's second moment (NULL for SGD). For
  * checkpoints that resume and for tests. */
-kdcl_tensor *kdcl_optim_state(kdcl_optim *opt, int i);
+KDCL_API kdcl_tensor *kdcl_optim_state(kdcl_optim *opt, int i);
 /* Adam's step count (the bias corrections depend on it); resumed runs set it. */
-uint64_t kdcl_optim_steps(const kdcl_optim *opt);
-void kdcl_optim_set_steps(kdcl_optim *opt, uint64_t t);
+KDCL_API uint64_t kdcl_optim_steps(const kdcl_optim *opt);
+KDCL_API void kdcl_optim_set_steps(kdcl_optim *opt, uint64_t t);
 /* Zero the state (and Adam's step count). */
-kdcl_status kdcl_optim_reset(kdcl_optim *opt);
+KDCL_API kdcl_status kdcl_optim_reset(kdcl_optim *opt);
 
 /* One update of every parameter from the model's gradients. SGD: lr and
  * momentum as given; Adam: lr (momentum ignored), the step count advances.
  * Without max-norm (and with SGD or Adam alike) one launch covers the whole
  * buffer; with max-norm each constrained matrix gets a fused update +
  * max-norm launch (SGD) or an update then a max-norm launch (Adam). */
-kdcl_status kdcl_optim_step(kdcl_optim *opt, float lr, float momentum);
+KDCL_API kdcl_status kdcl_optim_step(kdcl_optim *opt, float lr, float momentum);
 
 /* Learning-rate schedules, evaluated per step. */
 typedef enum kdcl_sched_kind {
@@ -70,10 +70,10 @@ typedef struct kdcl_schedule {
 
 /* The rate at step `step` (0-based) of epoch `epoch` (0-based) with
  * steps_per_epoch steps, and the momentum of an epoch. */
-double kdcl_schedule_lr(const kdcl_schedule *s, size_t epoch, size_t step, size_t steps_per_epoch);
-double kdcl_schedule_momentum(const kdcl_schedule *s, size_t epoch);
+KDCL_API double kdcl_schedule_lr(const kdcl_schedule *s, size_t epoch, size_t step, size_t steps_per_epoch);
+KDCL_API double kdcl_schedule_momentum(const kdcl_schedule *s, size_t epoch);
 /* "exp", "step:E[:G]", "cosine[:LRMIN]" -> kind and its numbers. */
-kdcl_status kdcl_schedule_parse(const char *text, kdcl_schedule *s);
+KDCL_API kdcl_status kdcl_schedule_parse(const char *text, kdcl_schedule *s);
 
 #ifdef __cplusplus
 }

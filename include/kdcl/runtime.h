@@ -4,10 +4,6 @@
 #ifndef KDCL_RUNTIME_H
 #define KDCL_RUNTIME_H
 
-#ifndef CL_TARGET_OPENCL_VERSION
-#define CL_TARGET_OPENCL_VERSION 120
-#endif
-#include <CL/cl.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,10 +13,18 @@
 extern "C" {
 #endif
 
+/* OpenCL's handles, declared without the OpenCL headers: struct _cl_mem * is
+ * cl_mem, and so on. The public headers need nothing of OpenCL; the calls
+ * that take or return OpenCL objects are in kdcl/opencl.h. */
+struct _cl_platform_id;
+struct _cl_device_id;
+struct _cl_mem;
+struct _cl_event;
+
 typedef struct kdcl_device_info {
     unsigned platform_index, device_index;  /* "P:D" */
-    cl_platform_id platform;
-    cl_device_id device;
+    struct _cl_platform_id *platform; /* cl_platform_id */
+    struct _cl_device_id *device;     /* cl_device_id */
     char platform_name[256];
     char platform_vendor[256]; /* "The pocl project", "Intel(R) Corporation", ... */
     char platform_version[128];
@@ -29,7 +33,7 @@ typedef struct kdcl_device_info {
     char driver_version[128];
     char device_version[128];
     char opencl_c_version[128];
-    cl_device_type type;
+    uint64_t type;       /* cl_device_type: CL_DEVICE_TYPE_* bits */
     unsigned compute_units;
     unsigned clock_mhz;
     uint64_t global_mem;
@@ -48,10 +52,10 @@ typedef struct kdcl_device_info {
  * stays under max_alloc per buffer, and falls back (streamed data, soft targets
  * per batch, GEMMs without packing) where a buffer would not fit. A malformed
  * value -> KDCL_ERR_INVALID_ARG. */
-kdcl_status kdcl_list_devices(kdcl_device_info **out, size_t *n);
+KDCL_API kdcl_status kdcl_list_devices(kdcl_device_info **out, size_t *n);
 
 /* "GPU", "CPU", "ACCELERATOR", ... for a device type bitfield. */
-const char *kdcl_device_type_name(cl_device_type t);
+KDCL_API const char *kdcl_device_type_name(uint64_t t);
 
 /* Pick a device by spec (pure function, no OpenCL calls; case-insensitive):
  *   NULL or ""          first GPU, else the first device
@@ -71,20 +75,18 @@ const char *kdcl_device_type_name(cl_device_type t);
  *   else the first. Several on different platforms: KDCL_ERR_NO_DEVICE listing
  *   the candidates (name one as P:D or NAME:cpu / NAME:gpu).
  * No match -> KDCL_ERR_NO_DEVICE listing the devices. */
-kdcl_status kdcl_select_device(const char *spec, const kdcl_device_info *devs, size_t n,
+KDCL_API kdcl_status kdcl_select_device(const char *spec, const kdcl_device_info *devs, size_t n,
                                size_t *chosen);
 
 typedef struct kdcl_ctx kdcl_ctx;
 
 /* Create a context on the device chosen by spec (NULL: $KDCL_DEVICE, else
  * the default rule above). The queue is in-order with profiling enabled. */
-kdcl_status kdcl_ctx_create(const char *spec, kdcl_ctx **out);
-void kdcl_ctx_destroy(kdcl_ctx *ctx);
+KDCL_API kdcl_status kdcl_ctx_create(const char *spec, kdcl_ctx **out);
+KDCL_API void kdcl_ctx_destroy(kdcl_ctx *ctx);
 
-const kdcl_device_info *kdcl_ctx_device(const kdcl_ctx *ctx);
-cl_context kdcl_ctx_cl(const kdcl_ctx *ctx);
-cl_command_queue kdcl_ctx_queue(const kdcl_ctx *ctx);
-kdcl_status kdcl_ctx_finish(kdcl_ctx *ctx);
+KDCL_API const kdcl_device_info *kdcl_ctx_device(const kdcl_ctx *ctx);
+KDCL_API kdcl_status kdcl_ctx_finish(kdcl_ctx *ctx);
 
 /* Program-cache statistics of this context (for benchmarks). */
 typedef struct kdcl_build_stats {
@@ -93,37 +95,23 @@ typedef struct kdcl_build_stats {
     unsigned cache_rejects; /* corrupt/stale cache entries that were rebuilt */
     double build_seconds;   /* wall time spent in building/loading */
 } kdcl_build_stats;
-kdcl_build_stats kdcl_ctx_build_stats(const kdcl_ctx *ctx);
-
-/* Build (or load from the cache) a program from source text. `name` is used
- * in messages. A build failure returns KDCL_ERR_BUILD with the device name
- * and the full build log in the message. The caller owns *out. */
-kdcl_status kdcl_program_build(kdcl_ctx *ctx, const char *name, const char *source,
-                               size_t len, const char *options, cl_program *out);
-
-/* The program built from cl/<program>.cl (embedded; or $KDCL_KERNEL_DIR/<program>.cl
- * when that variable is set), built once per context and kept. */
-kdcl_status kdcl_program_get(kdcl_ctx *ctx, const char *program, cl_program *out);
-
-/* A kernel of cl/<program>.cl, created once per context and kept (owned by ctx). */
-kdcl_status kdcl_kernel_get(kdcl_ctx *ctx, const char *program, const char *kernel,
-                            cl_kernel *out);
+KDCL_API kdcl_build_stats kdcl_ctx_build_stats(const kdcl_ctx *ctx);
 
 /* The source text of cl/<program>.cl as kdcl sees it (embedded or from
  * $KDCL_KERNEL_DIR). *out is malloc'ed, NUL-terminated. */
-kdcl_status kdcl_kernel_source(const char *program, char **out, size_t *len);
+KDCL_API kdcl_status kdcl_kernel_source(const char *program, char **out, size_t *len);
 
 /* Directory of the on-disk caches: $KDCL_CACHE_DIR, else $XDG_CACHE_HOME/kdcl,
  * else $HOME/.cache/kdcl. Writes into buf (created on demand when mkdir != 0). */
-kdcl_status kdcl_cache_dir(char *buf, size_t size, int mkdir);
+KDCL_API kdcl_status kdcl_cache_dir(char *buf, size_t size, int mkdir);
 
 /* Cache key of a program: hash of source, options, device name, platform and
  * driver version. Exposed for tests. */
-uint64_t kdcl_program_cache_key(const kdcl_device_info *dev, const char *source, size_t len,
+KDCL_API uint64_t kdcl_program_cache_key(const kdcl_device_info *dev, const char *source, size_t len,
                                 const char *options);
 
 /* 64-bit FNV-1a, incremental. */
-uint64_t kdcl_hash64(uint64_t h, const void *data, size_t n);
+KDCL_API uint64_t kdcl_hash64(uint64_t h, const void *data, size_t n);
 #define KDCL_HASH64_INIT 0xcbf29ce484222325ull
 
 #ifdef __cplusplus

@@ -41,11 +41,11 @@ typedef enum kdcl_dtype {
 } kdcl_dtype;
 
 /* "F32", "BF16", ...; "?" for an invalid value. */
-const char *kdcl_dtype_name(kdcl_dtype dt);
+KDCL_API const char *kdcl_dtype_name(kdcl_dtype dt);
 /* Bytes per element (0 for an invalid value). */
-size_t kdcl_dtype_size(kdcl_dtype dt);
+KDCL_API size_t kdcl_dtype_size(kdcl_dtype dt);
 /* Parse a safetensors dtype string; returns 0 on success, -1 if unknown. */
-int kdcl_dtype_from_name(const char *name, kdcl_dtype *out);
+KDCL_API int kdcl_dtype_from_name(const char *name, kdcl_dtype *out);
 
 typedef struct kdcl_st_tensor {
     char *name;
@@ -73,7 +73,7 @@ typedef struct kdcl_st_file {
  * left untouched. Tensor names must be unique, non-empty, valid UTF-8 and not
  * "__metadata__"; metadata keys must be unique (values any UTF-8 string).
  * Tensors are laid out contiguously in the given order. */
-kdcl_status kdcl_st_write(const char *path, const kdcl_st_tensor *tensors, size_t n_tensors,
+KDCL_API kdcl_status kdcl_st_write(const char *path, const kdcl_st_tensor *tensors, size_t n_tensors,
                           const char *const *meta_keys, const char *const *meta_values,
                           size_t n_meta);
 
@@ -81,20 +81,20 @@ kdcl_status kdcl_st_write(const char *path, const kdcl_st_tensor *tensors, size_
  * kdcl_st_free). On failure `out` is left zeroed. Errors: KDCL_ERR_IO (cannot
  * open/read), KDCL_ERR_FORMAT (malformed: sizes, JSON, dtypes, shapes,
  * offsets, overlaps, metadata, duplicate names), KDCL_ERR_OOM. */
-kdcl_status kdcl_st_read(const char *path, kdcl_st_file *out);
+KDCL_API kdcl_status kdcl_st_read(const char *path, kdcl_st_file *out);
 
 /* Tensor by name, NULL if absent. */
-const kdcl_st_tensor *kdcl_st_find(const kdcl_st_file *f, const char *name);
+KDCL_API const kdcl_st_tensor *kdcl_st_find(const kdcl_st_file *f, const char *name);
 /* Metadata value by key, NULL if absent. */
-const char *kdcl_st_meta(const kdcl_st_file *f, const char *key);
+KDCL_API const char *kdcl_st_meta(const kdcl_st_file *f, const char *key);
 
 /* Find an F32 tensor with exactly the given shape. Errors (KDCL_ERR_FORMAT):
  * missing tensor, wrong dtype, shape mismatch. */
-kdcl_status kdcl_st_get_f32(const kdcl_st_file *f, const char *name, size_t ndim,
+KDCL_API kdcl_status kdcl_st_get_f32(const kdcl_st_file *f, const char *name, size_t ndim,
                             const size_t *shape, const float **data);
 
 /* Free everything and zero the struct; safe on a zeroed struct and NULL. */
-void kdcl_st_free(kdcl_st_file *f);
+KDCL_API void kdcl_st_free(kdcl_st_file *f);
 
 #ifdef __cplusplus
 }

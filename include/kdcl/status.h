@@ -7,6 +7,22 @@
 #ifndef KDCL_STATUS_H
 #define KDCL_STATUS_H
 
+/* The version of the headers (kdcl_version(): that of the library loaded). */
+#define KDCL_VERSION "0.1.0"
+
+/* KDCL_API marks what libkdcl exports: the library is built with hidden
+ * visibility, so the functions declared in include/kdcl are its whole
+ * interface (the shared library exports nothing else). */
+#ifndef KDCL_API
+#if defined(_WIN32)
+#define KDCL_API
+#elif defined(__GNUC__) || defined(__clang__)
+#define KDCL_API __attribute__((visibility("default")))
+#else
+#define KDCL_API
+#endif
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -26,25 +42,35 @@ typedef enum kdcl_status {
     KDCL_ERR_INTERNAL = 11
 } kdcl_status;
 
+/* The library's version ("0.1.0"): that of the libkdcl actually loaded,
+ * which a caller can compare with the KDCL_VERSION it was compiled against. */
+KDCL_API const char *kdcl_version(void);
+
+/* Release memory the library allocated for a caller (strings and arrays that
+ * the documentation of a function says are the caller's to free). NULL is
+ * allowed. Use it rather than free() from bindings and from programs linked
+ * against another C runtime. */
+KDCL_API void kdcl_free(void *p);
+
 /* Message of the last error set on this thread ("" if none). */
-const char *kdcl_last_error(void);
+KDCL_API const char *kdcl_last_error(void);
 
 /* Short name of a status ("KDCL_ERR_IO"). */
-const char *kdcl_status_name(kdcl_status s);
+KDCL_API const char *kdcl_status_name(kdcl_status s);
 
 /* Record an error message (printf-style) and return `s`. Used by the library
  * and by extensions; message is truncated to a few KiB (build logs included). */
-kdcl_status kdcl_set_error(kdcl_status s, const char *fmt, ...)
+KDCL_API kdcl_status kdcl_set_error(kdcl_status s, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
 
 /* Clear the thread's error message. */
-void kdcl_clear_error(void);
+KDCL_API void kdcl_clear_error(void);
 
 /* Name of an OpenCL error code ("CL_OUT_OF_RESOURCES"), or "CL_ERROR(<n>)". */
-const char *kdcl_cl_error_name(int cl_err);
+KDCL_API const char *kdcl_cl_error_name(int cl_err);
 
 #ifdef __cplusplus
 }

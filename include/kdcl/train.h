@@ -30,22 +30,22 @@ typedef struct kdcl_batcher {
     kdcl_tensor batch_labels[2];   /* I32 [max_batch] */
     uint8_t *stage[2];
     int32_t *stage_labels[2];
-    cl_event pending[2];
+    struct _cl_event *pending[2]; /* cl_event */
     int cur;                       /* index of the buffer filled by the last load */
     size_t n_order;                /* entries of order in use (ds->n unless set_order) */
     size_t order_cap;              /* entries allocated in order / perm */
 } kdcl_batcher;
 
-kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_batch,
+KDCL_API kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_batch,
                                 kdcl_batcher *b);
 /* Order for an epoch: shuffled by (seed, epoch), or identity when shuffle == 0. */
-kdcl_status kdcl_batcher_epoch(kdcl_batcher *b, int shuffle, uint64_t seed, uint64_t epoch);
+KDCL_API kdcl_status kdcl_batcher_epoch(kdcl_batcher *b, int shuffle, uint64_t seed, uint64_t epoch);
 /* Use an explicit order: n indices into the dataset (repeats allowed, any n
  * >= 1); batches then cover order[0..n). */
-kdcl_status kdcl_batcher_set_order(kdcl_batcher *b, const size_t *order, size_t n);
+KDCL_API kdcl_status kdcl_batcher_set_order(kdcl_batcher *b, const size_t *order, size_t n);
 /* Assemble rows order[start .. start+count) into batch_u8[cur]/batch_labels[cur]. */
-kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count);
-void kdcl_batcher_destroy(kdcl_batcher *b);
+KDCL_API kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count);
+KDCL_API void kdcl_batcher_destroy(kdcl_batcher *b);
 
 typedef struct kdcl_train_opts {
     size_t epochs;
@@ -133,13 +133,13 @@ typedef struct kdcl_train_opts {
 typedef struct kdcl_train_state_info {
     size_t epoch, epochs, step, steps;
 } kdcl_train_state_info;
-kdcl_status kdcl_train_state_info_read(const char *path, kdcl_train_state_info *info);
+KDCL_API kdcl_status kdcl_train_state_info_read(const char *path, kdcl_train_state_info *info);
 
-void kdcl_train_opts_default(kdcl_train_opts *o);
+KDCL_API void kdcl_train_opts_default(kdcl_train_opts *o);
 
 /* The schedule and optimiser settings of a set of options. */
-kdcl_schedule kdcl_train_schedule(const kdcl_train_opts *o);
-kdcl_optim_opts kdcl_train_optim_opts(const kdcl_train_opts *o);
+KDCL_API kdcl_schedule kdcl_train_schedule(const kdcl_train_opts *o);
+KDCL_API kdcl_optim_opts kdcl_train_optim_opts(const kdcl_train_opts *o);
 
 /* Loss of a training step: fill kdcl_model_dlogits(m) with dL/dlogits (divided by the
  * batch size), write the per-example loss into loss (F32 [B]) and add this
@@ -163,8 +163,38 @@ typedef struct kdcl_epoch_stats {
 /* Train m on ds. loss_fn NULL: cross-entropy. `last` (may be NULL) receives
  * the last epoch's statistics. Stops with KDCL_ERR_NUMERIC naming the epoch
  * and step if the loss becomes NaN/Inf. */
-kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_opts *o,
+KDCL_API kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_opts *o,
                        kdcl_loss_fn loss_fn, void *loss_user, kdcl_epoch_stats *last);
+
+/* One step at a time: the steps kdcl_train runs, for a caller that drives
+ * or times them itself (kdcl bench profiles the library's own step this
+ * way). A trainer owns a batcher over ds (resident or streaming as
+ * kdcl_train's), the loss accumulators and, unless o->optim is given, an
+ * optimiser made from the options; the model, the data and the options'
+ * pointers must outlive it. Custom sampling (o->sample), validation,
+ * metrics, logging and training states are kdcl_train's alone. */
+typedef struct kdcl_trainer kdcl_trainer;
+KDCL_API kdcl_status kdcl_trainer_create(kdcl_model *m, const kdcl_dataset *ds,
+                                         const kdcl_train_opts *o, kdcl_loss_fn loss_fn,
+                                         void *loss_user, kdcl_trainer **out);
+/* Start epoch `epoch` (from 1): the example order shuffled by (o->seed,
+ * epoch) as kdcl_train draws it; the epoch's loss and error sums reset. */
+KDCL_API kdcl_status kdcl_trainer_epoch(kdcl_trainer *t, size_t epoch);
+/* Steps per epoch: ceil(examples / batch). */
+KDCL_API size_t kdcl_trainer_steps(const kdcl_trainer *t);
+/* 1 when the data lives on the device (a step then never waits on the host:
+ * it may be enqueued behind a gated profiler). */
+KDCL_API int kdcl_trainer_resident(const kdcl_trainer *t);
+/* Enqueue step `step` (0-based) of the current epoch with this learning rate
+ * and momentum: exactly kdcl_train's step (jitter and dropout drawn from the
+ * global step number). Returns without waiting for the device. With a
+ * profile open on the context, its scopes are the phases "data", "forward",
+ * "loss", "backward", "optimizer" (and the layers, at KDCL_PROF_LAYERS). */
+KDCL_API kdcl_status kdcl_trainer_step(kdcl_trainer *t, size_t step, float lr, float momentum);
+/* Mean loss and error rate over the epoch's examples so far, divided by the
+ * epoch's size (waits for the device). */
+KDCL_API kdcl_status kdcl_trainer_stats(kdcl_trainer *t, double *loss, double *error);
+KDCL_API void kdcl_trainer_destroy(kdcl_trainer *t);
 
 typedef struct kdcl_eval_result {
     size_t n, errors;
@@ -177,12 +207,12 @@ typedef struct kdcl_eval_result {
  * the model has outputs (the check kdcl_evaluate, kdcl_train and the logits
  * helpers make); rebinds an MLP to the data's image shape. Errors
  * (KDCL_ERR_INVALID_ARG) start with `what`, e.g. the checkpoint's path. */
-kdcl_status kdcl_check_fit(kdcl_model *m, const kdcl_dataset *ds, const char *what);
+KDCL_API kdcl_status kdcl_check_fit(kdcl_model *m, const kdcl_dataset *ds, const char *what);
 
 /* Test-mode (no dropout) evaluation; want_confusion allocates the matrix. */
-kdcl_status kdcl_evaluate(kdcl_model *m, const kdcl_dataset *ds, int want_confusion,
+KDCL_API kdcl_status kdcl_evaluate(kdcl_model *m, const kdcl_dataset *ds, int want_confusion,
                           kdcl_eval_result *r);
-void kdcl_eval_result_free(kdcl_eval_result *r);
+KDCL_API void kdcl_eval_result_free(kdcl_eval_result *r);
 
 #ifdef __cplusplus
 }

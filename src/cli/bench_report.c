@@ -24,7 +24,7 @@
 #endif
 
 #include "cli/bench_report.h"
-#include "io/atomic_file.h"
+#include "kdcl/file.h"
 
 /* ---- the document ---- */
 
@@ -93,7 +93,7 @@ static int sb_write(sbuf *b, const char *dir, const char *name)
         errno = ENOMEM;
         return fail(name, dir);
     }
-    kdcl_status s = kdcl__write_file_atomic(path, b->p ? b->p : "", b->n);
+    kdcl_status s = kdcl_write_file_atomic(path, b->p ? b->p : "", b->n);
     if (s) {
         fprintf(stderr, "kdcl bench: %s\n", kdcl_last_error());
         return 1;

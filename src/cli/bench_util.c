@@ -71,11 +71,12 @@ kdcl_status bench_gemm_run(kdcl_ctx *ctx, const bench_gemm_bufs *g, kdcl_trans t
 kdcl_status bench_gemm_time(kdcl_ctx *ctx, const bench_gemm_bufs *g, kdcl_trans ta,
                             kdcl_trans tb, size_t m, size_t n, size_t k, double *sec)
 {
-    kdcl_profiler p;
-    kdcl_status s = kdcl_profiler_begin(&p, ctx, 1);
-    if (s) return s;
-    if (!(s = bench_gemm_run(ctx, g, ta, tb, m, n, k)) && !(s = kdcl_profiler_mark(&p, "gemm")))
-        s = kdcl_profiler_end(&p, sec);
-    kdcl_profiler_free(&p);
+    kdcl_profiler *p = NULL;
+    kdcl_status s = kdcl_profiler_create(ctx, &p);
+    if (!s) s = kdcl_profiler_begin(p, 1, KDCL_PROF_PHASES);
+    if (!s && !(s = bench_gemm_run(ctx, g, ta, tb, m, n, k)) &&
+        !(s = kdcl_profiler_mark(p, "gemm")))
+        s = kdcl_profiler_end(p, sec);
+    kdcl_profiler_destroy(p);
     return s;
 }

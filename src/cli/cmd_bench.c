@@ -31,11 +31,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kdcl/opencl.h"
 #include "build_info.h" /* KDCL_GIT, KDCL_CLBLAST_VERSION */
 #include "cli/bench_report.h"
 #include "cli/bench_util.h"
 #include "cli/cli.h"
-#include "io/atomic_file.h"
+#include "kdcl/file.h"
 #include "kdcl/distill.h"
 #include "kdcl/profile.h"
 #include "kdcl/specialists.h"
@@ -54,6 +55,8 @@ typedef struct {
 
 static const model_cfg TEACHER = {"teacher", "784-1200-1200-10", 0.2f, 0.5f, 3.5f, 1, 28, 28};
 static const model_cfg STUDENT = {"student", "784-800-800-10", 0.0f, 0.0f, 0.0f, 1, 28, 28};
+/* the small student whose steps are bound by launches, not arithmetic */
+static const model_cfg SMALL = {"small", "784-100-10", 0.0f, 0.0f, 0.0f, 1, 28, 28};
 static const model_cfg LENET5 = {"lenet5", "lenet5", 0.0f, 0.0f, 0.0f, 1, 28, 28};
 static const model_cfg RESNET20 = {"resnet20", "resnet20", 0.0f, 0.0f, 0.0f, 3, 32, 32};
 
@@ -461,6 +464,8 @@ static sec_kind section_kind(const char *name)
     size_t n = strlen(name);
     if (n > 4 && !strcmp(name + n - 4, " fwd")) return SEC_FORWARD;
     if (n > 4 && !strcmp(name + n - 4, " bwd")) return SEC_BACKWARD;
+    if (!strcmp(name, "forward")) return SEC_FORWARD;
+    if (!strcmp(name, "backward")) return SEC_BACKWARD;
     if (!strcmp(name, "loss")) return SEC_LOSS;
     if (!strcmp(name, "optimizer")) return SEC_OPTIM;
     return SEC_DATA;
@@ -478,48 +483,14 @@ static void section_type(const char *name, char *type, size_t size)
     snprintf(type, size, "%.*s", (int)len, sp + 1);
 }
 
+/* Training steps are the library's own (kdcl_trainer_step, the step
+ * kdcl_train runs); the profiler attached to the context cuts them into
+ * sections: phases, layers or ops (kdcl/profile.h). */
 typedef struct {
-    kdcl_model *m;
-    kdcl_optim *opt;
-    kdcl_batcher *b;
-    kdcl_tensor *loss, *loss_acc, *err;
+    kdcl_trainer *t;
+    kdcl_profiler *p;
     float lr, momentum;
-    uint64_t seed;
 } step_env;
-
-/* One training step as kdcl_train enqueues it (batch gather, input
- * conversion, forward, cross-entropy, backward, kdcl_optim_step). p NULL: no
- * sections; per_layer: the batch gather, the input conversion, then the
- * model's own per-layer sections (kdcl_model_set_profiler), "loss", the
- * per-layer backward sections and "optimizer"; else five sections "data",
- * "forward", "loss", "backward", "optimizer". */
-static kdcl_status train_step(const step_env *e, size_t start, size_t count, uint64_t gstep,
-                              kdcl_profiler *p, int per_layer)
-{
-    kdcl_model *m = e->m;
-    kdcl_ctx *ctx = kdcl_model_ctx(m);
-    size_t ls[1] = {count};
-    const int coarse = p && !per_layer, fine = p && per_layer;
-    kdcl_status s;
-    kdcl_model_set_profiler(m, fine ? p : NULL);
-    if ((s = kdcl_batcher_load(e->b, start, count)) ||
-        (fine && (s = kdcl_profiler_mark(p, "gather batch"))) ||
-        (s = kdcl_tensor_reshape(e->loss, 1, ls)) ||
-        (s = kdcl_model_load_u8(m, &e->b->batch_u8[e->b->cur], count, 0, 0, e->seed, gstep)) ||
-        (p && (s = kdcl_profiler_mark(p, fine ? "input u8->f32" : "data"))) ||
-        (s = kdcl_model_forward(m, 1, e->seed, gstep)) ||
-        (coarse && (s = kdcl_profiler_mark(p, "forward"))) ||
-        (s = kdcl_op_softmax_xent(ctx, kdcl_model_logits(m), &e->b->batch_labels[e->b->cur],
-                                  e->loss, kdcl_model_dlogits(m), 1.0f / (float)count, e->err)) ||
-        (s = kdcl_op_reduce_add(ctx, e->loss, count, e->loss_acc, 0)) ||
-        (p && (s = kdcl_profiler_mark(p, "loss"))) || (s = kdcl_model_backward(m)) ||
-        (coarse && (s = kdcl_profiler_mark(p, "backward"))) ||
-        (s = kdcl_optim_step(e->opt, e->lr, e->momentum)) ||
-        (p && (s = kdcl_profiler_mark(p, "optimizer"))))
-        (void)0;
-    kdcl_model_set_profiler(m, NULL);
-    return s;
-}
 
 /* A gated profile holds the queue until kdcl_profiler_end: an op that waited
  * on the queue while the step is enqueued would wait for ever. Enqueueing a
@@ -554,93 +525,99 @@ static void watchdog(int on)
 }
 
 /* One profiled step: begin (gated or not), the step, end; secs gets the
- * sections' device seconds (at most cap), *n_sec their number; host_ms the
- * host time to enqueue the step, startup_ms the gate's start-up. */
-static kdcl_status profiled_step(const step_env *e, size_t start, size_t count, uint64_t gstep,
-                                 int gate, int per_layer, double *secs, size_t cap,
-                                 size_t *n_sec, char (*names)[KDCL_PROF_NAME], double *host_ms,
-                                 double *startup_ms)
+ * sections' device seconds (at most cap), *n_sec their number; names and
+ * ops (may be NULL) their scopes and ops; host_ms the host time to enqueue
+ * the step, startup_ms the gate's start-up. */
+static kdcl_status profiled_step(const step_env *e, size_t step, int gate, kdcl_prof_detail detail,
+                                 double *secs, size_t cap, size_t *n_sec,
+                                 char (*names)[KDCL_PROF_NAME], char (*ops)[KDCL_PROF_NAME],
+                                 double *host_ms, double *startup_ms)
 {
-    kdcl_profiler p;
-    kdcl_status s = kdcl_profiler_begin(&p, kdcl_model_ctx(e->m), gate);
+    kdcl_status s = kdcl_profiler_begin(e->p, gate, detail);
     if (s) return s;
     if (gate) watchdog(1);
     double t0 = kdcl_wall_seconds();
-    s = train_step(e, start, count, gstep, &p, per_layer);
+    s = kdcl_trainer_step(e->t, step, e->lr, e->momentum);
     double t1 = kdcl_wall_seconds(); /* the gate holds the device back until end() */
     if (gate) watchdog(0);
-    size_t ns = kdcl_profiler_sections(&p);
-    if (!s && ns > cap)
-        s = kdcl_set_error(KDCL_ERR_INTERNAL, "%zu sections to profile, room for %zu", ns, cap);
-    if (!s) s = kdcl_profiler_end(&p, secs);
+    /* end() may close one more section than marked so far */
+    if (!s && kdcl_profiler_sections(e->p) + 1 > cap)
+        s = kdcl_set_error(KDCL_ERR_INTERNAL, "%zu sections to profile, room for %zu",
+                           kdcl_profiler_sections(e->p) + 1, cap);
+    if (s) {
+        (void)kdcl_profiler_end(e->p, NULL); /* releases the gate */
+        return s;
+    }
+    if ((s = kdcl_profiler_end(e->p, secs))) return s;
+    size_t ns = kdcl_profiler_sections(e->p);
     if (!s) {
         *n_sec = ns;
-        if (names)
-            for (size_t j = 0; j < ns; j++)
-                snprintf(names[j], KDCL_PROF_NAME, "%s", kdcl_profiler_name(&p, j));
+        for (size_t j = 0; j < ns; j++) {
+            if (names) snprintf(names[j], KDCL_PROF_NAME, "%s", kdcl_profiler_name(e->p, j));
+            if (ops) snprintf(ops[j], KDCL_PROF_NAME, "%s", kdcl_profiler_op(e->p, j));
+        }
         if (host_ms) *host_ms = (t1 - t0) * 1e3;
-        if (startup_ms) *startup_ms = p.startup_s * 1e3;
+        if (startup_ms) *startup_ms = kdcl_profiler_startup_s(e->p) * 1e3;
     }
-    kdcl_profiler_free(&p);
     return s;
 }
 
 #define MAX_TYPES 16
+#define MAX_OPS 48
 
 static kdcl_status profile_step(kdcl_ctx *ctx, const bench_opts *o, const kdcl_dataset *full,
                                 const model_cfg *cfg, size_t B, report *rep, cJSON *profiles)
 {
     kdcl_model *m = NULL;
-    kdcl_optim *opt = NULL;
-    kdcl_batcher b;
-    int have_b = 0;
-    kdcl_tensor loss = {0}, loss_acc = {0}, err = {0};
+    kdcl_trainer *t = NULL;
+    kdcl_profiler *prof = NULL;
     kdcl_status s;
     size_t steps = o->quick ? 1 : (o->reps < 3 ? 3 : o->reps);
     double *sec_t = NULL, *one = NULL, phase_t[SEC_KINDS * 16] = {0}, host_t[16] = {0},
            start_t[16] = {0};
-    char (*names)[KDCL_PROF_NAME] = NULL;
+    char (*names)[KDCL_PROF_NAME] = NULL, (*ops)[KDCL_PROF_NAME] = NULL;
+    double op_ms[MAX_OPS] = {0};
+    char op_names[MAX_OPS][KDCL_PROF_NAME];
+    size_t n_ops = 0, op_steps = 0;
     size_t n_sec = 0, done = 0, coarse_done = 0, cap = 0;
     kdcl_dataset ds = ds_view(full, 4 * B);
-    size_t n1[1] = {B}, n_one[1] = {1};
-    int32_t zero = 0;
-    kdcl_optim_opts oo;
-    kdcl_optim_opts_default(&oo);
-    oo.max_norm = cfg->max_norm;
+    kdcl_train_opts to;
+    kdcl_train_opts_default(&to);
+    to.batch = B;
+    to.lr = 0.01f;
+    to.max_norm = cfg->max_norm;
+    to.seed = 7;
     if (ds.n < B) {
         s = kdcl_set_error(KDCL_ERR_INVALID_ARG, "%zu examples for a batch of %zu", ds.n, B);
         goto done;
     }
     if ((s = cfg_model(ctx, cfg, 1, B, &m)) || (s = kdcl_model_init(m, 1)) ||
-        (s = kdcl_optim_create(m, &oo, &opt)) || (s = kdcl_batcher_create(ctx, &ds, B, &b)))
+        (s = kdcl_trainer_create(m, &ds, &to, NULL, NULL, &t)) ||
+        (s = kdcl_trainer_epoch(t, 1)) || (s = kdcl_profiler_create(ctx, &prof)))
         goto done;
-    have_b = 1;
-    cap = 2 * kdcl_model_n_layers(m) + 8;
+    /* room for every op of a step: a few per layer */
+    cap = 64 * kdcl_model_n_layers(m) + 64; /* every op of a step (residual blocks: dozens) */
     sec_t = calloc(cap * steps, sizeof *sec_t);
     one = calloc(cap, sizeof *one);
     names = calloc(cap, sizeof *names);
-    if (!sec_t || !one || !names) {
+    ops = calloc(cap, sizeof *ops);
+    if (!sec_t || !one || !names || !ops) {
         s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
         goto done;
     }
-    if ((s = kdcl_tensor_alloc(ctx, &loss, KDCL_F32, 1, n1)) ||
-        (s = kdcl_tensor_alloc(ctx, &loss_acc, KDCL_F32, 1, n_one)) ||
-        (s = kdcl_tensor_alloc(ctx, &err, KDCL_I32, 1, n_one)) ||
-        (s = kdcl_tensor_fill(ctx, &loss_acc, 0.0f)) ||
-        (s = kdcl_tensor_upload(ctx, &err, 0, 1, &zero)) || (s = kdcl_batcher_epoch(&b, 1, 7, 1)))
-        goto done;
-    step_env e = {m, opt, &b, &loss, &loss_acc, &err, 0.01f, 0.9f, 7};
-    size_t nb = ds.n / B;
-    /* warm-up: one step without markers (builds / loads every kernel) */
-    if ((s = train_step(&e, 0, B, 0, NULL, 0)) || (s = kdcl_ctx_finish(ctx))) goto done;
+    step_env e = {t, prof, 0.01f, 0.9f};
+    size_t nb = kdcl_trainer_steps(t);
+    /* warm-up: one step without a profile (builds / loads every kernel) */
+    if ((s = kdcl_trainer_step(t, 0, e.lr, e.momentum)) || (s = kdcl_ctx_finish(ctx))) goto done;
+    if ((s = kdcl_ctx_set_profiler(ctx, prof))) goto done;
     /* a streaming batcher waits on uploads: no gate then */
     const char *ng = getenv("KDCL_BENCH_NO_GATE");
-    int gate = b.resident && !(ng && *ng && strcmp(ng, "0"));
+    int gate = kdcl_trainer_resident(t) && !(ng && *ng && strcmp(ng, "0"));
     double used = 0;
     for (size_t i = 0; i < steps; i++) {
         size_t ns = 0;
-        if ((s = profiled_step(&e, (i % nb) * B, B, i + 1, gate, 1, one, cap, &ns,
-                               i == 0 ? names : NULL, NULL, NULL)))
+        if ((s = profiled_step(&e, (i + 1) % nb, gate, KDCL_PROF_LAYERS, one, cap, &ns,
+                               i == 0 ? names : NULL, NULL, NULL, NULL)))
             goto done;
         if (i > 0 && ns != n_sec) {
             s = kdcl_set_error(KDCL_ERR_INTERNAL, "step %zu had %zu sections, the first %zu", i + 1,
@@ -655,17 +632,47 @@ static kdcl_status profile_step(kdcl_ctx *ctx, const bench_opts *o, const kdcl_d
         done++;
         if (done >= min_reps(o) && used >= work_cap(o)) break;
     }
-    /* the same step in five sections only: the phases without per-layer
-     * markers and the host's time to enqueue the step */
+    /* the same step in five sections only (the phases, without per-layer
+     * markers) and the host's time to enqueue the step */
     for (size_t i = 0; i < done && i < 16; i++) {
         size_t ns = 0;
-        double five[SEC_KINDS];
-        if ((s = profiled_step(&e, (i % nb) * B, B, 100 + i, gate, 0, five, SEC_KINDS, &ns, NULL,
-                               &host_t[i], &start_t[i])))
+        double five[SEC_KINDS + 1];
+        char five_names[SEC_KINDS + 1][KDCL_PROF_NAME];
+        if ((s = profiled_step(&e, (i + 1) % nb, gate, KDCL_PROF_PHASES, five, SEC_KINDS + 1, &ns,
+                               five_names, NULL, &host_t[i], &start_t[i])))
             goto done;
-        for (size_t j = 0; j < SEC_KINDS; j++) phase_t[j * 16 + i] = five[j] * 1e3;
+        for (size_t j = 0; j < ns; j++)
+            phase_t[section_kind(five_names[j]) * 16 + i] += five[j] * 1e3;
         coarse_done++;
     }
+    /* and cut per op: where the device time goes, by op (median over steps
+     * of each op's total) */
+    {
+        double *per = calloc(MAX_OPS * 16, sizeof *per);
+        if (!per) {
+            s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+            goto done;
+        }
+        for (size_t i = 0; i < done && i < 16; i++) {
+            size_t ns = 0;
+            if ((s = profiled_step(&e, (i + 1) % nb, gate, KDCL_PROF_OPS, one, cap, &ns, NULL,
+                                   ops, NULL, NULL))) {
+                free(per);
+                goto done;
+            }
+            for (size_t j = 0; j < ns; j++) {
+                const char *op = ops[j][0] ? ops[j] : "(other)";
+                size_t k = 0;
+                while (k < n_ops && strcmp(op_names[k], op)) k++;
+                if (k == n_ops && n_ops < MAX_OPS) snprintf(op_names[n_ops++], KDCL_PROF_NAME, "%s", op);
+                if (k < n_ops) per[k * 16 + i] += one[j] * 1e3;
+            }
+            op_steps++;
+        }
+        for (size_t k = 0; k < n_ops; k++) op_ms[k] = stats_of(per + k * 16, op_steps).median;
+        free(per);
+    }
+    (void)kdcl_ctx_set_profiler(ctx, NULL);
     /* report */
     cJSON *pj = cJSON_CreateObject(), *secs = cJSON_CreateArray();
     cJSON_AddStringToObject(pj, "model", cfg->model);
@@ -733,6 +740,33 @@ static kdcl_status profile_step(kdcl_ctx *ctx, const bench_opts *o, const kdcl_d
     }
     printf("\n");
     cJSON_AddItemToObject(pj, "layer_types_ms", tj);
+    {
+        /* ops by time, largest first */
+        size_t idx[MAX_OPS];
+        double op_sum = 0;
+        for (size_t k = 0; k < n_ops; k++) {
+            idx[k] = k;
+            op_sum += op_ms[k];
+        }
+        for (size_t a = 1; a < n_ops; a++)
+            for (size_t b2 = a; b2 > 0 && op_ms[idx[b2]] > op_ms[idx[b2 - 1]]; b2--) {
+                size_t tmp = idx[b2];
+                idx[b2] = idx[b2 - 1];
+                idx[b2 - 1] = tmp;
+            }
+        cJSON *oj = cJSON_CreateObject();
+        printf("  %-40s", "by op (one section per op)");
+        for (size_t a = 0; a < n_ops; a++) {
+            size_t k = idx[a];
+            if (a < 8)
+                printf("%s %s %.1f%%", a ? "," : "", op_names[k],
+                       op_sum > 0 ? 100 * op_ms[k] / op_sum : NAN);
+            cJSON_AddNumberToObject(oj, op_names[k], op_ms[k]);
+        }
+        printf("%s\n", n_ops > 8 ? ", ..." : "");
+        cJSON_AddItemToObject(pj, "ops_ms", oj);
+        cJSON_AddNumberToObject(pj, "ops_sum_ms", op_sum);
+    }
     cJSON *phj = cJSON_CreateObject();
     double phase_total = 0;
     printf("  %-40s", "same step, five sections only (ms)");
@@ -769,14 +803,13 @@ static kdcl_status profile_step(kdcl_ctx *ctx, const bench_opts *o, const kdcl_d
         cJSON_AddNumberToObject(r, "batch", (double)B);
     }
 done:
+    if (ctx && kdcl_ctx_profiler(ctx) == prof) (void)kdcl_ctx_set_profiler(ctx, NULL);
     free(sec_t);
     free(one);
     free(names);
-    kdcl_tensor_free(ctx, &loss);
-    kdcl_tensor_free(ctx, &loss_acc);
-    kdcl_tensor_free(ctx, &err);
-    if (have_b) kdcl_batcher_destroy(&b);
-    kdcl_optim_destroy(opt);
+    free(ops);
+    kdcl_profiler_destroy(prof);
+    kdcl_trainer_destroy(t);
     kdcl_model_destroy(m);
     return s;
 }
@@ -1449,8 +1482,9 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
         struct {
             const model_cfg *cfg;
             size_t B;
-        } prof[4] = {{&TEACHER, 128}, {&TEACHER, 1024}, {&LENET5, 128}, {&RESNET20, 128}};
-        for (size_t i = 0; i < 4; i++) {
+        } prof[5] = {{&TEACHER, 128}, {&TEACHER, 1024}, {&SMALL, 128}, {&LENET5, 128},
+                     {&RESNET20, 128}};
+        for (size_t i = 0; i < 5; i++) {
             /* the B = 1024 teacher: not with --quick, on CPUs only with --full */
             if (i == 1 && (o->quick || (is_cpu && !o->full))) continue;
             if ((s = profile_step(ctx, o, data_for(&data, prof[i].cfg), prof[i].cfg, prof[i].B,
@@ -1474,9 +1508,9 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
         struct {
             const model_cfg *cfg;
             size_t B;
-        } runs[6] = {{&TEACHER, 128},  {&TEACHER, 1024}, {&STUDENT, 128},
-                     {&STUDENT, 1024}, {&LENET5, 128},   {&RESNET20, 128}};
-        for (size_t i = 0; i < 6; i++) {
+        } runs[7] = {{&TEACHER, 128}, {&TEACHER, 1024}, {&STUDENT, 128}, {&STUDENT, 1024},
+                     {&SMALL, 128},   {&LENET5, 128},   {&RESNET20, 128}};
+        for (size_t i = 0; i < 7; i++) {
             const model_cfg *cfg = runs[i].cfg;
             size_t B = runs[i].B, n = 0;
             if (o->quick && B > 128) continue;
@@ -1703,7 +1737,7 @@ static int write_json(const char *path, cJSON *root)
         return CLI_EXIT_FAIL;
     }
     buf[n++] = '\n';
-    kdcl_status s = kdcl__write_file_atomic(path, buf, n);
+    kdcl_status s = kdcl_write_file_atomic(path, buf, n);
     free(buf);
     return s ? cli_fail("bench", s) : 0;
 }

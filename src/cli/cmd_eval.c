@@ -9,7 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli.h"
-#include "io/atomic_file.h"
+#include "kdcl/file.h"
 #include "kdcl/data.h"
 #include "kdcl/distill.h"
 #include "kdcl/safetensors.h"
@@ -46,7 +46,7 @@ static kdcl_status write_logits_npy(kdcl_model *m, const kdcl_dataset *ds, const
         memcpy(&u, &logits[i], 4);
         for (int b = 0; b < 4; b++) d[4 * i + (size_t)b] = (unsigned char)(u >> (8 * b));
     }
-    s = kdcl__write_file_atomic(path, buf, total + pad + data);
+    s = kdcl_write_file_atomic(path, buf, total + pad + data);
     free(buf);
     free(logits);
     return s;

@@ -52,7 +52,7 @@
 #include "cli/bench_util.h"
 #include "cli/cli.h"
 #include "core/gemm_internal.h"
-#include "io/atomic_file.h"
+#include "kdcl/file.h"
 
 #define MAX_PARAMS 16
 
@@ -668,7 +668,7 @@ static int write_all(const char *path, const char *text)
     if (!buf) return -1;
     memcpy(buf, text, n);
     if (nl) buf[n++] = '\n';
-    kdcl_status s = kdcl__write_file_atomic(path, buf, n);
+    kdcl_status s = kdcl_write_file_atomic(path, buf, n);
     free(buf);
     return s ? -1 : 0;
 }
@@ -684,7 +684,7 @@ static tuned_kernel as_tuned(const char *kernel, const config *c)
     return k;
 }
 
-/* Write the tuning file for d at `path` (kdcl__tuning_write: directory
+/* Write the tuning file for d at `path` (kdcl_gemm_tuning_write: directory
  * created, atomic rename). Prints nothing; kdcl_last_error() says why on -1. */
 static int write_tuning(const char *path, const kdcl_device_info *d, const tuner_result *xg,
                         const tuner_result *xd, size_t min_indirect, cJSON *tuner_info)
@@ -697,7 +697,7 @@ static int write_tuning(const char *path, const kdcl_device_info *d, const tuner
     gr.names[0] = "XGEMM_MIN_INDIRECT_SIZE";
     gr.values[0] = min_indirect;
     k[nk++] = gr;
-    return kdcl__tuning_write(path, d, "kdcl tune", k, nk, tuner_info) ? -1 : 0;
+    return kdcl_gemm_tuning_write(path, d, "kdcl tune", k, nk, tuner_info) ? -1 : 0;
 }
 
 static char *read_all(const char *path)
@@ -1328,7 +1328,7 @@ int cmd_tune(int argc, char **argv)
 
     /* write the real file, then time the shapes as kdcl will run them */
     char *previous = read_all(path);
-    if (previous && !kdcl__tuning_text_usable(previous, strlen(previous))) {
+    if (previous && !kdcl_gemm_tuning_text_usable(previous, strlen(previous))) {
         printf("replacing the unusable tuning file %s\n", path);
         free(previous);
         previous = NULL;

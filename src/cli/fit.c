@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/atomic_file.h"
-#include "runtime/dist.h"
+#include "kdcl/file.h"
+#include "kdcl/dist.h"
 
 void cli_fit_help(void) { fputs(CLI_FIT_HELP_TEXT, stdout); }
 
@@ -378,9 +378,9 @@ static kdcl_status fit_one(const fit_env *env, const char *out, const char *metr
         /* the metrics of this run go beside the file and replace it only once
          * the checkpoint is saved: a run that diverges or is killed leaves the
          * metrics of the checkpoint already there */
-        kdcl__atomic_clean_stale(metrics);
-        kdcl__atomic_clean_stale(out); /* those of runs killed while saving */
-        kdcl__atomic_clean_stale(state);
+        kdcl_atomic_clean_stale(metrics);
+        kdcl_atomic_clean_stale(out); /* those of runs killed while saving */
+        kdcl_atomic_clean_stale(state);
         snprintf(metrics_tmp, sizeof metrics_tmp, "%s.tmp.%ld", metrics, (long)getpid());
         o.metrics_path = metrics_tmp;
     } else {

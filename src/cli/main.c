@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "runtime/dist.h"
+#include "kdcl/dist.h"
 
 typedef struct {
     const char *name;

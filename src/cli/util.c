@@ -12,7 +12,7 @@
 
 #include "cli/cli.h"
 #include "kdcl/data.h"
-#include "runtime/dist.h"
+#include "kdcl/dist.h"
 
 /* ---- errors in an mpirun job ----
  * Before the ranks have agreed that their set-up succeeded (cli_dist_ready),

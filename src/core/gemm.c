@@ -17,9 +17,10 @@
 #include <time.h>
 
 #include "core/ops_util.h"
-#include "io/atomic_file.h"
+#include "kdcl/file.h"
 #include "kdcl/gemm.h"
 #include "kdcl/tensor.h"
+#include "kdcl/profile.h"
 #include "runtime/ctx.h"
 
 /* CLBlast keeps compiled programs in a process-wide cache (per context and
@@ -286,7 +287,7 @@ static kdcl_status scale_only(kdcl_ctx *ctx, size_t m, size_t n, float beta, cl_
                                   m, 1, 0.0f, c, c_off, n, c, c_off, 1, beta, c, c_off, ldc, &q,
                                   event));
     if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", 0, 0, m, n, 0, 1);
-    return KDCL_OK;
+    return kdcl_prof_op(ctx, "gemm");
 }
 
 /* ---- operand packing (see kdcl_gemm_pack_info in gemm.h) ----------------
@@ -325,7 +326,7 @@ static kdcl_status launch2(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t 
         snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%s)", name);
         return kdcl_cl_fail(e, what);
     }
-    return KDCL_OK;
+    return kdcl_prof_op(ctx, name);
 }
 
 /* dst (row-major P x Q, zero-padded) = op(src) of rows x cols. */
@@ -423,6 +424,7 @@ static kdcl_status gemm_packed(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size
                                   need_c ? 0.0f : beta, pc, pc_off, Mp, &q,
                                   need_c ? NULL : event));
     if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", ta, tb, m, n, k, 1);
+    if ((s = kdcl_prof_op(ctx, "gemm"))) return s;
     if (need_c) return unpack(ctx, pc, Mp, m, n, c, c_off, ldc, beta, event);
     return KDCL_OK;
 }
@@ -539,7 +541,7 @@ kdcl_status kdcl_gemm(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, siz
                                   ta ? CLBlastTransposeYes : CLBlastTransposeNo, n, m, k, alpha, b,
                                   b_off, ldb, a, a_off, lda, beta, c, c_off, ldc, &q, event));
     if (st != CLBlastSuccess) return clblast_fail(st, "Sgemm", ta, tb, m, n, k, 1);
-    return KDCL_OK;
+    return kdcl_prof_op(ctx, "gemm");
 }
 
 kdcl_status kdcl_gemm_batched(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, size_t n,
@@ -568,7 +570,7 @@ kdcl_status kdcl_gemm_batched(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_
                          batch, &q, event));
     if (st != CLBlastSuccess)
         return clblast_fail(st, "SgemmStridedBatched", ta, tb, m, n, k, batch);
-    return KDCL_OK;
+    return kdcl_prof_op(ctx, "gemm batched");
 }
 
 /* ---- CLBlast tuning parameters as data -------------------------------------
@@ -739,7 +741,7 @@ kdcl_status kdcl__tuning_parse(const char *path, const char *text, size_t n,
     return s;
 }
 
-int kdcl__tuning_text_usable(const char *text, size_t n)
+int kdcl_gemm_tuning_text_usable(const char *text, size_t n)
 {
     tuning_file t;
     char why[160];
@@ -771,7 +773,7 @@ static kdcl_status mkdir_parents(const char *path)
     return KDCL_OK;
 }
 
-kdcl_status kdcl__tuning_write(const char *path, const kdcl_device_info *d, const char *source,
+kdcl_status kdcl_gemm_tuning_write(const char *path, const kdcl_device_info *d, const char *source,
                                const tuned_kernel *k, size_t nk, const struct cJSON *tuner_info)
 {
     cJSON *root = cJSON_CreateObject(), *kernels = cJSON_CreateObject();
@@ -819,7 +821,7 @@ kdcl_status kdcl__tuning_write(const char *path, const kdcl_device_info *d, cons
         text = withnl;
         text[n++] = '\n';
         text[n] = '\0';
-        s = kdcl__write_file_atomic(path, text, n);
+        s = kdcl_write_file_atomic(path, text, n);
     }
     free(text);
     return s;
@@ -1981,7 +1983,8 @@ static kdcl_status clblast_im2col(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t
     CLBLAST_READ(st, CLBlastSim2col(CLBlastKernelModeCrossCorrelation, batch * g->c, g->h, g->w,
                                     g->kh, g->kw, g->ph, g->pw, g->sh, g->sw, 1, 1, x, 0, col,
                                     col_off, &q, NULL));
-    return st == CLBlastSuccess ? KDCL_OK : conv_clblast_fail(st, "Sim2col", g, batch);
+    return st == CLBlastSuccess ? kdcl_prof_op(ctx, "im2col")
+                                : conv_clblast_fail(st, "Sim2col", g, batch);
 }
 
 /* dx = col2im(col[col_off ...]), per-image layout: dx zeroed (its first
@@ -1998,7 +2001,8 @@ static kdcl_status clblast_col2im(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t
     CLBLAST_READ(st, CLBlastScol2im(CLBlastKernelModeCrossCorrelation, batch * g->c, g->h, g->w,
                                     g->kh, g->kw, g->ph, g->pw, g->sh, g->sw, 1, 1, col, col_off,
                                     dx, 0, &q, NULL));
-    return st == CLBlastSuccess ? KDCL_OK : conv_clblast_fail(st, "Scol2im", g, batch);
+    return st == CLBlastSuccess ? kdcl_prof_op(ctx, "col2im")
+                                : conv_clblast_fail(st, "Scol2im", g, batch);
 }
 
 static kdcl_status clblast_convgemm(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
@@ -2009,7 +2013,8 @@ static kdcl_status clblast_convgemm(kdcl_ctx *ctx, const kdcl_conv_geom *g, size
     CLBLAST_READ(st, CLBlastSconvgemm(CLBlastKernelModeCrossCorrelation, g->c, g->h, g->w, g->kh,
                                       g->kw, g->ph, g->pw, g->sh, g->sw, 1, 1, g->oc, batch, x, 0,
                                       w, 0, y, 0, &q, NULL));
-    return st == CLBlastSuccess ? KDCL_OK : conv_clblast_fail(st, "Sconvgemm", g, batch);
+    return st == CLBlastSuccess ? kdcl_prof_op(ctx, "convgemm")
+                                : conv_clblast_fail(st, "Sconvgemm", g, batch);
 }
 
 /* ws[T, T + B*K*P) = the columns of x in the given layout, by kdcl's im2col

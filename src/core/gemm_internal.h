@@ -5,17 +5,10 @@
 #include <stddef.h>
 
 #include "kdcl/status.h"
+#include "kdcl/gemm.h"
 #include "kdcl/tensor.h"
 
-/* One CLBlast kernel's parameters: names and values as
- * CLBlastOverrideParameters takes them. */
-#define KDCL_TUNING_MAX_PARAMS 16
-typedef struct {
-    const char *kernel;
-    size_t n;
-    const char *names[KDCL_TUNING_MAX_PARAMS];
-    size_t values[KDCL_TUNING_MAX_PARAMS];
-} tuned_kernel;
+typedef kdcl_tuned_kernel tuned_kernel;
 
 /* Largest tuning file read (kdcl tune writes about 1 KiB). */
 #define KDCL_TUNING_MAX_FILE (1u << 20)
@@ -30,19 +23,7 @@ kdcl_status kdcl__tuning_parse(const char *path, const char *text, size_t n,
                                kdcl_status (*apply)(void *user, const tuned_kernel *k),
                                void *user, int *applied);
 
-/* Write the tuning file of device d at path, the format kdcl__tuning_parse
- * reads: {"device", "platform", "driver", "source", "date", "tuner": a copy
- * of tuner_info (when not NULL), "kernels": {"Xgemm": {...}, ...}}. The
- * directory is created; the file is written whole or not at all (temporary
- * file, fsync, rename: a context being created meanwhile reads the old file
- * or the new one). Kernels the reader would refuse are refused here
- * (KDCL_ERR_INVALID_ARG), so every file written is one the reader applies. */
-struct cJSON;
-kdcl_status kdcl__tuning_write(const char *path, const kdcl_device_info *d, const char *source,
-                               const tuned_kernel *k, size_t nk, const struct cJSON *tuner_info);
 
-/* 1 when text (n bytes) is a tuning file kdcl__tuning_parse takes. */
-int kdcl__tuning_text_usable(const char *text, size_t n);
 
 /* Scratch buffer i of kdcl_gemm / convolution (src/core/gemm.c; NULL while
  * the context has no GEMM state or i is out of range); for tests that poison

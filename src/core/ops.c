@@ -8,6 +8,7 @@
 
 #include "kdcl/ops.h"
 #include "core/ops_util.h"
+#include "kdcl/profile.h"
 #include "runtime/ctx.h"
 
 /* ---- Philox4x32-10 (must match the kernels) ---- */
@@ -88,8 +89,12 @@ static kdcl_status launch1d(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t
     size_t local = kernel_wg(ctx, k, 256);
     size_t global = (items + local - 1) / local * local;
     cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, &local, 0, NULL, NULL);
-    if (e != CL_SUCCESS) return kdcl_cl_fail(e, name);
-    return KDCL_OK;
+    if (e != CL_SUCCESS) {
+        char what[96];
+        snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%s)", name);
+        return kdcl_cl_fail(e, what);
+    }
+    return kdcl_prof_op(ctx, name);
 }
 
 
@@ -189,7 +194,7 @@ kdcl_status kdcl_op_bias_act_dropout(kdcl_ctx *ctx, kdcl_tensor *y, const kdcl_t
                       KA(n64), KA(nc), KA(flags), KA(thresh), KA(s_hi), KA(s_lo), KA(st_lo), KA(st_hi),
                       KA(strm), KA(sd_lo), KA(sd_hi)};
     TRY(kdcl_ops_set_args(k, "bias_act_dropout", a, sizeof a / sizeof a[0]));
-    return launch1d(ctx, k, "clEnqueueNDRangeKernel(bias_act_dropout)", (n + 15) / 16);
+    return launch1d(ctx, k, "bias_act_dropout", (n + 15) / 16);
 }
 
 kdcl_status kdcl_op_act_dropout_backward(kdcl_ctx *ctx, kdcl_tensor *dy, const kdcl_tensor *y_out,
@@ -228,7 +233,7 @@ kdcl_status kdcl_op_act_dropout_backward(kdcl_ctx *ctx, kdcl_tensor *dy, const k
     const karg a[] = {KA(dy->buf), relu ? KA(y_out->buf) : KA(none),
                       mask ? KA(mask->buf) : KA(none), KA(n64), KA(flags), KA(s_hi), KA(s_lo)};
     TRY(kdcl_ops_set_args(k, "act_dropout_backward", a, sizeof a / sizeof a[0]));
-    return launch1d(ctx, k, "clEnqueueNDRangeKernel(act_dropout_backward)", (n + 15) / 16);
+    return launch1d(ctx, k, "act_dropout_backward", (n + 15) / 16);
 }
 
 kdcl_status kdcl_op_bias_grad(kdcl_ctx *ctx, const kdcl_tensor *dy, kdcl_tensor *db, float scale,
@@ -294,7 +299,7 @@ kdcl_status kdcl_op_sgd(kdcl_ctx *ctx, kdcl_tensor *w, const kdcl_tensor *g, kdc
     const karg a[] = {KA(w->buf), KA(g->buf), KA(v->buf), KA(off64), KA(n64),
                       KA(lr), KA(momentum), KA(weight_decay)};
     TRY(kdcl_ops_set_args(k, "sgd", a, sizeof a / sizeof a[0]));
-    return launch1d(ctx, k, "clEnqueueNDRangeKernel(sgd)", n);
+    return launch1d(ctx, k, "sgd", n);
 }
 
 /* The norm limit and the [rows, cols] block of the max-norm ops; *n = rows * cols. */
@@ -384,7 +389,7 @@ kdcl_status kdcl_op_u8_to_float(kdcl_ctx *ctx, const kdcl_tensor *src, kdcl_tens
     cl_ulong n64 = n;
     const karg a[] = {KA(src->buf), KA(dst->buf), KA(n64), KA(scale), KA(shift)};
     TRY(kdcl_ops_set_args(k, "u8_to_float", a, sizeof a / sizeof a[0]));
-    return launch1d(ctx, k, "clEnqueueNDRangeKernel(u8_to_float)", n);
+    return launch1d(ctx, k, "u8_to_float", n);
 }
 
 /* The tensor holds at least `batch` examples of `per` elements: with rank >= 2
@@ -442,5 +447,5 @@ kdcl_status kdcl_op_jitter(kdcl_ctx *ctx, const kdcl_tensor *src, kdcl_tensor *d
                       KA(cc),       KA(ms),       KA(st_lo), KA(st_hi), KA(sd_lo),
                       KA(sd_hi),    KA(scale),    KA(shift)};
     TRY(kdcl_ops_set_args(k, "jitter", a, sizeof a / sizeof a[0]));
-    return launch1d(ctx, k, "clEnqueueNDRangeKernel(jitter)", total);
+    return launch1d(ctx, k, "jitter", total);
 }

@@ -1,5 +1,6 @@
 /* Validation and launch helpers shared by the op wrappers (see ops_util.h). */
 #include "core/ops_util.h"
+#include "kdcl/profile.h"
 
 #include <limits.h>
 #include <math.h>
@@ -185,7 +186,7 @@ kdcl_status kdcl_ops_launch(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t
         snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%s)", name);
         return kdcl_cl_fail(e, what);
     }
-    return KDCL_OK;
+    return kdcl_prof_op(ctx, name);
 }
 
 kdcl_status kdcl_ops_launch3(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t gx, size_t gy,
@@ -198,7 +199,7 @@ kdcl_status kdcl_ops_launch3(kdcl_ctx *ctx, cl_kernel k, const char *name, size_
         snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%s)", name);
         return kdcl_cl_fail(e, what);
     }
-    return KDCL_OK;
+    return kdcl_prof_op(ctx, name);
 }
 
 kdcl_status kdcl_ops_launch_items(kdcl_ctx *ctx, cl_kernel k, const char *name, size_t n)

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kdcl/tensor.h"
+#include "kdcl/profile.h"
 #include "runtime/ctx.h"
 
 size_t kdcl_elem_size(kdcl_elem t)
@@ -210,7 +211,7 @@ kdcl_status kdcl_tensor_fill(kdcl_ctx *ctx, kdcl_tensor *t, float value)
     KDCL_CL_CHECK(clEnqueueFillBuffer(ctx->queue, t->buf, &value, sizeof value, 0,
                                       t->capacity * sizeof(float), 0, NULL, NULL),
                   "clEnqueueFillBuffer");
-    return KDCL_OK;
+    return kdcl_prof_op(ctx, "fill");
 }
 
 kdcl_mem_stats kdcl_ctx_mem_stats(const kdcl_ctx *ctx)

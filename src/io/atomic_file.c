@@ -1,5 +1,5 @@
 /* Atomic file writes (see atomic_file.h). */
-#include "io/atomic_file.h"
+#include "kdcl/file.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-void kdcl__atomic_abort(kdcl_atomic_file *f)
+void kdcl_atomic_abort(kdcl_atomic_file *f)
 {
     if (f->fd >= 0) close(f->fd);
     if (f->tmp) unlink(f->tmp);
@@ -33,7 +33,7 @@ static long tmp_pid(const char *name, const char *base, size_t nb)
     return pid;
 }
 
-int kdcl__atomic_clean_stale(const char *path)
+int kdcl_atomic_clean_stale(const char *path)
 {
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
@@ -69,11 +69,11 @@ int kdcl__atomic_clean_stale(const char *path)
     return removed;
 }
 
-kdcl_status kdcl__atomic_open(kdcl_atomic_file *f, const char *path)
+kdcl_status kdcl_atomic_open(kdcl_atomic_file *f, const char *path)
 {
     f->path = path;
     f->fd = -1;
-    kdcl__atomic_clean_stale(path);
+    kdcl_atomic_clean_stale(path);
     const size_t cap = strlen(path) + 48;
     if (!(f->tmp = malloc(cap))) return kdcl_set_error(KDCL_ERR_OOM, "%s: out of host memory", path);
     snprintf(f->tmp, cap, "%s.tmp.%ld", path, (long)getpid());
@@ -88,7 +88,7 @@ kdcl_status kdcl__atomic_open(kdcl_atomic_file *f, const char *path)
     return KDCL_OK;
 }
 
-kdcl_status kdcl__atomic_write(kdcl_atomic_file *f, const void *data, size_t n, const char *what)
+kdcl_status kdcl_atomic_write(kdcl_atomic_file *f, const void *data, size_t n, const char *what)
 {
     const unsigned char *p = data;
     while (n > 0) {
@@ -99,7 +99,7 @@ kdcl_status kdcl__atomic_write(kdcl_atomic_file *f, const void *data, size_t n, 
             kdcl_status s = kdcl_set_error(KDCL_ERR_IO, "%s: writing %s to '%s' failed: %s",
                                            f->path, what, f->tmp,
                                            w < 0 ? strerror(errno) : "no progress");
-            kdcl__atomic_abort(f);
+            kdcl_atomic_abort(f);
             return s;
         }
         p += w;
@@ -140,7 +140,7 @@ static kdcl_status fsync_parent_dir(const char *path)
     return s;
 }
 
-kdcl_status kdcl__atomic_commit(kdcl_atomic_file *f)
+kdcl_status kdcl_atomic_commit(kdcl_atomic_file *f)
 {
     kdcl_status s = KDCL_OK;
     if (fsync(f->fd) != 0)
@@ -155,7 +155,7 @@ kdcl_status kdcl__atomic_commit(kdcl_atomic_file *f)
         s = kdcl_set_error(KDCL_ERR_IO, "%s: renaming '%s' over it failed: %s", f->path, f->tmp,
                            strerror(errno));
     if (s) {
-        kdcl__atomic_abort(f);
+        kdcl_atomic_abort(f);
         return s;
     }
     free(f->tmp);
@@ -163,11 +163,11 @@ kdcl_status kdcl__atomic_commit(kdcl_atomic_file *f)
     return fsync_parent_dir(f->path);
 }
 
-kdcl_status kdcl__write_file_atomic(const char *path, const void *data, size_t n)
+kdcl_status kdcl_write_file_atomic(const char *path, const void *data, size_t n)
 {
     kdcl_atomic_file f;
-    kdcl_status s = kdcl__atomic_open(&f, path);
-    if (!s) s = kdcl__atomic_write(&f, data, n, "the data");
-    if (!s) s = kdcl__atomic_commit(&f);
+    kdcl_status s = kdcl_atomic_open(&f, path);
+    if (!s) s = kdcl_atomic_write(&f, data, n, "the data");
+    if (!s) s = kdcl_atomic_commit(&f);
     return s;
 }

@@ -3,7 +3,7 @@
 #define _POSIX_C_SOURCE 200809L /* fseeko, fileno, O_CLOEXEC, O_DIRECTORY */
 #endif
 #include "kdcl/safetensors.h"
-#include "io/atomic_file.h"
+#include "kdcl/file.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -196,14 +196,14 @@ static kdcl_status write_tensor_data(kdcl_atomic_file *f, const kdcl_st_tensor *
     snprintf(what, sizeof what, "tensor '%s'", t->name);
     if (t->nbytes == 0) return KDCL_OK;
     size_t esz = kdcl_dtype_size(t->dtype);
-    if (host_is_little_endian() || esz <= 1) return kdcl__atomic_write(f, t->data, t->nbytes, what);
+    if (host_is_little_endian() || esz <= 1) return kdcl_atomic_write(f, t->data, t->nbytes, what);
     unsigned char buf[1 << 16]; /* multiple of every element size */
     const unsigned char *src = t->data;
     for (size_t off = 0; off < t->nbytes; off += sizeof buf) {
         size_t n = t->nbytes - off < sizeof buf ? t->nbytes - off : sizeof buf;
         memcpy(buf, src + off, n);
         swap_elems(buf, n, esz);
-        kdcl_status s = kdcl__atomic_write(f, buf, n, what);
+        kdcl_status s = kdcl_atomic_write(f, buf, n, what);
         if (s) return s;
     }
     return KDCL_OK;
@@ -370,13 +370,13 @@ kdcl_status kdcl_st_write(const char *path, const kdcl_st_tensor *tensors, size_
     if (s != KDCL_OK) return s;
 
     kdcl_atomic_file f;
-    if ((s = kdcl__atomic_open(&f, path))) {
+    if ((s = kdcl_atomic_open(&f, path))) {
         free(hdr);
         return s;
     }
-    s = kdcl__atomic_write(&f, hdr, hdr_len, "the header");
+    s = kdcl_atomic_write(&f, hdr, hdr_len, "the header");
     for (size_t i = 0; !s && i < n_tensors; i++) s = write_tensor_data(&f, &tensors[i]);
-    if (!s) s = kdcl__atomic_commit(&f);
+    if (!s) s = kdcl_atomic_commit(&f);
     free(hdr);
     (void)data_total;
     return s;

@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #include "data/data_internal.h"
-#include "io/atomic_file.h"
+#include "kdcl/file.h"
 #include "nn/eval_internal.h"
 #include "kdcl/gemm.h"
 #include "kdcl/loss.h"
@@ -761,7 +761,7 @@ kdcl_status kdcl_clusters_save_json(const char *path, const kdcl_clusters *c,
     withnl[tl] = '\n';
     withnl[tl + 1] = '\0';
     cJSON_free(text);
-    s = kdcl__write_file_atomic(path, withnl, strlen(withnl));
+    s = kdcl_write_file_atomic(path, withnl, strlen(withnl));
     free(withnl);
     return s;
 }

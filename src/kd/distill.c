@@ -9,8 +9,9 @@
 #include "kdcl/ops.h"
 #include "kdcl/safetensors.h"
 #include "nn/eval_internal.h"
+#include "kdcl/profile.h"
 #include "runtime/ctx.h"
-#include "runtime/dist.h"
+#include "kdcl/dist.h"
 
 void kdcl_ensemble_free(kdcl_ensemble *e)
 {
@@ -102,6 +103,10 @@ static kdcl_status log_inplace(kdcl_ctx *ctx, kdcl_tensor *x)
     size_t g = x->numel;
     KDCL_CL_CHECK(clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &g, NULL, 0, NULL, NULL),
                   "clEnqueueNDRangeKernel(log_inplace)");
+    {
+        kdcl_status ps_ = kdcl_prof_op(ctx, "log_inplace");
+        if (ps_) return ps_;
+    }
     return KDCL_OK;
 }
 
@@ -179,6 +184,10 @@ static kdcl_status distill_loss(void *user, kdcl_model *m, const kdcl_batcher *b
         size_t g = count * K;
         KDCL_CL_CHECK(clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &g, NULL, 0, NULL, NULL),
                       "clEnqueueNDRangeKernel(gather_rows_f32)");
+        {
+            kdcl_status ps_ = kdcl_prof_op(ctx, "gather_rows_f32");
+            if (ps_) return ps_;
+        }
         targets = &st->targets;
     } else {
         const kdcl_dataset *ds = st->ds;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kdcl/train.h"
+#include "kdcl/profile.h"
 #include "runtime/ctx.h"
 
 void kdcl_batcher_destroy(kdcl_batcher *b)
@@ -164,6 +165,10 @@ kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count)
         size_t g = count * ((ds->dim + 15) / 16);
         KDCL_CL_CHECK(clEnqueueNDRangeKernel(q, k, 1, NULL, &g, NULL, 0, NULL, NULL),
                       "clEnqueueNDRangeKernel(gather_rows_u8)");
+        {
+            kdcl_status ps_ = kdcl_prof_op(b->ctx, "gather_rows_u8");
+            if (ps_) return ps_;
+        }
         if ((s = kdcl_kernel_get(b->ctx, "batch", "gather_i32", &k))) return s;
         clSetKernelArg(k, 0, sizeof(cl_mem), &b->labels.buf);
         clSetKernelArg(k, 1, sizeof(cl_mem), &b->perm.buf);
@@ -173,6 +178,10 @@ kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count)
         g = count;
         KDCL_CL_CHECK(clEnqueueNDRangeKernel(q, k, 1, NULL, &g, NULL, 0, NULL, NULL),
                       "clEnqueueNDRangeKernel(gather_i32)");
+        {
+            kdcl_status ps_ = kdcl_prof_op(b->ctx, "gather_i32");
+            if (ps_) return ps_;
+        }
         return KDCL_OK;
     }
     /* streaming: wait until this staging buffer's previous upload is done,
@@ -194,5 +203,5 @@ kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count)
     KDCL_CL_CHECK(clEnqueueWriteBuffer(q, b->batch_u8[i].buf, CL_FALSE, 0, count * ds->dim,
                                        b->stage[i], 0, NULL, &b->pending[i]),
                   "clEnqueueWriteBuffer (batch images)");
-    return KDCL_OK;
+    return kdcl_prof_op(b->ctx, "upload batch");
 }

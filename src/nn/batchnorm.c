@@ -5,6 +5,7 @@
  * weight (gamma) and bias (beta) are trainable; running_mean / running_var
  * live in the model's statistics buffer; num_batches_tracked is counted on
  * the host. Kernels: cl/norm.cl via kdcl_op_batchnorm_*. */
+#include <stdlib.h>
 #include "kdcl/conv.h"
 #include "nn/model_internal.h"
 

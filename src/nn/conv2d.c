@@ -6,6 +6,7 @@
  * workspace.
  * A following ReLU (and Dropout) is fused into one elementwise kernel as
  * for Linear; the bias is added by the conv call itself. */
+#include <stdlib.h>
 #include "kdcl/conv.h"
 #include "nn/model_internal.h"
 

@@ -3,6 +3,7 @@
  * (stream: the number of Linear / Conv2d layers before it, so an MLP's masks
  * are those kdcl always drew) and scaled by 1 / (1 - p). The keep mask (U8)
  * is kept for the backward. After Linear + ReLU it is fused into the Linear. */
+#include <stdlib.h>
 #include "kdcl/ops.h"
 #include "nn/model_internal.h"
 

@@ -107,7 +107,7 @@ kdcl_status kdcl_layer_copy(kdcl_model *m, const kdcl_tensor *src, kdcl_tensor *
     if (e != CL_SUCCESS)
         return kdcl_set_error(KDCL_ERR_OPENCL, "clEnqueueCopyBuffer(%zu floats) failed: %s", n,
                               kdcl_cl_error_name(e));
-    return KDCL_OK;
+    return kdcl_prof_op(m->ctx, "copy");
 }
 
 kdcl_tensor *kdcl_list_out(kdcl_layer_list *list, kdcl_tensor *x)
@@ -246,16 +246,16 @@ const char *kdcl_layer_type_name(const kdcl_layer *l)
     return kind_name(l->spec->kind);
 }
 
-static kdcl_status prof_mark(kdcl_model *m, kdcl_layer_list *list, const kdcl_layer *l,
-                             const char *what)
+/* With a profile open on the context, the top-level layers are scopes of
+ * their own ("3 Linear fwd"): the sections at KDCL_PROF_LAYERS detail. */
+static kdcl_status prof_layer(kdcl_model *m, kdcl_layer_list *list, const kdcl_layer *l,
+                              const char *what)
 {
-    if (!m->prof || list != &m->top) return KDCL_OK;
+    if (list != &m->top || !kdcl_ctx_profiler(m->ctx)) return KDCL_OK;
     char name[64];
     snprintf(name, sizeof name, "%s %s %s", l->name, kdcl_layer_type_name(l), what);
-    return kdcl_profiler_mark(m->prof, name);
+    return kdcl_prof_scope(m->ctx, KDCL_PROF_LAYERS, name);
 }
-
-void kdcl_model_set_profiler(kdcl_model *m, struct kdcl_profiler *p) { m->prof = p; }
 
 kdcl_status kdcl_list_forward(kdcl_model *m, kdcl_layer_list *list, int train, uint64_t seed,
                               uint64_t step)
@@ -263,8 +263,8 @@ kdcl_status kdcl_list_forward(kdcl_model *m, kdcl_layer_list *list, int train, u
     for (size_t i = 0; i < list->n; i++) {
         kdcl_layer *l = &list->l[i];
         if (l->fused_away) continue;
-        kdcl_status s = l->ops->forward(l, m, train, seed, step);
-        if (!s) s = prof_mark(m, list, l, "fwd");
+        kdcl_status s = prof_layer(m, list, l, "fwd");
+        if (!s) s = l->ops->forward(l, m, train, seed, step);
         if (s) return s;
     }
     return KDCL_OK;
@@ -297,11 +297,10 @@ kdcl_status kdcl_list_backward(kdcl_model *m, kdcl_layer_list *list, int need_dx
     for (size_t i = list->n; i-- > first;) {
         kdcl_layer *l = &list->l[i];
         kdcl_status s;
+        if (!l->fused_away && (s = prof_layer(m, list, l, "bwd"))) return s;
         if (list == &m->top && (s = apply_pending(m, i))) return s;
         if (l->fused_away) continue;
-        if ((s = l->ops->backward(l, m, need_dx || i > first)) ||
-            (s = prof_mark(m, list, l, "bwd")))
-            return s;
+        if ((s = l->ops->backward(l, m, need_dx || i > first))) return s;
     }
     return KDCL_OK;
 }

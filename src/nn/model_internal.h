@@ -101,7 +101,6 @@ struct kdcl_model {
     float mean[4], std[4];       /* input transform per channel */
     int input_hwc;               /* old MLP checkpoints: inputs in HWC order, one channel's norm */
     size_t first_param_top;      /* first top-level layer with parameters (n: none) */
-    struct kdcl_profiler *prof;  /* per-layer sections (NULL: off) */
     kdcl_pending_grad pending[KDCL_MAX_PENDING_GRADS];
     size_t n_pending;
     /* device memory (kdcl_model_memory): bytes the model allocated, of which

@@ -15,7 +15,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "io/atomic_file.h"
+#include "kdcl/file.h"
 #include "kdcl/kdcl.h"
 #include "kdcl/onnx.h"
 #include "nn/model_internal.h"
@@ -573,7 +573,7 @@ static kdcl_status export_onnx(kdcl_model *m, const char *path, const kdcl_onnx_
         s = kdcl_set_error(KDCL_ERR_INTERNAL, "ONNX export: protobuf packing size mismatch");
         goto done;
     }
-    s = kdcl__write_file_atomic(path, buf, size);
+    s = kdcl_write_file_atomic(path, buf, size);
 done:
     for (size_t i = 0; i < b.n_mem; i++) free(b.mem[i]);
     free(b.mem);

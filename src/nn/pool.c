@@ -2,6 +2,7 @@
  * (padding counted in the divisor, PyTorch's default) and the global average
  * pool AdaptiveAvgPool2d(1) (the average pool whose window is the whole
  * plane). Kernels: cl/pool.cl via kdcl_op_{max,avg}pool2d_*. */
+#include <stdlib.h>
 #include "kdcl/conv.h"
 #include "nn/model_internal.h"
 

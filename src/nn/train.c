@@ -9,12 +9,13 @@
 
 #include "kdcl/loss.h"
 #include "kdcl/ops.h"
+#include "kdcl/profile.h"
 #include "kdcl/train.h"
 #include "nn/eval_internal.h"
 #include "nn/model_internal.h"
 #include "nn/train_state.h"
 #include "runtime/ctx.h"
-#include "runtime/dist.h"
+#include "kdcl/dist.h"
 
 #define SYNC_STEPS 32
 
@@ -94,6 +95,65 @@ static kdcl_status xent_loss(void *user, kdcl_model *m, const kdcl_batcher *b, s
     (void)step;
     return kdcl_op_softmax_xent(kdcl_model_ctx(m), kdcl_model_logits(m), labels, loss,
                                 kdcl_model_dlogits(m), 1.0f / (float)count, errors);
+}
+
+/* The options and data kdcl_train and kdcl_trainer_create accept. */
+static kdcl_status check_opts(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_opts *o)
+{
+    kdcl_status s;
+    if (o->batch == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "batch size must be >= 1");
+    if (o->sample && o->epoch_n == 0)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "a custom sampler needs epoch_n >= 1");
+    const size_t N = o->sample ? o->epoch_n : ds->n; /* examples per epoch */
+    if (o->batch > N)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "batch size %zu is larger than the %zu training examples", o->batch,
+                              N);
+    if (o->batch > kdcl_model_max_batch(m))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "batch size %zu above the model's maximum %zu",
+                              o->batch, kdcl_model_max_batch(m));
+    if (!(o->lr > 0) || !isfinite(o->lr))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "learning rate must be positive");
+    if (!(o->lr_decay > 0) || !isfinite(o->lr_decay) || !(o->lr_min >= 0) ||
+        (o->schedule == KDCL_SCHED_STEP && (o->step_epochs == 0 || !(o->step_gamma > 0))))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "learning-rate schedule: decay %g, step %zu epochs x %g, minimum %g",
+                              (double)o->lr_decay, o->step_epochs, (double)o->step_gamma,
+                              (double)o->lr_min);
+    if (o->jitter < 0 || (o->jitter > 0 && (ds->h < 2 || ds->w < 2)))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "jitter needs image data and a shift >= 0");
+    if ((s = kdcl_check_fit(m, ds, "train"))) return s;
+    if (o->val && (s = kdcl_check_fit(m, o->val, "validation"))) return s;
+    return KDCL_OK;
+}
+
+/* A step's work up to the optimiser, as kdcl_train and kdcl_trainer_step
+ * enqueue it: rows order[start .. start+count) gathered, the input
+ * converted (with jitter/flip drawn from `step`), forward, loss (its
+ * per-example values summed into loss_acc[slot], errors added to err_acc),
+ * backward. With a profile open on the context, the phases are its scopes. */
+static kdcl_status enqueue_step(kdcl_model *m, kdcl_batcher *b, const kdcl_train_opts *o,
+                                kdcl_loss_fn loss_fn, void *loss_user, size_t start, size_t count,
+                                uint64_t step, kdcl_tensor *loss, kdcl_tensor *loss_acc,
+                                size_t slot, kdcl_tensor *err_acc)
+{
+    kdcl_ctx *ctx = kdcl_model_ctx(m);
+    size_t ls[1] = {count};
+    kdcl_status s;
+    if ((s = kdcl_prof_scope(ctx, KDCL_PROF_PHASES, "data")) ||
+        (s = kdcl_batcher_load(b, start, count)) || (s = kdcl_tensor_reshape(loss, 1, ls)) ||
+        (s = kdcl_prof_scope(ctx, KDCL_PROF_LAYERS, "input u8->f32")) ||
+        (s = kdcl_model_load_u8(m, &b->batch_u8[b->cur], count, o->jitter, o->flip, o->seed,
+                                step)) ||
+        (s = kdcl_prof_scope(ctx, KDCL_PROF_PHASES, "forward")) ||
+        (s = kdcl_model_forward(m, 1, o->seed, step)) ||
+        (s = kdcl_prof_scope(ctx, KDCL_PROF_PHASES, "loss")) ||
+        (s = loss_fn(loss_user, m, b, start, count, step, &b->batch_labels[b->cur], loss,
+                     err_acc)) ||
+        (s = kdcl_op_reduce_add(ctx, loss, count, loss_acc, slot)) ||
+        (s = kdcl_prof_scope(ctx, KDCL_PROF_PHASES, "backward")))
+        return s;
+    return kdcl_model_backward(m);
 }
 
 static void progress_bar(const char *tag, size_t epoch, size_t epochs, size_t done, size_t total,
@@ -229,29 +289,8 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
 {
     kdcl_ctx *ctx = kdcl_model_ctx(m);
     kdcl_status s;
-    if (o->batch == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "batch size must be >= 1");
-    if (o->sample && o->epoch_n == 0)
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "a custom sampler needs epoch_n >= 1");
+    if ((s = check_opts(m, ds, o))) return s;
     const size_t N = o->sample ? o->epoch_n : ds->n; /* examples per epoch */
-    if (o->batch > N)
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                              "batch size %zu is larger than the %zu training examples", o->batch,
-                              N);
-    if (o->batch > kdcl_model_max_batch(m))
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "batch size %zu above the model's maximum %zu",
-                              o->batch, kdcl_model_max_batch(m));
-    if (!(o->lr > 0) || !isfinite(o->lr))
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "learning rate must be positive");
-    if (!(o->lr_decay > 0) || !isfinite(o->lr_decay) || !(o->lr_min >= 0) ||
-        (o->schedule == KDCL_SCHED_STEP && (o->step_epochs == 0 || !(o->step_gamma > 0))))
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
-                              "learning-rate schedule: decay %g, step %zu epochs x %g, minimum %g",
-                              (double)o->lr_decay, o->step_epochs, (double)o->step_gamma,
-                              (double)o->lr_min);
-    if (o->jitter < 0 || (o->jitter > 0 && (ds->h < 2 || ds->w < 2)))
-        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "jitter needs image data and a shift >= 0");
-    if ((s = kdcl_check_fit(m, ds, "train"))) return s;
-    if (o->val && (s = kdcl_check_fit(m, o->val, "validation"))) return s;
     kdcl_optim *opt = o->optim;
     if (!opt) {
         kdcl_optim_opts oo = kdcl_train_optim_opts(o);
@@ -357,7 +396,6 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
         for (size_t step = checked; step < steps; step++) {
             size_t start = step * o->batch, count = N - start < o->batch ? N - start : o->batch;
             uint64_t gstep = (uint64_t)(epoch - 1) * steps + step;
-            size_t ls[1] = {count};
             if (sched.kind != KDCL_SCHED_EXP || sched.warmup_epochs)
                 lr = (float)kdcl_schedule_lr(&sched, epoch - 1, step, steps);
             /* data-parallel: this rank's share [lo, hi) of the global batch,
@@ -369,22 +407,15 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
                 rstep = gstep * (uint64_t)W + (uint64_t)rank;
             }
             const size_t mine = hi - lo;
-            ls[0] = mine ? mine : 1;
             if (mine == 0) {
                 /* fewer rows than ranks: this rank adds a zero gradient */
                 if ((s = kdcl_tensor_fill(ctx, kdcl_model_grads(m), 0.0f))) goto done;
-            } else if ((s = kdcl_batcher_load(&b, start + lo, mine)) ||
-                       (s = kdcl_tensor_reshape(&loss, 1, ls)) ||
-                       (s = kdcl_model_load_u8(m, &b.batch_u8[b.cur], mine, o->jitter, o->flip,
-                                               o->seed, rstep)) ||
-                       (s = kdcl_model_forward(m, 1, o->seed, rstep)) ||
-                       (s = loss_fn(loss_user, m, &b, start + lo, mine, rstep,
-                                    &b.batch_labels[b.cur], &loss, &err_acc)) ||
-                       (s = kdcl_op_reduce_add(ctx, &loss, mine, &loss_acc, step)) ||
-                       (s = kdcl_model_backward(m))) {
+            } else if ((s = enqueue_step(m, &b, o, loss_fn, loss_user, start + lo, mine, rstep,
+                                         &loss, &loss_acc, step, &err_acc))) {
                 goto done;
             }
             if ((dp && (s = allreduce_grads(m, ghost, mine, count))) ||
+                (s = kdcl_prof_scope(ctx, KDCL_PROF_PHASES, "optimizer")) ||
                 (s = kdcl_optim_step(opt, lr, mom)))
                 goto done;
             if ((step + 1) % SYNC_STEPS == 0 || step + 1 == steps) {
@@ -610,4 +641,135 @@ kdcl_status kdcl_evaluate(kdcl_model *m, const kdcl_dataset *ds, int want_confus
     if (s) return s;
     return kdcl_eval_loop(kdcl_model_ctx(m), ds, kdcl_model_max_batch(m), kdcl_model_classes(m),
                           want_confusion, model_eval_logits, m, r);
+}
+
+/* ---- one step at a time ---- */
+
+struct kdcl_trainer {
+    kdcl_model *m;
+    const kdcl_dataset *ds;
+    kdcl_train_opts o;
+    kdcl_loss_fn loss_fn;
+    void *loss_user;
+    kdcl_optim *opt;
+    int own_opt;
+    kdcl_batcher b;
+    int have_b;
+    kdcl_tensor loss, loss_acc, err_acc;
+    size_t n, steps; /* examples and steps per epoch */
+    size_t epoch;    /* set by kdcl_trainer_epoch (0: none yet) */
+};
+
+kdcl_status kdcl_trainer_create(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_opts *o,
+                                kdcl_loss_fn loss_fn, void *loss_user, kdcl_trainer **out)
+{
+    if (!out) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_trainer_create: out is NULL");
+    *out = NULL;
+    if (!m || !ds || !o)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_trainer_create: model, data and "
+                                                    "options are required");
+    if (o->sample)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                              "kdcl_trainer_create: custom sampling is kdcl_train's");
+    kdcl_status s = check_opts(m, ds, o);
+    if (s) return s;
+    kdcl_trainer *t = calloc(1, sizeof *t);
+    if (!t) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+    kdcl_ctx *ctx = kdcl_model_ctx(m);
+    t->m = m;
+    t->ds = ds;
+    t->o = *o;
+    t->loss_fn = loss_fn ? loss_fn : xent_loss;
+    t->loss_user = loss_user;
+    t->n = ds->n;
+    t->steps = (t->n + o->batch - 1) / o->batch;
+    t->opt = o->optim;
+    size_t n1[1] = {o->batch}, ns[1] = {t->steps}, one[1] = {1};
+    if (!t->opt) {
+        kdcl_optim_opts oo = kdcl_train_optim_opts(o);
+        if ((s = kdcl_optim_create(m, &oo, &t->opt))) goto fail;
+        t->own_opt = 1;
+    }
+    if ((s = kdcl_batcher_create(ctx, ds, o->batch, &t->b))) goto fail;
+    t->have_b = 1;
+    if ((s = kdcl_tensor_alloc(ctx, &t->loss, KDCL_F32, 1, n1)) ||
+        (s = kdcl_tensor_alloc(ctx, &t->loss_acc, KDCL_F32, 1, ns)) ||
+        (s = kdcl_tensor_alloc(ctx, &t->err_acc, KDCL_I32, 1, one)))
+        goto fail;
+    *out = t;
+    return KDCL_OK;
+fail:
+    kdcl_trainer_destroy(t);
+    return s;
+}
+
+kdcl_status kdcl_trainer_epoch(kdcl_trainer *t, size_t epoch)
+{
+    if (!t) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_trainer_epoch: no trainer");
+    if (epoch == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "epochs count from 1");
+    kdcl_ctx *ctx = kdcl_model_ctx(t->m);
+    const int32_t zero = 0;
+    kdcl_status s;
+    if ((s = kdcl_batcher_epoch(&t->b, 1, t->o.seed, epoch)) ||
+        (s = kdcl_tensor_fill(ctx, &t->loss_acc, 0.0f)) ||
+        (s = kdcl_tensor_upload(ctx, &t->err_acc, 0, 1, &zero)))
+        return s;
+    t->epoch = epoch;
+    return KDCL_OK;
+}
+
+size_t kdcl_trainer_steps(const kdcl_trainer *t) { return t ? t->steps : 0; }
+
+int kdcl_trainer_resident(const kdcl_trainer *t) { return t && t->b.resident; }
+
+kdcl_status kdcl_trainer_step(kdcl_trainer *t, size_t step, float lr, float momentum)
+{
+    if (!t) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_trainer_step: no trainer");
+    if (t->epoch == 0)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_trainer_step before kdcl_trainer_epoch");
+    if (step >= t->steps)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "step %zu of an epoch of %zu steps", step,
+                              t->steps);
+    if (!(lr > 0) || !isfinite(lr) || !isfinite(momentum))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "learning rate %g, momentum %g", (double)lr,
+                              (double)momentum);
+    const size_t B = t->o.batch, start = step * B;
+    const size_t count = t->n - start < B ? t->n - start : B;
+    const uint64_t gstep = (uint64_t)(t->epoch - 1) * t->steps + step;
+    kdcl_status s = enqueue_step(t->m, &t->b, &t->o, t->loss_fn, t->loss_user, start, count, gstep,
+                                 &t->loss, &t->loss_acc, step, &t->err_acc);
+    if (!s) s = kdcl_prof_scope(kdcl_model_ctx(t->m), KDCL_PROF_PHASES, "optimizer");
+    if (!s) s = kdcl_optim_step(t->opt, lr, momentum);
+    return s;
+}
+
+kdcl_status kdcl_trainer_stats(kdcl_trainer *t, double *loss, double *error)
+{
+    if (!t || t->epoch == 0)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_trainer_stats: no epoch started");
+    kdcl_ctx *ctx = kdcl_model_ctx(t->m);
+    int32_t errs = 0;
+    float *host = malloc(t->steps * sizeof *host);
+    if (!host) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+    kdcl_status s = kdcl_tensor_download(ctx, &t->err_acc, 0, 1, &errs);
+    if (!s) s = kdcl_tensor_download(ctx, &t->loss_acc, 0, t->steps, host);
+    double sum = 0;
+    for (size_t i = 0; !s && i < t->steps; i++) sum += host[i];
+    free(host);
+    if (s) return s;
+    if (loss) *loss = sum / (double)t->n;
+    if (error) *error = (double)errs / (double)t->n;
+    return KDCL_OK;
+}
+
+void kdcl_trainer_destroy(kdcl_trainer *t)
+{
+    if (!t) return;
+    kdcl_ctx *ctx = kdcl_model_ctx(t->m);
+    kdcl_tensor_free(ctx, &t->loss);
+    kdcl_tensor_free(ctx, &t->loss_acc);
+    kdcl_tensor_free(ctx, &t->err_acc);
+    if (t->have_b) kdcl_batcher_destroy(&t->b);
+    if (t->own_opt) kdcl_optim_destroy(t->opt);
+    free(t);
 }

@@ -1,6 +1,7 @@
 /* Internal: the context structure, visible to the library's own modules. */
 #ifndef KDCL_RUNTIME_CTX_H
 #define KDCL_RUNTIME_CTX_H
+#include "kdcl/opencl.h"
 #include "kdcl/runtime.h"
 #include "kdcl/tensor.h"
 
@@ -43,6 +44,7 @@ struct kdcl_ctx {
     kdcl_build_stats stats;
     uint64_t mem_allocs, mem_live, mem_peak; /* device buffers (src/core/tensor.c) */
     kdcl_ctx_ext ext[KDCL_EXT_SLOTS];
+    struct kdcl_profiler *prof;     /* kdcl_ctx_set_profiler (NULL: none) */
 };
 
 /* Set an OpenCL error with call site: returns KDCL_ERR_OPENCL, or KDCL_ERR_OOM

@@ -28,7 +28,7 @@ kdcl_status kdcl_cl_fail(int err, const char *what)
     return kdcl_set_error(s, "%s failed: %s", what, kdcl_cl_error_name(err));
 }
 
-const char *kdcl_device_type_name(cl_device_type t)
+const char *kdcl_device_type_name(uint64_t t)
 {
     if (t & CL_DEVICE_TYPE_GPU) return "GPU";
     if (t & CL_DEVICE_TYPE_CPU) return "CPU";

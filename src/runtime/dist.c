@@ -1,6 +1,6 @@
 /* The processes of an mpirun job: see dist.h. Every MPI call of kdcl is in
  * this file; built without MPI, each function is its one-process case. */
-#include "runtime/dist.h"
+#include "kdcl/dist.h"
 
 #include <limits.h>
 #include <pthread.h>

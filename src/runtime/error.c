@@ -1,12 +1,17 @@
 #include "kdcl/status.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #define KDCL_ERRMSG_MAX 16384
 
 static _Thread_local char g_errmsg[KDCL_ERRMSG_MAX];
+
+const char *kdcl_version(void) { return KDCL_VERSION; }
+
+void kdcl_free(void *p) { free(p); }
 
 const char *kdcl_last_error(void) { return g_errmsg; }
 
