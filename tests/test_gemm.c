@@ -629,7 +629,7 @@ START_TEST(test_autotune_cache)
     kdcl_ctx_destroy(ctx);
     char *text = slurp(path);
     ck_assert_msg(text != NULL, "no cache file %s", path);
-    ck_assert(kdcl__tuning_text_usable(text, strlen(text)));
+    ck_assert(kdcl_gemm_tuning_text_usable(text, strlen(text)));
     cJSON *root = cJSON_Parse(text);
     ck_assert(root);
     ck_assert_str_eq(cJSON_GetObjectItem(root, "source")->valuestring, "kdcl automatic tuning");
@@ -668,7 +668,7 @@ START_TEST(test_autotune_cache)
                       kdcl_ctx_gemm_tuning(ctx));
         kdcl_ctx_destroy(ctx);
         text = slurp(path);
-        ck_assert(text && kdcl__tuning_text_usable(text, strlen(text)));
+        ck_assert(text && kdcl_gemm_tuning_text_usable(text, strlen(text)));
         free(text);
     }
 

@@ -473,7 +473,7 @@ static kdcl_status gemm_small(kdcl_ctx *ctx, const char *name, size_t m, size_t 
         snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%s)", name);
         return kdcl_cl_fail(e, what);
     }
-    return KDCL_OK;
+    return kdcl_prof_op(ctx, "gemm");
 }
 
 void kdcl__gemm_set_small(kdcl_ctx *ctx, int on)
@@ -1342,7 +1342,7 @@ static kdcl_status autotune(kdcl_ctx *ctx, gemm_state *g, const char *path, int 
     if (s) goto done;
     *found = 1;
     snprintf(g->autotune_what, sizeof g->autotune_what, "%s", best_what);
-    kdcl_status ws = kdcl__tuning_write(path, d, "kdcl automatic tuning", ks, nk, info);
+    kdcl_status ws = kdcl_gemm_tuning_write(path, d, AUTOTUNE_SOURCE, ks, nk, info);
     fprintf(stderr,
             "kdcl: GEMM parameters for %s: %s, %.1f GFLOP/s (%zu sets timed, %zu wrong, %zu "
             "failed, %.1f s); %s %s\n",
