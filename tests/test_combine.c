@@ -377,26 +377,26 @@ static double ref_F(const ref *r, const double *q)
 static double run_kernel(const prob *p, size_t rows, size_t max_batch, const kdcl_combine_opts *o,
                          float *logq, uint8_t *act)
 {
-    kdcl_combiner cb;
+    kdcl_combiner *cb = NULL;
     tu_ok(kdcl_combiner_create(tu_ctx, &p->c, max_batch, &cb), "kdcl_combiner_create");
     kdcl_tensor z = tu_mat(rows, p->K);
     kdcl_tensor_upload(tu_ctx, &z, 0, rows * p->K, p->z);
     for (size_t m = 0; m < p->M; m++) {
         kdcl_tensor t = tu_mat(rows, nsm(p, m) + 1);
         tu_put(&t, p->spec[m]);
-        tu_ok(kdcl_combiner_put(&cb, m, &t, rows), "kdcl_combiner_put");
+        tu_ok(kdcl_combiner_put(cb, m, &t, rows), "kdcl_combiner_put");
         kdcl_tensor_free(tu_ctx, &t); /* released after the queued copy */
     }
     tu_ok(kdcl_ctx_finish(tu_ctx), "finish");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    tu_ok(kdcl_combine(&cb, &z, rows, o), "kdcl_combine");
+    tu_ok(kdcl_combine(cb, &z, rows, o), "kdcl_combine");
     tu_ok(kdcl_ctx_finish(tu_ctx), "finish");
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    tu_ok(kdcl_tensor_download(tu_ctx, &cb.out, 0, rows * p->K, logq), "download out");
-    tu_ok(kdcl_tensor_download(tu_ctx, &cb.active, 0, rows * p->M, act), "download active");
+    tu_ok(kdcl_tensor_download(tu_ctx, kdcl_combiner_output(cb), 0, rows * p->K, logq), "download out");
+    tu_ok(kdcl_tensor_download(tu_ctx, kdcl_combiner_active(cb), 0, rows * p->M, act), "download active");
     kdcl_tensor_free(tu_ctx, &z);
-    kdcl_combiner_destroy(&cb);
+    kdcl_combiner_destroy(cb);
     return (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
 }
 
@@ -733,9 +733,7 @@ START_TEST(test_bad_arguments)
     static const int flat[] = {0, 1, 1, 2, 3};
     prob p;
     prob_lists(&p, 5, 2, 4, sizes, flat);
-    kdcl_combiner cb, zero;
-    memset(&zero, 0, sizeof zero);
-    kdcl_combiner_destroy(&zero); /* safe on a zeroed struct */
+    kdcl_combiner *cb = NULL;
     kdcl_combiner_destroy(NULL);
 
     /* create */
@@ -760,8 +758,8 @@ START_TEST(test_bad_arguments)
     bad = p.c;
     bad.off = off_bad;
     expect_invalid(kdcl_combiner_create(tu_ctx, &bad, 4, &cb), "empty cluster", "cluster 1");
-    ck_assert_ptr_null(cb.ctx); /* a failed create leaves a zeroed struct */
-    kdcl_combiner_destroy(&cb);
+    ck_assert_ptr_null(cb); /* a failed create leaves no combiner */
+    kdcl_combiner_destroy(cb);
 
     tu_ok(kdcl_combiner_create(tu_ctx, &p.c, 4, &cb), "create");
     kdcl_tensor z = tu_mat(4, 5), z6 = tu_mat(4, 6), l3 = tu_mat(4, 3), l4 = tu_mat(4, 4);
@@ -774,43 +772,43 @@ START_TEST(test_bad_arguments)
     ck_assert(o.iters >= 1 && o.lr > 0.0f);
 
     /* put */
-    expect_invalid(kdcl_combiner_put(&cb, 2, &l3, 4), "bad m", "m = 2");
-    expect_invalid(kdcl_combiner_put(&cb, 0, &l4, 4), "wrong width", "columns");
-    expect_invalid(kdcl_combiner_put(&cb, 0, &l3, 5), "rows > max_batch", "rows");
-    expect_invalid(kdcl_combiner_put(&cb, 0, &l3, 0), "rows 0", "rows");
-    expect_invalid(kdcl_combiner_put(&cb, 0, NULL, 1), "NULL logits", "logits");
-    expect_invalid(kdcl_combiner_put(&zero, 0, &l3, 1), "zeroed combiner", "combiner");
-    tu_ok(kdcl_combiner_put(&cb, 0, &l3, 4), "put 0");
-    tu_ok(kdcl_combiner_put(&cb, 1, &l4, 2), "put 1 (fewer rows)");
+    expect_invalid(kdcl_combiner_put(cb, 2, &l3, 4), "bad m", "m = 2");
+    expect_invalid(kdcl_combiner_put(cb, 0, &l4, 4), "wrong width", "columns");
+    expect_invalid(kdcl_combiner_put(cb, 0, &l3, 5), "rows > max_batch", "rows");
+    expect_invalid(kdcl_combiner_put(cb, 0, &l3, 0), "rows 0", "rows");
+    expect_invalid(kdcl_combiner_put(cb, 0, NULL, 1), "NULL logits", "logits");
+    expect_invalid(kdcl_combiner_put(NULL, 0, &l3, 1), "NULL combiner", "combiner");
+    tu_ok(kdcl_combiner_put(cb, 0, &l3, 4), "put 0");
+    tu_ok(kdcl_combiner_put(cb, 1, &l4, 2), "put 1 (fewer rows)");
 
     /* combine */
     kdcl_combine_opts b = o;
     b.top_n = 0;
-    expect_invalid(kdcl_combine(&cb, &z, 4, &b), "top_n 0", "top_n");
+    expect_invalid(kdcl_combine(cb, &z, 4, &b), "top_n 0", "top_n");
     b.top_n = 6;
-    expect_invalid(kdcl_combine(&cb, &z, 4, &b), "top_n > K", "top_n");
+    expect_invalid(kdcl_combine(cb, &z, 4, &b), "top_n > K", "top_n");
     b = o;
     b.iters = 0;
-    expect_invalid(kdcl_combine(&cb, &z, 4, &b), "iters 0", "iters");
+    expect_invalid(kdcl_combine(cb, &z, 4, &b), "iters 0", "iters");
     b = o;
     b.lr = NAN;
-    expect_invalid(kdcl_combine(&cb, &z, 4, &b), "NaN lr", "lr");
+    expect_invalid(kdcl_combine(cb, &z, 4, &b), "NaN lr", "lr");
     b.lr = 0.0f;
-    expect_invalid(kdcl_combine(&cb, &z, 4, &b), "lr 0", "lr");
+    expect_invalid(kdcl_combine(cb, &z, 4, &b), "lr 0", "lr");
     b.lr = -1.0f;
-    expect_invalid(kdcl_combine(&cb, &z, 4, &b), "negative lr", "lr");
+    expect_invalid(kdcl_combine(cb, &z, 4, &b), "negative lr", "lr");
     b.lr = INFINITY;
-    expect_invalid(kdcl_combine(&cb, &z, 4, &b), "infinite lr", "lr");
-    expect_invalid(kdcl_combine(&cb, &z, 4, NULL), "NULL opts", "opts");
-    expect_invalid(kdcl_combine(&cb, &big, 5, &o), "rows > max_batch", "max_batch");
-    expect_invalid(kdcl_combine(&cb, &z, 0, &o), "rows 0", "rows");
-    expect_invalid(kdcl_combine(&cb, &l3, 3, &o), "gen_logits too few rows/K", "gen_logits");
-    expect_invalid(kdcl_combine(&cb, &z6, 4, &o), "wrong K", "K = 5");
-    expect_invalid(kdcl_combine(&cb, &u8, 4, &o), "U8 logits", "gen_logits");
-    expect_invalid(kdcl_combine(&cb, NULL, 4, &o), "NULL logits", "gen_logits");
-    expect_invalid(kdcl_combine(&zero, &z, 4, &o), "zeroed combiner", "combiner");
-    tu_ok(kdcl_combine(&cb, &z, 4, &o), "valid combine");
-    tu_ok(kdcl_combine(&cb, &big, 3, &o), "more gen_logits rows than used");
+    expect_invalid(kdcl_combine(cb, &z, 4, &b), "infinite lr", "lr");
+    expect_invalid(kdcl_combine(cb, &z, 4, NULL), "NULL opts", "opts");
+    expect_invalid(kdcl_combine(cb, &big, 5, &o), "rows > max_batch", "max_batch");
+    expect_invalid(kdcl_combine(cb, &z, 0, &o), "rows 0", "rows");
+    expect_invalid(kdcl_combine(cb, &l3, 3, &o), "gen_logits too few rows/K", "gen_logits");
+    expect_invalid(kdcl_combine(cb, &z6, 4, &o), "wrong K", "K = 5");
+    expect_invalid(kdcl_combine(cb, &u8, 4, &o), "U8 logits", "gen_logits");
+    expect_invalid(kdcl_combine(cb, NULL, 4, &o), "NULL logits", "gen_logits");
+    expect_invalid(kdcl_combine(NULL, &z, 4, &o), "NULL combiner", "combiner");
+    tu_ok(kdcl_combine(cb, &z, 4, &o), "valid combine");
+    tu_ok(kdcl_combine(cb, &big, 3, &o), "more gen_logits rows than used");
     tu_ok(kdcl_ctx_finish(tu_ctx), "finish");
 
     kdcl_tensor_free(tu_ctx, &z);
@@ -819,8 +817,7 @@ START_TEST(test_bad_arguments)
     kdcl_tensor_free(tu_ctx, &l4);
     kdcl_tensor_free(tu_ctx, &big);
     kdcl_tensor_free(tu_ctx, &u8);
-    kdcl_combiner_destroy(&cb);
-    kdcl_combiner_destroy(&cb); /* twice: zeroed by the first */
+    kdcl_combiner_destroy(cb);
     prob_free(&p);
 }
 END_TEST

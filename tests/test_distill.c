@@ -40,7 +40,7 @@ START_TEST(test_ensemble_targets_match_reference)
     train_model("36-24-4", &tr, 1, 1, p1);
     train_model("36-16-16-4", &tr, 2, 1, p2); /* members may differ in architecture */
     const char *paths[2] = {p1, p2};
-    kdcl_ensemble e;
+    kdcl_ensemble *e = NULL;
     const float T = 3.0f;
     /* the members' logits, on the host */
     float *l1, *l2;
@@ -52,13 +52,13 @@ START_TEST(test_ensemble_targets_match_reference)
     for (int mode = 0; mode < 2; mode++) {
         ck_assert_int_eq(kdcl_ensemble_load(tu_ctx, paths, 2, 64, (kdcl_ens_mode)mode, &e),
                          KDCL_OK);
-        kdcl_batcher b;
+        kdcl_batcher *b = NULL;
         ck_assert_int_eq(kdcl_batcher_create(tu_ctx, &tr, 64, &b), KDCL_OK);
-        ck_assert_int_eq(kdcl_batcher_load(&b, 0, 64), KDCL_OK);
-        ck_assert_int_eq(kdcl_ensemble_forward(&e, &b.batch_u8[b.cur], 64, 6, 6, 1, 0, 0, 0, 0, T, 0),
+        ck_assert_int_eq(kdcl_batcher_load(b, 0, 64), KDCL_OK);
+        ck_assert_int_eq(kdcl_ensemble_forward(e, kdcl_batcher_images(b), 64, 6, 6, 1, 0, 0, 0, 0, T, 0),
                          KDCL_OK);
         float out[64 * 4];
-        ck_assert_int_eq(kdcl_tensor_download(tu_ctx, &e.out, 0, 64 * 4, out), KDCL_OK);
+        ck_assert_int_eq(kdcl_tensor_download(tu_ctx, kdcl_ensemble_output(e), 0, 64 * 4, out), KDCL_OK);
         for (size_t r = 0; r < 64; r++) {
             double ref[4], s1 = 0, s2 = 0, sm = 0, mx1 = -1e30, mx2 = -1e30, mxm = -1e30;
             for (int k = 0; k < 4; k++) {
@@ -82,14 +82,14 @@ START_TEST(test_ensemble_targets_match_reference)
                               mode, r, out[r * 4 + k], ref[k]);
         }
         kdcl_eval_result er;
-        ck_assert_int_eq(kdcl_ensemble_evaluate(&e, &tr, &er), KDCL_OK);
+        ck_assert_int_eq(kdcl_ensemble_evaluate(e, &tr, &er), KDCL_OK);
         ck_assert_uint_eq(er.n, 256);
         long tot = 0;
         for (int i = 0; i < 16; i++) tot += er.confusion[i];
         ck_assert_int_eq(tot, 256);
         kdcl_eval_result_free(&er);
-        kdcl_batcher_destroy(&b);
-        kdcl_ensemble_free(&e);
+        kdcl_batcher_destroy(b);
+        kdcl_ensemble_free(e);
     }
     free(l1);
     free(l2);
@@ -112,10 +112,10 @@ START_TEST(test_student_learns_from_teacher)
     make_quads(&te, 400, 5);
     const char *tp = tu_path("teacher.safetensors");
     train_model("36-64-64-4", &tr, 7, 4, tp);
-    kdcl_ensemble e;
+    kdcl_ensemble *e = NULL;
     ck_assert_int_eq(kdcl_ensemble_load(tu_ctx, &tp, 1, 64, KDCL_ENS_PROB, &e), KDCL_OK);
     kdcl_eval_result rt;
-    ck_assert_int_eq(kdcl_ensemble_evaluate(&e, &te, &rt), KDCL_OK);
+    ck_assert_int_eq(kdcl_ensemble_evaluate(e, &te, &rt), KDCL_OK);
     float p_cached[36 * 16 + 16 + 16 * 4 + 4], p_batch[sizeof p_cached / 4];
     for (int path = 0; path < 2; path++) {
         kdcl_model *s = tu_model("36-16-4", 4, 1, 6, 6, 64, 0, 0, 9);
@@ -126,7 +126,7 @@ START_TEST(test_student_learns_from_teacher)
         kdcl_distill_opts d = {4.0f, 0.0f, KDCL_KD_KL,
                                path ? KDCL_TARGETS_BATCH : KDCL_TARGETS_CACHED};
         kdcl_targets used;
-        ck_assert_msg(kdcl_distill(s, &e, &tr, &o, &d, NULL, &used) == KDCL_OK, "%s",
+        ck_assert_msg(kdcl_distill(s, e, &tr, &o, &d, NULL, &used) == KDCL_OK, "%s",
                       kdcl_last_error());
         ck_assert_int_eq(used, path ? KDCL_TARGETS_BATCH : KDCL_TARGETS_CACHED);
         kdcl_eval_result r;
@@ -149,19 +149,19 @@ START_TEST(test_student_learns_from_teacher)
     kdcl_train_opts_default(&o);
     o.jitter = 1;
     kdcl_distill_opts d = {4.0f, 0.5f, KDCL_KD_KL, KDCL_TARGETS_CACHED};
-    ck_assert_int_eq(kdcl_distill(s, &e, &tr, &o, &d, NULL, NULL), KDCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kdcl_distill(s, e, &tr, &o, &d, NULL, NULL), KDCL_ERR_INVALID_ARG);
     d.targets = KDCL_TARGETS_AUTO;
     d.T = 0.0f;
-    ck_assert_int_eq(kdcl_distill(s, &e, &tr, &o, &d, NULL, NULL), KDCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kdcl_distill(s, e, &tr, &o, &d, NULL, NULL), KDCL_ERR_INVALID_ARG);
     /* logit matching runs too */
     d.T = 1.0f;
     d.mode = KDCL_KD_LOGITS;
     o.epochs = 1;
     o.batch = 32;
-    ck_assert_msg(kdcl_distill(s, &e, &tr, &o, &d, NULL, NULL) == KDCL_OK, "%s", kdcl_last_error());
+    ck_assert_msg(kdcl_distill(s, e, &tr, &o, &d, NULL, NULL) == KDCL_OK, "%s", kdcl_last_error());
     kdcl_model_destroy(s);
     kdcl_eval_result_free(&rt);
-    kdcl_ensemble_free(&e);
+    kdcl_ensemble_free(e);
     kdcl_dataset_free(&tr);
     kdcl_dataset_free(&te);
 }

@@ -436,10 +436,10 @@ START_TEST(test_batch_distill)
     const char *path = tu_path("teacher.safetensors");
     OK(kdcl_model_save(t, path, NULL, NULL, 0));
     kdcl_model_destroy(t);
-    kdcl_ensemble e;
+    kdcl_ensemble *e = NULL;
     OK(kdcl_ensemble_load(tu_ctx, &path, 1, 4, KDCL_ENS_PROB, &e));
     kdcl_eval_result r;
-    OK(kdcl_ensemble_evaluate(&e, &ds, &r)); /* log_inplace on the averaged probabilities */
+    OK(kdcl_ensemble_evaluate(e, &ds, &r)); /* log_inplace on the averaged probabilities */
     ck_assert_uint_eq(r.n, 12);
     kdcl_eval_result_free(&r);
     kdcl_model *s = tu_model("36-6-4", 4, 1, 6, 6, 4, 0, 0, 2);
@@ -449,10 +449,10 @@ START_TEST(test_batch_distill)
     o.batch = 4;
     kdcl_distill_opts d = {2.0f, 0.5f, KDCL_KD_KL, KDCL_TARGETS_CACHED};
     kdcl_targets used;
-    OK(kdcl_distill(s, &e, &ds, &o, &d, NULL, &used));
+    OK(kdcl_distill(s, e, &ds, &o, &d, NULL, &used));
     ck_assert_int_eq(used, KDCL_TARGETS_CACHED);
     kdcl_model_destroy(s);
-    kdcl_ensemble_free(&e);
+    kdcl_ensemble_free(e);
     kdcl_dataset_free(&ds);
 }
 END_TEST
@@ -467,24 +467,24 @@ START_TEST(test_combine)
     const size_t sizes[] = {3, 2};
     kdcl_clusters cl;
     OK(kdcl_clusters_from_lists(K, M, sizes, lists, &cl));
-    kdcl_combiner cb;
+    kdcl_combiner *cb = NULL;
     OK(kdcl_combiner_create(tu_ctx, &cl, B, &cb));
     for (size_t m = 0; m < M; m++) {
         kdcl_tensor l = fmat(B, sizes[m] + 1, 100 + m);
-        OK(kdcl_combiner_put(&cb, m, &l, B));
+        OK(kdcl_combiner_put(cb, m, &l, B));
         rel(&l);
     }
     kdcl_tensor z = fmat(B, K, 110);
     kdcl_combine_opts o;
     kdcl_combine_opts_default(&o);
     o.iters = 3;
-    poison(&cb.out);
-    OK(kdcl_combine(&cb, &z, B, &o));
+    poison((kdcl_tensor *)kdcl_combiner_output(cb));
+    OK(kdcl_combine(cb, &z, B, &o));
     float out[3 * 6];
-    OK(kdcl_tensor_download(tu_ctx, &cb.out, 0, B * K, out));
+    OK(kdcl_tensor_download(tu_ctx, kdcl_combiner_output(cb), 0, B * K, out));
     for (size_t i = 0; i < B * K; i++) ck_assert(isfinite(out[i]));
     rel(&z);
-    kdcl_combiner_destroy(&cb);
+    kdcl_combiner_destroy(cb);
     kdcl_clusters_free(&cl);
 }
 END_TEST

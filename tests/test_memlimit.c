@@ -178,13 +178,13 @@ START_TEST(test_streamed_distillation)
     tu_make_6x6(&te, 400, 22, 4, quadrant, 140, 90);
     kdcl_ctx *c;
     tu_ok(capped_ctx("32K", &c), "capped context");
-    kdcl_batcher b;
+    kdcl_batcher *b = NULL;
     tu_ok(kdcl_batcher_create(c, &tr, 64, &b), "batcher (capped)");
-    ck_assert_int_eq(b.resident, 0);
-    kdcl_batcher_destroy(&b);
+    ck_assert_int_eq(kdcl_batcher_resident(b), 0);
+    kdcl_batcher_destroy(b);
     tu_ok(kdcl_batcher_create(tu_ctx, &tr, 64, &b), "batcher");
-    ck_assert_int_eq(b.resident, 1);
-    kdcl_batcher_destroy(&b);
+    ck_assert_int_eq(kdcl_batcher_resident(b), 1);
+    kdcl_batcher_destroy(b);
 
     /* a teacher and a student's initial weights, saved */
     char tp[4200], sp[4200];
@@ -207,21 +207,21 @@ START_TEST(test_streamed_distillation)
     /* the ensemble: 1024 rows of activations do not fit; the largest batch
      * that does is taken (no lower than the training batch) */
     const char *paths[1] = {tp};
-    kdcl_ensemble e;
+    kdcl_ensemble *e = NULL;
     ck_assert_int_eq(kdcl_ensemble_load(c, paths, 1, 1024, KDCL_ENS_PROB, &e), KDCL_ERR_OOM);
     tu_ok(kdcl_ensemble_load_fit(c, paths, 1, 1024, 32, KDCL_ENS_PROB, &e), "ensemble (capped)");
-    ck_assert_msg(e.max_batch >= 32 && e.max_batch < 1024 && e.max_batch * 36 * 4 <= CAP,
-                  "ensemble batch %zu", e.max_batch);
-    kdcl_ensemble e0;
+    ck_assert_msg(kdcl_ensemble_max_batch(e) >= 32 && kdcl_ensemble_max_batch(e) < 1024 && kdcl_ensemble_max_batch(e) * 36 * 4 <= CAP,
+                  "ensemble batch %zu", kdcl_ensemble_max_batch(e));
+    kdcl_ensemble *e0 = NULL;
     tu_ok(kdcl_ensemble_load_fit(tu_ctx, paths, 1, 1024, 32, KDCL_ENS_PROB, &e0), "ensemble");
-    ck_assert_uint_eq(e0.max_batch, 1024);
-    kdcl_ensemble none;
+    ck_assert_uint_eq(kdcl_ensemble_max_batch(e0), 1024);
+    kdcl_ensemble *none = NULL;
     ck_assert_int_eq(kdcl_ensemble_load_fit(c, paths, 1, 16, 32, KDCL_ENS_PROB, &none),
                      KDCL_ERR_INVALID_ARG);
 
     float *p[2];
     kdcl_targets used[2];
-    kdcl_ensemble *ens[2] = {&e0, &e};
+    kdcl_ensemble *ens[2] = {e0, e};
     kdcl_ctx *ctxs[2] = {tu_ctx, c};
     for (int k = 0; k < 2; k++) {
         kdcl_model *s;
@@ -262,8 +262,8 @@ START_TEST(test_streamed_distillation)
     kdcl_eval_result_free(&r0);
     kdcl_eval_result_free(&r1);
 
-    kdcl_ensemble_free(&e);
-    kdcl_ensemble_free(&e0);
+    kdcl_ensemble_free(e);
+    kdcl_ensemble_free(e0);
     kdcl_ctx_destroy(c);
     kdcl_dataset_free(&tr);
     kdcl_dataset_free(&te);
@@ -291,10 +291,10 @@ START_TEST(test_soft_target_cache_cap)
     }
     kdcl_ctx *c;
     tu_ok(capped_ctx("32K", &c), "capped context");
-    kdcl_batcher b;
+    kdcl_batcher *b = NULL;
     tu_ok(kdcl_batcher_create(c, &tr, 64, &b), "batcher (capped)");
-    ck_assert_int_eq(b.resident, 1);
-    kdcl_batcher_destroy(&b);
+    ck_assert_int_eq(kdcl_batcher_resident(b), 1);
+    kdcl_batcher_destroy(b);
     char tp[4200], sp[4200];
     snprintf(tp, sizeof tp, "%s", tu_path("memcap-teacher10.safetensors"));
     snprintf(sp, sizeof sp, "%s", tu_path("memcap-student10.safetensors"));
@@ -315,7 +315,7 @@ START_TEST(test_soft_target_cache_cap)
     float *p[2];
     kdcl_targets used[2];
     for (int k = 0; k < 2; k++) {
-        kdcl_ensemble e;
+        kdcl_ensemble *e = NULL;
         tu_ok(kdcl_ensemble_load(ctxs[k], paths, 1, 64, KDCL_ENS_PROB, &e), "ensemble");
         kdcl_model *s;
         tu_ok(kdcl_model_load(ctxs[k], sp, 64, &s, NULL), "load student");
@@ -324,11 +324,11 @@ START_TEST(test_soft_target_cache_cap)
         so.epochs = 2;
         so.batch = 32;
         kdcl_distill_opts d = {2.0f, 0.0f, KDCL_KD_KL, KDCL_TARGETS_CACHED};
-        tu_ok(kdcl_distill(s, &e, &tr, &so, &d, NULL, &used[k]), "distill");
+        tu_ok(kdcl_distill(s, e, &tr, &so, &d, NULL, &used[k]), "distill");
         p[k] = malloc(np * sizeof(float));
         tu_ok(kdcl_model_get_params(s, p[k]), "params");
         kdcl_model_destroy(s);
-        kdcl_ensemble_free(&e);
+        kdcl_ensemble_free(e);
     }
     ck_assert_int_eq(used[0], KDCL_TARGETS_CACHED);
     ck_assert_int_eq(used[1], KDCL_TARGETS_BATCH);

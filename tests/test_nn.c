@@ -490,19 +490,19 @@ START_TEST(test_batcher_gathers_rows)
         for (size_t i = 0; i < d.n; i++) d.labels[i] = (int32_t)((i * 5 + 3) % 7);
         size_t order[64];
         for (size_t i = 0; i < 64; i++) order[i] = (i * 37 + 11) % d.n; /* repeats after 50 */
-        kdcl_batcher b;
+        kdcl_batcher *b = NULL;
         ck_assert_int_eq(kdcl_batcher_create(tu_ctx, &d, 24, &b), KDCL_OK);
-        ck_assert_msg(b.resident, "a 50-row dataset must be device-resident");
-        ck_assert_int_eq(kdcl_batcher_set_order(&b, order, 64), KDCL_OK);
+        ck_assert_msg(kdcl_batcher_resident(b), "a 50-row dataset must be device-resident");
+        ck_assert_int_eq(kdcl_batcher_set_order(b, order, 64), KDCL_OK);
         const size_t start = 37, count = 23;
-        ck_assert_int_eq(kdcl_batcher_load(&b, start, count), KDCL_OK);
+        ck_assert_int_eq(kdcl_batcher_load(b, start, count), KDCL_OK);
         uint8_t *got = malloc(count * d.dim);
         int32_t lab[24];
         ck_assert(got);
-        ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(tu_ctx), b.batch_u8[b.cur].buf, CL_TRUE,
+        ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(tu_ctx), kdcl_batcher_images(b)->buf, CL_TRUE,
                                              0, count * d.dim, got, 0, NULL, NULL),
                          CL_SUCCESS);
-        ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(tu_ctx), b.batch_labels[b.cur].buf,
+        ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(tu_ctx), kdcl_batcher_labels(b)->buf,
                                              CL_TRUE, 0, count * sizeof *lab, lab, 0, NULL, NULL),
                          CL_SUCCESS);
         for (size_t r = 0; r < count; r++) {
@@ -512,7 +512,7 @@ START_TEST(test_batcher_gathers_rows)
             ck_assert_int_eq(lab[r], d.labels[e]);
         }
         free(got);
-        kdcl_batcher_destroy(&b);
+        kdcl_batcher_destroy(b);
         kdcl_dataset_free(&d);
     }
 }

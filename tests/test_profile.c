@@ -4,6 +4,7 @@
  * layers and ops. */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

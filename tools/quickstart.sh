@@ -20,6 +20,8 @@ packages=(build-essential meson ninja-build pkg-config python3 ocl-icd-opencl-de
     dataset-fashion-mnist clinfo libopenmpi-dev openmpi-bin)
 # ONNX export (kdcl export --onnx): protobuf-c on ONNX's onnx.proto
 packages+=(libprotobuf-c-dev protobuf-c-compiler)
+# the Python package's tests (src/python, tests/test_python.py)
+packages+=(python3-numpy)
 bash tools/ensure_packages.sh "${packages[@]}"
 
 if [ ! -f build/build.ninja ]; then

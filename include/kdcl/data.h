@@ -142,6 +142,36 @@ KDCL_API kdcl_status kdcl_dataset_channel_stats(const kdcl_dataset *d, float *me
 /* Number of examples of each class: counts[0..d->n_classes). */
 KDCL_API void kdcl_dataset_class_counts(const kdcl_dataset *d, size_t *counts);
 
+/* ---- datasets from the caller's arrays, on the heap (for bindings) ---- */
+
+/* Layout of one example in the caller's arrays. */
+typedef enum kdcl_layout {
+    KDCL_LAYOUT_HWC = 0, /* kdcl's own: rows of pixels, channels interleaved */
+    KDCL_LAYOUT_CHW = 1  /* channel planes (PyTorch's, numpy's [N, C, H, W]) */
+} kdcl_layout;
+
+/* An empty (zeroed) dataset on the heap, for the loaders above to fill;
+ * NULL when out of memory. kdcl_dataset_destroy frees its contents and it. */
+KDCL_API kdcl_dataset *kdcl_dataset_create(void);
+KDCL_API void kdcl_dataset_destroy(kdcl_dataset *d);
+
+/* Fill `out` with copies of n examples of c x h x w uint8 pixels in `layout`
+ * (images: n*c*h*w bytes; converted to HWC) and their labels (n int32 in
+ * [0, n_classes)). n_classes 0: max label + 1. n >= 1, c in 1..4, h, w >= 1;
+ * a label out of range, sizes that overflow or a NULL array:
+ * KDCL_ERR_INVALID_ARG (KDCL_ERR_OVERFLOW) naming it; out is left zeroed. */
+KDCL_API kdcl_status kdcl_dataset_from_arrays(const uint8_t *images, const int32_t *labels,
+                                              size_t n, size_t c, size_t h, size_t w,
+                                              kdcl_layout layout, size_t n_classes,
+                                              kdcl_dataset *out);
+/* Sizes of a dataset (any pointer may be NULL). */
+KDCL_API void kdcl_dataset_shape(const kdcl_dataset *d, size_t *n, size_t *c, size_t *h,
+                                 size_t *w, size_t *n_classes);
+/* Copy the examples out: images (n*c*h*w bytes, in `layout`) and labels (n
+ * int32); either may be NULL. */
+KDCL_API void kdcl_dataset_to_arrays(const kdcl_dataset *d, kdcl_layout layout, uint8_t *images,
+                                     int32_t *labels);
+
 /* Deterministic RNG: xoshiro256** seeded with splitmix64. */
 typedef struct kdcl_rng {
     uint64_t s[4];

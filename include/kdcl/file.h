@@ -6,6 +6,7 @@
 #define KDCL_FILE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kdcl/status.h"
 
@@ -37,6 +38,10 @@ KDCL_API kdcl_status kdcl_atomic_commit(kdcl_atomic_file *f);
 KDCL_API void kdcl_atomic_abort(kdcl_atomic_file *f);
 /* The whole of text to path, atomically. */
 KDCL_API kdcl_status kdcl_write_file_atomic(const char *path, const void *data, size_t n);
+
+/* kdcl_hash64 of a file's bytes (a resumed run checks that it reads the same
+ * teachers or generalist). KDCL_ERR_IO naming the file when it cannot be read. */
+KDCL_API kdcl_status kdcl_file_hash(const char *path, uint64_t *h);
 
 #ifdef __cplusplus
 }

@@ -23,5 +23,6 @@
 #include "kdcl/profile.h"
 #include "kdcl/file.h"
 #include "kdcl/dist.h"
+#include "kdcl/parse.h"
 
 #endif

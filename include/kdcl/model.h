@@ -191,6 +191,17 @@ KDCL_API void kdcl_model_input_norm(const kdcl_model *m, float *mean, float *std
 KDCL_API kdcl_status kdcl_model_load_u8(kdcl_model *m, const kdcl_tensor *u8, size_t count, int max_shift,
                                int flip, uint64_t seed, uint64_t step);
 
+/* Test-mode logits of n examples held on the host, in batches of up to
+ * kdcl_model_max_batch: logits (n x classes floats, row-major) receives
+ * them. The examples are c x h x w each (the model's input shape; an MLP
+ * takes any with the same C*H*W, kdcl_model_fit_input), in `layout` (a
+ * kdcl_layout of data.h: 0 HWC, 1 CHW):
+ *   KDCL_U8   raw pixels (uint8), the model's input transform applied;
+ *   KDCL_F32  pixels already transformed (float): used as they are.
+ * Shapes that do not fit: KDCL_ERR_INVALID_ARG naming both. */
+KDCL_API kdcl_status kdcl_model_predict(kdcl_model *m, const void *x, kdcl_elem type, int layout,
+                                        size_t n, size_t c, size_t h, size_t w, float *logits);
+
 /* Forward of the input batch to the logits. train != 0: dropout masks drawn
  * from (seed, step), BatchNorm on batch statistics (and its running
  * statistics updated); train == 0: no dropout, running statistics. */

@@ -88,6 +88,20 @@ KDCL_API void kdcl_ctx_destroy(kdcl_ctx *ctx);
 KDCL_API const kdcl_device_info *kdcl_ctx_device(const kdcl_ctx *ctx);
 KDCL_API kdcl_status kdcl_ctx_finish(kdcl_ctx *ctx);
 
+/* Devices as JSON text, for bindings that do not mirror kdcl_device_info:
+ * kdcl_devices_json lists every device (an array), kdcl_ctx_device_json
+ * gives the context's (one object). Each object has "id" ("P:D"),
+ * "platform", "platform_vendor", "platform_version", "name", "vendor",
+ * "driver_version", "device_version", "opencl_c_version", "type" ("CPU",
+ * "GPU", ...), "compute_units", "clock_mhz", "global_mem", "local_mem",
+ * "max_alloc", "max_work_group", "fp64", "fp16". The text and its NUL go
+ * into buf when they fit in `size` bytes; *needed (may be NULL) receives
+ * the bytes they need, so a caller can ask again with a larger buffer.
+ * kdcl_devices_json fails as kdcl_list_devices does. */
+KDCL_API kdcl_status kdcl_devices_json(char *buf, size_t size, size_t *needed);
+KDCL_API kdcl_status kdcl_ctx_device_json(const kdcl_ctx *ctx, char *buf, size_t size,
+                                          size_t *needed);
+
 /* Program-cache statistics of this context (for benchmarks). */
 typedef struct kdcl_build_stats {
     unsigned builds;        /* programs compiled from source */

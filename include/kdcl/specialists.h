@@ -139,27 +139,21 @@ typedef struct kdcl_combine_opts {
 KDCL_API void kdcl_combine_opts_default(kdcl_combine_opts *o);
 
 /* Device state of the combination for a set of clusters. */
-typedef struct kdcl_combiner {
-    kdcl_ctx *ctx;
-    size_t K, M, max_batch;
-    size_t *blk_off;         /* M: float offset of specialist m's logits block */
-    kdcl_tensor member;      /* U8 [M, K]: class k in cluster m */
-    kdcl_tensor cls, cls_off;/* I32: the cluster lists (as in kdcl_clusters) */
-    kdcl_tensor blk;         /* I32 [M]: blk_off on the device */
-    kdcl_tensor spec_logits; /* F32: block m is [max_batch, |S_m| + 1] row-major, then a
-                              * [max_batch, K] scratch of the kernel */
-    kdcl_tensor out;         /* F32 [max_batch, K]: log q of the last batch */
-    kdcl_tensor active;      /* U8 [max_batch, M]: specialist m active for row b */
-} kdcl_combiner;
+typedef struct kdcl_combiner kdcl_combiner;
 
 /* 0 when the OpenCL platform (its CL_PLATFORM_VERSION) is known to break the
  * combination kernel: PoCL 5.0 aborts while compiling it. kdcl_combiner_create
  * refuses such a platform with KDCL_ERR_BUILD instead of letting it abort. */
 KDCL_API int kdcl_combine_compiler_ok(const char *platform_version);
 
-KDCL_API kdcl_status kdcl_combiner_create(kdcl_ctx *ctx, const kdcl_clusters *c, size_t max_batch,
-                                 kdcl_combiner *cb);
+KDCL_API kdcl_status kdcl_combiner_create(kdcl_ctx *ctx, const kdcl_clusters *c,
+                                          size_t max_batch, kdcl_combiner **out);
+/* NULL is allowed. */
 KDCL_API void kdcl_combiner_destroy(kdcl_combiner *cb);
+/* The last kdcl_combine's results: F32 [max_batch, K], log q per row, and
+ * U8 [max_batch, M], specialist m active for row b. */
+KDCL_API const kdcl_tensor *kdcl_combiner_output(const kdcl_combiner *cb);
+KDCL_API const kdcl_tensor *kdcl_combiner_active(const kdcl_combiner *cb);
 /* Copy specialist m's logits ([rows, |S_m| + 1], rows <= max_batch) into its block. */
 KDCL_API kdcl_status kdcl_combiner_put(kdcl_combiner *cb, size_t m, const kdcl_tensor *logits,
                               size_t rows);

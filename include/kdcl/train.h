@@ -3,7 +3,6 @@
 #ifndef KDCL_TRAIN_H
 #define KDCL_TRAIN_H
 
-#include <stdio.h>
 
 #include "kdcl/data.h"
 #include "kdcl/model.h"
@@ -18,34 +17,28 @@ extern "C" {
  * batches are gathered on the device from an uploaded permutation; otherwise
  * each batch is gathered on the host into one of two staging buffers and
  * uploaded asynchronously while the previous step runs. */
-typedef struct kdcl_batcher {
-    kdcl_ctx *ctx;
-    const kdcl_dataset *ds;
-    size_t max_batch;
-    int resident;
-    size_t *order;                 /* host permutation of 0..n-1 */
-    kdcl_tensor images, labels;    /* resident copies (U8 [n, dim], I32 [n]) */
-    kdcl_tensor perm;              /* I32 [n] */
-    kdcl_tensor batch_u8[2];       /* U8 [max_batch, dim] */
-    kdcl_tensor batch_labels[2];   /* I32 [max_batch] */
-    uint8_t *stage[2];
-    int32_t *stage_labels[2];
-    struct _cl_event *pending[2]; /* cl_event */
-    int cur;                       /* index of the buffer filled by the last load */
-    size_t n_order;                /* entries of order in use (ds->n unless set_order) */
-    size_t order_cap;              /* entries allocated in order / perm */
-} kdcl_batcher;
+typedef struct kdcl_batcher kdcl_batcher;
 
 KDCL_API kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_batch,
-                                kdcl_batcher *b);
+                                         kdcl_batcher **out);
 /* Order for an epoch: shuffled by (seed, epoch), or identity when shuffle == 0. */
 KDCL_API kdcl_status kdcl_batcher_epoch(kdcl_batcher *b, int shuffle, uint64_t seed, uint64_t epoch);
 /* Use an explicit order: n indices into the dataset (repeats allowed, any n
  * >= 1); batches then cover order[0..n). */
 KDCL_API kdcl_status kdcl_batcher_set_order(kdcl_batcher *b, const size_t *order, size_t n);
-/* Assemble rows order[start .. start+count) into batch_u8[cur]/batch_labels[cur]. */
+/* Assemble rows order[start .. start+count) into the batch tensors below. */
 KDCL_API kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count);
+/* The last load's batch: images U8 [max_batch, dim] (rows 0..count used) and
+ * labels I32 [max_batch]; valid until the next load. */
+KDCL_API const kdcl_tensor *kdcl_batcher_images(const kdcl_batcher *b);
+KDCL_API const kdcl_tensor *kdcl_batcher_labels(const kdcl_batcher *b);
+/* 1 when the dataset lives on the device (loads never wait on the host). */
+KDCL_API int kdcl_batcher_resident(const kdcl_batcher *b);
+/* NULL is allowed. */
 KDCL_API void kdcl_batcher_destroy(kdcl_batcher *b);
+
+struct kdcl_epoch_stats;
+struct kdcl_progress;
 
 typedef struct kdcl_train_opts {
     size_t epochs;
@@ -71,9 +64,7 @@ typedef struct kdcl_train_opts {
     uint64_t seed;
     const kdcl_dataset *val;   /* evaluated after each epoch (may be NULL) */
     const char *metrics_path;  /* JSONL, one line per epoch (may be NULL) */
-    FILE *log;                 /* one summary line per epoch (may be NULL) */
-    int progress;              /* progress bar on stderr */
-    const char *tag;           /* name shown in log lines */
+    const char *tag;           /* the run's name, handed to the callbacks */
     /* Custom sampling (sample NULL: every example once per epoch, shuffled):
      * each epoch has epoch_n examples, order[0..epoch_n) filled by
      * sample(sample_user, epoch, order, epoch_n) with indices into the
@@ -125,6 +116,18 @@ typedef struct kdcl_train_opts {
     /* JSON members appended to every line of the metrics file (e.g.
      * "\"world_size\": 2"), or NULL. */
     const char *metrics_extra;
+    /* Called after every epoch (NULL: not called) with that epoch's
+     * statistics, once its metrics line and training state are written. A
+     * non-zero return stops the training there: kdcl_train returns KDCL_OK
+     * with `last` holding that epoch (a training state then says how far the
+     * run got, and resuming it continues). Distillation (kdcl_distill) calls
+     * it too. Data-parallel: called on every rank, rank 0's return decides. */
+    int (*on_epoch)(void *user, const struct kdcl_epoch_stats *st);
+    void *on_epoch_user;
+    /* Called every few dozen steps (NULL: not called): where the epoch is,
+     * for a progress display (the command line's bar). */
+    void (*on_progress)(void *user, const struct kdcl_progress *p);
+    void *on_progress_user;
 } kdcl_train_opts;
 
 /* Progress of a training state file (checked for consistency, not against a
@@ -136,6 +139,30 @@ typedef struct kdcl_train_state_info {
 KDCL_API kdcl_status kdcl_train_state_info_read(const char *path, kdcl_train_state_info *info);
 
 KDCL_API void kdcl_train_opts_default(kdcl_train_opts *o);
+
+/* Options on the heap, for bindings that do not mirror the struct (Python's
+ * ctypes): created with the defaults, NULL when out of memory. */
+KDCL_API kdcl_train_opts *kdcl_train_opts_create(void);
+KDCL_API void kdcl_train_opts_destroy(kdcl_train_opts *o);
+
+/* Set one option by its name, as the command line's flag without the dashes
+ * ("lr", "weight-decay"; '_' may stand for '-'), from its text; the kdcl
+ * train / distill flags parse their values with this:
+ *   epochs N (1..1000000)   batch N (>= 1)   lr X (> 0)   lr-decay X (0, 1]
+ *   momentum A[,B[,EPOCHS]] (A, B in [0, 1); one value: constant)
+ *   weight-decay X [0, 1]   max-norm X (> 0)   jitter N / crop N (0..16 pixels)
+ *   flip 0|1   optimizer sgd|nesterov|adam|adamw   schedule (kdcl_schedule_parse:
+ *   exp, step:EPOCHS[:GAMMA], cosine[:MIN])   warmup N   seed S
+ * A bad name or value: KDCL_ERR_INVALID_ARG, the message starting with the
+ * name ("lr needs a positive number, got 'x'"); the options are unchanged. */
+KDCL_API kdcl_status kdcl_train_opts_set(kdcl_train_opts *o, const char *name, const char *value);
+/* The validation set (evaluated after every epoch; NULL: none) and the
+ * per-epoch callback (kdcl_train_opts.on_epoch). */
+KDCL_API void kdcl_train_opts_set_val(kdcl_train_opts *o, const kdcl_dataset *val);
+KDCL_API void kdcl_train_opts_set_on_epoch(kdcl_train_opts *o,
+                                           int (*on_epoch)(void *user,
+                                                           const struct kdcl_epoch_stats *st),
+                                           void *user);
 
 /* The schedule and optimiser settings of a set of options. */
 KDCL_API kdcl_schedule kdcl_train_schedule(const kdcl_train_opts *o);
@@ -152,13 +179,31 @@ typedef kdcl_status (*kdcl_loss_fn)(void *user, kdcl_model *m, const kdcl_batche
                                     const kdcl_tensor *labels, kdcl_tensor *loss,
                                     kdcl_tensor *errors);
 
+/* (The Python package mirrors this struct: src/python/kdcl/_lib.py.) */
 typedef struct kdcl_epoch_stats {
     size_t epoch;
     double train_loss, train_error; /* training-mode (dropout) running values */
     double val_loss, val_error;     /* NAN without a validation set */
     size_t val_errors;
     double lr, momentum, seconds, samples_per_s;
+    size_t epochs;        /* of the run (kdcl_train_opts.epochs) */
+    const char *tag;      /* kdcl_train_opts.tag */
+    double resync_diff;   /* data-parallel, rank 0: > 0 when the ranks' parameters had drifted
+                           * apart (largest relative difference from rank 0's, that of rank
+                           * resync_rank) and rank 0's were copied to every rank after this
+                           * epoch; else 0 */
+    int resync_rank;
 } kdcl_epoch_stats;
+
+/* Progress within an epoch (kdcl_train_opts.on_progress), every few dozen
+ * steps and at the epoch's end. */
+typedef struct kdcl_progress {
+    const char *tag;
+    size_t epoch, epochs;  /* from 1 */
+    size_t done, total;    /* examples of this epoch */
+    double samples_per_s;  /* this epoch so far */
+    double eta_s;          /* to the end of the run, at that rate */
+} kdcl_progress;
 
 /* Train m on ds. loss_fn NULL: cross-entropy. `last` (may be NULL) receives
  * the last epoch's statistics. Stops with KDCL_ERR_NUMERIC naming the epoch

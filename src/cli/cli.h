@@ -2,6 +2,7 @@
 #ifndef KDCL_CLI_H
 #define KDCL_CLI_H
 
+#include "kdcl/parse.h"
 #include "kdcl/kdcl.h"
 
 /* Exit codes: 0 ok, 1 runtime failure, 2 usage error / no device. */
@@ -55,12 +56,8 @@ int cli_check_output(const char *cmd, const char *flag, const char *path);
  * new files, or a path whose parent does. */
 int cli_check_output_dir(const char *cmd, const char *flag, const char *dir);
 
-/* Strict number parsing: whole string must be a number in range. 0 on success. */
-int cli_parse_size(const char *s, size_t *out);
-int cli_parse_u64(const char *s, uint64_t *out);
-int cli_parse_double(const char *s, double *out);
-
-/* Comma-separated list of up to `max` numbers (d1..d3, unused may be NULL).
+/* Numbers: the library's strict parsers (kdcl/parse.h: kdcl_parse_size, ...).
+ * Comma-separated list of up to `max` numbers (d1..d3, unused may be NULL).
  * Returns how many were parsed, or -1 on garbage. */
 int cli_parse_list(const char *s, int max, double *d1, double *d2, double *d3);
 
@@ -79,9 +76,16 @@ extern int cli_skip_bad_images;
     "  --skip-bad-images   image folders: skip files that cannot be decoded (a warning\n"   \
     "                      names each) instead of stopping at the first\n"
 double kdcl_wall_seconds(void);
-/* A hash of a file's bytes (a resumed run must read the same teachers or
- * generalist); -1 if it cannot be read. */
-int cli_file_hash(const char *path, uint64_t *h);
+
+/* The command line's training output through kdcl_train's callbacks: a line
+ * per epoch on stdout (cli_on_epoch) and, on a terminal, a progress bar on
+ * stderr (cli_on_progress); quiet: neither; progress 0: no bar. */
+struct kdcl_train_opts;
+struct kdcl_epoch_stats;
+struct kdcl_progress;
+int cli_on_epoch(void *user, const struct kdcl_epoch_stats *st);
+void cli_on_progress(void *user, const struct kdcl_progress *p);
+void cli_train_output(struct kdcl_train_opts *o, int quiet, int progress);
 
 int cmd_devices(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -56,22 +56,22 @@ int cmd_adjust_bias(int argc, char **argv)
             snprintf(buf, sizeof buf, "%s", optarg);
             nc = 0;
             for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
-                if (nc >= 64 || cli_parse_size(t, &cls[nc++]))
+                if (nc >= 64 || kdcl_parse_size(t, &cls[nc++]))
                     return cli_usage_error("adjust-bias", "--classes needs a list like 3 or 7,8, got '%s'", optarg);
             break;
         }
         case 'x':
-            if (cli_parse_double(optarg, &offset) || fabs(offset) > 1e4)
+            if (kdcl_parse_double(optarg, &offset) || fabs(offset) > 1e4)
                 return cli_usage_error("adjust-bias",
                                        "--offset needs a number in [-10000, 10000], got '%s'",
                                        optarg);
             break;
         case 'v':
-            if (cli_parse_size(optarg, &val) || val == 0)
+            if (kdcl_parse_size(optarg, &val) || val == 0)
                 return cli_usage_error("adjust-bias", "--val needs a positive count, got '%s'", optarg);
             break;
         case 'S':
-            if (cli_parse_u64(optarg, &seed))
+            if (kdcl_parse_u64(optarg, &seed))
                 return cli_usage_error("adjust-bias", "--seed needs a non-negative integer, got '%s'", optarg);
             break;
         case 'r': {

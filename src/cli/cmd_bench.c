@@ -941,7 +941,6 @@ static kdcl_status bench_distill(kdcl_ctx *ctx, const bench_opts *o, const kdcl_
                                  kdcl_targets tg, stat_t *out, size_t *n_used)
 {
     kdcl_model *t = NULL;
-    kdcl_ensemble e;
     job j = {.tg = tg, .full = full, .B = B};
     char path[] = "/tmp/kdcl-bench-teacher-XXXXXX";
     int fd = mkstemp(path);
@@ -952,8 +951,7 @@ static kdcl_status bench_distill(kdcl_ctx *ctx, const bench_opts *o, const kdcl_
         (s = kdcl_model_save(t, path, NULL, NULL, 0)))
         goto done;
     const char *paths[1] = {path};
-    if ((s = kdcl_ensemble_load(ctx, paths, 1, B, KDCL_ENS_PROB, &e))) goto done;
-    j.e = &e;
+    if ((s = kdcl_ensemble_load(ctx, paths, 1, B, KDCL_ENS_PROB, &j.e))) goto done;
     s = time_model(ctx, o, student, 0, 3, distill_epoch, &j, out, n_used);
 done:
     if (j.e) kdcl_ensemble_free(j.e);
@@ -1106,12 +1104,12 @@ static kdcl_status ensemble_run(void *arg, size_t n, uint64_t seed, double *rate
     kdcl_ctx *ctx = e->ctx;
     kdcl_dataset ds = ds_view(e->full, n);
     size_t B = e->B < ds.n ? e->B : ds.n;
-    kdcl_batcher b;
+    kdcl_batcher *b = NULL;
     kdcl_status s = kdcl_batcher_create(ctx, &ds, B, &b);
     if (s) return s;
     int32_t *conf = calloc(e->K * e->K, sizeof *conf);
     if (!conf) {
-        kdcl_batcher_destroy(&b);
+        kdcl_batcher_destroy(b);
         return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
     }
     if ((s = kdcl_tensor_upload(ctx, &e->conf, 0, e->K * e->K, conf))) goto done;
@@ -1119,10 +1117,10 @@ static kdcl_status ensemble_run(void *arg, size_t n, uint64_t seed, double *rate
     for (size_t start = 0; start < ds.n; start += B) {
         size_t count = ds.n - start < B ? ds.n - start : B;
         size_t vs[2] = {count, e->K};
-        if ((s = kdcl_batcher_load(&b, start, count))) goto done;
+        if ((s = kdcl_batcher_load(b, start, count))) goto done;
         for (size_t i = 0; i < e->M; i++) {
             kdcl_model *m = e->mem[i];
-            if ((s = kdcl_model_forward_u8(m, &b.batch_u8[b.cur], count)) ||
+            if ((s = kdcl_model_forward_u8(m, kdcl_batcher_images(b), count)) ||
                 (s = kdcl_tensor_reshape(&e->views[i], 2, vs)) ||
                 (s = kdcl_op_softmax(ctx, kdcl_model_logits(m), &e->views[i], 1.0f, 0)))
                 goto done;
@@ -1132,14 +1130,14 @@ static kdcl_status ensemble_run(void *arg, size_t n, uint64_t seed, double *rate
                            e->ones.buf, 0, e->M, e->P.buf, 0, e->stride, 0.0f, e->avg.buf, 0,
                            count * e->K, NULL)) ||
             (s = kdcl_tensor_reshape(&e->avg, 2, vs)) ||
-            (s = kdcl_op_confusion(ctx, &e->avg, &b.batch_labels[b.cur], &e->conf)))
+            (s = kdcl_op_confusion(ctx, &e->avg, kdcl_batcher_labels(b), &e->conf)))
             goto done;
     }
     if ((s = kdcl_tensor_download(ctx, &e->conf, 0, e->K * e->K, conf))) goto done;
     *rate = (double)ds.n / (kdcl_wall_seconds() - t0);
 done:
     free(conf);
-    kdcl_batcher_destroy(&b);
+    kdcl_batcher_destroy(b);
     return s;
 }
 
@@ -1170,7 +1168,7 @@ done:
  * `rows` rows (each a kdcl_combine of B rows, then one clFinish). */
 typedef struct {
     kdcl_ctx *ctx;
-    kdcl_combiner cb;
+    kdcl_combiner *cb;
     kdcl_tensor z;
     kdcl_combine_opts co;
     size_t B;
@@ -1183,7 +1181,7 @@ static kdcl_status combine_pass(void *arg, size_t rows, uint64_t seed, double *r
     double t0 = kdcl_wall_seconds();
     kdcl_status s;
     for (size_t done = 0; done < rows; done += j->B)
-        if ((s = kdcl_combine(&j->cb, &j->z, j->B, &j->co))) return s;
+        if ((s = kdcl_combine(j->cb, &j->z, j->B, &j->co))) return s;
     if ((s = kdcl_ctx_finish(j->ctx))) return s;
     *rate = (double)rows / (kdcl_wall_seconds() - t0);
     return KDCL_OK;
@@ -1229,7 +1227,7 @@ static kdcl_status bench_combine(kdcl_ctx *ctx, const bench_opts *o, size_t K, s
         size_t ts[2] = {B, sizes[m] + 1};
         if ((s = kdcl_tensor_alloc(ctx, &t, KDCL_F32, 2, ts)) ||
             (s = kdcl_tensor_upload(ctx, &t, 0, B * (sizes[m] + 1), h)) ||
-            (s = kdcl_combiner_put(&j.cb, m, &t, B)) || (s = kdcl_ctx_finish(ctx))) {
+            (s = kdcl_combiner_put(j.cb, m, &t, B)) || (s = kdcl_ctx_finish(ctx))) {
             kdcl_tensor_free(ctx, &t);
             goto done;
         }
@@ -1246,7 +1244,7 @@ done:
     free(cls);
     free(h);
     kdcl_clusters_free(&c);
-    kdcl_combiner_destroy(&j.cb);
+    kdcl_combiner_destroy(j.cb);
     kdcl_tensor_free(ctx, &j.z);
     return s;
 }
@@ -1831,7 +1829,7 @@ int cmd_bench(int argc, char **argv)
         case 'f': o.full = 1; break;
         case 'c': o.child = 1; break;
         case 'r':
-            if (cli_parse_size(optarg, &o.reps) || o.reps == 0 || o.reps > 64)
+            if (kdcl_parse_size(optarg, &o.reps) || o.reps == 0 || o.reps > 64)
                 return cli_usage_error("bench", "--reps needs an integer in 1..64, got '%s'",
                                        optarg);
             reps_given = 1;

@@ -13,7 +13,7 @@ typedef struct {
     size_t n_teachers;
     kdcl_ens_mode ens;
     kdcl_distill_opts d;
-    kdcl_ensemble e;
+    kdcl_ensemble *e;
     int loaded;
     cli_fit *f;
 } distill_args;
@@ -26,12 +26,12 @@ static int on_ctx(void *user, kdcl_ctx *ctx, const kdcl_dataset *train)
                                            a->ens, &a->e);
     if (s) return cli_fail("distill", s);
     a->loaded = 1;
-    if (a->e.dim != train->dim || a->e.classes < train->n_classes)
+    if (kdcl_ensemble_dim(a->e) != train->dim || kdcl_ensemble_classes(a->e) < train->n_classes)
         return cli_fail("distill", kdcl_set_error(KDCL_ERR_INVALID_ARG,
                                                   "the teachers take %zu inputs and have %zu "
                                                   "classes; the data has %zu inputs and %zu "
                                                   "classes",
-                                                  a->e.dim, a->e.classes, train->dim,
+                                                  kdcl_ensemble_dim(a->e), kdcl_ensemble_classes(a->e), train->dim,
                                                   train->n_classes));
     if (!a->f->quiet) {
         printf("kdcl distill: %zu teacher(s), %s averaging, T = %g, alpha = %g, loss %s\n",
@@ -44,7 +44,7 @@ static int on_ctx(void *user, kdcl_ctx *ctx, const kdcl_dataset *train)
 static void cleanup(void *user)
 {
     distill_args *a = user;
-    if (a->loaded) kdcl_ensemble_free(&a->e);
+    if (a->loaded) kdcl_ensemble_free(a->e);
     a->loaded = 0;
 }
 
@@ -54,7 +54,7 @@ static kdcl_status distill_fn(void *user, kdcl_ctx *ctx, kdcl_model *m, const kd
     (void)ctx;
     distill_args *a = user;
     kdcl_targets used;
-    kdcl_status s = kdcl_distill(m, &a->e, fit, o, &a->d, last, &used);
+    kdcl_status s = kdcl_distill(m, a->e, fit, o, &a->d, last, &used);
     if (!s && !a->f->quiet)
         printf("soft targets: %s\n", used == KDCL_TARGETS_CACHED
                                          ? "cached once for the transfer set"
@@ -124,14 +124,14 @@ int cmd_distill(int argc, char **argv)
             break;
         }
         case 'T':
-            if (cli_parse_double(optarg, &d) || d <= 0 || d > 1000) {
+            if (kdcl_parse_double(optarg, &d) || d <= 0 || d > 1000) {
                 rc = cli_usage_error("distill", "--T needs a temperature in (0, 1000], got '%s'", optarg);
                 goto out;
             }
             a.d.T = (float)d;
             break;
         case 'a':
-            if (cli_parse_double(optarg, &d) || d < 0 || d > 1) {
+            if (kdcl_parse_double(optarg, &d) || d < 0 || d > 1) {
                 rc = cli_usage_error("distill", "--alpha needs a number in [0, 1], got '%s'", optarg);
                 goto out;
             }
@@ -189,7 +189,7 @@ int cmd_distill(int argc, char **argv)
     uint64_t th = KDCL_HASH64_INIT;
     for (size_t i = 0; i < a.n_teachers; i++) {
         uint64_t h = 0;
-        if (cli_file_hash(a.paths[i], &h)) h = 0; /* the teachers' loader reports it */
+        if (kdcl_file_hash(a.paths[i], &h)) h = 0; /* the teachers' loader reports it */
         th = kdcl_hash64(th, &h, sizeof h);
     }
     cli_fit_state(&f, "teacher-files", "%zu, hash %016llx", a.n_teachers, (unsigned long long)th);

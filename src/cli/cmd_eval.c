@@ -109,7 +109,7 @@ int cmd_eval(int argc, char **argv)
     kdcl_model *m = NULL;
     kdcl_st_file meta = {0};
     kdcl_eval_result r = {0};
-    kdcl_ensemble e;
+    kdcl_ensemble *e = NULL;
     int loaded = 0;
     kdcl_status s;
     if ((rc = cli_load_split("eval", data, split, &ds))) return rc;
@@ -124,7 +124,7 @@ int cmd_eval(int argc, char **argv)
         s = kdcl_ensemble_load_fit(ctx, paths, n, 1000, 1, ens, &e);
         if (!s) {
             loaded = 1;
-            s = kdcl_ensemble_evaluate(&e, &ds, &r);
+            s = kdcl_ensemble_evaluate(e, &ds, &r);
         }
         free(list);
         snprintf(arch, sizeof arch, "ensemble of %zu, %s averaging", n,
@@ -200,7 +200,7 @@ done:
     kdcl_eval_result_free(&r);
     kdcl_st_free(&meta);
     kdcl_model_destroy(m);
-    if (loaded) kdcl_ensemble_free(&e);
+    if (loaded) kdcl_ensemble_free(e);
     kdcl_ctx_destroy(ctx);
     kdcl_dataset_free(&ds);
     return rc;

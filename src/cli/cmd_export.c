@@ -29,7 +29,7 @@ int cmd_export(int argc, char **argv)
         case 'm': model = optarg; break;
         case 'd': device = optarg; break;
         case 'T':
-            if (cli_parse_double(optarg, &T) || !(T > 0) || !isfinite(T))
+            if (kdcl_parse_double(optarg, &T) || !(T > 0) || !isfinite(T))
                 return cli_usage_error("export", "--softmax-T needs a temperature > 0, got '%s'",
                                        optarg);
             o.softmax_T = T;

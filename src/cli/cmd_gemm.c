@@ -33,7 +33,7 @@ int cmd_gemm(int argc, char **argv)
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         size_t *dst = o == 'm' ? &m : o == 'n' ? &n : o == 'k' ? &k : o == 'r' ? &reps : NULL;
         if (dst) {
-            if (cli_parse_size(optarg, dst) || *dst == 0 || (o == 'r' && *dst > 1000000))
+            if (kdcl_parse_size(optarg, dst) || *dst == 0 || (o == 'r' && *dst > 1000000))
                 return cli_usage_error("gemm", "--%s needs a positive integer%s, got '%s'",
                                        o == 'm' ? "m" : o == 'n' ? "n" : o == 'k' ? "k" : "reps",
                                        o == 'r' ? " <= 1000000" : "", optarg);

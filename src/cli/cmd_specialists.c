@@ -175,14 +175,14 @@ static int cmd_cluster(int argc, char **argv)
         case 'M':
         case 'r':
         case 'v':
-            if (cli_parse_size(optarg, &z) || z == 0 || z > 1000000)
+            if (kdcl_parse_size(optarg, &z) || z == 0 || z > 1000000)
                 return cli_usage_error(cmd, "--%s needs an integer in 1..1000000, got '%s'",
                                        c == 'M' ? "clusters" : c == 'r' ? "restarts" : "overlap",
                                        optarg);
             *(c == 'M' ? &ko.M : c == 'r' ? &ko.restarts : &ko.overlap) = z;
             break;
         case 's':
-            if (cli_parse_u64(optarg, &ko.seed))
+            if (kdcl_parse_u64(optarg, &ko.seed))
                 return cli_usage_error(cmd, "--seed needs a non-negative integer, got '%s'", optarg);
             break;
         default: return cli_usage_error(cmd, "unknown option or missing value: %s", argv[optind - 1]);
@@ -343,7 +343,7 @@ static int cmd_spec_train(int argc, char **argv)
         case 'c': clusters = optarg; continue;
         case 'n':
         case 'j':
-            if (cli_parse_size(optarg, &z) || z == 0 || (c == 'j' && z > MAX_JOBS))
+            if (kdcl_parse_size(optarg, &z) || z == 0 || (c == 'j' && z > MAX_JOBS))
                 return cli_usage_error(cmd, "--%s needs a positive integer%s, got '%s'",
                                        c == 'n' ? "min-size" : "jobs", c == 'j' ? " <= 64" : "",
                                        optarg);
@@ -401,8 +401,8 @@ static int cmd_spec_train(int argc, char **argv)
     if ((s = kdcl_clusters_load_json(clusters, 0, &cl)) ||
         (s = kdcl_clusters_check_data(clusters, &cl, &train)))
         goto done;
-    so.train.log = f.quiet ? NULL : stdout;
-    so.train.progress = !f.quiet; /* the library keeps it to one worker in one process */
+    /* the library keeps the bar to one worker in one process */
+    cli_train_output(&so.train, f.quiet, 1);
     /* the plan: which clusters, what --out holds, unfinished specialists */
     if ((s = kdcl_specialists_trainer_create(model, &cl, fit, f.out, &so, &t))) {
         if (s == KDCL_ERR_INVALID_ARG) {
@@ -575,14 +575,14 @@ static int cmd_spec_eval(int argc, char **argv)
         case 'D': device = optarg; break;
         case 't':
         case 'i':
-            if (cli_parse_size(optarg, &z) || z == 0 || (c == 'i' && z > 1000000))
+            if (kdcl_parse_size(optarg, &z) || z == 0 || (c == 'i' && z > 1000000))
                 return cli_usage_error(cmd, "--%s needs a positive integer%s, got '%s'",
                                        c == 't' ? "top-n" : "iters",
                                        c == 'i' ? " <= 1000000" : "", optarg);
             *(c == 't' ? &co.top_n : &co.iters) = z;
             break;
         case 'l':
-            if (cli_parse_double(optarg, &d) || !(d > 0) || !isfinite(d))
+            if (kdcl_parse_double(optarg, &d) || !(d > 0) || !isfinite(d))
                 return cli_usage_error(cmd, "--lr needs a positive number, got '%s'", optarg);
             co.lr = (float)d;
             break;

@@ -1052,18 +1052,18 @@ int cmd_tune(int argc, char **argv)
         switch (o) {
         case 'd': device = optarg; break;
         case 'f':
-            if (cli_parse_double(optarg, &fraction) || !(fraction > 0) || fraction > 1)
+            if (kdcl_parse_double(optarg, &fraction) || !(fraction > 0) || fraction > 1)
                 return cli_usage_error("tune", "--fraction needs a number in (0, 1], got '%s'",
                                        optarg);
             break;
         case 's':
-            if (cli_parse_double(optarg, &max_seconds) || !(max_seconds >= 10) ||
+            if (kdcl_parse_double(optarg, &max_seconds) || !(max_seconds >= 10) ||
                 max_seconds > 1e6)
                 return cli_usage_error("tune", "--max-seconds needs a number in 10..1e6, got '%s'",
                                        optarg);
             break;
         case 'z':
-            if (cli_parse_size(optarg, &size) || size < 128 || size > 4096 || size % 128)
+            if (kdcl_parse_size(optarg, &size) || size < 128 || size > 4096 || size % 128)
                 return cli_usage_error("tune",
                                        "--size needs a multiple of 128 in 128..4096, got '%s'",
                                        optarg);
@@ -1083,11 +1083,11 @@ int cmd_tune(int argc, char **argv)
                                        optarg);
             break;
         case 'r':
-            if (cli_parse_size(optarg, &reps) || reps == 0 || reps > 8)
+            if (kdcl_parse_size(optarg, &reps) || reps == 0 || reps > 8)
                 return cli_usage_error("tune", "--reps needs 1..8, got '%s'", optarg);
             break;
         case 'm':
-            if (cli_parse_u64(optarg, &mask)) return cli_usage_error("tune", "bad --mask '%s'", optarg);
+            if (kdcl_parse_u64(optarg, &mask)) return cli_usage_error("tune", "bad --mask '%s'", optarg);
             break;
         case 'A':
             tm.arch = optarg;

@@ -61,7 +61,7 @@ static int parse_classes(const char *s, size_t *out, size_t *n)
     char *save = NULL;
     for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         size_t v;
-        if (*n >= 64 || cli_parse_size(t, &v) || v > 100000) return -1;
+        if (*n >= 64 || kdcl_parse_size(t, &v) || v > 100000) return -1;
         out[(*n)++] = v;
     }
     return *n ? 0 : -1;
@@ -124,13 +124,20 @@ static int transfer_set(const cli_fit *f, const kdcl_dataset *train, kdcl_datase
     return 0;
 }
 
+/* A training option through the library's parser (kdcl_train_opts_set): its
+ * message names the option, shown as the flag. */
+static int train_opt(cli_fit *f, const char *name, const char *arg)
+{
+    if (!kdcl_train_opts_set(&f->o, name, arg)) return 0;
+    const char *msg = kdcl_last_error();
+    return cli_usage_error(f->cmd, "%s%s", strncmp(msg, name, strlen(name)) ? "" : "--", msg);
+}
+
 int cli_fit_option(cli_fit *f, int c, const char *arg)
 {
     const char *cmd = f->cmd;
-    kdcl_train_opts *o = &f->o;
-    double d, d2, d3;
+    double d, d2;
     size_t z;
-    uint64_t u;
     switch (c) {
     case 1000: f->data = arg; return 0;
     case 1001: f->arch_s = arg; return 0;
@@ -139,44 +146,12 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
     case 1015: f->device = arg; return 0;
     case 1016: f->quiet = 1; return 0;
     case CLI_OPT_SKIP_BAD_IMAGES: cli_skip_bad_images = 1; return 0;
-    case 1002:
-        if (cli_parse_size(arg, &z) || z == 0 || z > 1000000)
-            return cli_usage_error(cmd, "--epochs needs an integer in 1..1000000, got '%s'", arg);
-        o->epochs = z;
-        return 0;
-    case 1003:
-        if (cli_parse_size(arg, &z) || z == 0)
-            return cli_usage_error(cmd, "--batch needs a positive integer, got '%s'", arg);
-        o->batch = z;
-        return 0;
-    case 1004:
-        if (cli_parse_double(arg, &d) || d <= 0)
-            return cli_usage_error(cmd, "--lr needs a positive number, got '%s'", arg);
-        o->lr = (float)d;
-        return 0;
-    case 1005:
-        if (cli_parse_double(arg, &d) || d <= 0 || d > 1)
-            return cli_usage_error(cmd, "--lr-decay needs a number in (0, 1], got '%s'", arg);
-        o->lr_decay = (float)d;
-        return 0;
-    case 1006: {
-        int k = cli_parse_list(arg, 3, &d, &d2, &d3);
-        if (k < 1 || d < 0 || d >= 1 || (k >= 2 && (d2 < 0 || d2 >= 1)) ||
-            (k == 3 && (d3 < 0 || d3 > 1000000 || d3 != floor(d3))))
-            return cli_usage_error(cmd,
-                                   "--momentum needs A[,B[,EPOCHS]] with A, B in [0, 1) and "
-                                   "EPOCHS in 0..1000000, got '%s'",
-                                   arg);
-        o->momentum0 = (float)d;
-        o->momentum1 = k >= 2 ? (float)d2 : (float)d;
-        o->momentum_epochs = k == 3 ? (size_t)d3 : (k == 2 ? o->momentum_epochs : 0);
-        return 0;
-    }
-    case 1007:
-        if (cli_parse_double(arg, &d) || d < 0 || d > 1)
-            return cli_usage_error(cmd, "--weight-decay needs a number in [0, 1], got '%s'", arg);
-        o->weight_decay = (float)d;
-        return 0;
+    case 1002: return train_opt(f, "epochs", arg);
+    case 1003: return train_opt(f, "batch", arg);
+    case 1004: return train_opt(f, "lr", arg);
+    case 1005: return train_opt(f, "lr-decay", arg);
+    case 1006: return train_opt(f, "momentum", arg);
+    case 1007: return train_opt(f, "weight-decay", arg);
     case 1008: {
         int k = cli_parse_list(arg, 2, &d, &d2, NULL);
         if (k < 1 || d < 0 || d >= 1 || (k == 2 && (d2 < 0 || d2 >= 1)))
@@ -185,49 +160,17 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
         f->drop_hidden = k == 2 ? (float)d2 : (float)d;
         return 0;
     }
-    case 1009:
-        if (cli_parse_double(arg, &d) || d <= 0)
-            return cli_usage_error(cmd, "--max-norm needs a positive number, got '%s'", arg);
-        o->max_norm = (float)d;
-        return 0;
-    case 1010:
-    case 1025:
-        if (cli_parse_size(arg, &z) || z > 16)
-            return cli_usage_error(cmd, "--%s needs 0..16 pixels, got '%s'",
-                                   c == 1010 ? "jitter" : "crop", arg);
-        o->jitter = (int)z;
-        return 0;
-    case 1020: {
-        kdcl_optim_opts oo;
-        kdcl_optim_opts_default(&oo);
-        if (kdcl_optim_parse(arg, &oo))
-            return cli_usage_error(cmd, "--optimizer must be sgd, nesterov, adam or adamw, got '%s'",
-                                   arg);
-        o->optimizer = oo.kind;
-        o->nesterov = oo.nesterov;
-        return 0;
-    }
-    case 1021: {
-        kdcl_schedule sc = {0};
-        if (kdcl_schedule_parse(arg, &sc)) return cli_usage_error(cmd, "%s", kdcl_last_error());
-        o->schedule = sc.kind;
-        if (sc.kind == KDCL_SCHED_STEP) {
-            o->step_epochs = sc.step_epochs;
-            o->step_gamma = sc.gamma;
-        }
-        if (sc.kind == KDCL_SCHED_COSINE) o->lr_min = sc.lr_min;
-        return 0;
-    }
-    case 1022:
-        if (cli_parse_size(arg, &z) || z > 100000)
-            return cli_usage_error(cmd, "--warmup needs a number of epochs, got '%s'", arg);
-        o->warmup_epochs = z;
-        return 0;
-    case 1023: o->flip = 1; return 0;
+    case 1009: return train_opt(f, "max-norm", arg);
+    case 1010: return train_opt(f, "jitter", arg);
+    case 1025: return train_opt(f, "crop", arg);
+    case 1020: return train_opt(f, "optimizer", arg);
+    case 1021: return train_opt(f, "schedule", arg);
+    case 1022: return train_opt(f, "warmup", arg);
+    case 1023: return train_opt(f, "flip", "1");
     case 1026: f->resume = 1; return 0;
     case 1027: f->keep_state = 1; return 0;
     case 1028:
-        if (cli_parse_size(arg, &z) || z == 0)
+        if (kdcl_parse_size(arg, &z) || z == 0)
             return cli_usage_error(cmd, "--state-every needs a positive number of steps, got '%s'",
                                    arg);
         f->state_every = z;
@@ -235,12 +178,12 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
     case 1024: f->normalize = 1; return 0;
     case 1029: f->devices = arg; return 0;
     case 1030:
-        if (cli_parse_size(arg, &z) || z == 0 || z > 10000)
+        if (kdcl_parse_size(arg, &z) || z == 0 || z > 10000)
             return cli_usage_error(cmd, "--members needs an integer in 1..10000, got '%s'", arg);
         f->members = z;
         return 0;
     case 1011:
-        if (cli_parse_size(arg, &z))
+        if (kdcl_parse_size(arg, &z))
             return cli_usage_error(cmd, "--val needs a count, got '%s'", arg);
         f->val = z;
         return 0;
@@ -251,15 +194,11 @@ int cli_fit_option(cli_fit *f, int c, const char *arg)
                                    c == 1017 ? "omit-classes" : "only-classes", arg);
         return 0;
     case 1019:
-        if (cli_parse_double(arg, &d) || d <= 0 || d > 1)
+        if (kdcl_parse_double(arg, &d) || d <= 0 || d > 1)
             return cli_usage_error(cmd, "--fraction needs a number in (0, 1], got '%s'", arg);
         f->fraction = d;
         return 0;
-    case 1012:
-        if (cli_parse_u64(arg, &u))
-            return cli_usage_error(cmd, "--seed needs a non-negative integer, got '%s'", arg);
-        o->seed = u;
-        return 0;
+    case 1012: return train_opt(f, "seed", arg);
     }
     return 1;
 }
@@ -386,8 +325,7 @@ static kdcl_status fit_one(const fit_env *env, const char *out, const char *metr
     } else {
         o.metrics_path = NULL;
     }
-    o.log = quiet ? NULL : stdout;
-    o.progress = !quiet && kdcl_dist_size() < 2;
+    cli_train_output(&o, quiet, kdcl_dist_size() < 2);
     o.tag = tag;
     const kdcl_device_info *di = kdcl_ctx_device(ctx);
     snprintf(res->device, sizeof res->device, "%.120s", di->name);

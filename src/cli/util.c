@@ -13,6 +13,8 @@
 #include "cli/cli.h"
 #include "kdcl/data.h"
 #include "kdcl/dist.h"
+#include "kdcl/parse.h"
+#include "kdcl/train.h"
 
 /* ---- errors in an mpirun job ----
  * Before the ranks have agreed that their set-up succeeded (cli_dist_ready),
@@ -206,49 +208,14 @@ int cli_open_ctx(const char *cmd, const char *device, kdcl_ctx **ctx)
     return 0;
 }
 
-int cli_parse_u64(const char *s, uint64_t *out)
-{
-    /* digits only: strtoull would skip spaces and wrap "-1" or " -1" around */
-    if (!s || !isdigit((unsigned char)*s)) return -1;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end) return -1;
-    *out = v;
-    return 0;
-}
-
-int cli_parse_size(const char *s, size_t *out)
-{
-    uint64_t v;
-    if (cli_parse_u64(s, &v) || v > SIZE_MAX) return -1;
-    *out = (size_t)v;
-    return 0;
-}
-
-int cli_parse_double(const char *s, double *out)
-{
-    /* no leading spaces; strtod's "nan", "inf" and overflow (ERANGE) are refused */
-    if (!s || !*s || isspace((unsigned char)*s)) return -1;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || !isfinite(v)) return -1;
-    *out = v;
-    return 0;
-}
-
 int cli_parse_list(const char *s, int max, double *d1, double *d2, double *d3)
 {
-    double *dst[3] = {d1, d2, d3};
-    char buf[256];
-    if (!s || strlen(s) >= sizeof buf) return -1;
-    snprintf(buf, sizeof buf, "%s", s);
-    int n = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n >= max || !dst[n] || cli_parse_double(tok, dst[n])) return -1;
-        n++;
+    double *dst[3] = {d1, d2, d3}, v[3];
+    if (max > 3) max = 3;
+    int n = kdcl_parse_list(s, max, v);
+    for (int i = 0; i < n; i++) {
+        if (!dst[i]) return -1;
+        *dst[i] = v[i];
     }
     return n;
 }
@@ -292,19 +259,6 @@ int cli_load_split(const char *cmd, const char *dir, const char *split, kdcl_dat
                         "kept %zu\n",
                 cmd, dir, split, io.n_skipped, io.n_skipped == 1 ? "" : "s", ds->n);
     return 0;
-}
-
-int cli_file_hash(const char *path, uint64_t *h)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return -1;
-    unsigned char buf[1 << 16];
-    size_t n;
-    *h = KDCL_HASH64_INIT;
-    while ((n = fread(buf, 1, sizeof buf, fp)) > 0) *h = kdcl_hash64(*h, buf, n);
-    int err = ferror(fp);
-    fclose(fp);
-    return err ? -1 : 0;
 }
 
 double kdcl_wall_seconds(void)
@@ -388,4 +342,54 @@ int cli_check_output_dir(const char *cmd, const char *flag, const char *dir)
     if (access(dir, W_OK | X_OK) != 0)
         return output_error(cmd, flag, dir, "cannot create files in it (%s)", strerror(errno));
     return 0;
+}
+
+/* ---- training output: kdcl_train's callbacks ---- */
+
+static _Thread_local int g_bar_drawn;
+
+void cli_on_progress(void *user, const kdcl_progress *p)
+{
+    (void)user;
+    if (!isatty(2)) return;
+    int width = 30;
+    int fill = p->total ? (int)((double)width * (double)p->done / (double)p->total) : width;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "\r%s epoch %zu/%zu [%s] %zu/%zu  %.0f samples/s  ETA %.0fs   ", p->tag,
+            p->epoch, p->epochs, bar, p->done, p->total, p->samples_per_s, p->eta_s);
+    fflush(stderr);
+    g_bar_drawn = 1;
+}
+
+int cli_on_epoch(void *user, const kdcl_epoch_stats *st)
+{
+    (void)user;
+    if (g_bar_drawn) {
+        fprintf(stderr, "\r%*s\r", 100, "");
+        g_bar_drawn = 0;
+    }
+    if (st->resync_diff > 0)
+        printf("note: after epoch %zu the ranks' parameters differed (rank %d from rank 0's by "
+               "%.3g, relative): rank 0's were copied to every rank (devices that round "
+               "differently)\n",
+               st->epoch, st->resync_rank, st->resync_diff);
+    printf("%s epoch %3zu/%zu  loss %.4f  train err %.2f%%", st->tag ? st->tag : "train",
+           st->epoch, st->epochs, st->train_loss, 100 * st->train_error);
+    if (!isnan(st->val_error))
+        printf("  val loss %.4f  val err %.2f%% (%zu)", st->val_loss, 100 * st->val_error,
+               st->val_errors);
+    printf("  lr %.4g  mom %.3f  %.1fs  %.0f samples/s\n", st->lr, st->momentum, st->seconds,
+           st->samples_per_s);
+    fflush(stdout);
+    return 0;
+}
+
+void cli_train_output(kdcl_train_opts *o, int quiet, int progress)
+{
+    o->on_epoch = quiet ? NULL : cli_on_epoch;
+    o->on_epoch_user = NULL;
+    o->on_progress = quiet || !progress ? NULL : cli_on_progress;
+    o->on_progress_user = NULL;
 }

@@ -1,5 +1,6 @@
 /* Atomic file writes (see atomic_file.h). */
 #include "kdcl/file.h"
+#include "kdcl/runtime.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -170,4 +171,19 @@ kdcl_status kdcl_write_file_atomic(const char *path, const void *data, size_t n)
     if (!s) s = kdcl_atomic_write(&f, data, n, "the data");
     if (!s) s = kdcl_atomic_commit(&f);
     return s;
+}
+
+kdcl_status kdcl_file_hash(const char *path, uint64_t *h)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return kdcl_set_error(KDCL_ERR_IO, "cannot open %s", path);
+    unsigned char buf[1 << 16];
+    size_t n;
+    uint64_t v = KDCL_HASH64_INIT;
+    while ((n = fread(buf, 1, sizeof buf, fp)) > 0) v = kdcl_hash64(v, buf, n);
+    int err = ferror(fp);
+    fclose(fp);
+    if (err) return kdcl_set_error(KDCL_ERR_IO, "cannot read %s", path);
+    *h = v;
+    return KDCL_OK;
 }

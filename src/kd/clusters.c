@@ -35,6 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nn/batcher_internal.h"
 #include "data/data_internal.h"
 #include "kdcl/file.h"
 #include "nn/eval_internal.h"
@@ -199,7 +200,7 @@ kdcl_status kdcl_prob_covariance(kdcl_model *m, const kdcl_dataset *ds, double *
     kdcl_batcher b;
     kdcl_tensor P = {0}, S = {0}, csum = {0}, ones = {0}, conf = {0};
     float *hS = NULL, *hc = NULL;
-    kdcl_status s = kdcl_batcher_create(ctx, ds, kdcl_model_max_batch(m), &b);
+    kdcl_status s = kdcl__batcher_init(ctx, ds, kdcl_model_max_batch(m), &b);
     if (s) return s;
     const size_t B = b.max_batch, KK = K * K, steps = (ds->n + B - 1) / B;
     size_t kk[1] = {KK}, k1[1] = {K}, b1[1] = {B};
@@ -273,7 +274,7 @@ done:
     kdcl_tensor_free(ctx, &csum);
     kdcl_tensor_free(ctx, &ones);
     kdcl_tensor_free(ctx, &conf);
-    kdcl_batcher_destroy(&b);
+    kdcl__batcher_release(&b);
     return s;
 }
 

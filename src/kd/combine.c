@@ -43,9 +43,21 @@ void kdcl_combine_opts_default(kdcl_combine_opts *o)
     o->lr = 3.0f;
 }
 
-void kdcl_combiner_destroy(kdcl_combiner *cb)
+struct kdcl_combiner {
+    kdcl_ctx *ctx;
+    size_t K, M, max_batch;
+    size_t *blk_off;         /* M: float offset of specialist m's logits block */
+    kdcl_tensor member;      /* U8 [M, K]: class k in cluster m */
+    kdcl_tensor cls, cls_off;/* I32: the cluster lists (as in kdcl_clusters) */
+    kdcl_tensor blk;         /* I32 [M]: blk_off on the device */
+    kdcl_tensor spec_logits; /* F32: block m is [max_batch, |S_m| + 1] row-major, then a
+                              * [max_batch, K] scratch of the kernel */
+    kdcl_tensor out;         /* F32 [max_batch, K]: log q of the last batch */
+    kdcl_tensor active;      /* U8 [max_batch, M]: specialist m active for row b */
+};
+
+static void release(kdcl_combiner *cb)
 {
-    if (!cb) return;
     if (cb->ctx) {
         kdcl_tensor_free(cb->ctx, &cb->member);
         kdcl_tensor_free(cb->ctx, &cb->cls);
@@ -174,19 +186,38 @@ int kdcl_combine_compiler_ok(const char *platform_version)
 }
 
 kdcl_status kdcl_combiner_create(kdcl_ctx *ctx, const kdcl_clusters *c, size_t max_batch,
-                                 kdcl_combiner *cb)
+                                 kdcl_combiner **out)
 {
     const char *op = "kdcl_combiner_create";
-    if (!cb) return kdcl_ops_bad(op, "cb is NULL", NULL);
-    memset(cb, 0, sizeof *cb);
+    if (!out) return kdcl_ops_bad(op, "out is NULL", NULL);
+    *out = NULL;
     if (!ctx) return kdcl_ops_bad(op, "ctx is NULL", NULL);
     kdcl_status s = check_clusters(op, c);
     if (s) return s;
     if (max_batch < 1 || max_batch > UINT32_MAX)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: max_batch = %zu (need 1..2^32-1)", op,
                               max_batch);
-    if ((s = create(ctx, c, max_batch, cb))) kdcl_combiner_destroy(cb);
-    return s;
+    kdcl_combiner *cb = calloc(1, sizeof *cb);
+    if (!cb) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+    if ((s = create(ctx, c, max_batch, cb))) {
+        kdcl_combiner_destroy(cb);
+        return s;
+    }
+    *out = cb;
+    return KDCL_OK;
+}
+
+void kdcl_combiner_destroy(kdcl_combiner *cb)
+{
+    if (!cb) return;
+    release(cb);
+    free(cb);
+}
+
+const kdcl_tensor *kdcl_combiner_output(const kdcl_combiner *cb) { return cb ? &cb->out : NULL; }
+const kdcl_tensor *kdcl_combiner_active(const kdcl_combiner *cb)
+{
+    return cb ? &cb->active : NULL;
 }
 
 static kdcl_status check_combiner(const char *op, const kdcl_combiner *cb)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/batcher_internal.h"
 #include "kdcl/distill.h"
 #include "kdcl/loss.h"
 #include "kdcl/ops.h"
@@ -13,15 +14,26 @@
 #include "runtime/ctx.h"
 #include "kdcl/dist.h"
 
-void kdcl_ensemble_free(kdcl_ensemble *e)
+/* A set of models (kdcl/distill.h); kdcl_distill_models keeps one on its
+ * stack over the caller's models. */
+struct kdcl_ensemble {
+    kdcl_ctx *ctx;
+    size_t n;
+    kdcl_model *m[KDCL_MAX_MEMBERS]; /* each with its own input transform */
+    kdcl_ens_mode mode;
+    size_t dim, classes, max_batch;
+    kdcl_tensor out; /* F32 [max_batch, classes]: the last batch's combined output */
+};
+
+static void ensemble_release(kdcl_ensemble *e)
 {
     for (size_t i = 0; i < e->n; i++) kdcl_model_destroy(e->m[i]);
     if (e->ctx) kdcl_tensor_free(e->ctx, &e->out);
     memset(e, 0, sizeof *e);
 }
 
-kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n,
-                               size_t max_batch, kdcl_ens_mode mode, kdcl_ensemble *e)
+static kdcl_status ensemble_init(kdcl_ctx *ctx, const char *const *paths, size_t n,
+                                 size_t max_batch, kdcl_ens_mode mode, kdcl_ensemble *e)
 {
     memset(e, 0, sizeof *e);
     if (n == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "an ensemble needs at least one model");
@@ -49,23 +61,57 @@ kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n
     if ((s = kdcl_tensor_alloc2(ctx, &e->out, KDCL_F32, max_batch, e->classes))) goto fail;
     return KDCL_OK;
 fail:
-    kdcl_ensemble_free(e);
+    ensemble_release(e);
     return s;
 }
 
 kdcl_status kdcl_ensemble_load_fit(kdcl_ctx *ctx, const char *const *paths, size_t n,
                                    size_t max_batch, size_t min_batch, kdcl_ens_mode mode,
-                                   kdcl_ensemble *e)
+                                   kdcl_ensemble **out)
 {
+    if (!out) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_ensemble_load: out is NULL");
+    *out = NULL;
     if (min_batch == 0 || min_batch > max_batch)
         return kdcl_set_error(KDCL_ERR_INVALID_ARG,
                               "ensemble batch range %zu..%zu: need 1 <= min <= max", min_batch,
                               max_batch);
+    kdcl_ensemble *e = calloc(1, sizeof *e);
+    if (!e) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
     for (size_t b = max_batch;; b = b / 2 > min_batch ? b / 2 : min_batch) {
-        kdcl_status s = kdcl_ensemble_load(ctx, paths, n, b, mode, e);
-        if (s != KDCL_ERR_OOM || b == min_batch) return s;
+        kdcl_status s = ensemble_init(ctx, paths, n, b, mode, e);
+        if (!s) {
+            *out = e;
+            return KDCL_OK;
+        }
+        if (s != KDCL_ERR_OOM || b == min_batch) {
+            free(e);
+            return s;
+        }
     }
 }
+
+kdcl_status kdcl_ensemble_load(kdcl_ctx *ctx, const char *const *paths, size_t n,
+                               size_t max_batch, kdcl_ens_mode mode, kdcl_ensemble **out)
+{
+    return kdcl_ensemble_load_fit(ctx, paths, n, max_batch, max_batch, mode, out);
+}
+
+void kdcl_ensemble_free(kdcl_ensemble *e)
+{
+    if (!e) return;
+    ensemble_release(e);
+    free(e);
+}
+
+size_t kdcl_ensemble_size(const kdcl_ensemble *e) { return e ? e->n : 0; }
+size_t kdcl_ensemble_dim(const kdcl_ensemble *e) { return e ? e->dim : 0; }
+size_t kdcl_ensemble_classes(const kdcl_ensemble *e) { return e ? e->classes : 0; }
+size_t kdcl_ensemble_max_batch(const kdcl_ensemble *e) { return e ? e->max_batch : 0; }
+kdcl_model *kdcl_ensemble_member(const kdcl_ensemble *e, size_t i)
+{
+    return e && i < e->n ? e->m[i] : NULL;
+}
+const kdcl_tensor *kdcl_ensemble_output(const kdcl_ensemble *e) { return e ? &e->out : NULL; }
 
 kdcl_status kdcl_ensemble_forward(kdcl_ensemble *e, const kdcl_tensor *batch_u8, size_t count,
                                   size_t h, size_t w, size_t c, int jitter, int flip,
@@ -238,7 +284,7 @@ kdcl_status kdcl_distill(kdcl_model *student, kdcl_ensemble *e, const kdcl_datas
         /* teachers run once over the transfer set in dataset order; each step
          * gathers its rows through the batcher's device permutation */
         kdcl_batcher b;
-        if ((s = kdcl_batcher_create(ctx, transfer, e->max_batch, &b))) return s;
+        if ((s = kdcl__batcher_init(ctx, transfer, e->max_batch, &b))) return s;
         /* the cache is one [n, classes] buffer: where that exceeds the
          * device's largest buffer, the targets are computed per batch */
         const uint64_t cache_bytes = (uint64_t)transfer->n * e->classes * sizeof(float);
@@ -287,7 +333,7 @@ kdcl_status kdcl_distill(kdcl_model *student, kdcl_ensemble *e, const kdcl_datas
             st.cached = 1;
         }
     cached_done:
-        kdcl_batcher_destroy(&b);
+        kdcl__batcher_release(&b);
         if (s) goto done;
     }
     if (used) *used = mode;
@@ -298,6 +344,52 @@ done:
     return s;
 }
 
+kdcl_status kdcl_distill_models(kdcl_model *student, kdcl_model *const *teachers,
+                                size_t n_teachers, int mode, const kdcl_dataset *transfer,
+                                const kdcl_train_opts *o, const kdcl_distill_opts *d,
+                                kdcl_epoch_stats *last)
+{
+    if (!student || !transfer || !o || (n_teachers && !teachers))
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "distill: no student, data or options");
+    if (n_teachers == 0 || n_teachers > KDCL_MAX_MEMBERS)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "distill: 1..%d teachers, got %zu",
+                              KDCL_MAX_MEMBERS, n_teachers);
+    if (mode != KDCL_ENS_PROB && mode != KDCL_ENS_LOGIT)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "distill: unknown ensemble mode %d", mode);
+    kdcl_ctx *ctx = kdcl_model_ctx(student);
+    kdcl_ensemble e;
+    memset(&e, 0, sizeof e);
+    e.ctx = ctx;
+    e.mode = (kdcl_ens_mode)mode;
+    for (size_t i = 0; i < n_teachers; i++) {
+        kdcl_model *t = teachers[i];
+        if (!t || t == student || kdcl_model_ctx(t) != ctx)
+            return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                                  "distill: teacher %zu is %s", i,
+                                  !t ? "missing" : t == student ? "the student"
+                                                                : "on another context");
+        size_t dim = kdcl_model_in_dim(t), k = kdcl_model_classes(t), mb = kdcl_model_max_batch(t);
+        if (i == 0) {
+            e.dim = dim;
+            e.classes = k;
+            e.max_batch = mb;
+        } else if (dim != e.dim || k != e.classes) {
+            return kdcl_set_error(KDCL_ERR_INVALID_ARG,
+                                  "distill: teacher 0 has %zu inputs and %zu classes, teacher %zu "
+                                  "%zu and %zu",
+                                  e.dim, e.classes, i, dim, k);
+        }
+        if (mb < e.max_batch) e.max_batch = mb;
+        e.m[i] = t;
+    }
+    e.n = n_teachers;
+    kdcl_distill_opts dd = {20.0f, 0.1f, KDCL_KD_KL, KDCL_TARGETS_AUTO};
+    kdcl_status s = kdcl_tensor_alloc2(ctx, &e.out, KDCL_F32, e.max_batch, e.classes);
+    if (!s) s = kdcl_distill(student, &e, transfer, o, d ? d : &dd, last, NULL);
+    kdcl_tensor_free(ctx, &e.out); /* the teachers stay the caller's */
+    return s;
+}
+
 kdcl_status kdcl_model_logits_all(kdcl_model *m, const kdcl_dataset *ds, float **out)
 {
     *out = NULL;
@@ -305,11 +397,11 @@ kdcl_status kdcl_model_logits_all(kdcl_model *m, const kdcl_dataset *ds, float *
     if (s) return s;
     const size_t K = kdcl_model_classes(m);
     kdcl_batcher b;
-    s = kdcl_batcher_create(kdcl_model_ctx(m), ds, kdcl_model_max_batch(m), &b);
+    s = kdcl__batcher_init(kdcl_model_ctx(m), ds, kdcl_model_max_batch(m), &b);
     if (s) return s;
     float *h = malloc(ds->n * K * sizeof *h);
     if (!h) {
-        kdcl_batcher_destroy(&b);
+        kdcl__batcher_release(&b);
         return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
     }
     for (size_t start = 0; start < ds->n && !s; start += b.max_batch) {
@@ -320,7 +412,7 @@ kdcl_status kdcl_model_logits_all(kdcl_model *m, const kdcl_dataset *ds, float *
         s = kdcl_tensor_download(kdcl_model_ctx(m), kdcl_model_logits(m), 0, count * K,
                                  h + start * K);
     }
-    kdcl_batcher_destroy(&b);
+    kdcl__batcher_release(&b);
     if (s) {
         free(h);
         return s;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/batcher_internal.h"
 #include "kdcl/loss.h"
 #include "kdcl/specialists.h"
 #include "nn/eval_internal.h"
@@ -39,10 +40,9 @@ kdcl_status kdcl_specialists_predict(kdcl_model *g, kdcl_model *const *specs,
     }
     if (B == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "specialists: batch size 0");
     kdcl_batcher b;
-    kdcl_combiner cb;
+    kdcl_combiner *cb = NULL;
     kdcl_tensor gi = {0}, ci = {0};
-    memset(&cb, 0, sizeof cb);
-    s = kdcl_batcher_create(ctx, ds, B, &b);
+    s = kdcl__batcher_init(ctx, ds, B, &b);
     if (s) return s;
     B = b.max_batch;
     size_t n1[1] = {B};
@@ -59,24 +59,24 @@ kdcl_status kdcl_specialists_predict(kdcl_model *g, kdcl_model *const *specs,
         for (size_t m = 0; m < M; m++) {
             kdcl_model *sm = specs[m];
             if ((s = kdcl_model_forward_u8(sm, u8, count)) ||
-                (s = kdcl_combiner_put(&cb, m, kdcl_model_logits(sm), count)))
+                (s = kdcl_combiner_put(cb, m, kdcl_model_logits(sm), count)))
                 goto done;
         }
-        kdcl_tensor out = cb.out;
-        if ((s = kdcl_combine(&cb, kdcl_model_logits(g), count, o)) ||
+        kdcl_tensor out = *kdcl_combiner_output(cb);
+        if ((s = kdcl_combine(cb, kdcl_model_logits(g), count, o)) ||
             (s = kdcl_tensor_reshape(&gi, 1, r1)) || (s = kdcl_tensor_reshape(&ci, 1, r1)) ||
             (s = kdcl_tensor_reshape(&out, 2, r2)) ||
             (s = kdcl_op_argmax(ctx, kdcl_model_logits(g), &gi)) || (s = kdcl_op_argmax(ctx, &out, &ci)) ||
             (s = kdcl_tensor_download(ctx, &gi, 0, count, gen_pred + start)) ||
             (s = kdcl_tensor_download(ctx, &ci, 0, count, comb_pred + start)) ||
-            (active && (s = kdcl_tensor_download(ctx, &cb.active, 0, count * M,
+            (active && (s = kdcl_tensor_download(ctx, kdcl_combiner_active(cb), 0, count * M,
                                                  active + start * M))))
             goto done;
     }
 done:
     kdcl_tensor_free(ctx, &gi);
     kdcl_tensor_free(ctx, &ci);
-    kdcl_combiner_destroy(&cb);
-    kdcl_batcher_destroy(&b);
+    kdcl_combiner_destroy(cb);
+    kdcl__batcher_release(&b);
     return s;
 }

@@ -12,6 +12,7 @@
 
 #include "kdcl/safetensors.h"
 #include "kdcl/specialists.h"
+#include "kd/specialist_internal.h"
 #include "runtime/ctx.h"
 
 kdcl_status kdcl_specialist_path(const char *dir, size_t cluster, char *buf, size_t size)
@@ -37,7 +38,7 @@ int kdcl_specialist_file_id(const char *name, size_t *cluster)
 }
 
 /* "3,5,7" into buf (stops while a class id still fits). */
-static void format_classes(char *buf, size_t size, const int32_t *cls, size_t n)
+void kdcl__format_classes(char *buf, size_t size, const int32_t *cls, size_t n)
 {
     size_t off = 0;
     buf[0] = '\0';
@@ -91,7 +92,7 @@ kdcl_status kdcl_specialist_save(kdcl_model *spec, const char *path,
         free(p);
         return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
     }
-    format_classes(cls, cls_size, meta->cls, meta->n);
+    kdcl__format_classes(cls, cls_size, meta->cls, meta->n);
     p->keys[0] = "specialist_classes";
     p->vals[0] = cls;
     p->n = 1;
@@ -406,8 +407,8 @@ kdcl_status kdcl_specialist_set_load_models(kdcl_specialist_set *set, kdcl_model
         if (expect && !same_classes(expect, set->cluster[m], sp.cls, sp.n)) {
             char have[256], want[256];
             const size_t c = set->cluster[m];
-            format_classes(have, sizeof have, sp.cls, sp.n);
-            format_classes(want, sizeof want, expect->cls + expect->off[c],
+            kdcl__format_classes(have, sizeof have, sp.cls, sp.n);
+            kdcl__format_classes(want, sizeof want, expect->cls + expect->off[c],
                            expect->off[c + 1] - expect->off[c]);
             s = kdcl_set_error(KDCL_ERR_FORMAT,
                                "%s has classes %s, but cluster %zu of the clusters has %s (a "

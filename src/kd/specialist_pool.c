@@ -13,6 +13,8 @@
 
 #include "kdcl/dist.h"
 #include "kdcl/specialists.h"
+#include "kd/specialist_internal.h"
+#include "kdcl/file.h"
 #include "runtime/ctx.h"
 
 #define MAX_JOBS 64
@@ -68,19 +70,6 @@ static kdcl_status state_path(const char *model, char *buf, size_t size)
     return KDCL_OK;
 }
 
-static int file_hash(const char *path, uint64_t *h)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return -1;
-    unsigned char buf[1 << 16];
-    size_t n;
-    *h = KDCL_HASH64_INIT;
-    while ((n = fread(buf, 1, sizeof buf, fp)) > 0) *h = kdcl_hash64(*h, buf, n);
-    int err = ferror(fp);
-    fclose(fp);
-    return err ? -1 : 0;
-}
-
 static char *dup_str(const char *s)
 {
     if (!s) return NULL;
@@ -88,15 +77,6 @@ static char *dup_str(const char *s)
     char *d = malloc(n);
     if (d) memcpy(d, s, n);
     return d;
-}
-
-/* "3,5,7" into buf (stops while a class id still fits). */
-static void format_classes(char *buf, size_t size, const int32_t *cls, size_t n)
-{
-    size_t off = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < n && off + 16 < size; i++)
-        off += (size_t)snprintf(buf + off, size - off, i ? ",%d" : "%d", (int)cls[i]);
 }
 
 typedef struct {
@@ -252,7 +232,7 @@ kdcl_status kdcl_specialists_trainer_create(const char *generalist, const kdcl_c
     }
     if ((s = check_foreign(t)) || (s = plan_resume(t))) goto fail;
     uint64_t gh = 0;
-    if (file_hash(generalist, &gh)) {
+    if (kdcl_file_hash(generalist, &gh)) {
         s = kdcl_set_error(KDCL_ERR_IO, "cannot read the generalist %s: %s", generalist,
                            strerror(errno));
         goto fail;
@@ -280,7 +260,7 @@ kdcl_status kdcl_specialists_trainer_create(const char *generalist, const kdcl_c
     for (size_t i = 0; i < t->n_jobs; i++) t->order[i] = keys[i].job;
     free(keys);
     t->workers = o->jobs < t->n_jobs ? o->jobs : t->n_jobs;
-    if (t->workers > 1 || kdcl_dist_size() > 1) t->o.train.progress = 0;
+    if (t->workers > 1 || kdcl_dist_size() > 1) t->o.train.on_progress = NULL;
     *out = t;
     return KDCL_OK;
 fail:
@@ -332,7 +312,7 @@ static kdcl_status train_one(kdcl_specialists_trainer *t, worker *w, size_t job,
     o.tag = tag;
     o.metrics_path = NULL;
     /* resumable: the state keys name what a resumed specialist must share */
-    format_classes(sv_cls, sizeof sv_cls, j->cls, j->n);
+    kdcl__format_classes(sv_cls, sizeof sv_cls, j->cls, j->n);
     const char *skeys[3] = {"command", "generalist", "specialist_classes"};
     const char *svals[3] = {"specialists train", t->generalist_hash, sv_cls};
     o.state_path = t->state[job];

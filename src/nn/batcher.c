@@ -2,11 +2,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kdcl/train.h"
+#include "nn/batcher_internal.h"
 #include "kdcl/profile.h"
 #include "runtime/ctx.h"
 
-void kdcl_batcher_destroy(kdcl_batcher *b)
+void kdcl__batcher_release(kdcl_batcher *b)
 {
     if (!b->ctx) return;
     for (int i = 0; i < 2; i++) {
@@ -26,8 +26,8 @@ void kdcl_batcher_destroy(kdcl_batcher *b)
     memset(b, 0, sizeof *b);
 }
 
-kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_batch,
-                                kdcl_batcher *b)
+kdcl_status kdcl__batcher_init(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_batch,
+                               kdcl_batcher *b)
 {
     memset(b, 0, sizeof *b);
     if (ds->n == 0) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "the dataset is empty");
@@ -41,7 +41,7 @@ kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t ma
     kdcl_status s;
     b->order = malloc(ds->n * sizeof *b->order);
     if (!b->order) {
-        kdcl_batcher_destroy(b);
+        kdcl__batcher_release(b);
         return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
     }
     for (size_t i = 0; i < ds->n; i++) b->order[i] = i;
@@ -72,14 +72,14 @@ kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t ma
         size_t sh[2] = {max_batch, ds->dim}, n1[1] = {max_batch};
         if ((s = kdcl_tensor_alloc(ctx, &b->batch_u8[i], KDCL_U8, 2, sh)) ||
             (s = kdcl_tensor_alloc(ctx, &b->batch_labels[i], KDCL_I32, 1, n1))) {
-            kdcl_batcher_destroy(b);
+            kdcl__batcher_release(b);
             return s;
         }
         if (!b->resident) {
             b->stage[i] = malloc(max_batch * ds->dim);
             b->stage_labels[i] = malloc(max_batch * sizeof(int32_t));
             if (!b->stage[i] || !b->stage_labels[i]) {
-                kdcl_batcher_destroy(b);
+                kdcl__batcher_release(b);
                 return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
             }
         }
@@ -205,3 +205,32 @@ kdcl_status kdcl_batcher_load(kdcl_batcher *b, size_t start, size_t count)
                   "clEnqueueWriteBuffer (batch images)");
     return kdcl_prof_op(b->ctx, "upload batch");
 }
+
+kdcl_status kdcl_batcher_create(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_batch,
+                                kdcl_batcher **out)
+{
+    if (!out) return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_batcher_create: out is NULL");
+    *out = NULL;
+    if (!ctx || !ds)
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "kdcl_batcher_create: no context or data");
+    kdcl_batcher *b = calloc(1, sizeof *b);
+    if (!b) return kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+    kdcl_status s = kdcl__batcher_init(ctx, ds, max_batch, b);
+    if (s) {
+        free(b);
+        return s;
+    }
+    *out = b;
+    return KDCL_OK;
+}
+
+void kdcl_batcher_destroy(kdcl_batcher *b)
+{
+    if (!b) return;
+    kdcl__batcher_release(b);
+    free(b);
+}
+
+const kdcl_tensor *kdcl_batcher_images(const kdcl_batcher *b) { return &b->batch_u8[b->cur]; }
+const kdcl_tensor *kdcl_batcher_labels(const kdcl_batcher *b) { return &b->batch_labels[b->cur]; }
+int kdcl_batcher_resident(const kdcl_batcher *b) { return b && b->resident; }

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "nn/batcher_internal.h"
 #include "kdcl/loss.h"
 #include "kdcl/ops.h"
 #include "kdcl/profile.h"
@@ -156,18 +156,6 @@ static kdcl_status enqueue_step(kdcl_model *m, kdcl_batcher *b, const kdcl_train
     return kdcl_model_backward(m);
 }
 
-static void progress_bar(const char *tag, size_t epoch, size_t epochs, size_t done, size_t total,
-                         double rate, double eta)
-{
-    int width = 30, fill = total ? (int)((double)width * (double)done / (double)total) : width;
-    char bar[64];
-    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
-    bar[width] = '\0';
-    fprintf(stderr, "\r%s epoch %zu/%zu [%s] %zu/%zu  %.0f samples/s  ETA %.0fs   ", tag, epoch,
-            epochs, bar, done, total, rate, eta);
-    fflush(stderr);
-}
-
 /* Download per-step losses [from, to) of this epoch and check them. */
 static kdcl_status check_losses(kdcl_ctx *ctx, const kdcl_tensor *acc, size_t from, size_t to,
                                 size_t epoch, float *host, double *sum)
@@ -212,7 +200,8 @@ static kdcl_status allreduce_grads(kdcl_model *m, float *host, size_t mine, size
  * that round differently (a CPU and a GPU contract a * b + c differently)
  * drift apart by rounding: then rank 0's parameters are copied to every
  * rank and rank 0 notes the largest relative difference in `log`. */
-static kdcl_status sync_ranks(kdcl_model *m, float *host, size_t epoch, FILE *log)
+static kdcl_status sync_ranks(kdcl_model *m, float *host, size_t epoch, double *resync,
+                              int *resync_rank)
 {
     kdcl_ctx *ctx = kdcl_model_ctx(m);
     kdcl_status s;
@@ -255,16 +244,12 @@ static kdcl_status sync_ranks(kdcl_model *m, float *host, size_t epoch, FILE *lo
         goto out;
     }
     if ((s = kdcl_tensor_upload(ctx, p, 0, p->numel, ref))) goto out;
-    if (rank == 0 && log) {
+    if (rank == 0) {
         int worst = 1;
         for (int r = 2; r < W; r++)
             if (diff[r] > diff[worst]) worst = r;
-        fprintf(log,
-                "note: after epoch %zu the ranks' parameters differed (rank %d from rank 0's by "
-                "%.3g, relative): rank 0's were copied to every rank (devices that round "
-                "differently)\n",
-                epoch, worst, diff[worst]);
-        fflush(log);
+        *resync = diff[worst];
+        *resync_rank = worst;
     }
 out:
     free(all);
@@ -322,7 +307,7 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
         s = kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
         goto done;
     }
-    if ((s = kdcl_batcher_create(ctx, ds, o->batch, &b))) goto done;
+    if ((s = kdcl__batcher_init(ctx, ds, o->batch, &b))) goto done;
     size_t n1[1] = {o->batch}, ns[1] = {steps}, one[1] = {1};
     if ((s = kdcl_tensor_alloc(ctx, &loss, KDCL_F32, 1, n1)) ||
         (s = kdcl_tensor_alloc(ctx, &loss_acc, KDCL_F32, 1, ns)) ||
@@ -373,7 +358,6 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
         s = kdcl_set_error(KDCL_ERR_IO, "cannot write metrics file %s", o->metrics_path);
         goto done;
     }
-    int tty = o->progress && isatty(2);
     for (size_t epoch = first_epoch; epoch <= o->epochs; epoch++) {
         const int resumed = epoch == first_epoch && first_step > 0;
         double t0 = kdcl_now_seconds();
@@ -422,13 +406,19 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
                 s = check_losses(ctx, &loss_acc, checked, step + 1, epoch, host, &loss_sum);
                 if ((s = agree_losses(s, dp))) goto done;
                 checked = step + 1;
-                if (tty) {
+                if (o->on_progress) {
                     double el = kdcl_now_seconds() - t0;
                     double done_n = (double)(start + count);
                     double rate = done_n / (el > 0 ? el : 1e-9);
-                    double eta = ((double)(o->epochs - epoch) * (double)N +
-                                  (double)N - done_n) / rate;
-                    progress_bar(o->tag, epoch, o->epochs, start + count, N, rate, eta);
+                    kdcl_progress pr = {o->tag,
+                                        epoch,
+                                        o->epochs,
+                                        start + count,
+                                        N,
+                                        rate,
+                                        ((double)(o->epochs - epoch) * (double)N + (double)N -
+                                         done_n) / rate};
+                    o->on_progress(o->on_progress_user, &pr);
                 }
             }
             if (o->state_path && o->state_every && (step + 1) % o->state_every == 0 &&
@@ -452,10 +442,12 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
             }
         }
         int32_t errs = 0;
+        double resync = 0;
+        int resync_rank = 0;
         if ((s = kdcl_tensor_download(ctx, &err_acc, 0, 1, &errs))) goto done;
         if (dp) {
             double sums[2] = {loss_sum, (double)errs};
-            if ((s = kdcl_dist_allreduce_f64(sums, 2)) || (s = sync_ranks(m, ghost, epoch, o->log)))
+            if ((s = kdcl_dist_allreduce_f64(sums, 2)) || (s = sync_ranks(m, ghost, epoch, &resync, &resync_rank)))
                 goto done;
             loss_sum = sums[0];
             errs = (int32_t)sums[1];
@@ -464,7 +456,8 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
         /* a resumed epoch's rate counts the examples this run processed */
         const size_t done_n = resumed ? N - first_step * o->batch : N;
         kdcl_epoch_stats st = {epoch, loss_sum / (double)N, (double)errs / (double)N,
-                               NAN, NAN, 0, lr, mom, secs, (double)done_n / secs};
+                               NAN, NAN, 0, lr, mom, secs, (double)done_n / secs,
+                               o->epochs, o->tag, resync, resync_rank};
         if (o->val && writer) {
             kdcl_eval_result r;
             if ((s = kdcl_evaluate(m, o->val, 0, &r))) goto done;
@@ -472,17 +465,6 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
             st.val_error = (double)r.errors / (double)r.n;
             st.val_errors = r.errors;
             kdcl_eval_result_free(&r);
-        }
-        if (tty) fprintf(stderr, "\r%*s\r", 100, "");
-        if (o->log) {
-            fprintf(o->log, "%s epoch %3zu/%zu  loss %.4f  train err %.2f%%", o->tag, epoch,
-                    o->epochs, st.train_loss, 100 * st.train_error);
-            if (o->val)
-                fprintf(o->log, "  val loss %.4f  val err %.2f%% (%zu)", st.val_loss,
-                        100 * st.val_error, st.val_errors);
-            fprintf(o->log, "  lr %.4g  mom %.3f  %.1fs  %.0f samples/s\n", st.lr, st.momentum,
-                    st.seconds, st.samples_per_s);
-            fflush(o->log);
         }
         char line[2048];
         int len = snprintf(line, sizeof line,
@@ -515,6 +497,13 @@ kdcl_status kdcl_train(kdcl_model *m, const kdcl_dataset *ds, const kdcl_train_o
                  (s = kdcl_tstate_write(&ts, o->state_path, m, opt, b.order, b.n_order, epoch))))
                 goto done;
         }
+        {
+            /* the caller may stop here; data-parallel: rank 0's word for every rank (a rank
+             * without a callback, one that prints nothing, still takes part) */
+            int32_t stop = o->on_epoch ? o->on_epoch(o->on_epoch_user, &st) != 0 : 0;
+            if (dp && (s = kdcl_dist_bcast(&stop, sizeof stop, 0))) goto done;
+            if (stop) break;
+        }
     }
 done:
     if (metrics) fclose(metrics);
@@ -524,7 +513,7 @@ done:
     kdcl_tensor_free(ctx, &loss);
     kdcl_tensor_free(ctx, &loss_acc);
     kdcl_tensor_free(ctx, &err_acc);
-    kdcl_batcher_destroy(&b);
+    kdcl__batcher_release(&b);
     free(host);
     free(ghost);
     free(order);
@@ -544,7 +533,7 @@ kdcl_status kdcl_eval_loop(kdcl_ctx *ctx, const kdcl_dataset *ds, size_t max_bat
 {
     kdcl_batcher b;
     kdcl_tensor loss = {0}, loss_acc = {0}, err_acc = {0}, conf = {0};
-    kdcl_status s = kdcl_batcher_create(ctx, ds, max_batch, &b);
+    kdcl_status s = kdcl__batcher_init(ctx, ds, max_batch, &b);
     if (s) return s;
     const size_t B = b.max_batch, steps = (ds->n + B - 1) / B;
     size_t n1[1] = {B}, ns[1] = {steps}, one[1] = {1}, kk[1] = {K * K};
@@ -619,7 +608,7 @@ done:
     kdcl_tensor_free(ctx, &loss_acc);
     kdcl_tensor_free(ctx, &err_acc);
     kdcl_tensor_free(ctx, &conf);
-    kdcl_batcher_destroy(&b);
+    kdcl__batcher_release(&b);
     return s;
 }
 
@@ -690,7 +679,7 @@ kdcl_status kdcl_trainer_create(kdcl_model *m, const kdcl_dataset *ds, const kdc
         if ((s = kdcl_optim_create(m, &oo, &t->opt))) goto fail;
         t->own_opt = 1;
     }
-    if ((s = kdcl_batcher_create(ctx, ds, o->batch, &t->b))) goto fail;
+    if ((s = kdcl__batcher_init(ctx, ds, o->batch, &t->b))) goto fail;
     t->have_b = 1;
     if ((s = kdcl_tensor_alloc(ctx, &t->loss, KDCL_F32, 1, n1)) ||
         (s = kdcl_tensor_alloc(ctx, &t->loss_acc, KDCL_F32, 1, ns)) ||
@@ -769,7 +758,7 @@ void kdcl_trainer_destroy(kdcl_trainer *t)
     kdcl_tensor_free(ctx, &t->loss);
     kdcl_tensor_free(ctx, &t->loss_acc);
     kdcl_tensor_free(ctx, &t->err_acc);
-    if (t->have_b) kdcl_batcher_destroy(&t->b);
+    if (t->have_b) kdcl__batcher_release(&t->b);
     if (t->own_opt) kdcl_optim_destroy(t->opt);
     free(t);
 }
