@@ -1224,7 +1224,6 @@ static kdcl_status autotune(kdcl_ctx *ctx, gemm_state *g, const char *path, int 
     size_t n_top = 0;
     size_t tried = 0, rejected = 0, failed = 0;
     uint64_t rng = 0x6b64636cull;
-    char last_applied = 0;
     for (size_t c = 0; tried < (size_t)max_sets; c++) {
         size_t v[AT_NP];
         char what[160];
@@ -1242,7 +1241,6 @@ static kdcl_status autotune(kdcl_ctx *ctx, gemm_state *g, const char *path, int 
                                                          CLBlastPrecisionSingle, k.n,
                                                          (const char **)k.names, k.values);
         tried++;
-        last_applied = 1;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "set", what);
         cJSON *vals = cJSON_CreateObject();
@@ -1287,7 +1285,6 @@ static kdcl_status autotune(kdcl_ctx *ctx, gemm_state *g, const char *path, int 
         }
         cJSON_AddItemToArray(sets, o);
     }
-    (void)last_applied;
     /* the fastest sets once more (their kernels built again): the load of
      * a shared machine moves single timings; each set keeps its better
      * round. Skipped when the budget is spent. */
