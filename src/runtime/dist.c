@@ -343,7 +343,7 @@ static void *remote_worker(void *arg)
     }
     int64_t prev = -1;
     for (;;) {
-        int64_t job;
+        int64_t job = -1;
         memcpy(buf, &prev, sizeof prev);
         pthread_mutex_lock(&s->lock);
         int rc = MPI_Send(buf, (int)msg, MPI_BYTE, 0, TAG_REQ, MPI_COMM_WORLD);
