@@ -485,6 +485,211 @@ START_TEST(test_packed_path)
 }
 END_TEST
 
+/* kdcl's kernels for narrow products (cl/gemm_small.cl): the three forms a
+ * linear layer with a 10-wide output uses (forward NT n = 10, weight
+ * gradient TN m = 10, input gradient NN k = 10), with narrow dimensions 1..16,
+ * the other dimensions on and off the kernels' 8-wide vectors, offsets,
+ * leading dimensions, alpha / beta; each against the double-precision
+ * reference and its bound (run_case), with the kernels forced on and off
+ * (CLBlast). beta = 0 must not read C. */
+START_TEST(test_small_path)
+{
+    static const size_t cases[][5] = {
+        /* m, n, k, ta, tb */
+        {128, 10, 1200, 0, 1}, {10, 1200, 128, 1, 0}, {128, 1200, 10, 0, 0},
+        {1024, 10, 800, 0, 1}, {10, 800, 1024, 1, 0}, {1024, 800, 10, 0, 0},
+        {37, 1, 9, 0, 1},      {5, 16, 1203, 0, 1},   {3, 7, 7, 0, 1},
+        {1, 1201, 5, 1, 0},    {16, 9, 33, 1, 0},     {7, 8, 1, 1, 0},
+        {5, 1201, 1, 0, 0},    {3, 9, 16, 0, 0},      {130, 7, 3, 0, 0},
+    };
+    for (int on = 1; on >= 0; on--) {
+        kdcl__gemm_set_small(tu_ctx, on);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            gemm_case g = {cases[i][0], cases[i][1], cases[i][2], (int)cases[i][3],
+                           (int)cases[i][4], 0, 0, 0, 0, 0, 0, 1.0f, 0.0f};
+            run_case(&g);
+            gemm_case h = {cases[i][0], cases[i][1], cases[i][2], (int)cases[i][3],
+                           (int)cases[i][4], 3, 5, 7, 11, 13, 17, 0.5f, -1.5f};
+            run_case(&h);
+        }
+    }
+    kdcl__gemm_set_small(tu_ctx, 1);
+    /* beta = 0 with NaN in C, every form (products exact in fp32) */
+    for (int form = 0; form < 3; form++) {
+        enum { M = 12, N = 19, K = 11 };
+        const int ta = form == 1, tb = form == 0;
+        const size_t m = form == 1 ? 10 : M, n = form == 0 ? 10 : N, k = form == 2 ? 10 : K;
+        float a[M * K], b[K * N], c[M * N];
+        for (size_t i = 0; i < m * k; i++) a[i] = (float)(i % 4) - 1.5f;
+        for (size_t i = 0; i < k * n; i++) b[i] = (float)(i % 5) * 0.25f;
+        for (size_t i = 0; i < m * n; i++) c[i] = NAN;
+        const size_t lda = ta ? m : k, ldb = tb ? k : n;
+        cl_mem da = upload(a, m * k), db = upload(b, k * n), dc = upload(c, m * n);
+        ck_assert_int_eq(kdcl_gemm(tu_ctx, ta, tb, m, n, k, 1.0f, da, 0, lda, db, 0, ldb, 0.0f,
+                                   dc, 0, n, NULL),
+                         KDCL_OK);
+        ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(tu_ctx), dc, CL_TRUE, 0,
+                                             m * n * sizeof(float), c, 0, NULL, NULL),
+                         CL_SUCCESS);
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++) {
+                float want = 0;
+                for (size_t p = 0; p < k; p++)
+                    want += (ta ? a[p * lda + i] : a[i * lda + p]) *
+                            (tb ? b[j * ldb + p] : b[p * ldb + j]);
+                ck_assert_msg(c[i * n + j] == want, "form %d: C[%zu,%zu] = %g, want %g", form,
+                              i, j, c[i * n + j], want);
+            }
+        clReleaseMemObject(da);
+        clReleaseMemObject(db);
+        clReleaseMemObject(dc);
+    }
+    /* back to the device's default */
+    const char *env = getenv("KDCL_GEMM_SMALL");
+    kdcl__gemm_set_small(tu_ctx, env && *env ? strcmp(env, "0") != 0
+                                             : (kdcl_ctx_device(tu_ctx)->type &
+                                                CL_DEVICE_TYPE_CPU) != 0);
+}
+END_TEST
+
+/* ---- automatic tuning (gemm.c) ----
+ * Forced (KDCL_AUTOTUNE=force: the device's shipped parameters are ignored)
+ * and bounded to two candidate sets, in a cache directory of its own. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = calloc(1, 1 << 20);
+    if (buf) fread(buf, 1, (1 << 20) - 1, f);
+    fclose(f);
+    return buf;
+}
+
+/* A new context on the test device, its GEMM layer set up; a product checked. */
+static kdcl_ctx *tuned_ctx(void)
+{
+    kdcl_ctx *ctx = NULL;
+    tu_ok(kdcl_ctx_create(getenv("KDCL_DEVICE"), &ctx), "context");
+    const char *src = NULL;
+    tu_ok(kdcl_gemm_apply_tuning(ctx, &src), "GEMM setup");
+    /* a product with whatever was applied: 96 x 80 x 72 of small integers (exact) */
+    enum { M = 96, N = 80, K = 72 };
+    static float a[M * K], b[K * N], c[M * N];
+    for (int i = 0; i < M * K; i++) a[i] = (float)(i % 7) - 3;
+    for (int i = 0; i < K * N; i++) b[i] = (float)(i % 5) - 2;
+    cl_int e;
+    cl_mem da = clCreateBuffer(kdcl_ctx_cl(ctx), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                               sizeof a, a, &e);
+    cl_mem db = clCreateBuffer(kdcl_ctx_cl(ctx), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                               sizeof b, b, &e);
+    cl_mem dc = clCreateBuffer(kdcl_ctx_cl(ctx), CL_MEM_READ_WRITE, sizeof c, NULL, &e);
+    tu_ok(kdcl_gemm(ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, M, N, K, 1.0f, da, 0, K, db, 0, N, 0.0f,
+                    dc, 0, N, NULL),
+          "gemm");
+    ck_assert_int_eq(clEnqueueReadBuffer(kdcl_ctx_queue(ctx), dc, CL_TRUE, 0, sizeof c, c, 0,
+                                         NULL, NULL),
+                     CL_SUCCESS);
+    for (int i = 0; i < M; i += 7)
+        for (int j = 0; j < N; j++) {
+            float want = 0;
+            for (int p = 0; p < K; p++) want += a[i * K + p] * b[p * N + j];
+            ck_assert_msg(c[i * N + j] == want, "C[%d,%d] = %g, want %g", i, j, c[i * N + j], want);
+        }
+    clReleaseMemObject(da);
+    clReleaseMemObject(db);
+    clReleaseMemObject(dc);
+    return ctx;
+}
+
+START_TEST(test_autotune_cache)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", tu_path("autotune-cache"));
+    setenv("KDCL_CACHE_DIR", dir, 1);
+    setenv("KDCL_AUTOTUNE", "force", 1);
+    setenv("KDCL_AUTOTUNE_MAX", "2", 1);
+    unsetenv("KDCL_NO_TUNING");
+    kdcl_ctx *ctx = NULL;
+    tu_ok(kdcl_ctx_create(getenv("KDCL_DEVICE"), &ctx), "context");
+    char path[4400];
+    tu_ok(kdcl_gemm_tuning_path(kdcl_ctx_device(ctx), path, sizeof path), "tuning path");
+    kdcl_ctx_destroy(ctx);
+    remove(path);
+
+    /* first use: a search; the first candidate computes a "wrong" product
+     * (poisoned), so the second is chosen, applied and cached */
+    unsigned n0 = kdcl__autotune_searches();
+    kdcl__autotune_poison(0);
+    ctx = tuned_ctx();
+    kdcl__autotune_poison(-1);
+    ck_assert_uint_eq(kdcl__autotune_searches(), n0 + 1);
+    ck_assert_str_eq(kdcl_gemm_params_source(ctx), "automatic");
+    ck_assert_msg(strstr(kdcl_ctx_gemm_tuning(ctx), "searched now"), "%s",
+                  kdcl_ctx_gemm_tuning(ctx));
+    kdcl_ctx_destroy(ctx);
+    char *text = slurp(path);
+    ck_assert_msg(text != NULL, "no cache file %s", path);
+    ck_assert(kdcl_gemm_tuning_text_usable(text, strlen(text)));
+    cJSON *root = cJSON_Parse(text);
+    ck_assert(root);
+    ck_assert_str_eq(cJSON_GetObjectItem(root, "source")->valuestring, "kdcl automatic tuning");
+    cJSON *tuner = cJSON_GetObjectItem(root, "tuner");
+    cJSON *sets = cJSON_GetObjectItem(tuner, "sets");
+    ck_assert_int_eq(cJSON_GetArraySize(sets), 2);
+    ck_assert_msg(cJSON_GetObjectItem(cJSON_GetArrayItem(sets, 0), "rejected"),
+                  "the poisoned set was not rejected: %s", text);
+    ck_assert(cJSON_GetObjectItem(cJSON_GetArrayItem(sets, 1), "gflops"));
+    ck_assert_str_eq(cJSON_GetObjectItem(tuner, "chosen")->valuestring,
+                     cJSON_GetObjectItem(cJSON_GetArrayItem(sets, 1), "set")->valuestring);
+    cJSON *xg = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "kernels"), "Xgemm");
+    cJSON *chosen = cJSON_GetObjectItem(cJSON_GetArrayItem(sets, 1), "Xgemm");
+    ck_assert_msg(cJSON_Compare(xg, chosen, 1), "cached Xgemm is not the chosen set");
+    cJSON_Delete(root);
+    free(text);
+
+    /* a second context reads the cache: no search */
+    ctx = tuned_ctx();
+    ck_assert_uint_eq(kdcl__autotune_searches(), n0 + 1);
+    ck_assert_str_eq(kdcl_gemm_params_source(ctx), "automatic");
+    ck_assert_msg(strstr(kdcl_ctx_gemm_tuning(ctx), "automatic tuning (cache)"), "%s",
+                  kdcl_ctx_gemm_tuning(ctx));
+    kdcl_ctx_destroy(ctx);
+
+    /* a corrupt cache entry is not trusted: searched again and rewritten */
+    static const char *const bad[] = {"{\"kernels\": {\"Xgemm\": {\"MWG\": -4}}}", "{ garbage",
+                                      "{\"source\": \"kdcl automatic tuning\", \"kernels\": {}}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(tu_write_file(path, bad[i], strlen(bad[i])), 0);
+        setenv("KDCL_AUTOTUNE_MAX", "1", 1);
+        ctx = tuned_ctx();
+        ck_assert_uint_eq(kdcl__autotune_searches(), n0 + 2 + i);
+        ck_assert_str_eq(kdcl_gemm_params_source(ctx), "automatic");
+        ck_assert_msg(strstr(kdcl_ctx_gemm_tuning(ctx), "ignored"), "%s",
+                      kdcl_ctx_gemm_tuning(ctx));
+        kdcl_ctx_destroy(ctx);
+        text = slurp(path);
+        ck_assert(text && kdcl_gemm_tuning_text_usable(text, strlen(text)));
+        free(text);
+    }
+
+    /* KDCL_AUTOTUNE=0: no search (the shipped parameters or CLBlast's
+     * defaults), nothing written */
+    remove(path);
+    setenv("KDCL_AUTOTUNE", "0", 1);
+    unsigned n1 = kdcl__autotune_searches();
+    ctx = tuned_ctx();
+    ck_assert_uint_eq(kdcl__autotune_searches(), n1);
+    ck_assert_str_ne(kdcl_gemm_params_source(ctx), "automatic");
+    kdcl_ctx_destroy(ctx);
+    struct stat st;
+    ck_assert_int_ne(stat(path, &st), 0);
+
+    unsetenv("KDCL_AUTOTUNE_MAX");
+    unsetenv("KDCL_CACHE_DIR");
+    setenv("KDCL_AUTOTUNE", "0", 1);
+}
+END_TEST
+
 static Suite *gemm_suite(void)
 {
     Suite *s = suite_create("gemm");
@@ -499,6 +704,7 @@ static Suite *gemm_suite(void)
     tcase_add_test(tc, test_batched);
     tcase_add_test(tc, test_mlp_shapes);
     tcase_add_test(tc, test_packed_path);
+    tcase_add_test(tc, test_small_path);
     tcase_add_test(tc, test_tuning_file_writer);
     suite_add_tcase(s, tc);
     /* without the suite's context, so that CLBlast's caches are cleared
@@ -507,6 +713,11 @@ static Suite *gemm_suite(void)
     tcase_set_timeout(th, 1200);
     tcase_add_test(th, test_concurrent_first_use);
     suite_add_tcase(s, th);
+    /* last: its searches leave their parameters in CLBlast for this device */
+    TCase *ta = tcase_create("autotune");
+    tcase_set_timeout(ta, 1200);
+    tcase_add_test(ta, test_autotune_cache);
+    suite_add_tcase(s, ta);
     return s;
 }
 

@@ -373,6 +373,7 @@ static void conv_round(size_t C, size_t OC, size_t HW, size_t batch, uint64_t se
 START_TEST(test_conv_gemm_pack)
 {
     OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_KDCL_IM2COL));
+    kdcl__gemm_set_small(tu_ctx, 0); /* every product through packing / CLBlast */
     const kdcl_gemm_pack_info saved = kdcl_gemm_packing(tu_ctx);
     kdcl_gemm_pack_info off = saved;
     off.enabled = 0;
@@ -402,6 +403,24 @@ START_TEST(test_conv_gemm_pack)
     rel(&a), rel(&bb), rel(&c);
     OK(kdcl_gemm_set_packing(tu_ctx, &saved));
     OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_AUTO));
+    /* gemm_small.cl: the three narrow forms, vector and edge columns */
+    kdcl__gemm_set_small(tu_ctx, 1);
+    kdcl_tensor x = fmat(9, 11, 97), w = fmat(3, 11, 98), y = fmat(9, 3, 99);
+    kdcl_tensor dw = fmat(3, 11, 100), dx = fmat(9, 11, 101);
+    OK(kdcl_gemm(tu_ctx, KDCL_NO_TRANS, KDCL_TRANS, 9, 3, 11, 1.0f, x.buf, 0, 11, w.buf, 0, 11,
+                 0.0f, y.buf, 0, 3, NULL));
+    OK(kdcl_gemm(tu_ctx, KDCL_TRANS, KDCL_NO_TRANS, 3, 11, 9, 1.0f, y.buf, 0, 3, x.buf, 0, 11,
+                 0.5f, dw.buf, 0, 11, NULL));
+    OK(kdcl_gemm(tu_ctx, KDCL_NO_TRANS, KDCL_NO_TRANS, 9, 11, 3, 1.0f, y.buf, 0, 3, w.buf, 0, 11,
+                 0.0f, dx.buf, 0, 11, NULL));
+    all_finite(&y, "gemm_small_nt");
+    all_finite(&dw, "gemm_small_tn");
+    all_finite(&dx, "gemm_small_nn");
+    rel(&x), rel(&w), rel(&y), rel(&dw), rel(&dx);
+    const char *env = getenv("KDCL_GEMM_SMALL");
+    kdcl__gemm_set_small(tu_ctx, env && *env ? strcmp(env, "0") != 0
+                                             : (kdcl_ctx_device(tu_ctx)->type &
+                                                CL_DEVICE_TYPE_CPU) != 0);
 }
 END_TEST
 

@@ -54,21 +54,25 @@ KDCL_API kdcl_status kdcl_gemm_set_packing(kdcl_ctx *ctx, const kdcl_gemm_pack_i
 
 /* The GEMM layer of a context is set up on its first product, convolution or
  * query below (not by kdcl_ctx_create): it applies the tuning parameters for
- * the context's device (the file written by `kdcl tune` for this device and
- * driver if there is one, else the parameters kdcl ships for matching devices;
- * KDCL_NO_TUNING=1: CLBlast's defaults), decides packing (KDCL_GEMM_PACK) and
- * reads KDCL_CONV. A bad KDCL_CONV or shipped parameters CLBlast refuses fail
+ * the context's device (the file written by `kdcl tune` or by the automatic
+ * tuning for this device and driver if there is one, else the parameters kdcl
+ * ships for matching devices, else the automatic tuning: a search of at most
+ * KDCL_AUTOTUNE_BUDGET seconds (60) on this first use, announced on stderr and
+ * cached; KDCL_AUTOTUNE=0 skips it; KDCL_NO_TUNING=1: CLBlast's defaults),
+ * decides packing (KDCL_GEMM_PACK) and kdcl's kernels for narrow products
+ * (KDCL_GEMM_SMALL) and reads KDCL_CONV. A bad KDCL_CONV or shipped parameters CLBlast refuses fail
  * that first call. kdcl_gemm_apply_tuning sets it up now; *source (may be
  * NULL) names what was applied. */
 KDCL_API kdcl_status kdcl_gemm_apply_tuning(kdcl_ctx *ctx, const char **source);
 /* Which CLBlast GEMM parameters the context applied ("CLBlast defaults",
- * "kdcl tune (cache)", a shipped set; packing; a cache file ignored and why).
+ * "kdcl tune (cache)", "automatic tuning (cache)" or "(searched now)" with the
+ * set chosen, a shipped set; packing; a cache file ignored and why).
  * Sets the GEMM layer up if need be; if that fails, says so and why. */
 KDCL_API const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx);
 /* Where the GEMM parameters in force came from, in one word: "cache" (kdcl
  * tune's file for this device and driver), "shipped" (kdcl's table for known
- * devices), "defaults" (CLBlast's own), "unknown" (the GEMM layer could not
- * be set up). */
+ * devices), "automatic" (the automatic tuning, now or from its cache file),
+ * "defaults" (CLBlast's own), "unknown" (the GEMM layer could not be set up). */
 KDCL_API const char *kdcl_gemm_params_source(const kdcl_ctx *ctx);
 /* Where `kdcl tune` stores the parameters of a device + driver. */
 KDCL_API kdcl_status kdcl_gemm_tuning_path(const kdcl_device_info *dev, char *buf, size_t size);

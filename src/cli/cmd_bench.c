@@ -345,11 +345,12 @@ done:
 
 /* CLBlast's own parameters: run the GEMM table in a child with
  * KDCL_NO_TUNING=1 (CLBlast keeps overridden parameters per device for the
- * whole process, so this cannot share our process). */
+ * whole process, so this cannot share our process), every product through
+ * CLBlast (KDCL_GEMM_SMALL=0: not kdcl's kernels for narrow products). */
 static int run_default_child(const bench_opts *o, const kdcl_device_info *d, const shape_t *sh,
                              size_t ns, stat_t *out, char *tuning, size_t tsize)
 {
-    char exe[4096], cmd[8192] = "KDCL_NO_TUNING=1 ";
+    char exe[4096], cmd[8192] = "KDCL_NO_TUNING=1 KDCL_GEMM_SMALL=0 ";
     bench_self_exe(exe, sizeof exe, o->exe);
     bench_shell_quote(cmd, sizeof cmd, exe);
     size_t len = strlen(cmd);

@@ -745,6 +745,7 @@ static int measure_child(const child_env *ce, const char *cache_dir, int keep_no
         bench_shell_quote(cmd, sizeof cmd, cache_dir);
         strcat(cmd, " ");
     }
+    strcat(cmd, "KDCL_AUTOTUNE=0 "); /* no automatic search in a measuring child */
     if (!keep_notune) strcat(cmd, "KDCL_NO_TUNING= ");
     bench_shell_quote(cmd, sizeof cmd, ce->exe);
     size_t len = strlen(cmd);
@@ -867,7 +868,8 @@ static int time_direct(const child_env *ce, const tshapes *sh, const char *scrat
  * PoCL runs a work-group's work-items as a loop around each region between
  * barriers, so the tiles must sit in local memory (SA = SB = 1, the loop then
  * runs over L1-resident data) and the accumulators should be the CPU's widest
- * vectors (VWM = VWN = 8 for AVX). The GPU entries are common shapes of
+ * vectors (VWM = VWN = 8 for AVX); Intel's CPU runtime instead vectorises
+ * across work-items and runs best without local memory. The GPU entries are common shapes of
  * CLBlast's own database. Every set satisfies CLBlast's Xgemm constraints
  * (KWG % KWI, MWG % (MDIMC VWM), NWG % (NDIMC VWN), MWG % (MDIMA VWM),
  * NWG % (NDIMB VWN), KWG % (MDIMC NDIMC / MDIMA), KWG % (MDIMC NDIMC / NDIMB)). */
@@ -884,6 +886,12 @@ static const struct {
     {"CPU AVX: 32x64x64 local tiles, float8", {0, 1, 64, 2, 4, 4, 32, 8, 8, 64, 1, 1, 0, 0, 8, 8}},
     {"CPU SSE/NEON: 64x64x64 local tiles, float4",
      {0, 1, 64, 2, 8, 8, 64, 8, 8, 64, 1, 1, 0, 0, 4, 4}},
+    /* for runtimes that vectorise across work-items (Intel's CPU runtime):
+     * no local memory, 16 x 16 work-items, strided access (the shipped set
+     * for it, found by the automatic tuning in src/core/gemm.c) */
+    {"CPU, no local memory: 128x128x64, 16x16 items, strided",
+     {0, 1, 64, 2, 16, 16, 128, 16, 16, 128, 0, 0, 1, 1, 4, 8}},
+    {"CPU, no local memory: 128x128x32, 16x32 items", {0, 1, 32, 2, 16, 16, 128, 32, 32, 128, 0, 0, 0, 0, 2, 4}},
     {"GPU: 128x128x16 tiles, 256 work-items", {0, 1, 16, 2, 16, 16, 128, 16, 16, 128, 1, 1, 0, 0, 4, 4}},
     {"GPU: 64x64x32 tiles, 256 work-items", {0, 1, 32, 2, 16, 16, 64, 16, 16, 64, 1, 1, 0, 0, 2, 2}},
     /* clblast_tuner_xgemm's best of 829 configurations at 1024^3 on an H100

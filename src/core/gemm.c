@@ -76,12 +76,14 @@ static void clblast_users_release(void)
  * A context counts as a CLBlast user from then until it is destroyed. */
 #define GEMM_SCRATCH_SLOTS 4
 typedef struct gemm_state {
-    char tuning[1024];          /* which GEMM parameters were applied (kdcl_ctx_gemm_tuning) */
+    char tuning[1600];          /* which GEMM parameters were applied (kdcl_ctx_gemm_tuning) */
     char note[768];             /* a tuning cache file that was ignored, and why */
     const char *source;         /* "CLBlast defaults", "kdcl tune (cache)", a shipped set */
     const char *source_kind;    /* "defaults", "cache", "shipped" (kdcl_gemm_params_source) */
     kdcl_gemm_pack_info pack;   /* kdcl's operand packing */
     int gemmk;                  /* GEMMK of the Xgemm parameters applied */
+    int small;                  /* narrow products on kdcl's kernels (gemm_small_form) */
+    char autotune_what[160];    /* the set automatic tuning chose, when it ran now */
     int conv_algo;              /* kdcl_conv_algo as set (KDCL_CONV, kdcl_conv_set_algo) */
     kdcl_tensor scratch[GEMM_SCRATCH_SLOTS]; /* kdcl_gemm's packed A, B and C, then conv
                                                 columns in CLBlast's layout */
@@ -427,6 +429,59 @@ static kdcl_status gemm_packed(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size
     return KDCL_OK;
 }
 
+/* ---- narrow products (cl/gemm_small.cl) --------------------------------------
+ * A linear layer's three products with a 10-wide output layer (forward NT
+ * with n = 10, weight gradient TN with m = 10, input gradient NN with
+ * k = 10) ran on CLBlast's direct kernel at 5-9 GFLOP/s under PoCL, and
+ * padding them to the indirect kernel's 64-wide tiles multiplies the work by
+ * 6.4. kdcl's kernels keep the narrow dimension in registers (README, GEMM
+ * on CPUs). On by default on CPU devices; KDCL_GEMM_SMALL=0/1 overrides. */
+#define SMALL_MAX 16 /* as in cl/gemm_small.cl */
+
+/* The kernel of gemm_small.cl for this product, NULL when none fits. */
+static const char *gemm_small_form(kdcl_trans ta, kdcl_trans tb, size_t m, size_t n, size_t k)
+{
+    if (m > UINT_MAX || n > UINT_MAX || k > UINT_MAX) return NULL;
+    if (!ta && tb && n <= SMALL_MAX) return "gemm_small_nt";
+    if (ta && !tb && m <= SMALL_MAX) return "gemm_small_tn";
+    if (!ta && !tb && k <= SMALL_MAX) return "gemm_small_nn";
+    return NULL;
+}
+
+static kdcl_status gemm_small(kdcl_ctx *ctx, const char *name, size_t m, size_t n, size_t k,
+                              float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b,
+                              size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off,
+                              size_t ldc, cl_event *event)
+{
+    cl_kernel kern;
+    kdcl_status s = kdcl_kernel_get(ctx, "gemm_small", name, &kern);
+    if (s) return s;
+    cl_uint M = (cl_uint)m, N = (cl_uint)n, K = (cl_uint)k;
+    cl_ulong ao = a_off, la = lda, bo = b_off, lb = ldb, co = c_off, lc = ldc;
+    const karg args[] = {KA(M),  KA(N),  KA(K),    KA(alpha), KA(a), KA(ao), KA(la),
+                         KA(b),  KA(bo), KA(lb),   KA(beta),  KA(c), KA(co), KA(lc)};
+    if ((s = kdcl_ops_set_args(kern, name, args, sizeof args / sizeof args[0]))) return s;
+    size_t g[2] = {m, 1};
+    if (!strcmp(name, "gemm_small_tn")) g[0] = (n + 7) / 8;
+    if (!strcmp(name, "gemm_small_nn")) {
+        g[0] = (n + 7) / 8;
+        g[1] = (m + 3) / 4;
+    }
+    cl_int e = clEnqueueNDRangeKernel(ctx->queue, kern, 2, NULL, g, NULL, 0, NULL, event);
+    if (e != CL_SUCCESS) {
+        char what[96];
+        snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%s)", name);
+        return kdcl_cl_fail(e, what);
+    }
+    return kdcl_prof_op(ctx, "gemm");
+}
+
+void kdcl__gemm_set_small(kdcl_ctx *ctx, int on)
+{
+    gemm_state *g = NULL;
+    if (!gemm_state_get(ctx, &g)) g->small = on;
+}
+
 kdcl_gemm_pack_info kdcl_gemm_packing(const kdcl_ctx *ctx)
 {
     const gemm_state *g = gemm_state_peek(ctx);
@@ -464,6 +519,10 @@ kdcl_status kdcl_gemm(kdcl_ctx *ctx, kdcl_trans ta, kdcl_trans tb, size_t m, siz
     s = validate(ta, tb, m, n, k, a, a_off, lda, 0, b, b_off, ldb, 0, c, c_off, ldc, 0, 1,
                  "Sgemm");
     if (s) return s;
+    const char *small = g->small ? gemm_small_form(ta, tb, m, n, k) : NULL;
+    if (small)
+        return gemm_small(ctx, small, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c,
+                          c_off, ldc, event);
     size_t Mp, Np, Kp;
     if (pack_wanted(ctx, g, n, m, k, &Mp, &Np, &Kp))
         return gemm_packed(ctx, ta, tb, m, n, k, Mp, Np, Kp, alpha, a, a_off, lda, b, b_off, ldb,
@@ -534,6 +593,8 @@ typedef struct {
 
 #include "core/gemm_tuned.h"
 
+#define AUTOTUNE_SOURCE "kdcl automatic tuning" /* "source" of the files it writes */
+
 /* Remember the tile sizes and switch size kdcl applies (for packing). */
 static void note_params(gemm_state *g, const tuned_kernel *k)
 {
@@ -579,6 +640,7 @@ kdcl_status kdcl_gemm_tuning_path(const kdcl_device_info *dev, char *buf, size_t
  * parsed and checked whole before any is applied. */
 typedef struct tuning_file {
     cJSON *root;
+    const char *source; /* its "source" ("kdcl tune", "kdcl automatic tuning"), "" if none */
     tuned_kernel k[8];
     size_t n;
 } tuning_file;
@@ -593,6 +655,8 @@ static int parse_tuning_text(const char *text, size_t n, tuning_file *t, char *w
         snprintf(why, wsize, "%s", t->root ? "no \"kernels\" object" : "not JSON");
         goto bad;
     }
+    cJSON *src = cJSON_GetObjectItemCaseSensitive(t->root, "source");
+    t->source = cJSON_IsString(src) ? src->valuestring : "";
     cJSON *kern;
     cJSON_ArrayForEach(kern, kernels)
     {
@@ -768,9 +832,10 @@ kdcl_status kdcl_gemm_tuning_write(const char *path, const kdcl_device_info *d, 
  * ignored, the shipped parameters or CLBlast's apply instead, *note says so,
  * and the next `kdcl tune` replaces the file. */
 static kdcl_status apply_tuning_file(kdcl_ctx *ctx, gemm_state *g, const char *path,
-                                     int *applied, char *note, size_t nsize)
+                                     int *applied, int *automatic, char *note, size_t nsize)
 {
     *applied = 0;
+    *automatic = 0;
     note[0] = '\0';
     tuning_file t;
     char why[160];
@@ -790,8 +855,505 @@ static kdcl_status apply_tuning_file(kdcl_ctx *ctx, gemm_state *g, const char *p
         }
         (*applied)++;
     }
+    *automatic = !strcmp(t.source, AUTOTUNE_SOURCE);
     cJSON_Delete(t.root);
     return KDCL_OK;
+}
+
+/* ---- automatic tuning ---------------------------------------------------------
+ * A device with neither a tuning cache file nor shipped parameters gets, on
+ * its first use (the first context's GEMM setup), a short timed search over
+ * the Xgemm parameter sets of its device class below: each set is applied
+ * (CLBlastOverrideParameters), CLBlast's Xgemm kernel alone runs the MLP's
+ * products in the orientation kdcl's packing gives it (no copy kernels:
+ * operands at multiples of the tiles), its result is checked against a
+ * double-precision CPU reference (a set that computes a wrong product is
+ * rejected), and the fastest correct set is applied and written to the
+ * tuning cache of `kdcl tune` (source "kdcl automatic tuning"), so every
+ * later context on this device and driver reads it. Bounded by
+ * KDCL_AUTOTUNE_BUDGET seconds (default 60: no set is started once the
+ * slowest so far would overrun it) and KDCL_AUTOTUNE_MAX sets; announced on
+ * stderr. KDCL_AUTOTUNE=0 skips it (CLBlast's defaults), =force ignores the
+ * shipped parameters too (a usable cache file is still taken), =wide adds
+ * random valid sets of a grid after the table (until the budget). */
+#define AT_NP 16
+static const char *const at_names[AT_NP] = {"GEMMK", "KREG", "KWG",  "KWI",  "MDIMA", "MDIMC",
+                                            "MWG",   "NDIMB", "NDIMC", "NWG", "SA",    "SB",
+                                            "STRM",  "STRN", "VWM",  "VWN"};
+enum { AT_GEMMK, AT_KREG, AT_KWG, AT_KWI, AT_MDIMA, AT_MDIMC, AT_MWG, AT_NDIMB, AT_NDIMC, AT_NWG,
+       AT_SA, AT_SB, AT_STRM, AT_STRN, AT_VWM, AT_VWN };
+
+/* device classes of a set */
+#define AT_POCL 1u    /* CPU runtimes that run a work-group as a loop (PoCL): local-memory tiles */
+#define AT_VECWI 2u   /* CPU runtimes that vectorise across work-items (Intel's): no local memory */
+#define AT_NVIDIA 4u
+#define AT_AMD 8u
+#define AT_IGPU 16u   /* Intel GPUs */
+
+typedef struct {
+    unsigned cls;
+    const char *what;
+    size_t v[AT_NP];
+} at_set;
+
+/* GEMMK KREG KWG KWI MDIMA MDIMC MWG NDIMB NDIMC NWG SA SB STRM STRN VWM VWN */
+static const at_set at_table[] = {
+    /* CPU, local-memory tiles (PoCL: kdcl tune's candidates, gemm_tuned.h) */
+    {AT_POCL, "CPU local tiles 64x64x64, float8", {0, 1, 64, 2, 8, 8, 64, 8, 8, 64, 1, 1, 0, 0, 8, 8}},
+    {AT_POCL, "CPU local tiles 64x64x32, float8", {0, 1, 32, 2, 8, 8, 64, 8, 8, 64, 1, 1, 0, 0, 8, 8}},
+    {AT_POCL, "CPU local tiles 64x64x64, float4", {0, 1, 64, 2, 8, 8, 64, 8, 8, 64, 1, 1, 0, 0, 4, 4}},
+    /* CPU, no local memory (or B only): for runtimes that vectorise across
+     * work-items (Intel's). The first two and the fourth were found by
+     * KDCL_AUTOTUNE=wide on Intel's runtime (2-core AMD EPYC), the others
+     * are CLBlast's database entries for Intel CPUs and variations */
+    {AT_VECWI, "CPU no local 128x128x32, 16x32 items, float2 x float4",
+     {0, 1, 32, 2, 16, 16, 128, 32, 32, 128, 0, 0, 0, 0, 2, 4}},
+    {AT_VECWI, "CPU no local 128x128x64, 16x16 items, strided, float4 x float8",
+     {0, 1, 64, 2, 16, 16, 128, 16, 16, 128, 0, 0, 1, 1, 4, 8}},
+    {AT_VECWI, "CPU no local 64x64x32, 8x8 items, float8",
+     {0, 1, 32, 2, 8, 8, 64, 8, 8, 64, 0, 0, 0, 0, 8, 8}},
+    {AT_VECWI, "CPU no local 64x128x64, 16x16 items, strided N, float4 N",
+     {0, 1, 64, 2, 16, 16, 64, 16, 16, 128, 0, 0, 0, 1, 1, 4}},
+    {AT_VECWI, "CPU no local 32x64x32, 8x8 items, float4 (CLBlast: Intel CPU default)",
+     {0, 1, 32, 2, 8, 8, 32, 8, 8, 64, 0, 0, 0, 0, 4, 4}},
+    {AT_VECWI, "CPU no local 64x64x32, 16x4 items, strided M, float8 N",
+     {0, 1, 32, 2, 16, 16, 64, 4, 4, 64, 0, 0, 1, 0, 1, 8}},
+    {AT_VECWI, "CPU local 128x128x32, float2 x float8 (CLBlast: i7-3770)",
+     {0, 1, 32, 2, 32, 8, 128, 8, 8, 128, 1, 1, 1, 1, 2, 8}},
+    /* GPUs: CLBlast's database (1.5) for the nearest known devices */
+    {AT_NVIDIA, "NVIDIA SM6.1 default (CLBlast)", {0, 1, 32, 2, 16, 16, 64, 8, 8, 64, 1, 1, 0, 0, 4, 4}},
+    {AT_NVIDIA, "NVIDIA GTX 1080 Ti (CLBlast)", {0, 1, 16, 2, 32, 16, 64, 16, 8, 128, 1, 1, 0, 1, 2, 8}},
+    {AT_NVIDIA, "NVIDIA SM5.2 default (CLBlast)", {0, 1, 16, 2, 8, 16, 64, 8, 8, 128, 1, 1, 1, 0, 4, 8}},
+    {AT_NVIDIA, "NVIDIA H100 (clblast_tuner_xgemm at 1024^3)",
+     {0, 1, 32, 2, 32, 32, 128, 8, 8, 64, 1, 1, 1, 0, 4, 8}},
+    {AT_AMD, "AMD default (CLBlast)", {0, 1, 32, 2, 16, 16, 64, 8, 8, 64, 1, 1, 0, 0, 4, 4}},
+    {AT_AMD, "AMD Radeon R9 380 (CLBlast)", {0, 1, 16, 2, 16, 32, 64, 16, 8, 128, 1, 1, 0, 0, 2, 8}},
+    {AT_AMD, "AMD Radeon R9 290X (CLBlast)", {0, 1, 16, 2, 16, 32, 128, 32, 8, 64, 1, 1, 1, 1, 4, 2}},
+    {AT_AMD, "AMD Radeon RX 480 (CLBlast)", {0, 1, 32, 2, 8, 8, 16, 16, 16, 64, 1, 1, 0, 0, 1, 2}},
+    {AT_IGPU, "Intel HD 530 (CLBlast)", {0, 1, 32, 2, 8, 8, 128, 32, 16, 64, 0, 0, 1, 0, 4, 2}},
+    {AT_IGPU, "Intel HD 620 (CLBlast)", {0, 1, 32, 2, 32, 8, 64, 16, 16, 128, 0, 0, 0, 1, 1, 2}},
+    {AT_IGPU, "Intel Skylake GT2 (CLBlast)", {0, 1, 32, 2, 16, 16, 64, 8, 8, 64, 1, 1, 0, 0, 4, 4}},
+    {AT_IGPU, "Intel Iris Pro (CLBlast)", {0, 1, 16, 2, 16, 8, 64, 32, 32, 128, 1, 1, 1, 0, 4, 4}},
+};
+#define AT_TABLE_N (sizeof at_table / sizeof at_table[0])
+
+/* CLBlast's constraints on an Xgemm set (GEMMK = 0) and the device's limits. */
+static int at_valid(const size_t *v, const kdcl_device_info *d)
+{
+    const size_t kwg = v[AT_KWG], mwg = v[AT_MWG], nwg = v[AT_NWG], mdimc = v[AT_MDIMC],
+                 ndimc = v[AT_NDIMC], mdima = v[AT_MDIMA], ndimb = v[AT_NDIMB], vwm = v[AT_VWM],
+                 vwn = v[AT_VWN];
+    if (v[AT_GEMMK] != 0 || !kwg || !v[AT_KWI] || !mdimc || !ndimc || !mdima || !ndimb || !vwm ||
+        !vwn)
+        return 0;
+    const size_t wg = mdimc * ndimc;
+    if (kwg % v[AT_KWI] || mwg % (mdimc * vwm) || nwg % (ndimc * vwn) || mwg % (mdima * vwm) ||
+        nwg % (ndimb * vwn) || wg % mdima || wg % ndimb || kwg % (wg / mdima) ||
+        kwg % (wg / ndimb))
+        return 0;
+    if (d->max_work_group && wg > d->max_work_group) return 0;
+    size_t local = (v[AT_SA] * kwg * mwg + v[AT_SB] * kwg * nwg) * sizeof(float);
+    if (d->local_mem && local > d->local_mem) return 0;
+    return 1;
+}
+
+/* The class of the device: which rows of at_table apply, the first first. */
+static void at_classes(const kdcl_device_info *d, unsigned *first, unsigned *then)
+{
+    if (d->type & CL_DEVICE_TYPE_CPU) {
+        int pocl = strstr(d->platform_name, "Portable Computing Language") != NULL;
+        *first = pocl ? AT_POCL : AT_VECWI;
+        *then = pocl ? AT_VECWI : AT_POCL;
+        return;
+    }
+    char who[800];
+    snprintf(who, sizeof who, "%s %s %s", d->vendor, d->platform_vendor, d->name);
+    if (strstr(who, "NVIDIA"))
+        *first = AT_NVIDIA;
+    else if (strstr(who, "AMD") || strstr(who, "Advanced Micro"))
+        *first = AT_AMD;
+    else if (strstr(who, "Intel"))
+        *first = AT_IGPU;
+    else
+        *first = 0;
+    *then = (AT_NVIDIA | AT_AMD | AT_IGPU) & ~*first;
+}
+
+/* A deterministic value in [-1, 1) for element (r, c) of operand `which`. */
+static float at_val(unsigned which, size_t r, size_t c)
+{
+    uint64_t x = (uint64_t)r * 0x9E3779B97F4A7C15ull ^ ((uint64_t)c + 0x632BE59BD9B4E019ull * which);
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    return (float)((double)(x >> 40) / (double)(1u << 23) - 1.0);
+}
+
+typedef struct {
+    size_t M, N, K; /* CLBlast's column-major view, as gemm_packed calls it */
+} at_shape;
+
+typedef struct {
+    kdcl_ctx *ctx;
+    cl_mem a, b, c;
+    float *ha, *hb, *hc;
+    size_t cap_a, cap_b, cap_c; /* floats */
+    const at_shape *shapes;
+    size_t n_shapes;
+} at_bench;
+
+static int at_poison_index = -1; /* kdcl__autotune_poison */
+static unsigned at_searches;      /* kdcl__autotune_searches */
+
+void kdcl__autotune_poison(int index) { at_poison_index = index; }
+unsigned kdcl__autotune_searches(void) { return at_searches; }
+
+/* Time set v (applied) at every shape: *sec the sum over shapes of the
+ * fastest of a few calls, *first the first call's wall time (the kernel's
+ * build). 0: correct; 1: rejected (why); -1: failed to run (why). */
+static int at_measure(at_bench *bn, const size_t *v, int poison, double budget_end, double *sec,
+                      double *first, double *flops, char *why, size_t wsize)
+{
+    cl_command_queue q = bn->ctx->queue;
+    *sec = 0;
+    *first = 0;
+    *flops = 0;
+    for (size_t s = 0; s < bn->n_shapes; s++) {
+        const at_shape *sh = &bn->shapes[s];
+        const size_t Mp = round_up(sh->M, v[AT_MWG]), Np = round_up(sh->N, v[AT_NWG]),
+                     Kp = round_up(sh->K, v[AT_KWG]);
+        if (Kp * Mp > bn->cap_a || Kp * Np > bn->cap_b || Mp * Np > bn->cap_c) {
+            snprintf(why, wsize, "tiles too large for the timing buffers");
+            return -1;
+        }
+        for (size_t p = 0; p < Kp; p++) {
+            for (size_t i = 0; i < Mp; i++)
+                bn->ha[p * Mp + i] = (p < sh->K && i < sh->M) ? at_val(1, p, i) : 0.0f;
+            for (size_t j = 0; j < Np; j++)
+                bn->hb[p * Np + j] = (p < sh->K && j < sh->N) ? at_val(2, p, j) : 0.0f;
+        }
+        cl_int e = clEnqueueWriteBuffer(q, bn->a, CL_FALSE, 0, Kp * Mp * sizeof(float), bn->ha, 0,
+                                        NULL, NULL);
+        if (e == CL_SUCCESS)
+            e = clEnqueueWriteBuffer(q, bn->b, CL_TRUE, 0, Kp * Np * sizeof(float), bn->hb, 0,
+                                     NULL, NULL);
+        if (e != CL_SUCCESS) {
+            snprintf(why, wsize, "upload: %s", kdcl_cl_error_name(e));
+            return -1;
+        }
+        double best = INFINITY;
+        for (int r = 0; r < 8; r++) {
+            double t0 = kdcl_now_seconds();
+            CLBlastStatusCode st =
+                CLBlastSgemm(CLBlastLayoutColMajor, CLBlastTransposeNo, CLBlastTransposeYes, Mp,
+                             Np, Kp, 1.0f, bn->a, 0, Mp, bn->b, 0, Np, 0.0f, bn->c, 0, Mp, &q,
+                             NULL);
+            if (st != CLBlastSuccess) {
+                snprintf(why, wsize, "CLBlast: %s", kdcl_clblast_status_name(st));
+                return -1;
+            }
+            if ((e = clFinish(q)) != CL_SUCCESS) {
+                snprintf(why, wsize, "clFinish: %s", kdcl_cl_error_name(e));
+                return -1;
+            }
+            double t = kdcl_now_seconds() - t0;
+            if (s == 0 && r == 0) *first = t;
+            if (r > 0 && t < best) best = t;
+            /* at least 2 timed calls, more while they are cheap */
+            if (r >= 2 && (kdcl_now_seconds() > budget_end || best * (r + 1) > 0.3)) break;
+        }
+        *sec += best;
+        *flops += 2.0 * (double)sh->M * (double)sh->N * (double)sh->K;
+        if (poison) { /* a test's stand-in for a set that computes a wrong product */
+            float zero = 0.0f;
+            e = clEnqueueFillBuffer(q, bn->c, &zero, sizeof zero, 0, Mp * Np * sizeof(float), 0,
+                                    NULL, NULL);
+            if (e != CL_SUCCESS) {
+                snprintf(why, wsize, "fill: %s", kdcl_cl_error_name(e));
+                return -1;
+            }
+        }
+        e = clEnqueueReadBuffer(q, bn->c, CL_TRUE, 0, Mp * Np * sizeof(float), bn->hc, 0, NULL,
+                                NULL);
+        if (e != CL_SUCCESS) {
+            snprintf(why, wsize, "download: %s", kdcl_cl_error_name(e));
+            return -1;
+        }
+        /* 64 sampled entries against the double-precision reference; bound
+         * gamma_K sum |a_p b_p| (any summation order), 2 K u used */
+        const double u = ldexp(1.0, -24);
+        for (size_t t = 0; t < 64; t++) {
+            size_t i = (t * 7919u + 13u * s) % sh->M, j = (t * 104729u + t / 8) % sh->N;
+            if (t == 0) i = 0, j = 0;
+            if (t == 1) i = sh->M - 1, j = sh->N - 1;
+            double ref = 0, mag = 0;
+            for (size_t p = 0; p < sh->K; p++) {
+                double x = (double)at_val(1, p, i) * (double)at_val(2, p, j);
+                ref += x;
+                mag += fabs(x);
+            }
+            double got = bn->hc[j * Mp + i], err = fabs(got - ref);
+            if (!(err <= 2.0 * (double)sh->K * u * mag + 1e-30)) {
+                snprintf(why, wsize,
+                         "wrong product at %zux%zux%zu: C[%zu,%zu] = %.7g, reference %.7g", sh->M,
+                         sh->N, sh->K, i, j, got, ref);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Random valid sets for KDCL_AUTOTUNE=wide (no local memory on CPUs). */
+static int at_random_set(uint64_t *state, const kdcl_device_info *d, size_t *v)
+{
+    static const size_t kwg[] = {16, 32, 64}, dim[] = {4, 8, 16, 32}, wg[] = {32, 64, 128},
+                        vw[] = {1, 2, 4, 8};
+    for (int tries = 0; tries < 1000; tries++) {
+        uint64_t x = *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+#define PICK(arr) (arr[(x >>= 3, (x & 0xffff) % (sizeof arr / sizeof arr[0]))])
+        v[AT_GEMMK] = 0;
+        v[AT_KREG] = 1;
+        v[AT_KWG] = PICK(kwg);
+        v[AT_KWI] = 2;
+        v[AT_MDIMC] = PICK(dim);
+        v[AT_NDIMC] = PICK(dim);
+        v[AT_MDIMA] = v[AT_MDIMC];
+        v[AT_NDIMB] = v[AT_NDIMC];
+        v[AT_MWG] = PICK(wg);
+        v[AT_NWG] = PICK(wg);
+        int cpu = (d->type & CL_DEVICE_TYPE_CPU) != 0;
+        v[AT_SA] = cpu ? 0 : (x >> 20) & 1;
+        v[AT_SB] = cpu ? 0 : (x >> 21) & 1;
+        v[AT_STRM] = (x >> 22) & 1;
+        v[AT_STRN] = (x >> 23) & 1;
+        v[AT_VWM] = PICK(vw);
+        v[AT_VWN] = PICK(vw);
+#undef PICK
+        size_t mwi = v[AT_MWG] / v[AT_MDIMC], nwi = v[AT_NWG] / v[AT_NDIMC];
+        if (mwi * nwi <= 128 && at_valid(v, d)) return 1;
+    }
+    return 0;
+}
+
+static tuned_kernel at_kernel(const size_t *v)
+{
+    tuned_kernel k = {"Xgemm", AT_NP, {0}, {0}};
+    for (size_t i = 0; i < AT_NP; i++) {
+        k.names[i] = at_names[i];
+        k.values[i] = v[i];
+    }
+    return k;
+}
+
+static double env_double(const char *name, double dflt)
+{
+    const char *s = getenv(name);
+    char *end;
+    if (!s || !*s) return dflt;
+    double x = strtod(s, &end);
+    return (*end || !(x >= 0)) ? dflt : x;
+}
+
+/* The search (see above); called from apply_tuning with the parameter lock
+ * held for writing. *found: 1 when a set was applied (and cached in path). */
+static kdcl_status autotune(kdcl_ctx *ctx, gemm_state *g, const char *path, int wide,
+                            int forced, int *found)
+{
+    *found = 0;
+    const kdcl_device_info *d = &ctx->dev;
+    const int cpu = (d->type & CL_DEVICE_TYPE_CPU) != 0;
+    const double budget = env_double("KDCL_AUTOTUNE_BUDGET", 60.0);
+    const double max_sets = env_double("KDCL_AUTOTUNE_MAX", 1e9);
+    /* the MLP's products (784-1200-1200-10: forward, weight gradient, the
+     * hidden layer's forward) at B = 128 on CPUs, B = 1024 on GPUs, in
+     * CLBlast's view (M = kdcl's n, N = kdcl's m) */
+    static const at_shape cpu_shapes[] = {{1200, 128, 784}, {784, 1200, 128}, {1200, 128, 1200}};
+    static const at_shape gpu_shapes[] = {{1200, 1024, 784}, {784, 1200, 1024}, {1200, 1024, 1200}};
+    at_bench bn = {ctx, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, cpu ? cpu_shapes : gpu_shapes, 3};
+    size_t mx = 0, nx = 0, kx = 0;
+    for (size_t s = 0; s < bn.n_shapes; s++) {
+        if (bn.shapes[s].M > mx) mx = bn.shapes[s].M;
+        if (bn.shapes[s].N > nx) nx = bn.shapes[s].N;
+        if (bn.shapes[s].K > kx) kx = bn.shapes[s].K;
+    }
+    mx += 128, nx += 128, kx += 128; /* room for tiles up to 128 */
+    bn.cap_a = kx * mx;
+    bn.cap_b = kx * nx;
+    bn.cap_c = mx * nx;
+    unsigned first, then;
+    at_classes(d, &first, &then);
+    size_t order[AT_TABLE_N], n = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < AT_TABLE_N; i++)
+            if ((at_table[i].cls & (pass ? then : first)) && at_valid(at_table[i].v, d))
+                order[n++] = i;
+    fprintf(stderr,
+            "kdcl: %s for %s (%s, driver %s): timing up to %zu CLBlast parameter "
+            "sets, at most %.0f s (once per device and driver; KDCL_AUTOTUNE=0 skips)\n",
+            forced ? "automatic GEMM tuning forced (KDCL_AUTOTUNE)" : "no GEMM parameters", d->name, d->platform_name, d->driver_version,
+            wide ? (size_t)max_sets : (max_sets < (double)n ? (size_t)max_sets : n), budget);
+    at_searches++;
+    const double t_start = kdcl_now_seconds(), end = t_start + budget;
+    kdcl_status s = KDCL_OK;
+    cl_int e;
+    bn.a = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bn.cap_a * sizeof(float), NULL, &e);
+    if (e == CL_SUCCESS)
+        bn.b = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bn.cap_b * sizeof(float), NULL, &e);
+    if (e == CL_SUCCESS)
+        bn.c = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bn.cap_c * sizeof(float), NULL, &e);
+    bn.ha = malloc(bn.cap_a * sizeof(float));
+    bn.hb = malloc(bn.cap_b * sizeof(float));
+    bn.hc = malloc(bn.cap_c * sizeof(float));
+    cJSON *info = cJSON_CreateObject(), *sets = cJSON_CreateArray();
+    if (e != CL_SUCCESS || !bn.ha || !bn.hb || !bn.hc || !info || !sets) {
+        fprintf(stderr, "kdcl: automatic tuning: no memory for its buffers; CLBlast's defaults\n");
+        cJSON_Delete(sets);
+        goto done;
+    }
+    size_t best_v[AT_NP];
+    char best_what[160] = "";
+    double best_rate = 0, worst_cost = 0;
+    enum { AT_KEEP = 3 }; /* the fastest sets, timed once more at the end */
+    struct {
+        size_t v[AT_NP];
+        char what[160];
+        double rate;
+        cJSON *o;
+    } top[AT_KEEP];
+    size_t n_top = 0;
+    size_t tried = 0, rejected = 0, failed = 0;
+    uint64_t rng = 0x6b64636cull;
+    for (size_t c = 0; tried < (size_t)max_sets; c++) {
+        size_t v[AT_NP];
+        char what[160];
+        if (c < n) {
+            memcpy(v, at_table[order[c]].v, sizeof v);
+            snprintf(what, sizeof what, "%s", at_table[order[c]].what);
+        } else if (wide && at_random_set(&rng, d, v)) {
+            snprintf(what, sizeof what, "random %zu", c - n + 1);
+        } else
+            break;
+        double now = kdcl_now_seconds();
+        if (tried > 0 && now + worst_cost > end) break;
+        tuned_kernel k = at_kernel(v);
+        CLBlastStatusCode st = CLBlastOverrideParameters(d->device, "Xgemm",
+                                                         CLBlastPrecisionSingle, k.n,
+                                                         (const char **)k.names, k.values);
+        tried++;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "set", what);
+        cJSON *vals = cJSON_CreateObject();
+        for (size_t i = 0; i < AT_NP; i++) cJSON_AddNumberToObject(vals, at_names[i], (double)v[i]);
+        cJSON_AddItemToObject(o, "Xgemm", vals);
+        char why[200] = "";
+        double sec = 0, build = 0, flops = 0;
+        int r = -1;
+        if (st != CLBlastSuccess)
+            snprintf(why, sizeof why, "CLBlast refused it: %s", kdcl_clblast_status_name(st));
+        else
+            r = at_measure(&bn, v, (int)(c) == at_poison_index, end, &sec, &build, &flops, why,
+                           sizeof why);
+        double cost = kdcl_now_seconds() - now;
+        if (cost > worst_cost) worst_cost = cost;
+        if (r == 0) {
+            double rate = flops / sec * 1e-9;
+            cJSON_AddNumberToObject(o, "gflops", rate);
+            cJSON_AddNumberToObject(o, "build_s", build);
+            if (getenv("KDCL_AUTOTUNE_VERBOSE"))
+                fprintf(stderr, "kdcl:   %-60s %7.1f GFLOP/s (first call %.2f s)\n", what, rate,
+                        build);
+            /* among the AT_KEEP fastest so far? (sorted, fastest first) */
+            size_t at = n_top;
+            while (at > 0 && top[at - 1].rate < rate) at--;
+            if (at < AT_KEEP) {
+                size_t last = n_top < AT_KEEP ? n_top : AT_KEEP - 1;
+                for (size_t i = last; i > at; i--) top[i] = top[i - 1];
+                memcpy(top[at].v, v, sizeof v);
+                snprintf(top[at].what, sizeof top[at].what, "%s", what);
+                top[at].rate = rate;
+                top[at].o = o;
+                if (n_top < AT_KEEP) n_top++;
+            }
+        } else {
+            if (r > 0) rejected++;
+            else failed++;
+            cJSON_AddStringToObject(o, r > 0 ? "rejected" : "failed", why);
+            if (getenv("KDCL_AUTOTUNE_VERBOSE"))
+                fprintf(stderr, "kdcl:   %-60s %s: %s\n", what, r > 0 ? "rejected" : "failed",
+                        why);
+        }
+        cJSON_AddItemToArray(sets, o);
+    }
+    /* the fastest sets once more (their kernels built again): the load of
+     * a shared machine moves single timings; each set keeps its better
+     * round. Skipped when the budget is spent. */
+    for (size_t i = 0; n_top > 1 && i < n_top; i++) {
+        if (kdcl_now_seconds() + worst_cost > end) break;
+        tuned_kernel k = at_kernel(top[i].v);
+        if (CLBlastOverrideParameters(d->device, "Xgemm", CLBlastPrecisionSingle, k.n,
+                                      (const char **)k.names, k.values) != CLBlastSuccess)
+            continue;
+        char why[200] = "";
+        double sec = 0, build = 0, flops = 0;
+        if (at_measure(&bn, top[i].v, 0, end, &sec, &build, &flops, why, sizeof why) == 0) {
+            double rate = flops / sec * 1e-9;
+            cJSON_AddNumberToObject(top[i].o, "gflops_again", rate);
+            if (getenv("KDCL_AUTOTUNE_VERBOSE"))
+                fprintf(stderr, "kdcl:   again: %-53s %7.1f GFLOP/s\n", top[i].what, rate);
+            if (rate > top[i].rate) top[i].rate = rate;
+        }
+    }
+    for (size_t i = 0; i < n_top; i++)
+        if (top[i].rate > best_rate) {
+            best_rate = top[i].rate;
+            memcpy(best_v, top[i].v, sizeof best_v);
+            snprintf(best_what, sizeof best_what, "%s", top[i].what);
+        }
+    const double took = kdcl_now_seconds() - t_start;
+    cJSON_AddItemToObject(info, "sets", sets);
+    cJSON_AddNumberToObject(info, "seconds", took);
+    cJSON_AddStringToObject(info, "shapes", cpu ? "784-1200-1200-10 at B = 128"
+                                                : "784-1200-1200-10 at B = 1024");
+    if (!best_what[0]) {
+        /* nothing correct: CLBlast's own default set back (its database's
+         * entry for all devices) */
+        static const size_t fallback[AT_NP] = {0, 1, 32, 2, 8, 8, 32, 16, 16, 32, 1, 1, 0, 0, 4, 2};
+        tuned_kernel k = at_kernel(fallback);
+        CLBlastOverrideParameters(d->device, "Xgemm", CLBlastPrecisionSingle, k.n,
+                                  (const char **)k.names, k.values);
+        fprintf(stderr,
+                "kdcl: automatic tuning: none of %zu sets ran correctly (%zu wrong, %zu failed) "
+                "in %.1f s; CLBlast's default parameters\n",
+                tried, rejected, failed, took);
+        goto done;
+    }
+    cJSON_AddStringToObject(info, "chosen", best_what);
+    cJSON_AddNumberToObject(info, "chosen_gflops", best_rate);
+    tuned_kernel ks[2];
+    size_t nk = 0;
+    ks[nk++] = at_kernel(best_v);
+    if (cpu) /* the direct kernel below 256^3 multiply-adds, as measured for PoCL */
+        ks[nk++] = (tuned_kernel){"GemmRoutine", 1, {"XGEMM_MIN_INDIRECT_SIZE"}, {256}};
+    for (size_t i = 0; i < nk && !s; i++) s = override_kernel(ctx, g, &ks[i]);
+    if (s) goto done;
+    *found = 1;
+    snprintf(g->autotune_what, sizeof g->autotune_what, "%s", best_what);
+    kdcl_status ws = kdcl_gemm_tuning_write(path, d, AUTOTUNE_SOURCE, ks, nk, info);
+    fprintf(stderr,
+            "kdcl: GEMM parameters for %s: %s, %.1f GFLOP/s (%zu sets timed, %zu wrong, %zu "
+            "failed, %.1f s); %s %s\n",
+            d->name, best_what, best_rate, tried, rejected, failed, took,
+            ws ? "not cached:" : "cached in", ws ? kdcl_last_error() : path);
+done:
+    cJSON_Delete(info);
+    if (bn.a) clReleaseMemObject(bn.a);
+    if (bn.b) clReleaseMemObject(bn.b);
+    if (bn.c) clReleaseMemObject(bn.c);
+    free(bn.ha);
+    free(bn.hb);
+    free(bn.hc);
+    return s;
 }
 
 static kdcl_status apply_tuning(kdcl_ctx *ctx, gemm_state *g)
@@ -801,18 +1363,21 @@ static kdcl_status apply_tuning(kdcl_ctx *ctx, gemm_state *g)
     g->note[0] = '\0';
     const char *off = getenv("KDCL_NO_TUNING");
     if (off && *off && strcmp(off, "0") != 0) return KDCL_OK;
+    const char *at = getenv("KDCL_AUTOTUNE");
+    const int at_off = at && !strcmp(at, "0"), wide = at && !strcmp(at, "wide");
+    const int force = wide || (at && !strcmp(at, "force"));
     char path[4400];
-    int applied = 0;
+    int applied = 0, automatic = 0;
     kdcl_status s = kdcl_gemm_tuning_path(&ctx->dev, path, sizeof path);
     if (!s)
-        s = apply_tuning_file(ctx, g, path, &applied, g->note, sizeof g->note);
+        s = apply_tuning_file(ctx, g, path, &applied, &automatic, g->note, sizeof g->note);
     if (s) return s;
     if (applied && !g->note[0]) {
-        g->source = "kdcl tune (cache)";
-        g->source_kind = "cache";
+        g->source = automatic ? "automatic tuning (cache)" : "kdcl tune (cache)";
+        g->source_kind = automatic ? "automatic" : "cache";
         return KDCL_OK;
     }
-    for (size_t i = 0; i < sizeof kdcl_gemm_tuned / sizeof kdcl_gemm_tuned[0]; i++) {
+    for (size_t i = 0; !force && i < sizeof kdcl_gemm_tuned / sizeof kdcl_gemm_tuned[0]; i++) {
         const tuned_device *t = &kdcl_gemm_tuned[i];
         if (!strstr(ctx->dev.platform_name, t->platform_substr) || !(ctx->dev.type & t->type) ||
             !strstr(ctx->dev.name, t->device_substr))
@@ -822,6 +1387,18 @@ static kdcl_status apply_tuning(kdcl_ctx *ctx, gemm_state *g)
         g->source = t->source;
         g->source_kind = "shipped";
         return KDCL_OK;
+    }
+    if (at_off) return KDCL_OK;
+    /* a cache file that could not be used is redone (the search rewrites it) */
+    int found = 0;
+    if ((s = autotune(ctx, g, path, wide, force, &found))) return s;
+    if (found) {
+        g->source = "automatic tuning (searched now)";
+        g->source_kind = "automatic";
+        if (g->note[0]) {
+            size_t l = strlen(g->note);
+            snprintf(g->note + l, sizeof g->note - l, "; redone");
+        }
     }
     return KDCL_OK;
 }
@@ -840,6 +1417,16 @@ static void decide_packing(kdcl_ctx *ctx, gemm_state *g)
         p->enabled = known && (ctx->dev.type & CL_DEVICE_TYPE_CPU);
 }
 
+/* kdcl's narrow-product kernels on CPU devices; KDCL_GEMM_SMALL=0/1 overrides. */
+static void decide_small(kdcl_ctx *ctx, gemm_state *g)
+{
+    const char *env = getenv("KDCL_GEMM_SMALL");
+    if (env && *env)
+        g->small = strcmp(env, "0") != 0;
+    else
+        g->small = (ctx->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+}
+
 static kdcl_status conv_algo_from_env(gemm_state *g);
 
 /* The state's setup (gemm_state_get): CLBlast's parameters, packing,
@@ -849,14 +1436,18 @@ static kdcl_status gemm_setup(kdcl_ctx *ctx, gemm_state *g)
     kdcl_status s = apply_tuning(ctx, g);
     if (s) return s;
     decide_packing(ctx, g);
+    decide_small(ctx, g);
     if ((s = conv_algo_from_env(g))) return s;
     const kdcl_gemm_pack_info *pk = &g->pack;
     const char *note = g->note;
+    char src[400];
+    snprintf(src, sizeof src, "%s%s%s", g->source, g->autotune_what[0] ? ": " : "",
+             g->autotune_what);
     if (pk->enabled)
         snprintf(g->tuning, sizeof g->tuning, "%s; operands packed by kdcl (%zux%zux%zu tiles)%s%s",
-                 g->source, pk->mwg, pk->nwg, pk->kwg, *note ? "; " : "", note);
+                 src, pk->mwg, pk->nwg, pk->kwg, *note ? "; " : "", note);
     else
-        snprintf(g->tuning, sizeof g->tuning, "%s%s%s", g->source, *note ? "; " : "", note);
+        snprintf(g->tuning, sizeof g->tuning, "%s%s%s", src, *note ? "; " : "", note);
     return KDCL_OK;
 }
 
@@ -1480,7 +2071,7 @@ kdcl_status kdcl_conv_set_algo(kdcl_ctx *ctx, kdcl_conv_algo algo)
                               "kdcl_conv_set_algo: unknown algorithm %d (KDCL_CONV_AUTO, "
                               "_KDCL_IM2COL, _CLBLAST_IM2COL or _CLBLAST_CONVGEMM)",
                               (int)algo);
-    gemm_state *g;
+    gemm_state *g = NULL;
     kdcl_status s = gemm_state_get(ctx, &g);
     if (s) return s;
     g->conv_algo = (int)algo;

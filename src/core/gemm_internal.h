@@ -30,4 +30,14 @@ kdcl_status kdcl__tuning_parse(const char *path, const char *text, size_t n,
  * scratch. */
 kdcl_tensor *kdcl__gemm_scratch(kdcl_ctx *ctx, size_t i);
 
+/* Narrow products on kdcl's kernels (cl/gemm_small.cl) on or off for ctx
+ * (default: on for CPU devices, KDCL_GEMM_SMALL); for tests. */
+void kdcl__gemm_set_small(kdcl_ctx *ctx, int on);
+
+/* Automatic tuning (gemm.c), for tests: the number of searches this
+ * process ran, and a candidate (its position in the search, -1: none) whose
+ * product is overwritten before the check, as a wrong set's would be. */
+unsigned kdcl__autotune_searches(void);
+void kdcl__autotune_poison(int index);
+
 #endif

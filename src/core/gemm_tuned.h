@@ -53,4 +53,31 @@ static const tuned_device kdcl_gemm_tuned[] = {
        10,
        {"KWID", "MDIMAD", "MDIMCD", "NDIMBD", "NDIMCD", "PADA", "PADB", "VWMD", "VWND", "WGD"},
        {2, 1, 1, 1, 1, 1, 1, 4, 4, 8}}}},
+    /* Intel's OpenCL CPU runtime (platform "Intel(R) OpenCL", 2026.2 from PyPI)
+     * on a 2-core AMD EPYC, CLBlast 1.5.3, chosen by kdcl's automatic tuning
+     * (gemm.c; KDCL_AUTOTUNE=wide explored random sets beside the table).
+     * Intel's compiler vectorises across the work-items of dimension 0, so
+     * the sets that suit PoCL (local-memory tiles, 8 x 8 work-items, float8)
+     * ran at a quarter to a half of this one: no local memory, 16 x 16
+     * work-items, strided access (STRM = STRN = 1: neighbouring work-items
+     * read neighbouring vectors), float4 x float8, 128 x 128 x 64 tiles.
+     * Routine with kdcl's operand packing, teacher B = 128 products,
+     * 28-31 GFLOP/s against 5-9 with CLBlast's parameters and 9-15 with
+     * these parameters unpacked (same run, load average 3.2-4.0 on 2 cores:
+     * ratios, not rates); CLBlast's default switch sent the B = 128 products
+     * (~490^3 multiply-adds) to the direct kernel, hence
+     * XGEMM_MIN_INDIRECT_SIZE = 256 as for PoCL. Keyed on the platform name
+     * and the CPU type only, so it applies to Intel's runtime on any x86-64
+     * CPU; `kdcl tune` or a cache file still takes precedence. */
+    {"Intel(R)",
+     CL_DEVICE_TYPE_CPU,
+     "",
+     "shipped: Intel OpenCL CPU runtime (kdcl automatic tuning)",
+     {{"Xgemm",
+       16,
+       {"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB", "NDIMC", "NWG", "SA",
+        "SB", "STRM", "STRN", "VWM", "VWN"},
+       {0, 1, 64, 2, 16, 16, 128, 16, 16, 128, 0, 0, 1, 1, 4, 8}},
+      {"GemmRoutine", 1, {"XGEMM_MIN_INDIRECT_SIZE"}, {256}},
+      {NULL, 0, {NULL}, {0}}}},
 };
