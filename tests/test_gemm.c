@@ -286,10 +286,14 @@ START_TEST(test_tuning_file_writer)
     k[1].names[0] = "XGEMM_MIN_INDIRECT_SIZE", k[1].values[0] = 0;
     char path[4400];
     snprintf(path, sizeof path, "%s/a/b/tuning.json", tu_path("tunewrite"));
-    cJSON *info = cJSON_CreateObject();
-    cJSON_AddStringToObject(info, "search", "test");
-    ck_assert_msg(kdcl_gemm_tuning_write(path, &d, "test source", k, 3, info) == KDCL_OK, "%s",
-                  kdcl_last_error());
+    ck_assert_int_eq(kdcl_gemm_tuning_write(path, &d, "test source", k, 3, "[1, 2]"),
+                     KDCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kdcl_gemm_tuning_write(path, &d, "test source", k, 3, "{\"search\""),
+                     KDCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(access(path, F_OK), -1); /* refused before anything is written */
+    ck_assert_msg(kdcl_gemm_tuning_write(path, &d, "test source", k, 3,
+                                         "{\"search\": \"test\"}") == KDCL_OK,
+                  "%s", kdcl_last_error());
     size_t n;
     char *text = slurp_text(path, &n);
     ck_assert_ptr_nonnull(text);
@@ -318,7 +322,6 @@ START_TEST(test_tuning_file_writer)
         "test");
     cJSON_Delete(root);
     free(text);
-    cJSON_Delete(info);
 
     /* refused: a kernel the reader does not know, a kernel without parameters,
      * a value out of the reader's range; the file written before stays */

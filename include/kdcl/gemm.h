@@ -91,16 +91,16 @@ typedef struct kdcl_tuned_kernel {
 } kdcl_tuned_kernel;
 
 /* Write the tuning file of device d at path, the format the context's reader
- * reads: {"device", "platform", "driver", "source", "date", "tuner": a copy
- * of tuner_info (when not NULL), "kernels": {"Xgemm": {...}, ...}}. The
+ * reads: {"device", "platform", "driver", "source", "date", "tuner": the
+ * JSON object tuner_json (its text; NULL: none), "kernels": {"Xgemm": {...},
+ * ...}}. tuner_json that is not a JSON object: KDCL_ERR_INVALID_ARG. The
  * directory is created; the file is written whole or not at all (temporary
  * file, fsync, rename: a context being created meanwhile reads the old file
  * or the new one). Kernels the reader would refuse are refused here
  * (KDCL_ERR_INVALID_ARG), so every file written is one the reader applies. */
-struct cJSON;
 KDCL_API kdcl_status kdcl_gemm_tuning_write(const char *path, const kdcl_device_info *d,
                                             const char *source, const kdcl_tuned_kernel *k, size_t nk,
-                                            const struct cJSON *tuner_info);
+                                            const char *tuner_json);
 
 /* 1 when text (n bytes) is a tuning file the context's reader takes. */
 KDCL_API int kdcl_gemm_tuning_text_usable(const char *text, size_t n);

@@ -23,7 +23,7 @@
 #pragma GCC diagnostic pop
 #endif
 
-#include "cli/bench_report.h"
+#include "bench_report.h"
 #include "kdcl/file.h"
 
 /* ---- the document ---- */

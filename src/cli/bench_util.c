@@ -1,5 +1,5 @@
 /* Pieces shared by kdcl bench and kdcl tune (see bench_util.h). */
-#include "cli/bench_util.h"
+#include "bench_util.h"
 
 #include <stdio.h>
 #include <string.h>

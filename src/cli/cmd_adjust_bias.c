@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
+#include "cli.h"
 #include "kdcl/distill.h"
 #include "kdcl/safetensors.h"
 #include "kdcl/train.h"

@@ -33,9 +33,9 @@
 
 #include "kdcl/opencl.h"
 #include "build_info.h" /* KDCL_GIT, KDCL_CLBLAST_VERSION */
-#include "cli/bench_report.h"
-#include "cli/bench_util.h"
-#include "cli/cli.h"
+#include "bench_report.h"
+#include "bench_util.h"
+#include "cli.h"
 #include "kdcl/file.h"
 #include "kdcl/distill.h"
 #include "kdcl/profile.h"

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli/cli.h"
+#include "cli.h"
 
 static void print_mem(const char *label, uint64_t b, const char *note)
 {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/fit.h"
+#include "fit.h"
 #include "kdcl/distill.h"
 
 typedef struct {

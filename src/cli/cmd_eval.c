@@ -8,7 +8,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "cli/cli.h"
+#include "cli.h"
 #include "kdcl/file.h"
 #include "kdcl/data.h"
 #include "kdcl/distill.h"

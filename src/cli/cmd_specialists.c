@@ -15,7 +15,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "cli/fit.h"
+#include "fit.h"
 #include "kdcl/dist.h"
 #include "kdcl/file.h"
 #include "kdcl/specialists.h"

@@ -2,7 +2,7 @@
  * evaluate it on the test split and save a safetensors checkpoint. */
 #include <stdio.h>
 
-#include "cli/fit.h"
+#include "fit.h"
 
 static kdcl_status train_fn(void *user, kdcl_ctx *ctx, kdcl_model *m, const kdcl_dataset *fit,
                             const kdcl_train_opts *o, kdcl_epoch_stats *last)

@@ -49,9 +49,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/bench_util.h"
-#include "cli/cli.h"
-#include "core/gemm_internal.h"
+#include "bench_util.h"
+#include "cli.h"
 #include "kdcl/file.h"
 
 #define MAX_PARAMS 16
@@ -674,9 +673,9 @@ static int write_all(const char *path, const char *text)
 }
 
 /* A config as the tuning file's writer takes it (names point into c). */
-static tuned_kernel as_tuned(const char *kernel, const config *c)
+static kdcl_tuned_kernel as_tuned(const char *kernel, const config *c)
 {
-    tuned_kernel k = {.kernel = kernel, .n = c->n <= KDCL_TUNING_MAX_PARAMS ? c->n : 0};
+    kdcl_tuned_kernel k = {.kernel = kernel, .n = c->n <= KDCL_TUNING_MAX_PARAMS ? c->n : 0};
     for (size_t i = 0; i < k.n; i++) {
         k.names[i] = c->names[i];
         k.values[i] = c->values[i];
@@ -689,15 +688,22 @@ static tuned_kernel as_tuned(const char *kernel, const config *c)
 static int write_tuning(const char *path, const kdcl_device_info *d, const tuner_result *xg,
                         const tuner_result *xd, size_t min_indirect, cJSON *tuner_info)
 {
-    tuned_kernel k[3];
+    kdcl_tuned_kernel k[3];
     size_t nk = 0;
     k[nk++] = as_tuned("Xgemm", &xg->best);
     if (xd->best.valid) k[nk++] = as_tuned("XgemmDirect", &xd->best);
-    tuned_kernel gr = {.kernel = "GemmRoutine", .n = 1};
+    kdcl_tuned_kernel gr = {.kernel = "GemmRoutine", .n = 1};
     gr.names[0] = "XGEMM_MIN_INDIRECT_SIZE";
     gr.values[0] = min_indirect;
     k[nk++] = gr;
-    return kdcl_gemm_tuning_write(path, d, "kdcl tune", k, nk, tuner_info) ? -1 : 0;
+    char *json = tuner_info ? cJSON_PrintUnformatted(tuner_info) : NULL;
+    if (tuner_info && !json) {
+        kdcl_set_error(KDCL_ERR_OOM, "out of host memory");
+        return -1;
+    }
+    kdcl_status s = kdcl_gemm_tuning_write(path, d, "kdcl tune", k, nk, json);
+    cJSON_free(json);
+    return s ? -1 : 0;
 }
 
 static char *read_all(const char *path)

@@ -1,4 +1,4 @@
-#include "cli/fit.h"
+#include "fit.h"
 
 #include <errno.h>
 #include <math.h>

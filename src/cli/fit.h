@@ -6,7 +6,7 @@
 
 #include <getopt.h>
 
-#include "cli/cli.h"
+#include "cli.h"
 #include "kdcl/data.h"
 #include "kdcl/train.h"
 

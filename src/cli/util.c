@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
+#include "cli.h"
 #include "kdcl/data.h"
 #include "kdcl/dist.h"
 #include "kdcl/parse.h"

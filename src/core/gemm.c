@@ -773,8 +773,8 @@ static kdcl_status mkdir_parents(const char *path)
     return KDCL_OK;
 }
 
-kdcl_status kdcl_gemm_tuning_write(const char *path, const kdcl_device_info *d, const char *source,
-                               const tuned_kernel *k, size_t nk, const struct cJSON *tuner_info)
+static kdcl_status tuning_write(const char *path, const kdcl_device_info *d, const char *source,
+                                const tuned_kernel *k, size_t nk, const cJSON *tuner_info)
 {
     cJSON *root = cJSON_CreateObject(), *kernels = cJSON_CreateObject();
     if (!root || !kernels) {
@@ -824,6 +824,20 @@ kdcl_status kdcl_gemm_tuning_write(const char *path, const kdcl_device_info *d, 
         s = kdcl_write_file_atomic(path, text, n);
     }
     free(text);
+    return s;
+}
+
+kdcl_status kdcl_gemm_tuning_write(const char *path, const kdcl_device_info *d, const char *source,
+                                   const tuned_kernel *k, size_t nk, const char *tuner_json)
+{
+    cJSON *info = NULL;
+    if (tuner_json && (!(info = cJSON_Parse(tuner_json)) || !cJSON_IsObject(info))) {
+        cJSON_Delete(info);
+        return kdcl_set_error(KDCL_ERR_INVALID_ARG, "%s: the tuner's information is not a JSON "
+                                                    "object", path);
+    }
+    kdcl_status s = tuning_write(path, d, source, k, nk, info);
+    cJSON_Delete(info);
     return s;
 }
 
@@ -1339,7 +1353,7 @@ static kdcl_status autotune(kdcl_ctx *ctx, gemm_state *g, const char *path, int 
     if (s) goto done;
     *found = 1;
     snprintf(g->autotune_what, sizeof g->autotune_what, "%s", best_what);
-    kdcl_status ws = kdcl_gemm_tuning_write(path, d, AUTOTUNE_SOURCE, ks, nk, info);
+    kdcl_status ws = tuning_write(path, d, AUTOTUNE_SOURCE, ks, nk, info);
     fprintf(stderr,
             "kdcl: GEMM parameters for %s: %s, %.1f GFLOP/s (%zu sets timed, %zu wrong, %zu "
             "failed, %.1f s); %s %s\n",
