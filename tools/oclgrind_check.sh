@@ -79,8 +79,11 @@ for f in cl/*.cl; do
 done
 n_kernels=${#prog_of[@]}
 
+# KDCL_AUTOTUNE=0: the simulator is a device without shipped GEMM parameters,
+# and timing CLBlast's kernels on it (the automatic tuning on first use) would
+# take hours; the suites run with it too
 export CK_FORK=no KDCL_NO_CACHE=1 KDCL_TEST_TMP=$PWD/$out/tmp KDCL_SOURCE_ROOT=$PWD \
-    KDCL_EXE=$PWD/$bdir/src/cli/kdcl
+    KDCL_EXE=$PWD/$bdir/src/cli/kdcl KDCL_AUTOTUNE=0
 unset KDCL_DEVICE # oclgrind's simulator is the only device under oclgrind
 checks=(--check-api --data-races --max-errors 100000)
 
