@@ -10,12 +10,17 @@
  * FLT_MIN per rounded operation. Max pooling moves values without
  * arithmetic and is compared exactly.
  *
- * The convolution takes one of two routes per product (gemm.c): one GEMM per
- * image, or one packed GEMM over the batch. With kdcl's packing at its
- * defaults the small shapes here take the first; with packing set to 1x1x1
- * tiles every product takes the second (any tiles give a correct product),
- * and with small uneven tiles the second with zero padding. Every shape runs
- * in all three settings.
+ * The convolution takes one of three routes per product (gemm.c): one GEMM
+ * per image, one packed GEMM over the batch, or (kdcl's narrow-product
+ * kernels on, at most 16 output channels, kdcl's im2col) the narrow route:
+ * batch-wide products on kdcl's kernels, the weight gradient summed over
+ * parts of the batch. Every shape runs with the device's defaults (on CPUs
+ * the narrow route for these shapes), per image (narrow kernels off, default
+ * packing), narrow, and with the narrow kernels off and packing set to 1x1x1
+ * tiles (every product takes the packed route; any tiles give a correct
+ * product) and to small uneven tiles (the packed route with zero padding).
+ * The dW bound below covers the narrow route's parts: at most one part per
+ * image, so a part's sum plus the sum of the parts is B*P + B roundings.
  *
  * Every convolution test also runs under each conv algorithm (kdcl/conv.h:
  * kdcl's im2col / col2im, CLBlast's, CLBlast's convgemm for the forward, and
@@ -32,6 +37,7 @@
 #include "kdcl/conv.h"
 #include "kdcl/gemm.h"
 #include "kdcl/kdcl.h"
+#include "core/gemm_internal.h" /* kdcl__gemm_set_small */
 #include "testutil.h"
 
 #define OK(call)                                                          \
@@ -63,9 +69,11 @@ static kdcl_tensor vec(kdcl_elem type, size_t n)
 
 /* ---- packing settings: which route the convolution takes ---- */
 
-enum { ROUTE_DEFAULT, ROUTE_WIDE, ROUTE_WIDE_PADDED, N_ROUTES };
-static const char *route_name[N_ROUTES] = {"default packing", "packing 1x1x1 (wide)",
-                                           "packing 4x2x3 (wide, padded)"};
+enum { ROUTE_DEFAULT, ROUTE_IMAGE, ROUTE_NARROW, ROUTE_WIDE, ROUTE_WIDE_PADDED, N_ROUTES };
+static const char *route_name[N_ROUTES] = {
+    "the device's defaults", "default packing, narrow kernels off (per image)",
+    "narrow kernels on (OC <= 16: narrow)", "packing 1x1x1 (wide)",
+    "packing 4x2x3 (wide, padded)"};
 
 static kdcl_gemm_pack_info saved_pack;
 static kdcl_conv_algo saved_algo;
@@ -78,8 +86,18 @@ static const kdcl_conv_algo algos[N_ALGOS] = {KDCL_CONV_KDCL_IM2COL, KDCL_CONV_C
 /* "<route>, conv <algo>" of the configuration in force (failure messages). */
 static char cfg[128] = "default packing, conv as set";
 
+/* kdcl's narrow-product kernels as the device has them (on for CPUs, or as
+ * KDCL_GEMM_SMALL says). */
+static int small_default(void)
+{
+    const char *env = getenv("KDCL_GEMM_SMALL");
+    return env && *env ? strcmp(env, "0") != 0
+                       : (kdcl_ctx_device(tu_ctx)->type & CL_DEVICE_TYPE_CPU) != 0;
+}
+
 static void set_route(int r)
 {
+    kdcl__gemm_set_small(tu_ctx, r == ROUTE_DEFAULT ? small_default() : r == ROUTE_NARROW);
     kdcl_gemm_pack_info p = saved_pack;
     if (r == ROUTE_WIDE || r == ROUTE_WIDE_PADDED) {
         p.enabled = 1;
@@ -314,14 +332,16 @@ START_TEST(test_conv_vs_reference)
 }
 END_TEST
 
-/* A LeNet-size batch and ResNet-size layers at kdcl's own packing settings,
- * where the device's tiles decide the route (on PoCL with 64^3 tiles: the
- * packed batch-wide GEMMs for the stride-1 32 -> 64 layer, per-image GEMMs
- * for 1 -> 6 and for the strided layer, whose products at batch 8 are below
- * the packing's minimum size). */
+/* A LeNet-size batch and ResNet-size layers at kdcl's own settings, where
+ * the device decides the route (on PoCL with 64^3 tiles: the narrow route
+ * for 1 -> 6, in 2 parts, and for 2 -> 16 at batch 13, in 6 uneven parts of
+ * the 20800 positions; the packed batch-wide GEMMs for the stride-1 32 -> 64
+ * layer, per-image GEMMs for the strided one, whose products at batch 8 are
+ * below the packing's minimum size). */
 START_TEST(test_conv_realistic)
 {
     static const cshape big[] = {{16, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2},
+                                 {13, 2, 40, 40, 16, 3, 3, 1, 1, 1, 1},
                                  {8, 32, 16, 16, 64, 3, 3, 1, 1, 1, 1},
                                  {8, 32, 16, 16, 64, 3, 3, 2, 2, 1, 1}};
     run_conv(&big[_i / N_ALGOS], ROUTE_DEFAULT, _i % N_ALGOS, 1);
@@ -970,7 +990,7 @@ static Suite *conv_suite(void)
     const int n_pool = (int)(sizeof pool_shapes / sizeof pool_shapes[0]);
     tcase_add_test(tc, test_geometry);
     tcase_add_loop_test(tc, test_conv_vs_reference, 0, n_conv * N_ROUTES * N_ALGOS);
-    tcase_add_loop_test(tc, test_conv_realistic, 0, 3 * N_ALGOS);
+    tcase_add_loop_test(tc, test_conv_realistic, 0, 4 * N_ALGOS);
     tcase_add_test(tc, test_column_layout);
     tcase_add_test(tc, test_conv_deterministic);
     tcase_add_loop_test(tc, test_conv_bad_arguments, 0, N_ALGOS);

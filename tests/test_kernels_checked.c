@@ -417,6 +417,10 @@ START_TEST(test_conv_gemm_pack)
     all_finite(&dw, "gemm_small_tn");
     all_finite(&dx, "gemm_small_nn");
     rel(&x), rel(&w), rel(&y), rel(&dw), rel(&dx);
+    /* the narrow convolution route (OC <= 16, kdcl's im2col): gemm_small_nt_parts */
+    OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_KDCL_IM2COL));
+    conv_round(1, 2, 16, 3, 102);
+    OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_AUTO));
     const char *env = getenv("KDCL_GEMM_SMALL");
     kdcl__gemm_set_small(tu_ctx, env && *env ? strcmp(env, "0") != 0
                                              : (kdcl_ctx_device(tu_ctx)->type &

@@ -302,7 +302,7 @@ static size_t round_up(size_t x, size_t t) { return (x + t - 1) / t * t; }
 
 static kdcl_status scratch(kdcl_ctx *ctx, int i, size_t numel, cl_mem *out)
 {
-    gemm_state *g;
+    gemm_state *g = NULL;
     kdcl_status gs = gemm_state_get(ctx, &g);
     if (gs) return gs;
     kdcl_tensor *t = &g->scratch[i];
@@ -1665,6 +1665,8 @@ const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx)
 #define CONV_LIMIT ((size_t)1 << 31) /* every element count and index fits an int */
 #define CONV_MAX_WASTE 3.0           /* padded / true multiply-adds of a wide product */
 #define CONV_DW_TN_MIN_K 64          /* per-image weight gradient in the TN form from this K */
+#define CONV_NARROW_MIN_ROWS 256     /* rows of the narrow weight gradient per part, at least */
+#define CONV_NARROW_PART_BYTES (256 * 1024) /* ... and their bytes, at most (conv_narrow_dw) */
 
 /* a * b < 2^31 (a, b below 2^31 themselves), into *out. */
 static int conv_mul(size_t a, size_t b, size_t *out)
@@ -1838,6 +1840,17 @@ static int conv_dw_tn(kdcl_conv_algo algo, size_t K)
     return algo == KDCL_CONV_KDCL_IM2COL && K >= CONV_DW_TN_MIN_K;
 }
 
+/* 1 for the narrow route ("Narrow channels" above): kdcl's narrow-product
+ * kernels on (CPU devices), at most SMALL_MAX output channels, kdcl's im2col,
+ * every count within the kernels' uint. */
+static int conv_narrow(const kdcl_ctx *ctx, const kdcl_conv_geom *g, kdcl_conv_algo algo,
+                       const conv_sizes *z)
+{
+    const gemm_state *gs = gemm_state_peek(ctx);
+    return gs && gs->small && algo == KDCL_CONV_KDCL_IM2COL && g->oc <= SMALL_MAX &&
+           z->BP <= UINT_MAX && z->K <= UINT_MAX;
+}
+
 /* The algorithm of the backward: convgemm has none, CLBlast's im2col /
  * col2im stand in. */
 static kdcl_conv_algo conv_backward_algo(const kdcl_ctx *ctx)
@@ -1852,6 +1865,13 @@ void kdcl_conv2d_products(const kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t b
     const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, BP = batch * P, OC = g->oc;
     const kdcl_conv_algo bwd = conv_backward_algo(ctx);
     size_t Mp, Np, Kp;
+    conv_sizes z = {.K = K, .BP = BP};
+    if (conv_narrow(ctx, g, kdcl_conv_algo_in_force(ctx), &z)) {
+        p[0] = (kdcl_conv_product){OC, BP, K, 1, 0, 1};
+        p[1] = (kdcl_conv_product){K, OC, BP, 0, 1, 1}; /* in parts, then summed */
+        p[2] = (kdcl_conv_product){K, BP, OC, 0, 0, 1};
+        return;
+    }
     if (kdcl_conv_algo_in_force(ctx) == KDCL_CONV_CLBLAST_CONVGEMM)
         p[0] = (kdcl_conv_product){OC, P, K, 0, 0, 0}; /* CLBlastSconvgemm, no kdcl_gemm */
     else if (conv_wide(ctx, OC, BP, K, 0, &Mp, &Np, &Kp))
@@ -2179,6 +2199,45 @@ static kdcl_status conv_no_alias(const char *op, const char *name, const kdcl_te
         if (s_ != KDCL_OK) return s_;  \
     } while (0)
 
+/* The narrow weight gradient dW [OC, K] = dy' col^T with dy' [OC, B*P] (dyw)
+ * and the wide columns [K, B*P] at ws[T): gemm_small_nt_parts (one work-item
+ * per column row and part; each part's products stored transposed, [OC, K])
+ * over nc parts of the B*P positions into the scratch slot (dw itself when
+ * nc = 1), then their sum in order. A part's slice of dy' stays in a core's
+ * cache (CONV_NARROW_PART_BYTES) while the K work-items of the part, which
+ * run one after another, each stream their row of the columns past it. At
+ * least 8 work-items per compute unit, at most one part per image (so the
+ * roundings stay within B*P + B: test_conv's bound). */
+static kdcl_status conv_narrow_dw(kdcl_ctx *ctx, size_t batch, const conv_sizes *z, size_t oc,
+                                  cl_mem dyw, cl_mem ws, cl_mem dw)
+{
+    const size_t K = z->K, BP = z->BP;
+    const size_t cu = ctx->dev.compute_units ? ctx->dev.compute_units : 1;
+    size_t rows = CONV_NARROW_PART_BYTES / (oc * sizeof(cl_float));
+    if (rows < CONV_NARROW_MIN_ROWS) rows = CONV_NARROW_MIN_ROWS;
+    size_t nc = (BP + rows - 1) / rows, least = (8 * cu + K - 1) / K;
+    if (nc < least) nc = least;
+    if (nc > batch) nc = batch;
+    if (nc > BP / CONV_NARROW_MIN_ROWS) nc = BP / CONV_NARROW_MIN_ROWS;
+    if (nc < 1) nc = 1;
+    const size_t kc = (BP + nc - 1) / nc;
+    nc = (BP + kc - 1) / kc;
+    cl_mem part = dw;
+    if (nc > 1) CONV_TRY(scratch(ctx, CONV_SCRATCH, nc * z->nw, &part));
+    cl_kernel k;
+    CONV_TRY(kdcl_kernel_get(ctx, "gemm_small", "gemm_small_nt_parts", &k));
+    cl_uint M = (cl_uint)K, N = (cl_uint)oc, KK = (cl_uint)BP, KC = (cl_uint)kc;
+    cl_ulong ao = z->T, la = BP, bo = 0, lb = BP, co = 0, lc = K, cp = z->nw;
+    const karg a[] = {KA(M), KA(N), KA(KK), KA(KC), KA(ws), KA(ao), KA(la), KA(dyw), KA(bo),
+                      KA(lb), KA(part), KA(co), KA(lc), KA(cp)};
+    CONV_TRY(kdcl_ops_set_args(k, "gemm_small_nt_parts", a, sizeof a / sizeof a[0]));
+    size_t g[2] = {K, nc}, l[2] = {1, 1};
+    cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, 2, NULL, g, l, 0, NULL, NULL);
+    if (e != CL_SUCCESS) return kdcl_cl_fail(e, "clEnqueueNDRangeKernel(gemm_small_nt_parts)");
+    CONV_TRY(kdcl_prof_op(ctx, "gemm"));
+    return nc > 1 ? conv_sum_batches(ctx, nc, z, part, 0, dw, 0) : KDCL_OK;
+}
+
 kdcl_status kdcl_conv2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
                                 const kdcl_tensor *x, const kdcl_tensor *w,
                                 const kdcl_tensor *bias, kdcl_tensor *y, kdcl_tensor *ws)
@@ -2213,6 +2272,18 @@ kdcl_status kdcl_conv2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t b
     if (algo == KDCL_CONV_CLBLAST_CONVGEMM) {
         CONV_TRY(clblast_convgemm(ctx, g, batch, x->buf, w->buf, y->buf));
         return bias ? conv_bias_add(ctx, g, batch, &z, y->buf, bb) : KDCL_OK;
+    }
+    if (conv_narrow(ctx, g, algo, &z)) {
+        /* narrow: Y' [OC, B*P] = (W^T)^T col [K, B*P] on gemm_small_tn, W^T
+         * [K, OC] in the scratch slot; y = Y' transposed + bias */
+        cl_mem wt, yw = batch == 1 ? y->buf : ws->buf;
+        CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, COL_WIDE, x->buf, ws->buf));
+        CONV_TRY(scratch(ctx, CONV_SCRATCH, z.nw, &wt));
+        CONV_TRY(permute3(ctx, OC, K, 1, 1, w->buf, 0, wt, 0, NULL));
+        CONV_TRY(gemm_small(ctx, "gemm_small_tn", OC, BP, K, 1.0f, wt, 0, OC, ws->buf, T, BP,
+                            0.0f, yw, 0, BP, NULL));
+        if (batch == 1) return bias ? conv_bias_add(ctx, g, batch, &z, y->buf, bb) : KDCL_OK;
+        return conv_permute(ctx, g, batch, &z, 0, ws->buf, 0, y->buf, 0, bb);
     }
     size_t Mp, Np, Kp;
     if (conv_wide(ctx, OC, BP, K, 0, &Mp, &Np, &Kp)) {
@@ -2272,7 +2343,22 @@ kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t 
     const size_t OC = g->oc, K = z.K, P = z.P, BP = z.BP, T = z.T;
     const kdcl_conv_algo algo = conv_backward_algo(ctx); /* convgemm has no backward */
     if (db) CONV_TRY(conv_bias_grad(ctx, g, batch, &z, dy->buf, db->buf));
-
+    if (conv_narrow(ctx, g, algo, &z)) {
+        /* narrow: the wide columns at ws[T), dy' [OC, B*P] at ws[0) (dy itself
+         * when B = 1); dW = dy' col^T in parts (conv_narrow_dw); dcol [K, B*P]
+         * = (W^T) dy' (gemm_small_nn, k = OC; W^T [K, OC] in the scratch slot)
+         * over the columns, dx = col2im(dcol) */
+        cl_mem dyw = batch == 1 ? dy->buf : ws->buf, wt;
+        CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, COL_WIDE, x->buf, ws->buf));
+        if (batch > 1) CONV_TRY(conv_permute(ctx, g, batch, &z, 1, dy->buf, 0, ws->buf, 0, NULL));
+        CONV_TRY(conv_narrow_dw(ctx, batch, &z, OC, dyw, ws->buf, dw->buf));
+        if (!dx) return KDCL_OK;
+        CONV_TRY(scratch(ctx, CONV_SCRATCH, z.nw, &wt));
+        CONV_TRY(permute3(ctx, OC, K, 1, 1, w->buf, 0, wt, 0, NULL));
+        CONV_TRY(gemm_small(ctx, "gemm_small_nn", K, BP, OC, 1.0f, wt, 0, OC, dyw, 0, BP, 0.0f,
+                            ws->buf, T, BP, NULL));
+        return conv_from_cols(ctx, algo, g, batch, &z, COL_WIDE, ws->buf, dx->buf);
+    }
     /* dy as [OC, B*P] for the wide products: ws[0, T) (dy itself when B = 1) */
     int have_dyT = 0;
     cl_mem dyT = batch == 1 ? dy->buf : ws->buf;
