@@ -136,17 +136,17 @@ __kernel void conv_bias_add(__global float *y, __global const float *bias, const
 }
 
 /* db[o] = sum over b and p of dy[b, o, p]: one work-group per o; lane l sums
- * the elements n = b*P + p = l, l + lanes, ... in order, then the lanes are
- * added pairwise (wg_sum): a fixed order for a given group size. */
+ * the elements p = l, l + lanes, ... of image 0, then of image 1, ... in
+ * order (contiguous across the lanes, no division per element), then the
+ * lanes are added pairwise (wg_sum): a fixed order for a given group size. */
 __kernel void conv_bias_grad(__global const float *dy, __global float *db, const uint B,
                              const uint OC, const uint P, __local float *sv)
 {
     const uint o = get_group_id(0), l = get_local_id(0), lanes = get_local_size(0);
-    const uint n = B * P;
     float s = 0.0f;
-    for (uint e = l; e < n; e += lanes) {
-        const uint b = e / P, p = e - b * P;
-        s += dy[((ulong)b * OC + o) * P + p];
+    for (uint b = 0; b < B; b++) {
+        __global const float *row = dy + ((ulong)b * OC + o) * P;
+        for (uint p = l; p < P; p += lanes) s += row[p];
     }
     s = wg_sum(sv, s);
     if (l == 0) db[o] = s;

@@ -4,7 +4,7 @@
     python3 tools/cnn_distill_experiment.py [--data DIR] [--out DIR] [--device D]
         [--teacher-arch A] [--teacher-aug "--flip --crop 2"] [--teacher-epochs N]
         [--student-epochs N] [--seeds 1,2,3] [--members 3]
-        [--steps teacher,students,ensemble]
+        [--teacher FILE] [--steps teacher,students,ensemble,self]
 
 Runs, through the kdcl CLI:
   teacher    --teacher-arch (default cnn-medium: three 3x3 conv + BatchNorm
@@ -19,6 +19,11 @@ Runs, through the kdcl CLI:
              the students distilled from the ensemble, and a cnn-small distilled
              from the ensemble: the fraction of the ensemble's gain over its
              average member that one distilled model of the members' size recovers
+  self       for the small CNN and the MLP: the ensemble of the hard-label
+             students of the seeds (the "students" step's), and for each seed
+             one student of the same architecture distilled from that ensemble:
+             the fraction of the ensemble's gain it recovers
+--teacher FILE uses an existing checkpoint as teacher 1 instead of training it.
 Finished steps are skipped on a re-run (delete a .safetensors to redo it).
 Writes results.md and results.json into --out.
 """
@@ -46,11 +51,12 @@ def main():
     ap.add_argument("--teacher-aug", default="--flip",
                     help="the teachers' augmentation options (one string)")
     ap.add_argument("--teacher-epochs", type=int, default=15)
-    ap.add_argument("--student-epochs", type=int, default=15)
+    ap.add_argument("--student-epochs", type=int, default=10)
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--members", type=int, default=3)
     ap.add_argument("--T", type=float, default=4.0)
     ap.add_argument("--alpha", type=float, default=0.1)
+    ap.add_argument("--teacher", help="an existing checkpoint as teacher 1 (not trained)")
     ap.add_argument("--steps", default="teacher,students,ensemble")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -104,7 +110,10 @@ def main():
                 "--momentum", "0.5,0.9,3"]
     kd = ["--T", str(a.T), "--alpha", str(a.alpha)]
     t1 = os.path.join(a.out, "teacher1.safetensors")
-    if steps & {"teacher", "students", "ensemble"}:
+    if a.teacher:
+        t1 = a.teacher
+        evaluate("teacher1", [t1])
+    elif steps & {"teacher", "students", "ensemble"}:
         run("teacher1", teacher_args + ["--seed", "1"])
     if "students" in steps:
         for s in seeds:
@@ -130,6 +139,16 @@ def main():
             for kind, arch, extra in (("small", SMALL_CNN, small_args), ("mlp", MLP, mlp_args)):
                 run(f"{kind}-ens-kd-s{s}", ["distill", "--teacher", ens, "--arch", arch,
                                             "--seed", str(s)] + kd + extra)
+    if "self" in steps:
+        for kind, arch, extra in (("small", SMALL_CNN, small_args), ("mlp", MLP, mlp_args)):
+            members = []
+            for s in seeds:
+                run(f"{kind}-hard-s{s}", ["train", "--arch", arch, "--seed", str(s)] + extra)
+                members.append(os.path.join(a.out, f"{kind}-hard-s{s}.safetensors"))
+            evaluate(f"{kind}-members", members)
+            for s in seeds:
+                run(f"{kind}-self-kd-s{s}", ["distill", "--teacher", ",".join(members),
+                                             "--arch", arch, "--seed", str(s)] + kd + extra)
     write_md(a, res, seeds)
 
 
@@ -164,6 +183,21 @@ def write_md(a, res, seeds):
                 lines.append("")
                 lines.append(f"Average member {avg:.1f} errors, ensemble {res['ensemble']['errors']}: "
                              f"a gain of {gain:.1f}; {name} recovers {100 * rec:.0f}% of it.")
+    for kind, label in (("small", "small CNN"), ("mlp", MLP)):
+        names = [f"{kind}-hard-s{s}" for s in seeds]
+        kd_names = [f"{kind}-self-kd-s{s}" for s in seeds]
+        if f"{kind}-members" not in res or not all(n in res for n in names + kd_names):
+            continue
+        avg = statistics.mean(res[n]["errors"] for n in names)
+        ens = res[f"{kind}-members"]["errors"]
+        kd_mean = statistics.mean(res[n]["errors"] for n in kd_names)
+        lines.append("")
+        lines.append(f"{label}: members (hard labels, seeds {','.join(map(str, seeds))}) "
+                     f"average {avg:.1f} errors, their ensemble {ens}; one {label} distilled "
+                     f"from the ensemble: {', '.join(str(res[n]['errors']) for n in kd_names)} "
+                     f"(mean {kd_mean:.1f}), recovering {100 * (avg - kd_mean) / (avg - ens):.0f}% "
+                     f"of the ensemble's gain" if avg > ens else
+                     f"{label}: the ensemble ({ens}) does not beat its average member ({avg:.1f})")
     open(os.path.join(a.out, "results.md"), "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
 
