@@ -15,6 +15,37 @@
 
 #define CAP 32768 /* bytes: KDCL_MAX_ALLOC=32K */
 
+/* A teacher (architecture ta, initialised with seed 5) trained on tr for
+ * `epochs` (batch 32, seed `seed`) and saved as memcap-teacher<tag>, and a
+ * student's initial weights (sa, seed 9) saved as memcap-student<tag> (0 for
+ * an empty tag): square side x side single-channel inputs, `classes`
+ * classes. tp, sp: the paths (4200 bytes each). Returns the student's
+ * parameter count. */
+static size_t save_teacher_student(const kdcl_dataset *tr, const char *ta, const char *sa,
+                                   size_t classes, size_t side, int epochs, uint64_t seed,
+                                   const char *tag, char *tp, char *sp)
+{
+    char name[64];
+    snprintf(name, sizeof name, "memcap-teacher%s.safetensors", tag);
+    snprintf(tp, 4200, "%s", tu_path(name));
+    snprintf(name, sizeof name, "memcap-student%s.safetensors", *tag ? tag : "0");
+    snprintf(sp, 4200, "%s", tu_path(name));
+    kdcl_model *t = tu_model(ta, classes, 1, side, side, 64, 0, 0, 5);
+    kdcl_train_opts o;
+    kdcl_train_opts_default(&o);
+    o.epochs = epochs;
+    o.batch = 32;
+    o.seed = seed;
+    tu_ok(kdcl_train(t, tr, &o, NULL, NULL, NULL), "teacher");
+    tu_ok(kdcl_model_save(t, tp, NULL, NULL, 0), "save teacher");
+    kdcl_model_destroy(t);
+    kdcl_model *s0 = tu_model(sa, classes, 1, side, side, 64, 0, 0, 9);
+    tu_ok(kdcl_model_save(s0, sp, NULL, NULL, 0), "save student");
+    const size_t np = kdcl_model_n_params(s0);
+    kdcl_model_destroy(s0);
+    return np;
+}
+
 /* A context on the suite's device with KDCL_MAX_ALLOC = value (restored after). */
 static kdcl_status capped_ctx(const char *value, kdcl_ctx **out)
 {
@@ -188,21 +219,7 @@ START_TEST(test_streamed_distillation)
 
     /* a teacher and a student's initial weights, saved */
     char tp[4200], sp[4200];
-    snprintf(tp, sizeof tp, "%s", tu_path("memcap-teacher.safetensors"));
-    snprintf(sp, sizeof sp, "%s", tu_path("memcap-student0.safetensors"));
-    kdcl_model *t = tu_model("36-32-4", 4, 1, 6, 6, 64, 0, 0, 5);
-    kdcl_train_opts o;
-    kdcl_train_opts_default(&o);
-    o.epochs = 3;
-    o.batch = 32;
-    o.seed = 5;
-    tu_ok(kdcl_train(t, &tr, &o, NULL, NULL, NULL), "teacher");
-    tu_ok(kdcl_model_save(t, tp, NULL, NULL, 0), "save teacher");
-    kdcl_model_destroy(t);
-    kdcl_model *s0 = tu_model("36-16-4", 4, 1, 6, 6, 64, 0, 0, 9);
-    tu_ok(kdcl_model_save(s0, sp, NULL, NULL, 0), "save student");
-    size_t np = kdcl_model_n_params(s0);
-    kdcl_model_destroy(s0);
+    const size_t np = save_teacher_student(&tr, "36-32-4", "36-16-4", 4, 6, 3, 5, "", tp, sp);
 
     /* the ensemble: 1024 rows of activations do not fit; the largest batch
      * that does is taken (no lower than the training batch) */
@@ -296,20 +313,10 @@ START_TEST(test_soft_target_cache_cap)
     ck_assert_int_eq(kdcl_batcher_resident(b), 1);
     kdcl_batcher_destroy(b);
     char tp[4200], sp[4200];
-    snprintf(tp, sizeof tp, "%s", tu_path("memcap-teacher10.safetensors"));
-    snprintf(sp, sizeof sp, "%s", tu_path("memcap-student10.safetensors"));
-    kdcl_model *t = tu_model("4-32-10", 10, 1, 2, 2, 64, 0, 0, 5);
     kdcl_train_opts o;
     kdcl_train_opts_default(&o);
-    o.epochs = 2;
-    o.batch = 32;
-    tu_ok(kdcl_train(t, &tr, &o, NULL, NULL, NULL), "teacher");
-    tu_ok(kdcl_model_save(t, tp, NULL, NULL, 0), "save teacher");
-    kdcl_model_destroy(t);
-    kdcl_model *s0 = tu_model("4-8-10", 10, 1, 2, 2, 64, 0, 0, 9);
-    tu_ok(kdcl_model_save(s0, sp, NULL, NULL, 0), "save student");
-    size_t np = kdcl_model_n_params(s0);
-    kdcl_model_destroy(s0);
+    const size_t np = save_teacher_student(&tr, "4-32-10", "4-8-10", 10, 2, 2, o.seed, "10", tp,
+                                           sp);
     const char *paths[1] = {tp};
     kdcl_ctx *ctxs[2] = {tu_ctx, c};
     float *p[2];

@@ -169,12 +169,10 @@ def default_context():
     return _default_ctx
 
 
-def _as_u8_images(x, what):
-    """x: uint8 [N, H, W] or [N, C, H, W], C-contiguous -> (x, n, c, h, w)."""
+def _image_shape(x, what):
+    """x: a C-contiguous numpy array [N, H, W] or [N, C, H, W] -> (n, c, h, w)."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{what} must be a numpy array, got {type(x).__name__}")
-    if x.dtype != np.uint8:
-        raise TypeError(f"{what} must be uint8 pixels, got dtype {x.dtype}")
     if x.ndim == 3:
         n, h, w = x.shape
         c = 1
@@ -185,6 +183,13 @@ def _as_u8_images(x, what):
     if not x.flags["C_CONTIGUOUS"]:
         raise ValueError(f"{what} must be C-contiguous (use np.ascontiguousarray)")
     return n, c, h, w
+
+
+def _as_u8_images(x, what):
+    """x: uint8 [N, H, W] or [N, C, H, W], C-contiguous -> (n, c, h, w)."""
+    if isinstance(x, np.ndarray) and x.dtype != np.uint8:
+        raise TypeError(f"{what} must be uint8 pixels, got dtype {x.dtype}")
+    return _image_shape(x, what)
 
 
 class Dataset(_Owned):
@@ -462,15 +467,7 @@ class Model(_Owned):
         else:
             raise TypeError(f"x must be uint8 pixels or float32 normalised inputs, got dtype "
                             f"{x.dtype}")
-        if x.ndim == 3:
-            n, hh, ww = x.shape
-            c = 1
-        elif x.ndim == 4:
-            n, c, hh, ww = x.shape
-        else:
-            raise ValueError(f"x must have shape [N, H, W] or [N, C, H, W], got {x.shape}")
-        if not x.flags["C_CONTIGUOUS"]:
-            raise ValueError("x must be C-contiguous (use np.ascontiguousarray)")
+        n, c, hh, ww = _image_shape(x, "x")
         out = np.empty((n, lib.kdcl_model_classes(h)), np.float32)
         _check(lib.kdcl_model_predict(h, x.ctypes.data, kind, _lib.LAYOUT_CHW, n, c, hh, ww,
                                       out.ctypes.data))
