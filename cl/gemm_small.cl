@@ -13,7 +13,10 @@
  * its offset and row stride, beta, C, its offset and row stride. beta = 0
  * does not read C. Summation: for NT eight interleaved partial sums over k,
  * then a scalar tail; for TN and NN one sum in order of k. gemm_small_nt_parts
- * is NT over parts of k, for src/core/gemm.c's narrow convolutions. */
+ * is NT over parts of k, for src/core/gemm.c's narrow convolutions. The
+ * shared bodies (small_nt, small_tn) are plain functions: declared static,
+ * oclgrind 21.10's -O2 build lost the kernel gemm_small_tn, whose body is
+ * one call (CL_INVALID_KERNEL_NAME). */
 #define SMALL_MAX 16
 
 static inline float small_out(float acc, float alpha, float beta, __global const float *c)
@@ -28,7 +31,7 @@ static inline float8 small_out8(float8 acc, float alpha, float beta, __global co
 
 /* NT, n <= 16, over p in [p0, p1): out[j] = sum_p ar[p] B[j][p] for j < n
  * (eight interleaved partial sums from p0, then a scalar tail). */
-static inline void small_nt(const uint n, const uint p0, const uint p1,
+void small_nt(const uint n, const uint p0, const uint p1,
                             __global const float *restrict ar, __global const float *restrict bb,
                             const ulong ldb, float out[SMALL_MAX])
 {
@@ -93,7 +96,7 @@ __kernel void gemm_small_nt_parts(const uint m, const uint n, const uint k, cons
 /* TN, m <= 16, over rows p in [p0, p1) of A and B: C[i][j] = sum_p A[p][i]
  * B[p][j] for the eight columns j from j0 (fewer at the end: gathered into
  * a zero-padded vector, the same arithmetic), p ascending. */
-static inline void small_tn(const uint m, const uint n, const uint p0, const uint p1,
+void small_tn(const uint m, const uint n, const uint p0, const uint p1,
                             const uint j0, const float alpha, __global const float *restrict a,
                             const ulong lda, __global const float *restrict b, const ulong ldb,
                             const float beta, __global float *restrict c, const ulong ldc)
