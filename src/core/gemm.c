@@ -1612,6 +1612,22 @@ const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx)
  * where col2im sums KH*KW dot products of OC terms, a different error
  * bound than test_conv derives, so it is not used.)
  *
+ * Narrow channels (conv_narrow: kdcl's narrow-product kernels on, i.e. CPU
+ * devices, OC <= 16, kdcl's im2col). Per image, LeNet-5's products (6 x 784
+ * x 25, 16 x 100 x 150) and ResNet-20's first stage (16 x 1024 x 144) are
+ * too thin for CLBlast's direct kernel to run well; over the batch they are
+ * long and thin, which gemm_small.cl's kernels are for: the forward as one
+ * gemm_small_tn over the wide columns (m = OC, n = B*P, k = K; W^T in the
+ * scratch slot), the weight gradient as gemm_small_nt_parts (C^T = col
+ * dy'^T, one work-item per column row and part of the positions, parts sized
+ * to keep their slice of dy' in a core's cache, then summed in order:
+ * conv_narrow_dw), the input gradient as one gemm_small_nn (dcol = W^T dy',
+ * k = OC) and the wide col2im. An earlier form of the weight gradient, TN
+ * on the transposed columns (one work-item per 8 columns of K), read the
+ * columns from memory once per column group and lost at ResNet's stage 1
+ * (29.6 vs 23.9 ms without dx); the transposed columns' scattered writes
+ * also cost 2-4x the wide im2col. NARROW_MEASUREMENTS
+ *
  * Algorithms (kdcl_conv_set_algo, KDCL_CONV). Everything above is
  * KDCL_CONV_KDCL_IM2COL. KDCL_CONV_CLBLAST_IM2COL takes the same routes
  * (conv_wide) and the same product forms with CLBlast's im2col / col2im,
