@@ -41,7 +41,11 @@ KDCL_API kdcl_status kdcl_conv_geom_set(kdcl_conv_geom *g, size_t c, size_t h, s
 /* How kdcl_conv2d_forward / kdcl_conv2d_backward compute (every algorithm
  * gives the results documented below, up to summation order):
  *   KDCL_CONV_KDCL_IM2COL       kdcl's batched im2col / col2im kernels
- *                               (cl/conv.cl) + CLBlast GEMMs;
+ *                               (cl/conv.cl) + CLBlast GEMMs; on CPU devices
+ *                               (KDCL_GEMM_SMALL=0/1 overrides) a layer with at
+ *                               most 16 output channels runs its products on
+ *                               kdcl's narrow-product kernels (cl/gemm_small.cl)
+ *                               over the whole batch instead;
  *   KDCL_CONV_CLBLAST_IM2COL    CLBlastSim2col / CLBlastScol2im + CLBlast GEMMs;
  *   KDCL_CONV_CLBLAST_CONVGEMM  forward by CLBlastSconvgemm (the bias added by
  *                               kdcl), backward as KDCL_CONV_CLBLAST_IM2COL;

@@ -1626,7 +1626,24 @@ const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx)
  * on the transposed columns (one work-item per 8 columns of K), read the
  * columns from memory once per column group and lost at ResNet's stage 1
  * (29.6 vs 23.9 ms without dx); the transposed columns' scattered writes
- * also cost 2-4x the wide im2col. NARROW_MEASUREMENTS
+ * also cost 2-4x the wide im2col. Per-image route (narrow kernels off) ->
+ * narrow, same machine, batch 128, best of 6 after a warm-up, two rounds
+ * alternated, the host's other tenants active (ms: forward / backward with
+ * dx / without dx):
+ *   1x28x28 -> 6@5 p2     5.95 / 12.75 / 5.44 -> 4.31 / 7.40 / 4.43
+ *                         5.16 / 11.55 / 4.95 -> 2.16 / 3.93 / 2.09
+ *   6x14x14 -> 16@5       3.35 / 10.81 / 5.60 -> 3.19 / 6.60 / 3.40
+ *                         3.14 / 10.87 / 6.61 -> 2.81 / 5.75 / 2.89
+ *   3x32x32 -> 16@3 p1    9.93 / 19.93 / 9.75 -> 7.67 / 12.21 / 7.27
+ *                         7.16 / 12.42 / 6.73 -> 7.47 / 13.44 / 8.49
+ *   16x32x32 -> 16@3 p1  21.68 / 54.59 / 24.60 -> 23.93 / 47.89 / 21.15
+ *                        19.41 / 50.59 / 24.12 -> 23.17 / 43.06 / 21.54
+ * (a shape outside the route, 16x32x32 -> 32@3 s2, moved by up to 15%
+ * between the same two configurations: the noise of these figures). The
+ * forward at ResNet's 16 x 1024 x 144 is 10-20% slower than per image, its
+ * backward 10-15% faster; LeNet-5's convolutions 1.5-2.8x faster. LeNet-5
+ * training (kdcl bench, lenet5 at B = 128) 3012 / 3221 -> 4328 / 5367
+ * samples/s, old and new binaries alternated.
  *
  * Algorithms (kdcl_conv_set_algo, KDCL_CONV). Everything above is
  * KDCL_CONV_KDCL_IM2COL. KDCL_CONV_CLBLAST_IM2COL takes the same routes
