@@ -67,6 +67,45 @@ __kernel void conv_im2col(__global const float *x, __global float *col, const ui
     }
 }
 
+/* The same columns for the layouts whose positions are contiguous (sp = 1:
+ * per image and wide), one work-item per kernel tap t = i*KW + j, channel c
+ * and image b (global KH*KW, C, B): it writes the OH*OW entries of column
+ * row q = c*KH*KW + t for image b in order, one run of the input row per
+ * output row, with the tap's bounds computed once. conv_im2col's work-item
+ * writes OW entries into each of KH*KW rows instead, short runs when OW is
+ * small (LeNet-5's second convolution: 10). */
+__kernel void conv_im2col_taps(__global const float *x, __global float *col, const uint C,
+                               const uint H, const uint W, const uint KH, const uint KW,
+                               const uint SH, const uint SW, const uint PH, const uint PW,
+                               const uint OH, const uint OW, const ulong col_off,
+                               const ulong sq, const ulong sb)
+{
+    const uint t = get_global_id(0), c = get_global_id(1), b = get_global_id(2);
+    if (t >= KH * KW) return;
+    const uint i = t / KW, j = t - i * KW;
+    uint lo, hi;
+    tap_range(W, SW, PW, j, OW, &lo, &hi);
+    __global const float *xp = x + ((ulong)b * C + c) * H * W;
+    __global float *cp = col + col_off + ((ulong)c * KH * KW + t) * sq + b * sb;
+    for (uint oy = 0; oy < OH; oy++, cp += OW) {
+        const int iy = (int)(oy * SH + i) - (int)PH;
+        if (iy < 0 || iy >= (int)H) {
+            for (uint ox = 0; ox < OW; ox++) cp[ox] = 0.0f;
+            continue;
+        }
+        __global const float *xr = xp + (uint)iy * W;
+        uint ox = 0;
+        for (; ox < lo; ox++) cp[ox] = 0.0f;
+        if (SW == 1) {
+            __global const float *src = xr + (lo - PW + j);
+            for (; ox < hi; ox++) cp[ox] = src[ox - lo];
+        } else {
+            for (; ox < hi; ox++) cp[ox] = xr[ox * SW - PW + j];
+        }
+        for (; ox < OW; ox++) cp[ox] = 0.0f;
+    }
+}
+
 /* dx[b, c, iy, ix] = sum of col(q, b, p) over the (output position, kernel
  * tap) pairs that read x[b, c, iy, ix] in the forward, i.e. oy*SH - PH + i = iy
  * and ox*SW - PW + j = ix: taps i ascending, then j ascending. Overwrites dx.

@@ -1962,6 +1962,14 @@ static kdcl_status conv_cols(kdcl_ctx *ctx, const char *kname, const kdcl_conv_g
     cl_uint sp;
     col_strides(z, layout, &sq, &sb, &sp);
     int to_col = !strcmp(kname, "conv_im2col");
+    if (to_col && sp == 1) { /* positions contiguous: one work-item per tap (cl/conv.cl) */
+        kname = "conv_im2col_taps";
+        if ((s = kdcl_kernel_get(ctx, "conv", kname, &k))) return s;
+        const karg t[] = {KA(im), KA(col), KA(C),  KA(H),  KA(W),   KA(KH), KA(KW), KA(SH),
+                          KA(SW), KA(PH),  KA(PW), KA(OH), KA(OW), KA(off), KA(sq), KA(sb)};
+        if ((s = kdcl_ops_set_args(k, kname, t, sizeof t / sizeof t[0]))) return s;
+        return kdcl_ops_launch3(ctx, k, kname, g->kh * g->kw, g->c, batch);
+    }
     const karg a[] = {to_col ? KA(im) : KA(col), to_col ? KA(col) : KA(im), KA(C), KA(H), KA(W),
                       KA(KH), KA(KW), KA(SH), KA(SW), KA(PH), KA(PW), KA(OH), KA(OW), KA(off),
                       KA(sq), KA(sb), KA(sp)};
