@@ -1643,7 +1643,11 @@ const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx)
  * forward at ResNet's 16 x 1024 x 144 is 10-20% slower than per image, its
  * backward 10-15% faster; LeNet-5's convolutions 1.5-2.8x faster. LeNet-5
  * training (kdcl bench, lenet5 at B = 128) 3012 / 3221 -> 4328 / 5367
- * samples/s, old and new binaries alternated.
+ * samples/s, old and new binaries alternated. Up to 32 channels (two
+ * 16-channel passes of each kernel over the columns) the route lost at
+ * ResNet-20's second stage: 32x16x16 -> 32@3 p1 forward 15.5 / 13.6 ms per
+ * image against 24.9 / 20.0 narrow, backward even (47.3 / 45.2 vs 45.3 /
+ * 43.0); 16x32x32 -> 32@3 s2 8.4 / 9.2 vs 10.4 / 13.8. Hence 16.
  *
  * Algorithms (kdcl_conv_set_algo, KDCL_CONV). Everything above is
  * KDCL_CONV_KDCL_IM2COL. KDCL_CONV_CLBLAST_IM2COL takes the same routes
