@@ -31,9 +31,8 @@ static inline float8 small_out8(float8 acc, float alpha, float beta, __global co
 
 /* NT, n <= 16, over p in [p0, p1): out[j] = sum_p ar[p] B[j][p] for j < n
  * (eight interleaved partial sums from p0, then a scalar tail). */
-void small_nt(const uint n, const uint p0, const uint p1,
-                            __global const float *restrict ar, __global const float *restrict bb,
-                            const ulong ldb, float out[SMALL_MAX])
+void small_nt(const uint n, const uint p0, const uint p1, __global const float *restrict ar,
+              __global const float *restrict bb, const ulong ldb, float out[SMALL_MAX])
 {
     float8 acc[SMALL_MAX];
 #pragma unroll
@@ -96,10 +95,10 @@ __kernel void gemm_small_nt_parts(const uint m, const uint n, const uint k, cons
 /* TN, m <= 16, over rows p in [p0, p1) of A and B: C[i][j] = sum_p A[p][i]
  * B[p][j] for the eight columns j from j0 (fewer at the end: gathered into
  * a zero-padded vector, the same arithmetic), p ascending. */
-void small_tn(const uint m, const uint n, const uint p0, const uint p1,
-                            const uint j0, const float alpha, __global const float *restrict a,
-                            const ulong lda, __global const float *restrict b, const ulong ldb,
-                            const float beta, __global float *restrict c, const ulong ldc)
+void small_tn(const uint m, const uint n, const uint p0, const uint p1, const uint j0,
+              const float alpha, __global const float *restrict a, const ulong lda,
+              __global const float *restrict b, const ulong ldb, const float beta,
+              __global float *restrict c, const ulong ldc)
 {
     const uint nj = n - j0 < 8u ? n - j0 : 8u;
     float8 acc[SMALL_MAX];

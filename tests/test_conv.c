@@ -86,18 +86,9 @@ static const kdcl_conv_algo algos[N_ALGOS] = {KDCL_CONV_KDCL_IM2COL, KDCL_CONV_C
 /* "<route>, conv <algo>" of the configuration in force (failure messages). */
 static char cfg[128] = "default packing, conv as set";
 
-/* kdcl's narrow-product kernels as the device has them (on for CPUs, or as
- * KDCL_GEMM_SMALL says). */
-static int small_default(void)
-{
-    const char *env = getenv("KDCL_GEMM_SMALL");
-    return env && *env ? strcmp(env, "0") != 0
-                       : (kdcl_ctx_device(tu_ctx)->type & CL_DEVICE_TYPE_CPU) != 0;
-}
-
 static void set_route(int r)
 {
-    kdcl__gemm_set_small(tu_ctx, r == ROUTE_DEFAULT ? small_default() : r == ROUTE_NARROW);
+    kdcl__gemm_set_small(tu_ctx, r == ROUTE_DEFAULT ? tu_gemm_small_default() : r == ROUTE_NARROW);
     kdcl_gemm_pack_info p = saved_pack;
     if (r == ROUTE_WIDE || r == ROUTE_WIDE_PADDED) {
         p.enabled = 1;

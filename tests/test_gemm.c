@@ -548,10 +548,7 @@ START_TEST(test_small_path)
         clReleaseMemObject(dc);
     }
     /* back to the device's default */
-    const char *env = getenv("KDCL_GEMM_SMALL");
-    kdcl__gemm_set_small(tu_ctx, env && *env ? strcmp(env, "0") != 0
-                                             : (kdcl_ctx_device(tu_ctx)->type &
-                                                CL_DEVICE_TYPE_CPU) != 0);
+    kdcl__gemm_set_small(tu_ctx, tu_gemm_small_default());
 }
 END_TEST
 

@@ -421,10 +421,7 @@ START_TEST(test_conv_gemm_pack)
     OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_KDCL_IM2COL));
     conv_round(1, 2, 16, 3, 102);
     OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_AUTO));
-    const char *env = getenv("KDCL_GEMM_SMALL");
-    kdcl__gemm_set_small(tu_ctx, env && *env ? strcmp(env, "0") != 0
-                                             : (kdcl_ctx_device(tu_ctx)->type &
-                                                CL_DEVICE_TYPE_CPU) != 0);
+    kdcl__gemm_set_small(tu_ctx, tu_gemm_small_default());
 }
 END_TEST
 

@@ -1,4 +1,5 @@
 #include "testutil.h"
+#include "kdcl/opencl.h" /* CL_DEVICE_TYPE_CPU */
 
 #include <math.h>
 #include <stdio.h>
@@ -55,6 +56,13 @@ void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed)
 }
 
 kdcl_ctx *tu_ctx;
+
+int tu_gemm_small_default(void)
+{
+    const char *env = getenv("KDCL_GEMM_SMALL");
+    return env && *env ? strcmp(env, "0") != 0
+                       : (kdcl_ctx_device(tu_ctx)->type & CL_DEVICE_TYPE_CPU) != 0;
+}
 
 void tu_ctx_setup(void)
 {

@@ -1956,9 +1956,6 @@ static kdcl_status conv_cols(kdcl_ctx *ctx, const char *kname, const kdcl_conv_g
                              size_t batch, const conv_sizes *z, int layout, cl_mem im, cl_mem col,
                              size_t col_off)
 {
-    cl_kernel k;
-    kdcl_status s = kdcl_kernel_get(ctx, "conv", kname, &k);
-    if (s) return s;
     cl_uint C = (cl_uint)g->c, H = (cl_uint)g->h, W = (cl_uint)g->w, KH = (cl_uint)g->kh,
             KW = (cl_uint)g->kw, SH = (cl_uint)g->sh, SW = (cl_uint)g->sw, PH = (cl_uint)g->ph,
             PW = (cl_uint)g->pw, OH = (cl_uint)g->oh, OW = (cl_uint)g->ow;
@@ -1966,9 +1963,12 @@ static kdcl_status conv_cols(kdcl_ctx *ctx, const char *kname, const kdcl_conv_g
     cl_uint sp;
     col_strides(z, layout, &sq, &sb, &sp);
     int to_col = !strcmp(kname, "conv_im2col");
-    if (to_col && sp == 1) { /* positions contiguous: one work-item per tap (cl/conv.cl) */
-        kname = "conv_im2col_taps";
-        if ((s = kdcl_kernel_get(ctx, "conv", kname, &k))) return s;
+    /* positions contiguous: one work-item per tap (cl/conv.cl) */
+    if (to_col && sp == 1) kname = "conv_im2col_taps";
+    cl_kernel k;
+    kdcl_status s = kdcl_kernel_get(ctx, "conv", kname, &k);
+    if (s) return s;
+    if (to_col && sp == 1) {
         const karg t[] = {KA(im), KA(col), KA(C),  KA(H),  KA(W),   KA(KH), KA(KW), KA(SH),
                           KA(SW), KA(PH),  KA(PW), KA(OH), KA(OW), KA(off), KA(sq), KA(sb)};
         if ((s = kdcl_ops_set_args(k, kname, t, sizeof t / sizeof t[0]))) return s;
@@ -2244,6 +2244,15 @@ static kdcl_status conv_no_alias(const char *op, const char *name, const kdcl_te
         if (s_ != KDCL_OK) return s_;  \
     } while (0)
 
+/* *wt = W^T [K, OC] in the scratch slot (the narrow route's forward and
+ * input gradient). */
+static kdcl_status conv_weights_t(kdcl_ctx *ctx, const conv_sizes *z, size_t oc, cl_mem w,
+                                  cl_mem *wt)
+{
+    CONV_TRY(scratch(ctx, CONV_SCRATCH, z->nw, wt));
+    return permute3(ctx, oc, z->K, 1, 1, w, 0, *wt, 0, NULL);
+}
+
 /* The narrow weight gradient dW [OC, K] = dy' col^T with dy' [OC, B*P] (dyw)
  * and the wide columns [K, B*P] at ws[T): gemm_small_nt_parts (one work-item
  * per column row and part; each part's products stored transposed, [OC, K])
@@ -2323,8 +2332,7 @@ kdcl_status kdcl_conv2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t b
          * [K, OC] in the scratch slot; y = Y' transposed + bias */
         cl_mem wt, yw = batch == 1 ? y->buf : ws->buf;
         CONV_TRY(conv_to_cols(ctx, algo, g, batch, &z, COL_WIDE, x->buf, ws->buf));
-        CONV_TRY(scratch(ctx, CONV_SCRATCH, z.nw, &wt));
-        CONV_TRY(permute3(ctx, OC, K, 1, 1, w->buf, 0, wt, 0, NULL));
+        CONV_TRY(conv_weights_t(ctx, &z, OC, w->buf, &wt));
         CONV_TRY(gemm_small(ctx, "gemm_small_tn", OC, BP, K, 1.0f, wt, 0, OC, ws->buf, T, BP,
                             0.0f, yw, 0, BP, NULL));
         if (batch == 1) return bias ? conv_bias_add(ctx, g, batch, &z, y->buf, bb) : KDCL_OK;
@@ -2398,8 +2406,7 @@ kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t 
         if (batch > 1) CONV_TRY(conv_permute(ctx, g, batch, &z, 1, dy->buf, 0, ws->buf, 0, NULL));
         CONV_TRY(conv_narrow_dw(ctx, batch, &z, OC, dyw, ws->buf, dw->buf));
         if (!dx) return KDCL_OK;
-        CONV_TRY(scratch(ctx, CONV_SCRATCH, z.nw, &wt));
-        CONV_TRY(permute3(ctx, OC, K, 1, 1, w->buf, 0, wt, 0, NULL));
+        CONV_TRY(conv_weights_t(ctx, &z, OC, w->buf, &wt));
         CONV_TRY(gemm_small(ctx, "gemm_small_nn", K, BP, OC, 1.0f, wt, 0, OC, dyw, 0, BP, 0.0f,
                             ws->buf, T, BP, NULL));
         return conv_from_cols(ctx, algo, g, batch, &z, COL_WIDE, ws->buf, dx->buf);
