@@ -10,17 +10,22 @@
  * FLT_MIN per rounded operation. Max pooling moves values without
  * arithmetic and is compared exactly.
  *
- * The convolution takes one of three routes per product (gemm.c): one GEMM
- * per image, one packed GEMM over the batch, or (kdcl's narrow-product
- * kernels on, at most 16 output channels, kdcl's im2col) the narrow route:
+ * The convolution takes one of four routes per product (gemm.c): one GEMM
+ * per image, one packed GEMM over the batch, (kdcl's narrow-product kernels
+ * on, at most 16 output channels, kdcl's im2col) the narrow route:
  * batch-wide products on kdcl's kernels, the weight gradient summed over
- * parts of the batch. Every shape runs with the device's defaults (on CPUs
- * the narrow route for these shapes), per image (narrow kernels off, default
- * packing), narrow, and with the narrow kernels off and packing set to 1x1x1
- * tiles (every product takes the packed route; any tiles give a correct
- * product) and to small uneven tiles (the packed route with zero padding).
- * The dW bound below covers the narrow route's parts: at most one part per
- * image, so a part's sum plus the sum of the parts is B*P + B roundings.
+ * parts of the batch, or (kdcl's direct kernels on, 3x3 kernels with stride
+ * 1 and padding 1, kdcl's im2col algorithm) the direct route: no columns,
+ * the weight gradient summed over parts of the batch, the input gradient one
+ * sum of OC*9 products (its bound below). Every shape runs with the device's
+ * defaults (on CPUs the direct route for the 3x3 stride-1 padding-1 shapes,
+ * the narrow route for the others), per image (narrow and direct kernels
+ * off, default packing), narrow, direct, and with the narrow and direct
+ * kernels off and packing set to 1x1x1 tiles (every product takes the
+ * packed route; any tiles give a correct product) and to small uneven tiles
+ * (the packed route with zero padding). A dot product of n terms summed in
+ * any order, in parts or not, has at most n - 1 roundings on the way to the
+ * result, so B*P + B covers the weight gradient's parts on both routes.
  *
  * Every convolution test also runs under each conv algorithm (kdcl/conv.h:
  * kdcl's im2col / col2im, CLBlast's, CLBlast's convgemm for the forward, and
@@ -69,11 +74,19 @@ static kdcl_tensor vec(kdcl_elem type, size_t n)
 
 /* ---- packing settings: which route the convolution takes ---- */
 
-enum { ROUTE_DEFAULT, ROUTE_IMAGE, ROUTE_NARROW, ROUTE_WIDE, ROUTE_WIDE_PADDED, N_ROUTES };
+enum {
+    ROUTE_DEFAULT,
+    ROUTE_IMAGE,
+    ROUTE_NARROW,
+    ROUTE_DIRECT,
+    ROUTE_WIDE,
+    ROUTE_WIDE_PADDED,
+    N_ROUTES
+};
 static const char *route_name[N_ROUTES] = {
-    "the device's defaults", "default packing, narrow kernels off (per image)",
-    "narrow kernels on (OC <= 16: narrow)", "packing 1x1x1 (wide)",
-    "packing 4x2x3 (wide, padded)"};
+    "the device's defaults", "default packing, narrow and direct kernels off (per image)",
+    "narrow kernels on (OC <= 16: narrow)", "direct kernels on (3x3, stride 1, padding 1)",
+    "packing 1x1x1 (wide)", "packing 4x2x3 (wide, padded)"};
 
 static kdcl_gemm_pack_info saved_pack;
 static kdcl_conv_algo saved_algo;
@@ -89,6 +102,7 @@ static char cfg[128] = "default packing, conv as set";
 static void set_route(int r)
 {
     kdcl__gemm_set_small(tu_ctx, r == ROUTE_DEFAULT ? tu_gemm_small_default() : r == ROUTE_NARROW);
+    kdcl__conv_set_direct(tu_ctx, r == ROUTE_DEFAULT ? -1 : r == ROUTE_DIRECT);
     kdcl_gemm_pack_info p = saved_pack;
     if (r == ROUTE_WIDE || r == ROUTE_WIDE_PADDED) {
         p.enabled = 1;
@@ -241,6 +255,14 @@ static const cshape conv_shapes[] = {
     {7, 3, 5, 5, 9, 5, 5, 1, 1, 2, 2},   /* kernel as large as the input */
     {7, 1, 3, 4, 4, 3, 3, 2, 2, 2, 2},   /* padding 2 on a 3x3 kernel */
     {7, 3, 11, 4, 9, 1, 3, 1, 2, 0, 1},  /* 1x3, stride 1x2, padding 0x1 */
+    /* 3x3, stride 1, padding 1 (the direct route): */
+    {7, 17, 3, 19, 20, 3, 3, 1, 1, 1, 1}, /* rows of 19 (one partial segment), OC = 16 + 4 */
+    {2, 16, 7, 16, 33, 3, 3, 1, 1, 1, 1}, /* rows of 16, odd H, OC = 2*16 + 1 */
+    {1, 20, 5, 8, 16, 3, 3, 1, 1, 1, 1},  /* pairs of rows of 8, odd H, batch 1 */
+    /* 3x3, stride 2, padding 1 (the direct route): */
+    {3, 17, 9, 19, 18, 3, 3, 2, 2, 1, 1}, /* output rows of 10 (partial), dx rows of 19 */
+    {2, 5, 16, 16, 20, 3, 3, 2, 2, 1, 1}, /* pairs of output rows of 8 */
+    {1, 3, 7, 5, 16, 3, 3, 2, 2, 1, 1},   /* pairs of output rows of 3, odd OH */
 };
 
 static void run_conv(const cshape *s, int route, int algo, int with_bias)
@@ -292,9 +314,10 @@ static void run_conv(const cshape *s, int route, int algo, int with_bias)
     /* dW: B*P products; per image P then B partials (P + B - 1 roundings) or
      * one sum of B*P: gamma_{B*P + B} covers both */
     near("weight gradient", s, cfg, dw, rdw, rdwm, gam(B * P + B), B * P + B, nw);
-    /* dx: OC products per column entry, then up to KH*KW entries gathered */
-    near("input gradient", s, cfg, dx, rdx, rdxm, gam(g.oc + g.kh * g.kw), g.oc + g.kh * g.kw,
-         nx);
+    /* dx: OC products per column entry, then up to KH*KW entries gathered;
+     * on the direct route one sum of the OC*KH*KW products */
+    const size_t dxn = kdcl__conv_direct(tu_ctx, &g, 2) ? g.oc * g.kh * g.kw : g.oc + g.kh * g.kw;
+    near("input gradient", s, cfg, dx, rdx, rdxm, gam(dxn), dxn, nx);
     if (with_bias)
         near("bias gradient", s, cfg, db, rdb, rdbm, gam(B * P), B * P, g.oc);
     else
@@ -325,17 +348,19 @@ END_TEST
 
 /* A LeNet-size batch and ResNet-size layers at kdcl's own settings, where
  * the device decides the route (on PoCL with 64^3 tiles: the narrow route
- * for 1 -> 6, in 2 parts, and for 2 -> 16 at batch 13, in 6 uneven parts of
- * the 20800 positions; the packed batch-wide GEMMs for the stride-1 32 -> 64
- * layer, per-image GEMMs for the strided one, whose products at batch 8 are
- * below the packing's minimum size). */
+ * for 1 -> 6, in 2 parts; the direct route for the stride-1 3x3 layers (2 ->
+ * 16 at batch 13: its weight gradient in 4 parts of 4, 4, 4 and 1 images;
+ * 32 -> 64: 1 part); per-image GEMMs for the strided one, whose products at
+ * batch 8 are below the packing's minimum size), and 2 -> 16 at batch 13 on
+ * the narrow route, in 6 uneven parts of the 20800 positions. */
 START_TEST(test_conv_realistic)
 {
     static const cshape big[] = {{16, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2},
                                  {13, 2, 40, 40, 16, 3, 3, 1, 1, 1, 1},
+                                 {13, 2, 40, 40, 16, 3, 3, 1, 1, 1, 1},
                                  {8, 32, 16, 16, 64, 3, 3, 1, 1, 1, 1},
                                  {8, 32, 16, 16, 64, 3, 3, 2, 2, 1, 1}};
-    run_conv(&big[_i / N_ALGOS], ROUTE_DEFAULT, _i % N_ALGOS, 1);
+    run_conv(&big[_i / N_ALGOS], _i / N_ALGOS == 2 ? ROUTE_NARROW : ROUTE_DEFAULT, _i % N_ALGOS, 1);
 }
 END_TEST
 
@@ -981,7 +1006,7 @@ static Suite *conv_suite(void)
     const int n_pool = (int)(sizeof pool_shapes / sizeof pool_shapes[0]);
     tcase_add_test(tc, test_geometry);
     tcase_add_loop_test(tc, test_conv_vs_reference, 0, n_conv * N_ROUTES * N_ALGOS);
-    tcase_add_loop_test(tc, test_conv_realistic, 0, 4 * N_ALGOS);
+    tcase_add_loop_test(tc, test_conv_realistic, 0, 5 * N_ALGOS);
     tcase_add_test(tc, test_column_layout);
     tcase_add_test(tc, test_conv_deterministic);
     tcase_add_loop_test(tc, test_conv_bad_arguments, 0, N_ALGOS);

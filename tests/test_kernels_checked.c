@@ -347,10 +347,11 @@ END_TEST
 
 /* ---- conv.cl, gemm_pack.cl: kdcl's im2col algorithm on its three routes ---- */
 
-static void conv_round(size_t C, size_t OC, size_t HW, size_t batch, uint64_t seed)
+static void conv_round_s(size_t C, size_t OC, size_t HW, size_t batch, size_t stride,
+                         uint64_t seed)
 {
     kdcl_conv_geom g;
-    OK(kdcl_conv_geom_set(&g, C, HW, HW, OC, 3, 3, 1, 1, 1, 1));
+    OK(kdcl_conv_geom_set(&g, C, HW, HW, OC, 3, 3, stride, stride, 1, 1));
     size_t shx[4] = {batch, C, HW, HW}, shy[4] = {batch, OC, g.oh, g.ow},
            shw[4] = {OC, C, 3, 3};
     const size_t nws = kdcl_conv2d_workspace(&g, batch);
@@ -370,10 +371,16 @@ static void conv_round(size_t C, size_t OC, size_t HW, size_t batch, uint64_t se
     rel(&x), rel(&w), rel(&b), rel(&y), rel(&dy), rel(&dw), rel(&db), rel(&dx), rel(&ws);
 }
 
+static void conv_round(size_t C, size_t OC, size_t HW, size_t batch, uint64_t seed)
+{
+    conv_round_s(C, OC, HW, batch, 1, seed);
+}
+
 START_TEST(test_conv_gemm_pack)
 {
     OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_KDCL_IM2COL));
     kdcl__gemm_set_small(tu_ctx, 0); /* every product through packing / CLBlast */
+    kdcl__conv_set_direct(tu_ctx, 0);
     const kdcl_gemm_pack_info saved = kdcl_gemm_packing(tu_ctx);
     kdcl_gemm_pack_info off = saved;
     off.enabled = 0;
@@ -422,6 +429,26 @@ START_TEST(test_conv_gemm_pack)
     conv_round(1, 2, 16, 3, 102);
     OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_AUTO));
     kdcl__gemm_set_small(tu_ctx, tu_gemm_small_default());
+    kdcl__conv_set_direct(tu_ctx, -1);
+}
+END_TEST
+
+/* conv_direct.cl: rows with a partial segment (19 columns) and 17 output
+ * channels (a partial block), rows of 16, pairs of rows of 5 with an odd
+ * height and 17 input channels (the input gradient's partial block); the
+ * weight gradient in parts (batch 3); stride 2: output rows of 10 (partial
+ * segments of the input gradient's rows of 19), pairs of output rows of 3. */
+START_TEST(test_conv_direct)
+{
+    OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_KDCL_IM2COL));
+    kdcl__conv_set_direct(tu_ctx, 1);
+    conv_round(3, 17, 19, 2, 110);
+    conv_round(2, 3, 16, 3, 111);
+    conv_round(17, 2, 5, 3, 112);
+    conv_round_s(17, 5, 19, 2, 2, 113);
+    conv_round_s(2, 17, 5, 3, 2, 114);
+    kdcl__conv_set_direct(tu_ctx, -1);
+    OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_AUTO));
 }
 END_TEST
 
@@ -619,6 +646,7 @@ int main(void)
     tcase_add_test(tc, test_softmax_kd_loss);
     tcase_add_test(tc, test_batchnorm_pool);
     tcase_add_test(tc, test_conv_gemm_pack);
+    tcase_add_test(tc, test_conv_direct);
     tcase_add_test(tc, test_batch_distill);
     tcase_add_test(tc, test_combine);
     tcase_add_test(tc, test_raw_kernels);

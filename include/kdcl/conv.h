@@ -1,6 +1,7 @@
 /* Device ops of convolutional networks: 2-D convolution as im2col / col2im
  * + GEMMs through CLBlast (src/core/gemm.c; im2col / col2im by kdcl's kernels
- * or CLBlast's, or CLBlast's convgemm: kdcl_conv_set_algo), pooling, batch
+ * or CLBlast's, or CLBlast's convgemm: kdcl_conv_set_algo; on CPU devices
+ * 3x3 layers on kdcl's direct kernels), pooling, batch
  * normalisation, the residual add, Adam and Nesterov SGD, and the input
  * conversion of CNNs (u8 HWC -> F32 NCHW with per-channel normalisation,
  * translation and horizontal flip).
@@ -45,7 +46,11 @@ KDCL_API kdcl_status kdcl_conv_geom_set(kdcl_conv_geom *g, size_t c, size_t h, s
  *                               (KDCL_GEMM_SMALL=0/1 overrides) a layer with at
  *                               most 16 output channels runs its products on
  *                               kdcl's narrow-product kernels (cl/gemm_small.cl)
- *                               over the whole batch instead;
+ *                               over the whole batch instead, and a 3x3
+ *                               layer with padding 1 and stride 1 or 2 on
+ *                               kdcl's direct convolution kernels
+ *                               (cl/conv_direct.cl: no columns, no GEMM;
+ *                               KDCL_CONV_DIRECT=0/1 overrides);
  *   KDCL_CONV_CLBLAST_IM2COL    CLBlastSim2col / CLBlastScol2im + CLBlast GEMMs;
  *   KDCL_CONV_CLBLAST_CONVGEMM  forward by CLBlastSconvgemm (the bias added by
  *                               kdcl), backward as KDCL_CONV_CLBLAST_IM2COL;

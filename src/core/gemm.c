@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/conv_direct.h"
 #include "core/ops_util.h"
 #include "kdcl/file.h"
 #include "kdcl/gemm.h"
@@ -83,6 +84,7 @@ typedef struct gemm_state {
     kdcl_gemm_pack_info pack;   /* kdcl's operand packing */
     int gemmk;                  /* GEMMK of the Xgemm parameters applied */
     int small;                  /* narrow products on kdcl's kernels (gemm_small_form) */
+    int direct;                 /* direct 3x3 convolutions (conv_direct) */
     char autotune_what[160];    /* the set automatic tuning chose, when it ran now */
     int conv_algo;              /* kdcl_conv_algo as set (KDCL_CONV, kdcl_conv_set_algo) */
     kdcl_tensor scratch[GEMM_SCRATCH_SLOTS]; /* kdcl_gemm's packed A, B and C, then conv
@@ -480,6 +482,18 @@ void kdcl__gemm_set_small(kdcl_ctx *ctx, int on)
 {
     gemm_state *g = NULL;
     if (!gemm_state_get(ctx, &g)) g->small = on;
+}
+
+static void decide_direct(kdcl_ctx *ctx, gemm_state *g);
+
+void kdcl__conv_set_direct(kdcl_ctx *ctx, int on)
+{
+    gemm_state *g = NULL;
+    if (gemm_state_get(ctx, &g)) return;
+    if (on < 0)
+        decide_direct(ctx, g);
+    else
+        g->direct = on;
 }
 
 kdcl_gemm_pack_info kdcl_gemm_packing(const kdcl_ctx *ctx)
@@ -1441,6 +1455,16 @@ static void decide_small(kdcl_ctx *ctx, gemm_state *g)
         g->small = (ctx->dev.type & CL_DEVICE_TYPE_CPU) != 0;
 }
 
+/* Direct 3x3 convolutions on CPU devices; KDCL_CONV_DIRECT=0/1 overrides. */
+static void decide_direct(kdcl_ctx *ctx, gemm_state *g)
+{
+    const char *env = getenv("KDCL_CONV_DIRECT");
+    if (env && *env)
+        g->direct = strcmp(env, "0") != 0;
+    else
+        g->direct = (ctx->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+}
+
 static kdcl_status conv_algo_from_env(gemm_state *g);
 
 /* The state's setup (gemm_state_get): CLBlast's parameters, packing,
@@ -1451,6 +1475,7 @@ static kdcl_status gemm_setup(kdcl_ctx *ctx, gemm_state *g)
     if (s) return s;
     decide_packing(ctx, g);
     decide_small(ctx, g);
+    decide_direct(ctx, g);
     if ((s = conv_algo_from_env(g))) return s;
     const kdcl_gemm_pack_info *pk = &g->pack;
     const char *note = g->note;
@@ -1704,6 +1729,7 @@ const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx)
 #define CONV_DW_TN_MIN_K 64          /* per-image weight gradient in the TN form from this K */
 #define CONV_NARROW_MIN_ROWS 256     /* rows of the narrow weight gradient per part, at least */
 #define CONV_NARROW_PART_BYTES (256 * 1024) /* ... and their bytes, at most (conv_narrow_dw) */
+#define CONV_DIRECT_MIN_CH 2         /* channels a direct forward (input gradient) computes, at least */
 
 /* a * b < 2^31 (a, b below 2^31 themselves), into *out. */
 static int conv_mul(size_t a, size_t b, size_t *out)
@@ -1896,8 +1922,28 @@ static kdcl_conv_algo conv_backward_algo(const kdcl_ctx *ctx)
                                                                  : KDCL_CONV_CLBLAST_IM2COL;
 }
 
-void kdcl_conv2d_products(const kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
-                          kdcl_conv_product p[3])
+/* The direct route ("Direct 3x3" above) for product `what` (0 the forward,
+ * 1 the weight gradient, 2 the input gradient): direct kernels on (CPU
+ * devices), kdcl's algorithm, a 3x3 kernel with stride 1 and padding 1, and
+ * for the forward (input gradient) at least CONV_DIRECT_MIN_CH output (input)
+ * channels. */
+static int conv_direct(const kdcl_ctx *ctx, const kdcl_conv_geom *g, kdcl_conv_algo algo,
+                       int what)
+{
+    const gemm_state *gs = gemm_state_peek(ctx);
+    if (!gs || !gs->direct || algo != KDCL_CONV_KDCL_IM2COL || !kdcl__conv_direct_fits(g))
+        return 0;
+    return what == 0 ? g->oc >= CONV_DIRECT_MIN_CH : what == 2 ? g->c >= CONV_DIRECT_MIN_CH : 1;
+}
+
+int kdcl__conv_direct(const kdcl_ctx *ctx, const kdcl_conv_geom *g, int what)
+{
+    return conv_direct(ctx, g, what == 0 ? kdcl_conv_algo_in_force(ctx) : conv_backward_algo(ctx),
+                       what);
+}
+
+static void conv_products_gemm(const kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                               kdcl_conv_product p[3])
 {
     const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, BP = batch * P, OC = g->oc;
     const kdcl_conv_algo bwd = conv_backward_algo(ctx);
@@ -1925,6 +1971,20 @@ void kdcl_conv2d_products(const kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t b
         p[2] = (kdcl_conv_product){K, BP, OC, 1, 0, 1};
     else
         p[2] = (kdcl_conv_product){K, P, OC, 1, 0, batch};
+}
+
+void kdcl_conv2d_products(const kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
+                          kdcl_conv_product p[3])
+{
+    conv_products_gemm(ctx, g, batch, p);
+    if (kdcl__conv_direct(ctx, g, 0)) p[0].count = 0; /* no kdcl_gemm where direct */
+    if (kdcl__conv_direct(ctx, g, 1)) {
+        p[1].count = 0;
+        if (kdcl__conv_direct(ctx, g, 2))
+            p[2].count = 0;
+        else /* per image beside the direct weight gradient */
+            p[2] = (kdcl_conv_product){g->c * g->kh * g->kw, g->oh * g->ow, g->oc, 1, 0, batch};
+    }
 }
 
 /* C_b = op(A_b) op(B_b) for b < batch (alpha 1, beta 0): one kdcl_gemm for a
@@ -2327,6 +2387,8 @@ kdcl_status kdcl_conv2d_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t b
         CONV_TRY(clblast_convgemm(ctx, g, batch, x->buf, w->buf, y->buf));
         return bias ? conv_bias_add(ctx, g, batch, &z, y->buf, bb) : KDCL_OK;
     }
+    if (conv_direct(ctx, g, algo, 0))
+        return kdcl__conv_direct_forward(ctx, g, batch, x->buf, w->buf, bb, y->buf);
     if (conv_narrow(ctx, g, algo, &z)) {
         /* narrow: Y' [OC, B*P] = (W^T)^T col [K, B*P] on gemm_small_tn, W^T
          * [K, OC] in the scratch slot; y = Y' transposed + bias */
@@ -2396,6 +2458,22 @@ kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t 
     const size_t OC = g->oc, K = z.K, P = z.P, BP = z.BP, T = z.T;
     const kdcl_conv_algo algo = conv_backward_algo(ctx); /* convgemm has no backward */
     if (db) CONV_TRY(conv_bias_grad(ctx, g, batch, &z, dy->buf, db->buf));
+    if (conv_direct(ctx, g, algo, 1)) {
+        /* direct: the weight gradient per part of the batch into ws[0,
+         * parts*OC*K) (dw itself for one part), then their sum in order;
+         * the input gradient direct, or per image with few input channels
+         * (dcol_b = W^T dy_b, dx = col2im(dcol)) */
+        const size_t parts = kdcl__conv_direct_parts(ctx, g, batch);
+        CONV_TRY(kdcl__conv_direct_dw_parts(ctx, g, batch, x->buf, dy->buf,
+                                            parts > 1 ? ws->buf : dw->buf));
+        if (parts > 1) CONV_TRY(conv_sum_batches(ctx, parts, &z, ws->buf, 0, dw->buf, 0));
+        if (!dx) return KDCL_OK;
+        if (conv_direct(ctx, g, algo, 2))
+            return kdcl__conv_direct_dx(ctx, g, batch, w->buf, dy->buf, dx->buf);
+        CONV_TRY(gemm_images(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, P, OC, w->buf, 0, K, 0, dy->buf,
+                             0, P, OC * P, ws->buf, T, P, K * P, batch));
+        return conv_from_cols(ctx, algo, g, batch, &z, COL_IMAGE, ws->buf, dx->buf);
+    }
     if (conv_narrow(ctx, g, algo, &z)) {
         /* narrow: the wide columns at ws[T), dy' [OC, B*P] at ws[0) (dy itself
          * when B = 1); dW = dy' col^T in parts (conv_narrow_dw); dcol [K, B*P]

@@ -7,6 +7,7 @@
 #include "kdcl/status.h"
 #include "kdcl/gemm.h"
 #include "kdcl/tensor.h"
+#include "kdcl/conv.h"
 
 typedef kdcl_tuned_kernel tuned_kernel;
 
@@ -33,6 +34,16 @@ kdcl_tensor *kdcl__gemm_scratch(kdcl_ctx *ctx, size_t i);
 /* Narrow products on kdcl's kernels (cl/gemm_small.cl) on or off for ctx
  * (default: on for CPU devices, KDCL_GEMM_SMALL); for tests. */
 void kdcl__gemm_set_small(kdcl_ctx *ctx, int on);
+
+/* Direct 3x3 convolutions (src/core/conv_direct.c) on (1) or off (0) for
+ * ctx, or back to the default (-1: on for CPU devices, KDCL_CONV_DIRECT);
+ * for tests. */
+void kdcl__conv_set_direct(kdcl_ctx *ctx, int on);
+
+/* Which of a convolution's products take the direct route in ctx now
+ * (what: 0 the forward, 1 the weight gradient, 2 the input gradient); for
+ * tests, whose error bound for the input gradient depends on it. */
+int kdcl__conv_direct(const kdcl_ctx *ctx, const kdcl_conv_geom *g, int what);
 
 /* Automatic tuning (gemm.c), for tests: the number of searches this
  * process ran, and a candidate (its position in the search, -1: none) whose

@@ -1,0 +1,473 @@
+/* Direct 3x3 convolutions with padding 1 and stride 1 or 2 (NCHW), for CPU
+ * devices: no columns. src/core/conv_direct.c picks these kernels ("Direct
+ * 3x3" in src/core/gemm.c has the measurements).
+ *
+ * A work-item holds 16 output positions of one image as a float16 (lanes)
+ * for DB = 16 output channels (16 float16 accumulators, no local memory, no
+ * barriers: CPU runtimes run a work-group as a loop and do not vectorise a
+ * kernel's inner loops across work-items, so the vectors are explicit). The
+ * lanes are either 16 consecutive columns of one output row (the "rows"
+ * kernels, OW > 8; the last segment of a row may be partial) or two rows of
+ * at most 8 columns (the "pairs" kernels, OW <= 8: columns 0..7 of rows oh0
+ * and oh0 + 1). Lanes outside the image read 0 and are not stored. An input
+ * row is loaded once per input channel and kernel row, and the three
+ * vectors of kernel columns 0, 1, 2 are built from it by shuffles (stride
+ * 2: its even and odd columns).
+ *
+ * Forward (conv3x3_*_fwd, stride S): y[b, o] = bias[o] + sum over c, kh, kw
+ * in that order (one fma chain) of w(o, c, kh, kw) x[b, c, oh*S - 1 + kh,
+ * ow*S - 1 + kw], the order of the K = C*9 sum of an im2col GEMM. The weight
+ * of (o, c, t), t = kh*3 + kw, is read at w[o*wo + c*wc + t] (forward: wo =
+ * C*9, wc = 9). The input gradient at stride 1 is the same computation on
+ * dy with the kernel flipped (conv3x3_*_bwd: t -> 8 - t) and the roles of
+ * the channels swapped (wo = 9, wc = C*9 of the forward): dx[b, c] = sum
+ * over o, kh, kw of w[o, c, 2 - kh, 2 - kw] dy[b, o, h - 1 + kh, w - 1 +
+ * kw]. At stride 2 (conv3x3s2_rows_dx) an input position (ih, iw) gathers
+ * the dy entries whose windows hold it: kernel rows kh with ih + 1 - kh even
+ * (kh = 1 for even ih, 0 and 2 for odd), likewise columns, which for 16
+ * consecutive columns are dy's row interleaved with zeros (half the lanes
+ * of each tap's product are 0).
+ *
+ * Weight gradient (conv3x3_*_dw): one work-item per pair of output channels
+ * (o0, o0 + 1; the second skipped past OC), input channel and part of the
+ * batch (NB images), 18 float16 accumulators over the part's positions; each
+ * accumulator's lanes are summed at the end (a fixed tree) and the part's
+ * [OC, C, 3, 3] written at dwp + part * OC*C*9; the caller sums the parts in
+ * order. */
+#define DB 16
+
+/* The helpers of the hot loops are macros: as functions, the larger ones
+ * were not inlined (PoCL 3.1 kept dc_row2 and the pair builders as calls)
+ * and every call spilled the 16 vector accumulators, 2-3x slower; forcing
+ * the inlining (always_inline) made oclgrind 21.10 lose the kernels (at
+ * -O0). Only the rare tails (the buffer's last row) are functions. */
+
+/* v shifted one lane up (lane 0 = l) and one lane down (lane 15 = r). */
+#define DC_UP(v, l) \
+    shuffle2((float16)(l), (v), (uint16)(0, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30))
+#define DC_DOWN(v, r) \
+    shuffle2((v), (float16)(r), (uint16)(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16))
+#define DC_EVEN (uint16)(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define DC_ODD (uint16)(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#define DC_LANES (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+
+/* Element by element, for the segments whose vector load would pass the
+ * buffer's end. */
+float16 dc_seg_tail(__global const float *row, uint ow0, uint W)
+{
+    float t[16];
+    for (uint q = 0; q < 16u; q++) t[q] = ow0 + q < W ? row[ow0 + q] : 0.0f;
+    return vload16(0, t);
+}
+
+float8 dc_half_tail(__global const float *row, uint W)
+{
+    float t[8];
+    for (uint q = 0; q < 8u; q++) t[q] = q < W ? row[q] : 0.0f;
+    return vload8(0, t);
+}
+
+/* v = columns [ow0, ow0 + 16) of a row of W values, 0 past W; the buffer
+ * ends at `end`. A partial segment is one vector load with the lanes past W
+ * set to 0 where the load stays within the buffer (all but the buffer's
+ * last row; scalar loads made partial segments, e.g. rows of 14, 3-4x
+ * slower). */
+#define DC_SEG(v, row, ow0, W, end)                                                        \
+    do {                                                                                   \
+        if ((ow0) + 16u <= (W))                                                            \
+            v = vload16(0, (row) + (ow0));                                                 \
+        else if ((row) + (ow0) + 16u <= (end))                                             \
+            v = select((float16)(0.0f), vload16(0, (row) + (ow0)),                         \
+                       DC_LANES + (int)(ow0) < (int)(W));                                  \
+        else                                                                               \
+            v = dc_seg_tail((row), (ow0), (W));                                            \
+    } while (0)
+
+/* A row segment (m) and its neighbours: l = columns - 1, r = columns + 1 (0
+ * outside the row). */
+#define DC_ROW(row, ow0, W, end, l, m, r)                                                  \
+    do {                                                                                   \
+        DC_SEG(m, row, ow0, W, end);                                                       \
+        const float left_ = (row)[(ow0) > 0u ? (ow0)-1u : 0u];                             \
+        const float right_ = (row)[(ow0) + 16u < (W) ? (ow0) + 16u : (W)-1u];              \
+        l = DC_UP(m, (ow0) > 0u ? left_ : 0.0f);                                           \
+        r = DC_DOWN(m, (ow0) + 16u < (W) ? right_ : 0.0f);                                 \
+    } while (0)
+
+/* v = row ih of a plane of H rows of W <= 8 values, columns 0..7 (0 outside
+ * the plane). */
+#define DC_HALF(v, plane, ih, H, W, end)                                                   \
+    do {                                                                                   \
+        __global const float *row_ = (plane) + (size_t)(ih) * (W);                         \
+        if ((ih) < 0 || (ih) >= (int)(H))                                                  \
+            v = (float8)(0.0f);                                                            \
+        else if ((W) == 8u)                                                                \
+            v = vload8(0, row_);                                                           \
+        else if (row_ + 8u <= (end))                                                       \
+            v = select((float8)(0.0f), vload8(0, row_),                                    \
+                       (int8)(0, 1, 2, 3, 4, 5, 6, 7) < (int)(W));                         \
+        else                                                                               \
+            v = dc_half_tail(row_, (W));                                                   \
+    } while (0)
+
+/* Rows ih (lanes 0..7) and ih + 1 (lanes 8..15) of a plane of rows of W <=
+ * 8 values, and their neighbours within each row. */
+#define DC_PAIR(plane, ih, H, W, end, l, m, r)                                             \
+    do {                                                                                   \
+        float8 a_, b_;                                                                     \
+        DC_HALF(a_, plane, ih, H, W, end);                                                 \
+        DC_HALF(b_, plane, (ih) + 1, H, W, end);                                           \
+        m = (float16)(a_, b_);                                                             \
+        l = shuffle2((float16)(0.0f), m,                                                   \
+                     (uint16)(0, 16, 17, 18, 19, 20, 21, 22, 0, 24, 25, 26, 27, 28, 29, 30)); \
+        r = shuffle2(m, (float16)(0.0f),                                                   \
+                     (uint16)(1, 2, 3, 4, 5, 6, 7, 16, 9, 10, 11, 12, 13, 14, 15, 16));    \
+    } while (0)
+
+/* Stride 2: kernel columns 0, 1, 2 of output columns [ow0, ow0 + 16) over
+ * a row of W values: x[2*ow - 1], x[2*ow], x[2*ow + 1] (0 outside). */
+#define DC_ROW2(row, ow0, W, end, l, m, r)                                                 \
+    do {                                                                                   \
+        const uint i0_ = 2u * (ow0);                                                       \
+        float16 a_, b_;                                                                    \
+        DC_SEG(a_, row, i0_, W, end);                                                      \
+        DC_SEG(b_, row, i0_ + 16u, W, end);                                                \
+        const float left_ = (row)[i0_ > 0u ? i0_ - 1u : 0u];                               \
+        m = shuffle2(a_, b_, DC_EVEN);                                                     \
+        r = shuffle2(a_, b_, DC_ODD);                                                      \
+        l = DC_UP(r, i0_ > 0u ? left_ : 0.0f);                                             \
+    } while (0)
+
+/* Stride 2, output rows of at most 8 columns (W <= 16): lanes 0..7 from
+ * input row ih, lanes 8..15 from input row ih + 2 (0 outside the plane). */
+#define DC_PAIR2(plane, ih, H, W, end, l, m, r)                                            \
+    do {                                                                                   \
+        float16 a_ = (float16)(0.0f), b_ = (float16)(0.0f);                                \
+        if ((ih) >= 0 && (ih) < (int)(H)) DC_SEG(a_, (plane) + (size_t)(ih) * (W), 0u, W, end); \
+        if ((ih) + 2 >= 0 && (ih) + 2 < (int)(H))                                          \
+            DC_SEG(b_, (plane) + (size_t)((ih) + 2) * (W), 0u, W, end);                    \
+        m = shuffle2(a_, b_, DC_EVEN);                                                     \
+        r = shuffle2(a_, b_, DC_ODD);                                                      \
+        l = shuffle2((float16)(0.0f), r,                                                   \
+                     (uint16)(0, 16, 17, 18, 19, 20, 21, 22, 0, 24, 25, 26, 27, 28, 29, 30)); \
+    } while (0)
+
+/* acc[o] += w(o0 + o, c, kh, *) . (l, m, r) for the DB channels from o0
+ * (channels past OC read channel OC - 1's weights: computed, not stored).
+ */
+#define DC_TAPS(acc, w, o0, OC, wo, wc, c, kh, flip, l, m, r)                           \
+    do {                                                                                \
+        const uint t0_ = (flip) ? 8u - (kh) * 3u : (kh) * 3u;                          \
+        const int d_ = (flip) ? -1 : 1;                                                 \
+        _Pragma("unroll") for (uint o_ = 0; o_ < DB; o_++)                              \
+        {                                                                               \
+            const uint oo_ = (o0) + o_ < (OC) ? (o0) + o_ : (OC) - 1u;                  \
+            __global const float *wp_ = (w) + oo_ * (wo) + (c) * (wc) + t0_;            \
+            acc[o_] = fma((float16)(wp_[0]), (l), acc[o_]);                             \
+            acc[o_] = fma((float16)(wp_[d_]), (m), acc[o_]);                            \
+            acc[o_] = fma((float16)(wp_[2 * d_]), (r), acc[o_]);                        \
+        }                                                                               \
+    } while (0)
+
+/* The loop over the input channels of dc_rows / dc_pairs, once per stride
+ * (as in the weight gradient's DC_DW_ROWS). */
+#define DC_FWD_ROWS(ROW, STRIDE)                                                    \
+    for (uint c = 0; c < C; c++) {                                                  \
+        __global const float *plane = xb + (size_t)c * H * W;                       \
+        _Pragma("unroll") for (uint kh = 0; kh < 3u; kh++)                          \
+        {                                                                           \
+            const int ih = (int)(oh * (STRIDE)) - 1 + (int)kh;                      \
+            if (ih < 0 || ih >= (int)H) continue;                                   \
+            float16 l, m, r;                                                        \
+            ROW(plane + (size_t)ih * W, ow0, W, xend, l, m, r);                  \
+            DC_TAPS(acc, w, o0, OC, wo, wc, c, kh, flip, l, m, r);                  \
+        }                                                                           \
+    }
+
+#define DC_FWD_PAIRS(PAIR, STRIDE)                                                  \
+    for (uint c = 0; c < C; c++) {                                                  \
+        __global const float *plane = xb + (size_t)c * H * W;                       \
+        _Pragma("unroll") for (uint kh = 0; kh < 3u; kh++)                          \
+        {                                                                           \
+            float16 l, m, r;                                                        \
+            PAIR(plane, (int)(oh0 * (STRIDE)) - 1 + (int)kh, H, W, xend, l, m, r); \
+            DC_TAPS(acc, w, o0, OC, wo, wc, c, kh, flip, l, m, r);                  \
+        }                                                                           \
+    }
+
+/* Rows form: global id = ((b * nob + ob) * OH + oh) * nseg + seg. */
+void dc_rows(uint B, uint C, uint H, uint W, uint OH, uint OW, uint S, uint OC, ulong wo, ulong wc,
+             uint flip, __global const float *restrict x, __global const float *restrict w,
+             __global const float *restrict bias, uint has_bias, __global float *restrict y)
+{
+    const uint nseg = (OW + 15u) / 16u, nob = (OC + DB - 1u) / DB;
+    const uint g = (uint)get_global_id(0);
+    const uint seg = g % nseg, oh = (g / nseg) % OH, ob = (g / (nseg * OH)) % nob,
+               b = g / (nseg * OH * nob);
+    const uint ow0 = seg * 16u, o0 = ob * DB;
+    float16 acc[DB];
+#pragma unroll
+    for (uint o = 0; o < DB; o++) acc[o] = (float16)(0.0f);
+    __global const float *xb = x + (size_t)b * C * H * W, *xend = x + (size_t)B * C * H * W;
+    if (S == 1u) {
+        DC_FWD_ROWS(DC_ROW, 1u)
+    } else {
+        DC_FWD_ROWS(DC_ROW2, 2u)
+    }
+    const uint n = OW - ow0 < 16u ? OW - ow0 : 16u;
+#pragma unroll
+    for (uint o = 0; o < DB; o++) {
+        if (o0 + o >= OC) break;
+        const float16 v = has_bias ? acc[o] + (float16)(bias[o0 + o]) : acc[o];
+        __global float *yr = y + (((size_t)b * OC + o0 + o) * OH + oh) * OW + ow0;
+        if (n == 16u) {
+            vstore16(v, 0, yr);
+        } else {
+            float t[16];
+            vstore16(v, 0, t);
+            for (uint q = 0; q < n; q++) yr[q] = t[q];
+        }
+    }
+}
+
+/* Pairs form (OW <= 8): global id = (b * nob + ob) * ceil(OH / 2) + pair. */
+void dc_pairs(uint B, uint C, uint H, uint W, uint OH, uint OW, uint S, uint OC, ulong wo, ulong wc,
+              uint flip, __global const float *restrict x, __global const float *restrict w,
+              __global const float *restrict bias, uint has_bias, __global float *restrict y)
+{
+    const uint np = (OH + 1u) / 2u, nob = (OC + DB - 1u) / DB;
+    const uint g = (uint)get_global_id(0);
+    const uint pr = g % np, ob = (g / np) % nob, b = g / (np * nob);
+    const uint oh0 = pr * 2u, o0 = ob * DB;
+    float16 acc[DB];
+#pragma unroll
+    for (uint o = 0; o < DB; o++) acc[o] = (float16)(0.0f);
+    __global const float *xb = x + (size_t)b * C * H * W, *xend = x + (size_t)B * C * H * W;
+    if (S == 1u) {
+        DC_FWD_PAIRS(DC_PAIR, 1u)
+    } else {
+        DC_FWD_PAIRS(DC_PAIR2, 2u)
+    }
+    const uint rows = OH - oh0 < 2u ? OH - oh0 : 2u;
+#pragma unroll
+    for (uint o = 0; o < DB; o++) {
+        if (o0 + o >= OC) break;
+        const float16 v = has_bias ? acc[o] + (float16)(bias[o0 + o]) : acc[o];
+        float t[16];
+        vstore16(v, 0, t);
+        __global float *yp = y + (((size_t)b * OC + o0 + o) * OH + oh0) * OW;
+        for (uint rr = 0; rr < rows; rr++)
+            for (uint q = 0; q < OW; q++) yp[rr * OW + q] = t[rr * 8u + q];
+    }
+}
+
+#define DC_CONV_ARGS                                                                        \
+    const uint B, const uint C, const uint H, const uint W, const uint OH, const uint OW,    \
+        const uint S,                                                                       \
+        const uint OC, const ulong wo, const ulong wc, __global const float *restrict x,    \
+        __global const float *restrict w, __global const float *restrict bias,              \
+        const uint has_bias, __global float *restrict y
+
+/* The forward at stride S (1 or 2); the input gradient at stride 1 (S = 1,
+ * OH = H, OW = W). */
+__kernel void conv3x3_rows_fwd(DC_CONV_ARGS)
+{
+    dc_rows(B, C, H, W, OH, OW, S, OC, wo, wc, 0u, x, w, bias, has_bias, y);
+}
+
+__kernel void conv3x3_rows_bwd(DC_CONV_ARGS)
+{
+    dc_rows(B, C, H, W, OH, OW, S, OC, wo, wc, 1u, x, w, bias, has_bias, y);
+}
+
+__kernel void conv3x3_pairs_fwd(DC_CONV_ARGS)
+{
+    dc_pairs(B, C, H, W, OH, OW, S, OC, wo, wc, 0u, x, w, bias, has_bias, y);
+}
+
+__kernel void conv3x3_pairs_bwd(DC_CONV_ARGS)
+{
+    dc_pairs(B, C, H, W, OH, OW, S, OC, wo, wc, 1u, x, w, bias, has_bias, y);
+}
+
+float dc_sum16(float16 v)
+{
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
+
+/* a0[kh*3 + j] += d0 * (l, m, r)[j], a1 likewise with d1. */
+#define DC_DW_ROW(a0, a1, kh, d0, d1, l, m, r)                \
+    do {                                                      \
+        a0[(kh)*3u] = fma((d0), (l), a0[(kh)*3u]);            \
+        a0[(kh)*3u + 1u] = fma((d0), (m), a0[(kh)*3u + 1u]);  \
+        a0[(kh)*3u + 2u] = fma((d0), (r), a0[(kh)*3u + 2u]);  \
+        a1[(kh)*3u] = fma((d1), (l), a1[(kh)*3u]);            \
+        a1[(kh)*3u + 1u] = fma((d1), (m), a1[(kh)*3u + 1u]);  \
+        a1[(kh)*3u + 2u] = fma((d1), (r), a1[(kh)*3u + 2u]);  \
+    } while (0)
+
+void dc_dw_store(__global float *restrict dwp, uint part, uint C, uint OC, uint o0, uint c,
+                 const float16 a0[9], const float16 a1[9])
+{
+    __global float *out = dwp + (size_t)part * OC * C * 9u + ((size_t)o0 * C + c) * 9u;
+#pragma unroll
+    for (uint t = 0; t < 9u; t++) out[t] = dc_sum16(a0[t]);
+    if (o0 + 1u < OC) {
+#pragma unroll
+        for (uint t = 0; t < 9u; t++) out[(size_t)C * 9u + t] = dc_sum16(a1[t]);
+    }
+}
+
+/* The weight gradient's loop over a part's images, once per stride (a
+ * stride chosen inside the loop cost 20-40% at stride 1: the two row
+ * builders' registers), with the row builder ROW at stride STRIDE. */
+#define DC_DW_ROWS(ROW, STRIDE)                                                            \
+    for (uint b = part * NB; b < b1; b++) {                                                \
+        __global const float *plane = x + ((size_t)b * C + c) * H * W;                     \
+        __global const float *d0p = dy + ((size_t)b * OC + o0) * OH * OW;                  \
+        __global const float *d1p = dy + ((size_t)b * OC + o1) * OH * OW;                  \
+        for (uint oh = 0; oh < OH; oh++) {                                                 \
+            for (uint seg = 0; seg < nseg; seg++) {                                        \
+                const uint ow0 = seg * 16u;                                                \
+                float16 d0, d1 = (float16)(0.0f);                                          \
+                DC_SEG(d0, d0p + (size_t)oh * OW, ow0, OW, dyend);                         \
+                if (o1 != o0) DC_SEG(d1, d1p + (size_t)oh * OW, ow0, OW, dyend);           \
+                _Pragma("unroll") for (uint kh = 0; kh < 3u; kh++)                         \
+                {                                                                          \
+                    const int ih = (int)(oh * (STRIDE)) - 1 + (int)kh;                     \
+                    if (ih < 0 || ih >= (int)H) continue;                                  \
+                    float16 l, m, r;                                                       \
+                    ROW(plane + (size_t)ih * W, ow0, W, xend, l, m, r);                 \
+                    DC_DW_ROW(a0, a1, kh, d0, d1, l, m, r);                                \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+#define DC_DW_PAIRS(PAIR, STRIDE)                                                          \
+    for (uint b = part * NB; b < b1; b++) {                                                \
+        __global const float *plane = x + ((size_t)b * C + c) * H * W;                     \
+        __global const float *d0p = dy + ((size_t)b * OC + o0) * OH * OW;                  \
+        __global const float *d1p = dy + ((size_t)b * OC + o1) * OH * OW;                  \
+        for (uint oh0 = 0; oh0 < OH; oh0 += 2u) {                                          \
+            float8 h0_, h1_, h2_ = (float8)(0.0f), h3_ = (float8)(0.0f);                   \
+            DC_HALF(h0_, d0p, (int)oh0, OH, OW, dyend);                                    \
+            DC_HALF(h1_, d0p, (int)oh0 + 1, OH, OW, dyend);                                \
+            if (o1 != o0) {                                                                \
+                DC_HALF(h2_, d1p, (int)oh0, OH, OW, dyend);                                \
+                DC_HALF(h3_, d1p, (int)oh0 + 1, OH, OW, dyend);                            \
+            }                                                                              \
+            const float16 d0 = (float16)(h0_, h1_), d1 = (float16)(h2_, h3_);              \
+            _Pragma("unroll") for (uint kh = 0; kh < 3u; kh++)                             \
+            {                                                                              \
+                float16 l, m, r;                                                           \
+                PAIR(plane, (int)(oh0 * (STRIDE)) - 1 + (int)kh, H, W, xend, l, m, r);  \
+                DC_DW_ROW(a0, a1, kh, d0, d1, l, m, r);                                    \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+/* global id = (part * C + c) * ceil(OC / 2) + o-pair; images [part*NB,
+ * min(B, part*NB + NB)); dy is [B, OC, OH, OW], stride S. */
+__kernel void conv3x3_rows_dw(const uint B, const uint C, const uint H, const uint W,
+                              const uint OH, const uint OW, const uint S, const uint OC,
+                              const uint NB, __global const float *restrict x,
+                              __global const float *restrict dy, __global float *restrict dwp)
+{
+    const uint nop = (OC + 1u) / 2u, g = (uint)get_global_id(0);
+    const uint o0 = (g % nop) * 2u, c = (g / nop) % C, part = g / (nop * C);
+    const uint o1 = o0 + 1u < OC ? o0 + 1u : o0;
+    const uint nseg = (OW + 15u) / 16u;
+    float16 a0[9], a1[9];
+#pragma unroll
+    for (uint t = 0; t < 9u; t++) a0[t] = a1[t] = (float16)(0.0f);
+    const uint b1 = part * NB + NB < B ? part * NB + NB : B;
+    __global const float *xend = x + (size_t)B * C * H * W,
+                         *dyend = dy + (size_t)B * OC * OH * OW;
+    if (S == 1u) {
+        DC_DW_ROWS(DC_ROW, 1u)
+    } else {
+        DC_DW_ROWS(DC_ROW2, 2u)
+    }
+    dc_dw_store(dwp, part, C, OC, o0, c, a0, a1);
+}
+
+/* The same with two output rows of at most 8 columns per vector (OW <= 8). */
+__kernel void conv3x3_pairs_dw(const uint B, const uint C, const uint H, const uint W,
+                               const uint OH, const uint OW, const uint S, const uint OC,
+                               const uint NB, __global const float *restrict x,
+                               __global const float *restrict dy, __global float *restrict dwp)
+{
+    const uint nop = (OC + 1u) / 2u, g = (uint)get_global_id(0);
+    const uint o0 = (g % nop) * 2u, c = (g / nop) % C, part = g / (nop * C);
+    const uint o1 = o0 + 1u < OC ? o0 + 1u : o0;
+    float16 a0[9], a1[9];
+#pragma unroll
+    for (uint t = 0; t < 9u; t++) a0[t] = a1[t] = (float16)(0.0f);
+    const uint b1 = part * NB + NB < B ? part * NB + NB : B;
+    __global const float *xend = x + (size_t)B * C * H * W,
+                         *dyend = dy + (size_t)B * OC * OH * OW;
+    if (S == 1u) {
+        DC_DW_PAIRS(DC_PAIR, 1u)
+    } else {
+        DC_DW_PAIRS(DC_PAIR2, 2u)
+    }
+    dc_dw_store(dwp, part, C, OC, o0, c, a0, a1);
+}
+
+/* Input gradient at stride 2: dx [B, C, H, W] from dy [B, OC, OH, OW] (OC
+ * input channels of this computation, C output channels in blocks of DB),
+ * rows of dx in segments of 16 columns; global id = ((b * ncb + cb) * H +
+ * ih) * nseg + seg. The weight of (c, o, kh, kw) at w[o*C*9 + c*9 + kh*3 +
+ * kw]. Sum order per element: o, then kh, kw ascending over the taps that
+ * reach it (at most 4 of 9), zero products in between. */
+__kernel void conv3x3s2_rows_dx(const uint B, const uint C, const uint H, const uint W, const uint OH,
+                                const uint OW, const uint OC, __global const float *restrict dy,
+                                __global const float *restrict w, __global float *restrict dx)
+{
+    const uint nseg = (W + 15u) / 16u, ncb = (C + DB - 1u) / DB;
+    const uint g = (uint)get_global_id(0);
+    const uint seg = g % nseg, ih = (g / nseg) % H, cb = (g / (nseg * H)) % ncb,
+               b = g / (nseg * H * ncb);
+    const uint iw0 = seg * 16u, c0 = cb * DB, j0 = iw0 / 2u;
+    const ulong wo = 9u, wc = (ulong)C * 9u;
+    __global const float *dyend = dy + (size_t)B * OC * OH * OW;
+    const float16 z = (float16)(0.0f);
+    float16 acc[DB];
+#pragma unroll
+    for (uint o = 0; o < DB; o++) acc[o] = z;
+    /* the kernel rows that reach row ih: kh = 1 (even ih), kh = 0 and 2 (odd) */
+    const uint odd = ih & 1u;
+    for (uint o = 0; o < OC; o++) {
+        __global const float *plane = dy + ((size_t)b * OC + o) * OH * OW;
+#pragma unroll
+        for (uint kh = 0; kh < 3u; kh++) {
+            if ((kh & 1u) == odd) continue; /* ih + 1 - kh odd */
+            const uint oh = (ih + 1u - kh) / 2u; /* ih + 1 >= kh here */
+            if (oh >= OH) continue;
+            /* dy columns j0 .. j0 + 8 (0 past OW) */
+            float16 d;
+            DC_SEG(d, plane + (size_t)oh * OW, j0, OW, dyend);
+            const float16 l = shuffle2(d, z, (uint16)(16, 1, 16, 2, 16, 3, 16, 4, 16, 5, 16, 6, 16, 7, 16, 8));
+            const float16 m = shuffle2(d, z, (uint16)(0, 16, 1, 16, 2, 16, 3, 16, 4, 16, 5, 16, 6, 16, 7, 16));
+            const float16 r = shuffle2(d, z, (uint16)(16, 0, 16, 1, 16, 2, 16, 3, 16, 4, 16, 5, 16, 6, 16, 7));
+            DC_TAPS(acc, w, c0, C, wo, wc, o, kh, 0u, l, m, r);
+        }
+    }
+    const uint n = W - iw0 < 16u ? W - iw0 : 16u;
+#pragma unroll
+    for (uint o = 0; o < DB; o++) {
+        if (c0 + o >= C) break;
+        __global float *xr = dx + (((size_t)b * C + c0 + o) * H + ih) * W + iw0;
+        if (n == 16u) {
+            vstore16(acc[o], 0, xr);
+        } else {
+            float t[16];
+            vstore16(acc[o], 0, t);
+            for (uint q = 0; q < n; q++) xr[q] = t[q];
+        }
+    }
+}
