@@ -28,13 +28,17 @@
  * consecutive columns are dy's row interleaved with zeros (half the lanes
  * of each tap's product are 0).
  *
- * Weight gradient (conv3x3_*_dw): one work-item per pair of output channels
- * (o0, o0 + 1; the second skipped past OC), input channel and part of the
- * batch (NB images), 18 float16 accumulators over the part's positions; each
- * accumulator's lanes are summed at the end (a fixed tree) and the part's
- * [OC, C, 3, 3] written at dwp + part * OC*C*9; the caller sums the parts in
- * order. */
+ * Weight gradient (conv3x3_*_dw): one work-item per kernel row kh, block
+ * of DW_OB = 4 output channels, input channel and part of the batch (NB
+ * images), 12 float16 accumulators (4 channels x 3 kernel columns) over the
+ * part's positions: per output row one input row's three column vectors,
+ * each used by 4 channels' dy. Each accumulator's lanes are summed at the
+ * end (a fixed tree) and the part's [OC, C, 3, 3] written at dwp + part *
+ * OC*C*9; the caller sums the parts in order. (Two output channels with all
+ * 9 taps per work-item, building every input row three times, ran
+ * 1.3-1.7x slower.) */
 #define DB 16
+#define DW_OB 4 /* output channels per work-item of the weight gradient */
 
 /* The helpers of the hot loops are macros: as functions, the larger ones
  * were not inlined (PoCL 3.1 kept dc_row2 and the pair builders as calls)
@@ -290,58 +294,34 @@ __kernel void conv3x3_pairs_bwd(DC_CONV_ARGS)
     dc_pairs(B, C, H, W, OH, OW, S, OC, wo, wc, 1u, x, w, bias, has_bias, y);
 }
 
-float dc_sum16(float16 v)
-{
-    const float8 a = v.lo + v.hi;
-    const float4 b = a.lo + a.hi;
-    const float2 c = b.lo + b.hi;
-    return c.x + c.y;
-}
-
-/* a0[kh*3 + j] += d0 * (l, m, r)[j], a1 likewise with d1. */
-#define DC_DW_ROW(a0, a1, kh, d0, d1, l, m, r)                \
-    do {                                                      \
-        a0[(kh)*3u] = fma((d0), (l), a0[(kh)*3u]);            \
-        a0[(kh)*3u + 1u] = fma((d0), (m), a0[(kh)*3u + 1u]);  \
-        a0[(kh)*3u + 2u] = fma((d0), (r), a0[(kh)*3u + 2u]);  \
-        a1[(kh)*3u] = fma((d1), (l), a1[(kh)*3u]);            \
-        a1[(kh)*3u + 1u] = fma((d1), (m), a1[(kh)*3u + 1u]);  \
-        a1[(kh)*3u + 2u] = fma((d1), (r), a1[(kh)*3u + 2u]);  \
+/* The weight gradient's loops over a part's images for one kernel row kh,
+ * once per stride (a stride chosen inside the loop cost 20-40% at stride
+ * 1: the two row builders' registers): output rows oh whose input row oh*S
+ * - 1 + kh lies in the plane. ROW / PAIR build the input row's three column
+ * vectors; acc[o][kw] += dy(o0 + o) * column kw. */
+#define DC_DW_ACC(d, o, l, m, r)                                                           \
+    do {                                                                                   \
+        acc[o][0] = fma((d), (l), acc[o][0]);                                              \
+        acc[o][1] = fma((d), (m), acc[o][1]);                                              \
+        acc[o][2] = fma((d), (r), acc[o][2]);                                              \
     } while (0)
 
-void dc_dw_store(__global float *restrict dwp, uint part, uint C, uint OC, uint o0, uint c,
-                 const float16 a0[9], const float16 a1[9])
-{
-    __global float *out = dwp + (size_t)part * OC * C * 9u + ((size_t)o0 * C + c) * 9u;
-#pragma unroll
-    for (uint t = 0; t < 9u; t++) out[t] = dc_sum16(a0[t]);
-    if (o0 + 1u < OC) {
-#pragma unroll
-        for (uint t = 0; t < 9u; t++) out[(size_t)C * 9u + t] = dc_sum16(a1[t]);
-    }
-}
-
-/* The weight gradient's loop over a part's images, once per stride (a
- * stride chosen inside the loop cost 20-40% at stride 1: the two row
- * builders' registers), with the row builder ROW at stride STRIDE. */
 #define DC_DW_ROWS(ROW, STRIDE)                                                            \
     for (uint b = part * NB; b < b1; b++) {                                                \
         __global const float *plane = x + ((size_t)b * C + c) * H * W;                     \
-        __global const float *d0p = dy + ((size_t)b * OC + o0) * OH * OW;                  \
-        __global const float *d1p = dy + ((size_t)b * OC + o1) * OH * OW;                  \
+        __global const float *dp = dy + ((size_t)b * OC + o0) * OH * OW;                   \
         for (uint oh = 0; oh < OH; oh++) {                                                 \
+            const int ih = (int)(oh * (STRIDE)) - 1 + (int)kh;                             \
+            if (ih < 0 || ih >= (int)H) continue;                                          \
             for (uint seg = 0; seg < nseg; seg++) {                                        \
                 const uint ow0 = seg * 16u;                                                \
-                float16 d0, d1 = (float16)(0.0f);                                          \
-                DC_SEG(d0, d0p + (size_t)oh * OW, ow0, OW, dyend);                         \
-                if (o1 != o0) DC_SEG(d1, d1p + (size_t)oh * OW, ow0, OW, dyend);           \
-                _Pragma("unroll") for (uint kh = 0; kh < 3u; kh++)                         \
+                float16 l, m, r;                                                           \
+                ROW(plane + (size_t)ih * W, ow0, W, xend, l, m, r);                        \
+                _Pragma("unroll") for (uint o = 0; o < DW_OB; o++)                         \
                 {                                                                          \
-                    const int ih = (int)(oh * (STRIDE)) - 1 + (int)kh;                     \
-                    if (ih < 0 || ih >= (int)H) continue;                                  \
-                    float16 l, m, r;                                                       \
-                    ROW(plane + (size_t)ih * W, ow0, W, xend, l, m, r);                 \
-                    DC_DW_ROW(a0, a1, kh, d0, d1, l, m, r);                                \
+                    float16 d;                                                             \
+                    DC_SEG(d, dp + (size_t)od[o] * OH * OW + (size_t)oh * OW, ow0, OW, dyend); \
+                    DC_DW_ACC(d, o, l, m, r);                                              \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
@@ -350,49 +330,73 @@ void dc_dw_store(__global float *restrict dwp, uint part, uint C, uint OC, uint 
 #define DC_DW_PAIRS(PAIR, STRIDE)                                                          \
     for (uint b = part * NB; b < b1; b++) {                                                \
         __global const float *plane = x + ((size_t)b * C + c) * H * W;                     \
-        __global const float *d0p = dy + ((size_t)b * OC + o0) * OH * OW;                  \
-        __global const float *d1p = dy + ((size_t)b * OC + o1) * OH * OW;                  \
+        __global const float *dp = dy + ((size_t)b * OC + o0) * OH * OW;                   \
         for (uint oh0 = 0; oh0 < OH; oh0 += 2u) {                                          \
-            float8 h0_, h1_, h2_ = (float8)(0.0f), h3_ = (float8)(0.0f);                   \
-            DC_HALF(h0_, d0p, (int)oh0, OH, OW, dyend);                                    \
-            DC_HALF(h1_, d0p, (int)oh0 + 1, OH, OW, dyend);                                \
-            if (o1 != o0) {                                                                \
-                DC_HALF(h2_, d1p, (int)oh0, OH, OW, dyend);                                \
-                DC_HALF(h3_, d1p, (int)oh0 + 1, OH, OW, dyend);                            \
-            }                                                                              \
-            const float16 d0 = (float16)(h0_, h1_), d1 = (float16)(h2_, h3_);              \
-            _Pragma("unroll") for (uint kh = 0; kh < 3u; kh++)                             \
+            float16 l, m, r;                                                               \
+            PAIR(plane, (int)(oh0 * (STRIDE)) - 1 + (int)kh, H, W, xend, l, m, r);         \
+            _Pragma("unroll") for (uint o = 0; o < DW_OB; o++)                             \
             {                                                                              \
-                float16 l, m, r;                                                           \
-                PAIR(plane, (int)(oh0 * (STRIDE)) - 1 + (int)kh, H, W, xend, l, m, r);  \
-                DC_DW_ROW(a0, a1, kh, d0, d1, l, m, r);                                    \
+                __global const float *dq = dp + (size_t)od[o] * OH * OW;                   \
+                float8 h0, h1;                                                             \
+                DC_HALF(h0, dq, (int)oh0, OH, OW, dyend);                                  \
+                DC_HALF(h1, dq, (int)oh0 + 1, OH, OW, dyend);                              \
+                DC_DW_ACC((float16)(h0, h1), o, l, m, r);                                  \
             }                                                                              \
         }                                                                                  \
     }
 
-/* global id = (part * C + c) * ceil(OC / 2) + o-pair; images [part*NB,
- * min(B, part*NB + NB)); dy is [B, OC, OH, OW], stride S. */
+float dc_sum16(float16 v)
+{
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
+
+/* The work-item's place (global id = ((part * C + c) * nob + ob) * 3 + kh,
+ * nob = ceil(OC / DW_OB)), its accumulators, and their store: the lanes
+ * summed, the part's [OC, C, 3, 3] at dwp + part * OC*C*9. Channels past OC
+ * read channel o0 (computed, not stored). */
+#define DC_DW_BEGIN                                                                        \
+    const uint nob = (OC + DW_OB - 1u) / DW_OB, g = (uint)get_global_id(0);                \
+    const uint kh = g % 3u, o0 = (g / 3u) % nob * DW_OB, c = (g / (3u * nob)) % C,          \
+               part = g / (3u * nob * C);                                                  \
+    uint od[DW_OB];                                                                        \
+    _Pragma("unroll") for (uint o = 0; o < DW_OB; o++) od[o] = o0 + o < OC ? o : 0u;       \
+    float16 acc[DW_OB][3];                                                                 \
+    _Pragma("unroll") for (uint o = 0; o < DW_OB; o++)                                     \
+        acc[o][0] = acc[o][1] = acc[o][2] = (float16)(0.0f);                               \
+    const uint b1 = part * NB + NB < B ? part * NB + NB : B;                               \
+    __global const float *xend = x + (size_t)B * C * H * W,                                \
+                         *dyend = dy + (size_t)B * OC * OH * OW
+
+#define DC_DW_END                                                                          \
+    do {                                                                                   \
+        __global float *out = dwp + (size_t)part * OC * C * 9u + (size_t)c * 9u + kh * 3u;  \
+        _Pragma("unroll") for (uint o = 0; o < DW_OB; o++)                                 \
+        {                                                                                  \
+            if (o0 + o >= OC) break;                                                       \
+            __global float *q = out + (size_t)(o0 + o) * C * 9u;                           \
+            q[0] = dc_sum16(acc[o][0]);                                                    \
+            q[1] = dc_sum16(acc[o][1]);                                                    \
+            q[2] = dc_sum16(acc[o][2]);                                                    \
+        }                                                                                  \
+    } while (0)
+
+/* Images [part*NB, min(B, part*NB + NB)); dy is [B, OC, OH, OW], stride S. */
 __kernel void conv3x3_rows_dw(const uint B, const uint C, const uint H, const uint W,
                               const uint OH, const uint OW, const uint S, const uint OC,
                               const uint NB, __global const float *restrict x,
                               __global const float *restrict dy, __global float *restrict dwp)
 {
-    const uint nop = (OC + 1u) / 2u, g = (uint)get_global_id(0);
-    const uint o0 = (g % nop) * 2u, c = (g / nop) % C, part = g / (nop * C);
-    const uint o1 = o0 + 1u < OC ? o0 + 1u : o0;
+    DC_DW_BEGIN;
     const uint nseg = (OW + 15u) / 16u;
-    float16 a0[9], a1[9];
-#pragma unroll
-    for (uint t = 0; t < 9u; t++) a0[t] = a1[t] = (float16)(0.0f);
-    const uint b1 = part * NB + NB < B ? part * NB + NB : B;
-    __global const float *xend = x + (size_t)B * C * H * W,
-                         *dyend = dy + (size_t)B * OC * OH * OW;
     if (S == 1u) {
         DC_DW_ROWS(DC_ROW, 1u)
     } else {
         DC_DW_ROWS(DC_ROW2, 2u)
     }
-    dc_dw_store(dwp, part, C, OC, o0, c, a0, a1);
+    DC_DW_END;
 }
 
 /* The same with two output rows of at most 8 columns per vector (OW <= 8). */
@@ -401,21 +405,13 @@ __kernel void conv3x3_pairs_dw(const uint B, const uint C, const uint H, const u
                                const uint NB, __global const float *restrict x,
                                __global const float *restrict dy, __global float *restrict dwp)
 {
-    const uint nop = (OC + 1u) / 2u, g = (uint)get_global_id(0);
-    const uint o0 = (g % nop) * 2u, c = (g / nop) % C, part = g / (nop * C);
-    const uint o1 = o0 + 1u < OC ? o0 + 1u : o0;
-    float16 a0[9], a1[9];
-#pragma unroll
-    for (uint t = 0; t < 9u; t++) a0[t] = a1[t] = (float16)(0.0f);
-    const uint b1 = part * NB + NB < B ? part * NB + NB : B;
-    __global const float *xend = x + (size_t)B * C * H * W,
-                         *dyend = dy + (size_t)B * OC * OH * OW;
+    DC_DW_BEGIN;
     if (S == 1u) {
         DC_DW_PAIRS(DC_PAIR, 1u)
     } else {
         DC_DW_PAIRS(DC_PAIR2, 2u)
     }
-    dc_dw_store(dwp, part, C, OC, o0, c, a0, a1);
+    DC_DW_END;
 }
 
 /* Input gradient at stride 2: dx [B, C, H, W] from dy [B, OC, OH, OW] (OC

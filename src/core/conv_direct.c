@@ -13,6 +13,7 @@
     } while (0)
 
 #define DC_BLOCK 16   /* output channels per work-item (DB in the kernels) */
+#define DC_DW_OB 4     /* output channels per work-item of the weight gradient (DW_OB) */
 #define DC_PAIRS_W 8  /* output widths up to this run two rows per vector */
 #define DC_DW_PART_BYTES (512 * 1024) /* x and dy of a part of the weight gradient, at most */
 
@@ -87,7 +88,7 @@ size_t kdcl__conv_direct_parts(const kdcl_ctx *ctx, const kdcl_conv_geom *g, siz
      * DC_DW_PART_BYTES (its work-items run one after another and each reads
      * them all), but enough parts for 8 work-items per compute unit */
     const size_t cu = ctx->dev.compute_units ? ctx->dev.compute_units : 1;
-    const size_t per_part = g->c * ((g->oc + 1) / 2);
+    const size_t per_part = g->c * 3 * ((g->oc + DC_DW_OB - 1) / DC_DW_OB);
     const size_t image = (g->c * g->h * g->w + g->oc * g->oh * g->ow) * sizeof(float);
     size_t nb = DC_DW_PART_BYTES / image;
     if (nb < 1) nb = 1;
@@ -110,5 +111,5 @@ kdcl_status kdcl__conv_direct_dw_parts(kdcl_ctx *ctx, const kdcl_conv_geom *g, s
     const karg a[] = {KA(B),  KA(C), KA(H), KA(W),  KA(OH), KA(OW),
                       KA(S),  KA(OC), KA(NB), KA(x), KA(dy), KA(out)};
     TRY(kdcl_ops_set_args(k, name, a, sizeof a / sizeof a[0]));
-    return dc_launch(ctx, k, name, parts * g->c * ((g->oc + 1) / 2));
+    return dc_launch(ctx, k, name, parts * g->c * 3 * ((g->oc + DC_DW_OB - 1) / DC_DW_OB));
 }
