@@ -454,7 +454,6 @@ __kernel void conv3x3s2_rows_dx(const uint B, const uint C, const uint H, const 
         }
     }
     const uint n = W - iw0 < 16u ? W - iw0 : 16u;
-#pragma unroll
     for (uint o = 0; o < DB; o++) {
         if (c0 + o >= C) break;
         __global float *xr = dx + (((size_t)b * C + c0 + o) * H + ih) * W + iw0;
@@ -465,5 +464,165 @@ __kernel void conv3x3s2_rows_dx(const uint B, const uint C, const uint H, const 
             vstore16(acc[o], 0, t);
             for (uint q = 0; q < n; q++) xr[q] = t[q];
         }
+    }
+}
+
+/* ---- 5x5, stride 1, any padding P < 5 (LeNet-5's convolutions) ----
+ * The same layout as the 3x3 rows kernels (16 output columns of one row x
+ * DB output channels per work-item; OW = W + 2P - 4): an input row's window
+ * of 20 columns from ow0 - P is loaded as two vectors (columns outside the
+ * row 0) and kernel column kw's vector is lanes kw .. kw + 15 of the pair.
+ * The input gradient is the forward on dy with the kernel flipped (t -> 24
+ * - t), the channels' roles swapped and padding 4 - P. */
+
+/* v = columns [s0, s0 + 16) of the row at element offset ro of a buffer of
+ * n elements (s0 may be negative), 0 outside [0, W). */
+float16 dc_segx_tail(__global const float *x, long ro, int s0, int W)
+{
+    float t[16];
+    for (int q = 0; q < 16; q++) t[q] = s0 + q >= 0 && s0 + q < W ? x[ro + s0 + q] : 0.0f;
+    return vload16(0, t);
+}
+
+#define DC_SEGX(v, x, ro, s0, W, n)                                                        \
+    do {                                                                                   \
+        if ((s0) >= 0 && (s0) + 16 <= (int)(W))                                            \
+            v = vload16(0, (x) + (ro) + (s0));                                             \
+        else if ((ro) + (s0) >= 0 && (ro) + (s0) + 16 <= (long)(n))                        \
+            v = select((float16)(0.0f), vload16(0, (x) + (ro) + (s0)),                     \
+                       DC_LANES + (s0) >= 0 && DC_LANES + (s0) < (int)(W));                \
+        else                                                                               \
+            v = dc_segx_tail((x), (ro), (s0), (int)(W));                                   \
+    } while (0)
+
+/* v[kw] for kw < 5: the row's columns ow0 - P + kw + lane. */
+#define DC_ROW5(v, x, ro, ow0, P, W, n)                                                    \
+    do {                                                                                   \
+        float16 a_, b_;                                                                    \
+        DC_SEGX(a_, x, ro, (int)(ow0) - (int)(P), W, n);                                   \
+        DC_SEGX(b_, x, ro, (int)(ow0) - (int)(P) + 16, W, n);                              \
+        _Pragma("unroll") for (uint kw_ = 0; kw_ < 5u; kw_++) v[kw_] =                     \
+            shuffle2(a_, b_, DC_LANES_U + (uint16)(kw_));                                  \
+    } while (0)
+#define DC_LANES_U (uint16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+
+void dc5_rows(uint B, uint C, uint H, uint W, uint OH, uint OW, uint P, uint OC, ulong wo,
+              ulong wc, uint flip, __global const float *restrict x,
+              __global const float *restrict w, __global const float *restrict bias,
+              uint has_bias, __global float *restrict y)
+{
+    const uint nseg = (OW + 15u) / 16u, nob = (OC + DB - 1u) / DB;
+    const uint g = (uint)get_global_id(0);
+    const uint seg = g % nseg, oh = (g / nseg) % OH, ob = (g / (nseg * OH)) % nob,
+               b = g / (nseg * OH * nob);
+    const uint ow0 = seg * 16u, o0 = ob * DB;
+    const long n = (long)B * C * H * W;
+    float16 acc[DB];
+#pragma unroll
+    for (uint o = 0; o < DB; o++) acc[o] = (float16)(0.0f);
+    for (uint c = 0; c < C; c++) {
+        const long po = ((long)b * C + c) * H * W;
+#pragma unroll
+        for (uint kh = 0; kh < 5u; kh++) {
+            const int ih = (int)oh - (int)P + (int)kh;
+            if (ih < 0 || ih >= (int)H) continue;
+            float16 v[5];
+            DC_ROW5(v, x, po + (long)ih * W, ow0, P, W, n);
+#pragma unroll
+            for (uint o = 0; o < DB; o++) {
+                const uint oo = o0 + o < OC ? o0 + o : OC - 1u;
+                __global const float *wp = w + oo * wo + c * wc;
+#pragma unroll
+                for (uint kw = 0; kw < 5u; kw++) {
+                    const uint t = kh * 5u + kw;
+                    acc[o] = fma((float16)(wp[flip ? 24u - t : t]), v[kw], acc[o]);
+                }
+            }
+        }
+    }
+    const uint nv = OW - ow0 < 16u ? OW - ow0 : 16u;
+#pragma unroll
+    for (uint o = 0; o < DB; o++) {
+        if (o0 + o >= OC) break;
+        const float16 r = has_bias ? acc[o] + (float16)(bias[o0 + o]) : acc[o];
+        __global float *yr = y + (((size_t)b * OC + o0 + o) * OH + oh) * OW + ow0;
+        if (nv == 16u) {
+            vstore16(r, 0, yr);
+        } else {
+            float t[16];
+            vstore16(r, 0, t);
+            for (uint q = 0; q < nv; q++) yr[q] = t[q];
+        }
+    }
+}
+
+#define DC5_ARGS                                                                            \
+    const uint B, const uint C, const uint H, const uint W, const uint OH, const uint OW,    \
+        const uint P, const uint OC, const ulong wo, const ulong wc,                        \
+        __global const float *restrict x, __global const float *restrict w,                 \
+        __global const float *restrict bias, const uint has_bias, __global float *restrict y
+
+/* The forward (padding P); the input gradient (flipped, padding 4 - P). */
+__kernel void conv5x5_rows_fwd(DC5_ARGS)
+{
+    dc5_rows(B, C, H, W, OH, OW, P, OC, wo, wc, 0u, x, w, bias, has_bias, y);
+}
+
+__kernel void conv5x5_rows_bwd(DC5_ARGS)
+{
+    dc5_rows(B, C, H, W, OH, OW, P, OC, wo, wc, 1u, x, w, bias, has_bias, y);
+}
+
+/* Weight gradient, 5x5: one work-item per kernel row kh, DW_OB output
+ * channels, input channel and part of the batch (global id = ((part * C +
+ * c) * nob + ob) * 5 + kh), 20 accumulators; the part's [OC, C, 5, 5] at
+ * dwp + part * OC*C*25, summed by the caller. */
+__kernel void conv5x5_rows_dw(const uint B, const uint C, const uint H, const uint W,
+                              const uint OH, const uint OW, const uint P, const uint OC,
+                              const uint NB, __global const float *restrict x,
+                              __global const float *restrict dy, __global float *restrict dwp)
+{
+    const uint nob = (OC + DW_OB - 1u) / DW_OB, g = (uint)get_global_id(0);
+    const uint kh = g % 5u, o0 = (g / 5u) % nob * DW_OB, c = (g / (5u * nob)) % C,
+               part = g / (5u * nob * C);
+    const uint nseg = (OW + 15u) / 16u;
+    const long n = (long)B * C * H * W;
+    __global const float *dyend = dy + (size_t)B * OC * OH * OW;
+    uint od[DW_OB];
+#pragma unroll
+    for (uint o = 0; o < DW_OB; o++) od[o] = o0 + o < OC ? o : 0u;
+    float16 acc[DW_OB][5];
+#pragma unroll
+    for (uint o = 0; o < DW_OB; o++)
+#pragma unroll
+        for (uint kw = 0; kw < 5u; kw++) acc[o][kw] = (float16)(0.0f);
+    const uint b1 = part * NB + NB < B ? part * NB + NB : B;
+    for (uint b = part * NB; b < b1; b++) {
+        const long po = ((long)b * C + c) * H * W;
+        __global const float *dp = dy + ((size_t)b * OC + o0) * OH * OW;
+        for (uint oh = 0; oh < OH; oh++) {
+            const int ih = (int)oh - (int)P + (int)kh;
+            if (ih < 0 || ih >= (int)H) continue;
+            for (uint seg = 0; seg < nseg; seg++) {
+                const uint ow0 = seg * 16u;
+                float16 v[5];
+                DC_ROW5(v, x, po + (long)ih * W, ow0, P, W, n);
+#pragma unroll
+                for (uint o = 0; o < DW_OB; o++) {
+                    float16 d;
+                    DC_SEG(d, dp + (size_t)od[o] * OH * OW + (size_t)oh * OW, ow0, OW, dyend);
+#pragma unroll
+                    for (uint kw = 0; kw < 5u; kw++) acc[o][kw] = fma(d, v[kw], acc[o][kw]);
+                }
+            }
+        }
+    }
+    __global float *out = dwp + (size_t)part * OC * C * 25u + (size_t)c * 25u + kh * 5u;
+#pragma unroll
+    for (uint o = 0; o < DW_OB; o++) {
+        if (o0 + o >= OC) break;
+        __global float *q = out + (size_t)(o0 + o) * C * 25u;
+#pragma unroll
+        for (uint kw = 0; kw < 5u; kw++) q[kw] = dc_sum16(acc[o][kw]);
     }
 }

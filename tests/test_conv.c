@@ -14,12 +14,13 @@
  * per image, one packed GEMM over the batch, (kdcl's narrow-product kernels
  * on, at most 16 output channels, kdcl's im2col) the narrow route:
  * batch-wide products on kdcl's kernels, the weight gradient summed over
- * parts of the batch, or (kdcl's direct kernels on, 3x3 kernels with stride
- * 1 and padding 1, kdcl's im2col algorithm) the direct route: no columns,
- * the weight gradient summed over parts of the batch, the input gradient one
- * sum of OC*9 products (its bound below). Every shape runs with the device's
- * defaults (on CPUs the direct route for the 3x3 stride-1 padding-1 shapes,
- * the narrow route for the others), per image (narrow and direct kernels
+ * parts of the batch, or (kdcl's direct kernels on: 3x3 kernels with
+ * padding 1 and stride 1 or 2, 5x5 kernels with stride 1; kdcl's im2col
+ * algorithm) the direct route: no columns, the weight gradient summed over
+ * parts of the batch, the input gradient one sum of OC*KH*KW products (its
+ * bound below). Every shape runs with the device's defaults (on CPUs the
+ * direct route where it applies, the narrow route for most others), per
+ * image (narrow and direct kernels
  * off, default packing), narrow, direct, and with the narrow and direct
  * kernels off and packing set to 1x1x1 tiles (every product takes the
  * packed route; any tiles give a correct product) and to small uneven tiles
@@ -263,6 +264,9 @@ static const cshape conv_shapes[] = {
     {3, 17, 9, 19, 18, 3, 3, 2, 2, 1, 1}, /* output rows of 10 (partial), dx rows of 19 */
     {2, 5, 16, 16, 20, 3, 3, 2, 2, 1, 1}, /* pairs of output rows of 8 */
     {1, 3, 7, 5, 16, 3, 3, 2, 2, 1, 1},   /* pairs of output rows of 3, odd OH */
+    /* 5x5, stride 1 (the direct route; also the two 5x5 shapes above): */
+    {3, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0},  /* LeNet-5's second convolution */
+    {2, 17, 9, 21, 5, 5, 5, 1, 1, 3, 3},   /* padding 3: output rows of 23 */
 };
 
 static void run_conv(const cshape *s, int route, int algo, int with_bias)
@@ -347,12 +351,10 @@ START_TEST(test_conv_vs_reference)
 END_TEST
 
 /* A LeNet-size batch and ResNet-size layers at kdcl's own settings, where
- * the device decides the route (on PoCL with 64^3 tiles: the narrow route
- * for 1 -> 6, in 2 parts; the direct route for the stride-1 3x3 layers (2 ->
- * 16 at batch 13: its weight gradient in 4 parts of 4, 4, 4 and 1 images;
- * 32 -> 64: 1 part); per-image GEMMs for the strided one, whose products at
- * batch 8 are below the packing's minimum size), and 2 -> 16 at batch 13 on
- * the narrow route, in 6 uneven parts of the 20800 positions. */
+ * the device decides the route (on CPUs the direct route for all four: 1 ->
+ * 6 at 5x5, the 3x3 layers at stride 1 and 2; the weight gradient of 2 -> 16
+ * at batch 13 in 4 parts of 4, 4, 4 and 1 images), and 2 -> 16 at batch 13
+ * on the narrow route, in 6 uneven parts of the 20800 positions. */
 START_TEST(test_conv_realistic)
 {
     static const cshape big[] = {{16, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2},

@@ -347,13 +347,13 @@ END_TEST
 
 /* ---- conv.cl, gemm_pack.cl: kdcl's im2col algorithm on its three routes ---- */
 
-static void conv_round_s(size_t C, size_t OC, size_t HW, size_t batch, size_t stride,
-                         uint64_t seed)
+static void conv_round_k(size_t C, size_t OC, size_t HW, size_t batch, size_t k, size_t stride,
+                         size_t pad, uint64_t seed)
 {
     kdcl_conv_geom g;
-    OK(kdcl_conv_geom_set(&g, C, HW, HW, OC, 3, 3, stride, stride, 1, 1));
+    OK(kdcl_conv_geom_set(&g, C, HW, HW, OC, k, k, stride, stride, pad, pad));
     size_t shx[4] = {batch, C, HW, HW}, shy[4] = {batch, OC, g.oh, g.ow},
-           shw[4] = {OC, C, 3, 3};
+           shw[4] = {OC, C, k, k};
     const size_t nws = kdcl_conv2d_workspace(&g, batch);
     kdcl_tensor x = ft(4, shx, -1, 1, seed), w = ft(4, shw, -0.5f, 0.5f, seed + 1),
                 b = fvec(OC, -0.1f, 0.1f, seed + 2), y = nan_t(4, shy),
@@ -373,7 +373,7 @@ static void conv_round_s(size_t C, size_t OC, size_t HW, size_t batch, size_t st
 
 static void conv_round(size_t C, size_t OC, size_t HW, size_t batch, uint64_t seed)
 {
-    conv_round_s(C, OC, HW, batch, 1, seed);
+    conv_round_k(C, OC, HW, batch, 3, 1, 1, seed);
 }
 
 START_TEST(test_conv_gemm_pack)
@@ -437,7 +437,8 @@ END_TEST
  * channels (a partial block), rows of 16, pairs of rows of 5 with an odd
  * height and 17 input channels (the input gradient's partial block); the
  * weight gradient in parts (batch 3); stride 2: output rows of 10 (partial
- * segments of the input gradient's rows of 19), pairs of output rows of 3. */
+ * segments of the input gradient's rows of 19), pairs of output rows of 3;
+ * 5x5 with padding 2 and 0. */
 START_TEST(test_conv_direct)
 {
     OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_KDCL_IM2COL));
@@ -445,8 +446,10 @@ START_TEST(test_conv_direct)
     conv_round(3, 17, 19, 2, 110);
     conv_round(2, 3, 16, 3, 111);
     conv_round(17, 2, 5, 3, 112);
-    conv_round_s(17, 5, 19, 2, 2, 113);
-    conv_round_s(2, 17, 5, 3, 2, 114);
+    conv_round_k(17, 5, 19, 2, 3, 2, 1, 113);
+    conv_round_k(2, 17, 5, 3, 3, 2, 1, 114);
+    conv_round_k(3, 6, 12, 3, 5, 1, 2, 115); /* 5x5, padding 2 */
+    conv_round_k(6, 3, 7, 2, 5, 1, 0, 116);  /* 5x5, no padding */
     kdcl__conv_set_direct(tu_ctx, -1);
     OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_AUTO));
 }

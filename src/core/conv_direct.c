@@ -19,8 +19,9 @@
 
 int kdcl__conv_direct_fits(const kdcl_conv_geom *g)
 {
-    return g->kh == 3 && g->kw == 3 && g->ph == 1 && g->pw == 1 && g->sh == g->sw &&
-           (g->sh == 1 || g->sh == 2);
+    if (g->kh == 3 && g->kw == 3)
+        return g->ph == 1 && g->pw == 1 && g->sh == g->sw && (g->sh == 1 || g->sh == 2);
+    return g->kh == 5 && g->kw == 5 && g->sh == 1 && g->sw == 1 && g->ph == g->pw;
 }
 
 /* One work-item per group: PoCL's own choice of the group size for these
@@ -56,9 +57,32 @@ static kdcl_status dc_conv(kdcl_ctx *ctx, int flip, size_t batch, size_t C, size
     return dc_launch(ctx, k, name, batch * nob * per);
 }
 
+/* The 5x5 form: y (OC channels, OH x OW) = conv of x (C channels, H x W)
+ * with padding P, weights as in dc_conv (flipped: the input gradient). */
+static kdcl_status dc_conv5(kdcl_ctx *ctx, int flip, size_t batch, size_t C, size_t H,
+                            size_t W, size_t OH, size_t OW, size_t P, size_t OC, cl_ulong wo,
+                            cl_ulong wc, cl_mem x, cl_mem w, cl_mem bias, cl_mem y)
+{
+    const char *name = flip ? "conv5x5_rows_bwd" : "conv5x5_rows_fwd";
+    cl_kernel k;
+    TRY(kdcl_kernel_get(ctx, "conv_direct", name, &k));
+    cl_uint nb = (cl_uint)batch, c = (cl_uint)C, h = (cl_uint)H, wd = (cl_uint)W,
+            oh = (cl_uint)OH, ow = (cl_uint)OW, p = (cl_uint)P, oc = (cl_uint)OC,
+            has_bias = bias != NULL;
+    cl_mem b = bias ? bias : w; /* not read without a bias */
+    const karg a[] = {KA(nb), KA(c), KA(h), KA(wd), KA(oh), KA(ow),       KA(p), KA(oc),
+                      KA(wo), KA(wc), KA(x), KA(w),  KA(b),  KA(has_bias), KA(y)};
+    TRY(kdcl_ops_set_args(k, name, a, sizeof a / sizeof a[0]));
+    const size_t nob = (OC + DC_BLOCK - 1) / DC_BLOCK;
+    return dc_launch(ctx, k, name, batch * nob * OH * ((OW + 15) / 16));
+}
+
 kdcl_status kdcl__conv_direct_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
                                       cl_mem x, cl_mem w, cl_mem bias, cl_mem y)
 {
+    if (g->kh == 5)
+        return dc_conv5(ctx, 0, batch, g->c, g->h, g->w, g->oh, g->ow, g->ph, g->oc,
+                        (cl_ulong)(g->c * 25), 25, x, w, bias, y);
     return dc_conv(ctx, 0, batch, g->c, g->h, g->w, g->oh, g->ow, g->sh, g->oc,
                    (cl_ulong)(g->c * 9), 9, x, w, bias, y);
 }
@@ -66,6 +90,10 @@ kdcl_status kdcl__conv_direct_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, si
 kdcl_status kdcl__conv_direct_dx(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
                                  cl_mem w, cl_mem dy, cl_mem dx)
 {
+    if (g->kh == 5) /* dy (OC channels, OH x OW) into C channels, the kernel flipped,
+                       padding 4 - P */
+        return dc_conv5(ctx, 1, batch, g->oc, g->oh, g->ow, g->h, g->w, 4 - g->ph, g->c, 25,
+                        (cl_ulong)(g->c * 25), dy, w, NULL, dx);
     if (g->sh == 1) /* the convolution of dy (OC channels) into C channels with the kernel
                        flipped: output channel c, input channel o at w[o*C*9 + c*9] */
         return dc_conv(ctx, 1, batch, g->oc, g->h, g->w, g->h, g->w, 1, g->c, 9,
@@ -88,7 +116,7 @@ size_t kdcl__conv_direct_parts(const kdcl_ctx *ctx, const kdcl_conv_geom *g, siz
      * DC_DW_PART_BYTES (its work-items run one after another and each reads
      * them all), but enough parts for 8 work-items per compute unit */
     const size_t cu = ctx->dev.compute_units ? ctx->dev.compute_units : 1;
-    const size_t per_part = g->c * 3 * ((g->oc + DC_DW_OB - 1) / DC_DW_OB);
+    const size_t per_part = g->c * g->kh * ((g->oc + DC_DW_OB - 1) / DC_DW_OB);
     const size_t image = (g->c * g->h * g->w + g->oc * g->oh * g->ow) * sizeof(float);
     size_t nb = DC_DW_PART_BYTES / image;
     if (nb < 1) nb = 1;
@@ -102,14 +130,17 @@ kdcl_status kdcl__conv_direct_dw_parts(kdcl_ctx *ctx, const kdcl_conv_geom *g, s
 {
     const size_t parts = kdcl__conv_direct_parts(ctx, g, batch);
     const size_t nb = (batch + parts - 1) / parts;
-    const char *name = g->ow <= DC_PAIRS_W ? "conv3x3_pairs_dw" : "conv3x3_rows_dw";
+    const char *name = g->kh == 5             ? "conv5x5_rows_dw"
+                       : g->ow <= DC_PAIRS_W ? "conv3x3_pairs_dw"
+                                             : "conv3x3_rows_dw";
     cl_kernel k;
     TRY(kdcl_kernel_get(ctx, "conv_direct", name, &k));
     cl_uint B = (cl_uint)batch, C = (cl_uint)g->c, H = (cl_uint)g->h, W = (cl_uint)g->w,
-            OH = (cl_uint)g->oh, OW = (cl_uint)g->ow, S = (cl_uint)g->sh, OC = (cl_uint)g->oc,
+            OH = (cl_uint)g->oh, OW = (cl_uint)g->ow,
+            S = (cl_uint)(g->kh == 5 ? g->ph : g->sh), /* 5x5: the padding */ OC = (cl_uint)g->oc,
             NB = (cl_uint)nb;
     const karg a[] = {KA(B),  KA(C), KA(H), KA(W),  KA(OH), KA(OW),
                       KA(S),  KA(OC), KA(NB), KA(x), KA(dy), KA(out)};
     TRY(kdcl_ops_set_args(k, name, a, sizeof a / sizeof a[0]));
-    return dc_launch(ctx, k, name, parts * g->c * 3 * ((g->oc + DC_DW_OB - 1) / DC_DW_OB));
+    return dc_launch(ctx, k, name, parts * g->c * g->kh * ((g->oc + DC_DW_OB - 1) / DC_DW_OB));
 }

@@ -1977,14 +1977,13 @@ void kdcl_conv2d_products(const kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t b
                           kdcl_conv_product p[3])
 {
     conv_products_gemm(ctx, g, batch, p);
-    if (kdcl__conv_direct(ctx, g, 0)) p[0].count = 0; /* no kdcl_gemm where direct */
-    if (kdcl__conv_direct(ctx, g, 1)) {
-        p[1].count = 0;
-        if (kdcl__conv_direct(ctx, g, 2))
-            p[2].count = 0;
-        else /* per image beside the direct weight gradient */
-            p[2] = (kdcl_conv_product){g->c * g->kh * g->kw, g->oh * g->ow, g->oc, 1, 0, batch};
-    }
+    /* no kdcl_gemm where direct; a weight gradient that is direct only
+     * without dx (too few input channels for a direct dx) is listed as in
+     * the backward without dx (a first layer's), beside the dx products of
+     * the other routes */
+    if (kdcl__conv_direct(ctx, g, 0)) p[0].count = 0;
+    if (kdcl__conv_direct(ctx, g, 1)) p[1].count = 0;
+    if (kdcl__conv_direct(ctx, g, 2)) p[2].count = 0;
 }
 
 /* C_b = op(A_b) op(B_b) for b < batch (alpha 1, beta 0): one kdcl_gemm for a
@@ -2458,21 +2457,16 @@ kdcl_status kdcl_conv2d_backward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t 
     const size_t OC = g->oc, K = z.K, P = z.P, BP = z.BP, T = z.T;
     const kdcl_conv_algo algo = conv_backward_algo(ctx); /* convgemm has no backward */
     if (db) CONV_TRY(conv_bias_grad(ctx, g, batch, &z, dy->buf, db->buf));
-    if (conv_direct(ctx, g, algo, 1)) {
+    if (conv_direct(ctx, g, algo, 1) && (!dx || conv_direct(ctx, g, algo, 2))) {
         /* direct: the weight gradient per part of the batch into ws[0,
-         * parts*OC*K) (dw itself for one part), then their sum in order;
-         * the input gradient direct, or per image with few input channels
-         * (dcol_b = W^T dy_b, dx = col2im(dcol)) */
+         * parts*OC*K) (dw itself for one part), then their sum in order; the
+         * input gradient direct (with too few input channels for that, the
+         * whole backward takes the routes below) */
         const size_t parts = kdcl__conv_direct_parts(ctx, g, batch);
         CONV_TRY(kdcl__conv_direct_dw_parts(ctx, g, batch, x->buf, dy->buf,
                                             parts > 1 ? ws->buf : dw->buf));
         if (parts > 1) CONV_TRY(conv_sum_batches(ctx, parts, &z, ws->buf, 0, dw->buf, 0));
-        if (!dx) return KDCL_OK;
-        if (conv_direct(ctx, g, algo, 2))
-            return kdcl__conv_direct_dx(ctx, g, batch, w->buf, dy->buf, dx->buf);
-        CONV_TRY(gemm_images(ctx, KDCL_TRANS, KDCL_NO_TRANS, K, P, OC, w->buf, 0, K, 0, dy->buf,
-                             0, P, OC * P, ws->buf, T, P, K * P, batch));
-        return conv_from_cols(ctx, algo, g, batch, &z, COL_IMAGE, ws->buf, dx->buf);
+        return dx ? kdcl__conv_direct_dx(ctx, g, batch, w->buf, dy->buf, dx->buf) : KDCL_OK;
     }
     if (conv_narrow(ctx, g, algo, &z)) {
         /* narrow: the wide columns at ws[T), dy' [OC, B*P] at ws[0) (dy itself

@@ -41,8 +41,9 @@ void kdcl__gemm_set_small(kdcl_ctx *ctx, int on);
 void kdcl__conv_set_direct(kdcl_ctx *ctx, int on);
 
 /* Which of a convolution's products take the direct route in ctx now
- * (what: 0 the forward, 1 the weight gradient, 2 the input gradient); for
- * tests, whose error bound for the input gradient depends on it. */
+ * (what: 0 the forward, 1 the weight gradient in a backward without dx or
+ * with a direct dx, 2 the input gradient, and with it the whole backward);
+ * for tests, whose error bound for the input gradient depends on it. */
 int kdcl__conv_direct(const kdcl_ctx *ctx, const kdcl_conv_geom *g, int what);
 
 /* Automatic tuning (gemm.c), for tests: the number of searches this
