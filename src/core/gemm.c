@@ -1674,6 +1674,57 @@ const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx)
  * image against 24.9 / 20.0 narrow, backward even (47.3 / 45.2 vs 45.3 /
  * 43.0); 16x32x32 -> 32@3 s2 8.4 / 9.2 vs 10.4 / 13.8. Hence 16.
  *
+ * Direct convolutions (conv_direct: kdcl's direct kernels on, i.e. CPU
+ * devices, kdcl's im2col algorithm; src/core/conv_direct.c and
+ * cl/conv_direct.cl). A 3x3 layer with padding 1 and stride 1 or 2, or a 5x5
+ * layer with stride 1, runs without columns and without GEMMs: each
+ * work-item holds 16 output positions of one image for 16 output channels
+ * in float16 registers and builds each input row's shifted copies with
+ * shuffles; the weight gradient is one work-item per kernel row, 4 output
+ * channels and input channel per part of the batch (parts of up to 512 KiB
+ * of x and dy), the parts summed in order; the input gradient is the
+ * flipped convolution of dy at stride 1 and a gather at stride 2. This
+ * takes precedence over the narrow route. Measured per op (same machine,
+ * batch 128, best of 5 after a warm-up, direct off / on alternated twice,
+ * ms: forward / backward with dx / without dx; the two rounds):
+ *                          GEMM routes (off)         direct (on)
+ *   3x32x32 -> 16@3 p1     6.9 / 10.5 /  7.3      0.85 /  4.8 /  2.6
+ *                          8.3 / 12.4 /  8.4      1.16 /  6.3 /  3.8
+ *   16x32x32 -> 16@3 p1   27.6 / 37.6 / 21.8      3.2 /  8.4 /  5.7
+ *                         24.5 / 42.0 / 22.2      4.6 / 11.1 /  7.3
+ *   16x32x32 -> 32@3 s2    8.8 / 23.7 / 11.1      1.9 /  9.9 /  4.9
+ *                         10.2 / 25.2 / 12.5      2.4 / 11.8 /  5.8
+ *   32x16x16 -> 32@3 p1   13.7 / 41.3 / 21.0      3.7 /  6.5 /  6.2
+ *                         14.9 / 50.9 / 21.8      2.4 /  9.0 /  5.7
+ *   32x16x16 -> 64@3 s2    9.4 / 22.8 / 11.4      2.2 / 10.6 /  5.6
+ *                          6.9 / 19.4 / 10.7      1.8 /  8.5 /  4.0
+ *   64x8x8 -> 64@3 p1     12.1 / 24.7 / 13.4      2.6 / 11.6 /  9.1
+ *                         11.3 / 26.5 / 13.9      3.7 /  9.8 /  6.9
+ *   32x14x14 -> 64@3 p1   20.9 / 48.2 / 27.7      4.7 / 15.3 / 10.6
+ *                         21.5 / 51.5 / 29.5      4.8 / 17.3 / 10.6
+ *   64x14x14 -> 64@3 p1   40.4 / 84.3 / 42.9      9.5 / 34.8 / 24.6
+ *                         33.6 / 70.0 / 36.9      9.0 / 26.4 / 19.7
+ *   1x28x28 -> 6@5 p2      2.9 /  5.1 /  3.1      0.62 /  -  /  0.70
+ *                          1.6 /  2.7 /  1.5      0.66 /  -  /  1.6
+ *   6x14x14 -> 16@5        3.0 /  6.1 /  3.2      0.62 /  2.6 /  1.6
+ *                          1.3 /  3.4 /  1.7      0.63 /  2.4 /  1.4
+ * (ResNet-20's layers, cnn-medium's and LeNet-5's; the forward runs at
+ * 130-330 GFLOP/s, the GEMM routes at 20-50. "-": with one input channel the
+ * input gradient is not direct (15 of 16 lanes of its channel block would
+ * be idle) and a backward with dx takes the GEMM routes whole; the first
+ * layer, which has no dx, still gets the direct weight gradient.) Forms
+ * measured and rejected: every helper of the hot loops as a function
+ * instead of a macro (PoCL 3.1 left the larger ones as calls, which spilled
+ * the 16 accumulators: the forward 1.5-3x slower); the stride chosen inside
+ * the loops instead of one loop per stride (the weight gradient 20-40%
+ * slower at stride 1); a weight-gradient work-item of 2 output channels x
+ * all 9 taps (each input row built three times: 1.4-1.6x slower), and that
+ * one over 2 output rows at a time (1.2-1.3x slower than it); partial row
+ * segments loaded element by element (rows of 14: 3-4x slower than the
+ * masked vector load). Left to the GEMM routes: other kernel sizes,
+ * strides and paddings, one-channel outputs, GPUs (whose kernels want
+ * work-groups and local memory; CLBlast's are tuned for them).
+ *
  * Algorithms (kdcl_conv_set_algo, KDCL_CONV). Everything above is
  * KDCL_CONV_KDCL_IM2COL. KDCL_CONV_CLBLAST_IM2COL takes the same routes
  * (conv_wide) and the same product forms with CLBlast's im2col / col2im,
