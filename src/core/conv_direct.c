@@ -16,6 +16,7 @@
 #define DC_DW_OB 4     /* output channels per work-item of the weight gradient (DW_OB) */
 #define DC_PAIRS_W 8  /* output widths up to this run two rows per vector */
 #define DC_DW_PART_BYTES (512 * 1024) /* x and dy of a part of the weight gradient, at most */
+#define DC_MAX_ITEMS ((size_t)1 << 31) /* work-items of one launch, at most */
 
 int kdcl__conv_direct_fits(const kdcl_conv_geom *g)
 {
@@ -122,6 +123,8 @@ size_t kdcl__conv_direct_parts(const kdcl_ctx *ctx, const kdcl_conv_geom *g, siz
     if (nb < 1) nb = 1;
     if (nb > batch) nb = batch;
     while (nb > 1 && per_part * ((batch + nb - 1) / nb) < 8 * cu) nb /= 2;
+    /* the kernels index work-items with 32-bit ids */
+    while (nb < batch && per_part * ((batch + nb - 1) / nb) > DC_MAX_ITEMS) nb++;
     return (batch + nb - 1) / nb;
 }
 
