@@ -34,23 +34,24 @@ static kdcl_status dc_launch(kdcl_ctx *ctx, cl_kernel k, const char *name, size_
     return kdcl_ops_launch(ctx, k, name, n, 1);
 }
 
-/* y (OC channels, OH x OW) = conv of x (C channels, H x W) at stride S, the
- * weight of (o, c, tap) at w[o*wo + c*wc + tap] (flipped taps for the input
- * gradient at stride 1). */
-static kdcl_status dc_conv(kdcl_ctx *ctx, int flip, size_t batch, size_t C, size_t H, size_t W,
-                           size_t OH, size_t OW, size_t S, size_t OC, cl_ulong wo, cl_ulong wc,
-                           cl_mem x, cl_mem w, cl_mem bias, cl_mem y)
+/* y (OC channels, OH x OW) = conv of x (C channels, H x W), the weight of
+ * (o, c, tap) at w[o*wo + c*wc + tap] (flipped taps: the input gradient);
+ * 3x3 at stride sp (1 or 2), or 5x5 at stride 1 with padding sp. */
+static kdcl_status dc_conv(kdcl_ctx *ctx, size_t ksize, int flip, size_t batch, size_t C,
+                           size_t H, size_t W, size_t OH, size_t OW, size_t sp, size_t OC,
+                           cl_ulong wo, cl_ulong wc, cl_mem x, cl_mem w, cl_mem bias, cl_mem y)
 {
-    const int pairs = OW <= DC_PAIRS_W;
-    const char *name = pairs ? (flip ? "conv3x3_pairs_bwd" : "conv3x3_pairs_fwd")
-                             : (flip ? "conv3x3_rows_bwd" : "conv3x3_rows_fwd");
+    const int pairs = ksize == 3 && OW <= DC_PAIRS_W;
+    const char *name = ksize == 5 ? (flip ? "conv5x5_rows_bwd" : "conv5x5_rows_fwd")
+                       : pairs    ? (flip ? "conv3x3_pairs_bwd" : "conv3x3_pairs_fwd")
+                                  : (flip ? "conv3x3_rows_bwd" : "conv3x3_rows_fwd");
     cl_kernel k;
     TRY(kdcl_kernel_get(ctx, "conv_direct", name, &k));
     cl_uint nb = (cl_uint)batch, c = (cl_uint)C, h = (cl_uint)H, wd = (cl_uint)W,
-            oh = (cl_uint)OH, ow = (cl_uint)OW, st = (cl_uint)S, oc = (cl_uint)OC,
+            oh = (cl_uint)OH, ow = (cl_uint)OW, s = (cl_uint)sp, oc = (cl_uint)OC,
             has_bias = bias != NULL;
     cl_mem b = bias ? bias : w; /* not read without a bias */
-    const karg a[] = {KA(nb), KA(c), KA(h), KA(wd), KA(oh), KA(ow),       KA(st), KA(oc),
+    const karg a[] = {KA(nb), KA(c), KA(h), KA(wd), KA(oh), KA(ow),       KA(s), KA(oc),
                       KA(wo), KA(wc), KA(x), KA(w),  KA(b),  KA(has_bias), KA(y)};
     TRY(kdcl_ops_set_args(k, name, a, sizeof a / sizeof a[0]));
     const size_t nob = (OC + DC_BLOCK - 1) / DC_BLOCK;
@@ -58,34 +59,12 @@ static kdcl_status dc_conv(kdcl_ctx *ctx, int flip, size_t batch, size_t C, size
     return dc_launch(ctx, k, name, batch * nob * per);
 }
 
-/* The 5x5 form: y (OC channels, OH x OW) = conv of x (C channels, H x W)
- * with padding P, weights as in dc_conv (flipped: the input gradient). */
-static kdcl_status dc_conv5(kdcl_ctx *ctx, int flip, size_t batch, size_t C, size_t H,
-                            size_t W, size_t OH, size_t OW, size_t P, size_t OC, cl_ulong wo,
-                            cl_ulong wc, cl_mem x, cl_mem w, cl_mem bias, cl_mem y)
-{
-    const char *name = flip ? "conv5x5_rows_bwd" : "conv5x5_rows_fwd";
-    cl_kernel k;
-    TRY(kdcl_kernel_get(ctx, "conv_direct", name, &k));
-    cl_uint nb = (cl_uint)batch, c = (cl_uint)C, h = (cl_uint)H, wd = (cl_uint)W,
-            oh = (cl_uint)OH, ow = (cl_uint)OW, p = (cl_uint)P, oc = (cl_uint)OC,
-            has_bias = bias != NULL;
-    cl_mem b = bias ? bias : w; /* not read without a bias */
-    const karg a[] = {KA(nb), KA(c), KA(h), KA(wd), KA(oh), KA(ow),       KA(p), KA(oc),
-                      KA(wo), KA(wc), KA(x), KA(w),  KA(b),  KA(has_bias), KA(y)};
-    TRY(kdcl_ops_set_args(k, name, a, sizeof a / sizeof a[0]));
-    const size_t nob = (OC + DC_BLOCK - 1) / DC_BLOCK;
-    return dc_launch(ctx, k, name, batch * nob * OH * ((OW + 15) / 16));
-}
-
 kdcl_status kdcl__conv_direct_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
                                       cl_mem x, cl_mem w, cl_mem bias, cl_mem y)
 {
-    if (g->kh == 5)
-        return dc_conv5(ctx, 0, batch, g->c, g->h, g->w, g->oh, g->ow, g->ph, g->oc,
-                        (cl_ulong)(g->c * 25), 25, x, w, bias, y);
-    return dc_conv(ctx, 0, batch, g->c, g->h, g->w, g->oh, g->ow, g->sh, g->oc,
-                   (cl_ulong)(g->c * 9), 9, x, w, bias, y);
+    const size_t kk = g->kh * g->kw;
+    return dc_conv(ctx, g->kh, 0, batch, g->c, g->h, g->w, g->oh, g->ow,
+                   g->kh == 5 ? g->ph : g->sh, g->oc, (cl_ulong)(g->c * kk), kk, x, w, bias, y);
 }
 
 kdcl_status kdcl__conv_direct_dx(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
@@ -93,11 +72,11 @@ kdcl_status kdcl__conv_direct_dx(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t 
 {
     if (g->kh == 5) /* dy (OC channels, OH x OW) into C channels, the kernel flipped,
                        padding 4 - P */
-        return dc_conv5(ctx, 1, batch, g->oc, g->oh, g->ow, g->h, g->w, 4 - g->ph, g->c, 25,
-                        (cl_ulong)(g->c * 25), dy, w, NULL, dx);
+        return dc_conv(ctx, 5, 1, batch, g->oc, g->oh, g->ow, g->h, g->w, 4 - g->ph, g->c, 25,
+                       (cl_ulong)(g->c * 25), dy, w, NULL, dx);
     if (g->sh == 1) /* the convolution of dy (OC channels) into C channels with the kernel
                        flipped: output channel c, input channel o at w[o*C*9 + c*9] */
-        return dc_conv(ctx, 1, batch, g->oc, g->h, g->w, g->h, g->w, 1, g->c, 9,
+        return dc_conv(ctx, 3, 1, batch, g->oc, g->h, g->w, g->h, g->w, 1, g->c, 9,
                        (cl_ulong)(g->c * 9), dy, w, NULL, dx);
     static const char *name = "conv3x3s2_rows_dx";
     cl_kernel k;
