@@ -1,6 +1,7 @@
-/* Direct 3x3 convolutions with padding 1 and stride 1 or 2 (NCHW), for CPU
- * devices: no columns. src/core/conv_direct.c picks these kernels ("Direct
- * 3x3" in src/core/gemm.c has the measurements).
+/* Direct convolutions (NCHW) for CPU devices, no columns and no GEMM: 3x3
+ * with padding 1 and stride 1 or 2, and 5x5 with stride 1 (at the end of
+ * this file). src/core/conv_direct.c launches these kernels; "Direct
+ * convolutions" in src/core/gemm.c has the route and the measurements.
  *
  * A work-item holds 16 output positions of one image as a float16 (lanes)
  * for DB = 16 output channels (16 float16 accumulators, no local memory, no
@@ -36,7 +37,7 @@
  * end (a fixed tree) and the part's [OC, C, 3, 3] written at dwp + part *
  * OC*C*9; the caller sums the parts in order. (Two output channels with all
  * 9 taps per work-item, building every input row three times, ran
- * 1.3-1.7x slower.) */
+ * 1.4-1.6x slower.) */
 #define DB 16
 #define DW_OB 4 /* output channels per work-item of the weight gradient */
 
