@@ -338,10 +338,16 @@ __kernel void conv3x3_pairs_bwd(DC_CONV_ARGS)
             _Pragma("unroll") for (uint o = 0; o < DW_OB; o++)                             \
             {                                                                              \
                 __global const float *dq = dp + (size_t)od[o] * OH * OW;                   \
-                float8 h0, h1;                                                             \
-                DC_HALF(h0, dq, (int)oh0, OH, OW, dyend);                                  \
-                DC_HALF(h1, dq, (int)oh0 + 1, OH, OW, dyend);                              \
-                DC_DW_ACC((float16)(h0, h1), o, l, m, r);                                  \
+                float16 d;                                                                 \
+                if (OW == 8u && oh0 + 1u < OH) {                                           \
+                    d = vload16(0, dq + (size_t)oh0 * 8u);                                 \
+                } else {                                                                   \
+                    float8 h0, h1;                                                         \
+                    DC_HALF(h0, dq, (int)oh0, OH, OW, dyend);                              \
+                    DC_HALF(h1, dq, (int)oh0 + 1, OH, OW, dyend);                          \
+                    d = (float16)(h0, h1);                                                 \
+                }                                                                          \
+                DC_DW_ACC(d, o, l, m, r);                                                  \
             }                                                                              \
         }                                                                                  \
     }
