@@ -1685,8 +1685,10 @@ const char *kdcl_ctx_gemm_tuning(const kdcl_ctx *ctx)
  * of x and dy), the parts summed in order; the input gradient is the
  * flipped convolution of dy at stride 1 and a gather at stride 2. This
  * takes precedence over the narrow route. Measured per op (same machine,
- * batch 128, best of 5 after a warm-up, direct off / on alternated twice,
- * ms: forward / backward with dx / without dx; the two rounds):
+ * batch 128, best of 5 after a warm-up, wall time to clFinish, direct off /
+ * on alternated twice: `KDCL_CONV_DIRECT=0|1 build/tools/conv_time
+ * C,H,W,OC,K,P,S ...`, tools/conv_time.c; ms: forward / backward with dx /
+ * without dx; the two rounds):
  *                          GEMM routes (off)         direct (on)
  *   3x32x32 -> 16@3 p1     6.9 / 10.5 /  7.3      0.85 /  4.8 /  2.6
  *                          8.3 / 12.4 /  8.4      1.16 /  6.3 /  3.8
