@@ -637,6 +637,44 @@ START_TEST(test_conv_algo_setting)
 }
 END_TEST
 
+/* kdcl_conv_direct_on: on by default on CPU devices under kdcl's algorithm,
+ * off under CLBlast's, following kdcl__conv_set_direct and KDCL_CONV_DIRECT
+ * (read by a new context's GEMM state). */
+START_TEST(test_conv_direct_setting)
+{
+    const int cpu = (kdcl_ctx_device(tu_ctx)->type & CL_DEVICE_TYPE_CPU) != 0;
+    const char *env = getenv("KDCL_CONV_DIRECT");
+    const int dflt = env && *env ? strcmp(env, "0") != 0 : cpu;
+    OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_KDCL_IM2COL));
+    kdcl__conv_set_direct(tu_ctx, -1);
+    ck_assert_int_eq(kdcl_conv_direct_on(tu_ctx), dflt);
+    kdcl__conv_set_direct(tu_ctx, 1);
+    ck_assert_int_eq(kdcl_conv_direct_on(tu_ctx), 1);
+    OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_CLBLAST_IM2COL));
+    ck_assert_int_eq(kdcl_conv_direct_on(tu_ctx), 0);
+    kdcl__conv_set_direct(tu_ctx, -1);
+    reset_config();
+    ck_assert_int_eq(kdcl_conv_direct_on(NULL), 0);
+
+    char saved[64] = "";
+    if (env) snprintf(saved, sizeof saved, "%s", env);
+    const char *vals[] = {"0", "1"};
+    for (int i = 0; i < 2; i++) {
+        setenv("KDCL_CONV_DIRECT", vals[i], 1);
+        kdcl_ctx *c = NULL;
+        OK(kdcl_ctx_create(getenv("KDCL_DEVICE"), &c));
+        OK(kdcl_conv_set_algo(c, KDCL_CONV_KDCL_IM2COL));
+        const int on = kdcl_conv_direct_on(c);
+        kdcl_ctx_destroy(c);
+        ck_assert_int_eq(on, i);
+    }
+    if (env)
+        setenv("KDCL_CONV_DIRECT", saved, 1);
+    else
+        unsetenv("KDCL_CONV_DIRECT");
+}
+END_TEST
+
 /* ---- pooling ---- */
 
 typedef struct {
@@ -1009,6 +1047,7 @@ static Suite *conv_suite(void)
     tcase_add_test(tc, test_geometry);
     tcase_add_loop_test(tc, test_conv_vs_reference, 0, n_conv * N_ROUTES * N_ALGOS);
     tcase_add_loop_test(tc, test_conv_realistic, 0, 5 * N_ALGOS);
+    tcase_add_test(tc, test_conv_direct_setting);
     tcase_add_test(tc, test_column_layout);
     tcase_add_test(tc, test_conv_deterministic);
     tcase_add_loop_test(tc, test_conv_bad_arguments, 0, N_ALGOS);

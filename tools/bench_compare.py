@@ -230,7 +230,7 @@ def chart(cols, order, meta, path):
 
 
 META_KEYS = ("driver", "platform_version", "opencl_c_version", "clblast_version",
-             "gemm_params_source", "gemm_tuning", "conv_algo", "max_alloc_bytes",
+             "gemm_params_source", "gemm_tuning", "conv_algo", "conv_direct", "max_alloc_bytes",
              "compute_units", "clock_mhz")
 
 

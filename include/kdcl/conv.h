@@ -77,6 +77,11 @@ KDCL_API kdcl_conv_algo kdcl_conv_get_algo(const kdcl_ctx *ctx);
 /* The algorithm the conv calls use now: the setting with AUTO resolved for
  * the context's device. */
 KDCL_API kdcl_conv_algo kdcl_conv_algo_in_force(const kdcl_ctx *ctx);
+/* 1 when kdcl's direct convolution kernels are on for the context (3x3 with
+ * padding 1 and stride 1 or 2, 5x5 with stride 1, under KDCL_CONV_KDCL_IM2COL):
+ * by default on CPU devices, KDCL_CONV_DIRECT=0/1 overrides (read when the
+ * context's GEMM state is set up, on first use); 0 otherwise or on error. */
+KDCL_API int kdcl_conv_direct_on(kdcl_ctx *ctx);
 /* "auto", "kdcl", "clblast", "convgemm" (KDCL_CONV's values); NULL for
  * anything else. */
 KDCL_API const char *kdcl_conv_algo_name(kdcl_conv_algo algo);

@@ -380,6 +380,7 @@ static const struct {
     {"gemm_params_source", "GEMM parameters from"},
     {"gemm_tuning", "GEMM tuning"},
     {"conv_algo", "convolution"},
+    {"conv_direct", "direct 3x3 / 5x5 convolutions"},
 };
 
 static void meta_value(const cJSON *dev, const char *key, char *buf, size_t size)

@@ -1382,17 +1382,20 @@ static int bench_device(const bench_opts *o, const char *spec, cJSON *devices)
     cJSON_AddStringToObject(dj, "gemm_tuning", tuning);
     const char *conv_algo = kdcl_conv_algo_name(kdcl_conv_algo_in_force(ctx)),
                *conv_set = kdcl_conv_algo_name(kdcl_conv_get_algo(ctx));
+    const int conv_direct = kdcl_conv_direct_on(ctx);
     cJSON_AddStringToObject(dj, "conv_algo", conv_algo);
     cJSON_AddStringToObject(dj, "conv_algo_set", conv_set);
+    cJSON_AddBoolToObject(dj, "conv_direct", conv_direct);
     cJSON_AddItemToArray(devices, dj);
 
     printf("\ndevice   %u:%u %s\n", d->platform_index, d->device_index, d->name);
     printf("         %s, %s, driver %s, %u compute units, %u MHz\n", d->platform_name,
            d->device_version, d->driver_version, d->compute_units, d->clock_mhz);
     printf("tuning   %s\n", tuning);
-    printf("conv     %s (%s)\n", conv_algo,
+    printf("conv     %s (%s)%s\n", conv_algo,
            kdcl_conv_get_algo(ctx) == KDCL_CONV_AUTO ? "auto for this device type"
-                                                     : "set by KDCL_CONV");
+                                                     : "set by KDCL_CONV",
+           conv_direct ? "; 3x3 and 5x5 on kdcl's direct kernels" : "");
     fflush(stdout);
 
     /* --- GEMM, tuned (this process) and CLBlast defaults (child) */

@@ -1989,6 +1989,13 @@ static int conv_direct(const kdcl_ctx *ctx, const kdcl_conv_geom *g, kdcl_conv_a
     return what == 0 ? g->oc >= CONV_DIRECT_MIN_CH : what == 2 ? g->c >= CONV_DIRECT_MIN_CH : 1;
 }
 
+int kdcl_conv_direct_on(kdcl_ctx *ctx)
+{
+    gemm_state *gs = NULL;
+    if (!ctx || gemm_state_get(ctx, &gs)) return 0;
+    return gs->direct && kdcl_conv_algo_in_force(ctx) == KDCL_CONV_KDCL_IM2COL;
+}
+
 int kdcl__conv_direct(const kdcl_ctx *ctx, const kdcl_conv_geom *g, int what)
 {
     return conv_direct(ctx, g, what == 0 ? kdcl_conv_algo_in_force(ctx) : conv_backward_algo(ctx),
