@@ -57,11 +57,12 @@
 #define DC_LANES (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 
 /* Element by element, for the segments whose vector load would pass the
- * buffer's end. */
-float16 dc_seg_tail(__global const float *row, uint ow0, uint W)
+ * buffer's end: columns [s0, s0 + 16) of the row at element offset ro of x
+ * (s0 may be negative), 0 outside [0, W). */
+float16 dc_segx_tail(__global const float *x, long ro, int s0, int W)
 {
     float t[16];
-    for (uint q = 0; q < 16u; q++) t[q] = ow0 + q < W ? row[ow0 + q] : 0.0f;
+    for (int q = 0; q < 16; q++) t[q] = s0 + q >= 0 && s0 + q < W ? x[ro + s0 + q] : 0.0f;
     return vload16(0, t);
 }
 
@@ -85,7 +86,7 @@ float8 dc_half_tail(__global const float *row, uint W)
             v = select((float16)(0.0f), vload16(0, (row) + (ow0)),                         \
                        DC_LANES + (int)(ow0) < (int)(W));                                  \
         else                                                                               \
-            v = dc_seg_tail((row), (ow0), (W));                                            \
+            v = dc_segx_tail((row), 0, (int)(ow0), (int)(W));                              \
     } while (0)
 
 /* A row segment (m) and its neighbours: l = columns - 1, r = columns + 1 (0
@@ -157,6 +158,19 @@ float8 dc_half_tail(__global const float *row, uint W)
                      (uint16)(0, 16, 17, 18, 19, 20, 21, 22, 0, 24, 25, 26, 27, 28, 29, 30)); \
     } while (0)
 
+/* The first n <= 16 lanes of v (plus bias when has_bias) at dst. */
+void dc_store(float16 v, __global float *dst, uint n, __global const float *bias, uint has_bias)
+{
+    if (has_bias) v += (float16)(*bias);
+    if (n == 16u) {
+        vstore16(v, 0, dst);
+        return;
+    }
+    float t[16];
+    vstore16(v, 0, t);
+    for (uint q = 0; q < n; q++) dst[q] = t[q];
+}
+
 /* acc[o] += w(o0 + o, c, kh, *) . (l, m, r) for the DB channels from o0
  * (channels past OC read channel OC - 1's weights: computed, not stored).
  */
@@ -221,18 +235,10 @@ void dc_rows(uint B, uint C, uint H, uint W, uint OH, uint OW, uint S, uint OC, 
     }
     const uint n = OW - ow0 < 16u ? OW - ow0 : 16u;
 #pragma unroll
-    for (uint o = 0; o < DB; o++) {
-        if (o0 + o >= OC) break;
-        const float16 v = has_bias ? acc[o] + (float16)(bias[o0 + o]) : acc[o];
-        __global float *yr = y + (((size_t)b * OC + o0 + o) * OH + oh) * OW + ow0;
-        if (n == 16u) {
-            vstore16(v, 0, yr);
-        } else {
-            float t[16];
-            vstore16(v, 0, t);
-            for (uint q = 0; q < n; q++) yr[q] = t[q];
-        }
-    }
+    for (uint o = 0; o < DB; o++) /* unrolled: acc stays in registers */
+        if (o0 + o < OC)
+            dc_store(acc[o], y + (((size_t)b * OC + o0 + o) * OH + oh) * OW + ow0, n,
+                     bias + o0 + o, has_bias);
 }
 
 /* Pairs form (OW <= 8): global id = (b * nob + ob) * ceil(OH / 2) + pair. */
@@ -255,14 +261,12 @@ void dc_pairs(uint B, uint C, uint H, uint W, uint OH, uint OW, uint S, uint OC,
     }
     const uint rows = OH - oh0 < 2u ? OH - oh0 : 2u;
 #pragma unroll
-    for (uint o = 0; o < DB; o++) {
-        if (o0 + o >= OC) break;
-        const float16 v = has_bias ? acc[o] + (float16)(bias[o0 + o]) : acc[o];
-        float t[16];
-        vstore16(v, 0, t);
+    for (uint o = 0; o < DB; o++) { /* unrolled: acc stays in registers */
+        if (o0 + o >= OC) continue;
         __global float *yp = y + (((size_t)b * OC + o0 + o) * OH + oh0) * OW;
-        for (uint rr = 0; rr < rows; rr++)
-            for (uint q = 0; q < OW; q++) yp[rr * OW + q] = t[rr * 8u + q];
+        dc_store(acc[o], yp, OW, bias + o0 + o, has_bias);
+        if (rows == 2u) /* row oh0 + 1 from lane 8 */
+            dc_store(acc[o].s89abcdef01234567, yp + OW, OW, bias + o0 + o, has_bias);
     }
 }
 
@@ -360,33 +364,31 @@ float dc_sum16(float16 v)
     return c.x + c.y;
 }
 
-/* The work-item's place (global id = ((part * C + c) * nob + ob) * 3 + kh,
- * nob = ceil(OC / DW_OB)), its accumulators, and their store: the lanes
- * summed, the part's [OC, C, 3, 3] at dwp + part * OC*C*9. Channels past OC
- * read channel o0 (computed, not stored). */
-#define DC_DW_BEGIN                                                                        \
+/* The work-item's place for a K x K kernel (global id = ((part * C + c) *
+ * nob + ob) * K + kh, nob = ceil(OC / DW_OB)), its accumulators acc[o][kw],
+ * and their store: the lanes summed, the part's [OC, C, K, K] at dwp + part
+ * * OC*C*K*K. Channels past OC read channel o0 (computed, not stored). */
+#define DC_DW_BEGIN(K)                                                                     \
     const uint nob = (OC + DW_OB - 1u) / DW_OB, g = (uint)get_global_id(0);                \
-    const uint kh = g % 3u, o0 = (g / 3u) % nob * DW_OB, c = (g / (3u * nob)) % C,          \
-               part = g / (3u * nob * C);                                                  \
+    const uint kh = g % (K), o0 = (g / (K)) % nob * DW_OB, c = (g / ((K)*nob)) % C,        \
+               part = g / ((K)*nob * C);                                                   \
     uint od[DW_OB];                                                                        \
     _Pragma("unroll") for (uint o = 0; o < DW_OB; o++) od[o] = o0 + o < OC ? o : 0u;       \
-    float16 acc[DW_OB][3];                                                                 \
+    float16 acc[DW_OB][K];                                                                 \
     _Pragma("unroll") for (uint o = 0; o < DW_OB; o++)                                     \
-        acc[o][0] = acc[o][1] = acc[o][2] = (float16)(0.0f);                               \
+        _Pragma("unroll") for (uint kw = 0; kw < (K); kw++) acc[o][kw] = (float16)(0.0f);  \
     const uint b1 = part * NB + NB < B ? part * NB + NB : B;                               \
-    __global const float *xend = x + (size_t)B * C * H * W,                                \
-                         *dyend = dy + (size_t)B * OC * OH * OW
+    __global const float *dyend = dy + (size_t)B * OC * OH * OW
 
-#define DC_DW_END                                                                          \
+#define DC_DW_END(K)                                                                       \
     do {                                                                                   \
-        __global float *out = dwp + (size_t)part * OC * C * 9u + (size_t)c * 9u + kh * 3u;  \
-        _Pragma("unroll") for (uint o = 0; o < DW_OB; o++)                                 \
+        __global float *out =                                                              \
+            dwp + ((size_t)part * OC * C + c) * (K) * (K) + kh * (K);                      \
+        _Pragma("unroll") for (uint o = 0; o < DW_OB; o++) /* acc stays in registers */  \
         {                                                                                  \
-            if (o0 + o >= OC) break;                                                       \
-            __global float *q = out + (size_t)(o0 + o) * C * 9u;                           \
-            q[0] = dc_sum16(acc[o][0]);                                                    \
-            q[1] = dc_sum16(acc[o][1]);                                                    \
-            q[2] = dc_sum16(acc[o][2]);                                                    \
+            if (o0 + o >= OC) continue;                                                    \
+            __global float *q = out + (size_t)(o0 + o) * C * (K) * (K);                    \
+            _Pragma("unroll") for (uint kw = 0; kw < (K); kw++) q[kw] = dc_sum16(acc[o][kw]); \
         }                                                                                  \
     } while (0)
 
@@ -396,14 +398,15 @@ __kernel void conv3x3_rows_dw(const uint B, const uint C, const uint H, const ui
                               const uint NB, __global const float *restrict x,
                               __global const float *restrict dy, __global float *restrict dwp)
 {
-    DC_DW_BEGIN;
+    DC_DW_BEGIN(3u);
+    __global const float *xend = x + (size_t)B * C * H * W;
     const uint nseg = (OW + 15u) / 16u;
     if (S == 1u) {
         DC_DW_ROWS(DC_ROW, 1u)
     } else {
         DC_DW_ROWS(DC_ROW2, 2u)
     }
-    DC_DW_END;
+    DC_DW_END(3u);
 }
 
 /* The same with two output rows of at most 8 columns per vector (OW <= 8). */
@@ -412,13 +415,14 @@ __kernel void conv3x3_pairs_dw(const uint B, const uint C, const uint H, const u
                                const uint NB, __global const float *restrict x,
                                __global const float *restrict dy, __global float *restrict dwp)
 {
-    DC_DW_BEGIN;
+    DC_DW_BEGIN(3u);
+    __global const float *xend = x + (size_t)B * C * H * W;
     if (S == 1u) {
         DC_DW_PAIRS(DC_PAIR, 1u)
     } else {
         DC_DW_PAIRS(DC_PAIR2, 2u)
     }
-    DC_DW_END;
+    DC_DW_END(3u);
 }
 
 /* Input gradient at stride 2: dx [B, C, H, W] from dy [B, OC, OH, OW] (OC
@@ -461,17 +465,9 @@ __kernel void conv3x3s2_rows_dx(const uint B, const uint C, const uint H, const 
         }
     }
     const uint n = W - iw0 < 16u ? W - iw0 : 16u;
-    for (uint o = 0; o < DB; o++) {
-        if (c0 + o >= C) break;
-        __global float *xr = dx + (((size_t)b * C + c0 + o) * H + ih) * W + iw0;
-        if (n == 16u) {
-            vstore16(acc[o], 0, xr);
-        } else {
-            float t[16];
-            vstore16(acc[o], 0, t);
-            for (uint q = 0; q < n; q++) xr[q] = t[q];
-        }
-    }
+#pragma unroll
+    for (uint o = 0; o < DB; o++) /* unrolled: acc stays in registers */
+        if (c0 + o < C) dc_store(acc[o], dx + (((size_t)b * C + c0 + o) * H + ih) * W + iw0, n, w, 0u);
 }
 
 /* ---- 5x5, stride 1, any padding P < 5 (LeNet-5's convolutions) ----
@@ -481,15 +477,6 @@ __kernel void conv3x3s2_rows_dx(const uint B, const uint C, const uint H, const 
  * row 0) and kernel column kw's vector is lanes kw .. kw + 15 of the pair.
  * The input gradient is the forward on dy with the kernel flipped (t -> 24
  * - t), the channels' roles swapped and padding 4 - P. */
-
-/* v = columns [s0, s0 + 16) of the row at element offset ro of a buffer of
- * n elements (s0 may be negative), 0 outside [0, W). */
-float16 dc_segx_tail(__global const float *x, long ro, int s0, int W)
-{
-    float t[16];
-    for (int q = 0; q < 16; q++) t[q] = s0 + q >= 0 && s0 + q < W ? x[ro + s0 + q] : 0.0f;
-    return vload16(0, t);
-}
 
 #define DC_SEGX(v, x, ro, s0, W, n)                                                        \
     do {                                                                                   \
@@ -549,18 +536,10 @@ void dc5_rows(uint B, uint C, uint H, uint W, uint OH, uint OW, uint P, uint OC,
     }
     const uint nv = OW - ow0 < 16u ? OW - ow0 : 16u;
 #pragma unroll
-    for (uint o = 0; o < DB; o++) {
-        if (o0 + o >= OC) break;
-        const float16 r = has_bias ? acc[o] + (float16)(bias[o0 + o]) : acc[o];
-        __global float *yr = y + (((size_t)b * OC + o0 + o) * OH + oh) * OW + ow0;
-        if (nv == 16u) {
-            vstore16(r, 0, yr);
-        } else {
-            float t[16];
-            vstore16(r, 0, t);
-            for (uint q = 0; q < nv; q++) yr[q] = t[q];
-        }
-    }
+    for (uint o = 0; o < DB; o++) /* unrolled: acc stays in registers */
+        if (o0 + o < OC)
+            dc_store(acc[o], y + (((size_t)b * OC + o0 + o) * OH + oh) * OW + ow0, nv,
+                     bias + o0 + o, has_bias);
 }
 
 #define DC5_ARGS                                                                            \
@@ -580,30 +559,17 @@ __kernel void conv5x5_rows_bwd(DC5_ARGS)
     dc5_rows(B, C, H, W, OH, OW, P, OC, wo, wc, 1u, x, w, bias, has_bias, y);
 }
 
-/* Weight gradient, 5x5: one work-item per kernel row kh, DW_OB output
- * channels, input channel and part of the batch (global id = ((part * C +
- * c) * nob + ob) * 5 + kh), 20 accumulators; the part's [OC, C, 5, 5] at
- * dwp + part * OC*C*25, summed by the caller. */
+/* Weight gradient, 5x5: as the 3x3 one (DC_DW_BEGIN / DC_DW_END), one
+ * work-item per kernel row kh, DW_OB output channels, input channel and
+ * part of the batch, 20 accumulators. */
 __kernel void conv5x5_rows_dw(const uint B, const uint C, const uint H, const uint W,
                               const uint OH, const uint OW, const uint P, const uint OC,
                               const uint NB, __global const float *restrict x,
                               __global const float *restrict dy, __global float *restrict dwp)
 {
-    const uint nob = (OC + DW_OB - 1u) / DW_OB, g = (uint)get_global_id(0);
-    const uint kh = g % 5u, o0 = (g / 5u) % nob * DW_OB, c = (g / (5u * nob)) % C,
-               part = g / (5u * nob * C);
+    DC_DW_BEGIN(5u);
     const uint nseg = (OW + 15u) / 16u;
     const long n = (long)B * C * H * W;
-    __global const float *dyend = dy + (size_t)B * OC * OH * OW;
-    uint od[DW_OB];
-#pragma unroll
-    for (uint o = 0; o < DW_OB; o++) od[o] = o0 + o < OC ? o : 0u;
-    float16 acc[DW_OB][5];
-#pragma unroll
-    for (uint o = 0; o < DW_OB; o++)
-#pragma unroll
-        for (uint kw = 0; kw < 5u; kw++) acc[o][kw] = (float16)(0.0f);
-    const uint b1 = part * NB + NB < B ? part * NB + NB : B;
     for (uint b = part * NB; b < b1; b++) {
         const long po = ((long)b * C + c) * H * W;
         __global const float *dp = dy + ((size_t)b * OC + o0) * OH * OW;
@@ -624,12 +590,5 @@ __kernel void conv5x5_rows_dw(const uint B, const uint C, const uint H, const ui
             }
         }
     }
-    __global float *out = dwp + (size_t)part * OC * C * 25u + (size_t)c * 25u + kh * 5u;
-#pragma unroll
-    for (uint o = 0; o < DW_OB; o++) {
-        if (o0 + o >= OC) break;
-        __global float *q = out + (size_t)(o0 + o) * C * 25u;
-#pragma unroll
-        for (uint kw = 0; kw < 5u; kw++) q[kw] = dc_sum16(acc[o][kw]);
-    }
+    DC_DW_END(5u);
 }
