@@ -25,6 +25,13 @@ int kdcl__conv_direct_fits(const kdcl_conv_geom *g)
     return g->kh == 5 && g->kw == 5 && g->sh == 1 && g->sw == 1 && g->ph == g->pw;
 }
 
+/* The kernels' geometry argument after OW: the stride (3x3; the padding is
+ * 1) or the padding (5x5; the stride is 1). */
+static cl_uint dc_stride_or_pad(const kdcl_conv_geom *g)
+{
+    return (cl_uint)(g->kh == 5 ? g->ph : g->sh);
+}
+
 /* One work-item per group: PoCL's own choice of the group size for these
  * kernels (each work-item holds 16 float16 accumulators and a few arrays)
  * overflowed its work-group stack at 128 x 32x16x16 (a crash in the
@@ -64,7 +71,7 @@ kdcl_status kdcl__conv_direct_forward(kdcl_ctx *ctx, const kdcl_conv_geom *g, si
 {
     const size_t kk = g->kh * g->kw;
     return dc_conv(ctx, g->kh, 0, batch, g->c, g->h, g->w, g->oh, g->ow,
-                   g->kh == 5 ? g->ph : g->sh, g->oc, (cl_ulong)(g->c * kk), kk, x, w, bias, y);
+                   dc_stride_or_pad(g), g->oc, (cl_ulong)(g->c * kk), kk, x, w, bias, y);
 }
 
 kdcl_status kdcl__conv_direct_dx(kdcl_ctx *ctx, const kdcl_conv_geom *g, size_t batch,
@@ -119,7 +126,7 @@ kdcl_status kdcl__conv_direct_dw_parts(kdcl_ctx *ctx, const kdcl_conv_geom *g, s
     TRY(kdcl_kernel_get(ctx, "conv_direct", name, &k));
     cl_uint B = (cl_uint)batch, C = (cl_uint)g->c, H = (cl_uint)g->h, W = (cl_uint)g->w,
             OH = (cl_uint)g->oh, OW = (cl_uint)g->ow,
-            S = (cl_uint)(g->kh == 5 ? g->ph : g->sh), /* 5x5: the padding */ OC = (cl_uint)g->oc,
+            S = dc_stride_or_pad(g), OC = (cl_uint)g->oc,
             NB = (cl_uint)nb;
     const karg a[] = {KA(B),  KA(C), KA(H), KA(W),  KA(OH), KA(OW),
                       KA(S),  KA(OC), KA(NB), KA(x), KA(dy), KA(out)};

@@ -1431,6 +1431,15 @@ static kdcl_status apply_tuning(kdcl_ctx *ctx, gemm_state *g)
     return KDCL_OK;
 }
 
+/* The environment variable `name` when set and not empty (any value but "0"
+ * is on), else on for CPU devices. */
+static int cpu_unless_env(const kdcl_ctx *ctx, const char *name)
+{
+    const char *env = getenv(name);
+    if (env && *env) return strcmp(env, "0") != 0;
+    return (ctx->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+}
+
 /* Packing on for CPUs whose Xgemm tiles kdcl set (GEMMK = 0 only: the other
  * kernel wants other orientations); KDCL_GEMM_PACK=0/1 overrides. */
 static void decide_packing(kdcl_ctx *ctx, gemm_state *g)
@@ -1438,31 +1447,19 @@ static void decide_packing(kdcl_ctx *ctx, gemm_state *g)
     kdcl_gemm_pack_info *p = &g->pack;
     p->max_waste = 1.35;
     int known = p->mwg && p->nwg && p->kwg && g->gemmk == 0;
-    const char *env = getenv("KDCL_GEMM_PACK");
-    if (env && *env)
-        p->enabled = known && strcmp(env, "0") != 0;
-    else
-        p->enabled = known && (ctx->dev.type & CL_DEVICE_TYPE_CPU);
+    p->enabled = known && cpu_unless_env(ctx, "KDCL_GEMM_PACK");
 }
 
 /* kdcl's narrow-product kernels on CPU devices; KDCL_GEMM_SMALL=0/1 overrides. */
 static void decide_small(kdcl_ctx *ctx, gemm_state *g)
 {
-    const char *env = getenv("KDCL_GEMM_SMALL");
-    if (env && *env)
-        g->small = strcmp(env, "0") != 0;
-    else
-        g->small = (ctx->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+    g->small = cpu_unless_env(ctx, "KDCL_GEMM_SMALL");
 }
 
-/* Direct 3x3 convolutions on CPU devices; KDCL_CONV_DIRECT=0/1 overrides. */
+/* Direct convolutions on CPU devices; KDCL_CONV_DIRECT=0/1 overrides. */
 static void decide_direct(kdcl_ctx *ctx, gemm_state *g)
 {
-    const char *env = getenv("KDCL_CONV_DIRECT");
-    if (env && *env)
-        g->direct = strcmp(env, "0") != 0;
-    else
-        g->direct = (ctx->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+    g->direct = cpu_unless_env(ctx, "KDCL_CONV_DIRECT");
 }
 
 static kdcl_status conv_algo_from_env(gemm_state *g);
