@@ -642,9 +642,8 @@ END_TEST
  * (read by a new context's GEMM state). */
 START_TEST(test_conv_direct_setting)
 {
-    const int cpu = (kdcl_ctx_device(tu_ctx)->type & CL_DEVICE_TYPE_CPU) != 0;
     const char *env = getenv("KDCL_CONV_DIRECT");
-    const int dflt = env && *env ? strcmp(env, "0") != 0 : cpu;
+    const int dflt = tu_cpu_unless_env("KDCL_CONV_DIRECT");
     OK(kdcl_conv_set_algo(tu_ctx, KDCL_CONV_KDCL_IM2COL));
     kdcl__conv_set_direct(tu_ctx, -1);
     ck_assert_int_eq(kdcl_conv_direct_on(tu_ctx), dflt);

@@ -57,12 +57,14 @@ void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed)
 
 kdcl_ctx *tu_ctx;
 
-int tu_gemm_small_default(void)
+int tu_cpu_unless_env(const char *name)
 {
-    const char *env = getenv("KDCL_GEMM_SMALL");
+    const char *env = getenv(name);
     return env && *env ? strcmp(env, "0") != 0
                        : (kdcl_ctx_device(tu_ctx)->type & CL_DEVICE_TYPE_CPU) != 0;
 }
+
+int tu_gemm_small_default(void) { return tu_cpu_unless_env("KDCL_GEMM_SMALL"); }
 
 void tu_ctx_setup(void)
 {

@@ -22,9 +22,12 @@ void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed);
 extern kdcl_ctx *tu_ctx;
 void tu_ctx_setup(void);
 void tu_ctx_teardown(void);
-/* Whether kdcl's narrow-product kernels are on for tu_ctx by default: as
- * KDCL_GEMM_SMALL says, else on for CPU devices (what suites that switch
- * them go back to). */
+/* A setting that is on for CPU devices unless the environment variable
+ * `name` says otherwise ("0": off, any other non-empty value: on), for
+ * tu_ctx: kdcl's defaults for KDCL_GEMM_SMALL, KDCL_CONV_DIRECT, ... */
+int tu_cpu_unless_env(const char *name);
+/* Whether kdcl's narrow-product kernels are on for tu_ctx by default (what
+ * suites that switch them go back to). */
 int tu_gemm_small_default(void);
 /* Tensors on tu_ctx, failing the test with the library's error: an F32
  * [B, K] matrix, a 1-D tensor of n elements, whole-tensor upload/download. */
